@@ -1,0 +1,129 @@
+//! Configuration from the environment, as the SAM template sets it on every function.
+
+use crate::error::{StepError, StepResult};
+use crate::model::RollbackScope;
+use crate::settings::SettingsMap;
+
+pub const DEFAULT_TARGET_TAG: &str = "ami-rollout:enabled=true";
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 5;
+/// Step Functions' inline Map runs at most 40 iterations at once.
+pub const MAX_CONCURRENCY_LIMIT: u32 = 40;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `key=value`; groups carrying it are targets. Empty when `TARGET_TAG` is set to "".
+    pub target_tag: Option<(String, String)>,
+    /// Groups named explicitly (`TARGET_ASGS`), in addition to the tag.
+    pub target_asgs: Vec<String>,
+    pub excluded_asgs: Vec<String>,
+    pub settings: SettingsMap,
+    pub allowed_ami_owners: Vec<String>,
+    pub rollback_scope: RollbackScope,
+    pub max_concurrency: u32,
+}
+
+impl Config {
+    pub fn from_env() -> StepResult<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment in production, a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> StepResult<Self> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string());
+        let target_tag = match get("TARGET_TAG") {
+            None => Some(parse_tag(DEFAULT_TARGET_TAG)?),
+            Some(tag) if tag.is_empty() => None,
+            Some(tag) => Some(parse_tag(&tag)?),
+        };
+        let settings = match get("ASG_CONFIGURATIONS") {
+            Some(json) if !json.is_empty() => SettingsMap::parse(&json)?,
+            _ => SettingsMap::default(),
+        };
+        let rollback_scope = match get("ROLLBACK_SCOPE") {
+            Some(scope) if !scope.is_empty() => scope.parse()?,
+            _ => RollbackScope::default(),
+        };
+        let max_concurrency = match get("MAX_CONCURRENCY") {
+            Some(n) if !n.is_empty() => n.parse().map_err(|_| StepError::invalid(format!("MAX_CONCURRENCY {n:?} is not a number")))?,
+            _ => DEFAULT_MAX_CONCURRENCY,
+        };
+        Ok(Self {
+            target_tag,
+            target_asgs: parse_list("TARGET_ASGS", get("TARGET_ASGS"))?,
+            excluded_asgs: parse_list("EXCLUDED_ASGS", get("EXCLUDED_ASGS"))?,
+            settings,
+            allowed_ami_owners: parse_list("ALLOWED_AMI_OWNERS", get("ALLOWED_AMI_OWNERS"))?,
+            rollback_scope,
+            max_concurrency: validate_concurrency(max_concurrency)?,
+        })
+    }
+}
+
+pub fn validate_concurrency(n: u32) -> StepResult<u32> {
+    if (1..=MAX_CONCURRENCY_LIMIT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(StepError::invalid(format!("max concurrency {n} is outside 1-{MAX_CONCURRENCY_LIMIT}")))
+    }
+}
+
+/// `key=value`; a bare key is refused so a rollout target is always chosen on purpose.
+pub fn parse_tag(tag: &str) -> StepResult<(String, String)> {
+    match tag.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(StepError::invalid(format!("target tag {tag:?} must be key=value"))),
+    }
+}
+
+/// A list given as a JSON array (`["a","b"]`) or comma-separated (`a, b`), as the seeds' Lambdas took it.
+fn parse_list(name: &str, value: Option<String>) -> StepResult<Vec<String>> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else { return Ok(Vec::new()) };
+    if value.starts_with('[') {
+        return serde_json::from_str(&value).map_err(|e| StepError::invalid(format!("{name} is not a JSON list of strings: {e}")));
+    }
+    Ok(value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> StepResult<Config> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_select_by_the_rollout_tag() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.target_tag, Some(("ami-rollout:enabled".into(), "true".into())));
+        assert_eq!((c.max_concurrency, c.rollback_scope), (5, RollbackScope::Execution));
+        assert!(c.excluded_asgs.is_empty() && c.target_asgs.is_empty() && c.allowed_ami_owners.is_empty());
+    }
+
+    #[test]
+    fn lists_accept_json_or_commas() {
+        let c = config(&[("EXCLUDED_ASGS", r#"["legacy", "batch"]"#), ("TARGET_ASGS", "web, api ,"), ("TARGET_TAG", "")]).unwrap();
+        assert_eq!(c.excluded_asgs, ["legacy", "batch"]);
+        assert_eq!(c.target_asgs, ["web", "api"]);
+        assert_eq!(c.target_tag, None);
+    }
+
+    #[test]
+    fn bad_values_are_invalid_input_naming_the_variable() {
+        for (vars, expected) in [
+            (vec![("TARGET_TAG", "team")], "target tag \"team\""),
+            (vec![("MAX_CONCURRENCY", "many")], "MAX_CONCURRENCY"),
+            (vec![("MAX_CONCURRENCY", "0")], "outside 1-40"),
+            (vec![("MAX_CONCURRENCY", "41")], "outside 1-40"),
+            (vec![("ROLLBACK_SCOPE", "all")], "rollback scope"),
+            (vec![("EXCLUDED_ASGS", "[1,2]")], "EXCLUDED_ASGS"),
+            (vec![("ASG_CONFIGURATIONS", "{not json")], "ASG_CONFIGURATIONS"),
+        ] {
+            let err = config(&vars).unwrap_err();
+            assert_eq!(err.name(), "InvalidInput");
+            assert!(err.to_string().contains(expected), "{vars:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The one error type of every step, and its contract with the state machine.
+//!
+//! Each variant maps to a stable `errorType` (the `Error` the Step Functions console shows and the
+//! name `Retry`/`Catch` match on). Retryable and terminal conditions never share a name.
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use lambda_runtime::Diagnostic;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StepError {
+    /// The trigger or step input is malformed or names something that does not exist.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The AMI cannot be rolled out (missing, not available, deprecated, disabled, wrong owner or architecture).
+    #[error("AMI {ami} is not usable: {reason}")]
+    AmiNotUsable { ami: String, reason: String },
+    /// A named target does not exist, or the selection matched nothing.
+    #[error("no rollout target: {0}")]
+    TargetNotFound(String),
+    /// A target exists but cannot be rolled out safely (and rolled back); nothing was changed.
+    #[error("{group}: preflight refused the rollout: {reason}")]
+    PreflightFailed { group: String, reason: String },
+    /// Another instance refresh, to a configuration that is not ours, is running on the group.
+    #[error("{group}: instance refresh {refresh_id} to another configuration is running; wait for it or cancel it, then redrive")]
+    RefreshConflict { group: String, refresh_id: String },
+    /// The fleet did not prove healthy on the new AMI.
+    #[error("{group}: unhealthy on {ami}: {reasons}")]
+    TargetUnhealthy { group: String, ami: String, reasons: String },
+    /// AWS throttled us past the SDK's own retries. Retryable.
+    #[error("{operation} throttled: {message}")]
+    AwsThrottled { operation: String, message: String },
+    /// A network failure, timeout or AWS 5xx. Retryable.
+    #[error("{operation} failed transiently: {message}")]
+    AwsTransient { operation: String, message: String },
+    /// AWS refused a request (access denied, validation, ...). Not retryable.
+    #[error("{operation} was refused: {message}")]
+    AwsRequestFailed { operation: String, message: String },
+    /// A target could not be brought back to its rollback point.
+    #[error("rollback did not complete: {0}")]
+    RollbackFailed(String),
+}
+
+impl StepError {
+    /// The stable `errorType` of this error, as matched by the state machine.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::InvalidInput(_) => "InvalidInput",
+            Self::AmiNotUsable { .. } => "AmiNotUsable",
+            Self::TargetNotFound(_) => "TargetNotFound",
+            Self::PreflightFailed { .. } => "PreflightFailed",
+            Self::RefreshConflict { .. } => "RefreshConflict",
+            Self::TargetUnhealthy { .. } => "TargetUnhealthy",
+            Self::AwsThrottled { .. } => "AwsThrottled",
+            Self::AwsTransient { .. } => "AwsTransient",
+            Self::AwsRequestFailed { .. } => "AwsRequestFailed",
+            Self::RollbackFailed(_) => "RollbackFailed",
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::InvalidInput(message.into())
+    }
+
+    /// Maps an SDK failure of `operation` to a typed error, keeping AWS's code and message.
+    pub fn from_sdk<E, R>(operation: &str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug,
+    {
+        let operation = operation.to_string();
+        match &err {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+                let message = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+                Self::AwsTransient { operation, message }
+            }
+            SdkError::ServiceError(service) => {
+                let code = service.err().code().unwrap_or("Unknown");
+                let message = format!("{code}: {}", service.err().message().unwrap_or("no message"));
+                if is_throttling(code) {
+                    Self::AwsThrottled { operation, message }
+                } else if is_transient(code) {
+                    Self::AwsTransient { operation, message }
+                } else {
+                    Self::AwsRequestFailed { operation, message }
+                }
+            }
+            _ => {
+                let message = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+                Self::AwsRequestFailed { operation, message }
+            }
+        }
+    }
+}
+
+/// Error codes AWS services use for throttling (EC2, Auto Scaling, ECS, CloudWatch, SSM).
+fn is_throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling" | "ThrottlingException" | "ThrottledException" | "RequestLimitExceeded" | "TooManyRequestsException" | "RequestThrottled"
+    )
+}
+
+/// Error codes for server-side failures that a later attempt can get past.
+fn is_transient(code: &str) -> bool {
+    matches!(
+        code,
+        "InternalError" | "InternalFailure" | "InternalServerError" | "ServiceUnavailable" | "Unavailable" | "ServerException" | "ResourceContention"
+    )
+}
+
+/// Every `errorType` a step can raise, with whether the state machine retries it.
+pub const ERROR_NAMES: &[(&str, bool)] = &[
+    ("InvalidInput", false),
+    ("AmiNotUsable", false),
+    ("TargetNotFound", false),
+    ("PreflightFailed", false),
+    ("RefreshConflict", false),
+    ("TargetUnhealthy", false),
+    ("AwsThrottled", true),
+    ("AwsTransient", true),
+    ("AwsRequestFailed", false),
+    ("RollbackFailed", false),
+];
+
+impl From<StepError> for Diagnostic {
+    fn from(err: StepError) -> Self {
+        Diagnostic { error_type: err.name().to_string(), error_message: err.to_string() }
+    }
+}
+
+pub type StepResult<T> = Result<T, StepError>;
+
+/// Parses a step's JSON input into its type, turning serde's message into `InvalidInput`.
+/// Handlers take `serde_json::Value` so malformed input gets our error name, not the runtime's.
+pub fn parse_input<T: serde::de::DeserializeOwned>(step: &str, value: serde_json::Value) -> StepResult<T> {
+    serde_json::from_value(value).map_err(|e| StepError::invalid(format!("{step} input: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_variant() -> Vec<StepError> {
+        let s = || "x".to_string();
+        vec![
+            StepError::InvalidInput(s()),
+            StepError::AmiNotUsable { ami: s(), reason: s() },
+            StepError::TargetNotFound(s()),
+            StepError::PreflightFailed { group: s(), reason: s() },
+            StepError::RefreshConflict { group: s(), refresh_id: s() },
+            StepError::TargetUnhealthy { group: s(), ami: s(), reasons: s() },
+            StepError::AwsThrottled { operation: s(), message: s() },
+            StepError::AwsTransient { operation: s(), message: s() },
+            StepError::AwsRequestFailed { operation: s(), message: s() },
+            StepError::RollbackFailed(s()),
+        ]
+    }
+
+    #[test]
+    fn error_names_list_every_variant_once() {
+        let names: Vec<&str> = every_variant().iter().map(StepError::name).collect();
+        let listed: Vec<&str> = ERROR_NAMES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, listed);
+    }
+
+    #[test]
+    fn diagnostic_carries_the_stable_name_and_a_message_naming_the_resource() {
+        let d: Diagnostic = StepError::RefreshConflict { group: "web".into(), refresh_id: "r-1".into() }.into();
+        assert_eq!(d.error_type, "RefreshConflict");
+        assert!(d.error_message.starts_with("web: instance refresh r-1"), "{}", d.error_message);
+    }
+
+    #[test]
+    fn malformed_input_is_invalid_input() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct In {
+            group: String,
+        }
+        let err = parse_input::<In>("start-refresh", serde_json::json!({"group": 3})).unwrap_err();
+        assert_eq!(err.name(), "InvalidInput");
+        assert!(err.to_string().contains("start-refresh input"), "{err}");
+    }
+
+    #[test]
+    fn aws_codes_are_classified() {
+        for (code, throttled, transient) in [
+            ("Throttling", true, false),
+            ("RequestLimitExceeded", true, false),
+            ("ThrottlingException", true, false),
+            ("InternalError", false, true),
+            ("ServiceUnavailable", false, true),
+            ("AccessDenied", false, false),
+            ("ValidationError", false, false),
+        ] {
+            assert_eq!(is_throttling(code), throttled, "{code}");
+            assert_eq!(is_transient(code), transient, "{code}");
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The data that flows between the steps. One home for every step's input and output: a step's
+//! output is the next step's input, and the state machine only moves these objects around.
+//!
+//! State stays small (ids, versions, counts, short reasons): Step Functions fails an execution
+//! whose state passes 256 KiB with `States.DataLimitExceeded`, which no `Catch` can catch.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{StepError, StepResult};
+use crate::settings::SettingsMap;
+
+/// Seconds since the Unix epoch.
+pub type Epoch = i64;
+
+/// The validated AMI being rolled out.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Ami {
+    pub id: String,
+    pub name: String,
+    pub architecture: String,
+    pub owner_id: String,
+}
+
+/// How an Auto Scaling group refers to its launch template version.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionReference {
+    #[serde(rename = "$Latest")]
+    Latest,
+    #[serde(rename = "$Default")]
+    Default,
+    /// A version number.
+    #[serde(rename = "pinned")]
+    Pinned,
+}
+
+impl VersionReference {
+    pub fn parse(version: &str) -> Self {
+        match version {
+            "$Latest" => Self::Latest,
+            "$Default" => Self::Default,
+            _ => Self::Pinned,
+        }
+    }
+
+    /// The string a launch template specification carries for this reference to `version`.
+    pub fn spec(self, version: i64) -> String {
+        match self {
+            Self::Latest => "$Latest".into(),
+            Self::Default => "$Default".into(),
+            Self::Pinned => version.to_string(),
+        }
+    }
+}
+
+/// Everything needed to bring a group back to where it was before the rollout.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackPoint {
+    pub launch_template_id: String,
+    /// The numbered version the group ran (its `$Latest`/`$Default` resolved at plan time).
+    pub version: i64,
+    pub image_id: String,
+    pub reference: VersionReference,
+    /// The template's default version at plan time.
+    pub default_version: i64,
+}
+
+/// The kind of thing a target is. Standalone instances will join Auto Scaling groups here.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum TargetKind {
+    #[default]
+    AutoScalingGroup,
+}
+
+/// ECS capacity served by a group.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsCapacity {
+    pub cluster: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider: Option<String>,
+    #[serde(default)]
+    pub managed_termination_protection: bool,
+}
+
+/// One group in the plan.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    #[serde(default)]
+    pub kind: TargetKind,
+    pub group: String,
+    pub rollback_point: RollbackPoint,
+    /// The group uses a MixedInstancesPolicy: its policy, with only the version changed, is the
+    /// refresh's desired configuration.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mixed_instances: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecs: Option<EcsCapacity>,
+}
+
+/// Why a group is not in the plan.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    pub group: String,
+    pub reason: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum RollbackScope {
+    /// Every target the execution touched (default).
+    #[default]
+    Execution,
+    /// Only the wave that failed.
+    Wave,
+}
+
+impl std::str::FromStr for RollbackScope {
+    type Err = StepError;
+    fn from_str(s: &str) -> StepResult<Self> {
+        match s {
+            "execution" => Ok(Self::Execution),
+            "wave" => Ok(Self::Wave),
+            other => Err(StepError::invalid(format!("rollback scope must be \"execution\" or \"wave\", not {other:?}"))),
+        }
+    }
+}
+
+/// Output of resolve-ami: what the execution will do.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    /// What started the rollout, in a few words.
+    pub trigger: String,
+    pub ami: Ami,
+    pub waves: Vec<Vec<Target>>,
+    pub settings: SettingsMap,
+    /// Groups left out, with the reason (at most `SKIPPED_SHOWN` listed; `skippedCount` has all).
+    pub skipped: Vec<Skipped>,
+    pub skipped_count: usize,
+    pub target_count: usize,
+    pub max_concurrency: u32,
+    pub rollback_scope: RollbackScope,
+}
+
+/// How many skipped groups the plan lists by name (the count covers all).
+pub const SKIPPED_SHOWN: usize = 50;
+
+/// A running instance refresh this execution started or adopted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshRef {
+    pub id: String,
+    pub started_at: Epoch,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    /// The refresh is replacing instances.
+    InProgress,
+    /// The refresh succeeded; waiting for ECS and alarms to confirm.
+    Verifying,
+    /// Every check passes; holding for the bake window.
+    Baking,
+    /// Checks held for the whole bake window.
+    Healthy,
+    /// The rollout failed on this target.
+    Unhealthy,
+}
+
+/// One health check's outcome, as shown in the console.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub verdict: Verdict,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    pub refresh_status: String,
+    pub percentage: i32,
+    pub next_wait_seconds: i64,
+    pub checked_at: Epoch,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_ended_at: Option<Epoch>,
+    /// Since when every check has passed (the bake window's start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_since: Option<Epoch>,
+    /// How many checks passed in this round (instances, container instances, services, alarms).
+    pub checks_passed: u32,
+}
+
+/// The state of one target's rollout inside the state machine's Map: each step reads it and
+/// returns it with its own part filled in.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRun {
+    /// The execution's name: it makes launch template versions idempotent and marks what we made.
+    pub execution: String,
+    pub ami: Ami,
+    pub settings: SettingsMap,
+    pub target: Target,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_version: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+impl TargetRun {
+    pub fn group(&self) -> &str {
+        &self.target.group
+    }
+
+    pub fn require_new_version(&self) -> StepResult<i64> {
+        self.new_version
+            .ok_or_else(|| StepError::invalid(format!("{}: newVersion is missing (the launch template version was not created)", self.group())))
+    }
+
+    pub fn require_refresh(&self) -> StepResult<&RefreshRef> {
+        self.refresh
+            .as_ref()
+            .ok_or_else(|| StepError::invalid(format!("{}: refresh is missing (the instance refresh was not started)", self.group())))
+    }
+
+    /// Ensures the input names a usable execution and target before any AWS call.
+    pub fn validate(&self) -> StepResult<()> {
+        if self.execution.trim().is_empty() {
+            return Err(StepError::invalid("execution is empty"));
+        }
+        if self.target.group.trim().is_empty() {
+            return Err(StepError::invalid("target.group is empty"));
+        }
+        crate::ami::validate_ami_id(&self.ami.id)?;
+        if self.target.rollback_point.version < 1 {
+            return Err(StepError::invalid(format!("{}: rollbackPoint.version must be a version number", self.group())));
+        }
+        Ok(())
+    }
+}
+
+/// The execution's failure as Step Functions hands it to a `Catch` (`ResultPath: $.failure`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct Failure {
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+impl Failure {
+    /// The human message inside the Cause (a Lambda's Cause is its JSON error payload).
+    pub fn message(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.cause)
+            .ok()
+            .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_string))
+            .unwrap_or_else(|| self.cause.clone())
+    }
+}
+
+/// Input of the rollback function: the plan and why the rollout failed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackRequest {
+    pub execution: String,
+    pub plan: Plan,
+    #[serde(default)]
+    pub failure: Failure,
+}
+
+/// What rollback did or is doing to one target.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRollback {
+    pub group: String,
+    /// What this call did (or found done), in a few words.
+    pub action: String,
+    pub done: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
+}
+
+/// Output of the rollback function: call it again until `complete`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackReport {
+    pub complete: bool,
+    /// Some target could not be brought back (the execution ends `RollbackFailed`).
+    pub failed: bool,
+    pub targets: Vec<TargetRollback>,
+    pub next_wait_seconds: i64,
+    /// One paragraph for the Fail state's Cause: what failed and what was rolled back.
+    pub cause: String,
+}
