@@ -8,6 +8,8 @@ pub mod error;
 pub mod fleet;
 pub mod model;
 pub mod refresh;
+#[cfg(any(test, feature = "test-util"))]
+pub mod samples;
 pub mod settings;
 pub mod trigger;
 

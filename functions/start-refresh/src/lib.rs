@@ -1,1 +1,141 @@
+//! start-refresh: starts the instance refresh to the new version, passed as the desired
+//! configuration so Auto Scaling can roll it back natively, or adopts the one a retry already started.
 
+use rollout_core::fleet::describe_group;
+use rollout_core::model::{Epoch, RefreshRef, TargetRun};
+use rollout_core::refresh::{self, Purpose, Started};
+use rollout_core::{Clients, StepResult};
+use serde_json::Value;
+
+pub async fn handle(clients: &Clients, event: lambda_runtime::LambdaEvent<Value>) -> Result<TargetRun, lambda_runtime::Diagnostic> {
+    let run = rollout_core::error::parse_input("start-refresh", event.payload)?;
+    Ok(start_refresh(clients, run, rollout_core::aws::now()).await?)
+}
+
+pub async fn start_refresh(clients: &Clients, mut run: TargetRun, now: Epoch) -> StepResult<TargetRun> {
+    run.validate()?;
+    let version = run.require_new_version()?;
+    let group = describe_group(clients, run.group()).await?;
+    let settings = run.settings.for_group(run.group());
+    let prefs = refresh::preferences(&run.target, &settings, Purpose::Rollout);
+    let started = refresh::start(clients, &group, &run.target, version, prefs).await?;
+    let started_at = match &started {
+        Started::New(_) => now,
+        Started::Adopted(existing) => existing.started_at.unwrap_or(now),
+    };
+    tracing::info!(group = run.group(), refresh = started.id(), adopted = matches!(started, Started::Adopted(_)), version, "instance refresh running");
+    run.refresh = Some(RefreshRef { id: started.id().to_string(), started_at });
+    Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
+    use aws_sdk_autoscaling::operation::start_instance_refresh::{StartInstanceRefreshError, StartInstanceRefreshOutput};
+    use aws_sdk_autoscaling::types::{
+        AutoScalingGroup, DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus, LaunchTemplateSpecification, ScaleInProtectedInstances,
+    };
+    use rollout_core::StepError;
+    use rollout_core::aws::mock::{Rule, Rules, mock};
+    use rollout_core::samples::target_run;
+
+    fn run() -> TargetRun {
+        let mut run = target_run();
+        run.new_version = Some(4);
+        run
+    }
+
+    fn group() -> Rule {
+        mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups).then_output(|| {
+            aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput::builder()
+                .auto_scaling_groups(
+                    AutoScalingGroup::builder()
+                        .auto_scaling_group_name("ecs-prod-a")
+                        .launch_template(LaunchTemplateSpecification::builder().launch_template_id("lt-0123456789abcdef0").version("3").build())
+                        .build(),
+                )
+                .build()
+        })
+    }
+
+    fn existing(status: InstanceRefreshStatus, version: &'static str) -> Rule {
+        mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes).then_output(move || {
+            let desired = DesiredConfiguration::builder()
+                .launch_template(LaunchTemplateSpecification::builder().launch_template_id("lt-0123456789abcdef0").version(version).build())
+                .build();
+            DescribeInstanceRefreshesOutput::builder()
+                .instance_refreshes(
+                    InstanceRefresh::builder()
+                        .instance_refresh_id("r-existing")
+                        .status(status.clone())
+                        .desired_configuration(desired)
+                        .start_time(aws_smithy_types::DateTime::from_secs(1_000))
+                        .build(),
+                )
+                .build()
+        })
+    }
+
+    #[tokio::test]
+    async fn starts_with_the_new_version_as_desired_configuration_and_safe_preferences() {
+        let none = mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes).then_output(|| DescribeInstanceRefreshesOutput::builder().build());
+        let start = mock!(aws_sdk_autoscaling::Client::start_instance_refresh)
+            .match_requests(|r| {
+                let desired = r.desired_configuration().and_then(|d| d.launch_template()).unwrap();
+                let p = r.preferences().unwrap();
+                desired.launch_template_id() == Some("lt-0123456789abcdef0")
+                    && desired.version() == Some("4")
+                    && p.skip_matching() == Some(true)
+                    && p.auto_rollback() == Some(true)
+                    && p.min_healthy_percentage() == Some(90)
+                    && p.scale_in_protected_instances() == Some(&ScaleInProtectedInstances::Refresh)
+                    && p.alarm_specification().map(|a| a.alarms()) == Some(&["ecs-prod-a-5xx".to_string()][..])
+            })
+            .then_output(|| StartInstanceRefreshOutput::builder().instance_refresh_id("r-new").build());
+        let g = group();
+        let clients = Rules { autoscaling: vec![&g, &none, &start], ..Default::default() }.clients();
+        let out = start_refresh(&clients, run(), 42).await.unwrap();
+        assert_eq!(out.refresh, Some(RefreshRef { id: "r-new".into(), started_at: 42 }));
+        assert_eq!(start.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_retry_adopts_the_refresh_it_already_started() {
+        let ours = existing(InstanceRefreshStatus::InProgress, "4");
+        let g = group();
+        // No StartInstanceRefresh rule: starting a second refresh would fail the test.
+        let clients = Rules { autoscaling: vec![&g, &ours], ..Default::default() }.clients();
+        let out = start_refresh(&clients, run(), 42).await.unwrap();
+        assert_eq!(out.refresh, Some(RefreshRef { id: "r-existing".into(), started_at: 1_000 }));
+    }
+
+    #[tokio::test]
+    async fn another_running_refresh_is_a_conflict() {
+        let other = existing(InstanceRefreshStatus::InProgress, "9");
+        let g = group();
+        let clients = Rules { autoscaling: vec![&g, &other], ..Default::default() }.clients();
+        let err = start_refresh(&clients, run(), 42).await.unwrap_err();
+        assert_eq!(err, StepError::RefreshConflict { group: "ecs-prod-a".into(), refresh_id: "r-existing".into() });
+    }
+
+    #[tokio::test]
+    async fn throttling_maps_to_the_retryable_name() {
+        let none = mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes).then_output(|| DescribeInstanceRefreshesOutput::builder().build());
+        let throttled = mock!(aws_sdk_autoscaling::Client::start_instance_refresh).then_error(|| {
+            StartInstanceRefreshError::generic(aws_smithy_types::error::ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build())
+        });
+        let g = group();
+        let clients = Rules { autoscaling: vec![&g, &none, &throttled], ..Default::default() }.clients();
+        let err = start_refresh(&clients, run(), 42).await.unwrap_err();
+        assert_eq!(err.name(), "AwsThrottled");
+        assert!(err.to_string().contains("Rate exceeded"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn missing_new_version_is_invalid_input_without_aws_calls() {
+        let err = start_refresh(&Rules::default().clients(), target_run(), 42).await.unwrap_err();
+        assert_eq!(err.name(), "InvalidInput");
+        assert!(err.to_string().contains("newVersion is missing"), "{err}");
+    }
+}
