@@ -1,1 +1,342 @@
+//! check-ecs-health: one call, one target, one verdict.
+//!
+//! `observe` only reads AWS; `verdict` decides from what was observed and the previous verdict,
+//! and says how long the state machine should wait before asking again.
 
+use std::collections::HashSet;
+
+use aws_sdk_ecs::types::{DesiredStatus, LaunchType, TaskStopCode};
+use rollout_core::fleet::{describe_group, in_service_instances, instance_images};
+use rollout_core::model::{EcsCapacity, Epoch, Health, TargetRun, Verdict};
+use rollout_core::refresh::{RefreshInfo, recent_refreshes};
+use rollout_core::{Clients, StepError, StepResult};
+use serde_json::Value;
+
+/// Poll bounds: short enough to see the end of a refresh promptly, long enough to stay far from
+/// Auto Scaling's shared API throttle when many groups are polled at once.
+pub const MIN_WAIT_SECONDS: i64 = 15;
+pub const MAX_WAIT_SECONDS: i64 = 300;
+/// Waiting on ECS to settle: the `services-stable` waiter's own interval.
+pub const VERIFY_WAIT_SECONDS: i64 = 15;
+/// Longest wait inside a bake window, so alarms are re-read while it runs.
+pub const BAKE_WAIT_SECONDS: i64 = 60;
+
+pub async fn handle(clients: &Clients, event: lambda_runtime::LambdaEvent<Value>) -> Result<TargetRun, lambda_runtime::Diagnostic> {
+    let run: TargetRun = rollout_core::error::parse_input("check-ecs-health", event.payload)?;
+    Ok(check(clients, run, rollout_core::aws::now()).await?)
+}
+
+/// Observes the target, records the verdict, and fails with `TargetUnhealthy` when it is unhealthy.
+pub async fn check(clients: &Clients, mut run: TargetRun, now: Epoch) -> StepResult<TargetRun> {
+    run.validate()?;
+    let observation = observe(clients, &run).await?;
+    let health = verdict(&run, &observation, now);
+    tracing::info!(group = run.group(), verdict = ?health.verdict, percentage = health.percentage, reasons = ?health.reasons, next = health.next_wait_seconds, "health check");
+    if health.verdict == Verdict::Unhealthy {
+        return Err(StepError::TargetUnhealthy { group: run.group().to_string(), ami: run.ami.id.clone(), reasons: health.reasons.join("; ") });
+    }
+    run.health = Some(health);
+    Ok(run)
+}
+
+/// What one round of reads saw.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Observation {
+    pub refresh: Option<RefreshInfo>,
+    /// Whether the fleet was read (only once the refresh has succeeded).
+    pub fleet_read: bool,
+    /// In-service instances and the AMI each runs.
+    pub instances: Vec<(String, String)>,
+    pub container_instances: Vec<ContainerInstanceView>,
+    pub services: Vec<ServiceView>,
+    /// Tasks of those services that failed since the rollout began: "service: reason".
+    pub failed_tasks: Vec<String>,
+    pub alarms_in_alarm: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInstanceView {
+    pub ec2_instance_id: String,
+    pub status: String,
+    pub agent_connected: bool,
+    pub ami: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceView {
+    pub name: String,
+    pub running: i32,
+    pub desired: i32,
+    pub deployments: usize,
+    pub rollout_completed: bool,
+}
+
+/// Checks whose failure is the new AMI's fault (rollback now) and checks that may still be
+/// settling (wait, up to the verify timeout).
+struct Findings {
+    fatal: Vec<String>,
+    settling: Vec<String>,
+    passed: u32,
+}
+
+fn inspect_fleet(o: &Observation, ami: &str, ecs: Option<&EcsCapacity>) -> Findings {
+    let mut f = Findings { fatal: o.failed_tasks.iter().map(|t| format!("task failed: {t}")).collect(), settling: Vec::new(), passed: 0 };
+    let mut check = |ok: bool, settling: String| if ok { f.passed += 1 } else { f.settling.push(settling) };
+    for (id, image) in &o.instances {
+        check(image == ami, format!("instance {id} runs {image}"));
+    }
+    if ecs.is_some() {
+        let registered: HashSet<&str> = o.container_instances.iter().map(|c| c.ec2_instance_id.as_str()).collect();
+        for (id, _) in &o.instances {
+            check(registered.contains(id.as_str()), format!("instance {id} is not registered with ECS"));
+        }
+        for c in o.container_instances.iter().filter(|c| o.instances.iter().any(|(id, _)| *id == c.ec2_instance_id)) {
+            check(c.status == "ACTIVE", format!("container instance {} is {}", c.ec2_instance_id, c.status));
+            check(c.agent_connected, format!("ECS agent on {} is disconnected", c.ec2_instance_id));
+            check(c.ami.as_deref() == Some(ami), format!("container instance {} reports AMI {}", c.ec2_instance_id, c.ami.as_deref().unwrap_or("none")));
+        }
+        for s in &o.services {
+            check(s.running == s.desired, format!("service {} runs {}/{} tasks", s.name, s.running, s.desired));
+            check(s.deployments == 1 && s.rollout_completed, format!("service {} has {} deployment(s), rollout not completed", s.name, s.deployments));
+        }
+    }
+    f
+}
+
+/// The verdict for `run` given what was observed at `now`.
+pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
+    let settings = run.settings.for_group(run.group());
+    let previous = run.health.as_ref();
+    let refresh_status = o.refresh.as_ref().map_or_else(|| "NotFound".to_string(), |r| r.status.clone());
+    let percentage = o.refresh.as_ref().map_or(0, |r| r.percentage);
+    let mut health = Health {
+        verdict: Verdict::InProgress,
+        reasons: Vec::new(),
+        refresh_status: refresh_status.clone(),
+        percentage,
+        next_wait_seconds: 0,
+        checked_at: now,
+        refresh_ended_at: o.refresh.as_ref().and_then(|r| r.ended_at),
+        healthy_since: None,
+        checks_passed: 0,
+    };
+    let unhealthy = |mut h: Health, reasons: Vec<String>| {
+        h.verdict = Verdict::Unhealthy;
+        h.reasons = reasons;
+        h
+    };
+    if !o.alarms_in_alarm.is_empty() {
+        return unhealthy(health, o.alarms_in_alarm.iter().map(|a| format!("alarm {a} is in ALARM")).collect());
+    }
+    let Some(refresh) = &o.refresh else {
+        return unhealthy(health, vec![format!("instance refresh {} no longer exists", run.refresh.as_ref().map_or("?", |r| r.id.as_str()))]);
+    };
+    let reason = refresh.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+    match refresh.status.as_str() {
+        "Pending" | "InProgress" | "Baking" => {
+            health.next_wait_seconds = progress_wait(previous, percentage, now, settings.instance_warmup_seconds);
+            health
+        }
+        "Successful" => {
+            let findings = inspect_fleet(o, &run.ami.id, run.target.ecs.as_ref());
+            health.checks_passed = findings.passed;
+            if !findings.fatal.is_empty() {
+                return unhealthy(health, findings.fatal);
+            }
+            let ended = refresh.ended_at.unwrap_or(now);
+            if !findings.settling.is_empty() {
+                // Bounded: a fleet that never settles is as unhealthy as one that fails.
+                if now - ended > settings.verify_timeout_seconds() + settings.bake_seconds() {
+                    let mut reasons = findings.settling;
+                    reasons.insert(0, format!("not settled {}s after the refresh ended", now - ended));
+                    return unhealthy(health, reasons);
+                }
+                health.verdict = Verdict::Verifying;
+                health.reasons = findings.settling;
+                health.next_wait_seconds = VERIFY_WAIT_SECONDS;
+                return health;
+            }
+            let since = previous.and_then(|p| p.healthy_since).unwrap_or(now);
+            let left = settings.bake_seconds() - (now - since);
+            health.healthy_since = Some(since);
+            if left <= 0 {
+                health.verdict = Verdict::Healthy;
+            } else {
+                health.verdict = Verdict::Baking;
+                health.next_wait_seconds = left.clamp(1, BAKE_WAIT_SECONDS);
+            }
+            health
+        }
+        "Failed" | "Cancelled" | "Cancelling" => unhealthy(health, vec![format!("instance refresh {} is {}{reason}", refresh.id, refresh.status)]),
+        "RollbackInProgress" | "RollbackSuccessful" | "RollbackFailed" => {
+            unhealthy(health, vec![format!("Auto Scaling rolled instance refresh {} back ({}){reason}", refresh.id, refresh.status)])
+        }
+        other => {
+            health.reasons = vec![format!("unrecognised refresh status {other}")];
+            health.next_wait_seconds = MAX_WAIT_SECONDS;
+            health
+        }
+    }
+}
+
+/// Wait about half the time the refresh still needs at its observed pace, so polls thin out on
+/// long refreshes and tighten near the end. Without a pace yet, wait one instance warmup.
+pub fn progress_wait(previous: Option<&Health>, percentage: i32, now: Epoch, warmup: Option<i32>) -> i64 {
+    let wait = match previous {
+        Some(p) if percentage > p.percentage && now > p.checked_at => {
+            let per_percent = (now - p.checked_at) as f64 / f64::from(percentage - p.percentage);
+            (per_percent * f64::from(100 - percentage) / 2.0) as i64
+        }
+        // No progress since the last look: back off.
+        Some(p) if p.verdict == Verdict::InProgress => p.next_wait_seconds * 2,
+        _ => warmup.map_or(60, i64::from),
+    };
+    wait.clamp(MIN_WAIT_SECONDS, MAX_WAIT_SECONDS)
+}
+
+/// Reads the refresh, the alarms and, once the refresh succeeded, the fleet and its ECS services.
+pub async fn observe(clients: &Clients, run: &TargetRun) -> StepResult<Observation> {
+    let refresh_ref = run.require_refresh()?;
+    let settings = run.settings.for_group(run.group());
+    let mut o = Observation {
+        refresh: recent_refreshes(clients, run.group()).await?.into_iter().find(|r| r.id == refresh_ref.id),
+        alarms_in_alarm: alarms_in_alarm(clients, settings.alarm_names()).await?,
+        ..Default::default()
+    };
+    if o.refresh.as_ref().is_none_or(|r| r.status != "Successful") || !o.alarms_in_alarm.is_empty() {
+        return Ok(o);
+    }
+    o.fleet_read = true;
+    let group = describe_group(clients, run.group()).await?;
+    let ids = in_service_instances(&group);
+    let images = instance_images(clients, &ids).await?;
+    o.instances = ids.iter().map(|id| (id.clone(), images.get(id).cloned().unwrap_or_else(|| "unknown".into()))).collect();
+    if let Some(ecs) = &run.target.ecs {
+        o.container_instances = container_instances(clients, &ecs.cluster).await?;
+        o.services = services(clients, ecs).await?;
+        o.failed_tasks = failed_tasks(clients, &ecs.cluster, &o.services, refresh_ref.started_at).await?;
+    }
+    Ok(o)
+}
+
+async fn alarms_in_alarm(clients: &Clients, names: &[String]) -> StepResult<Vec<String>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = clients
+        .cloudwatch
+        .describe_alarms()
+        .set_alarm_names(Some(names.to_vec()))
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("DescribeAlarms", e))?;
+    Ok(out.metric_alarms().iter().filter_map(|a| a.alarm_name().map(str::to_string)).collect())
+}
+
+async fn container_instances(clients: &Clients, cluster: &str) -> StepResult<Vec<ContainerInstanceView>> {
+    let mut arns = Vec::new();
+    let mut pages = clients.ecs.list_container_instances().cluster(cluster).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        arns.extend(page.map_err(|e| StepError::from_sdk("ListContainerInstances", e))?.container_instance_arns().iter().cloned());
+    }
+    let mut views = Vec::new();
+    for chunk in arns.chunks(100) {
+        let out = clients
+            .ecs
+            .describe_container_instances()
+            .cluster(cluster)
+            .set_container_instances(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("DescribeContainerInstances", e))?;
+        views.extend(out.container_instances().iter().map(|c| ContainerInstanceView {
+            ec2_instance_id: c.ec2_instance_id().unwrap_or_default().to_string(),
+            status: c.status().unwrap_or_default().to_string(),
+            agent_connected: c.agent_connected(),
+            ami: c.attributes().iter().find(|a| a.name() == "ecs.ami-id").and_then(|a| a.value()).map(str::to_string),
+        }));
+    }
+    Ok(views)
+}
+
+/// The cluster's services that place tasks on this capacity: those using its capacity provider,
+/// or the EC2 launch type when the group is not linked by a capacity provider.
+async fn services(clients: &Clients, ecs: &EcsCapacity) -> StepResult<Vec<ServiceView>> {
+    let mut arns = Vec::new();
+    let mut pages = clients.ecs.list_services().cluster(&ecs.cluster).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        arns.extend(page.map_err(|e| StepError::from_sdk("ListServices", e))?.service_arns().iter().cloned());
+    }
+    let mut views = Vec::new();
+    for chunk in arns.chunks(10) {
+        let out = clients
+            .ecs
+            .describe_services()
+            .cluster(&ecs.cluster)
+            .set_services(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("DescribeServices", e))?;
+        for s in out.services() {
+            let strategy = s.capacity_provider_strategy();
+            let on_capacity = match (s.launch_type(), &ecs.capacity_provider) {
+                (Some(LaunchType::Fargate | LaunchType::External), _) => false,
+                (_, Some(provider)) if !strategy.is_empty() => strategy.iter().any(|i| i.capacity_provider() == provider),
+                _ => true,
+            };
+            if on_capacity && s.status() != Some("INACTIVE") {
+                views.push(ServiceView {
+                    name: s.service_name().unwrap_or_default().to_string(),
+                    running: s.running_count(),
+                    desired: s.desired_count(),
+                    deployments: s.deployments().len(),
+                    rollout_completed: s.deployments().iter().all(|d| d.rollout_state().is_none_or(|r| *r == aws_sdk_ecs::types::DeploymentRolloutState::Completed)),
+                });
+            }
+        }
+    }
+    Ok(views)
+}
+
+/// Tasks of `services` that stopped since `since` because they failed to start or their
+/// essential container exited (draining stops tasks too, with another stop code).
+async fn failed_tasks(clients: &Clients, cluster: &str, services: &[ServiceView], since: Epoch) -> StepResult<Vec<String>> {
+    let mut failed = Vec::new();
+    for service in services {
+        let stopped = clients
+            .ecs
+            .list_tasks()
+            .cluster(cluster)
+            .service_name(&service.name)
+            .desired_status(DesiredStatus::Stopped)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("ListTasks", e))?;
+        let arns = stopped.task_arns();
+        if arns.is_empty() {
+            continue;
+        }
+        let out = clients
+            .ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(arns.iter().take(100).cloned().collect()))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("DescribeTasks", e))?;
+        for task in out.tasks() {
+            let recent = task.stopped_at().is_some_and(|t| t.secs() >= since);
+            let crashed = matches!(task.stop_code(), Some(TaskStopCode::TaskFailedToStart | TaskStopCode::EssentialContainerExited));
+            if recent && crashed {
+                failed.push(format!("{}: {}", service.name, task.stopped_reason().unwrap_or("no reason given")));
+            }
+        }
+    }
+    failed.sort();
+    failed.dedup();
+    Ok(failed)
+}
+
+#[cfg(test)]
+mod tests;
