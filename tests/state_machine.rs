@@ -22,45 +22,91 @@ fn states(definition: &Value) -> Vec<(String, Value)> {
 }
 
 fn names_in(state: &Value, field: &str) -> Vec<String> {
-    state.get(field).and_then(Value::as_array).into_iter().flatten().flat_map(|r| r["ErrorEquals"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string())).collect()
+    state
+        .get(field)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|r| {
+            r["ErrorEquals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e.as_str().unwrap().to_string())
+        })
+        .collect()
 }
 
 #[test]
 fn every_error_the_asl_matches_is_one_our_functions_raise() {
     let ours: BTreeSet<&str> = ERROR_NAMES.iter().map(|(n, _)| *n).collect();
     for (name, state) in states(&asl()) {
-        for error in names_in(&state, "Retry").into_iter().chain(names_in(&state, "Catch")) {
-            let known = error.starts_with("States.") || error.starts_with("Lambda.") || ours.contains(error.as_str());
-            assert!(known, "state {name:?} matches {error:?}, which no function raises");
+        for error in names_in(&state, "Retry")
+            .into_iter()
+            .chain(names_in(&state, "Catch"))
+        {
+            let known = error.starts_with("States.")
+                || error.starts_with("Lambda.")
+                || ours.contains(error.as_str());
+            assert!(
+                known,
+                "state {name:?} matches {error:?}, which no function raises"
+            );
         }
     }
 }
 
 #[test]
 fn every_retryable_error_is_retried_by_every_task_and_no_terminal_one_is() {
-    for (name, state) in states(&asl()).into_iter().filter(|(_, s)| s["Type"] == "Task") {
+    for (name, state) in states(&asl())
+        .into_iter()
+        .filter(|(_, s)| s["Type"] == "Task")
+    {
         let retried = names_in(&state, "Retry");
         for (error, retryable) in ERROR_NAMES {
-            assert_eq!(retried.iter().any(|r| r == error), *retryable, "task {name:?} and {error}");
+            assert_eq!(
+                retried.iter().any(|r| r == error),
+                *retryable,
+                "task {name:?} and {error}"
+            );
         }
-        assert!(retried.iter().any(|r| r == "Lambda.ServiceException"), "task {name:?} does not retry Lambda service errors");
+        assert!(
+            retried.iter().any(|r| r == "Lambda.ServiceException"),
+            "task {name:?} does not retry Lambda service errors"
+        );
     }
 }
 
 #[test]
 fn tasks_call_only_our_five_functions() {
-    let allowed = ["${ResolveAmiFunctionArn}", "${UpdateTemplateFunctionArn}", "${StartRefreshFunctionArn}", "${CheckEcsHealthFunctionArn}", "${RollbackFunctionArn}"];
-    let used: BTreeSet<String> = states(&asl()).into_iter().filter(|(_, s)| s["Type"] == "Task").map(|(_, s)| s["Resource"].as_str().unwrap().to_string()).collect();
+    let allowed = [
+        "${ResolveAmiFunctionArn}",
+        "${UpdateTemplateFunctionArn}",
+        "${StartRefreshFunctionArn}",
+        "${CheckEcsHealthFunctionArn}",
+        "${RollbackFunctionArn}",
+    ];
+    let used: BTreeSet<String> = states(&asl())
+        .into_iter()
+        .filter(|(_, s)| s["Type"] == "Task")
+        .map(|(_, s)| s["Resource"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(used, allowed.iter().map(|s| s.to_string()).collect());
 }
 
 #[test]
 fn every_fail_state_has_an_error_and_a_cause() {
-    let fails: Vec<(String, Value)> = states(&asl()).into_iter().filter(|(_, s)| s["Type"] == "Fail").collect();
+    let fails: Vec<(String, Value)> = states(&asl())
+        .into_iter()
+        .filter(|(_, s)| s["Type"] == "Fail")
+        .collect();
     assert_eq!(fails.len(), 3);
     for (name, state) in fails {
         assert!(state["Error"].is_string(), "{name}");
-        assert!(state["Cause"].is_string() || state["CausePath"].is_string(), "{name}");
+        assert!(
+            state["Cause"].is_string() || state["CausePath"].is_string(),
+            "{name}"
+        );
     }
 }
 
@@ -69,22 +115,45 @@ fn a_failed_rollout_always_reaches_rollback() {
     let asl = asl();
     let catches = names_in(&asl["States"]["Roll out waves in order"], "Catch");
     assert_eq!(catches, ["States.ALL"]);
-    assert_eq!(asl["States"]["Roll out waves in order"]["Catch"][0]["Next"], "Roll back touched groups");
+    assert_eq!(
+        asl["States"]["Roll out waves in order"]["Catch"][0]["Next"],
+        "Roll back touched groups"
+    );
     // The rollback loop calls the same converging function until it reports completion.
-    assert_eq!(asl["States"]["Wait for rollback"]["Next"], "Roll back touched groups");
+    assert_eq!(
+        asl["States"]["Wait for rollback"]["Next"],
+        "Roll back touched groups"
+    );
 }
 
 #[test]
 fn every_next_names_an_existing_state() {
     fn check(definition: &Value) {
-        let names: BTreeSet<&str> = definition["States"].as_object().unwrap().keys().map(String::as_str).collect();
+        let names: BTreeSet<&str> = definition["States"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert!(names.contains(definition["StartAt"].as_str().unwrap()));
         for state in definition["States"].as_object().unwrap().values() {
-            let nexts = state.get("Next").into_iter().chain(state.get("Default")).chain(
-                ["Choices", "Catch"].iter().flat_map(|f| state.get(*f).and_then(Value::as_array).into_iter().flatten().filter_map(|c| c.get("Next"))),
-            );
+            let nexts = state
+                .get("Next")
+                .into_iter()
+                .chain(state.get("Default"))
+                .chain(["Choices", "Catch"].iter().flat_map(|f| {
+                    state
+                        .get(*f)
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| c.get("Next"))
+                }));
             for next in nexts {
-                assert!(names.contains(next.as_str().unwrap()), "unknown state {next}");
+                assert!(
+                    names.contains(next.as_str().unwrap()),
+                    "unknown state {next}"
+                );
             }
             if let Some(processor) = state.get("ItemProcessor") {
                 check(processor);

@@ -21,7 +21,10 @@ pub const VERIFY_WAIT_SECONDS: i64 = 15;
 /// Longest wait inside a bake window, so alarms are re-read while it runs.
 pub const BAKE_WAIT_SECONDS: i64 = 60;
 
-pub async fn handle(clients: &Clients, event: lambda_runtime::LambdaEvent<Value>) -> Result<TargetRun, lambda_runtime::Diagnostic> {
+pub async fn handle(
+    clients: &Clients,
+    event: lambda_runtime::LambdaEvent<Value>,
+) -> Result<TargetRun, lambda_runtime::Diagnostic> {
     let run: TargetRun = rollout_core::error::parse_input("check-ecs-health", event.payload)?;
     Ok(check(clients, run, rollout_core::aws::now()).await?)
 }
@@ -33,7 +36,11 @@ pub async fn check(clients: &Clients, mut run: TargetRun, now: Epoch) -> StepRes
     let health = verdict(&run, &observation, now);
     tracing::info!(group = run.group(), verdict = ?health.verdict, percentage = health.percentage, reasons = ?health.reasons, next = health.next_wait_seconds, "health check");
     if health.verdict == Verdict::Unhealthy {
-        return Err(StepError::TargetUnhealthy { group: run.group().to_string(), ami: run.ami.id.clone(), reasons: health.reasons.join("; ") });
+        return Err(StepError::TargetUnhealthy {
+            group: run.group().to_string(),
+            ami: run.ami.id.clone(),
+            reasons: health.reasons.join("; "),
+        });
     }
     run.health = Some(health);
     Ok(run)
@@ -80,24 +87,71 @@ struct Findings {
 }
 
 fn inspect_fleet(o: &Observation, ami: &str, ecs: Option<&EcsCapacity>) -> Findings {
-    let mut f = Findings { fatal: o.failed_tasks.iter().map(|t| format!("task failed: {t}")).collect(), settling: Vec::new(), passed: 0 };
-    let mut check = |ok: bool, settling: String| if ok { f.passed += 1 } else { f.settling.push(settling) };
+    let mut f = Findings {
+        fatal: o
+            .failed_tasks
+            .iter()
+            .map(|t| format!("task failed: {t}"))
+            .collect(),
+        settling: Vec::new(),
+        passed: 0,
+    };
+    let mut check = |ok: bool, settling: String| {
+        if ok {
+            f.passed += 1
+        } else {
+            f.settling.push(settling)
+        }
+    };
     for (id, image) in &o.instances {
         check(image == ami, format!("instance {id} runs {image}"));
     }
     if ecs.is_some() {
-        let registered: HashSet<&str> = o.container_instances.iter().map(|c| c.ec2_instance_id.as_str()).collect();
+        let registered: HashSet<&str> = o
+            .container_instances
+            .iter()
+            .map(|c| c.ec2_instance_id.as_str())
+            .collect();
         for (id, _) in &o.instances {
-            check(registered.contains(id.as_str()), format!("instance {id} is not registered with ECS"));
+            check(
+                registered.contains(id.as_str()),
+                format!("instance {id} is not registered with ECS"),
+            );
         }
-        for c in o.container_instances.iter().filter(|c| o.instances.iter().any(|(id, _)| *id == c.ec2_instance_id)) {
-            check(c.status == "ACTIVE", format!("container instance {} is {}", c.ec2_instance_id, c.status));
-            check(c.agent_connected, format!("ECS agent on {} is disconnected", c.ec2_instance_id));
-            check(c.ami.as_deref() == Some(ami), format!("container instance {} reports AMI {}", c.ec2_instance_id, c.ami.as_deref().unwrap_or("none")));
+        for c in o
+            .container_instances
+            .iter()
+            .filter(|c| o.instances.iter().any(|(id, _)| *id == c.ec2_instance_id))
+        {
+            check(
+                c.status == "ACTIVE",
+                format!("container instance {} is {}", c.ec2_instance_id, c.status),
+            );
+            check(
+                c.agent_connected,
+                format!("ECS agent on {} is disconnected", c.ec2_instance_id),
+            );
+            check(
+                c.ami.as_deref() == Some(ami),
+                format!(
+                    "container instance {} reports AMI {}",
+                    c.ec2_instance_id,
+                    c.ami.as_deref().unwrap_or("none")
+                ),
+            );
         }
         for s in &o.services {
-            check(s.running == s.desired, format!("service {} runs {}/{} tasks", s.name, s.running, s.desired));
-            check(s.deployments == 1 && s.rollout_completed, format!("service {} has {} deployment(s), rollout not completed", s.name, s.deployments));
+            check(
+                s.running == s.desired,
+                format!("service {} runs {}/{} tasks", s.name, s.running, s.desired),
+            );
+            check(
+                s.deployments == 1 && s.rollout_completed,
+                format!(
+                    "service {} has {} deployment(s), rollout not completed",
+                    s.name, s.deployments
+                ),
+            );
         }
     }
     f
@@ -107,7 +161,10 @@ fn inspect_fleet(o: &Observation, ami: &str, ecs: Option<&EcsCapacity>) -> Findi
 pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
     let settings = run.settings.for_group(run.group());
     let previous = run.health.as_ref();
-    let refresh_status = o.refresh.as_ref().map_or_else(|| "NotFound".to_string(), |r| r.status.clone());
+    let refresh_status = o
+        .refresh
+        .as_ref()
+        .map_or_else(|| "NotFound".to_string(), |r| r.status.clone());
     let percentage = o.refresh.as_ref().map_or(0, |r| r.percentage);
     let mut health = Health {
         verdict: Verdict::InProgress,
@@ -126,15 +183,32 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
         h
     };
     if !o.alarms_in_alarm.is_empty() {
-        return unhealthy(health, o.alarms_in_alarm.iter().map(|a| format!("alarm {a} is in ALARM")).collect());
+        return unhealthy(
+            health,
+            o.alarms_in_alarm
+                .iter()
+                .map(|a| format!("alarm {a} is in ALARM"))
+                .collect(),
+        );
     }
     let Some(refresh) = &o.refresh else {
-        return unhealthy(health, vec![format!("instance refresh {} no longer exists", run.refresh.as_ref().map_or("?", |r| r.id.as_str()))]);
+        return unhealthy(
+            health,
+            vec![format!(
+                "instance refresh {} no longer exists",
+                run.refresh.as_ref().map_or("?", |r| r.id.as_str())
+            )],
+        );
     };
-    let reason = refresh.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+    let reason = refresh
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
     match refresh.status.as_str() {
         "Pending" | "InProgress" | "Baking" => {
-            health.next_wait_seconds = progress_wait(previous, percentage, now, settings.instance_warmup_seconds);
+            health.next_wait_seconds =
+                progress_wait(previous, percentage, now, settings.instance_warmup_seconds);
             health
         }
         "Successful" => {
@@ -148,7 +222,10 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
                 // Bounded: a fleet that never settles is as unhealthy as one that fails.
                 if now - ended > settings.verify_timeout_seconds() + settings.bake_seconds() {
                     let mut reasons = findings.settling;
-                    reasons.insert(0, format!("not settled {}s after the refresh ended", now - ended));
+                    reasons.insert(
+                        0,
+                        format!("not settled {}s after the refresh ended", now - ended),
+                    );
                     return unhealthy(health, reasons);
                 }
                 health.verdict = Verdict::Verifying;
@@ -167,10 +244,20 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
             }
             health
         }
-        "Failed" | "Cancelled" | "Cancelling" => unhealthy(health, vec![format!("instance refresh {} is {}{reason}", refresh.id, refresh.status)]),
-        "RollbackInProgress" | "RollbackSuccessful" | "RollbackFailed" => {
-            unhealthy(health, vec![format!("Auto Scaling rolled instance refresh {} back ({}){reason}", refresh.id, refresh.status)])
-        }
+        "Failed" | "Cancelled" | "Cancelling" => unhealthy(
+            health,
+            vec![format!(
+                "instance refresh {} is {}{reason}",
+                refresh.id, refresh.status
+            )],
+        ),
+        "RollbackInProgress" | "RollbackSuccessful" | "RollbackFailed" => unhealthy(
+            health,
+            vec![format!(
+                "Auto Scaling rolled instance refresh {} back ({}){reason}",
+                refresh.id, refresh.status
+            )],
+        ),
         other => {
             health.reasons = vec![format!("unrecognised refresh status {other}")];
             health.next_wait_seconds = MAX_WAIT_SECONDS;
@@ -181,7 +268,12 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
 
 /// Wait about half the time the refresh still needs at its observed pace, so polls thin out on
 /// long refreshes and tighten near the end. Without a pace yet, wait one instance warmup.
-pub fn progress_wait(previous: Option<&Health>, percentage: i32, now: Epoch, warmup: Option<i32>) -> i64 {
+pub fn progress_wait(
+    previous: Option<&Health>,
+    percentage: i32,
+    now: Epoch,
+    warmup: Option<i32>,
+) -> i64 {
     let wait = match previous {
         Some(p) if percentage > p.percentage && now > p.checked_at => {
             let per_percent = (now - p.checked_at) as f64 / f64::from(percentage - p.percentage);
@@ -199,22 +291,35 @@ pub async fn observe(clients: &Clients, run: &TargetRun) -> StepResult<Observati
     let refresh_ref = run.require_refresh()?;
     let settings = run.settings.for_group(run.group());
     let mut o = Observation {
-        refresh: recent_refreshes(clients, run.group()).await?.into_iter().find(|r| r.id == refresh_ref.id),
+        refresh: recent_refreshes(clients, run.group())
+            .await?
+            .into_iter()
+            .find(|r| r.id == refresh_ref.id),
         alarms_in_alarm: alarms_in_alarm(clients, settings.alarm_names()).await?,
         ..Default::default()
     };
-    if o.refresh.as_ref().is_none_or(|r| r.status != "Successful") || !o.alarms_in_alarm.is_empty() {
+    if o.refresh.as_ref().is_none_or(|r| r.status != "Successful") || !o.alarms_in_alarm.is_empty()
+    {
         return Ok(o);
     }
     o.fleet_read = true;
     let group = describe_group(clients, run.group()).await?;
     let ids = in_service_instances(&group);
     let images = instance_images(clients, &ids).await?;
-    o.instances = ids.iter().map(|id| (id.clone(), images.get(id).cloned().unwrap_or_else(|| "unknown".into()))).collect();
+    o.instances = ids
+        .iter()
+        .map(|id| {
+            (
+                id.clone(),
+                images.get(id).cloned().unwrap_or_else(|| "unknown".into()),
+            )
+        })
+        .collect();
     if let Some(ecs) = &run.target.ecs {
         o.container_instances = container_instances(clients, &ecs.cluster).await?;
         o.services = services(clients, ecs).await?;
-        o.failed_tasks = failed_tasks(clients, &ecs.cluster, &o.services, refresh_ref.started_at).await?;
+        o.failed_tasks =
+            failed_tasks(clients, &ecs.cluster, &o.services, refresh_ref.started_at).await?;
     }
     Ok(o)
 }
@@ -231,14 +336,31 @@ async fn alarms_in_alarm(clients: &Clients, names: &[String]) -> StepResult<Vec<
         .send()
         .await
         .map_err(|e| StepError::from_sdk("DescribeAlarms", e))?;
-    Ok(out.metric_alarms().iter().filter_map(|a| a.alarm_name().map(str::to_string)).collect())
+    Ok(out
+        .metric_alarms()
+        .iter()
+        .filter_map(|a| a.alarm_name().map(str::to_string))
+        .collect())
 }
 
-async fn container_instances(clients: &Clients, cluster: &str) -> StepResult<Vec<ContainerInstanceView>> {
+async fn container_instances(
+    clients: &Clients,
+    cluster: &str,
+) -> StepResult<Vec<ContainerInstanceView>> {
     let mut arns = Vec::new();
-    let mut pages = clients.ecs.list_container_instances().cluster(cluster).into_paginator().send();
+    let mut pages = clients
+        .ecs
+        .list_container_instances()
+        .cluster(cluster)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
-        arns.extend(page.map_err(|e| StepError::from_sdk("ListContainerInstances", e))?.container_instance_arns().iter().cloned());
+        arns.extend(
+            page.map_err(|e| StepError::from_sdk("ListContainerInstances", e))?
+                .container_instance_arns()
+                .iter()
+                .cloned(),
+        );
     }
     let mut views = Vec::new();
     for chunk in arns.chunks(100) {
@@ -250,11 +372,18 @@ async fn container_instances(clients: &Clients, cluster: &str) -> StepResult<Vec
             .send()
             .await
             .map_err(|e| StepError::from_sdk("DescribeContainerInstances", e))?;
-        views.extend(out.container_instances().iter().map(|c| ContainerInstanceView {
-            ec2_instance_id: c.ec2_instance_id().unwrap_or_default().to_string(),
-            status: c.status().unwrap_or_default().to_string(),
-            agent_connected: c.agent_connected(),
-            ami: c.attributes().iter().find(|a| a.name() == "ecs.ami-id").and_then(|a| a.value()).map(str::to_string),
+        views.extend(out.container_instances().iter().map(|c| {
+            ContainerInstanceView {
+                ec2_instance_id: c.ec2_instance_id().unwrap_or_default().to_string(),
+                status: c.status().unwrap_or_default().to_string(),
+                agent_connected: c.agent_connected(),
+                ami: c
+                    .attributes()
+                    .iter()
+                    .find(|a| a.name() == "ecs.ami-id")
+                    .and_then(|a| a.value())
+                    .map(str::to_string),
+            }
         }));
     }
     Ok(views)
@@ -264,9 +393,19 @@ async fn container_instances(clients: &Clients, cluster: &str) -> StepResult<Vec
 /// or the EC2 launch type when the group is not linked by a capacity provider.
 async fn services(clients: &Clients, ecs: &EcsCapacity) -> StepResult<Vec<ServiceView>> {
     let mut arns = Vec::new();
-    let mut pages = clients.ecs.list_services().cluster(&ecs.cluster).into_paginator().send();
+    let mut pages = clients
+        .ecs
+        .list_services()
+        .cluster(&ecs.cluster)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
-        arns.extend(page.map_err(|e| StepError::from_sdk("ListServices", e))?.service_arns().iter().cloned());
+        arns.extend(
+            page.map_err(|e| StepError::from_sdk("ListServices", e))?
+                .service_arns()
+                .iter()
+                .cloned(),
+        );
     }
     let mut views = Vec::new();
     for chunk in arns.chunks(10) {
@@ -282,7 +421,9 @@ async fn services(clients: &Clients, ecs: &EcsCapacity) -> StepResult<Vec<Servic
             let strategy = s.capacity_provider_strategy();
             let on_capacity = match (s.launch_type(), &ecs.capacity_provider) {
                 (Some(LaunchType::Fargate | LaunchType::External), _) => false,
-                (_, Some(provider)) if !strategy.is_empty() => strategy.iter().any(|i| i.capacity_provider() == provider),
+                (_, Some(provider)) if !strategy.is_empty() => {
+                    strategy.iter().any(|i| i.capacity_provider() == provider)
+                }
                 _ => true,
             };
             if on_capacity && s.status() != Some("INACTIVE") {
@@ -291,7 +432,11 @@ async fn services(clients: &Clients, ecs: &EcsCapacity) -> StepResult<Vec<Servic
                     running: s.running_count(),
                     desired: s.desired_count(),
                     deployments: s.deployments().len(),
-                    rollout_completed: s.deployments().iter().all(|d| d.rollout_state().is_none_or(|r| *r == aws_sdk_ecs::types::DeploymentRolloutState::Completed)),
+                    rollout_completed: s.deployments().iter().all(|d| {
+                        d.rollout_state().is_none_or(|r| {
+                            *r == aws_sdk_ecs::types::DeploymentRolloutState::Completed
+                        })
+                    }),
                 });
             }
         }
@@ -301,7 +446,12 @@ async fn services(clients: &Clients, ecs: &EcsCapacity) -> StepResult<Vec<Servic
 
 /// Tasks of `services` that stopped since `since` because they failed to start or their
 /// essential container exited (draining stops tasks too, with another stop code).
-async fn failed_tasks(clients: &Clients, cluster: &str, services: &[ServiceView], since: Epoch) -> StepResult<Vec<String>> {
+async fn failed_tasks(
+    clients: &Clients,
+    cluster: &str,
+    services: &[ServiceView],
+    since: Epoch,
+) -> StepResult<Vec<String>> {
     let mut failed = Vec::new();
     for service in services {
         let stopped = clients
@@ -327,9 +477,16 @@ async fn failed_tasks(clients: &Clients, cluster: &str, services: &[ServiceView]
             .map_err(|e| StepError::from_sdk("DescribeTasks", e))?;
         for task in out.tasks() {
             let recent = task.stopped_at().is_some_and(|t| t.secs() >= since);
-            let crashed = matches!(task.stop_code(), Some(TaskStopCode::TaskFailedToStart | TaskStopCode::EssentialContainerExited));
+            let crashed = matches!(
+                task.stop_code(),
+                Some(TaskStopCode::TaskFailedToStart | TaskStopCode::EssentialContainerExited)
+            );
             if recent && crashed {
-                failed.push(format!("{}: {}", service.name, task.stopped_reason().unwrap_or("no reason given")));
+                failed.push(format!(
+                    "{}: {}",
+                    service.name,
+                    task.stopped_reason().unwrap_or("no reason given")
+                ));
             }
         }
     }

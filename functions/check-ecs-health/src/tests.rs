@@ -8,7 +8,10 @@ const OLD: &str = "ami-00000000000000001";
 fn run() -> TargetRun {
     let mut run = target_run();
     run.new_version = Some(4);
-    run.refresh = Some(RefreshRef { id: "r-1".into(), started_at: 1_000 });
+    run.refresh = Some(RefreshRef {
+        id: "r-1".into(),
+        started_at: 1_000,
+    });
     run
 }
 
@@ -30,12 +33,26 @@ fn fleet(ami: &str) -> Observation {
     Observation {
         refresh: refresh("Successful", 100, Some(2_000)),
         fleet_read: true,
-        instances: ids.iter().map(|i| (i.to_string(), ami.to_string())).collect(),
+        instances: ids
+            .iter()
+            .map(|i| (i.to_string(), ami.to_string()))
+            .collect(),
         container_instances: ids
             .iter()
-            .map(|i| ContainerInstanceView { ec2_instance_id: i.to_string(), status: "ACTIVE".into(), agent_connected: true, ami: Some(ami.into()) })
+            .map(|i| ContainerInstanceView {
+                ec2_instance_id: i.to_string(),
+                status: "ACTIVE".into(),
+                agent_connected: true,
+                ami: Some(ami.into()),
+            })
             .collect(),
-        services: vec![ServiceView { name: "api".into(), running: 2, desired: 2, deployments: 1, rollout_completed: true }],
+        services: vec![ServiceView {
+            name: "api".into(),
+            running: 2,
+            desired: 2,
+            deployments: 1,
+            rollout_completed: true,
+        }],
         ..Default::default()
     }
 }
@@ -47,19 +64,47 @@ fn every_refresh_status_has_a_verdict() {
         ("InProgress", Verdict::InProgress, None),
         ("Baking", Verdict::InProgress, None),
         ("Successful", Verdict::Baking, None),
-        ("Failed", Verdict::Unhealthy, Some("instance refresh r-1 is Failed: instances failed health checks")),
-        ("Cancelling", Verdict::Unhealthy, Some("instance refresh r-1 is Cancelling")),
-        ("Cancelled", Verdict::Unhealthy, Some("instance refresh r-1 is Cancelled")),
-        ("RollbackInProgress", Verdict::Unhealthy, Some("Auto Scaling rolled instance refresh r-1 back (RollbackInProgress)")),
-        ("RollbackSuccessful", Verdict::Unhealthy, Some("Auto Scaling rolled instance refresh r-1 back (RollbackSuccessful)")),
-        ("RollbackFailed", Verdict::Unhealthy, Some("Auto Scaling rolled instance refresh r-1 back (RollbackFailed)")),
+        (
+            "Failed",
+            Verdict::Unhealthy,
+            Some("instance refresh r-1 is Failed: instances failed health checks"),
+        ),
+        (
+            "Cancelling",
+            Verdict::Unhealthy,
+            Some("instance refresh r-1 is Cancelling"),
+        ),
+        (
+            "Cancelled",
+            Verdict::Unhealthy,
+            Some("instance refresh r-1 is Cancelled"),
+        ),
+        (
+            "RollbackInProgress",
+            Verdict::Unhealthy,
+            Some("Auto Scaling rolled instance refresh r-1 back (RollbackInProgress)"),
+        ),
+        (
+            "RollbackSuccessful",
+            Verdict::Unhealthy,
+            Some("Auto Scaling rolled instance refresh r-1 back (RollbackSuccessful)"),
+        ),
+        (
+            "RollbackFailed",
+            Verdict::Unhealthy,
+            Some("Auto Scaling rolled instance refresh r-1 back (RollbackFailed)"),
+        ),
     ] {
         let mut o = fleet(NEW);
         o.refresh = refresh(status, 50, Some(2_000));
         let h = verdict(&run(), &o, 2_010);
         assert_eq!(h.verdict, expected, "{status}");
         if let Some(reason) = reason {
-            assert!(h.reasons[0].starts_with(reason), "{status}: {:?}", h.reasons);
+            assert!(
+                h.reasons[0].starts_with(reason),
+                "{status}: {:?}",
+                h.reasons
+            );
         }
         assert_eq!(h.refresh_status, status);
     }
@@ -69,7 +114,10 @@ fn every_refresh_status_has_a_verdict() {
 fn a_vanished_refresh_is_unhealthy() {
     let mut o = fleet(NEW);
     o.refresh = None;
-    assert_eq!(verdict(&run(), &o, 2_010).reasons, ["instance refresh r-1 no longer exists"]);
+    assert_eq!(
+        verdict(&run(), &o, 2_010).reasons,
+        ["instance refresh r-1 no longer exists"]
+    );
 }
 
 #[test]
@@ -79,7 +127,14 @@ fn an_alarm_in_alarm_is_unhealthy_at_any_stage() {
         o.refresh = refresh(status, 40, None);
         o.alarms_in_alarm = vec!["ecs-prod-a-5xx".into()];
         let h = verdict(&run(), &o, 2_010);
-        assert_eq!((h.verdict, h.reasons.as_slice()), (Verdict::Unhealthy, &["alarm ecs-prod-a-5xx is in ALARM".to_string()][..]), "{status}");
+        assert_eq!(
+            (h.verdict, h.reasons.as_slice()),
+            (
+                Verdict::Unhealthy,
+                &["alarm ecs-prod-a-5xx is in ALARM".to_string()][..]
+            ),
+            "{status}"
+        );
     }
 }
 
@@ -88,20 +143,62 @@ fn fleet_checks_after_a_successful_refresh() {
     type Change = fn(&mut Observation);
     let cases: [(&str, Change, Verdict, &str); 8] = [
         ("all good", |_| {}, Verdict::Baking, ""),
-        ("instance still on old AMI", |o| o.instances[1].1 = OLD.into(), Verdict::Verifying, "instance i-2 runs ami-00000000000000001"),
-        ("not registered", |o| o.container_instances.truncate(1), Verdict::Verifying, "instance i-2 is not registered with ECS"),
-        ("draining", |o| o.container_instances[0].status = "DRAINING".into(), Verdict::Verifying, "container instance i-1 is DRAINING"),
-        ("agent down", |o| o.container_instances[0].agent_connected = false, Verdict::Verifying, "ECS agent on i-1 is disconnected"),
-        ("service short", |o| o.services[0].running = 1, Verdict::Verifying, "service api runs 1/2 tasks"),
-        ("second deployment", |o| o.services[0].deployments = 2, Verdict::Verifying, "service api has 2 deployment(s)"),
-        ("task crashed", |o| o.failed_tasks = vec!["api: Essential container in task exited".into()], Verdict::Unhealthy, "task failed: api: Essential container"),
+        (
+            "instance still on old AMI",
+            |o| o.instances[1].1 = OLD.into(),
+            Verdict::Verifying,
+            "instance i-2 runs ami-00000000000000001",
+        ),
+        (
+            "not registered",
+            |o| o.container_instances.truncate(1),
+            Verdict::Verifying,
+            "instance i-2 is not registered with ECS",
+        ),
+        (
+            "draining",
+            |o| o.container_instances[0].status = "DRAINING".into(),
+            Verdict::Verifying,
+            "container instance i-1 is DRAINING",
+        ),
+        (
+            "agent down",
+            |o| o.container_instances[0].agent_connected = false,
+            Verdict::Verifying,
+            "ECS agent on i-1 is disconnected",
+        ),
+        (
+            "service short",
+            |o| o.services[0].running = 1,
+            Verdict::Verifying,
+            "service api runs 1/2 tasks",
+        ),
+        (
+            "second deployment",
+            |o| o.services[0].deployments = 2,
+            Verdict::Verifying,
+            "service api has 2 deployment(s)",
+        ),
+        (
+            "task crashed",
+            |o| o.failed_tasks = vec!["api: Essential container in task exited".into()],
+            Verdict::Unhealthy,
+            "task failed: api: Essential container",
+        ),
     ];
     for (name, change, expected, reason) in cases {
         let mut o = fleet(NEW);
         change(&mut o);
         let h = verdict(&run(), &o, 2_010);
         assert_eq!(h.verdict, expected, "{name}");
-        assert!(h.reasons.first().map_or("", String::as_str).starts_with(reason), "{name}: {:?}", h.reasons);
+        assert!(
+            h.reasons
+                .first()
+                .map_or("", String::as_str)
+                .starts_with(reason),
+            "{name}: {:?}",
+            h.reasons
+        );
     }
 }
 
@@ -120,10 +217,16 @@ fn a_fleet_that_never_settles_becomes_unhealthy_after_verify_timeout_and_bake() 
 fn healthy_only_after_checks_held_for_the_whole_bake_window() {
     let mut r = run();
     let first = verdict(&r, &fleet(NEW), 2_010);
-    assert_eq!((first.verdict, first.healthy_since, first.next_wait_seconds), (Verdict::Baking, Some(2_010), BAKE_WAIT_SECONDS));
+    assert_eq!(
+        (first.verdict, first.healthy_since, first.next_wait_seconds),
+        (Verdict::Baking, Some(2_010), BAKE_WAIT_SECONDS)
+    );
     r.health = Some(first);
     let almost = verdict(&r, &fleet(NEW), 2_010 + 299);
-    assert_eq!((almost.verdict, almost.next_wait_seconds), (Verdict::Baking, 1));
+    assert_eq!(
+        (almost.verdict, almost.next_wait_seconds),
+        (Verdict::Baking, 1)
+    );
     let done = verdict(&r, &fleet(NEW), 2_010 + 300);
     assert_eq!(done.verdict, Verdict::Healthy);
     // A check that slips during the bake restarts it.
@@ -137,7 +240,9 @@ fn healthy_only_after_checks_held_for_the_whole_bake_window() {
 fn polling_a_30_minute_refresh_takes_a_third_of_a_fixed_30s_loop_and_ends_within_one_interval() {
     // A refresh progressing linearly from t=0 to 100% at t=1800 s (warmup 300 s).
     let mut r = run();
-    r.settings = rollout_core::settings::SettingsMap::parse(r#"{"*": {"instanceWarmupSeconds": 300}}"#).unwrap();
+    r.settings =
+        rollout_core::settings::SettingsMap::parse(r#"{"*": {"instanceWarmupSeconds": 300}}"#)
+            .unwrap();
     let (end, mut t, mut polls) = (1_800, 0, 0);
     loop {
         let pct = ((t * 100) / end).min(100) as i32;
@@ -147,14 +252,21 @@ fn polling_a_30_minute_refresh_takes_a_third_of_a_fixed_30s_loop_and_ends_within
         let h = verdict(&r, &o, t);
         polls += 1;
         if h.verdict != Verdict::InProgress {
-            assert!(t - end <= MAX_WAIT_SECONDS.min(r.health.as_ref().unwrap().next_wait_seconds), "saw the end {}s late", t - end);
+            assert!(
+                t - end <= MAX_WAIT_SECONDS.min(r.health.as_ref().unwrap().next_wait_seconds),
+                "saw the end {}s late",
+                t - end
+            );
             break;
         }
         t += h.next_wait_seconds;
         r.health = Some(h);
     }
     let fixed = end / 30;
-    assert!(polls * 3 <= fixed, "{polls} polls vs {fixed} for a fixed 30 s loop");
+    assert!(
+        polls * 3 <= fixed,
+        "{polls} polls vs {fixed} for a fixed 30 s loop"
+    );
 }
 
 #[test]
@@ -168,6 +280,8 @@ fn waits_stay_within_bounds() {
 async fn a_missing_refresh_in_the_input_is_invalid_without_aws_calls() {
     let mut r = run();
     r.refresh = None;
-    let err = check(&rollout_core::aws::mock::Rules::default().clients(), r, 0).await.unwrap_err();
+    let err = check(&rollout_core::aws::mock::Rules::default().clients(), r, 0)
+        .await
+        .unwrap_err();
     assert_eq!(err.name(), "InvalidInput");
 }

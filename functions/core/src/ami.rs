@@ -14,7 +14,9 @@ pub fn validate_ami_id(id: &str) -> StepResult<()> {
     if (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(())
     } else {
-        Err(StepError::invalid(format!("{id:?} is not an AMI id (ami- followed by 8 or 17 hex digits)")))
+        Err(StepError::invalid(format!(
+            "{id:?} is not an AMI id (ami- followed by 8 or 17 hex digits)"
+        )))
     }
 }
 
@@ -22,7 +24,12 @@ pub fn validate_ami_id(id: &str) -> StepResult<()> {
 /// an allowed account (when a list is configured).
 pub fn usable_ami(image: &Image, allowed_owners: &[String], now: Epoch) -> StepResult<Ami> {
     let id = image.image_id().unwrap_or_default().to_string();
-    let refuse = |reason: String| Err(StepError::AmiNotUsable { ami: id.clone(), reason });
+    let refuse = |reason: String| {
+        Err(StepError::AmiNotUsable {
+            ami: id.clone(),
+            reason,
+        })
+    };
     match image.state() {
         Some(ImageState::Available) => {}
         Some(state) => return refuse(format!("its state is {state}, not available")),
@@ -36,12 +43,18 @@ pub fn usable_ami(image: &Image, allowed_owners: &[String], now: Epoch) -> StepR
     }
     let owner = image.owner_id().unwrap_or_default();
     if !allowed_owners.is_empty() && !allowed_owners.iter().any(|o| o == owner) {
-        return refuse(format!("its owner {owner} is not in ALLOWED_AMI_OWNERS ({})", allowed_owners.join(", ")));
+        return refuse(format!(
+            "its owner {owner} is not in ALLOWED_AMI_OWNERS ({})",
+            allowed_owners.join(", ")
+        ));
     }
     Ok(Ami {
         id: id.clone(),
         name: image.name().unwrap_or_default().to_string(),
-        architecture: image.architecture().map(|a| a.as_str().to_string()).unwrap_or_default(),
+        architecture: image
+            .architecture()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default(),
         owner_id: owner.to_string(),
     })
 }
@@ -62,7 +75,12 @@ pub async fn describe_images(clients: &Clients, ids: &[String]) -> StepResult<Ve
     match out {
         Ok(out) => Ok(out.images().to_vec()),
         // EC2 fails the whole call for one unknown id; callers treat "absent" as "not found".
-        Err(err) if err.as_service_error().and_then(|e| aws_smithy_types::error::metadata::ProvideErrorMetadata::code(e)).is_some_and(|c| c.starts_with("InvalidAMIID")) => {
+        Err(err)
+            if err
+                .as_service_error()
+                .and_then(|e| aws_smithy_types::error::metadata::ProvideErrorMetadata::code(e))
+                .is_some_and(|c| c.starts_with("InvalidAMIID")) =>
+        {
             Ok(Vec::new())
         }
         Err(err) => Err(StepError::from_sdk("DescribeImages", err)),
@@ -76,30 +94,61 @@ pub async fn resolve_source(clients: &Clients, source: &AmiSource) -> StepResult
         AmiSource::Id(id) => id.clone(),
         AmiSource::Parameter { name, version } => {
             let selector = version.map_or_else(|| name.clone(), |v| format!("{name}:{v}"));
-            let out = clients.ssm.get_parameter().name(&selector).send().await.map_err(|err| {
-                if err.as_service_error().is_some_and(|e| e.is_parameter_not_found() || e.is_parameter_version_not_found()) {
-                    StepError::invalid(format!("SSM parameter {selector} does not exist"))
-                } else {
-                    StepError::from_sdk("GetParameter", err)
-                }
+            let out = clients
+                .ssm
+                .get_parameter()
+                .name(&selector)
+                .send()
+                .await
+                .map_err(|err| {
+                    if err.as_service_error().is_some_and(|e| {
+                        e.is_parameter_not_found() || e.is_parameter_version_not_found()
+                    }) {
+                        StepError::invalid(format!("SSM parameter {selector} does not exist"))
+                    } else {
+                        StepError::from_sdk("GetParameter", err)
+                    }
+                })?;
+            let value = out
+                .parameter()
+                .and_then(|p| p.value())
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            validate_ami_id(&value).map_err(|_| {
+                StepError::invalid(format!(
+                    "SSM parameter {selector} holds {value:?}, which is not an AMI id"
+                ))
             })?;
-            let value = out.parameter().and_then(|p| p.value()).unwrap_or_default().trim().to_string();
-            validate_ami_id(&value).map_err(|_| StepError::invalid(format!("SSM parameter {selector} holds {value:?}, which is not an AMI id")))?;
             value
         }
         AmiSource::ImageBuilder { image_arn } => {
             let out = clients
                 .ec2
                 .describe_images()
-                .filters(Filter::builder().name("tag:Ec2ImageBuilderArn").values(image_arn).build())
+                .filters(
+                    Filter::builder()
+                        .name("tag:Ec2ImageBuilderArn")
+                        .values(image_arn)
+                        .build(),
+                )
                 .send()
                 .await
                 .map_err(|e| StepError::from_sdk("DescribeImages", e))?;
             let ids: Vec<&str> = out.images().iter().filter_map(Image::image_id).collect();
             match ids.as_slice() {
                 [one] => one.to_string(),
-                [] => return Err(StepError::invalid(format!("no AMI in this region is tagged Ec2ImageBuilderArn={image_arn}"))),
-                many => return Err(StepError::invalid(format!("several AMIs are tagged Ec2ImageBuilderArn={image_arn}: {}", many.join(", ")))),
+                [] => {
+                    return Err(StepError::invalid(format!(
+                        "no AMI in this region is tagged Ec2ImageBuilderArn={image_arn}"
+                    )));
+                }
+                many => {
+                    return Err(StepError::invalid(format!(
+                        "several AMIs are tagged Ec2ImageBuilderArn={image_arn}: {}",
+                        many.join(", ")
+                    )));
+                }
             }
         }
     };
@@ -113,7 +162,12 @@ mod tests {
     use aws_sdk_ec2::types::ArchitectureValues;
 
     fn image(state: ImageState) -> aws_sdk_ec2::types::builders::ImageBuilder {
-        Image::builder().image_id("ami-0123456789abcdef0").name("golden").state(state).owner_id("111122223333").architecture(ArchitectureValues::X8664)
+        Image::builder()
+            .image_id("ami-0123456789abcdef0")
+            .name("golden")
+            .state(state)
+            .owner_id("111122223333")
+            .architecture(ArchitectureValues::X8664)
     }
 
     const NOW: Epoch = 1_800_000_000;
@@ -121,7 +175,14 @@ mod tests {
     #[test]
     fn available_image_is_usable() {
         let ami = usable_ami(&image(ImageState::Available).build(), &[], NOW).unwrap();
-        assert_eq!((ami.id.as_str(), ami.architecture.as_str(), ami.owner_id.as_str()), ("ami-0123456789abcdef0", "x86_64", "111122223333"));
+        assert_eq!(
+            (
+                ami.id.as_str(),
+                ami.architecture.as_str(),
+                ami.owner_id.as_str()
+            ),
+            ("ami-0123456789abcdef0", "x86_64", "111122223333")
+        );
     }
 
     #[test]
@@ -130,14 +191,50 @@ mod tests {
         let future = "2099-01-01T00:00:00.000Z";
         let owners = vec!["999988887777".to_string()];
         let cases: Vec<(Image, &[String], Option<&str>)> = vec![
-            (image(ImageState::Pending).build(), &[], Some("state is pending")),
-            (image(ImageState::Disabled).build(), &[], Some("state is disabled")),
-            (image(ImageState::Deregistered).build(), &[], Some("state is deregistered")),
-            (image(ImageState::Failed).build(), &[], Some("state is failed")),
-            (image(ImageState::Available).deprecation_time(past).build(), &[], Some("deprecated at 2026-01-01")),
-            (image(ImageState::Available).deprecation_time(future).build(), &[], None),
-            (image(ImageState::Available).build(), &owners, Some("owner 111122223333 is not in ALLOWED_AMI_OWNERS")),
-            (image(ImageState::Available).owner_id("999988887777").build(), &owners, None),
+            (
+                image(ImageState::Pending).build(),
+                &[],
+                Some("state is pending"),
+            ),
+            (
+                image(ImageState::Disabled).build(),
+                &[],
+                Some("state is disabled"),
+            ),
+            (
+                image(ImageState::Deregistered).build(),
+                &[],
+                Some("state is deregistered"),
+            ),
+            (
+                image(ImageState::Failed).build(),
+                &[],
+                Some("state is failed"),
+            ),
+            (
+                image(ImageState::Available).deprecation_time(past).build(),
+                &[],
+                Some("deprecated at 2026-01-01"),
+            ),
+            (
+                image(ImageState::Available)
+                    .deprecation_time(future)
+                    .build(),
+                &[],
+                None,
+            ),
+            (
+                image(ImageState::Available).build(),
+                &owners,
+                Some("owner 111122223333 is not in ALLOWED_AMI_OWNERS"),
+            ),
+            (
+                image(ImageState::Available)
+                    .owner_id("999988887777")
+                    .build(),
+                &owners,
+                None,
+            ),
         ];
         for (img, owners, expected) in cases {
             let result = usable_ami(&img, owners, NOW);
@@ -157,8 +254,19 @@ mod tests {
         for ok in ["ami-12345678", "ami-0123456789abcdef0"] {
             assert!(validate_ami_id(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "ami-", "ami-xyz12345", "i-0123456789abcdef0", "ami-0123456789abcdef", "resolve:ssm:/ami/linux/prod"] {
-            assert_eq!(validate_ami_id(bad).unwrap_err().name(), "InvalidInput", "{bad}");
+        for bad in [
+            "",
+            "ami-",
+            "ami-xyz12345",
+            "i-0123456789abcdef0",
+            "ami-0123456789abcdef",
+            "resolve:ssm:/ami/linux/prod",
+        ] {
+            assert_eq!(
+                validate_ami_id(bad).unwrap_err().name(),
+                "InvalidInput",
+                "{bad}"
+            );
         }
     }
 }

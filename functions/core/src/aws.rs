@@ -30,7 +30,9 @@ impl Clients {
 
 /// The current time in epoch seconds (handlers pass it to the pure decision functions).
 pub fn now() -> crate::model::Epoch {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A test harness: clients over aws-smithy-mocks rules, one rule list per service.
@@ -52,7 +54,11 @@ pub mod mock {
         pub fn clients(&self) -> super::Clients {
             super::Clients {
                 ec2: mock_client!(aws_sdk_ec2, RuleMode::MatchAny, &self.ec2),
-                autoscaling: mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, &self.autoscaling),
+                autoscaling: mock_client!(
+                    aws_sdk_autoscaling,
+                    RuleMode::MatchAny,
+                    &self.autoscaling
+                ),
                 ecs: mock_client!(aws_sdk_ecs, RuleMode::MatchAny, &self.ecs),
                 cloudwatch: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, &self.cloudwatch),
                 ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &self.ssm),

@@ -44,7 +44,9 @@ impl Config {
             _ => RollbackScope::default(),
         };
         let max_concurrency = match get("MAX_CONCURRENCY") {
-            Some(n) if !n.is_empty() => n.parse().map_err(|_| StepError::invalid(format!("MAX_CONCURRENCY {n:?} is not a number")))?,
+            Some(n) if !n.is_empty() => n.parse().map_err(|_| {
+                StepError::invalid(format!("MAX_CONCURRENCY {n:?} is not a number"))
+            })?,
             _ => DEFAULT_MAX_CONCURRENCY,
         };
         Ok(Self {
@@ -63,25 +65,39 @@ pub fn validate_concurrency(n: u32) -> StepResult<u32> {
     if (1..=MAX_CONCURRENCY_LIMIT).contains(&n) {
         Ok(n)
     } else {
-        Err(StepError::invalid(format!("max concurrency {n} is outside 1-{MAX_CONCURRENCY_LIMIT}")))
+        Err(StepError::invalid(format!(
+            "max concurrency {n} is outside 1-{MAX_CONCURRENCY_LIMIT}"
+        )))
     }
 }
 
 /// `key=value`; a bare key is refused so a rollout target is always chosen on purpose.
 pub fn parse_tag(tag: &str) -> StepResult<(String, String)> {
     match tag.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
-        _ => Err(StepError::invalid(format!("target tag {tag:?} must be key=value"))),
+        Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        }
+        _ => Err(StepError::invalid(format!(
+            "target tag {tag:?} must be key=value"
+        ))),
     }
 }
 
 /// A list given as a JSON array (`["a","b"]`) or comma-separated (`a, b`), as the seeds' Lambdas took it.
 fn parse_list(name: &str, value: Option<String>) -> StepResult<Vec<String>> {
-    let Some(value) = value.filter(|v| !v.is_empty()) else { return Ok(Vec::new()) };
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(Vec::new());
+    };
     if value.starts_with('[') {
-        return serde_json::from_str(&value).map_err(|e| StepError::invalid(format!("{name} is not a JSON list of strings: {e}")));
+        return serde_json::from_str(&value)
+            .map_err(|e| StepError::invalid(format!("{name} is not a JSON list of strings: {e}")));
     }
-    Ok(value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+    Ok(value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 #[cfg(test)]
@@ -90,21 +106,39 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> StepResult<Config> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|name| vars.get(name).cloned())
     }
 
     #[test]
     fn defaults_select_by_the_rollout_tag() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.target_tag, Some(("ami-rollout:enabled".into(), "true".into())));
-        assert_eq!((c.max_concurrency, c.rollback_scope), (5, RollbackScope::Execution));
-        assert!(c.excluded_asgs.is_empty() && c.target_asgs.is_empty() && c.allowed_ami_owners.is_empty());
+        assert_eq!(
+            c.target_tag,
+            Some(("ami-rollout:enabled".into(), "true".into()))
+        );
+        assert_eq!(
+            (c.max_concurrency, c.rollback_scope),
+            (5, RollbackScope::Execution)
+        );
+        assert!(
+            c.excluded_asgs.is_empty()
+                && c.target_asgs.is_empty()
+                && c.allowed_ami_owners.is_empty()
+        );
     }
 
     #[test]
     fn lists_accept_json_or_commas() {
-        let c = config(&[("EXCLUDED_ASGS", r#"["legacy", "batch"]"#), ("TARGET_ASGS", "web, api ,"), ("TARGET_TAG", "")]).unwrap();
+        let c = config(&[
+            ("EXCLUDED_ASGS", r#"["legacy", "batch"]"#),
+            ("TARGET_ASGS", "web, api ,"),
+            ("TARGET_TAG", ""),
+        ])
+        .unwrap();
         assert_eq!(c.excluded_asgs, ["legacy", "batch"]);
         assert_eq!(c.target_asgs, ["web", "api"]);
         assert_eq!(c.target_tag, None);
@@ -119,7 +153,10 @@ mod tests {
             (vec![("MAX_CONCURRENCY", "41")], "outside 1-40"),
             (vec![("ROLLBACK_SCOPE", "all")], "rollback scope"),
             (vec![("EXCLUDED_ASGS", "[1,2]")], "EXCLUDED_ASGS"),
-            (vec![("ASG_CONFIGURATIONS", "{not json")], "ASG_CONFIGURATIONS"),
+            (
+                vec![("ASG_CONFIGURATIONS", "{not json")],
+                "ASG_CONFIGURATIONS",
+            ),
         ] {
             let err = config(&vars).unwrap_err();
             assert_eq!(err.name(), "InvalidInput");

@@ -22,11 +22,17 @@ pub enum StepError {
     #[error("{group}: preflight refused the rollout: {reason}")]
     PreflightFailed { group: String, reason: String },
     /// Another instance refresh, to a configuration that is not ours, is running on the group.
-    #[error("{group}: instance refresh {refresh_id} to another configuration is running; wait for it or cancel it, then redrive")]
+    #[error(
+        "{group}: instance refresh {refresh_id} to another configuration is running; wait for it or cancel it, then redrive"
+    )]
     RefreshConflict { group: String, refresh_id: String },
     /// The fleet did not prove healthy on the new AMI.
     #[error("{group}: unhealthy on {ami}: {reasons}")]
-    TargetUnhealthy { group: String, ami: String, reasons: String },
+    TargetUnhealthy {
+        group: String,
+        ami: String,
+        reasons: String,
+    },
     /// AWS throttled us past the SDK's own retries. Retryable.
     #[error("{operation} throttled: {message}")]
     AwsThrottled { operation: String, message: String },
@@ -70,13 +76,19 @@ impl StepError {
     {
         let operation = operation.to_string();
         match &err {
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-                let message = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => {
+                let message =
+                    aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
                 Self::AwsTransient { operation, message }
             }
             SdkError::ServiceError(service) => {
                 let code = service.err().code().unwrap_or("Unknown");
-                let message = format!("{code}: {}", service.err().message().unwrap_or("no message"));
+                let message = format!(
+                    "{code}: {}",
+                    service.err().message().unwrap_or("no message")
+                );
                 if is_throttling(code) {
                     Self::AwsThrottled { operation, message }
                 } else if is_transient(code) {
@@ -86,7 +98,8 @@ impl StepError {
                 }
             }
             _ => {
-                let message = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+                let message =
+                    aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
                 Self::AwsRequestFailed { operation, message }
             }
         }
@@ -97,7 +110,12 @@ impl StepError {
 fn is_throttling(code: &str) -> bool {
     matches!(
         code,
-        "Throttling" | "ThrottlingException" | "ThrottledException" | "RequestLimitExceeded" | "TooManyRequestsException" | "RequestThrottled"
+        "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException"
+            | "RequestThrottled"
     )
 }
 
@@ -105,7 +123,13 @@ fn is_throttling(code: &str) -> bool {
 fn is_transient(code: &str) -> bool {
     matches!(
         code,
-        "InternalError" | "InternalFailure" | "InternalServerError" | "ServiceUnavailable" | "Unavailable" | "ServerException" | "ResourceContention"
+        "InternalError"
+            | "InternalFailure"
+            | "InternalServerError"
+            | "ServiceUnavailable"
+            | "Unavailable"
+            | "ServerException"
+            | "ResourceContention"
     )
 }
 
@@ -125,7 +149,10 @@ pub const ERROR_NAMES: &[(&str, bool)] = &[
 
 impl From<StepError> for Diagnostic {
     fn from(err: StepError) -> Self {
-        Diagnostic { error_type: err.name().to_string(), error_message: err.to_string() }
+        Diagnostic {
+            error_type: err.name().to_string(),
+            error_message: err.to_string(),
+        }
     }
 }
 
@@ -133,7 +160,10 @@ pub type StepResult<T> = Result<T, StepError>;
 
 /// Parses a step's JSON input into its type, turning serde's message into `InvalidInput`.
 /// Handlers take `serde_json::Value` so malformed input gets our error name, not the runtime's.
-pub fn parse_input<T: serde::de::DeserializeOwned>(step: &str, value: serde_json::Value) -> StepResult<T> {
+pub fn parse_input<T: serde::de::DeserializeOwned>(
+    step: &str,
+    value: serde_json::Value,
+) -> StepResult<T> {
     serde_json::from_value(value).map_err(|e| StepError::invalid(format!("{step} input: {e}")))
 }
 
@@ -145,14 +175,36 @@ mod tests {
         let s = || "x".to_string();
         vec![
             StepError::InvalidInput(s()),
-            StepError::AmiNotUsable { ami: s(), reason: s() },
+            StepError::AmiNotUsable {
+                ami: s(),
+                reason: s(),
+            },
             StepError::TargetNotFound(s()),
-            StepError::PreflightFailed { group: s(), reason: s() },
-            StepError::RefreshConflict { group: s(), refresh_id: s() },
-            StepError::TargetUnhealthy { group: s(), ami: s(), reasons: s() },
-            StepError::AwsThrottled { operation: s(), message: s() },
-            StepError::AwsTransient { operation: s(), message: s() },
-            StepError::AwsRequestFailed { operation: s(), message: s() },
+            StepError::PreflightFailed {
+                group: s(),
+                reason: s(),
+            },
+            StepError::RefreshConflict {
+                group: s(),
+                refresh_id: s(),
+            },
+            StepError::TargetUnhealthy {
+                group: s(),
+                ami: s(),
+                reasons: s(),
+            },
+            StepError::AwsThrottled {
+                operation: s(),
+                message: s(),
+            },
+            StepError::AwsTransient {
+                operation: s(),
+                message: s(),
+            },
+            StepError::AwsRequestFailed {
+                operation: s(),
+                message: s(),
+            },
             StepError::RollbackFailed(s()),
         ]
     }
@@ -166,9 +218,17 @@ mod tests {
 
     #[test]
     fn diagnostic_carries_the_stable_name_and_a_message_naming_the_resource() {
-        let d: Diagnostic = StepError::RefreshConflict { group: "web".into(), refresh_id: "r-1".into() }.into();
+        let d: Diagnostic = StepError::RefreshConflict {
+            group: "web".into(),
+            refresh_id: "r-1".into(),
+        }
+        .into();
         assert_eq!(d.error_type, "RefreshConflict");
-        assert!(d.error_message.starts_with("web: instance refresh r-1"), "{}", d.error_message);
+        assert!(
+            d.error_message.starts_with("web: instance refresh r-1"),
+            "{}",
+            d.error_message
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_autoscaling::types::{AutoScalingGroup, DesiredConfiguration, LaunchTemplateSpecification, MixedInstancesPolicy};
+use aws_sdk_autoscaling::types::{
+    AutoScalingGroup, DesiredConfiguration, LaunchTemplateSpecification, MixedInstancesPolicy,
+};
 
 use crate::aws::Clients;
 use crate::error::{StepError, StepResult};
@@ -22,17 +24,35 @@ pub struct GroupTemplate {
 /// The launch template of `group`, or why the group cannot be refreshed with native rollback.
 pub fn group_template(group: &AutoScalingGroup) -> Result<GroupTemplate, String> {
     if let Some(lc) = group.launch_configuration_name() {
-        return Err(format!("uses launch configuration {lc}; native rollback needs a launch template (migrate the group first)"));
+        return Err(format!(
+            "uses launch configuration {lc}; native rollback needs a launch template (migrate the group first)"
+        ));
     }
     let (spec, mixed_instances) = match (group.launch_template(), group.mixed_instances_policy()) {
         (Some(spec), _) => (spec, false),
         (None, Some(policy)) => {
-            let lt = policy.launch_template().ok_or("has a mixed instances policy without a launch template")?;
-            if let Some(own) = lt.overrides().iter().find_map(|o| o.launch_template_specification()) {
-                let name = own.launch_template_id().or(own.launch_template_name()).unwrap_or("?");
-                return Err(format!("has instance type overrides with their own launch template ({name}); roll those templates out separately"));
+            let lt = policy
+                .launch_template()
+                .ok_or("has a mixed instances policy without a launch template")?;
+            if let Some(own) = lt
+                .overrides()
+                .iter()
+                .find_map(|o| o.launch_template_specification())
+            {
+                let name = own
+                    .launch_template_id()
+                    .or(own.launch_template_name())
+                    .unwrap_or("?");
+                return Err(format!(
+                    "has instance type overrides with their own launch template ({name}); roll those templates out separately"
+                ));
             }
-            (lt.launch_template_specification().ok_or("has a mixed instances policy without a launch template specification")?, true)
+            (
+                lt.launch_template_specification().ok_or(
+                    "has a mixed instances policy without a launch template specification",
+                )?,
+                true,
+            )
         }
         (None, None) => return Err("has no launch template".into()),
     };
@@ -45,11 +65,18 @@ pub fn group_template(group: &AutoScalingGroup) -> Result<GroupTemplate, String>
 }
 
 fn spec(template_id: &str, version: &str) -> LaunchTemplateSpecification {
-    LaunchTemplateSpecification::builder().launch_template_id(template_id).version(version).build()
+    LaunchTemplateSpecification::builder()
+        .launch_template_id(template_id)
+        .version(version)
+        .build()
 }
 
 /// The group's mixed instances policy with only the launch template version changed.
-fn mixed_policy_at(policy: &MixedInstancesPolicy, template_id: &str, version: &str) -> MixedInstancesPolicy {
+fn mixed_policy_at(
+    policy: &MixedInstancesPolicy,
+    template_id: &str,
+    version: &str,
+) -> MixedInstancesPolicy {
     let mut policy = policy.clone();
     if let Some(lt) = policy.launch_template.as_mut() {
         lt.launch_template_specification = Some(spec(template_id, version));
@@ -59,26 +86,45 @@ fn mixed_policy_at(policy: &MixedInstancesPolicy, template_id: &str, version: &s
 
 /// What a refresh should converge `group` to: the template at `version`, keeping any mixed
 /// instances policy as it is.
-pub fn desired_configuration(group: &AutoScalingGroup, template_id: &str, version: i64) -> DesiredConfiguration {
+pub fn desired_configuration(
+    group: &AutoScalingGroup,
+    template_id: &str,
+    version: i64,
+) -> DesiredConfiguration {
     let version = version.to_string();
     match group.mixed_instances_policy() {
-        Some(policy) if group.launch_template().is_none() => {
-            DesiredConfiguration::builder().mixed_instances_policy(mixed_policy_at(policy, template_id, &version)).build()
-        }
-        _ => DesiredConfiguration::builder().launch_template(spec(template_id, &version)).build(),
+        Some(policy) if group.launch_template().is_none() => DesiredConfiguration::builder()
+            .mixed_instances_policy(mixed_policy_at(policy, template_id, &version))
+            .build(),
+        _ => DesiredConfiguration::builder()
+            .launch_template(spec(template_id, &version))
+            .build(),
     }
 }
 
 /// Points `group` at `version` (`$Latest`, `$Default` or a number) of its template. This changes
 /// what new instances launch with, never the running ones.
-pub async fn set_group_version(clients: &Clients, group: &AutoScalingGroup, template_id: &str, version: &str) -> StepResult<()> {
+pub async fn set_group_version(
+    clients: &Clients,
+    group: &AutoScalingGroup,
+    template_id: &str,
+    version: &str,
+) -> StepResult<()> {
     let name = group.auto_scaling_group_name().unwrap_or_default();
-    let request = clients.autoscaling.update_auto_scaling_group().auto_scaling_group_name(name);
+    let request = clients
+        .autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(name);
     let request = match group.mixed_instances_policy() {
-        Some(policy) if group.launch_template().is_none() => request.mixed_instances_policy(mixed_policy_at(policy, template_id, version)),
+        Some(policy) if group.launch_template().is_none() => {
+            request.mixed_instances_policy(mixed_policy_at(policy, template_id, version))
+        }
         _ => request.launch_template(spec(template_id, version)),
     };
-    request.send().await.map_err(|e| StepError::from_sdk("UpdateAutoScalingGroup", e))?;
+    request
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("UpdateAutoScalingGroup", e))?;
     Ok(())
 }
 
@@ -95,15 +141,25 @@ pub async fn describe_group(clients: &Clients, name: &str) -> StepResult<AutoSca
         .send()
         .await
         .map_err(|e| StepError::from_sdk("DescribeAutoScalingGroups", e))?;
-    out.auto_scaling_groups().first().cloned().ok_or_else(|| StepError::TargetNotFound(format!("Auto Scaling group {name} does not exist")))
+    out.auto_scaling_groups().first().cloned().ok_or_else(|| {
+        StepError::TargetNotFound(format!("Auto Scaling group {name} does not exist"))
+    })
 }
 
 /// The AMI each running or pending instance was launched from, by instance id.
-pub async fn instance_images(clients: &Clients, instance_ids: &[String]) -> StepResult<HashMap<String, String>> {
+pub async fn instance_images(
+    clients: &Clients,
+    instance_ids: &[String],
+) -> StepResult<HashMap<String, String>> {
     let mut images = HashMap::new();
     // EC2 documents no hard limit on InstanceIds; 200 keeps each request comfortably small.
     for chunk in instance_ids.chunks(200) {
-        let mut pages = clients.ec2.describe_instances().set_instance_ids(Some(chunk.to_vec())).into_paginator().send();
+        let mut pages = clients
+            .ec2
+            .describe_instances()
+            .set_instance_ids(Some(chunk.to_vec()))
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| StepError::from_sdk("DescribeInstances", e))?;
             for instance in page.reservations().iter().flat_map(|r| r.instances()) {
@@ -122,7 +178,12 @@ pub fn in_service_instances(group: &AutoScalingGroup) -> Vec<String> {
     group
         .instances()
         .iter()
-        .filter(|i| matches!(i.lifecycle_state(), Some(S::InService | S::Pending | S::PendingWait | S::PendingProceed)))
+        .filter(|i| {
+            matches!(
+                i.lifecycle_state(),
+                Some(S::InService | S::Pending | S::PendingWait | S::PendingProceed)
+            )
+        })
         .filter_map(|i| i.instance_id().map(str::to_string))
         .collect()
 }
@@ -130,8 +191,14 @@ pub fn in_service_instances(group: &AutoScalingGroup) -> Vec<String> {
 /// The description a new launch template version carries: it names the execution that made it
 /// and the rollback point, so both survive even if the execution's state is lost.
 pub fn version_description(execution: &str, target: &Target, new_ami: &str) -> String {
-    let RollbackPoint { version, image_id, .. } = &target.rollback_point;
-    let text = format!("{}; {} {image_id} -> {new_ami}; rollback point: version {version} ({image_id})", marker(execution), target.group);
+    let RollbackPoint {
+        version, image_id, ..
+    } = &target.rollback_point;
+    let text = format!(
+        "{}; {} {image_id} -> {new_ami}; rollback point: version {version} ({image_id})",
+        marker(execution),
+        target.group
+    );
     // EC2 allows 255 characters.
     text.chars().take(255).collect()
 }
@@ -149,15 +216,23 @@ pub fn client_token(execution: &str, group: &str, ami: &str) -> String {
         [execution, "\u{1f}", group, "\u{1f}", ami]
             .iter()
             .flat_map(|s| s.bytes())
-            .fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+            .fold(seed, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            })
     };
-    format!("ami-rollout-{:016x}{:016x}", hash(0xcbf2_9ce4_8422_2325), hash(0x8422_2325_cbf2_9ce4))
+    format!(
+        "ami-rollout-{:016x}{:016x}",
+        hash(0xcbf2_9ce4_8422_2325),
+        hash(0x8422_2325_cbf2_9ce4)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_autoscaling::types::{InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides};
+    use aws_sdk_autoscaling::types::{
+        InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides,
+    };
 
     fn group() -> aws_sdk_autoscaling::types::builders::AutoScalingGroupBuilder {
         AutoScalingGroup::builder().auto_scaling_group_name("web")
@@ -165,27 +240,71 @@ mod tests {
 
     fn mixed(overrides: Vec<LaunchTemplateOverrides>) -> MixedInstancesPolicy {
         MixedInstancesPolicy::builder()
-            .launch_template(LaunchTemplate::builder().launch_template_specification(spec("lt-1", "$Latest")).set_overrides(Some(overrides)).build())
-            .instances_distribution(InstancesDistribution::builder().on_demand_base_capacity(1).build())
+            .launch_template(
+                LaunchTemplate::builder()
+                    .launch_template_specification(spec("lt-1", "$Latest"))
+                    .set_overrides(Some(overrides))
+                    .build(),
+            )
+            .instances_distribution(
+                InstancesDistribution::builder()
+                    .on_demand_base_capacity(1)
+                    .build(),
+            )
             .build()
     }
 
     #[test]
     fn template_is_read_from_the_group_or_its_mixed_policy() {
         let plain = group_template(&group().launch_template(spec("lt-1", "3")).build()).unwrap();
-        assert_eq!((plain.id.as_deref(), plain.version.as_str(), plain.mixed_instances), (Some("lt-1"), "3", false));
-        let mixed = group_template(&group().mixed_instances_policy(mixed(vec![LaunchTemplateOverrides::builder().instance_type("m7i.large").build()])).build()).unwrap();
-        assert_eq!((mixed.version.as_str(), mixed.mixed_instances), ("$Latest", true));
+        assert_eq!(
+            (
+                plain.id.as_deref(),
+                plain.version.as_str(),
+                plain.mixed_instances
+            ),
+            (Some("lt-1"), "3", false)
+        );
+        let mixed = group_template(
+            &group()
+                .mixed_instances_policy(mixed(vec![
+                    LaunchTemplateOverrides::builder()
+                        .instance_type("m7i.large")
+                        .build(),
+                ]))
+                .build(),
+        )
+        .unwrap();
+        assert_eq!(
+            (mixed.version.as_str(), mixed.mixed_instances),
+            ("$Latest", true)
+        );
     }
 
     #[test]
     fn groups_that_cannot_be_rolled_back_natively_are_refused_with_a_reason() {
-        let own_template = LaunchTemplateOverrides::builder().instance_type("m7g.large").launch_template_specification(spec("lt-arm", "1")).build();
+        let own_template = LaunchTemplateOverrides::builder()
+            .instance_type("m7g.large")
+            .launch_template_specification(spec("lt-arm", "1"))
+            .build();
         for (g, expected) in [
-            (group().launch_configuration_name("old-lc").build(), "launch configuration old-lc"),
+            (
+                group().launch_configuration_name("old-lc").build(),
+                "launch configuration old-lc",
+            ),
             (group().build(), "no launch template"),
-            (group().mixed_instances_policy(mixed(vec![own_template])).build(), "their own launch template (lt-arm)"),
-            (group().mixed_instances_policy(MixedInstancesPolicy::builder().build()).build(), "without a launch template"),
+            (
+                group()
+                    .mixed_instances_policy(mixed(vec![own_template]))
+                    .build(),
+                "their own launch template (lt-arm)",
+            ),
+            (
+                group()
+                    .mixed_instances_policy(MixedInstancesPolicy::builder().build())
+                    .build(),
+                "without a launch template",
+            ),
         ] {
             let reason = group_template(&g).unwrap_err();
             assert!(reason.contains(expected), "{reason}");
@@ -194,16 +313,35 @@ mod tests {
 
     #[test]
     fn desired_configuration_keeps_the_mixed_policy_and_changes_only_the_version() {
-        let g = group().mixed_instances_policy(mixed(vec![LaunchTemplateOverrides::builder().instance_type("m7i.large").build()])).build();
+        let g = group()
+            .mixed_instances_policy(mixed(vec![
+                LaunchTemplateOverrides::builder()
+                    .instance_type("m7i.large")
+                    .build(),
+            ]))
+            .build();
         let desired = desired_configuration(&g, "lt-1", 4);
         let policy = desired.mixed_instances_policy().unwrap();
         let lt = policy.launch_template().unwrap();
-        assert_eq!(lt.launch_template_specification().unwrap().version(), Some("4"));
+        assert_eq!(
+            lt.launch_template_specification().unwrap().version(),
+            Some("4")
+        );
         assert_eq!(lt.overrides()[0].instance_type(), Some("m7i.large"));
-        assert_eq!(policy.instances_distribution().unwrap().on_demand_base_capacity(), Some(1));
+        assert_eq!(
+            policy
+                .instances_distribution()
+                .unwrap()
+                .on_demand_base_capacity(),
+            Some(1)
+        );
         assert!(desired.launch_template().is_none());
 
-        let plain = desired_configuration(&group().launch_template(spec("lt-1", "$Latest")).build(), "lt-1", 4);
+        let plain = desired_configuration(
+            &group().launch_template(spec("lt-1", "$Latest")).build(),
+            "lt-1",
+            4,
+        );
         assert_eq!(plain.launch_template().unwrap().version(), Some("4"));
     }
 

@@ -125,7 +125,9 @@ impl std::str::FromStr for RollbackScope {
         match s {
             "execution" => Ok(Self::Execution),
             "wave" => Ok(Self::Wave),
-            other => Err(StepError::invalid(format!("rollback scope must be \"execution\" or \"wave\", not {other:?}"))),
+            other => Err(StepError::invalid(format!(
+                "rollback scope must be \"execution\" or \"wave\", not {other:?}"
+            ))),
         }
     }
 }
@@ -217,14 +219,21 @@ impl TargetRun {
     }
 
     pub fn require_new_version(&self) -> StepResult<i64> {
-        self.new_version
-            .ok_or_else(|| StepError::invalid(format!("{}: newVersion is missing (the launch template version was not created)", self.group())))
+        self.new_version.ok_or_else(|| {
+            StepError::invalid(format!(
+                "{}: newVersion is missing (the launch template version was not created)",
+                self.group()
+            ))
+        })
     }
 
     pub fn require_refresh(&self) -> StepResult<&RefreshRef> {
-        self.refresh
-            .as_ref()
-            .ok_or_else(|| StepError::invalid(format!("{}: refresh is missing (the instance refresh was not started)", self.group())))
+        self.refresh.as_ref().ok_or_else(|| {
+            StepError::invalid(format!(
+                "{}: refresh is missing (the instance refresh was not started)",
+                self.group()
+            ))
+        })
     }
 
     /// Ensures the input names a usable execution and target before any AWS call.
@@ -237,7 +246,10 @@ impl TargetRun {
         }
         crate::ami::validate_ami_id(&self.ami.id)?;
         if self.target.rollback_point.version < 1 {
-            return Err(StepError::invalid(format!("{}: rollbackPoint.version must be a version number", self.group())));
+            return Err(StepError::invalid(format!(
+                "{}: rollbackPoint.version must be a version number",
+                self.group()
+            )));
         }
         Ok(())
     }
@@ -257,7 +269,11 @@ impl Failure {
     pub fn message(&self) -> String {
         serde_json::from_str::<serde_json::Value>(&self.cause)
             .ok()
-            .and_then(|v| v.get("errorMessage").and_then(|m| m.as_str()).map(str::to_string))
+            .and_then(|v| {
+                v.get("errorMessage")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| self.cause.clone())
     }
 }

@@ -2,7 +2,8 @@
 //! one safely when a retry or redrive may already have started it.
 
 use aws_sdk_autoscaling::types::{
-    AlarmSpecification, AutoScalingGroup, InstanceRefresh, InstanceRefreshStatus, RefreshPreferences, ScaleInProtectedInstances, StandbyInstances,
+    AlarmSpecification, AutoScalingGroup, InstanceRefresh, InstanceRefreshStatus,
+    RefreshPreferences, ScaleInProtectedInstances, StandbyInstances,
 };
 
 use crate::aws::Clients;
@@ -28,12 +29,24 @@ impl RefreshInfo {
     pub fn from_sdk(r: &InstanceRefresh) -> Self {
         let desired = r.desired_configuration().and_then(|d| {
             d.launch_template()
-                .or_else(|| d.mixed_instances_policy().and_then(|p| p.launch_template()).and_then(|lt| lt.launch_template_specification()))
-                .map(|s| (s.launch_template_id().unwrap_or_default().to_string(), s.version().unwrap_or_default().to_string()))
+                .or_else(|| {
+                    d.mixed_instances_policy()
+                        .and_then(|p| p.launch_template())
+                        .and_then(|lt| lt.launch_template_specification())
+                })
+                .map(|s| {
+                    (
+                        s.launch_template_id().unwrap_or_default().to_string(),
+                        s.version().unwrap_or_default().to_string(),
+                    )
+                })
         });
         Self {
             id: r.instance_refresh_id().unwrap_or_default().to_string(),
-            status: r.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            status: r
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
             percentage: r.percentage_complete().unwrap_or(0),
             reason: r.status_reason().map(str::to_string),
             desired,
@@ -44,7 +57,9 @@ impl RefreshInfo {
 
     /// Whether the refresh converges to `version` of `template_id`.
     pub fn targets(&self, template_id: &str, version: i64) -> bool {
-        self.desired.as_ref().is_some_and(|(id, v)| id == template_id && *v == version.to_string())
+        self.desired
+            .as_ref()
+            .is_some_and(|(id, v)| id == template_id && *v == version.to_string())
     }
 
     /// Auto Scaling allows one active refresh per group; these statuses hold that slot.
@@ -55,7 +70,15 @@ impl RefreshInfo {
 
 pub fn is_active(status: &str) -> bool {
     use InstanceRefreshStatus as S;
-    [S::Pending, S::InProgress, S::Baking, S::Cancelling, S::RollbackInProgress].iter().any(|s| s.as_str() == status)
+    [
+        S::Pending,
+        S::InProgress,
+        S::Baking,
+        S::Cancelling,
+        S::RollbackInProgress,
+    ]
+    .iter()
+    .any(|s| s.as_str() == status)
 }
 
 /// What a refresh is for: rolling the new AMI out, or bringing the old one back.
@@ -70,26 +93,48 @@ pub enum Purpose {
 /// A rollout refresh rolls itself back (`AutoRollback`) and fails on the target's alarms. A
 /// rollback refresh does neither: its alarms may still be firing from the bad AMI, and rolling it
 /// "back" would return to the bad version.
-pub fn preferences(target: &Target, settings: &RefreshSettings, purpose: Purpose) -> RefreshPreferences {
+pub fn preferences(
+    target: &Target,
+    settings: &RefreshSettings,
+    purpose: Purpose,
+) -> RefreshPreferences {
     let mut prefs = RefreshPreferences::builder()
         .skip_matching(true)
         .set_min_healthy_percentage(settings.min_healthy_percentage)
         .set_max_healthy_percentage(settings.max_healthy_percentage)
         .set_instance_warmup(settings.instance_warmup_seconds);
-    let protected = if target.ecs.as_ref().is_some_and(|e| e.managed_termination_protection) {
+    let protected = if target
+        .ecs
+        .as_ref()
+        .is_some_and(|e| e.managed_termination_protection)
+    {
         // ECS protects instances that run tasks; anything but Refresh waits an hour, then fails.
         Some(ScaleInProtectedInstances::Refresh)
     } else {
-        settings.scale_in_protected_instances.as_deref().map(ScaleInProtectedInstances::from)
+        settings
+            .scale_in_protected_instances
+            .as_deref()
+            .map(ScaleInProtectedInstances::from)
     };
-    prefs = prefs.set_scale_in_protected_instances(protected).set_standby_instances(settings.standby_instances.as_deref().map(StandbyInstances::from));
+    prefs = prefs
+        .set_scale_in_protected_instances(protected)
+        .set_standby_instances(
+            settings
+                .standby_instances
+                .as_deref()
+                .map(StandbyInstances::from),
+        );
     if purpose == Purpose::Rollout {
         prefs = prefs
             .auto_rollback(true)
             .set_checkpoint_percentages(settings.checkpoint_percentages.clone())
             .set_checkpoint_delay(settings.checkpoint_delay_seconds);
         if !settings.alarm_names().is_empty() {
-            prefs = prefs.alarm_specification(AlarmSpecification::builder().set_alarms(Some(settings.alarm_names().to_vec())).build());
+            prefs = prefs.alarm_specification(
+                AlarmSpecification::builder()
+                    .set_alarms(Some(settings.alarm_names().to_vec()))
+                    .build(),
+            );
         }
     }
     prefs.build()
@@ -105,7 +150,11 @@ pub async fn recent_refreshes(clients: &Clients, group: &str) -> StepResult<Vec<
         .send()
         .await
         .map_err(|e| StepError::from_sdk("DescribeInstanceRefreshes", e))?;
-    Ok(out.instance_refreshes().iter().map(RefreshInfo::from_sdk).collect())
+    Ok(out
+        .instance_refreshes()
+        .iter()
+        .map(RefreshInfo::from_sdk)
+        .collect())
 }
 
 /// What `start` did.
@@ -127,23 +176,40 @@ impl Started {
 }
 
 /// Decides, from the group's refreshes, whether to adopt one, refuse, or start a new one.
-pub fn adopt_or_refuse(group: &str, refreshes: &[RefreshInfo], template_id: &str, version: i64) -> StepResult<Option<RefreshInfo>> {
+pub fn adopt_or_refuse(
+    group: &str,
+    refreshes: &[RefreshInfo],
+    template_id: &str,
+    version: i64,
+) -> StepResult<Option<RefreshInfo>> {
     if let Some(ours) = refreshes.iter().find(|r| r.targets(template_id, version)) {
         return Ok(Some(ours.clone()));
     }
     match refreshes.iter().find(|r| r.is_active()) {
-        Some(other) => Err(StepError::RefreshConflict { group: group.to_string(), refresh_id: other.id.clone() }),
+        Some(other) => Err(StepError::RefreshConflict {
+            group: group.to_string(),
+            refresh_id: other.id.clone(),
+        }),
         None => Ok(None),
     }
 }
 
 /// Starts a refresh of `group` to `version`, or adopts the one a previous attempt started.
 pub async fn start(
-    clients: &Clients, group: &AutoScalingGroup, target: &Target, version: i64, prefs: RefreshPreferences,
+    clients: &Clients,
+    group: &AutoScalingGroup,
+    target: &Target,
+    version: i64,
+    prefs: RefreshPreferences,
 ) -> StepResult<Started> {
     let name = target.group.as_str();
     let template_id = target.rollback_point.launch_template_id.as_str();
-    if let Some(existing) = adopt_or_refuse(name, &recent_refreshes(clients, name).await?, template_id, version)? {
+    if let Some(existing) = adopt_or_refuse(
+        name,
+        &recent_refreshes(clients, name).await?,
+        template_id,
+        version,
+    )? {
         return Ok(Started::Adopted(existing));
     }
     let result = clients
@@ -155,12 +221,26 @@ pub async fn start(
         .send()
         .await;
     match result {
-        Ok(out) => Ok(Started::New(out.instance_refresh_id().unwrap_or_default().to_string())),
+        Ok(out) => Ok(Started::New(
+            out.instance_refresh_id().unwrap_or_default().to_string(),
+        )),
         // Someone started one between our describe and our start: decide again on fresh data.
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_instance_refresh_in_progress_fault()) => {
-            match adopt_or_refuse(name, &recent_refreshes(clients, name).await?, template_id, version)? {
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_instance_refresh_in_progress_fault()) =>
+        {
+            match adopt_or_refuse(
+                name,
+                &recent_refreshes(clients, name).await?,
+                template_id,
+                version,
+            )? {
                 Some(existing) => Ok(Started::Adopted(existing)),
-                None => Err(StepError::AwsTransient { operation: "StartInstanceRefresh".into(), message: format!("{name}: a refresh was in progress and has ended; retry") }),
+                None => Err(StepError::AwsTransient {
+                    operation: "StartInstanceRefresh".into(),
+                    message: format!("{name}: a refresh was in progress and has ended; retry"),
+                }),
             }
         }
         Err(err) => Err(StepError::from_sdk("StartInstanceRefresh", err)),
@@ -188,9 +268,19 @@ mod tests {
         Target {
             kind: TargetKind::AutoScalingGroup,
             group: "web".into(),
-            rollback_point: RollbackPoint { launch_template_id: "lt-1".into(), version: 3, image_id: "ami-00000001".into(), reference: VersionReference::Pinned, default_version: 3 },
+            rollback_point: RollbackPoint {
+                launch_template_id: "lt-1".into(),
+                version: 3,
+                image_id: "ami-00000001".into(),
+                reference: VersionReference::Pinned,
+                default_version: 3,
+            },
             mixed_instances: false,
-            ecs: ecs_mtp.then(|| EcsCapacity { cluster: "c".into(), capacity_provider: Some("cp".into()), managed_termination_protection: true }),
+            ecs: ecs_mtp.then(|| EcsCapacity {
+                cluster: "c".into(),
+                capacity_provider: Some("cp".into()),
+                managed_termination_protection: true,
+            }),
         }
     }
 
@@ -215,10 +305,29 @@ mod tests {
     #[test]
     fn our_refresh_is_adopted_whatever_its_status_and_another_active_one_conflicts() {
         let ours = refresh("r-ours", "Successful", "4");
-        assert_eq!(adopt_or_refuse("web", &[refresh("r-old", "Successful", "3"), ours.clone()], "lt-1", 4).unwrap(), Some(ours));
-        let err = adopt_or_refuse("web", &[refresh("r-other", "InProgress", "9")], "lt-1", 4).unwrap_err();
-        assert_eq!(err, StepError::RefreshConflict { group: "web".into(), refresh_id: "r-other".into() });
-        assert_eq!(adopt_or_refuse("web", &[refresh("r-done", "Failed", "9")], "lt-1", 4).unwrap(), None);
+        assert_eq!(
+            adopt_or_refuse(
+                "web",
+                &[refresh("r-old", "Successful", "3"), ours.clone()],
+                "lt-1",
+                4
+            )
+            .unwrap(),
+            Some(ours)
+        );
+        let err = adopt_or_refuse("web", &[refresh("r-other", "InProgress", "9")], "lt-1", 4)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StepError::RefreshConflict {
+                group: "web".into(),
+                refresh_id: "r-other".into()
+            }
+        );
+        assert_eq!(
+            adopt_or_refuse("web", &[refresh("r-done", "Failed", "9")], "lt-1", 4).unwrap(),
+            None
+        );
         assert_eq!(adopt_or_refuse("web", &[], "lt-1", 4).unwrap(), None);
     }
 
@@ -232,15 +341,32 @@ mod tests {
             ..Default::default()
         };
         let p = preferences(&target(true), &settings, Purpose::Rollout);
-        assert_eq!((p.skip_matching(), p.auto_rollback(), p.min_healthy_percentage()), (Some(true), Some(true), Some(50)));
-        assert_eq!(p.scale_in_protected_instances(), Some(&ScaleInProtectedInstances::Refresh));
+        assert_eq!(
+            (
+                p.skip_matching(),
+                p.auto_rollback(),
+                p.min_healthy_percentage()
+            ),
+            (Some(true), Some(true), Some(50))
+        );
+        assert_eq!(
+            p.scale_in_protected_instances(),
+            Some(&ScaleInProtectedInstances::Refresh)
+        );
         assert_eq!(p.alarm_specification().unwrap().alarms(), ["api-5xx"]);
-        assert_eq!((p.checkpoint_percentages(), p.checkpoint_delay()), (&[20, 100][..], Some(60)));
+        assert_eq!(
+            (p.checkpoint_percentages(), p.checkpoint_delay()),
+            (&[20, 100][..], Some(60))
+        );
     }
 
     #[test]
     fn rollback_preferences_ignore_alarms_and_never_roll_back_themselves() {
-        let settings = RefreshSettings { alarm_names: Some(vec!["api-5xx".into()]), checkpoint_percentages: Some(vec![50]), ..Default::default() };
+        let settings = RefreshSettings {
+            alarm_names: Some(vec!["api-5xx".into()]),
+            checkpoint_percentages: Some(vec![50]),
+            ..Default::default()
+        };
         let p = preferences(&target(false), &settings, Purpose::Rollback);
         assert_eq!((p.skip_matching(), p.auto_rollback()), (Some(true), None));
         assert!(p.alarm_specification().is_none());

@@ -57,17 +57,38 @@ impl RefreshSettings {
             over.clone().or_else(|| base.clone())
         }
         RefreshSettings {
-            min_healthy_percentage: pick(&over.min_healthy_percentage, &self.min_healthy_percentage),
-            max_healthy_percentage: pick(&over.max_healthy_percentage, &self.max_healthy_percentage),
-            instance_warmup_seconds: pick(&over.instance_warmup_seconds, &self.instance_warmup_seconds),
-            checkpoint_percentages: pick(&over.checkpoint_percentages, &self.checkpoint_percentages),
-            checkpoint_delay_seconds: pick(&over.checkpoint_delay_seconds, &self.checkpoint_delay_seconds),
+            min_healthy_percentage: pick(
+                &over.min_healthy_percentage,
+                &self.min_healthy_percentage,
+            ),
+            max_healthy_percentage: pick(
+                &over.max_healthy_percentage,
+                &self.max_healthy_percentage,
+            ),
+            instance_warmup_seconds: pick(
+                &over.instance_warmup_seconds,
+                &self.instance_warmup_seconds,
+            ),
+            checkpoint_percentages: pick(
+                &over.checkpoint_percentages,
+                &self.checkpoint_percentages,
+            ),
+            checkpoint_delay_seconds: pick(
+                &over.checkpoint_delay_seconds,
+                &self.checkpoint_delay_seconds,
+            ),
             bake_seconds: pick(&over.bake_seconds, &self.bake_seconds),
-            verify_timeout_seconds: pick(&over.verify_timeout_seconds, &self.verify_timeout_seconds),
+            verify_timeout_seconds: pick(
+                &over.verify_timeout_seconds,
+                &self.verify_timeout_seconds,
+            ),
             alarm_names: pick(&over.alarm_names, &self.alarm_names),
             ecs_cluster: pick(&over.ecs_cluster, &self.ecs_cluster),
             wave: pick(&over.wave, &self.wave),
-            scale_in_protected_instances: pick(&over.scale_in_protected_instances, &self.scale_in_protected_instances),
+            scale_in_protected_instances: pick(
+                &over.scale_in_protected_instances,
+                &self.scale_in_protected_instances,
+            ),
             standby_instances: pick(&over.standby_instances, &self.standby_instances),
         }
     }
@@ -77,7 +98,8 @@ impl RefreshSettings {
     }
 
     pub fn verify_timeout_seconds(&self) -> i64 {
-        self.verify_timeout_seconds.unwrap_or(DEFAULT_VERIFY_TIMEOUT_SECONDS)
+        self.verify_timeout_seconds
+            .unwrap_or(DEFAULT_VERIFY_TIMEOUT_SECONDS)
     }
 
     pub fn wave(&self) -> u32 {
@@ -102,7 +124,9 @@ impl RefreshSettings {
             }
             let min = self.min_healthy_percentage.unwrap_or(90);
             if max - min > 100 {
-                return bad(format!("maxHealthyPercentage {max} minus minHealthyPercentage {min} exceeds 100"));
+                return bad(format!(
+                    "maxHealthyPercentage {max} minus minHealthyPercentage {min} exceeds 100"
+                ));
             }
         }
         if let Some(warmup) = self.instance_warmup_seconds
@@ -113,11 +137,16 @@ impl RefreshSettings {
         if let Some(points) = &self.checkpoint_percentages {
             let ascending = points.windows(2).all(|w| w[0] < w[1]);
             if !ascending || points.iter().any(|p| !(1..=100).contains(p)) {
-                return bad(format!("checkpointPercentages {points:?} must ascend within 1-100"));
+                return bad(format!(
+                    "checkpointPercentages {points:?} must ascend within 1-100"
+                ));
             }
         }
         for (name, value) in [
-            ("checkpointDelaySeconds", self.checkpoint_delay_seconds.map(i64::from)),
+            (
+                "checkpointDelaySeconds",
+                self.checkpoint_delay_seconds.map(i64::from),
+            ),
             ("bakeSeconds", self.bake_seconds),
             ("verifyTimeoutSeconds", self.verify_timeout_seconds),
         ] {
@@ -128,11 +157,22 @@ impl RefreshSettings {
             }
         }
         if self.alarm_names().len() > MAX_ALARMS {
-            return bad(format!("{} alarms given; an instance refresh takes at most {MAX_ALARMS}", self.alarm_names().len()));
+            return bad(format!(
+                "{} alarms given; an instance refresh takes at most {MAX_ALARMS}",
+                self.alarm_names().len()
+            ));
         }
         for (name, value, allowed) in [
-            ("scaleInProtectedInstances", &self.scale_in_protected_instances, ["Refresh", "Ignore", "Wait"]),
-            ("standbyInstances", &self.standby_instances, ["Terminate", "Ignore", "Wait"]),
+            (
+                "scaleInProtectedInstances",
+                &self.scale_in_protected_instances,
+                ["Refresh", "Ignore", "Wait"],
+            ),
+            (
+                "standbyInstances",
+                &self.standby_instances,
+                ["Terminate", "Ignore", "Wait"],
+            ),
         ] {
             if let Some(v) = value
                 && !allowed.contains(&v.as_str())
@@ -153,7 +193,11 @@ impl SettingsMap {
 
     /// Parses the `ASG_CONFIGURATIONS` JSON object.
     pub fn parse(json: &str) -> StepResult<Self> {
-        let map: Self = serde_json::from_str(json).map_err(|e| StepError::invalid(format!("ASG_CONFIGURATIONS is not valid settings JSON: {e}")))?;
+        let map: Self = serde_json::from_str(json).map_err(|e| {
+            StepError::invalid(format!(
+                "ASG_CONFIGURATIONS is not valid settings JSON: {e}"
+            ))
+        })?;
         map.validate()?;
         Ok(map)
     }
@@ -184,8 +228,15 @@ impl SettingsMap {
     /// Keeps the default layer and the layers of `groups` only, so the plan carries no more
     /// than it needs.
     pub fn retain_groups<'a>(&self, groups: impl IntoIterator<Item = &'a str>) -> SettingsMap {
-        let keep: std::collections::BTreeSet<&str> = groups.into_iter().chain([Self::DEFAULT_KEY]).collect();
-        SettingsMap(self.0.iter().filter(|(k, _)| keep.contains(k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect())
+        let keep: std::collections::BTreeSet<&str> =
+            groups.into_iter().chain([Self::DEFAULT_KEY]).collect();
+        SettingsMap(
+            self.0
+                .iter()
+                .filter(|(k, _)| keep.contains(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
     }
 }
 
@@ -197,7 +248,14 @@ mod tests {
     fn group_layer_overrides_default_field_by_field() {
         let map = SettingsMap::parse(r#"{"*": {"bakeSeconds": 600, "minHealthyPercentage": 90}, "canary": {"wave": 0, "bakeSeconds": 60}}"#).unwrap();
         let canary = map.for_group("canary");
-        assert_eq!((canary.wave(), canary.bake_seconds(), canary.min_healthy_percentage), (0, 60, Some(90)));
+        assert_eq!(
+            (
+                canary.wave(),
+                canary.bake_seconds(),
+                canary.min_healthy_percentage
+            ),
+            (0, 60, Some(90))
+        );
         let other = map.for_group("web");
         assert_eq!((other.wave(), other.bake_seconds()), (1, 600));
     }
@@ -205,24 +263,57 @@ mod tests {
     #[test]
     fn defaults_apply_when_nothing_is_configured() {
         let s = SettingsMap::default().for_group("web");
-        assert_eq!((s.bake_seconds(), s.verify_timeout_seconds(), s.wave()), (DEFAULT_BAKE_SECONDS, DEFAULT_VERIFY_TIMEOUT_SECONDS, 1));
+        assert_eq!(
+            (s.bake_seconds(), s.verify_timeout_seconds(), s.wave()),
+            (DEFAULT_BAKE_SECONDS, DEFAULT_VERIFY_TIMEOUT_SECONDS, 1)
+        );
         assert!(s.alarm_names().is_empty());
     }
 
     #[test]
     fn out_of_range_values_are_refused_with_the_field_named() {
         let cases = [
-            (r#"{"*": {"minHealthyPercentage": 101}}"#, "minHealthyPercentage 101"),
-            (r#"{"web": {"maxHealthyPercentage": 99}}"#, "maxHealthyPercentage 99"),
-            (r#"{"web": {"minHealthyPercentage": 50, "maxHealthyPercentage": 200}}"#, "exceeds 100"),
-            (r#"{"web": {"checkpointPercentages": [50, 20]}}"#, "checkpointPercentages"),
-            (r#"{"web": {"checkpointPercentages": [0, 100]}}"#, "checkpointPercentages"),
+            (
+                r#"{"*": {"minHealthyPercentage": 101}}"#,
+                "minHealthyPercentage 101",
+            ),
+            (
+                r#"{"web": {"maxHealthyPercentage": 99}}"#,
+                "maxHealthyPercentage 99",
+            ),
+            (
+                r#"{"web": {"minHealthyPercentage": 50, "maxHealthyPercentage": 200}}"#,
+                "exceeds 100",
+            ),
+            (
+                r#"{"web": {"checkpointPercentages": [50, 20]}}"#,
+                "checkpointPercentages",
+            ),
+            (
+                r#"{"web": {"checkpointPercentages": [0, 100]}}"#,
+                "checkpointPercentages",
+            ),
             (r#"{"web": {"bakeSeconds": -1}}"#, "bakeSeconds -1"),
-            (r#"{"web": {"checkpointDelaySeconds": 172801}}"#, "checkpointDelaySeconds"),
-            (r#"{"web": {"instanceWarmupSeconds": -5}}"#, "instanceWarmupSeconds"),
-            (r#"{"web": {"alarmNames": ["a","b","c","d","e","f","g","h","i","j","k"]}}"#, "at most 10"),
-            (r#"{"web": {"scaleInProtectedInstances": "Always"}}"#, "scaleInProtectedInstances"),
-            (r#"{"web": {"standbyInstances": "Refresh"}}"#, "standbyInstances"),
+            (
+                r#"{"web": {"checkpointDelaySeconds": 172801}}"#,
+                "checkpointDelaySeconds",
+            ),
+            (
+                r#"{"web": {"instanceWarmupSeconds": -5}}"#,
+                "instanceWarmupSeconds",
+            ),
+            (
+                r#"{"web": {"alarmNames": ["a","b","c","d","e","f","g","h","i","j","k"]}}"#,
+                "at most 10",
+            ),
+            (
+                r#"{"web": {"scaleInProtectedInstances": "Always"}}"#,
+                "scaleInProtectedInstances",
+            ),
+            (
+                r#"{"web": {"standbyInstances": "Refresh"}}"#,
+                "standbyInstances",
+            ),
             (r#"{"web": {"bakeSecs": 10}}"#, "unknown field"),
             (r#"["web"]"#, "not valid settings JSON"),
         ];

@@ -13,9 +13,14 @@ use crate::settings::SettingsMap;
 pub enum AmiSource {
     Id(String),
     /// An SSM parameter holding the AMI id, at a given version when the event names one.
-    Parameter { name: String, version: Option<i64> },
+    Parameter {
+        name: String,
+        version: Option<i64>,
+    },
     /// The AMI EC2 Image Builder made for this image (it tags the AMI `Ec2ImageBuilderArn`).
-    ImageBuilder { image_arn: String },
+    ImageBuilder {
+        image_arn: String,
+    },
 }
 
 /// Choices a manual start may make for this execution only.
@@ -94,7 +99,9 @@ impl Trigger {
     /// EventBridge events the SAM template routes here.
     pub fn parse(input: &Value) -> StepResult<Self> {
         if !input.is_object() {
-            return Err(StepError::invalid(format!("the execution input must be a JSON object, got {input}")));
+            return Err(StepError::invalid(format!(
+                "the execution input must be a JSON object, got {input}"
+            )));
         }
         if input.get("detail-type").is_some() {
             return Self::from_event(input);
@@ -106,44 +113,104 @@ impl Trigger {
             (Some(id), None) => (AmiSource::Id(id.clone()), format!("manual start with {id}")),
             (None, Some(name)) => {
                 let description = format!("manual start from parameter {name}");
-                (AmiSource::Parameter { name: validate_parameter_name(name)?, version: None }, description)
+                (
+                    AmiSource::Parameter {
+                        name: validate_parameter_name(name)?,
+                        version: None,
+                    },
+                    description,
+                )
             }
-            (Some(_), Some(_)) => return Err(StepError::invalid("give either amiId or parameterName, not both")),
-            (None, None) => return Err(StepError::invalid("manual start needs amiId or parameterName")),
+            (Some(_), Some(_)) => {
+                return Err(StepError::invalid(
+                    "give either amiId or parameterName, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(StepError::invalid(
+                    "manual start needs amiId or parameterName",
+                ));
+            }
         };
-        Ok(Self { source, overrides: manual.overrides, description })
+        Ok(Self {
+            source,
+            overrides: manual.overrides,
+            description,
+        })
     }
 
     fn from_event(input: &Value) -> StepResult<Self> {
-        let event: EventBridgeEvent<Value> =
-            serde_json::from_value(input.clone()).map_err(|e| StepError::invalid(format!("malformed EventBridge event: {e}")))?;
-        let detail = |what: &str| StepError::invalid(format!("{} event without a usable detail: {what}", event.detail_type));
+        let event: EventBridgeEvent<Value> = serde_json::from_value(input.clone())
+            .map_err(|e| StepError::invalid(format!("malformed EventBridge event: {e}")))?;
+        let detail = |what: &str| {
+            StepError::invalid(format!(
+                "{} event without a usable detail: {what}",
+                event.detail_type
+            ))
+        };
         let source = match (event.source.as_str(), event.detail_type.as_str()) {
             ("aws.ssm", "Parameter Store Change") => {
-                let change: ParameterChange = serde_json::from_value(event.detail.clone()).map_err(|e| detail(&e.to_string()))?;
+                let change: ParameterChange = serde_json::from_value(event.detail.clone())
+                    .map_err(|e| detail(&e.to_string()))?;
                 if change.operation == "Delete" {
-                    return Err(StepError::invalid(format!("parameter {} was deleted: there is no AMI to roll out", change.name)));
+                    return Err(StepError::invalid(format!(
+                        "parameter {} was deleted: there is no AMI to roll out",
+                        change.name
+                    )));
                 }
-                AmiSource::Parameter { name: validate_parameter_name(change.name)?, version: None }
+                AmiSource::Parameter {
+                    name: validate_parameter_name(change.name)?,
+                    version: None,
+                }
             }
             ("aws.ssm", "AWS API Call via CloudTrail") => {
-                let call: CloudTrailCall = serde_json::from_value(event.detail.clone()).map_err(|e| detail(&e.to_string()))?;
+                let call: CloudTrailCall = serde_json::from_value(event.detail.clone())
+                    .map_err(|e| detail(&e.to_string()))?;
                 if call.event_name != "PutParameter" {
-                    return Err(StepError::invalid(format!("CloudTrail event {} is not a PutParameter call", call.event_name)));
+                    return Err(StepError::invalid(format!(
+                        "CloudTrail event {} is not a PutParameter call",
+                        call.event_name
+                    )));
                 }
-                let name = call.request_parameters.as_ref().and_then(|p| p.get("name")).and_then(Value::as_str).ok_or_else(|| detail("requestParameters.name"))?;
-                let version = call.response_elements.as_ref().and_then(|r| r.get("version")).and_then(Value::as_i64);
-                AmiSource::Parameter { name: validate_parameter_name(name.to_string())?, version }
+                let name = call
+                    .request_parameters
+                    .as_ref()
+                    .and_then(|p| p.get("name"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| detail("requestParameters.name"))?;
+                let version = call
+                    .response_elements
+                    .as_ref()
+                    .and_then(|r| r.get("version"))
+                    .and_then(Value::as_i64);
+                AmiSource::Parameter {
+                    name: validate_parameter_name(name.to_string())?,
+                    version,
+                }
             }
             ("aws.imagebuilder", "EC2 Image Builder Image State Change") => {
-                let change: ImageStateChange = serde_json::from_value(event.detail.clone()).map_err(|e| detail(&e.to_string()))?;
+                let change: ImageStateChange = serde_json::from_value(event.detail.clone())
+                    .map_err(|e| detail(&e.to_string()))?;
                 if change.state.status != "AVAILABLE" {
-                    return Err(StepError::invalid(format!("image state is {}, not AVAILABLE: nothing to roll out", change.state.status)));
+                    return Err(StepError::invalid(format!(
+                        "image state is {}, not AVAILABLE: nothing to roll out",
+                        change.state.status
+                    )));
                 }
-                let arn = event.resources.as_deref().and_then(|r| r.first()).ok_or_else(|| detail("resources[0] (the image ARN)"))?;
-                AmiSource::ImageBuilder { image_arn: arn.clone() }
+                let arn = event
+                    .resources
+                    .as_deref()
+                    .and_then(|r| r.first())
+                    .ok_or_else(|| detail("resources[0] (the image ARN)"))?;
+                AmiSource::ImageBuilder {
+                    image_arn: arn.clone(),
+                }
             }
-            (source, kind) => return Err(StepError::invalid(format!("unsupported event {kind:?} from {source:?}"))),
+            (source, kind) => {
+                return Err(StepError::invalid(format!(
+                    "unsupported event {kind:?} from {source:?}"
+                )));
+            }
         };
         let subject = match &source {
             AmiSource::Parameter { name, .. } => name,
@@ -151,13 +218,27 @@ impl Trigger {
             AmiSource::Id(id) => id,
         };
         let description = format!("{} of {subject}", event.detail_type);
-        Ok(Self { source, overrides: Overrides::default(), description })
+        Ok(Self {
+            source,
+            overrides: Overrides::default(),
+            description,
+        })
     }
 }
 
 fn validate_parameter_name(name: String) -> StepResult<String> {
-    let valid = !name.is_empty() && name.len() <= 2048 && name.chars().all(|c| c.is_ascii_alphanumeric() || "/_.-".contains(c));
-    if valid { Ok(name) } else { Err(StepError::invalid(format!("{name:?} is not a valid SSM parameter name"))) }
+    let valid = !name.is_empty()
+        && name.len() <= 2048
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_.-".contains(c));
+    if valid {
+        Ok(name)
+    } else {
+        Err(StepError::invalid(format!(
+            "{name:?} is not a valid SSM parameter name"
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -173,27 +254,44 @@ mod tests {
     #[test]
     fn parameter_store_change_event_names_the_parameter() {
         let t = Trigger::parse(&fixture("parameter-store-change.json")).unwrap();
-        assert_eq!(t.source, AmiSource::Parameter { name: "/ami/linux/prod".into(), version: None });
+        assert_eq!(
+            t.source,
+            AmiSource::Parameter {
+                name: "/ami/linux/prod".into(),
+                version: None
+            }
+        );
         assert_eq!(t.description, "Parameter Store Change of /ami/linux/prod");
     }
 
     #[test]
     fn cloudtrail_put_parameter_reads_the_version_written() {
         let t = Trigger::parse(&fixture("cloudtrail-put-parameter.json")).unwrap();
-        assert_eq!(t.source, AmiSource::Parameter { name: "/ami/linux/prod".into(), version: Some(7) });
+        assert_eq!(
+            t.source,
+            AmiSource::Parameter {
+                name: "/ami/linux/prod".into(),
+                version: Some(7)
+            }
+        );
     }
 
     #[test]
     fn image_builder_available_event_names_the_image() {
         let t = Trigger::parse(&fixture("imagebuilder-image-available.json")).unwrap();
-        assert!(matches!(t.source, AmiSource::ImageBuilder { ref image_arn } if image_arn.contains(":image/golden-linux/1.0.4/1")));
+        assert!(
+            matches!(t.source, AmiSource::ImageBuilder { ref image_arn } if image_arn.contains(":image/golden-linux/1.0.4/1"))
+        );
     }
 
     #[test]
     fn manual_start_with_overrides() {
         let t = Trigger::parse(&json!({"amiId": "ami-0123456789abcdef0", "targets": ["web"], "rollbackScope": "wave", "maxConcurrency": 2})).unwrap();
         assert_eq!(t.source, AmiSource::Id("ami-0123456789abcdef0".into()));
-        assert_eq!(t.overrides.targets.as_deref(), Some(&["web".to_string()][..]));
+        assert_eq!(
+            t.overrides.targets.as_deref(),
+            Some(&["web".to_string()][..])
+        );
         assert_eq!(t.overrides.rollback_scope, Some(RollbackScope::Wave));
     }
 
@@ -207,12 +305,27 @@ mod tests {
             (json!([1, 2]), "must be a JSON object"),
             (json!({}), "needs amiId or parameterName"),
             (json!({"amiId": "ami-1", "parameterName": "/x"}), "not both"),
-            (json!({"amiId": "ami-1", "target": ["web"]}), "unknown field `target`"),
+            (
+                json!({"amiId": "ami-1", "target": ["web"]}),
+                "unknown field `target`",
+            ),
             (json!({"amiId": 42}), "manual start"),
-            (json!({"parameterName": "bad name!"}), "not a valid SSM parameter name"),
-            (json!({"detail-type": "Parameter Store Change", "source": "aws.ssm", "detail": {}}), "without a usable detail"),
-            (json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}}), "unsupported event"),
-            (json!({"detail-type": "Parameter Store Change"}), "malformed EventBridge event"),
+            (
+                json!({"parameterName": "bad name!"}),
+                "not a valid SSM parameter name",
+            ),
+            (
+                json!({"detail-type": "Parameter Store Change", "source": "aws.ssm", "detail": {}}),
+                "without a usable detail",
+            ),
+            (
+                json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}}),
+                "unsupported event",
+            ),
+            (
+                json!({"detail-type": "Parameter Store Change"}),
+                "malformed EventBridge event",
+            ),
             (failed_image, "FAILED, not AVAILABLE"),
             (deleted, "was deleted"),
         ];

@@ -10,14 +10,20 @@ use aws_sdk_ec2::types::Image;
 use rollout_core::ami::{self, describe_images, usable_ami};
 use rollout_core::config::{Config, parse_tag, validate_concurrency};
 use rollout_core::fleet::{self, GroupTemplate, group_template};
-use rollout_core::model::{Ami, EcsCapacity, Epoch, Plan, RollbackPoint, SKIPPED_SHOWN, Skipped, Target, TargetKind, VersionReference};
+use rollout_core::model::{
+    Ami, EcsCapacity, Epoch, Plan, RollbackPoint, SKIPPED_SHOWN, Skipped, Target, TargetKind,
+    VersionReference,
+};
 use rollout_core::refresh::recent_refreshes;
 use rollout_core::settings::SettingsMap;
 use rollout_core::trigger::{Overrides, Trigger};
 use rollout_core::{Clients, StepError, StepResult};
 use serde_json::Value;
 
-pub async fn handle(clients: &Clients, event: lambda_runtime::LambdaEvent<Value>) -> Result<Plan, lambda_runtime::Diagnostic> {
+pub async fn handle(
+    clients: &Clients,
+    event: lambda_runtime::LambdaEvent<Value>,
+) -> Result<Plan, lambda_runtime::Diagnostic> {
     let config = Config::from_env()?;
     let plan = resolve(clients, &config, &event.payload, rollout_core::aws::now()).await?;
     tracing::info!(ami = %plan.ami.id, targets = plan.target_count, waves = plan.waves.len(), skipped = plan.skipped_count, "planned rollout");
@@ -25,18 +31,34 @@ pub async fn handle(clients: &Clients, event: lambda_runtime::LambdaEvent<Value>
 }
 
 /// Reads the trigger, validates the AMI, and plans the rollout.
-pub async fn resolve(clients: &Clients, config: &Config, input: &Value, now: Epoch) -> StepResult<Plan> {
+pub async fn resolve(
+    clients: &Clients,
+    config: &Config,
+    input: &Value,
+    now: Epoch,
+) -> StepResult<Plan> {
     let trigger = Trigger::parse(input)?;
     let settings = match &trigger.overrides.settings {
         Some(over) => config.settings.overlay(over),
         None => config.settings.clone(),
     };
     settings.validate()?;
-    let max_concurrency = validate_concurrency(trigger.overrides.max_concurrency.unwrap_or(config.max_concurrency))?;
+    let max_concurrency = validate_concurrency(
+        trigger
+            .overrides
+            .max_concurrency
+            .unwrap_or(config.max_concurrency),
+    )?;
 
     let ami_id = ami::resolve_source(clients, &trigger.source).await?;
-    let image = describe_images(clients, std::slice::from_ref(&ami_id)).await?.into_iter().next();
-    let image = image.ok_or_else(|| StepError::AmiNotUsable { ami: ami_id.clone(), reason: "it does not exist in this account and region".into() })?;
+    let image = describe_images(clients, std::slice::from_ref(&ami_id))
+        .await?
+        .into_iter()
+        .next();
+    let image = image.ok_or_else(|| StepError::AmiNotUsable {
+        ami: ami_id.clone(),
+        reason: "it does not exist in this account and region".into(),
+    })?;
     let ami = usable_ami(&image, &config.allowed_ami_owners, now)?;
 
     let (groups, mut skipped) = select_groups(clients, config, &trigger.overrides).await?;
@@ -48,7 +70,10 @@ pub async fn resolve(clients: &Clients, config: &Config, input: &Value, now: Epo
     plan.skipped = skipped;
     plan.trigger = trigger.description;
     plan.max_concurrency = max_concurrency;
-    plan.rollback_scope = trigger.overrides.rollback_scope.unwrap_or(config.rollback_scope);
+    plan.rollback_scope = trigger
+        .overrides
+        .rollback_scope
+        .unwrap_or(config.rollback_scope);
     Ok(plan)
 }
 
@@ -87,26 +112,51 @@ fn decide(ami: &Ami, g: &GroupFacts) -> Decision {
         None => return Decision::Refuse("its launch template could not be read".into()),
     };
     let Some(template_id) = g.template_id.clone() else {
-        return Decision::Refuse(format!("its launch template {} does not exist", template.name.as_deref().or(template.id.as_deref()).unwrap_or("?")));
+        return Decision::Refuse(format!(
+            "its launch template {} does not exist",
+            template
+                .name
+                .as_deref()
+                .or(template.id.as_deref())
+                .unwrap_or("?")
+        ));
     };
     let Some((version, image_id)) = g.current.clone() else {
-        return Decision::Refuse(format!("version {} of launch template {template_id} does not exist", template.version));
+        return Decision::Refuse(format!(
+            "version {} of launch template {template_id} does not exist",
+            template.version
+        ));
     };
     if image_id.starts_with("resolve:ssm:") {
-        return Decision::Refuse(format!("launch template {template_id} version {version} takes its ImageId from {image_id}; native rollback does not support SSM parameters"));
+        return Decision::Refuse(format!(
+            "launch template {template_id} version {version} takes its ImageId from {image_id}; native rollback does not support SSM parameters"
+        ));
     }
     if let Some(execution) = &g.rollout_in_progress {
-        return Decision::Skip(format!("execution {execution} is already rolling out {} to it", ami.id));
+        return Decision::Skip(format!(
+            "execution {execution} is already rolling out {} to it",
+            ami.id
+        ));
     }
     if image_id == ami.id {
-        if g.instance_images.as_ref().is_some_and(|imgs| imgs.iter().all(|i| *i == ami.id)) {
+        if g.instance_images
+            .as_ref()
+            .is_some_and(|imgs| imgs.iter().all(|i| *i == ami.id))
+        {
             return Decision::Skip(format!("already on {}", ami.id));
         }
     } else {
         match &g.current_architecture {
-            None => return Decision::Refuse(format!("its current AMI {image_id} no longer exists, so a rollback could not launch it")),
+            None => {
+                return Decision::Refuse(format!(
+                    "its current AMI {image_id} no longer exists, so a rollback could not launch it"
+                ));
+            }
             Some(arch) if *arch != ami.architecture => {
-                return Decision::WrongArchitecture(format!("{} is {}, but group {} runs {arch} ({image_id})", ami.id, ami.architecture, g.name));
+                return Decision::WrongArchitecture(format!(
+                    "{} is {}, but group {} runs {arch} ({image_id})",
+                    ami.id, ami.architecture, g.name
+                ));
             }
             Some(_) => {}
         }
@@ -128,7 +178,12 @@ fn decide(ami: &Ami, g: &GroupFacts) -> Decision {
 
 /// Decides every group and orders the targets into waves. Refusals fail the whole plan so that
 /// nothing changes until the operator fixes or excludes the group.
-pub fn plan(ami: &Ami, groups: Vec<GroupFacts>, settings: &SettingsMap, waves: Option<&[Vec<String>]>) -> StepResult<Plan> {
+pub fn plan(
+    ami: &Ami,
+    groups: Vec<GroupFacts>,
+    settings: &SettingsMap,
+    waves: Option<&[Vec<String>]>,
+) -> StepResult<Plan> {
     let mut targets = Vec::new();
     let mut skipped = Vec::new();
     let mut refused: Vec<(String, String)> = Vec::new();
@@ -136,20 +191,39 @@ pub fn plan(ami: &Ami, groups: Vec<GroupFacts>, settings: &SettingsMap, waves: O
     for g in &groups {
         match decide(ami, g) {
             Decision::Roll(t) => targets.push(t),
-            Decision::Skip(reason) => skipped.push(Skipped { group: g.name.clone(), reason }),
+            Decision::Skip(reason) => skipped.push(Skipped {
+                group: g.name.clone(),
+                reason,
+            }),
             Decision::Refuse(reason) => refused.push((g.name.clone(), reason)),
             Decision::WrongArchitecture(reason) => wrong_arch.push(reason),
         }
     }
     if !wrong_arch.is_empty() {
-        return Err(StepError::AmiNotUsable { ami: ami.id.clone(), reason: format!("architecture mismatch: {}", wrong_arch.join("; ")) });
+        return Err(StepError::AmiNotUsable {
+            ami: ami.id.clone(),
+            reason: format!("architecture mismatch: {}", wrong_arch.join("; ")),
+        });
     }
     match refused.as_slice() {
         [] => {}
-        [(group, reason)] => return Err(StepError::PreflightFailed { group: group.clone(), reason: reason.clone() }),
+        [(group, reason)] => {
+            return Err(StepError::PreflightFailed {
+                group: group.clone(),
+                reason: reason.clone(),
+            });
+        }
         many => {
-            let group = many.iter().map(|(g, _)| g.as_str()).collect::<Vec<_>>().join(", ");
-            let reason = many.iter().map(|(g, r)| format!("{g}: {r}")).collect::<Vec<_>>().join("; ");
+            let group = many
+                .iter()
+                .map(|(g, _)| g.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let reason = many
+                .iter()
+                .map(|(g, r)| format!("{g}: {r}"))
+                .collect::<Vec<_>>()
+                .join("; ");
             return Err(StepError::PreflightFailed { group, reason });
         }
     }
@@ -170,8 +244,13 @@ pub fn plan(ami: &Ami, groups: Vec<GroupFacts>, settings: &SettingsMap, waves: O
 
 /// Explicit waves first, in the order given (groups not named form a last wave); otherwise by
 /// each group's `wave` setting, ascending. Within a wave, groups are in name order.
-fn order_waves(targets: Vec<Target>, settings: &SettingsMap, explicit: Option<&[Vec<String>]>) -> StepResult<Vec<Vec<Target>>> {
-    let mut by_name: BTreeMap<String, Target> = targets.into_iter().map(|t| (t.group.clone(), t)).collect();
+fn order_waves(
+    targets: Vec<Target>,
+    settings: &SettingsMap,
+    explicit: Option<&[Vec<String>]>,
+) -> StepResult<Vec<Vec<Target>>> {
+    let mut by_name: BTreeMap<String, Target> =
+        targets.into_iter().map(|t| (t.group.clone(), t)).collect();
     let mut waves = Vec::new();
     if let Some(explicit) = explicit {
         for wave in explicit {
@@ -179,7 +258,11 @@ fn order_waves(targets: Vec<Target>, settings: &SettingsMap, explicit: Option<&[
             for name in wave {
                 match by_name.remove(name) {
                     Some(t) => current.push(t),
-                    None => return Err(StepError::invalid(format!("wave names {name}, which is not a target of this rollout (or is named twice)"))),
+                    None => {
+                        return Err(StepError::invalid(format!(
+                            "wave names {name}, which is not a target of this rollout (or is named twice)"
+                        )));
+                    }
                 }
             }
             if !current.is_empty() {
@@ -193,13 +276,20 @@ fn order_waves(targets: Vec<Target>, settings: &SettingsMap, explicit: Option<&[
     }
     let mut numbered: BTreeMap<u32, Vec<Target>> = BTreeMap::new();
     for (name, t) in by_name {
-        numbered.entry(settings.for_group(&name).wave()).or_default().push(t);
+        numbered
+            .entry(settings.for_group(&name).wave())
+            .or_default()
+            .push(t);
     }
     Ok(numbered.into_values().collect())
 }
 
 /// Finds the candidate groups: explicit names, or the target tag plus `TARGET_ASGS`, minus exclusions.
-async fn select_groups(clients: &Clients, config: &Config, overrides: &Overrides) -> StepResult<(Vec<AutoScalingGroup>, Vec<Skipped>)> {
+async fn select_groups(
+    clients: &Clients,
+    config: &Config,
+    overrides: &Overrides,
+) -> StepResult<(Vec<AutoScalingGroup>, Vec<Skipped>)> {
     let mut groups: BTreeMap<String, AutoScalingGroup> = BTreeMap::new();
     let (names, tag) = match &overrides.targets {
         Some(names) => (names.clone(), None),
@@ -212,7 +302,9 @@ async fn select_groups(clients: &Clients, config: &Config, overrides: &Overrides
         }
     };
     if names.is_empty() && tag.is_none() {
-        return Err(StepError::invalid("no targets selected: set TARGET_TAG or TARGET_ASGS, or pass targets"));
+        return Err(StepError::invalid(
+            "no targets selected: set TARGET_TAG or TARGET_ASGS, or pass targets",
+        ));
     }
     for chunk in names.chunks(50) {
         let out = clients
@@ -223,34 +315,59 @@ async fn select_groups(clients: &Clients, config: &Config, overrides: &Overrides
             .await
             .map_err(|e| StepError::from_sdk("DescribeAutoScalingGroups", e))?;
         for g in out.auto_scaling_groups() {
-            groups.insert(g.auto_scaling_group_name().unwrap_or_default().to_string(), g.clone());
+            groups.insert(
+                g.auto_scaling_group_name().unwrap_or_default().to_string(),
+                g.clone(),
+            );
         }
     }
     let missing: Vec<&String> = names.iter().filter(|n| !groups.contains_key(*n)).collect();
     if !missing.is_empty() {
-        return Err(StepError::TargetNotFound(format!("Auto Scaling group(s) {} do not exist", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))));
+        return Err(StepError::TargetNotFound(format!(
+            "Auto Scaling group(s) {} do not exist",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
     if let Some((key, value)) = &tag {
         let mut pages = clients
             .autoscaling
             .describe_auto_scaling_groups()
-            .filters(AsgFilter::builder().name(format!("tag:{key}")).values(value).build())
+            .filters(
+                AsgFilter::builder()
+                    .name(format!("tag:{key}"))
+                    .values(value)
+                    .build(),
+            )
             .max_records(100)
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| StepError::from_sdk("DescribeAutoScalingGroups", e))?;
             for g in page.auto_scaling_groups() {
-                groups.insert(g.auto_scaling_group_name().unwrap_or_default().to_string(), g.clone());
+                groups.insert(
+                    g.auto_scaling_group_name().unwrap_or_default().to_string(),
+                    g.clone(),
+                );
             }
         }
     }
-    let excluded: HashSet<&String> = config.excluded_asgs.iter().chain(&overrides.excluded_asgs).collect();
+    let excluded: HashSet<&String> = config
+        .excluded_asgs
+        .iter()
+        .chain(&overrides.excluded_asgs)
+        .collect();
     let mut skipped = Vec::new();
     groups.retain(|name, _| {
         let keep = !excluded.contains(name);
         if !keep {
-            skipped.push(Skipped { group: name.clone(), reason: "excluded (EXCLUDED_ASGS)".into() });
+            skipped.push(Skipped {
+                group: name.clone(),
+                reason: "excluded (EXCLUDED_ASGS)".into(),
+            });
         }
         keep
     });
@@ -265,7 +382,12 @@ async fn select_groups(clients: &Clients, config: &Config, overrides: &Overrides
 }
 
 /// Reads templates, AMIs, instances and ECS capacity for `groups` in batched calls.
-async fn gather_facts(clients: &Clients, groups: &[AutoScalingGroup], ami: &Ami, settings: &SettingsMap) -> StepResult<Vec<GroupFacts>> {
+async fn gather_facts(
+    clients: &Clients,
+    groups: &[AutoScalingGroup],
+    ami: &Ami,
+    settings: &SettingsMap,
+) -> StepResult<Vec<GroupFacts>> {
     let templates = describe_template_heads(clients).await?;
     let ecs = ecs_capacity(clients, groups).await?;
     let mut facts: Vec<GroupFacts> = groups
@@ -274,11 +396,25 @@ async fn gather_facts(clients: &Clients, groups: &[AutoScalingGroup], ami: &Ami,
             let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
             let template = group_template(g);
             let head = template.as_ref().ok().and_then(|t| {
-                t.id.as_ref().and_then(|id| templates.get(id)).or_else(|| t.name.as_ref().and_then(|n| templates.values().find(|h| h.name == *n)))
+                t.id.as_ref().and_then(|id| templates.get(id)).or_else(|| {
+                    t.name
+                        .as_ref()
+                        .and_then(|n| templates.values().find(|h| h.name == *n))
+                })
             });
-            let ecs = ecs.get(g.auto_scaling_group_arn().unwrap_or_default()).cloned().or_else(|| {
-                settings.for_group(&name).ecs_cluster.map(|cluster| EcsCapacity { cluster, capacity_provider: None, managed_termination_protection: false })
-            });
+            let ecs = ecs
+                .get(g.auto_scaling_group_arn().unwrap_or_default())
+                .cloned()
+                .or_else(|| {
+                    settings
+                        .for_group(&name)
+                        .ecs_cluster
+                        .map(|cluster| EcsCapacity {
+                            cluster,
+                            capacity_provider: None,
+                            managed_termination_protection: false,
+                        })
+                });
             GroupFacts {
                 template_id: head.map(|h| h.id.clone()),
                 latest_version: head.map_or(0, |h| h.latest),
@@ -293,8 +429,12 @@ async fn gather_facts(clients: &Clients, groups: &[AutoScalingGroup], ami: &Ami,
 
     // The version each group runs, and its ImageId: from the heads, or one call per odd version.
     for (f, g) in facts.iter_mut().zip(groups) {
-        let (Some(Ok(t)), Some(id)) = (&f.template, &f.template_id) else { continue };
-        let Some(head) = templates.get(id) else { continue };
+        let (Some(Ok(t)), Some(id)) = (&f.template, &f.template_id) else {
+            continue;
+        };
+        let Some(head) = templates.get(id) else {
+            continue;
+        };
         let number = match t.version.as_str() {
             "$Latest" => head.latest,
             "$Default" => head.default,
@@ -307,25 +447,53 @@ async fn gather_facts(clients: &Clients, groups: &[AutoScalingGroup], ami: &Ami,
         f.current = image.map(|i| (number, i));
         // A duplicate trigger: our marker on the newest version, for this AMI, with its refresh running.
         if let Some(execution) = head.latest_marker_for(&ami.id) {
-            let running = recent_refreshes(clients, &f.name).await?.into_iter().any(|r| r.is_active() && r.targets(id, head.latest));
+            let running = recent_refreshes(clients, &f.name)
+                .await?
+                .into_iter()
+                .any(|r| r.is_active() && r.targets(id, head.latest));
             f.rollout_in_progress = running.then_some(execution);
         }
-        if f.current.as_ref().is_some_and(|(_, image)| *image == ami.id) {
+        if f.current
+            .as_ref()
+            .is_some_and(|(_, image)| *image == ami.id)
+        {
             let ids = fleet::in_service_instances(g);
-            f.instance_images = Some(fleet::instance_images(clients, &ids).await?.into_values().collect());
+            f.instance_images = Some(
+                fleet::instance_images(clients, &ids)
+                    .await?
+                    .into_values()
+                    .collect(),
+            );
         }
     }
 
     // Architectures of the AMIs the groups run now (one call for all of them).
-    let current: Vec<String> = facts.iter().filter_map(|f| f.current.as_ref().map(|(_, i)| i.clone())).filter(|i| i.starts_with("ami-")).collect::<HashSet<_>>().into_iter().collect();
+    let current: Vec<String> = facts
+        .iter()
+        .filter_map(|f| f.current.as_ref().map(|(_, i)| i.clone()))
+        .filter(|i| i.starts_with("ami-"))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     let arch: HashMap<String, String> = describe_images(clients, &current)
         .await?
         .iter()
-        .filter(|i| i.state().is_some_and(|s| *s == aws_sdk_ec2::types::ImageState::Available))
-        .filter_map(|i: &Image| Some((i.image_id()?.to_string(), i.architecture()?.as_str().to_string())))
+        .filter(|i| {
+            i.state()
+                .is_some_and(|s| *s == aws_sdk_ec2::types::ImageState::Available)
+        })
+        .filter_map(|i: &Image| {
+            Some((
+                i.image_id()?.to_string(),
+                i.architecture()?.as_str().to_string(),
+            ))
+        })
         .collect();
     for f in &mut facts {
-        f.current_architecture = f.current.as_ref().and_then(|(_, image)| arch.get(image).cloned());
+        f.current_architecture = f
+            .current
+            .as_ref()
+            .and_then(|(_, image)| arch.get(image).cloned());
     }
     Ok(facts)
 }
@@ -347,7 +515,8 @@ impl TemplateHead {
         let description = self.latest_description.as_deref()?;
         let rest = description.strip_prefix(&fleet::marker(""))?;
         let (execution, _) = rest.split_once(';')?;
-        (self.images.get(&self.latest).map(String::as_str) == Some(ami)).then(|| execution.trim().to_string())
+        (self.images.get(&self.latest).map(String::as_str) == Some(ami))
+            .then(|| execution.trim().to_string())
     }
 }
 
@@ -355,12 +524,24 @@ impl TemplateHead {
 /// these two version names without a template id).
 async fn describe_template_heads(clients: &Clients) -> StepResult<HashMap<String, TemplateHead>> {
     let mut heads: HashMap<String, TemplateHead> = HashMap::new();
-    let mut pages = clients.ec2.describe_launch_template_versions().versions("$Latest").versions("$Default").max_results(200).into_paginator().send();
+    let mut pages = clients
+        .ec2
+        .describe_launch_template_versions()
+        .versions("$Latest")
+        .versions("$Default")
+        .max_results(200)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| StepError::from_sdk("DescribeLaunchTemplateVersions", e))?;
         for v in page.launch_template_versions() {
-            let (Some(id), Some(number)) = (v.launch_template_id(), v.version_number()) else { continue };
-            let head = heads.entry(id.to_string()).or_insert_with(|| TemplateHead { id: id.to_string(), ..Default::default() });
+            let (Some(id), Some(number)) = (v.launch_template_id(), v.version_number()) else {
+                continue;
+            };
+            let head = heads.entry(id.to_string()).or_insert_with(|| TemplateHead {
+                id: id.to_string(),
+                ..Default::default()
+            });
             head.name = v.launch_template_name().unwrap_or_default().to_string();
             if let Some(image) = v.launch_template_data().and_then(|d| d.image_id()) {
                 head.images.insert(number, image.to_string());
@@ -377,32 +558,74 @@ async fn describe_template_heads(clients: &Clients) -> StepResult<HashMap<String
     Ok(heads)
 }
 
-async fn version_image(clients: &Clients, template_id: &str, version: i64) -> StepResult<Option<String>> {
+async fn version_image(
+    clients: &Clients,
+    template_id: &str,
+    version: i64,
+) -> StepResult<Option<String>> {
     if version < 1 {
         return Ok(None);
     }
-    let out = clients.ec2.describe_launch_template_versions().launch_template_id(template_id).versions(version.to_string()).send().await;
+    let out = clients
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(template_id)
+        .versions(version.to_string())
+        .send()
+        .await;
     match out {
-        Ok(out) => Ok(out.launch_template_versions().first().and_then(|v| v.launch_template_data()).and_then(|d| d.image_id()).map(str::to_string)),
-        Err(err) if err.as_service_error().and_then(aws_smithy_types::error::metadata::ProvideErrorMetadata::code).is_some_and(|c| c.starts_with("InvalidLaunchTemplate")) => Ok(None),
+        Ok(out) => Ok(out
+            .launch_template_versions()
+            .first()
+            .and_then(|v| v.launch_template_data())
+            .and_then(|d| d.image_id())
+            .map(str::to_string)),
+        Err(err)
+            if err
+                .as_service_error()
+                .and_then(aws_smithy_types::error::metadata::ProvideErrorMetadata::code)
+                .is_some_and(|c| c.starts_with("InvalidLaunchTemplate")) =>
+        {
+            Ok(None)
+        }
         Err(err) => Err(StepError::from_sdk("DescribeLaunchTemplateVersions", err)),
     }
 }
 
 /// ECS capacity providers backed by `groups`, keyed by group ARN, with the cluster using each.
-async fn ecs_capacity(clients: &Clients, groups: &[AutoScalingGroup]) -> StepResult<HashMap<String, EcsCapacity>> {
-    let wanted: HashSet<&str> = groups.iter().filter_map(AutoScalingGroup::auto_scaling_group_arn).collect();
+async fn ecs_capacity(
+    clients: &Clients,
+    groups: &[AutoScalingGroup],
+) -> StepResult<HashMap<String, EcsCapacity>> {
+    let wanted: HashSet<&str> = groups
+        .iter()
+        .filter_map(AutoScalingGroup::auto_scaling_group_arn)
+        .collect();
     let mut cluster_arns = Vec::new();
     let mut pages = clients.ecs.list_clusters().into_paginator().send();
     while let Some(page) = pages.next().await {
-        cluster_arns.extend(page.map_err(|e| StepError::from_sdk("ListClusters", e))?.cluster_arns().iter().cloned());
+        cluster_arns.extend(
+            page.map_err(|e| StepError::from_sdk("ListClusters", e))?
+                .cluster_arns()
+                .iter()
+                .cloned(),
+        );
     }
     let mut cluster_of_provider: HashMap<String, String> = HashMap::new();
     for chunk in cluster_arns.chunks(100) {
-        let out = clients.ecs.describe_clusters().set_clusters(Some(chunk.to_vec())).send().await.map_err(|e| StepError::from_sdk("DescribeClusters", e))?;
+        let out = clients
+            .ecs
+            .describe_clusters()
+            .set_clusters(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("DescribeClusters", e))?;
         for c in out.clusters() {
             for provider in c.capacity_providers() {
-                cluster_of_provider.insert(provider.clone(), c.cluster_name().unwrap_or_default().to_string());
+                cluster_of_provider.insert(
+                    provider.clone(),
+                    c.cluster_name().unwrap_or_default().to_string(),
+                );
             }
         }
     }
@@ -417,15 +640,23 @@ async fn ecs_capacity(clients: &Clients, groups: &[AutoScalingGroup]) -> StepRes
             .await
             .map_err(|e| StepError::from_sdk("DescribeCapacityProviders", e))?;
         for p in out.capacity_providers() {
-            let (Some(name), Some(asg)) = (p.name(), p.auto_scaling_group_provider()) else { continue };
+            let (Some(name), Some(asg)) = (p.name(), p.auto_scaling_group_provider()) else {
+                continue;
+            };
             let arn = asg.auto_scaling_group_arn();
             if !wanted.contains(arn) {
                 continue;
             }
-            let mtp = asg.managed_termination_protection().is_some_and(|m| *m == aws_sdk_ecs::types::ManagedTerminationProtection::Enabled);
+            let mtp = asg
+                .managed_termination_protection()
+                .is_some_and(|m| *m == aws_sdk_ecs::types::ManagedTerminationProtection::Enabled);
             capacity.insert(
                 arn.to_string(),
-                EcsCapacity { cluster: cluster_of_provider[name].clone(), capacity_provider: Some(name.to_string()), managed_termination_protection: mtp },
+                EcsCapacity {
+                    cluster: cluster_of_provider[name].clone(),
+                    capacity_provider: Some(name.to_string()),
+                    managed_termination_protection: mtp,
+                },
             );
         }
     }

@@ -3,11 +3,21 @@ use rollout_core::aws::mock::{Rules, mock};
 use serde_json::json;
 
 fn ami() -> Ami {
-    Ami { id: "ami-0000000000000abc0".into(), name: "golden".into(), architecture: "x86_64".into(), owner_id: "111122223333".into() }
+    Ami {
+        id: "ami-0000000000000abc0".into(),
+        name: "golden".into(),
+        architecture: "x86_64".into(),
+        owner_id: "111122223333".into(),
+    }
 }
 
 fn template(version: &str) -> Option<Result<GroupTemplate, String>> {
-    Some(Ok(GroupTemplate { id: Some("lt-1".into()), name: None, version: version.into(), mixed_instances: false }))
+    Some(Ok(GroupTemplate {
+        id: Some("lt-1".into()),
+        name: None,
+        version: version.into(),
+        mixed_instances: false,
+    }))
 }
 
 /// A group whose template head is at version 3 (default 2), running `image` at `version`.
@@ -33,10 +43,29 @@ const OLD: &str = "ami-00000000000000001";
 
 #[test]
 fn rollback_point_resolves_the_groups_reference_to_a_number() {
-    for (version, number, reference) in [("$Latest", 3, VersionReference::Latest), ("$Default", 2, VersionReference::Default), ("2", 2, VersionReference::Pinned)] {
-        let plan = plan(&ami(), vec![group("web", version, OLD)], &SettingsMap::default(), None).unwrap();
+    for (version, number, reference) in [
+        ("$Latest", 3, VersionReference::Latest),
+        ("$Default", 2, VersionReference::Default),
+        ("2", 2, VersionReference::Pinned),
+    ] {
+        let plan = plan(
+            &ami(),
+            vec![group("web", version, OLD)],
+            &SettingsMap::default(),
+            None,
+        )
+        .unwrap();
         let point = &plan.waves[0][0].rollback_point;
-        assert_eq!((point.version, point.reference, point.image_id.as_str(), point.default_version), (number, reference, OLD, 2), "{version}");
+        assert_eq!(
+            (
+                point.version,
+                point.reference,
+                point.image_id.as_str(),
+                point.default_version
+            ),
+            (number, reference, OLD, 2),
+            "{version}"
+        );
     }
 }
 
@@ -53,13 +82,34 @@ fn preflight_refusals_fail_the_plan_naming_group_and_reason() {
     let mut gone_ami = group("stale", "3", OLD);
     gone_ami.current_architecture = None;
     for (g, expected) in [
-        (no_template, "legacy: preflight refused the rollout: uses launch configuration lc-1"),
-        (ssm, "ssm: preflight refused the rollout: launch template lt-1 version 3 takes its ImageId from resolve:ssm:"),
-        (gone_version, "gone: preflight refused the rollout: version 9 of launch template lt-1 does not exist"),
-        (gone_template, "orphan: preflight refused the rollout: its launch template lt-1 does not exist"),
-        (gone_ami, "stale: preflight refused the rollout: its current AMI ami-00000000000000001 no longer exists"),
+        (
+            no_template,
+            "legacy: preflight refused the rollout: uses launch configuration lc-1",
+        ),
+        (
+            ssm,
+            "ssm: preflight refused the rollout: launch template lt-1 version 3 takes its ImageId from resolve:ssm:",
+        ),
+        (
+            gone_version,
+            "gone: preflight refused the rollout: version 9 of launch template lt-1 does not exist",
+        ),
+        (
+            gone_template,
+            "orphan: preflight refused the rollout: its launch template lt-1 does not exist",
+        ),
+        (
+            gone_ami,
+            "stale: preflight refused the rollout: its current AMI ami-00000000000000001 no longer exists",
+        ),
     ] {
-        let err = plan(&ami(), vec![group("fine", "3", OLD), g], &SettingsMap::default(), None).unwrap_err();
+        let err = plan(
+            &ami(),
+            vec![group("fine", "3", OLD), g],
+            &SettingsMap::default(),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(err.name(), "PreflightFailed");
         assert!(err.to_string().starts_with(expected), "{err}");
     }
@@ -72,7 +122,10 @@ fn several_refusals_are_listed_together() {
     let mut b = group("b", "3", OLD);
     b.template = Some(Err("has no launch template".into()));
     let err = plan(&ami(), vec![a, b], &SettingsMap::default(), None).unwrap_err();
-    assert_eq!(err.to_string(), "a, b: preflight refused the rollout: a: has no launch template; b: has no launch template");
+    assert_eq!(
+        err.to_string(),
+        "a, b: preflight refused the rollout: a: has no launch template; b: has no launch template"
+    );
 }
 
 #[test]
@@ -93,24 +146,62 @@ fn groups_already_on_the_ami_are_skipped_only_when_every_instance_is() {
     half.instance_images = Some(vec![new.clone(), OLD.into()]);
     let mut busy = group("busy", "3", &new);
     busy.rollout_in_progress = Some("exec-1".into());
-    let plan = plan(&ami(), vec![done, half, busy, group("web", "3", OLD)], &SettingsMap::default(), None).unwrap();
-    let rolled: Vec<&str> = plan.waves.iter().flatten().map(|t| t.group.as_str()).collect();
+    let plan = plan(
+        &ami(),
+        vec![done, half, busy, group("web", "3", OLD)],
+        &SettingsMap::default(),
+        None,
+    )
+    .unwrap();
+    let rolled: Vec<&str> = plan
+        .waves
+        .iter()
+        .flatten()
+        .map(|t| t.group.as_str())
+        .collect();
     assert_eq!(rolled, ["half", "web"]);
-    assert_eq!(plan.skipped, vec![
-        Skipped { group: "done".into(), reason: format!("already on {new}") },
-        Skipped { group: "busy".into(), reason: format!("execution exec-1 is already rolling out {new} to it") },
-    ]);
+    assert_eq!(
+        plan.skipped,
+        vec![
+            Skipped {
+                group: "done".into(),
+                reason: format!("already on {new}")
+            },
+            Skipped {
+                group: "busy".into(),
+                reason: format!("execution exec-1 is already rolling out {new} to it")
+            },
+        ]
+    );
     assert_eq!(plan.target_count, 2);
 }
 
 #[test]
 fn waves_follow_settings_or_the_explicit_order() {
-    let groups = || vec![group("web", "3", OLD), group("canary", "3", OLD), group("api", "3", OLD), group("batch", "3", OLD)];
+    let groups = || {
+        vec![
+            group("web", "3", OLD),
+            group("canary", "3", OLD),
+            group("api", "3", OLD),
+            group("batch", "3", OLD),
+        ]
+    };
     let settings = SettingsMap::parse(r#"{"canary": {"wave": 0}, "batch": {"wave": 2}}"#).unwrap();
-    let names = |p: &Plan| p.waves.iter().map(|w| w.iter().map(|t| t.group.clone()).collect::<Vec<_>>()).collect::<Vec<_>>();
-    assert_eq!(names(&plan(&ami(), groups(), &settings, None).unwrap()), [vec!["canary"], vec!["api", "web"], vec!["batch"]]);
+    let names = |p: &Plan| {
+        p.waves
+            .iter()
+            .map(|w| w.iter().map(|t| t.group.clone()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&plan(&ami(), groups(), &settings, None).unwrap()),
+        [vec!["canary"], vec!["api", "web"], vec!["batch"]]
+    );
     let explicit = vec![vec!["web".to_string()], vec!["batch".to_string()]];
-    assert_eq!(names(&plan(&ami(), groups(), &settings, Some(&explicit)).unwrap()), [vec!["web"], vec!["batch"], vec!["api", "canary"]]);
+    assert_eq!(
+        names(&plan(&ami(), groups(), &settings, Some(&explicit)).unwrap()),
+        [vec!["web"], vec!["batch"], vec!["api", "canary"]]
+    );
     let unknown = vec![vec!["nope".to_string()]];
     let err = plan(&ami(), groups(), &settings, Some(&unknown)).unwrap_err();
     assert!(err.to_string().contains("wave names nope"), "{err}");
@@ -118,14 +209,19 @@ fn waves_follow_settings_or_the_explicit_order() {
 
 #[test]
 fn plan_keeps_only_settings_of_its_targets() {
-    let settings = SettingsMap::parse(r#"{"*": {"bakeSeconds": 60}, "web": {"wave": 0}, "elsewhere": {"wave": 3}}"#).unwrap();
+    let settings = SettingsMap::parse(
+        r#"{"*": {"bakeSeconds": 60}, "web": {"wave": 0}, "elsewhere": {"wave": 3}}"#,
+    )
+    .unwrap();
     let plan = plan(&ami(), vec![group("web", "3", OLD)], &settings, None).unwrap();
     assert_eq!(plan.settings.0.keys().collect::<Vec<_>>(), ["*", "web"]);
 }
 
 #[test]
 fn plan_for_a_large_fleet_stays_far_below_the_state_limit() {
-    let groups: Vec<GroupFacts> = (0..1000).map(|i| group(&format!("fleet-group-{i:04}"), "$Latest", OLD)).collect();
+    let groups: Vec<GroupFacts> = (0..1000)
+        .map(|i| group(&format!("fleet-group-{i:04}"), "$Latest", OLD))
+        .collect();
     let plan = plan(&ami(), groups, &SettingsMap::default(), None).unwrap();
     let bytes = serde_json::to_vec(&plan).unwrap().len();
     assert!(bytes < 200 * 1024, "a 1,000-group plan is {bytes} bytes");
@@ -139,7 +235,12 @@ fn config() -> Config {
 async fn bad_trigger_input_makes_no_aws_call() {
     // No rules: any AWS call would panic the test.
     let clients = Rules::default().clients();
-    for input in [json!({}), json!({"amiId": "not-an-ami"}), json!({"amiId": "ami-12345678", "maxConcurrency": 0}), json!({"amiId": "ami-12345678", "settings": {"web": {"bakeSeconds": -1}}})] {
+    for input in [
+        json!({}),
+        json!({"amiId": "not-an-ami"}),
+        json!({"amiId": "ami-12345678", "maxConcurrency": 0}),
+        json!({"amiId": "ami-12345678", "settings": {"web": {"bakeSeconds": -1}}}),
+    ] {
         let err = resolve(&clients, &config(), &input, 0).await.unwrap_err();
         assert_eq!(err.name(), "InvalidInput", "{input}: {err}");
     }
@@ -150,36 +251,90 @@ async fn missing_parameter_is_invalid_input() {
     use aws_sdk_ssm::operation::get_parameter::GetParameterError;
     let missing = mock!(aws_sdk_ssm::Client::get_parameter)
         .match_requests(|r| r.name() == Some("/ami/linux/prod"))
-        .then_error(|| GetParameterError::ParameterNotFound(aws_sdk_ssm::types::error::ParameterNotFound::builder().build()));
-    let clients = Rules { ssm: vec![&missing], ..Default::default() }.clients();
-    let err = resolve(&clients, &config(), &json!({"parameterName": "/ami/linux/prod"}), 0).await.unwrap_err();
-    assert_eq!(err, StepError::invalid("SSM parameter /ami/linux/prod does not exist"));
+        .then_error(|| {
+            GetParameterError::ParameterNotFound(
+                aws_sdk_ssm::types::error::ParameterNotFound::builder().build(),
+            )
+        });
+    let clients = Rules {
+        ssm: vec![&missing],
+        ..Default::default()
+    }
+    .clients();
+    let err = resolve(
+        &clients,
+        &config(),
+        &json!({"parameterName": "/ami/linux/prod"}),
+        0,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        StepError::invalid("SSM parameter /ami/linux/prod does not exist")
+    );
 }
 
 #[tokio::test]
 async fn unknown_ami_is_not_usable_and_no_group_is_read() {
     let param = mock!(aws_sdk_ssm::Client::get_parameter).then_output(|| {
         aws_sdk_ssm::operation::get_parameter::GetParameterOutput::builder()
-            .parameter(aws_sdk_ssm::types::Parameter::builder().name("/ami/linux/prod").value("ami-0123456789abcdef0").build())
+            .parameter(
+                aws_sdk_ssm::types::Parameter::builder()
+                    .name("/ami/linux/prod")
+                    .value("ami-0123456789abcdef0")
+                    .build(),
+            )
             .build()
     });
     let images = mock!(aws_sdk_ec2::Client::describe_images)
-        .match_requests(|r| r.image_ids() == ["ami-0123456789abcdef0"] && r.include_deprecated() == Some(true))
-        .then_output(|| aws_sdk_ec2::operation::describe_images::DescribeImagesOutput::builder().build());
-    let clients = Rules { ssm: vec![&param], ec2: vec![&images], ..Default::default() }.clients();
-    let err = resolve(&clients, &config(), &json!({"parameterName": "/ami/linux/prod"}), 0).await.unwrap_err();
+        .match_requests(|r| {
+            r.image_ids() == ["ami-0123456789abcdef0"] && r.include_deprecated() == Some(true)
+        })
+        .then_output(|| {
+            aws_sdk_ec2::operation::describe_images::DescribeImagesOutput::builder().build()
+        });
+    let clients = Rules {
+        ssm: vec![&param],
+        ec2: vec![&images],
+        ..Default::default()
+    }
+    .clients();
+    let err = resolve(
+        &clients,
+        &config(),
+        &json!({"parameterName": "/ami/linux/prod"}),
+        0,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.name(), "AmiNotUsable");
-    assert!(err.to_string().contains("does not exist in this account and region"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("does not exist in this account and region"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn plans_a_tagged_fleet_from_batched_describes() {
     use aws_sdk_autoscaling::types::{AutoScalingGroup as Asg, LaunchTemplateSpecification};
-    use aws_sdk_ec2::types::{ArchitectureValues, Image, ImageState, LaunchTemplateVersion, ResponseLaunchTemplateData};
+    use aws_sdk_ec2::types::{
+        ArchitectureValues, Image, ImageState, LaunchTemplateVersion, ResponseLaunchTemplateData,
+    };
     let new = "ami-0123456789abcdef0";
     let images = mock!(aws_sdk_ec2::Client::describe_images).then_compute_output(move |r| {
-        let image = |id: &str| Image::builder().image_id(id).state(ImageState::Available).architecture(ArchitectureValues::X8664).owner_id("111122223333").build();
-        aws_sdk_ec2::operation::describe_images::DescribeImagesOutput::builder().set_images(Some(r.image_ids().iter().map(|id| image(id)).collect())).build()
+        let image = |id: &str| {
+            Image::builder()
+                .image_id(id)
+                .state(ImageState::Available)
+                .architecture(ArchitectureValues::X8664)
+                .owner_id("111122223333")
+                .build()
+        };
+        aws_sdk_ec2::operation::describe_images::DescribeImagesOutput::builder()
+            .set_images(Some(r.image_ids().iter().map(|id| image(id)).collect()))
+            .build()
     });
     let heads = mock!(aws_sdk_ec2::Client::describe_launch_template_versions)
         .match_requests(|r| r.launch_template_id().is_none() && r.versions() == ["$Latest", "$Default"])
@@ -214,13 +369,50 @@ async fn plans_a_tagged_fleet_from_batched_describes() {
                 .auto_scaling_groups(asg("legacy-excluded", "1"))
                 .build()
         });
-    let clusters = mock!(aws_sdk_ecs::Client::list_clusters).then_output(|| aws_sdk_ecs::operation::list_clusters::ListClustersOutput::builder().build());
-    let clients = Rules { ec2: vec![&images, &heads], autoscaling: vec![&groups], ecs: vec![&clusters], ..Default::default() }.clients();
-    let config = Config::from_lookup(|name| (name == "EXCLUDED_ASGS").then(|| "legacy-excluded".to_string())).unwrap();
-    let plan = resolve(&clients, &config, &json!({"amiId": new}), 0).await.unwrap();
+    let clusters = mock!(aws_sdk_ecs::Client::list_clusters).then_output(|| {
+        aws_sdk_ecs::operation::list_clusters::ListClustersOutput::builder().build()
+    });
+    let clients = Rules {
+        ec2: vec![&images, &heads],
+        autoscaling: vec![&groups],
+        ecs: vec![&clusters],
+        ..Default::default()
+    }
+    .clients();
+    let config = Config::from_lookup(|name| {
+        (name == "EXCLUDED_ASGS").then(|| "legacy-excluded".to_string())
+    })
+    .unwrap();
+    let plan = resolve(&clients, &config, &json!({"amiId": new}), 0)
+        .await
+        .unwrap();
     assert_eq!(plan.ami.id, new);
-    let points: Vec<(&str, i64, &str)> = plan.waves[0].iter().map(|t| (t.group.as_str(), t.rollback_point.version, t.rollback_point.image_id.as_str())).collect();
-    assert_eq!(points, [("api", 2, "ami-00000000000000002"), ("web", 3, "ami-00000000000000003")]);
-    assert_eq!(plan.skipped, vec![Skipped { group: "legacy-excluded".into(), reason: "excluded (EXCLUDED_ASGS)".into() }]);
-    assert_eq!((plan.max_concurrency, plan.trigger.as_str()), (5, "manual start with ami-0123456789abcdef0"));
+    let points: Vec<(&str, i64, &str)> = plan.waves[0]
+        .iter()
+        .map(|t| {
+            (
+                t.group.as_str(),
+                t.rollback_point.version,
+                t.rollback_point.image_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        points,
+        [
+            ("api", 2, "ami-00000000000000002"),
+            ("web", 3, "ami-00000000000000003")
+        ]
+    );
+    assert_eq!(
+        plan.skipped,
+        vec![Skipped {
+            group: "legacy-excluded".into(),
+            reason: "excluded (EXCLUDED_ASGS)".into()
+        }]
+    );
+    assert_eq!(
+        (plan.max_concurrency, plan.trigger.as_str()),
+        (5, "manual start with ami-0123456789abcdef0")
+    );
 }

@@ -4,8 +4,12 @@
 
 use std::collections::HashSet;
 
-use rollout_core::fleet::{self, describe_group, group_version, in_service_instances, instance_images, set_group_version};
-use rollout_core::model::{Plan, RollbackReport, RollbackRequest, RollbackScope, Target, TargetRollback, VersionReference};
+use rollout_core::fleet::{
+    self, describe_group, group_version, in_service_instances, instance_images, set_group_version,
+};
+use rollout_core::model::{
+    Plan, RollbackReport, RollbackRequest, RollbackScope, Target, TargetRollback, VersionReference,
+};
 use rollout_core::refresh::{self, Purpose, RefreshInfo, recent_refreshes};
 use rollout_core::{Clients, StepError, StepResult};
 use serde_json::Value;
@@ -13,7 +17,10 @@ use serde_json::Value;
 /// Wait between rollback progress checks.
 pub const ROLLBACK_WAIT_SECONDS: i64 = 30;
 
-pub async fn handle(clients: &Clients, event: lambda_runtime::LambdaEvent<Value>) -> Result<RollbackReport, lambda_runtime::Diagnostic> {
+pub async fn handle(
+    clients: &Clients,
+    event: lambda_runtime::LambdaEvent<Value>,
+) -> Result<RollbackReport, lambda_runtime::Diagnostic> {
     let request: RollbackRequest = rollout_core::error::parse_input("rollback", event.payload)?;
     let report = rollback(clients, &request).await?;
     tracing::info!(complete = report.complete, failed = report.failed, targets = ?report.targets, "rollback");
@@ -55,17 +62,37 @@ pub fn decide(target: &Target, state: &TargetState) -> Action {
     let ours = |v: &i64| state.ours.contains(v);
     if let Some(r) = state.latest_refresh.as_ref().filter(|r| r.is_active()) {
         return match r.desired.as_ref().and_then(|(_, v)| v.parse::<i64>().ok()) {
-            Some(v) if ours(&v) && r.status == "RollbackInProgress" => Action::Wait(format!("Auto Scaling is rolling refresh {} back ({}%)", r.id, r.percentage)),
-            Some(v) if ours(&v) && r.status == "Cancelling" => Action::Wait(format!("refresh {} is cancelling", r.id)),
+            Some(v) if ours(&v) && r.status == "RollbackInProgress" => Action::Wait(format!(
+                "Auto Scaling is rolling refresh {} back ({}%)",
+                r.id, r.percentage
+            )),
+            Some(v) if ours(&v) && r.status == "Cancelling" => {
+                Action::Wait(format!("refresh {} is cancelling", r.id))
+            }
             Some(v) if ours(&v) => Action::RollbackNatively(r.id.clone()),
-            Some(v) if v == point.version => Action::Wait(format!("refresh {} to version {} is at {}%", r.id, point.version, r.percentage)),
-            _ => Action::Failed(format!("refresh {} to another configuration is running; it was left alone", r.id)),
+            Some(v) if v == point.version => Action::Wait(format!(
+                "refresh {} to version {} is at {}%",
+                r.id, point.version, r.percentage
+            )),
+            _ => Action::Failed(format!(
+                "refresh {} to another configuration is running; it was left alone",
+                r.id
+            )),
         };
     }
-    let back_to_point_failed = state.latest_refresh.as_ref().filter(|r| r.targets(&point.launch_template_id, point.version) && matches!(r.status.as_str(), "Failed" | "Cancelled"));
+    let back_to_point_failed = state.latest_refresh.as_ref().filter(|r| {
+        r.targets(&point.launch_template_id, point.version)
+            && matches!(r.status.as_str(), "Failed" | "Cancelled")
+    });
     if state.instances_off_rollback_ami > 0 || ours(&state.group_version) {
         if let Some(r) = back_to_point_failed {
-            return Action::Failed(format!("refresh {} back to version {} ended {}: {}", r.id, point.version, r.status, r.reason.as_deref().unwrap_or("no reason given")));
+            return Action::Failed(format!(
+                "refresh {} back to version {} ended {}: {}",
+                r.id,
+                point.version,
+                r.status,
+                r.reason.as_deref().unwrap_or("no reason given")
+            ));
         }
         return Action::RefreshToRollbackPoint;
     }
@@ -73,21 +100,36 @@ pub fn decide(target: &Target, state: &TargetState) -> Action {
     let default_right = !ours(&state.template_default);
     let latest_right = point.reference != VersionReference::Latest || !ours(&state.template_latest);
     if reference_right && default_right && latest_right {
-        Action::Done(format!("back on version {} ({})", point.version, point.image_id))
+        Action::Done(format!(
+            "back on version {} ({})",
+            point.version, point.image_id
+        ))
     } else {
         Action::RestoreReferences
     }
 }
 
 /// The targets to roll back: those this execution touched, in scope.
-fn in_scope<'a>(plan: &'a Plan, scope: RollbackScope, touched: &HashSet<String>) -> Vec<&'a Target> {
-    let touched_waves: Vec<&Vec<Target>> = plan.waves.iter().filter(|w| w.iter().any(|t| touched.contains(&t.group))).collect();
+fn in_scope<'a>(
+    plan: &'a Plan,
+    scope: RollbackScope,
+    touched: &HashSet<String>,
+) -> Vec<&'a Target> {
+    let touched_waves: Vec<&Vec<Target>> = plan
+        .waves
+        .iter()
+        .filter(|w| w.iter().any(|t| touched.contains(&t.group)))
+        .collect();
     let waves: Vec<&Vec<Target>> = match scope {
         RollbackScope::Execution => touched_waves,
         // Waves run in order and a failed wave stops the next ones: the last touched one failed.
         RollbackScope::Wave => touched_waves.last().copied().into_iter().collect(),
     };
-    waves.into_iter().flatten().filter(|t| touched.contains(&t.group)).collect()
+    waves
+        .into_iter()
+        .flatten()
+        .filter(|t| touched.contains(&t.group))
+        .collect()
 }
 
 pub async fn rollback(clients: &Clients, request: &RollbackRequest) -> StepResult<RollbackReport> {
@@ -117,10 +159,27 @@ fn report(request: &RollbackRequest, targets: Vec<TargetRollback>) -> RollbackRe
     let what = if targets.is_empty() {
         "nothing had been changed, so nothing was rolled back".to_string()
     } else {
-        let verb = if !complete { "rolling back" } else if failed { "rollback incomplete" } else { "rolled back" };
-        format!("{verb}: {}", targets.iter().map(|t| format!("{} ({})", t.group, t.action)).collect::<Vec<_>>().join(", "))
+        let verb = if !complete {
+            "rolling back"
+        } else if failed {
+            "rollback incomplete"
+        } else {
+            "rolled back"
+        };
+        format!(
+            "{verb}: {}",
+            targets
+                .iter()
+                .map(|t| format!("{} ({})", t.group, t.action))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
-    let failure = if request.failure.error.is_empty() { "the rollout failed".to_string() } else { format!("{}: {}", request.failure.error, request.failure.message()) };
+    let failure = if request.failure.error.is_empty() {
+        "the rollout failed".to_string()
+    } else {
+        format!("{}: {}", request.failure.error, request.failure.message())
+    };
     RollbackReport {
         complete,
         failed,
@@ -130,7 +189,13 @@ fn report(request: &RollbackRequest, targets: Vec<TargetRollback>) -> RollbackRe
     }
 }
 
-async fn act(clients: &Clients, plan: &Plan, target: &Target, state: &TargetState, action: Action) -> StepResult<TargetRollback> {
+async fn act(
+    clients: &Clients,
+    plan: &Plan,
+    target: &Target,
+    state: &TargetState,
+    action: Action,
+) -> StepResult<TargetRollback> {
     let group = target.group.clone();
     let point = &target.rollback_point;
     let (action, done, failed) = match action {
@@ -138,26 +203,67 @@ async fn act(clients: &Clients, plan: &Plan, target: &Target, state: &TargetStat
         Action::Wait(what) => (what, false, false),
         Action::Failed(what) => (what, false, true),
         Action::RollbackNatively(id) => {
-            let result = clients.autoscaling.rollback_instance_refresh().auto_scaling_group_name(&group).send().await;
+            let result = clients
+                .autoscaling
+                .rollback_instance_refresh()
+                .auto_scaling_group_name(&group)
+                .send()
+                .await;
             match result {
-                Ok(_) => (format!("native rollback of refresh {id} started"), false, false),
+                Ok(_) => (
+                    format!("native rollback of refresh {id} started"),
+                    false,
+                    false,
+                ),
                 // AWS refuses native rollback in some cases: cancel, then refresh back on the next call.
-                Err(err) if err.as_service_error().is_some_and(|e| e.is_irreversible_instance_refresh_fault()) => {
-                    clients.autoscaling.cancel_instance_refresh().auto_scaling_group_name(&group).send().await.map_err(|e| StepError::from_sdk("CancelInstanceRefresh", e))?;
-                    (format!("refresh {id} cannot be rolled back natively; cancelled it"), false, false)
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_irreversible_instance_refresh_fault()) =>
+                {
+                    clients
+                        .autoscaling
+                        .cancel_instance_refresh()
+                        .auto_scaling_group_name(&group)
+                        .send()
+                        .await
+                        .map_err(|e| StepError::from_sdk("CancelInstanceRefresh", e))?;
+                    (
+                        format!("refresh {id} cannot be rolled back natively; cancelled it"),
+                        false,
+                        false,
+                    )
                 }
-                Err(err) if err.as_service_error().is_some_and(|e| e.is_active_instance_refresh_not_found_fault()) => ("refresh ended meanwhile".into(), false, false),
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_active_instance_refresh_not_found_fault()) =>
+                {
+                    ("refresh ended meanwhile".into(), false, false)
+                }
                 Err(err) => return Err(StepError::from_sdk("RollbackInstanceRefresh", err)),
             }
         }
         Action::RefreshToRollbackPoint => {
             let asg = describe_group(clients, &group).await?;
-            let prefs = refresh::preferences(target, &plan.settings.for_group(&group), Purpose::Rollback);
+            let prefs =
+                refresh::preferences(target, &plan.settings.for_group(&group), Purpose::Rollback);
             let started = refresh::start(clients, &asg, target, point.version, prefs).await?;
-            (format!("refresh {} back to version {} ({})", started.id(), point.version, point.image_id), false, false)
+            (
+                format!(
+                    "refresh {} back to version {} ({})",
+                    started.id(),
+                    point.version,
+                    point.image_id
+                ),
+                false,
+                false,
+            )
         }
         Action::RestoreReferences => {
-            if state.template_default != target.rollback_point.default_version && state.ours.contains(&state.template_default) {
+            if state.template_default != target.rollback_point.default_version
+                && state.ours.contains(&state.template_default)
+            {
                 clients
                     .ec2
                     .modify_launch_template()
@@ -176,10 +282,22 @@ async fn act(clients: &Clients, plan: &Plan, target: &Target, state: &TargetStat
             if group_version(&asg).as_deref() != Some(reference.as_str()) {
                 set_group_version(clients, &asg, &point.launch_template_id, &reference).await?;
             }
-            (format!("back on version {} ({}), group references {reference} again", point.version, point.image_id), true, false)
+            (
+                format!(
+                    "back on version {} ({}), group references {reference} again",
+                    point.version, point.image_id
+                ),
+                true,
+                false,
+            )
         }
     };
-    Ok(TargetRollback { group, action, done, failed })
+    Ok(TargetRollback {
+        group,
+        action,
+        done,
+        failed,
+    })
 }
 
 async fn delete_versions(clients: &Clients, template_id: &str, versions: &[i64]) -> StepResult<()> {
@@ -211,7 +329,9 @@ async fn our_versions(clients: &Clients, execution: &str, target: &Target) -> St
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| StepError::from_sdk("DescribeLaunchTemplateVersions", e))?;
         for v in page.launch_template_versions() {
-            let described_by_us = v.version_description().is_some_and(|d| d.starts_with(&marker) && d.contains(&format!(" {} ", target.group)));
+            let described_by_us = v.version_description().is_some_and(|d| {
+                d.starts_with(&marker) && d.contains(&format!(" {} ", target.group))
+            });
             if let (true, Some(n)) = (described_by_us, v.version_number()) {
                 ours.push(n);
             }
@@ -221,7 +341,11 @@ async fn our_versions(clients: &Clients, execution: &str, target: &Target) -> St
     Ok(ours)
 }
 
-async fn target_state(clients: &Clients, target: &Target, ours: Vec<i64>) -> StepResult<TargetState> {
+async fn target_state(
+    clients: &Clients,
+    target: &Target,
+    ours: Vec<i64>,
+) -> StepResult<TargetState> {
     let point = &target.rollback_point;
     let asg = describe_group(clients, &target.group).await?;
     let template = clients
@@ -232,8 +356,12 @@ async fn target_state(clients: &Clients, target: &Target, ours: Vec<i64>) -> Ste
         .await
         .map_err(|e| StepError::from_sdk("DescribeLaunchTemplates", e))?;
     let template = template.launch_templates().first();
-    let template_latest = template.and_then(|t| t.latest_version_number()).unwrap_or(0);
-    let template_default = template.and_then(|t| t.default_version_number()).unwrap_or(0);
+    let template_latest = template
+        .and_then(|t| t.latest_version_number())
+        .unwrap_or(0);
+    let template_default = template
+        .and_then(|t| t.default_version_number())
+        .unwrap_or(0);
     let group_reference = group_version(&asg).unwrap_or_default();
     let group_version = match group_reference.as_str() {
         "$Latest" => template_latest,
@@ -248,8 +376,14 @@ async fn target_state(clients: &Clients, target: &Target, ours: Vec<i64>) -> Ste
         group_reference,
         template_latest,
         template_default,
-        latest_refresh: recent_refreshes(clients, &target.group).await?.into_iter().next(),
-        instances_off_rollback_ami: ids.iter().filter(|id| images.get(*id) != Some(&point.image_id)).count(),
+        latest_refresh: recent_refreshes(clients, &target.group)
+            .await?
+            .into_iter()
+            .next(),
+        instances_off_rollback_ami: ids
+            .iter()
+            .filter(|id| images.get(*id) != Some(&point.image_id))
+            .count(),
     })
 }
 

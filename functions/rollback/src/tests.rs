@@ -5,7 +5,13 @@ fn target(reference: VersionReference) -> Target {
     Target {
         kind: TargetKind::AutoScalingGroup,
         group: "web".into(),
-        rollback_point: RollbackPoint { launch_template_id: "lt-1".into(), version: 3, image_id: "ami-00000001".into(), reference, default_version: 1 },
+        rollback_point: RollbackPoint {
+            launch_template_id: "lt-1".into(),
+            version: 3,
+            image_id: "ami-00000001".into(),
+            reference,
+            default_version: 1,
+        },
         mixed_instances: false,
         ecs: None,
     }
@@ -25,31 +31,156 @@ fn refresh(status: &str, version: &str) -> Option<RefreshInfo> {
 
 /// The group pinned at the rollback point (version 3), our version 4 made, fleet on the old AMI.
 fn at_point() -> TargetState {
-    TargetState { ours: vec![4], group_version: 3, group_reference: "3".into(), template_latest: 4, template_default: 1, latest_refresh: None, instances_off_rollback_ami: 0 }
+    TargetState {
+        ours: vec![4],
+        group_version: 3,
+        group_reference: "3".into(),
+        template_latest: 4,
+        template_default: 1,
+        latest_refresh: None,
+        instances_off_rollback_ami: 0,
+    }
 }
 
 #[test]
 fn rollback_decisions() {
     type Change = fn(&mut TargetState);
     let cases: Vec<(&str, VersionReference, Change, Action)> = vec![
-        ("our refresh running", VersionReference::Pinned, |s| s.latest_refresh = refresh("InProgress", "4"), Action::RollbackNatively("r-1".into())),
-        ("our refresh pending", VersionReference::Pinned, |s| s.latest_refresh = refresh("Pending", "4"), Action::RollbackNatively("r-1".into())),
-        ("our refresh baking", VersionReference::Pinned, |s| s.latest_refresh = refresh("Baking", "4"), Action::RollbackNatively("r-1".into())),
-        ("native rollback running", VersionReference::Pinned, |s| s.latest_refresh = refresh("RollbackInProgress", "4"), Action::Wait("Auto Scaling is rolling refresh r-1 back (40%)".into())),
-        ("cancelling", VersionReference::Pinned, |s| s.latest_refresh = refresh("Cancelling", "4"), Action::Wait("refresh r-1 is cancelling".into())),
-        ("refresh back running", VersionReference::Pinned, |s| s.latest_refresh = refresh("InProgress", "3"), Action::Wait("refresh r-1 to version 3 is at 40%".into())),
-        ("someone else's refresh", VersionReference::Pinned, |s| s.latest_refresh = refresh("InProgress", "7"), Action::Failed("refresh r-1 to another configuration is running; it was left alone".into())),
-        ("refresh succeeded, group on ours", VersionReference::Pinned, |s| { s.latest_refresh = refresh("Successful", "4"); s.group_version = 4; s.group_reference = "4".into(); s.instances_off_rollback_ami = 2; }, Action::RefreshToRollbackPoint),
-        ("refresh failed, some instances new", VersionReference::Pinned, |s| { s.latest_refresh = refresh("Failed", "4"); s.instances_off_rollback_ami = 1; }, Action::RefreshToRollbackPoint),
-        ("native rollback failed", VersionReference::Pinned, |s| { s.latest_refresh = refresh("RollbackFailed", "4"); s.instances_off_rollback_ami = 1; }, Action::RefreshToRollbackPoint),
-        ("refresh back failed", VersionReference::Pinned, |s| { s.latest_refresh = refresh("Failed", "3"); s.instances_off_rollback_ami = 1; }, Action::Failed("refresh r-1 back to version 3 ended Failed: boom".into())),
-        ("native rollback succeeded", VersionReference::Pinned, |s| s.latest_refresh = refresh("RollbackSuccessful", "4"), Action::Done("back on version 3 (ami-00000001)".into())),
-        ("untouched fleet, pinned", VersionReference::Pinned, |_| {}, Action::Done("back on version 3 (ami-00000001)".into())),
-        ("$Latest group still pinned", VersionReference::Latest, |_| {}, Action::RestoreReferences),
-        ("$Latest group, our version gone", VersionReference::Latest, |s| { s.group_reference = "$Latest".into(); s.template_latest = 3; }, Action::Done("back on version 3 (ami-00000001)".into())),
-        ("$Default group pinned", VersionReference::Default, |_| {}, Action::RestoreReferences),
-        ("default moved to ours", VersionReference::Default, |s| { s.group_reference = "$Default".into(); s.template_default = 4; s.group_version = 4; s.instances_off_rollback_ami = 2; }, Action::RefreshToRollbackPoint),
-        ("default still ours after refresh back", VersionReference::Default, |s| { s.group_reference = "3".into(); s.template_default = 4; }, Action::RestoreReferences),
+        (
+            "our refresh running",
+            VersionReference::Pinned,
+            |s| s.latest_refresh = refresh("InProgress", "4"),
+            Action::RollbackNatively("r-1".into()),
+        ),
+        (
+            "our refresh pending",
+            VersionReference::Pinned,
+            |s| s.latest_refresh = refresh("Pending", "4"),
+            Action::RollbackNatively("r-1".into()),
+        ),
+        (
+            "our refresh baking",
+            VersionReference::Pinned,
+            |s| s.latest_refresh = refresh("Baking", "4"),
+            Action::RollbackNatively("r-1".into()),
+        ),
+        (
+            "native rollback running",
+            VersionReference::Pinned,
+            |s| s.latest_refresh = refresh("RollbackInProgress", "4"),
+            Action::Wait("Auto Scaling is rolling refresh r-1 back (40%)".into()),
+        ),
+        (
+            "cancelling",
+            VersionReference::Pinned,
+            |s| s.latest_refresh = refresh("Cancelling", "4"),
+            Action::Wait("refresh r-1 is cancelling".into()),
+        ),
+        (
+            "refresh back running",
+            VersionReference::Pinned,
+            |s| s.latest_refresh = refresh("InProgress", "3"),
+            Action::Wait("refresh r-1 to version 3 is at 40%".into()),
+        ),
+        (
+            "someone else's refresh",
+            VersionReference::Pinned,
+            |s| s.latest_refresh = refresh("InProgress", "7"),
+            Action::Failed(
+                "refresh r-1 to another configuration is running; it was left alone".into(),
+            ),
+        ),
+        (
+            "refresh succeeded, group on ours",
+            VersionReference::Pinned,
+            |s| {
+                s.latest_refresh = refresh("Successful", "4");
+                s.group_version = 4;
+                s.group_reference = "4".into();
+                s.instances_off_rollback_ami = 2;
+            },
+            Action::RefreshToRollbackPoint,
+        ),
+        (
+            "refresh failed, some instances new",
+            VersionReference::Pinned,
+            |s| {
+                s.latest_refresh = refresh("Failed", "4");
+                s.instances_off_rollback_ami = 1;
+            },
+            Action::RefreshToRollbackPoint,
+        ),
+        (
+            "native rollback failed",
+            VersionReference::Pinned,
+            |s| {
+                s.latest_refresh = refresh("RollbackFailed", "4");
+                s.instances_off_rollback_ami = 1;
+            },
+            Action::RefreshToRollbackPoint,
+        ),
+        (
+            "refresh back failed",
+            VersionReference::Pinned,
+            |s| {
+                s.latest_refresh = refresh("Failed", "3");
+                s.instances_off_rollback_ami = 1;
+            },
+            Action::Failed("refresh r-1 back to version 3 ended Failed: boom".into()),
+        ),
+        (
+            "native rollback succeeded",
+            VersionReference::Pinned,
+            |s| s.latest_refresh = refresh("RollbackSuccessful", "4"),
+            Action::Done("back on version 3 (ami-00000001)".into()),
+        ),
+        (
+            "untouched fleet, pinned",
+            VersionReference::Pinned,
+            |_| {},
+            Action::Done("back on version 3 (ami-00000001)".into()),
+        ),
+        (
+            "$Latest group still pinned",
+            VersionReference::Latest,
+            |_| {},
+            Action::RestoreReferences,
+        ),
+        (
+            "$Latest group, our version gone",
+            VersionReference::Latest,
+            |s| {
+                s.group_reference = "$Latest".into();
+                s.template_latest = 3;
+            },
+            Action::Done("back on version 3 (ami-00000001)".into()),
+        ),
+        (
+            "$Default group pinned",
+            VersionReference::Default,
+            |_| {},
+            Action::RestoreReferences,
+        ),
+        (
+            "default moved to ours",
+            VersionReference::Default,
+            |s| {
+                s.group_reference = "$Default".into();
+                s.template_default = 4;
+                s.group_version = 4;
+                s.instances_off_rollback_ami = 2;
+            },
+            Action::RefreshToRollbackPoint,
+        ),
+        (
+            "default still ours after refresh back",
+            VersionReference::Default,
+            |s| {
+                s.group_reference = "3".into();
+                s.template_default = 4;
+            },
+            Action::RestoreReferences,
+        ),
     ];
     for (name, reference, change, expected) in cases {
         let mut state = at_point();
@@ -59,11 +190,22 @@ fn rollback_decisions() {
 }
 
 fn plan(waves: &[&[&str]]) -> Plan {
-    let t = |g: &str| Target { group: g.into(), ..target(VersionReference::Pinned) };
+    let t = |g: &str| Target {
+        group: g.into(),
+        ..target(VersionReference::Pinned)
+    };
     Plan {
         trigger: "test".into(),
-        ami: rollout_core::model::Ami { id: "ami-00000002".into(), name: "n".into(), architecture: "x86_64".into(), owner_id: "1".into() },
-        waves: waves.iter().map(|w| w.iter().map(|g| t(g)).collect()).collect(),
+        ami: rollout_core::model::Ami {
+            id: "ami-00000002".into(),
+            name: "n".into(),
+            architecture: "x86_64".into(),
+            owner_id: "1".into(),
+        },
+        waves: waves
+            .iter()
+            .map(|w| w.iter().map(|g| t(g)).collect())
+            .collect(),
         settings: Default::default(),
         skipped: vec![],
         skipped_count: 0,
@@ -78,8 +220,14 @@ fn scope_is_every_touched_target_or_only_the_failed_wave() {
     let p = plan(&[&["canary"], &["a", "b", "c"], &["d"]]);
     let touched: HashSet<String> = ["canary", "a", "b"].iter().map(|s| s.to_string()).collect();
     let names = |ts: Vec<&Target>| ts.iter().map(|t| t.group.clone()).collect::<Vec<_>>();
-    assert_eq!(names(in_scope(&p, RollbackScope::Execution, &touched)), ["canary", "a", "b"]);
-    assert_eq!(names(in_scope(&p, RollbackScope::Wave, &touched)), ["a", "b"]);
+    assert_eq!(
+        names(in_scope(&p, RollbackScope::Execution, &touched)),
+        ["canary", "a", "b"]
+    );
+    assert_eq!(
+        names(in_scope(&p, RollbackScope::Wave, &touched)),
+        ["a", "b"]
+    );
     assert!(in_scope(&p, RollbackScope::Execution, &HashSet::new()).is_empty());
 }
 
@@ -90,19 +238,51 @@ fn the_cause_names_the_failure_and_what_was_rolled_back() {
         plan: plan(&[&["web"]]),
         failure: Failure { error: "TargetUnhealthy".into(), cause: r#"{"errorType":"TargetUnhealthy","errorMessage":"web: unhealthy on ami-00000002: alarm web-5xx is in ALARM"}"#.into() },
     };
-    let done = vec![TargetRollback { group: "web".into(), action: "back on version 3 (ami-00000001)".into(), done: true, failed: false }];
+    let done = vec![TargetRollback {
+        group: "web".into(),
+        action: "back on version 3 (ami-00000001)".into(),
+        done: true,
+        failed: false,
+    }];
     let r = report(&request, done);
     assert!(r.complete && !r.failed);
-    assert_eq!(r.cause, "TargetUnhealthy: web: unhealthy on ami-00000002: alarm web-5xx is in ALARM. rolled back: web (back on version 3 (ami-00000001)).");
-    let pending = report(&request, vec![TargetRollback { group: "web".into(), action: "refresh r-2 back to version 3".into(), done: false, failed: false }]);
-    assert_eq!((pending.complete, pending.next_wait_seconds), (false, ROLLBACK_WAIT_SECONDS));
+    assert_eq!(
+        r.cause,
+        "TargetUnhealthy: web: unhealthy on ami-00000002: alarm web-5xx is in ALARM. rolled back: web (back on version 3 (ami-00000001))."
+    );
+    let pending = report(
+        &request,
+        vec![TargetRollback {
+            group: "web".into(),
+            action: "refresh r-2 back to version 3".into(),
+            done: false,
+            failed: false,
+        }],
+    );
+    assert_eq!(
+        (pending.complete, pending.next_wait_seconds),
+        (false, ROLLBACK_WAIT_SECONDS)
+    );
     let nothing = report(&request, vec![]);
-    assert!(nothing.complete && nothing.cause.ends_with("nothing had been changed, so nothing was rolled back."), "{}", nothing.cause);
+    assert!(
+        nothing.complete
+            && nothing
+                .cause
+                .ends_with("nothing had been changed, so nothing was rolled back."),
+        "{}",
+        nothing.cause
+    );
 }
 
 #[tokio::test]
 async fn malformed_request_is_invalid_input_without_aws_calls() {
     let clients = rollout_core::aws::mock::Rules::default().clients();
-    let event = lambda_runtime::LambdaEvent::new(serde_json::json!({"execution": "x"}), lambda_runtime::Context::default());
-    assert_eq!(handle(&clients, event).await.unwrap_err().error_type, "InvalidInput");
+    let event = lambda_runtime::LambdaEvent::new(
+        serde_json::json!({"execution": "x"}),
+        lambda_runtime::Context::default(),
+    );
+    assert_eq!(
+        handle(&clients, event).await.unwrap_err().error_type,
+        "InvalidInput"
+    );
 }

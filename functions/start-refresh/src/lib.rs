@@ -7,12 +7,19 @@ use rollout_core::refresh::{self, Purpose, Started};
 use rollout_core::{Clients, StepResult};
 use serde_json::Value;
 
-pub async fn handle(clients: &Clients, event: lambda_runtime::LambdaEvent<Value>) -> Result<TargetRun, lambda_runtime::Diagnostic> {
+pub async fn handle(
+    clients: &Clients,
+    event: lambda_runtime::LambdaEvent<Value>,
+) -> Result<TargetRun, lambda_runtime::Diagnostic> {
     let run = rollout_core::error::parse_input("start-refresh", event.payload)?;
     Ok(start_refresh(clients, run, rollout_core::aws::now()).await?)
 }
 
-pub async fn start_refresh(clients: &Clients, mut run: TargetRun, now: Epoch) -> StepResult<TargetRun> {
+pub async fn start_refresh(
+    clients: &Clients,
+    mut run: TargetRun,
+    now: Epoch,
+) -> StepResult<TargetRun> {
     run.validate()?;
     let version = run.require_new_version()?;
     let group = describe_group(clients, run.group()).await?;
@@ -23,8 +30,17 @@ pub async fn start_refresh(clients: &Clients, mut run: TargetRun, now: Epoch) ->
         Started::New(_) => now,
         Started::Adopted(existing) => existing.started_at.unwrap_or(now),
     };
-    tracing::info!(group = run.group(), refresh = started.id(), adopted = matches!(started, Started::Adopted(_)), version, "instance refresh running");
-    run.refresh = Some(RefreshRef { id: started.id().to_string(), started_at });
+    tracing::info!(
+        group = run.group(),
+        refresh = started.id(),
+        adopted = matches!(started, Started::Adopted(_)),
+        version,
+        "instance refresh running"
+    );
+    run.refresh = Some(RefreshRef {
+        id: started.id().to_string(),
+        started_at,
+    });
     Ok(run)
 }
 
@@ -32,9 +48,12 @@ pub async fn start_refresh(clients: &Clients, mut run: TargetRun, now: Epoch) ->
 mod tests {
     use super::*;
     use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
-    use aws_sdk_autoscaling::operation::start_instance_refresh::{StartInstanceRefreshError, StartInstanceRefreshOutput};
+    use aws_sdk_autoscaling::operation::start_instance_refresh::{
+        StartInstanceRefreshError, StartInstanceRefreshOutput,
+    };
     use aws_sdk_autoscaling::types::{
-        AutoScalingGroup, DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus, LaunchTemplateSpecification, ScaleInProtectedInstances,
+        AutoScalingGroup, DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus,
+        LaunchTemplateSpecification, ScaleInProtectedInstances,
     };
     use rollout_core::StepError;
     use rollout_core::aws::mock::{Rule, Rules, mock};
@@ -62,7 +81,12 @@ mod tests {
     fn existing(status: InstanceRefreshStatus, version: &'static str) -> Rule {
         mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes).then_output(move || {
             let desired = DesiredConfiguration::builder()
-                .launch_template(LaunchTemplateSpecification::builder().launch_template_id("lt-0123456789abcdef0").version(version).build())
+                .launch_template(
+                    LaunchTemplateSpecification::builder()
+                        .launch_template_id("lt-0123456789abcdef0")
+                        .version(version)
+                        .build(),
+                )
                 .build();
             DescribeInstanceRefreshesOutput::builder()
                 .instance_refreshes(
@@ -79,10 +103,14 @@ mod tests {
 
     #[tokio::test]
     async fn starts_with_the_new_version_as_desired_configuration_and_safe_preferences() {
-        let none = mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes).then_output(|| DescribeInstanceRefreshesOutput::builder().build());
+        let none = mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes)
+            .then_output(|| DescribeInstanceRefreshesOutput::builder().build());
         let start = mock!(aws_sdk_autoscaling::Client::start_instance_refresh)
             .match_requests(|r| {
-                let desired = r.desired_configuration().and_then(|d| d.launch_template()).unwrap();
+                let desired = r
+                    .desired_configuration()
+                    .and_then(|d| d.launch_template())
+                    .unwrap();
                 let p = r.preferences().unwrap();
                 desired.launch_template_id() == Some("lt-0123456789abcdef0")
                     && desired.version() == Some("4")
@@ -90,13 +118,28 @@ mod tests {
                     && p.auto_rollback() == Some(true)
                     && p.min_healthy_percentage() == Some(90)
                     && p.scale_in_protected_instances() == Some(&ScaleInProtectedInstances::Refresh)
-                    && p.alarm_specification().map(|a| a.alarms()) == Some(&["ecs-prod-a-5xx".to_string()][..])
+                    && p.alarm_specification().map(|a| a.alarms())
+                        == Some(&["ecs-prod-a-5xx".to_string()][..])
             })
-            .then_output(|| StartInstanceRefreshOutput::builder().instance_refresh_id("r-new").build());
+            .then_output(|| {
+                StartInstanceRefreshOutput::builder()
+                    .instance_refresh_id("r-new")
+                    .build()
+            });
         let g = group();
-        let clients = Rules { autoscaling: vec![&g, &none, &start], ..Default::default() }.clients();
+        let clients = Rules {
+            autoscaling: vec![&g, &none, &start],
+            ..Default::default()
+        }
+        .clients();
         let out = start_refresh(&clients, run(), 42).await.unwrap();
-        assert_eq!(out.refresh, Some(RefreshRef { id: "r-new".into(), started_at: 42 }));
+        assert_eq!(
+            out.refresh,
+            Some(RefreshRef {
+                id: "r-new".into(),
+                started_at: 42
+            })
+        );
         assert_eq!(start.num_calls(), 1);
     }
 
@@ -105,28 +148,59 @@ mod tests {
         let ours = existing(InstanceRefreshStatus::InProgress, "4");
         let g = group();
         // No StartInstanceRefresh rule: starting a second refresh would fail the test.
-        let clients = Rules { autoscaling: vec![&g, &ours], ..Default::default() }.clients();
+        let clients = Rules {
+            autoscaling: vec![&g, &ours],
+            ..Default::default()
+        }
+        .clients();
         let out = start_refresh(&clients, run(), 42).await.unwrap();
-        assert_eq!(out.refresh, Some(RefreshRef { id: "r-existing".into(), started_at: 1_000 }));
+        assert_eq!(
+            out.refresh,
+            Some(RefreshRef {
+                id: "r-existing".into(),
+                started_at: 1_000
+            })
+        );
     }
 
     #[tokio::test]
     async fn another_running_refresh_is_a_conflict() {
         let other = existing(InstanceRefreshStatus::InProgress, "9");
         let g = group();
-        let clients = Rules { autoscaling: vec![&g, &other], ..Default::default() }.clients();
+        let clients = Rules {
+            autoscaling: vec![&g, &other],
+            ..Default::default()
+        }
+        .clients();
         let err = start_refresh(&clients, run(), 42).await.unwrap_err();
-        assert_eq!(err, StepError::RefreshConflict { group: "ecs-prod-a".into(), refresh_id: "r-existing".into() });
+        assert_eq!(
+            err,
+            StepError::RefreshConflict {
+                group: "ecs-prod-a".into(),
+                refresh_id: "r-existing".into()
+            }
+        );
     }
 
     #[tokio::test]
     async fn throttling_maps_to_the_retryable_name() {
-        let none = mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes).then_output(|| DescribeInstanceRefreshesOutput::builder().build());
-        let throttled = mock!(aws_sdk_autoscaling::Client::start_instance_refresh).then_error(|| {
-            StartInstanceRefreshError::generic(aws_smithy_types::error::ErrorMetadata::builder().code("Throttling").message("Rate exceeded").build())
-        });
+        let none = mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes)
+            .then_output(|| DescribeInstanceRefreshesOutput::builder().build());
+        let throttled =
+            mock!(aws_sdk_autoscaling::Client::start_instance_refresh).then_error(|| {
+                StartInstanceRefreshError::generic(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("Throttling")
+                        .message("Rate exceeded")
+                        .build(),
+                )
+            });
         let g = group();
-        let clients = Rules { autoscaling: vec![&g, &none, &throttled], ..Default::default() }.clients();
+        let clients = Rules {
+            autoscaling: vec![&g, &none, &throttled],
+            ..Default::default()
+        }
+        .clients();
         let err = start_refresh(&clients, run(), 42).await.unwrap_err();
         assert_eq!(err.name(), "AwsThrottled");
         assert!(err.to_string().contains("Rate exceeded"), "{err}");
@@ -134,7 +208,9 @@ mod tests {
 
     #[tokio::test]
     async fn missing_new_version_is_invalid_input_without_aws_calls() {
-        let err = start_refresh(&Rules::default().clients(), target_run(), 42).await.unwrap_err();
+        let err = start_refresh(&Rules::default().clients(), target_run(), 42)
+            .await
+            .unwrap_err();
         assert_eq!(err.name(), "InvalidInput");
         assert!(err.to_string().contains("newVersion is missing"), "{err}");
     }

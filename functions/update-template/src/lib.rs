@@ -29,8 +29,12 @@ pub struct TemplateRequest {
     pub run: TargetRun,
 }
 
-pub async fn handle(clients: &Clients, event: lambda_runtime::LambdaEvent<Value>) -> Result<TargetRun, lambda_runtime::Diagnostic> {
-    let request: TemplateRequest = rollout_core::error::parse_input("update-template", event.payload)?;
+pub async fn handle(
+    clients: &Clients,
+    event: lambda_runtime::LambdaEvent<Value>,
+) -> Result<TargetRun, lambda_runtime::Diagnostic> {
+    let request: TemplateRequest =
+        rollout_core::error::parse_input("update-template", event.payload)?;
     let run = match request.action {
         TemplateAction::CreateVersion => create_version(clients, request.run).await?,
         TemplateAction::RestoreReference => restore_reference(clients, request.run).await?,
@@ -44,30 +48,64 @@ pub async fn create_version(clients: &Clients, mut run: TargetRun) -> StepResult
     let point = run.target.rollback_point.clone();
     let group = describe_group(clients, run.group()).await?;
     // Nothing has been started for this target yet, so any running refresh belongs to someone else.
-    if let Some(other) = recent_refreshes(clients, run.group()).await?.into_iter().find(|r| r.is_active()) {
-        return Err(StepError::RefreshConflict { group: run.group().to_string(), refresh_id: other.id });
+    if let Some(other) = recent_refreshes(clients, run.group())
+        .await?
+        .into_iter()
+        .find(|r| r.is_active())
+    {
+        return Err(StepError::RefreshConflict {
+            group: run.group().to_string(),
+            refresh_id: other.id,
+        });
     }
     // A group on $Latest would launch the new version the moment it exists, and native rollback
     // needs a numbered version: pin the number its reference resolves to now (same configuration).
-    if point.reference != VersionReference::Pinned && group_version(&group).as_deref() != Some(&point.version.to_string()) {
-        set_group_version(clients, &group, &point.launch_template_id, &point.version.to_string()).await?;
-        tracing::info!(group = run.group(), version = point.version, "pinned the group's launch template version");
+    if point.reference != VersionReference::Pinned
+        && group_version(&group).as_deref() != Some(&point.version.to_string())
+    {
+        set_group_version(
+            clients,
+            &group,
+            &point.launch_template_id,
+            &point.version.to_string(),
+        )
+        .await?;
+        tracing::info!(
+            group = run.group(),
+            version = point.version,
+            "pinned the group's launch template version"
+        );
     }
     let out = clients
         .ec2
         .create_launch_template_version()
         .launch_template_id(&point.launch_template_id)
         .source_version(point.version.to_string())
-        .version_description(fleet::version_description(&run.execution, &run.target, &run.ami.id))
-        .launch_template_data(aws_sdk_ec2::types::RequestLaunchTemplateData::builder().image_id(&run.ami.id).build())
-        .client_token(fleet::client_token(&run.execution, run.group(), &run.ami.id))
+        .version_description(fleet::version_description(
+            &run.execution,
+            &run.target,
+            &run.ami.id,
+        ))
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id(&run.ami.id)
+                .build(),
+        )
+        .client_token(fleet::client_token(
+            &run.execution,
+            run.group(),
+            &run.ami.id,
+        ))
         .send()
         .await
         .map_err(|e| StepError::from_sdk("CreateLaunchTemplateVersion", e))?;
     let version = out
         .launch_template_version()
         .and_then(|v| v.version_number())
-        .ok_or_else(|| StepError::AwsTransient { operation: "CreateLaunchTemplateVersion".into(), message: "the answer carried no version number".into() })?;
+        .ok_or_else(|| StepError::AwsTransient {
+            operation: "CreateLaunchTemplateVersion".into(),
+            message: "the answer carried no version number".into(),
+        })?;
     tracing::info!(group = run.group(), template = %point.launch_template_id, version, ami = %run.ami.id, "created launch template version");
     run.new_version = Some(version);
     Ok(run)
@@ -105,7 +143,12 @@ pub async fn restore_reference(clients: &Clients, run: TargetRun) -> StepResult<
             .and_then(|t| t.latest_version_number());
         if latest != Some(version) {
             // Someone made a newer version meanwhile: $Latest would launch that, not what we proved.
-            tracing::warn!(group = run.group(), version, ?latest, "left the group pinned: $Latest is no longer the rolled-out version");
+            tracing::warn!(
+                group = run.group(),
+                version,
+                ?latest,
+                "left the group pinned: $Latest is no longer the rolled-out version"
+            );
             return Ok(run);
         }
     }
@@ -113,7 +156,11 @@ pub async fn restore_reference(clients: &Clients, run: TargetRun) -> StepResult<
     if group_version(&group).as_deref() != Some(reference.as_str()) {
         set_group_version(clients, &group, &point.launch_template_id, &reference).await?;
     }
-    tracing::info!(group = run.group(), reference, "restored the group's launch template reference");
+    tracing::info!(
+        group = run.group(),
+        reference,
+        "restored the group's launch template reference"
+    );
     Ok(run)
 }
 

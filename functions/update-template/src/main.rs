@@ -2,5 +2,8 @@
 async fn main() -> Result<(), lambda_runtime::Error> {
     rollout_core::init_logging();
     let clients = rollout_core::Clients::from_env().await;
-    lambda_runtime::run(lambda_runtime::service_fn(|event| update_template::handle(&clients, event))).await
+    lambda_runtime::run(lambda_runtime::service_fn(|event| {
+        update_template::handle(&clients, event)
+    }))
+    .await
 }

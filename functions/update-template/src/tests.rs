@@ -1,7 +1,9 @@
 use super::*;
 use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
 use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
-use aws_sdk_autoscaling::types::{AutoScalingGroup, InstanceRefresh, InstanceRefreshStatus, LaunchTemplateSpecification};
+use aws_sdk_autoscaling::types::{
+    AutoScalingGroup, InstanceRefresh, InstanceRefreshStatus, LaunchTemplateSpecification,
+};
 use aws_sdk_ec2::operation::create_launch_template_version::CreateLaunchTemplateVersionOutput;
 use aws_sdk_ec2::types::LaunchTemplateVersion;
 use rollout_core::aws::mock::{Rule, Rules, mock};
@@ -13,7 +15,12 @@ fn group_on(version: &'static str) -> Rule {
             .auto_scaling_groups(
                 AutoScalingGroup::builder()
                     .auto_scaling_group_name("ecs-prod-a")
-                    .launch_template(LaunchTemplateSpecification::builder().launch_template_id("lt-0123456789abcdef0").version(version).build())
+                    .launch_template(
+                        LaunchTemplateSpecification::builder()
+                            .launch_template_id("lt-0123456789abcdef0")
+                            .version(version)
+                            .build(),
+                    )
                     .build(),
             )
             .build()
@@ -24,7 +31,14 @@ fn refreshes(status: Option<InstanceRefreshStatus>) -> Rule {
     mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes).then_output(move || {
         let out = DescribeInstanceRefreshesOutput::builder();
         match &status {
-            Some(s) => out.instance_refreshes(InstanceRefresh::builder().instance_refresh_id("r-other").status(s.clone()).build()).build(),
+            Some(s) => out
+                .instance_refreshes(
+                    InstanceRefresh::builder()
+                        .instance_refresh_id("r-other")
+                        .status(s.clone())
+                        .build(),
+                )
+                .build(),
             None => out.build(),
         }
     })
@@ -48,7 +62,12 @@ async fn creates_a_version_from_the_rollback_point_with_only_the_image_changed()
         })
         .then_output(|| CreateLaunchTemplateVersionOutput::builder().launch_template_version(LaunchTemplateVersion::builder().version_number(4).build()).build());
     let (group, none) = (group_on("$Latest"), refreshes(None));
-    let clients = Rules { autoscaling: vec![&group, &none, &pin], ec2: vec![&create], ..Default::default() }.clients();
+    let clients = Rules {
+        autoscaling: vec![&group, &none, &pin],
+        ec2: vec![&create],
+        ..Default::default()
+    }
+    .clients();
     let out = create_version(&clients, run).await.unwrap();
     assert_eq!(out.new_version, Some(4));
     assert_eq!((pin.num_calls(), create.num_calls()), (1, 1));
@@ -58,20 +77,44 @@ async fn creates_a_version_from_the_rollback_point_with_only_the_image_changed()
 async fn a_pinned_group_is_not_touched() {
     let mut run = target_run();
     run.target.rollback_point.reference = VersionReference::Pinned;
-    let create = mock!(aws_sdk_ec2::Client::create_launch_template_version)
-        .then_output(|| CreateLaunchTemplateVersionOutput::builder().launch_template_version(LaunchTemplateVersion::builder().version_number(4).build()).build());
+    let create = mock!(aws_sdk_ec2::Client::create_launch_template_version).then_output(|| {
+        CreateLaunchTemplateVersionOutput::builder()
+            .launch_template_version(LaunchTemplateVersion::builder().version_number(4).build())
+            .build()
+    });
     // No UpdateAutoScalingGroup rule: calling it would fail the test.
     let (group, none) = (group_on("3"), refreshes(None));
-    let clients = Rules { autoscaling: vec![&group, &none], ec2: vec![&create], ..Default::default() }.clients();
-    assert_eq!(create_version(&clients, run).await.unwrap().new_version, Some(4));
+    let clients = Rules {
+        autoscaling: vec![&group, &none],
+        ec2: vec![&create],
+        ..Default::default()
+    }
+    .clients();
+    assert_eq!(
+        create_version(&clients, run).await.unwrap().new_version,
+        Some(4)
+    );
 }
 
 #[tokio::test]
 async fn a_running_refresh_is_a_conflict_and_nothing_is_created() {
-    let (group, busy) = (group_on("$Latest"), refreshes(Some(InstanceRefreshStatus::InProgress)));
-    let clients = Rules { autoscaling: vec![&group, &busy], ..Default::default() }.clients();
+    let (group, busy) = (
+        group_on("$Latest"),
+        refreshes(Some(InstanceRefreshStatus::InProgress)),
+    );
+    let clients = Rules {
+        autoscaling: vec![&group, &busy],
+        ..Default::default()
+    }
+    .clients();
     let err = create_version(&clients, target_run()).await.unwrap_err();
-    assert_eq!(err, StepError::RefreshConflict { group: "ecs-prod-a".into(), refresh_id: "r-other".into() });
+    assert_eq!(
+        err,
+        StepError::RefreshConflict {
+            group: "ecs-prod-a".into(),
+            refresh_id: "r-other".into()
+        }
+    );
 }
 
 #[tokio::test]
@@ -79,10 +122,20 @@ async fn malformed_requests_are_invalid_input_without_aws_calls() {
     let clients = Rules::default().clients();
     let mut no_group = serde_json::to_value(target_run()).unwrap();
     no_group["target"]["group"] = "".into();
-    for payload in [serde_json::json!({}), serde_json::json!({"run": {"execution": "x"}}), serde_json::json!({"action": "explode", "run": target_run()}), serde_json::json!({"run": no_group})] {
-        let event = lambda_runtime::LambdaEvent::new(payload.clone(), lambda_runtime::Context::default());
+    for payload in [
+        serde_json::json!({}),
+        serde_json::json!({"run": {"execution": "x"}}),
+        serde_json::json!({"action": "explode", "run": target_run()}),
+        serde_json::json!({"run": no_group}),
+    ] {
+        let event =
+            lambda_runtime::LambdaEvent::new(payload.clone(), lambda_runtime::Context::default());
         let err = handle(&clients, event).await.unwrap_err();
-        assert_eq!(err.error_type, "InvalidInput", "{payload}: {}", err.error_message);
+        assert_eq!(
+            err.error_type, "InvalidInput",
+            "{payload}: {}",
+            err.error_message
+        );
     }
 }
 
@@ -93,12 +146,20 @@ async fn restoring_a_default_reference_moves_the_default_then_the_group() {
     run.new_version = Some(4);
     let modify = mock!(aws_sdk_ec2::Client::modify_launch_template)
         .match_requests(|r| r.default_version() == Some("4"))
-        .then_output(|| aws_sdk_ec2::operation::modify_launch_template::ModifyLaunchTemplateOutput::builder().build());
+        .then_output(|| {
+            aws_sdk_ec2::operation::modify_launch_template::ModifyLaunchTemplateOutput::builder()
+                .build()
+        });
     let update = mock!(aws_sdk_autoscaling::Client::update_auto_scaling_group)
         .match_requests(|r| r.launch_template().and_then(|t| t.version()) == Some("$Default"))
         .then_output(|| aws_sdk_autoscaling::operation::update_auto_scaling_group::UpdateAutoScalingGroupOutput::builder().build());
     let group = group_on("4");
-    let clients = Rules { autoscaling: vec![&group, &update], ec2: vec![&modify], ..Default::default() }.clients();
+    let clients = Rules {
+        autoscaling: vec![&group, &update],
+        ec2: vec![&modify],
+        ..Default::default()
+    }
+    .clients();
     restore_reference(&clients, run).await.unwrap();
     assert_eq!((modify.num_calls(), update.num_calls()), (1, 1));
 }
