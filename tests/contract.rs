@@ -31,9 +31,7 @@ fn keys(block: &Value) -> Vec<String> {
 
 #[test]
 fn triggers_parse() {
-    for name in ["manual-start.json"] {
-        rollout_core::trigger::Trigger::parse(&sample(name)).unwrap();
-    }
+    rollout_core::trigger::Trigger::parse(&sample("manual-start.json")).unwrap();
     for name in [
         "parameter-store-change.json",
         "cloudtrail-put-parameter.json",
