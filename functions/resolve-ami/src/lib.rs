@@ -83,9 +83,8 @@ pub struct GroupFacts {
     pub name: String,
     /// How the group refers to its template, or why it cannot be refreshed with rollback.
     pub template: Option<Result<GroupTemplate, String>>,
-    /// The template's id, latest and default version numbers.
+    /// The template's id and default version number.
     pub template_id: Option<String>,
-    pub latest_version: i64,
     pub default_version: i64,
     /// The ImageId of the version the group runs, with that version's number.
     pub current: Option<(i64, String)>,
@@ -417,7 +416,6 @@ async fn gather_facts(
                 });
             GroupFacts {
                 template_id: head.map(|h| h.id.clone()),
-                latest_version: head.map_or(0, |h| h.latest),
                 default_version: head.map_or(0, |h| h.default),
                 ecs,
                 template: Some(template),

@@ -31,7 +31,6 @@ fn group(name: &str, version: &str, image: &str) -> GroupFacts {
         name: name.into(),
         template: template(version),
         template_id: Some("lt-1".into()),
-        latest_version: 3,
         default_version: 2,
         current: Some((number, image.into())),
         current_architecture: Some("x86_64".into()),

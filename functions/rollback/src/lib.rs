@@ -261,9 +261,7 @@ async fn act(
             )
         }
         Action::RestoreReferences => {
-            if state.template_default != target.rollback_point.default_version
-                && state.ours.contains(&state.template_default)
-            {
+            if state.ours.contains(&state.template_default) {
                 clients
                     .ec2
                     .modify_launch_template()
