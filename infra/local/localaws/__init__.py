@@ -1,0 +1,14 @@
+"""The local AWS for ami-rollout: moto with the behaviours a rollout depends on, plus ministack.
+
+Modules, one concern each:
+  state      the simulation's shared state (scaled clock, bad AMIs, faults, refreshes) and its reset
+  wire       protocol plumbing: CBOR for CloudWatch, fault injection, AWS-shaped errors
+  templates  launch template versions: SourceVersion, ClientToken, deletion, paging
+  fleet      group instances: launch/terminate, per-instance version, ECS container instances
+  refresh    instance refresh: Start/Describe/Cancel/Rollback and the replacement engine
+  services   ECS services that reach steady state, or keep failing tasks on a bad AMI
+  control    the /_localaws control endpoint
+  server     the moto server with all of the above loaded
+  launcher   up/down/status: moto + ministack on loopback ports, one env file
+  seed       a realistic fleet
+"""

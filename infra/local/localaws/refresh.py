@@ -1,0 +1,428 @@
+"""EC2 Auto Scaling instance refresh, which moto lacks entirely.
+
+Start/Describe/Cancel/RollbackInstanceRefresh with AWS's statuses, faults and fields. Instances are
+really replaced, batch by batch: a batch is sized by Min/MaxHealthyPercentage (launch first when
+MaxHealthyPercentage > 100 or MinHealthyPercentage = 100, else terminate first), each new instance
+is Pending until its InstanceWarmup has passed, CheckpointPercentages pause for CheckpointDelay,
+BakeTime holds the refresh in Baking, and on success the group takes the DesiredConfiguration.
+SkipMatching leaves instances already on the desired version; ScaleInProtectedInstances and
+StandbyInstances follow Refresh / Ignore / Wait. An alarm of the AlarmSpecification in ALARM fails
+the refresh; so do new instances that never pass their health check (an AMI marked bad for boot)
+once AWS's one-hour stall timeout has passed. With AutoRollback, or on RollbackInstanceRefresh,
+the replaced instances are replaced again from the configuration saved before the refresh.
+All durations run on the scaled clock (state.Clock).
+"""
+
+import datetime
+import math
+import uuid
+from dataclasses import dataclass, field
+
+from moto.autoscaling.exceptions import ValidationError
+from moto.autoscaling.models import AutoScalingBackend
+from moto.autoscaling.responses import AutoScalingResponse
+from moto.core.exceptions import ServiceException
+from moto.core.responses import ActionResult
+
+from . import fleet, state
+
+ACTIVE = ("Pending", "InProgress", "Baking", "Cancelling", "RollbackInProgress")
+STALL_TIMEOUT = 3600
+PROTECTED_WAIT = 3600
+DEFAULT_WARMUP = 300
+
+
+class InstanceRefreshInProgress(ServiceException):
+    code = "InstanceRefreshInProgress"
+
+
+class ActiveInstanceRefreshNotFound(ServiceException):
+    code = "ActiveInstanceRefreshNotFound"
+
+
+class IrreversibleInstanceRefresh(ServiceException):
+    code = "IrreversibleInstanceRefresh"
+
+
+def _utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+@dataclass
+class Refresh:
+    id: str
+    group: str
+    preferences: dict
+    desired: dict | None
+    target_version: int  # the version the instances are being moved to
+    saved_version: int  # the group's version before the refresh (rollback target)
+    saved_spec: dict  # the group's launch template spec before the refresh, as given
+    status: str = "Pending"
+    reason: str = ""
+    start_time: datetime.datetime = field(default_factory=_utcnow)
+    end_time: datetime.datetime | None = None
+    pending: list = field(default_factory=list)  # instance ids still to replace
+    total: int = 0
+    batch: list = field(default_factory=list)  # new instance ids warming up
+    batch_old: list = field(default_factory=list)  # old ids to terminate once the batch is healthy
+    batch_started: float = 0.0
+    waiting_since: float | None = None
+    checkpoint_until: float | None = None
+    checkpoints_passed: set = field(default_factory=set)
+    bake_until: float | None = None
+    rollback: dict | None = None
+
+    @property
+    def rolling_back(self) -> bool:
+        return self.rollback is not None
+
+    def percentage(self) -> int:
+        if self.total == 0:
+            return 100
+        return int(100 * (self.total - self.to_update()) / self.total)
+
+    def to_update(self) -> int:
+        return len(self.pending) + len(self.batch)
+
+    def view(self) -> dict:
+        percentage = self.percentage() if self.status not in ("Successful", "RollbackSuccessful") else 100
+        out = {
+            "InstanceRefreshId": self.id,
+            "AutoScalingGroupName": self.group,
+            "Status": self.status,
+            "StatusReason": self.reason,
+            "StartTime": self.start_time,
+            "PercentageComplete": percentage,
+            "InstancesToUpdate": 0 if percentage == 100 else self.to_update(),
+            "ProgressDetails": {"LivePoolProgress": {
+                "PercentageComplete": percentage,
+                "InstancesToUpdate": 0 if percentage == 100 else self.to_update()}},
+            "Preferences": self.preferences,
+            "Strategy": "Rolling",
+        }
+        if self.end_time:
+            out["EndTime"] = self.end_time
+        if self.desired:
+            out["DesiredConfiguration"] = self.desired
+        if self.rollback:
+            out["RollbackDetails"] = self.rollback
+        return out
+
+
+def _records(account, region, group):
+    return state.sim().refreshes.setdefault((account, region, group), [])
+
+
+def active(account, region, group) -> Refresh | None:
+    return next((r for r in _records(account, region, group) if r.status in ACTIVE), None)
+
+
+def _group(backend: AutoScalingBackend, name: str):
+    group = backend.autoscaling_groups.get(name)
+    if group is None:
+        raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {name} not found")
+    return group
+
+
+def _matches(instance_id: str, template_id: str, version: int) -> bool:
+    launched = state.sim().launched.get(instance_id)
+    return launched is not None and launched[0] == template_id and launched[1] == version
+
+
+def _selectable(group, prefs) -> list:
+    """The instances this refresh is allowed to replace now."""
+    out = []
+    for s in group.instance_states:
+        if s.lifecycle_state.startswith("Standby") and prefs.get("StandbyInstances", "Ignore") != "Terminate":
+            continue
+        if s.protected_from_scale_in and prefs.get("ScaleInProtectedInstances", "Ignore") != "Refresh":
+            continue
+        out.append(s)
+    return out
+
+
+def _blocked(group, prefs) -> bool:
+    """Instances the refresh must replace but is told to wait for (Wait on protected/standby)."""
+    for s in group.instance_states:
+        if s.protected_from_scale_in and prefs.get("ScaleInProtectedInstances", "Ignore") == "Wait":
+            return True
+        if s.lifecycle_state.startswith("Standby") and prefs.get("StandbyInstances", "Ignore") == "Wait":
+            return True
+    return False
+
+
+def _plan(rec: Refresh, group, skip_matching: bool) -> None:
+    template_id = group.ec2_launch_template.id
+    rec.pending = [
+        s.instance.id
+        for s in _selectable(group, rec.preferences)
+        if not (skip_matching and _matches(s.instance.id, template_id, rec.target_version))
+    ]
+    rec.total = len(rec.pending)
+    rec.batch, rec.batch_old = [], []
+
+
+def start(self: AutoScalingResponse):
+    name = self._get_param("AutoScalingGroupName")
+    prefs = self._get_param("Preferences") or {}
+    desired = self._get_param("DesiredConfiguration")
+    backend = self.autoscaling_backend
+    group = _group(backend, name)
+    if active(self.current_account, self.region, name):
+        raise InstanceRefreshInProgress(
+            f"An Instance Refresh is already in progress and blocks the execution of this Instance Refresh.")
+    if group.ec2_launch_template is None:
+        raise ValidationError("Instance refresh requires a launch template on the group in this local AWS.")
+    template = group.ec2_launch_template
+    saved_version = fleet.version_number(group)
+    target = saved_version
+    if desired:
+        spec = desired.get("LaunchTemplate") or {}
+        if spec.get("LaunchTemplateId") not in (None, template.id) and spec.get("LaunchTemplateName") not in (None, template.name):
+            raise ValidationError("The launch template in the desired configuration is not the group's.")
+        target = template.get_version(spec.get("Version") or "$Default").number
+    image = template.get_version(target).image_id
+    if prefs.get("AutoRollback"):
+        if not desired:
+            raise ValidationError("AutoRollback requires a DesiredConfiguration.")
+        if str((desired.get("LaunchTemplate") or {}).get("Version", "$Default")).startswith("$"):
+            raise ValidationError("AutoRollback requires a numbered launch template version, not $Latest or $Default.")
+        if image.startswith("resolve:ssm:"):
+            raise ValidationError("AutoRollback is not supported when the launch template ImageId is a Systems Manager parameter.")
+    if len(prefs.get("AlarmSpecification", {}).get("Alarms", [])) > 10:
+        raise ValidationError("At most 10 alarms can be specified.")
+    rec = Refresh(
+        id=str(uuid.uuid4()),
+        group=name,
+        preferences=prefs,
+        desired=desired,
+        target_version=target,
+        saved_version=saved_version,
+        saved_spec={"LaunchTemplateId": template.id, "Version": group.provided_launch_template_version},
+    )
+    _plan(rec, group, bool(prefs.get("SkipMatching")))
+    _records(self.current_account, self.region, name).append(rec)
+    return ActionResult({"InstanceRefreshId": rec.id})
+
+
+def describe(self: AutoScalingResponse):
+    name = self._get_param("AutoScalingGroupName")
+    _group(self.autoscaling_backend, name)
+    ids = self._get_param("InstanceRefreshIds") or []
+    records = [r for r in reversed(_records(self.current_account, self.region, name)) if not ids or r.id in ids]
+    start_at = int(self._get_param("NextToken") or 0)
+    size = self._get_int_param("MaxRecords") or 50
+    page = records[start_at:start_at + size]
+    result = {"InstanceRefreshes": [r.view() for r in page]}
+    if start_at + size < len(records):
+        result["NextToken"] = str(start_at + size)
+    return ActionResult(result)
+
+
+def cancel(self: AutoScalingResponse):
+    name = self._get_param("AutoScalingGroupName")
+    _group(self.autoscaling_backend, name)
+    rec = active(self.current_account, self.region, name)
+    if rec is None or rec.status == "Cancelling":
+        raise ActiveInstanceRefreshNotFound("No in progress or pending Instance Refresh found for Auto Scaling group " + name)
+    rec.status, rec.reason = "Cancelling", "Cancellation requested."
+    return ActionResult({"InstanceRefreshId": rec.id})
+
+
+def rollback(self: AutoScalingResponse):
+    name = self._get_param("AutoScalingGroupName")
+    group = _group(self.autoscaling_backend, name)
+    rec = active(self.current_account, self.region, name)
+    if rec is None or rec.status in ("Cancelling", "RollbackInProgress"):
+        raise ActiveInstanceRefreshNotFound("No in progress or pending Instance Refresh found for Auto Scaling group " + name)
+    if not rec.desired:
+        raise IrreversibleInstanceRefresh("The instance refresh cannot be rolled back because it has no desired configuration.")
+    version = str((rec.desired.get("LaunchTemplate") or {}).get("Version", "$Default"))
+    if version.startswith("$"):
+        raise IrreversibleInstanceRefresh("The instance refresh cannot be rolled back because the desired configuration uses " + version + ".")
+    _start_rollback(rec, group, "Rollback requested by the user.")
+    return ActionResult({"InstanceRefreshId": rec.id})
+
+
+def _start_rollback(rec: Refresh, group, reason: str) -> None:
+    now = state.sim().clock.now()
+    rec.rollback = {
+        "RollbackReason": reason,
+        "RollbackStartTime": _utcnow(),
+        "PercentageCompleteOnRollback": rec.percentage(),
+        "InstancesToUpdateOnRollback": rec.to_update(),
+        "ProgressDetailsOnRollback": {"LivePoolProgress": {
+            "PercentageComplete": rec.percentage(), "InstancesToUpdate": rec.to_update()}},
+    }
+    # New instances still warming up are dropped at once (they never served); the old ones of a
+    # launch-first batch are still there and stay.
+    fleet.terminate(group, [s for s in group.instance_states if s.instance.id in rec.batch])
+    rec.status, rec.reason = "RollbackInProgress", reason
+    rec.target_version = rec.saved_version
+    rec.checkpoint_until, rec.bake_until, rec.waiting_since = None, None, None
+    _plan(rec, group, skip_matching=True)
+    rec.batch_started = now
+
+
+def _finish(rec: Refresh, status: str, reason: str) -> None:
+    rec.status, rec.reason, rec.end_time = status, reason, _utcnow()
+
+
+def _fail(rec: Refresh, group, reason: str) -> None:
+    if rec.preferences.get("AutoRollback") and not rec.rolling_back:
+        _start_rollback(rec, group, reason)
+    elif rec.rolling_back:
+        _finish(rec, "RollbackFailed", reason)
+    else:
+        _finish(rec, "Failed", reason)
+
+
+def _alarms_firing(account, region, names) -> list:
+    backend = fleet.cloudwatch(account, region)
+    return [n for n in names if n in backend.alarms and backend.alarms[n].state_value == "ALARM"]
+
+
+def _batch_size(group, prefs) -> int:
+    desired = group.desired_capacity or len(group.instance_states) or 1
+    low = prefs.get("MinHealthyPercentage", 90)
+    high = prefs.get("MaxHealthyPercentage", 100)
+    if high > 100:
+        return max(1, math.floor(desired * high / 100) - math.ceil(desired * low / 100))
+    return max(1, desired - math.ceil(desired * low / 100))
+
+
+def _launch_first(prefs) -> bool:
+    return prefs.get("MaxHealthyPercentage", 100) > 100 or prefs.get("MinHealthyPercentage", 90) >= 100
+
+
+def _step(account, region, group, rec: Refresh, now: float) -> None:
+    prefs = rec.preferences
+    if rec.status == "Pending":
+        rec.status = "InProgress"
+    if rec.status == "Cancelling":
+        if rec.batch_old:  # launch-first batch: the group keeps its old instances
+            fleet.terminate(group, [s for s in group.instance_states if s.instance.id in rec.batch])
+        for s in group.instance_states:
+            if s.instance.id in rec.batch:
+                s.lifecycle_state = "InService"
+        rec.batch, rec.batch_old = [], []
+        _finish(rec, "Cancelled", "Instance refresh cancelled.")
+        return
+    alarms = prefs.get("AlarmSpecification", {}).get("Alarms", [])
+    if not rec.rolling_back and alarms:
+        firing = _alarms_firing(account, region, alarms)
+        if firing:
+            _fail(rec, group, f"Alarm(s) in ALARM state: {', '.join(firing)}. Instance refresh failed.")
+            return
+    if rec.status == "Baking":
+        if now >= rec.bake_until:
+            _succeed(group, rec)
+        return
+    warmup = prefs.get("InstanceWarmup", group.health_check_grace_period or DEFAULT_WARMUP)
+    if rec.batch:
+        fresh = [s for s in group.instance_states if s.instance.id in rec.batch]
+        for s in fresh:
+            _, _, launched = state.sim().launched[s.instance.id]
+            if fleet.boots(s.instance.image_id) and now >= launched + warmup:
+                s.lifecycle_state = "InService"
+        if all(s.lifecycle_state == "InService" for s in fresh):
+            fleet.terminate(group, [s for s in group.instance_states if s.instance.id in rec.batch_old])
+            rec.batch, rec.batch_old = [], []
+        elif now - rec.batch_started > STALL_TIMEOUT:
+            for s in fresh:
+                if s.lifecycle_state != "InService":
+                    s.health_status = "Unhealthy"
+            _fail(rec, group, "Instance refresh failed: new instances did not pass their health checks "
+                  f"within {STALL_TIMEOUT} seconds ({fresh[0].instance.image_id}).")
+            return
+        else:
+            rec.reason = f"Waiting for {len(fresh)} new instance(s) to warm up and pass health checks."
+            return
+    present = {s.instance.id for s in group.instance_states}
+    rec.pending = [i for i in rec.pending if i in present]
+    if not rec.pending:
+        if _blocked(group, prefs) and not rec.rolling_back:
+            rec.waiting_since = rec.waiting_since if rec.waiting_since is not None else now
+            if now - rec.waiting_since > PROTECTED_WAIT:
+                _fail(rec, group, "Instance refresh timed out waiting for scale-in protected or standby instances.")
+            else:
+                rec.reason = "Waiting for scale-in protected or standby instances."
+            return
+        bake = prefs.get("BakeTime", 0) or 0
+        if not rec.rolling_back and bake and rec.bake_until is None:
+            rec.status, rec.reason, rec.bake_until = "Baking", "Baking.", now + bake
+            return
+        _succeed(group, rec)
+        return
+    if not rec.rolling_back:
+        done = rec.percentage()
+        for point in prefs.get("CheckpointPercentages") or []:
+            if done >= point and point not in rec.checkpoints_passed and point < 100:
+                if rec.checkpoint_until is None:
+                    rec.checkpoint_until = now + prefs.get("CheckpointDelay", 3600)
+                if now < rec.checkpoint_until:
+                    rec.reason = f"Waiting at checkpoint {point}%."
+                    return
+                rec.checkpoints_passed.add(point)
+                rec.checkpoint_until = None
+    size = min(_batch_size(group, prefs), len(rec.pending))
+    by_id = {s.instance.id: s for s in group.instance_states}
+    old = [by_id[i] for i in rec.pending[:size]]
+    rec.pending = rec.pending[size:]
+    if _launch_first(prefs):
+        rec.batch_old = [s.instance.id for s in old]
+    else:
+        fleet.terminate(group, old)
+    rec.batch = [s.instance.id for s in fleet.launch(group, rec.target_version, size)]
+    rec.batch_started = now
+    rec.reason = f"Replacing {size} instance(s)."
+
+
+def _succeed(group, rec: Refresh) -> None:
+    if rec.rolling_back:
+        _finish(rec, "RollbackSuccessful", rec.rollback["RollbackReason"])
+        return
+    if rec.desired:
+        spec = rec.desired.get("LaunchTemplate") or {}
+        group.launch_template_version = str(spec.get("Version") or "$Default")
+        group.provided_launch_template_version = spec.get("Version")
+    _finish(rec, "Successful", "")
+
+
+def tick() -> None:
+    now = state.sim().clock.now()
+    for (account, region, name), records in list(state.sim().refreshes.items()):
+        backend = fleet.autoscaling_backends[account][region]
+        group = backend.autoscaling_groups.get(name)
+        for rec in records:
+            if rec.status in ACTIVE:
+                if group is None:
+                    _finish(rec, "Failed", "The Auto Scaling group was deleted.")
+                    continue
+                # Several steps per tick when the scaled clock has moved far (or was advanced).
+                for _ in range(100):
+                    before = (rec.status, len(rec.pending), len(rec.batch), rec.reason)
+                    _step(account, region, group, rec, now)
+                    if (rec.status, len(rec.pending), len(rec.batch), rec.reason) == before:
+                        break
+
+
+_original_update = AutoScalingBackend.update_auto_scaling_group
+
+
+def _update_group(self, name, *args, **kwargs):
+    rec = active(self.account_id, self.region_name, name)
+    if rec and rec.desired and (kwargs.get("launch_template") or kwargs.get("mixed_instances_policy")):
+        raise ValidationError(
+            "An active instance refresh with a desired configuration exists. All configuration "
+            "options derived from the desired configuration are not available for update while "
+            "the instance refresh is active.")
+    return _original_update(self, name, *args, **kwargs)
+
+
+def install() -> None:
+    AutoScalingResponse.start_instance_refresh = start
+    AutoScalingResponse.describe_instance_refreshes = describe
+    AutoScalingResponse.cancel_instance_refresh = cancel
+    AutoScalingResponse.rollback_instance_refresh = rollback
+    AutoScalingBackend.update_auto_scaling_group = _update_group

@@ -1,0 +1,72 @@
+"""Shared simulation state. All of it is guarded by `LOCK`: the server serialises requests, because
+moto's backends are not thread-safe and every request first advances the simulation."""
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+LOCK = threading.RLock()
+
+# One real second is this many simulated seconds, so a refresh with a 300 s warmup and a
+# one-hour stall timeout plays out in seconds. Durations are scaled; timestamps are wall clock.
+DEFAULT_TIME_SCALE = 300.0
+
+
+class Clock:
+    def __init__(self, scale: float):
+        self.scale = scale
+        self.origin = time.monotonic()
+        self.offset = 0.0
+
+    def now(self) -> float:
+        """Simulated seconds since the server started."""
+        return (time.monotonic() - self.origin) * self.scale + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@dataclass
+class Fault:
+    """Fail the next `count` calls of `operation` with an AWS error `code` and HTTP `status`."""
+
+    operation: str
+    code: str
+    status: int
+    count: int
+    message: str = "Injected by the local AWS control endpoint"
+
+
+@dataclass
+class Simulation:
+    clock: Clock
+    # AMI id -> "boot" (instances never pass health checks) or "ecs" (boots, ECS tasks fail).
+    bad_amis: dict[str, str] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    # (account, region, group) -> list of refresh records, newest last.
+    refreshes: dict[tuple, list] = field(default_factory=dict)
+    # instance id -> (launch template id, version number, simulated launch time).
+    launched: dict[str, tuple] = field(default_factory=dict)
+    # (account, region, template id) -> {client token: version number}.
+    client_tokens: dict[tuple, dict] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    # (cluster, service) -> simulated time its failing tasks last stopped.
+    last_failed_task: dict[tuple, float] = field(default_factory=dict)
+
+
+def _scale() -> float:
+    return float(os.environ.get("LOCALAWS_TIME_SCALE", DEFAULT_TIME_SCALE))
+
+
+SIM = Simulation(clock=Clock(_scale()))
+
+
+def reset() -> None:
+    """Forget everything the extensions hold (moto's own reset clears moto's backends)."""
+    global SIM
+    SIM = Simulation(clock=Clock(_scale()))
+
+
+def sim() -> Simulation:
+    return SIM
