@@ -4,14 +4,17 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ami-rollout/target
 FUNCTIONS := resolve-ami update-template start-refresh check-ecs-health rollback
 VENV := .venv
 DIST := dist
+LOCAL := infra/local
+LOCAL_PY := $(LOCAL)/.venv/bin/python
 
-.PHONY: help build test lint fmt unit package demo clean
+.PHONY: help build test lint fmt unit package demo clean local-venv local-up local-down local-seed
 
 help:
 	@echo "make test     formatting, clippy -D warnings, and every test (the CI command)"
 	@echo "make build    debug build of the five functions"
 	@echo "make package  five release bootstrap.zip files in $(DIST)/ (cargo-lambda, x86_64)"
 	@echo "make demo     the main job on the local AWS (arrives with the local AWS, see README)"
+	@echo "make local-up / local-down / local-seed   the local AWS by hand (infra/local/README.md)"
 
 build:
 	cargo build --workspace --bins
@@ -23,10 +26,28 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-unit:
+unit: local-venv
 	@if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
 
 test: lint unit
+
+# The local AWS's pinned Python environment (moto + extensions, ministack).
+local-venv: $(LOCAL)/.venv/.installed
+
+$(LOCAL)/.venv/.installed: $(LOCAL)/requirements.txt
+	python3 -m venv $(LOCAL)/.venv
+	$(LOCAL_PY) -m pip install --quiet --disable-pip-version-check -r $(LOCAL)/requirements.txt
+	touch $@
+
+local-up: local-venv
+	cd $(LOCAL) && .venv/bin/python -m localaws up
+
+local-down:
+	@if [ -x $(LOCAL_PY) ]; then cd $(LOCAL) && .venv/bin/python -m localaws down; fi
+
+# Seeds the running local AWS (make local-up first) and prints what it made.
+local-seed: local-venv
+	. $(LOCAL)/.run/env && cd $(LOCAL) && .venv/bin/python -m localaws seed --endpoint $$LOCALAWS_MOTO
 
 $(VENV)/.build-tools: infra/build-requirements.txt
 	python3 -m venv $(VENV)

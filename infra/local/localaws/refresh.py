@@ -340,6 +340,13 @@ def _step(account, region, group, rec: Refresh, now: float) -> None:
             return
     present = {s.instance.id for s in group.instance_states}
     rec.pending = [i for i in rec.pending if i in present]
+    deficit = (group.desired_capacity or 0) - len(group.instance_states)
+    if deficit > 0:
+        # The group keeps its desired capacity: instances dropped on failure are replaced first.
+        rec.batch = [s.instance.id for s in fleet.launch(group, rec.target_version, deficit)]
+        rec.batch_started = now
+        rec.reason = f"Launching {deficit} instance(s) to restore the desired capacity."
+        return
     if not rec.pending:
         if _blocked(group, prefs) and not rec.rolling_back:
             rec.waiting_since = rec.waiting_since if rec.waiting_since is not None else now

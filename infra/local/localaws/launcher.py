@@ -1,0 +1,159 @@
+"""Start and stop the local AWS: moto with our extensions (fleet services) and ministack (Step
+Functions and Lambda), each on a loopback port, plus one env file that points the AWS SDKs at them.
+
+  python -m localaws up [--no-ministack] [--moto-port N] [--sfn-port N]
+  python -m localaws status
+  python -m localaws down
+
+Ports default to free ones. State lives in infra/local/.run (or --run-dir): the env file, a
+JSON record of ports and PIDs, and each server's log. `up` when already up is harmless;
+`down` stops both process groups by PID.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+DEFAULT_RUN_DIR = HERE / ".run"
+REGION = "us-east-1"
+MOTO_SERVICES = ("EC2", "AUTO_SCALING", "ECS", "CLOUDWATCH", "SSM", "STS")
+MINISTACK_SERVICES = ("SFN", "LAMBDA", "IAM", "CLOUDWATCH_LOGS")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def _wait_http(url: str, what: str, proc, seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"localaws: {what} exited during start-up (exit {proc.returncode}); see its log")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"localaws: {what} did not answer on {url} within {seconds:.0f} s")
+
+
+def env_lines(moto_port: int, sfn_port: int | None) -> list[str]:
+    moto = f"http://127.0.0.1:{moto_port}"
+    lines = [f"AWS_ENDPOINT_URL_{s}={moto}" for s in MOTO_SERVICES]
+    if sfn_port:
+        lines += [f"AWS_ENDPOINT_URL_{s}=http://127.0.0.1:{sfn_port}" for s in MINISTACK_SERVICES]
+    return lines + [
+        f"AWS_REGION={REGION}",
+        f"AWS_DEFAULT_REGION={REGION}",
+        "AWS_ACCESS_KEY_ID=testing",
+        "AWS_SECRET_ACCESS_KEY=testing",
+        f"LOCALAWS_MOTO={moto}",
+        f"LOCALAWS_CONTROL={moto}/_localaws",
+    ] + ([f"LOCALAWS_SFN=http://127.0.0.1:{sfn_port}"] if sfn_port else [])
+
+
+def read_state(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = True, plain: bool = False) -> dict:
+    current = read_state(run_dir)
+    if current and all(_alive(p) for p in current["pids"].values()):
+        print(f"localaws: already up (moto :{current['motoPort']}, ministack :{current.get('sfnPort')}); env in {run_dir / 'env'}")
+        return current
+    if current:
+        down(run_dir, quiet=True)
+    for port in (moto_port, sfn_port):
+        if port and _port_taken(port):
+            raise SystemExit(f"localaws: port {port} on 127.0.0.1 is taken; pick another or pass 0 for a free one")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pids = {}
+    moto_log = open(run_dir / "moto.log", "w")
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "localaws.server", "--port", str(moto_port)] + (["--plain"] if plain else []),
+        cwd=HERE, stdout=subprocess.PIPE, stderr=moto_log, text=True, start_new_session=True)
+    first = moto.stdout.readline().split()
+    if len(first) != 2 or first[0] != "listening":
+        raise SystemExit(f"localaws: moto failed to start; see {run_dir / 'moto.log'}")
+    moto_port = int(first[1])
+    pids["moto"] = moto.pid
+    _wait_http(f"http://127.0.0.1:{moto_port}/moto-api/data.json", "moto", moto)
+    if ministack:
+        sfn_port = sfn_port or _free_port()
+        env = dict(os.environ, GATEWAY_PORT=str(sfn_port), BIND_HOST="127.0.0.1", SFN_WAIT_SCALE="0",
+                   SERVICES="stepfunctions,lambda,sts,iam,logs", TMPDIR=str(run_dir))
+        stack = subprocess.Popen([str(Path(sys.executable).parent / "ministack")], cwd=run_dir, env=env,
+                                 stdout=open(run_dir / "ministack.log", "w"), stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        pids["ministack"] = stack.pid
+        _wait_http(f"http://127.0.0.1:{sfn_port}/_ministack/health", "ministack", stack)
+    else:
+        sfn_port = None
+    record = {"motoPort": moto_port, "sfnPort": sfn_port, "pids": pids, "plain": plain}
+    (run_dir / "state.json").write_text(json.dumps(record))
+    (run_dir / "env").write_text("".join(f"export {line}\n" for line in env_lines(moto_port, sfn_port)))
+    print(f"localaws: up (moto :{moto_port}{', ministack :' + str(sfn_port) if sfn_port else ''}); "
+          f"env in {run_dir / 'env'}")
+    return record
+
+
+def down(run_dir: Path, quiet: bool = False) -> None:
+    current = read_state(run_dir)
+    if not current:
+        if not quiet:
+            print("localaws: not running")
+        return
+    for name, pid in current["pids"].items():
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
+            continue
+        for _ in range(50):
+            if not _alive(pid):
+                break
+            time.sleep(0.1)
+        else:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    (run_dir / "state.json").unlink(missing_ok=True)
+    if not quiet:
+        print("localaws: stopped")
+
+
+def status(run_dir: Path) -> int:
+    current = read_state(run_dir)
+    if not current:
+        print("localaws: not running")
+        return 1
+    alive = {name: _alive(pid) for name, pid in current["pids"].items()}
+    print(json.dumps({**current, "alive": alive}, indent=1))
+    return 0 if all(alive.values()) else 1
