@@ -100,7 +100,12 @@ async fn plan_reads_the_seeded_fleet_and_refuses_what_cannot_roll_back() {
         .unwrap();
 
     let plan = plan_with(&aws, json!({"amiId": aws.ami("golden")})).await;
-    let mut groups: Vec<_> = plan.waves.iter().flatten().map(|t| t.group.clone()).collect();
+    let mut groups: Vec<_> = plan
+        .waves
+        .iter()
+        .flatten()
+        .map(|t| t.group.clone())
+        .collect();
     groups.sort();
     assert_eq!(groups, ["ecs-batch-capacity", "ecs-prod-capacity", "web"]);
     let prod = run_for(&plan, "ecs-prod-capacity").target;
@@ -111,11 +116,17 @@ async fn plan_reads_the_seeded_fleet_and_refuses_what_cannot_roll_back() {
     assert!(ecs.managed_termination_protection);
 
     // Excluded and already-current groups are reported, not planned.
-    let plan2 = plan_with(&aws, json!({"amiId": aws.ami("current"), "excludedAsgs": ["web"]})).await;
+    let plan2 = plan_with(
+        &aws,
+        json!({"amiId": aws.ami("current"), "excludedAsgs": ["web"]}),
+    )
+    .await;
     assert_eq!(plan2.target_count, 0, "{plan2:?}");
     assert!(plan2.skipped.iter().any(|s| s.group == "web"));
 
-    let unknown = try_plan(&aws, json!({"amiId": "ami-0123456789abcdef0"})).await.unwrap_err();
+    let unknown = try_plan(&aws, json!({"amiId": "ami-0123456789abcdef0"}))
+        .await
+        .unwrap_err();
     assert_eq!(unknown.name(), "AmiNotUsable");
 }
 
@@ -131,10 +142,18 @@ async fn template_versions_copy_the_source_and_are_idempotent() {
     let aws = LocalAws::start().await;
     let plan = plan_with(&aws, json!({"amiId": aws.ami("golden")})).await;
     let run = run_for(&plan, "web");
-    let first = update_template::create_version(&aws.clients, run.clone()).await.unwrap();
-    let again = update_template::create_version(&aws.clients, run).await.unwrap();
+    let first = update_template::create_version(&aws.clients, run.clone())
+        .await
+        .unwrap();
+    let again = update_template::create_version(&aws.clients, run)
+        .await
+        .unwrap();
     assert_eq!(first.new_version, Some(2));
-    assert_eq!(again.new_version, Some(2), "a retry must return the same version");
+    assert_eq!(
+        again.new_version,
+        Some(2),
+        "a retry must return the same version"
+    );
 
     let versions = aws
         .clients
@@ -146,12 +165,19 @@ async fn template_versions_copy_the_source_and_are_idempotent() {
         .unwrap();
     let versions = versions.launch_template_versions();
     assert_eq!(versions.len(), 2);
-    let new = versions.iter().find(|v| v.version_number() == Some(2)).unwrap();
+    let new = versions
+        .iter()
+        .find(|v| v.version_number() == Some(2))
+        .unwrap();
     let data = new.launch_template_data().unwrap();
     assert_eq!(data.image_id(), Some(aws.ami("golden").as_str()));
     // Everything else came from the source version.
     assert_eq!(data.instance_type().map(|t| t.as_str()), Some("m7i.large"));
-    assert!(new.version_description().unwrap().contains("rollback point: version 1"));
+    assert!(
+        new.version_description()
+            .unwrap()
+            .contains("rollback point: version 1")
+    );
     assert_eq!(new.default_version(), Some(false));
 }
 
@@ -179,21 +205,31 @@ async fn refresh_replaces_instances_batch_by_batch_and_the_group_takes_the_new_v
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(seen.first().unwrap(), &vec![current.clone(), current.clone()]);
+    assert_eq!(
+        seen.first().unwrap(),
+        &vec![current.clone(), current.clone()]
+    );
     assert!(
-        seen.iter().any(|a| a.contains(&current) && a.contains(&golden)),
+        seen.iter()
+            .any(|a| a.contains(&current) && a.contains(&golden)),
         "a batch in between holds both AMIs: {seen:?}"
     );
     assert_eq!(seen.last().unwrap(), &vec![golden.clone(), golden.clone()]);
 
     let healthy = health_until_final(&aws.clients, run).await.unwrap();
     assert_eq!(healthy.health.unwrap().refresh_status, "Successful");
-    let group = rollout_core::fleet::describe_group(&aws.clients, "web").await.unwrap();
+    let group = rollout_core::fleet::describe_group(&aws.clients, "web")
+        .await
+        .unwrap();
     let version = group
         .launch_template()
         .and_then(|t| t.version())
         .map(str::to_string);
-    assert_eq!(version.as_deref(), Some("2"), "the group takes the desired configuration");
+    assert_eq!(
+        version.as_deref(),
+        Some("2"),
+        "the group takes the desired configuration"
+    );
 }
 
 #[tokio::test]
@@ -219,7 +255,9 @@ async fn a_bad_ami_fails_the_refresh_and_auto_scaling_rolls_it_back() {
     assert_eq!(status, "RollbackSuccessful");
     assert_eq!(aws.group_amis("web"), vec![current.clone(), current]);
 
-    let err = check(&aws.clients, run, rollout_core::aws::now()).await.unwrap_err();
+    let err = check(&aws.clients, run, rollout_core::aws::now())
+        .await
+        .unwrap_err();
     assert_eq!(err.name(), "TargetUnhealthy");
     assert!(err.to_string().contains("RollbackSuccessful"), "{err}");
 }
@@ -246,14 +284,24 @@ async fn ecs_services_that_fail_on_the_new_ami_make_the_group_unhealthy() {
     let aws = LocalAws::start().await;
     let golden = aws.ami("golden");
     aws.control("POST", "bad-ami", json!({"imageId": golden, "mode": "ecs"}));
-    let plan = plan_with(&aws, json!({"amiId": golden, "settings": {"*": {"minHealthyPercentage": 50}}})).await;
+    let plan = plan_with(
+        &aws,
+        json!({"amiId": golden, "settings": {"*": {"minHealthyPercentage": 50}}}),
+    )
+    .await;
     let run = rollout_start(&aws.clients, run_for(&plan, "ecs-batch-capacity")).await;
     let err = health_until_final(&aws.clients, run).await.unwrap_err();
     assert_eq!(err.name(), "TargetUnhealthy");
     let cause = err.to_string();
-    assert!(cause.contains("ingest") && cause.contains("Essential container"), "{cause}");
+    assert!(
+        cause.contains("ingest") && cause.contains("Essential container"),
+        "{cause}"
+    );
     // The instances did move: it is the services that are not healthy.
-    assert_eq!(aws.group_amis("ecs-batch-capacity"), vec![golden.clone(), golden]);
+    assert_eq!(
+        aws.group_amis("ecs-batch-capacity"),
+        vec![golden.clone(), golden]
+    );
 }
 
 #[tokio::test]
@@ -269,12 +317,22 @@ async fn steady_ecs_services_and_quiet_alarms_are_healthy_until_an_alarm_fires()
     let healthy = health_until_final(&aws.clients, run).await.unwrap();
     let containers = &aws.fleet_view()["clusters"]["prod"]["containerInstances"];
     assert!(
-        containers.as_array().unwrap().iter().all(|c| c["amiId"] == golden.as_str()),
+        containers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["amiId"] == golden.as_str()),
         "the cluster's container instances run the new AMI: {containers}"
     );
 
-    aws.control("POST", "alarm", json!({"name": "prod-api-errors", "state": "ALARM"}));
-    let err = check(&aws.clients, healthy, rollout_core::aws::now()).await.unwrap_err();
+    aws.control(
+        "POST",
+        "alarm",
+        json!({"name": "prod-api-errors", "state": "ALARM"}),
+    );
+    let err = check(&aws.clients, healthy, rollout_core::aws::now())
+        .await
+        .unwrap_err();
     assert_eq!(err.name(), "TargetUnhealthy");
     assert!(err.to_string().contains("prod-api-errors"), "{err}");
 }
@@ -283,7 +341,11 @@ async fn steady_ecs_services_and_quiet_alarms_are_healthy_until_an_alarm_fires()
 async fn rollback_after_a_successful_refresh_brings_the_old_ami_back() {
     let aws = LocalAws::start().await;
     let (current, golden) = (aws.ami("current"), aws.ami("golden"));
-    let plan = plan_with(&aws, json!({"amiId": golden, "settings": {"*": {"minHealthyPercentage": 50}}})).await;
+    let plan = plan_with(
+        &aws,
+        json!({"amiId": golden, "settings": {"*": {"minHealthyPercentage": 50}}}),
+    )
+    .await;
     let run = rollout_start(&aws.clients, run_for(&plan, "web")).await;
     health_until_final(&aws.clients, run).await.unwrap();
     assert_eq!(aws.group_amis("web"), vec![golden.clone(), golden]);
@@ -305,7 +367,9 @@ async fn rollback_after_a_successful_refresh_brings_the_old_ami_back() {
     let report = report.expect("rollback converges");
     assert!(!report.failed, "{report:?}");
     assert_eq!(aws.group_amis("web"), vec![current.clone(), current]);
-    let group = rollout_core::fleet::describe_group(&aws.clients, "web").await.unwrap();
+    let group = rollout_core::fleet::describe_group(&aws.clients, "web")
+        .await
+        .unwrap();
     assert_eq!(group.launch_template().and_then(|t| t.version()), Some("1"));
 }
 
@@ -317,14 +381,18 @@ async fn throttling_and_server_errors_map_to_the_retryable_names() {
         "faults",
         json!({"operation": "DescribeImages", "code": "RequestLimitExceeded", "status": 503, "count": 1}),
     );
-    let err = try_plan(&aws, json!({"amiId": aws.ami("golden")})).await.unwrap_err();
+    let err = try_plan(&aws, json!({"amiId": aws.ami("golden")}))
+        .await
+        .unwrap_err();
     assert_eq!(err.name(), "AwsThrottled");
     aws.control(
         "POST",
         "faults",
         json!({"operation": "DescribeAutoScalingGroups", "code": "InternalFailure", "status": 500, "count": 1}),
     );
-    let err = try_plan(&aws, json!({"amiId": aws.ami("golden")})).await.unwrap_err();
+    let err = try_plan(&aws, json!({"amiId": aws.ami("golden")}))
+        .await
+        .unwrap_err();
     assert_eq!(err.name(), "AwsTransient");
     // The faults are used up: the same call now works.
     plan_with(&aws, json!({"amiId": aws.ami("golden")})).await;

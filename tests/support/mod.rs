@@ -91,10 +91,6 @@ impl LocalAws {
         self.fleet["amis"][name].as_str().unwrap().to_string()
     }
 
-    pub fn group(&self, key: &str) -> String {
-        self.fleet["groups"][key]["name"].as_str().unwrap().to_string()
-    }
-
     /// A control endpoint call (infra/local/localaws/control.py).
     pub fn control(&self, method: &str, action: &str, body: Value) -> Value {
         let url = format!("{}/_localaws/{action}", self.endpoint);
