@@ -184,7 +184,7 @@ fn report(request: &RollbackRequest, targets: Vec<TargetRollback>) -> RollbackRe
         complete,
         failed,
         next_wait_seconds: if complete { 0 } else { ROLLBACK_WAIT_SECONDS },
-        cause: format!("{failure}. {what}."),
+        cause: format!("{}. {what}.", failure.trim_end_matches('.')),
         targets,
     }
 }

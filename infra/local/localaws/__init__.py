@@ -10,6 +10,10 @@ Modules, one concern each:
   services   ECS services that reach steady state, or keep failing tasks on a bad AMI
   control    the /_localaws control endpoint
   server     the moto server with all of the above loaded
+  stepfunctions  ministack with a Map-failure fix
+  deploy     the functions and the state machine to ministack, as the SAM template would
+  rollout    start a rollout as EventBridge does; watch it as a timeline
+  demo       the main job (make demo)
   launcher   up/down/status: moto + ministack on loopback ports, one env file
   seed       a realistic fleet
 """

@@ -107,9 +107,9 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
     _wait_http(f"http://127.0.0.1:{moto_port}/moto-api/data.json", "moto", moto)
     if ministack:
         sfn_port = sfn_port or _free_port()
-        env = dict(os.environ, GATEWAY_PORT=str(sfn_port), BIND_HOST="127.0.0.1", SFN_WAIT_SCALE="0",
+        env = dict(os.environ, GATEWAY_PORT=str(sfn_port), BIND_HOST="127.0.0.1", SFN_WAIT_SCALE=os.environ.get("LOCALAWS_SFN_WAIT_SCALE", "0.05"),
                    SERVICES="stepfunctions,lambda,sts,iam,logs", TMPDIR=str(run_dir))
-        stack = subprocess.Popen([str(Path(sys.executable).parent / "ministack")], cwd=run_dir, env=env,
+        stack = subprocess.Popen([sys.executable, "-m", "localaws.stepfunctions"], cwd=HERE, env=env,
                                  stdout=open(run_dir / "ministack.log", "w"), stderr=subprocess.STDOUT,
                                  start_new_session=True)
         pids["ministack"] = stack.pid

@@ -1,0 +1,80 @@
+"""The main job: a rollout on the local AWS, then a rollout of a bad AMI and its automatic
+rollback, both started the way EventBridge starts them and shown as a live timeline.
+
+Exits 0 only when the first execution SUCCEEDED with every group on the golden AMI and the
+second FAILED with RolloutFailed with every group back on the golden AMI.
+"""
+
+import json
+import os
+import sys
+import time
+
+from . import deploy, launcher, rollout, seed
+
+# The demo's configuration, passed as the SAM template would pass it: `web` is the canary wave,
+# the ECS groups follow; batches of half a group; a short bake so the demo stays short.
+ASG_CONFIGURATIONS = {
+    "*": {"wave": 2, "minHealthyPercentage": 50, "bakeSeconds": 5},
+    "web": {"wave": 1, "alarmNames": ["web-5xx"]},
+    "ecs-prod-capacity": {"alarmNames": ["prod-api-errors"]},
+}
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text} " + "=" * max(0, 90 - len(text)), flush=True)
+
+
+def group_amis(control: str) -> dict:
+    view = rollout.fleet(control)
+    return {g: sorted({i["imageId"] for i in v["instances"]}) for g, v in view["groups"].items()}
+
+
+def main() -> int:
+    started_here = launcher.read_state(launcher.DEFAULT_RUN_DIR) is None
+    t0 = time.time()
+    state = launcher.up(launcher.DEFAULT_RUN_DIR)
+    moto = f"http://127.0.0.1:{state['motoPort']}"
+    sfn = f"http://127.0.0.1:{state['sfnPort']}"
+    control = f"{moto}/_localaws"
+    ok = False
+    try:
+        import urllib.request
+        urllib.request.urlopen(urllib.request.Request(f"{control}/reset", data=b"{}", method="POST"))
+        banner("Seeding the fleet")
+        fleet = seed.seed(moto)
+        for key, group in fleet["groups"].items():
+            print(f"  {group['name']:<20} launch template {group['launchTemplateId']} version 1, AMI {fleet['amis']['current']}")
+        print(f"  SSM /ami/linux/prod = {fleet['amis']['current']}; clusters prod, batch; alarms {', '.join(fleet['alarms'])}")
+        banner("Deploying the five functions and the state machine to local Step Functions")
+        machine = deploy.deploy(sfn, moto, {"ASG_CONFIGURATIONS": json.dumps(ASG_CONFIGURATIONS)})
+        print(f"  {machine}")
+
+        golden, bad = fleet["amis"]["golden"], fleet["amis"]["bad"]
+        banner(f"1. /ami/linux/prod := {golden} (golden) — Parameter Store Change → rollout")
+        execution, _ = rollout.start_from_parameter_change(sfn, moto, machine, "/ami/linux/prod", golden)
+        first = rollout.watch(sfn, control, execution)
+        first_ok = first["status"] == "SUCCEEDED" and all(a == [golden] for a in group_amis(control).values())
+
+        banner(f"2. /ami/linux/prod := {bad} (instances on it never pass health checks)")
+        urllib.request.urlopen(urllib.request.Request(
+            f"{control}/bad-ami", data=json.dumps({"imageId": bad, "mode": "boot"}).encode(), method="POST"))
+        execution, _ = rollout.start_from_parameter_change(sfn, moto, machine, "/ami/linux/prod", bad)
+        second = rollout.watch(sfn, control, execution)
+        second_ok = (second["status"] == "FAILED" and second["error"] == "RolloutFailed"
+                     and all(a == [golden] for a in group_amis(control).values()))
+
+        banner("Outcome")
+        print(f"  rollout of the golden AMI: {first['status']} — {'as expected' if first_ok else 'NOT as expected'}")
+        print(f"  rollout of the bad AMI:    {second['status']} {second['error'] or ''} — fleet back on "
+              f"{golden}: {'as expected' if second_ok else 'NOT as expected'}")
+        print(f"  demo wall time (after the build): {time.time() - t0:.0f} s")
+        ok = first_ok and second_ok
+    finally:
+        if started_here:
+            launcher.down(launcher.DEFAULT_RUN_DIR)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
