@@ -6,18 +6,22 @@ VENV := .venv
 DIST := dist
 LOCAL := infra/local
 LOCAL_PY := $(LOCAL)/.venv/bin/python
+CHECK := infra/check
 
-.PHONY: help build test lint fmt unit package demo clean local-venv local-up local-down local-seed
+.PHONY: help build test lint fmt unit e2e check package demo clean local-venv check-tools local-up local-down local-seed
 
 help:
-	@echo "make test     formatting, clippy -D warnings, and every test (the CI command)"
-	@echo "make build    debug build of the five functions"
+	@echo "make demo     the main job: a rollout and an automatic rollback on the local AWS"
+	@echo "make test     formatting, clippy, ASL linters, unit + integration + end-to-end tests (CI)"
+	@echo "make build    debug build of the functions and the tests"
+	@echo "make e2e      the end-to-end scenarios only (state machine on local Step Functions)"
 	@echo "make package  five release bootstrap.zip files in $(DIST)/ (cargo-lambda, x86_64)"
-	@echo "make demo     the main job on the local AWS (arrives with the local AWS, see README)"
 	@echo "make local-up / local-down / local-seed   the local AWS by hand (infra/local/README.md)"
 
+# Binaries and tests in one invocation share one feature set, so the AWS SDKs compile once
+# (a bins-only build would resolve features without the dev-dependencies and compile them again).
 build:
-	cargo build --workspace --bins
+	cargo build --workspace --all-targets
 
 fmt:
 	cargo fmt --all
@@ -29,7 +33,19 @@ lint:
 unit: local-venv
 	@if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
 
-test: lint unit
+# The ASL linters see the definition with its substitutions filled in (render_asl.py).
+check: check-tools
+	$(CHECK)/.venv/bin/python $(CHECK)/render_asl.py >/dev/null
+	$(CHECK)/.venv/bin/statelint --ignore=FLOAT $(CHECK)/.rendered/*.asl.json
+	cd $(CHECK) && for f in .rendered/*.asl.json; do node_modules/.bin/asl-validator --json-path $$f || exit 1; done
+
+e2e: local-venv build
+	$(LOCAL_PY) -m unittest discover -v -s tests/e2e
+
+test: lint check unit e2e
+
+demo: local-venv build
+	cd $(LOCAL) && .venv/bin/python -m localaws.demo
 
 # The local AWS's pinned Python environment (moto + extensions, ministack).
 local-venv: $(LOCAL)/.venv/.installed
@@ -37,6 +53,17 @@ local-venv: $(LOCAL)/.venv/.installed
 $(LOCAL)/.venv/.installed: $(LOCAL)/requirements.txt
 	python3 -m venv $(LOCAL)/.venv
 	$(LOCAL_PY) -m pip install --quiet --disable-pip-version-check -r $(LOCAL)/requirements.txt
+	touch $@
+
+check-tools: $(CHECK)/.venv/.installed $(CHECK)/node_modules/.installed
+
+$(CHECK)/.venv/.installed: $(CHECK)/requirements.txt
+	python3 -m venv $(CHECK)/.venv
+	$(CHECK)/.venv/bin/pip install --quiet --disable-pip-version-check -r $(CHECK)/requirements.txt
+	touch $@
+
+$(CHECK)/node_modules/.installed: $(CHECK)/package.json $(CHECK)/package-lock.json
+	cd $(CHECK) && npm ci --no-audit --no-fund --silent
 	touch $@
 
 local-up: local-venv
@@ -59,10 +86,6 @@ package: $(VENV)/.build-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --x86-64 --output-format zip \
 		$(foreach f,$(FUNCTIONS),--bin $(f)) --lambda-dir $(DIST)
 	@for f in $(FUNCTIONS); do ls -l $(DIST)/$$f/bootstrap.zip | awk -v f=$$f '{printf "%-18s %9d bytes\n", f, $$5}'; done
-
-demo:
-	@echo "make demo runs a rollout on the local AWS, which is not built yet (issues 3 and 4)." >&2
-	@exit 1
 
 clean:
 	rm -rf $(DIST)

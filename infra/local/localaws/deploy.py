@@ -46,12 +46,24 @@ def clients(sfn_endpoint: str):
     return boto3.client("lambda", **kw), boto3.client("stepfunctions", **kw)
 
 
+def function_environment(moto_endpoint: str, environment: dict | None) -> dict:
+    variables = {f"AWS_ENDPOINT_URL_{s}": moto_endpoint for s in launcher.MOTO_SERVICES}
+    variables.update({"RUST_LOG": "info", **(environment or {})})
+    return {"Variables": variables}
+
+
+def configure(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = None) -> None:
+    """Changes only the functions' configuration (what a SAM parameter change does)."""
+    lam, _ = clients(sfn_endpoint)
+    for name in FUNCTIONS:
+        lam.update_function_configuration(FunctionName=f"ami-rollout-{name}",
+                                          Environment=function_environment(moto_endpoint, environment))
+
+
 def deploy(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = None,
            profile: str = "debug") -> str:
     """Creates or updates the functions and the state machine; returns the state machine ARN."""
     lam, sfn = clients(sfn_endpoint)
-    variables = {f"AWS_ENDPOINT_URL_{s}": moto_endpoint for s in launcher.MOTO_SERVICES}
-    variables.update({"RUST_LOG": "info", **(environment or {})})
     arns = {}
     for name, key in FUNCTIONS.items():
         binary = target_dir() / profile / name
@@ -60,7 +72,7 @@ def deploy(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = Non
         function = f"ami-rollout-{name}"
         code = bootstrap_zip(binary)
         config = dict(Runtime="provided.al2023", Handler="bootstrap", Role=ROLE, Timeout=120,
-                      MemorySize=512, Environment={"Variables": variables},
+                      MemorySize=512, Environment=function_environment(moto_endpoint, environment),
                       LoggingConfig={"LogFormat": "JSON"})
         try:
             lam.get_function(FunctionName=function)

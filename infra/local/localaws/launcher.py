@@ -95,11 +95,12 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
             raise SystemExit(f"localaws: port {port} on 127.0.0.1 is taken; pick another or pass 0 for a free one")
     run_dir.mkdir(parents=True, exist_ok=True)
     pids = {}
-    moto_log = open(run_dir / "moto.log", "w")
-    moto = subprocess.Popen(
-        [sys.executable, "-m", "localaws.server", "--port", str(moto_port)] + (["--plain"] if plain else []),
-        cwd=HERE, stdout=subprocess.PIPE, stderr=moto_log, text=True, start_new_session=True)
+    with open(run_dir / "moto.log", "w") as moto_log:  # the child keeps its own descriptor
+        moto = subprocess.Popen(
+            [sys.executable, "-m", "localaws.server", "--port", str(moto_port)] + (["--plain"] if plain else []),
+            cwd=HERE, stdout=subprocess.PIPE, stderr=moto_log, text=True, start_new_session=True)
     first = moto.stdout.readline().split()
+    moto.stdout.close()
     if len(first) != 2 or first[0] != "listening":
         raise SystemExit(f"localaws: moto failed to start; see {run_dir / 'moto.log'}")
     moto_port = int(first[1])
@@ -109,9 +110,9 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
         sfn_port = sfn_port or _free_port()
         env = dict(os.environ, GATEWAY_PORT=str(sfn_port), BIND_HOST="127.0.0.1", SFN_WAIT_SCALE=os.environ.get("LOCALAWS_SFN_WAIT_SCALE", "0.05"),
                    SERVICES="stepfunctions,lambda,sts,iam,logs", TMPDIR=str(run_dir))
-        stack = subprocess.Popen([sys.executable, "-m", "localaws.stepfunctions"], cwd=HERE, env=env,
-                                 stdout=open(run_dir / "ministack.log", "w"), stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        with open(run_dir / "ministack.log", "w") as stack_log:
+            stack = subprocess.Popen([sys.executable, "-m", "localaws.stepfunctions"], cwd=HERE, env=env,
+                                     stdout=stack_log, stderr=subprocess.STDOUT, start_new_session=True)
         pids["ministack"] = stack.pid
         _wait_http(f"http://127.0.0.1:{sfn_port}/_ministack/health", "ministack", stack)
     else:
