@@ -7,8 +7,9 @@ DIST := dist
 LOCAL := infra/local
 LOCAL_PY := $(LOCAL)/.venv/bin/python
 CHECK := infra/check
+SAM_VERSION := 1.170.0
 
-.PHONY: help build test lint fmt unit e2e check package demo clean local-venv check-tools local-up local-down local-seed
+.PHONY: help build test lint fmt unit e2e check validate deploy package demo clean local-venv check-tools local-up local-down local-seed
 
 help:
 	@echo "make demo     the main job: a rollout and an automatic rollback on the local AWS"
@@ -16,6 +17,8 @@ help:
 	@echo "make build    debug build of the functions and the tests"
 	@echo "make e2e      the end-to-end scenarios only (state machine on local Step Functions)"
 	@echo "make package  five release bootstrap.zip files in $(DIST)/ (cargo-lambda, x86_64)"
+	@echo "make validate cfn-lint, checkov and the IAM permission-coverage test on infra/aws"
+	@echo "make deploy   package, then sam deploy (guided the first time)"
 	@echo "make local-up / local-down / local-seed   the local AWS by hand (infra/local/README.md)"
 
 # Binaries and tests in one invocation share one feature set, so the AWS SDKs compile once
@@ -34,10 +37,27 @@ unit: local-venv
 	@if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
 
 # The ASL linters see the definition with its substitutions filled in (render_asl.py).
-check: check-tools
+check: check-tools validate
 	$(CHECK)/.venv/bin/python $(CHECK)/render_asl.py >/dev/null
 	$(CHECK)/.venv/bin/statelint --ignore=FLOAT $(CHECK)/.rendered/*.asl.json
 	cd $(CHECK) && for f in .rendered/*.asl.json; do node_modules/.bin/asl-validator --json-path $$f || exit 1; done
+
+# Templates: cfn-lint, checkov (suppressions are justified in the templates), and the test that
+# every AWS call in a function's code is allowed by its role.
+validate: check-tools
+	$(CHECK)/.venv/bin/cfn-lint infra/aws/*.yaml
+	$(CHECK)/.venv/bin/checkov -d infra/aws --framework cloudformation --quiet --compact --skip-download
+	$(CHECK)/.venv/bin/python -m unittest discover -s tests/iam
+
+# First use: guided (asks for the stack name, region and parameters, saves samconfig.toml).
+deploy: package $(VENV)/.sam
+	@if [ -f samconfig.toml ]; then $(VENV)/bin/sam deploy -t infra/aws/template.yaml; \
+	else $(VENV)/bin/sam deploy -t infra/aws/template.yaml --guided --capabilities CAPABILITY_IAM; fi
+
+$(VENV)/.sam: infra/build-requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_VERSION)
+	touch $@
 
 e2e: local-venv build
 	$(LOCAL_PY) -m unittest discover -v -s tests/e2e
