@@ -85,20 +85,6 @@ fn refresh_status(aws: &LocalAws, group: &str) -> String {
 #[tokio::test]
 async fn plan_reads_the_seeded_fleet_and_refuses_what_cannot_roll_back() {
     let aws = LocalAws::start().await;
-    // A group whose template reads its AMI from SSM cannot be rolled back natively.
-    aws.clients
-        .ec2
-        .create_launch_template()
-        .launch_template_name("ssm-lt")
-        .launch_template_data(
-            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
-                .image_id("resolve:ssm:/ami/linux/prod")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-
     let plan = plan_with(&aws, json!({"amiId": aws.ami("golden")})).await;
     let mut groups: Vec<_> = plan
         .waves
@@ -128,6 +114,55 @@ async fn plan_reads_the_seeded_fleet_and_refuses_what_cannot_roll_back() {
         .await
         .unwrap_err();
     assert_eq!(unknown.name(), "AmiNotUsable");
+
+    // A tagged group whose template reads its AMI from SSM cannot be rolled back natively: the
+    // whole plan is refused, naming it.
+    let template = aws
+        .clients
+        .ec2
+        .create_launch_template()
+        .launch_template_name("ssm-lt")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .image_id("resolve:ssm:/ami/linux/prod")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let template_id = template
+        .launch_template()
+        .unwrap()
+        .launch_template_id()
+        .unwrap();
+    aws.clients
+        .autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name("ssm-group")
+        .launch_template(
+            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                .launch_template_id(template_id)
+                .version("1")
+                .build(),
+        )
+        .min_size(0)
+        .max_size(1)
+        .desired_capacity(0)
+        .availability_zones("us-east-1a")
+        .tags(
+            aws_sdk_autoscaling::types::Tag::builder()
+                .key("ami-rollout:enabled")
+                .value("true")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let refused = try_plan(&aws, json!({"amiId": aws.ami("golden")}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.name(), "PreflightFailed");
+    assert!(refused.to_string().contains("ssm-group"), "{refused}");
 }
 
 async fn plan_with(aws: &LocalAws, input: Value) -> Plan {

@@ -52,7 +52,7 @@ def _reconcile_service(backend, cluster, service, instances, now, last_failure):
     was_steady = service.running_count == desired and bool(service.deployments) and \
         service.deployments[0].get("rolloutState") == "COMPLETED"
     service.running_count, service.pending_count = running, desired - running
-    steady = running == desired and desired > 0 or (desired == 0)
+    steady = running == desired
     key = (cluster.name, service.name)
     if failing and now - last_failure.get(key, -FAILED_TASK_EVERY) >= FAILED_TASK_EVERY:
         last_failure[key] = now
