@@ -146,6 +146,41 @@ class Rollout(unittest.TestCase):
         self.assertEqual(len(self.refreshes("web")), 1, "no second refresh")
         self.assertEqual(self.amis("web"), [self.golden] * 2)
 
+    def test_aws_not_answering_stops_in_place_and_a_redrive_completes_the_rollout(self):
+        # Only check-ecs-health reads alarms: the failure lands after the version and the refresh.
+        self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 3, "alarmNames": ["web-5xx"]}},
+                       AWS_MAX_ATTEMPTS="1")
+        post(f"{self.control}/faults", {"operation": "DescribeAlarms", "code": "Throttling", "count": 100})
+        sfn = deploy.clients(self.sfn)[1]
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "targets": ["web"]})
+        lines = []
+        stopped = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300)
+        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", "AwsThrottled"), "\n".join(lines))
+        self.assertIn("DescribeAlarms", stopped["cause"])
+        self.assertIn("redrive", stopped["cause"])
+        self.assertEqual(self.versions("web"), [(1, self.current), (2, self.golden)], "nothing rolled back")
+        self.assertEqual(len(self.refreshes("web")), 1)
+        self.assertEqual(sfn.describe_execution(executionArn=execution)["redriveStatus"], "REDRIVABLE")
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.control}/faults", method="DELETE"))
+        seen = rollout.redrive(self.sfn, execution)
+        result = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300, since=seen)
+        self.assertEqual(result["status"], "SUCCEEDED", "\n".join(lines))
+        self.assertEqual(self.versions("web"), [(1, self.current), (2, self.golden)], "no duplicate version")
+        self.assertEqual(len(self.refreshes("web")), 1, "no second refresh")
+        self.assertEqual(self.amis("web"), [self.golden] * 2)
+        described = sfn.describe_execution(executionArn=execution)
+        self.assertEqual((described["redriveCount"], described["redriveStatus"]), (1, "NOT_REDRIVABLE"))
+        after = result["events"][seen:]
+        self.assertEqual(after[0]["type"], "ExecutionRedriven")
+        rerun = {e["taskScheduledEventDetails"]["resource"].rsplit(":", 1)[-1]
+                 for e in after if e["type"] == "TaskScheduled"}
+        self.assertNotIn("ami-rollout-resolve-ami", rerun, "completed steps are not rerun")
+        self.assertNotIn("ami-rollout-start-refresh", rerun, "completed steps are not rerun")
+        self.assertIn("ami-rollout-check-ecs-health", rerun)
+        with self.assertRaises(sfn.exceptions.ExecutionNotRedrivable):
+            sfn.redrive_execution(executionArn=execution)
+
     def test_the_same_trigger_twice_rolls_out_once(self):
         first = self.run_rollout()
         self.assertEqual(first["status"], "SUCCEEDED", first["log"])

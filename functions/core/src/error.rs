@@ -33,11 +33,13 @@ pub enum StepError {
         ami: String,
         reasons: String,
     },
-    /// AWS throttled us past the SDK's own retries. Retryable.
-    #[error("{operation} throttled: {message}")]
+    /// AWS throttled us past the SDK's own retries. Retried; never rolled back.
+    #[error("{operation} throttled: {message} (not rolled back: redrive to resume from here)")]
     AwsThrottled { operation: String, message: String },
-    /// A network failure, timeout or AWS 5xx. Retryable.
-    #[error("{operation} failed transiently: {message}")]
+    /// A network failure, timeout or AWS 5xx. Retried; never rolled back.
+    #[error(
+        "{operation} failed transiently: {message} (not rolled back: redrive to resume from here)"
+    )]
     AwsTransient { operation: String, message: String },
     /// AWS refused a request (access denied, validation, ...). Not retryable.
     #[error("{operation} was refused: {message}")]
@@ -133,18 +135,32 @@ fn is_transient(code: &str) -> bool {
     )
 }
 
-/// Every `errorType` a step can raise, with whether the state machine retries it.
-pub const ERROR_NAMES: &[(&str, bool)] = &[
-    ("InvalidInput", false),
-    ("AmiNotUsable", false),
-    ("TargetNotFound", false),
-    ("PreflightFailed", false),
-    ("RefreshConflict", false),
-    ("TargetUnhealthy", false),
-    ("AwsThrottled", true),
-    ("AwsTransient", true),
-    ("AwsRequestFailed", false),
-    ("RollbackFailed", false),
+/// What the state machine does when a step fails with an error of this name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Evidence against the rollout (bad input, AMI, preflight, health, a refused request):
+    /// caught and rolled back.
+    RollBack,
+    /// AWS did not answer: retried by every task. If the retries run out the error is not caught,
+    /// so the execution stops at that step with nothing rolled back, and a redrive resumes there.
+    Retry,
+    /// Someone else's work is in the way: not retried, not caught; the operator clears it and
+    /// redrives.
+    StopForRedrive,
+}
+
+/// Every `errorType` a step can raise, with what the state machine does about it.
+pub const ERROR_NAMES: &[(&str, OnFailure)] = &[
+    ("InvalidInput", OnFailure::RollBack),
+    ("AmiNotUsable", OnFailure::RollBack),
+    ("TargetNotFound", OnFailure::RollBack),
+    ("PreflightFailed", OnFailure::RollBack),
+    ("RefreshConflict", OnFailure::StopForRedrive),
+    ("TargetUnhealthy", OnFailure::RollBack),
+    ("AwsThrottled", OnFailure::Retry),
+    ("AwsTransient", OnFailure::Retry),
+    ("AwsRequestFailed", OnFailure::RollBack),
+    ("RollbackFailed", OnFailure::RollBack),
 ];
 
 impl From<StepError> for Diagnostic {

@@ -48,6 +48,14 @@ def start(sfn_endpoint: str, state_machine: str, payload: dict) -> str:
         stateMachineArn=state_machine, input=json.dumps(payload))["executionArn"]
 
 
+def redrive(sfn_endpoint: str, execution: str) -> int:
+    """Redrives a failed execution; returns how many history events it had, to watch from there."""
+    sfn = _client("stepfunctions", sfn_endpoint)
+    seen = len(_history(sfn, execution))
+    sfn.redrive_execution(executionArn=execution)
+    return seen
+
+
 def start_from_parameter_change(sfn_endpoint, moto_endpoint, state_machine, name, ami) -> tuple[str, dict]:
     _client("ssm", moto_endpoint).put_parameter(Name=name, Value=ami, Type="String",
                                                 DataType="aws:ec2:image", Overwrite=True)
@@ -88,6 +96,9 @@ class Timeline:
         elif kind in ("TaskFailed", "LambdaFunctionFailed"):
             details = next(v for k, v in e.items() if k.endswith("EventDetails"))
             self.line(f"✗ {details.get('error')}: {details.get('cause', '')[:400]}")
+        elif kind == "ExecutionRedriven":
+            count = e["executionRedrivenEventDetails"]["redriveCount"]
+            self.line(f"↻ execution redriven (redrive {count}): resuming from the step that did not complete")
         elif kind == "ExecutionFailed":
             details = e["executionFailedEventDetails"]
             self.line(f"■ execution FAILED — {details.get('error')}")
@@ -139,12 +150,14 @@ class Timeline:
                           f"{r['Status']:<18} AMIs {', '.join(amis)}")
 
 
-def watch(sfn_endpoint: str, control: str, execution: str, out=print, timeout: float = 600) -> dict:
+def watch(sfn_endpoint: str, control: str, execution: str, out=print, timeout: float = 600,
+          since: int = 0) -> dict:
+    """Follows `execution` until it stops; `since` skips history events already shown."""
     sfn = _client("stepfunctions", sfn_endpoint)
     timeline = Timeline(out)
     started = datetime.datetime.now(datetime.timezone.utc)
     before = fleet(control)
-    seen = 0
+    seen = since
     deadline = time.time() + timeout
     while True:
         status = sfn.describe_execution(executionArn=execution)

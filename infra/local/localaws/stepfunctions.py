@@ -1,42 +1,271 @@
-"""ministack (Step Functions + Lambda) with one engine fix the rollout depends on.
+"""ministack (Step Functions + Lambda) with the two engine behaviours the rollout depends on.
 
-AWS: when an iteration of an inline Map fails, the Map state fails and iterations not yet started
-never start; with MaxConcurrency 1 (our waves) a failed wave stops the rollout there.
-ministack 1.5.33 starts every remaining iteration first and raises the error afterwards, so a
-failed canary wave would still roll the later waves out. Here an iteration that would start after
-another iteration of the same Map (in the same execution) failed is not run.
+1. A failed Map stops. AWS: when an iteration of an inline Map fails, the Map state fails and
+   iterations not yet started never start; with MaxConcurrency 1 (our waves) a failed wave stops
+   the rollout there. ministack 1.5.33 starts every remaining iteration first and raises the error
+   afterwards, so a failed canary wave would still roll the later waves out. Here an iteration that
+   would start after another iteration of the same Map (in the same run) failed is not run.
+
+2. RedriveExecution, which ministack 1.5.33 lacks. AWS: a FAILED, ABORTED or TIMED_OUT Standard
+   execution restarts from its unsuccessful step with the same input and ARN; successful steps are
+   not rerun, and an inline Map reruns only its failed or unstarted iterations. Here every state that
+   completes is written to a journal (its output and next state, per scope: the top level, or one
+   Map iteration). A redrive walks the definition again from StartAt and, while the walk matches the
+   journal, answers each state from it (no Lambda invoked, no Wait slept) until it reaches the state
+   that did not complete, which runs for real. DescribeExecution reports redriveCount, redriveDate
+   and redriveStatus; the history gains an ExecutionRedriven event, and the states answered from the
+   journal add no events, as on AWS. Parallel branches are rerun whole (our state machine has none).
+
 Run as `python -m localaws.stepfunctions`, with ministack's own environment variables.
 """
 
+import contextvars
+import copy
+import json
 import sys
 import threading
+from datetime import datetime, timedelta, timezone
 
 from ministack import app
+from ministack.core.responses import error_response_json, json_response, new_uuid, now_iso
 from ministack.services import stepfunctions as engine
 
-_failed = set()
 _lock = threading.Lock()
-_original = engine._run_sub_machine
+
+# Where the running state sits: () is the top level, each Map iteration adds (position of the Map
+# state in its parent scope, the Map's retry attempt, item index). Context variables follow the
+# engine into its iteration threads, which it starts with copy_context().
+_scope = contextvars.ContextVar("journal_scope", default=())
+_position = contextvars.ContextVar("journal_position", default=None)
+_unjournaled = contextvars.ContextVar("unjournaled", default=False)
+
+REDRIVABLE = {"FAILED", "ABORTED", "TIMED_OUT"}
+REDRIVE_PERIOD = timedelta(days=14)
+HISTORY_LIMIT = 24_999
+
+
+class _Run:
+    """One walk of an execution's definition: the original start (number 0) or a redrive."""
+
+    def __init__(self, number):
+        self.number = number
+        self.cursors = {}  # scope -> index of the next state in that scope's journal
+        self.replayed_top_level = False
+
+
+class Execution:
+    """What this module keeps per execution ARN, beside ministack's own record."""
+
+    def __init__(self):
+        self.journal = {}  # scope -> [{"name", "output", "next", "variables", "run"}]
+        self.run = None
+        self.redrive_count = 0
+        self.redrive_date = None
+        self.client_token = None
+
+
+_executions = {}
+_failed_maps = set()  # Maps (per execution, run, scope and attempt) that start no more iterations
+
+
+def _record(arn):
+    with _lock:
+        return _executions.setdefault(arn, Execution())
+
+
+# --- the journal -----------------------------------------------------------------------------------
+
+
+def _journaled(handler):
+    """Wraps a state handler so a completed state is journaled, and answered from the journal
+    when a redrive walks past it again."""
+
+    def run(state_def, raw_input, *rest):
+        ctx = rest[-1] if rest else None
+        arn = ((ctx or {}).get("Execution") or {}).get("Id")
+        record = _executions.get(arn)
+        if record is None or record.run is None or _unjournaled.get():
+            return handler(state_def, raw_input, *rest)
+        run_ = record.run
+        ctx["Execution"].setdefault("RedriveCount", run_.number)
+        scope, name = _scope.get(), ctx["State"]["Name"]
+        with _lock:
+            journal = record.journal.setdefault(scope, [])
+            index = run_.cursors.get(scope, 0)
+            run_.cursors[scope] = index + 1
+            done = journal[index] if index < len(journal) else None
+            if done and done["name"] == name and done["run"] < run_.number:
+                if scope == ():
+                    run_.replayed_top_level = True
+                ctx.setdefault("variables", {}).clear()
+                ctx["variables"].update(copy.deepcopy(done["variables"]))
+                return copy.deepcopy(done["output"]), done["next"]
+            del journal[index:]  # the walk left the journal (or this state never completed)
+        distributed = (state_def.get("ItemProcessor") or {}).get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED"
+        tokens = [_position.set(index)]
+        if state_def.get("Type") == "Parallel" or distributed:
+            tokens.append(_unjournaled.set(True))
+        try:
+            output, next_name = handler(state_def, raw_input, *rest)
+        finally:
+            for token in reversed(tokens):
+                token.var.reset(token)
+        with _lock:
+            journal.append({"name": name, "output": copy.deepcopy(output), "next": next_name,
+                            "variables": copy.deepcopy(ctx.get("variables", {})), "run": run_.number})
+        return output, next_name
+
+    return run
+
+
+_original_sub_machine = engine._run_sub_machine
+
+
+def _run_sub_machine(states, start_at, input_data, execution, ctx):
+    """One Map iteration (or Parallel branch): not started once its Map has failed, and journaled
+    in its own scope."""
+    record = _executions.get(execution["executionArn"])
+    run_ = record.run if record else None
+    parent, position = _scope.get(), _position.get()
+    attempt = ctx["State"].get("RetryCount", 0)
+    item = ((ctx.get("Map") or {}).get("Item") or {}).get("Index")
+    map_key = (id(execution), run_.number if run_ else None, id(states), parent, position, attempt)
+    with _lock:
+        if map_key in _failed_maps:
+            raise _NotStarted("Map state already failed")
+    journaled = run_ is not None and not _unjournaled.get()
+    token = _scope.set(parent + ((position, attempt, item),)) if journaled else None
+    try:
+        return _original_sub_machine(states, start_at, input_data, execution, ctx)
+    except Exception:
+        with _lock:
+            _failed_maps.add(map_key)
+        raise
+    finally:
+        if token:
+            _scope.reset(token)
 
 
 class _NotStarted(Exception):
     """An iteration skipped because its Map already failed; the first failure is what surfaces."""
 
 
-def _run_sub_machine(states, start_at, input_data, execution, ctx):
-    key = (id(execution), id(states))
+_original_run_execution = engine._run_execution
+
+
+def _run_execution(exec_arn):
+    """One walk of the definition; a redrive's walk answers completed states from the journal."""
+    record = _record(exec_arn)
     with _lock:
-        if key in _failed:
-            raise _NotStarted("Map state already failed")
-    try:
-        return _original(states, start_at, input_data, execution, ctx)
-    except Exception:
-        with _lock:
-            _failed.add(key)
-        raise
+        record.run = _Run(record.redrive_count)
+    _original_run_execution(exec_arn)
 
 
+_original_add_event = engine._add_event
+
+
+def _add_event(execution, event_type, details=None):
+    """States answered from the journal leave no new Entered/Exited events, as on AWS."""
+    record = _executions.get(execution["executionArn"])
+    run_ = record.run if record else None
+    if run_ and run_.number and _scope.get() == () and event_type.endswith(("StateEntered", "StateExited")):
+        if event_type.endswith("StateEntered"):
+            name = details["stateEnteredEventDetails"]["name"]
+            with _lock:
+                journal = record.journal.get((), [])
+                index = run_.cursors.get((), 0)
+                if index < len(journal) and journal[index]["name"] == name and journal[index]["run"] < run_.number:
+                    return None
+        elif run_.replayed_top_level:
+            run_.replayed_top_level = False
+            return None
+    return _original_add_event(execution, event_type, details)
+
+
+# --- the API ---------------------------------------------------------------------------------------
+
+
+def _not_redrivable(execution):
+    """AWS's redriveStatusReason when the execution cannot be redriven, else None."""
+    status = execution["status"]
+    if execution.get("sync"):
+        return "Execution is an Express workflow execution and cannot be redriven"
+    if status not in REDRIVABLE:
+        return f"Execution is {status} and cannot be redriven"
+    if len(execution["events"]) >= HISTORY_LIMIT:
+        return "Execution history event limit exceeded"
+    stopped = execution.get("stopDate")
+    if stopped and datetime.now(timezone.utc) - datetime.fromisoformat(stopped.replace("Z", "+00:00")) > REDRIVE_PERIOD:
+        return "Execution redrivable period exceeded"
+    return None
+
+
+def _redrive_execution(data):
+    arn = data.get("executionArn", "")
+    execution = engine._executions.get(arn)
+    if not execution:
+        return error_response_json("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'", 400)
+    record = _record(arn)
+    token = data.get("clientToken")
+    if token and token == record.client_token and execution["status"] == "RUNNING":
+        return json_response({"redriveDate": record.redrive_date})  # the same request, retried
+    reason = _not_redrivable(execution)
+    if reason:
+        return error_response_json("ExecutionNotRedrivable", reason, 400)
+    with _lock:
+        record.redrive_count += 1
+        record.redrive_date = now_iso()
+        record.client_token = token
+    execution.update(status="RUNNING", stopDate=None, output=None, error=None, cause=None)
+    engine._add_event(execution, "ExecutionRedriven",
+                      {"executionRedrivenEventDetails": {"redriveCount": record.redrive_count}})
+    engine._emit_execution_status_event(execution)
+    threading.Thread(target=contextvars.copy_context().run, args=(engine._run_execution, arn),
+                     daemon=True, name=f"redrive-{new_uuid()[:8]}").start()
+    return json_response({"redriveDate": record.redrive_date})
+
+
+_original_describe_execution = engine._describe_execution
+
+
+def _describe_execution(data):
+    status, headers, body = _original_describe_execution(data)
+    if status != 200:
+        return status, headers, body
+    described = json.loads(body)
+    execution = engine._executions.get(described["executionArn"])
+    record = _executions.get(described["executionArn"]) or Execution()
+    reason = _not_redrivable(execution)
+    described["redriveCount"] = record.redrive_count
+    if record.redrive_date:
+        described["redriveDate"] = record.redrive_date
+    described["redriveStatus"] = "NOT_REDRIVABLE" if reason else "REDRIVABLE"
+    if reason:
+        described["redriveStatusReason"] = reason
+    return json_response(described, status)
+
+
+_original_handle_request = engine.handle_request
+
+
+async def handle_request(method, path, headers, body, query_params):
+    if headers.get("x-amz-target", "").endswith(".RedriveExecution"):
+        try:
+            data = json.loads(body) if body else {}
+        except json.JSONDecodeError:
+            return error_response_json("SerializationException", "Invalid JSON", 400)
+        return engine._finalize_response(_redrive_execution(data))
+    return await _original_handle_request(method, path, headers, body, query_params)
+
+
+for _handler in ("_execute_pass", "_execute_task", "_execute_choice", "_execute_wait",
+                 "_execute_parallel", "_execute_map"):
+    setattr(engine, _handler, _journaled(getattr(engine, _handler)))
 engine._run_sub_machine = _run_sub_machine
+engine._run_execution = _run_execution
+engine._add_event = _add_event
+engine._describe_execution = _describe_execution
+engine.handle_request = handle_request
 
 if __name__ == "__main__":
     sys.exit(app.main())
