@@ -181,6 +181,31 @@ class Rollout(unittest.TestCase):
         with self.assertRaises(sfn.exceptions.ExecutionNotRedrivable):
             sfn.redrive_execution(executionArn=execution)
 
+    def test_a_rollback_interrupted_by_aws_stops_and_a_redrive_finishes_it(self):
+        post(f"{self.control}/bad-ami", {"imageId": self.golden, "mode": "ecs"})
+        self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 3}}, AWS_MAX_ATTEMPTS="1")
+        # The rollout's own refresh goes through; the rollback's refresh back is throttled.
+        post(f"{self.control}/faults", {"operation": "StartInstanceRefresh", "code": "Throttling",
+                                         "count": 100, "after": 1})
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "targets": ["ecs-batch-capacity"]})
+        lines = []
+        stopped = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300)
+        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", "AwsThrottled"), "\n".join(lines))
+        self.assertIn("StartInstanceRefresh", stopped["cause"])
+        self.assertEqual(self.amis("ecs-batch-capacity"), [self.golden] * 2, "the rollback had not started")
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.control}/faults", method="DELETE"))
+        seen = rollout.redrive(self.sfn, execution)
+        result = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300, since=seen)
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), "\n".join(lines))
+        self.assertIn("Essential container in task exited", result["cause"])
+        self.assertEqual(self.amis("ecs-batch-capacity"), [self.current] * 2)
+        statuses = [r["Status"] for r in self.refreshes("ecs-batch-capacity")]
+        self.assertEqual(statuses, ["Successful", "Successful"], "one refresh out, one back")
+        rerun = {e["taskScheduledEventDetails"]["resource"].rsplit(":", 1)[-1]
+                 for e in result["events"][seen:] if e["type"] == "TaskScheduled"}
+        self.assertEqual(rerun, {"ami-rollout-rollback"}, "only the rollback runs again")
+
     def test_the_same_trigger_twice_rolls_out_once(self):
         first = self.run_rollout()
         self.assertEqual(first["status"], "SUCCEEDED", first["log"])

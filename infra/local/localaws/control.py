@@ -3,7 +3,7 @@ the local AWS. Bodies and answers are JSON; account and region default to moto's
 
   POST   /_localaws/reset                  moto's backends and every extension's state
   POST   /_localaws/bad-ami                {"imageId", "mode": "boot"|"ecs"|null}
-  POST   /_localaws/faults                 {"operation", "code", "status": 400, "count": 1}
+  POST   /_localaws/faults                 {"operation", "code", "status": 400, "count": 1, "after": 0}
   DELETE /_localaws/faults
   POST   /_localaws/alarm                  {"name", "state": "ALARM"|"OK"|..., "reason"}
   POST   /_localaws/advance                {"seconds"}: move the scaled clock forward
@@ -105,7 +105,8 @@ class Control:
             return _json(start_response, "200 OK", {"badAmis": sim.bad_amis})
         if (method, action) == ("POST", "faults"):
             fault = state.Fault(operation=body["operation"], code=body.get("code", "Throttling"),
-                                status=int(body.get("status", 400)), count=int(body.get("count", 1)))
+                                status=int(body.get("status", 400)), count=int(body.get("count", 1)),
+                                after=int(body.get("after", 0)))
             sim.faults.append(fault)
             return _json(start_response, "200 OK", {"faults": [f.__dict__ for f in sim.faults]})
         if (method, action) == ("DELETE", "faults"):

@@ -29,12 +29,14 @@ class Clock:
 
 @dataclass
 class Fault:
-    """Fail the next `count` calls of `operation` with an AWS error `code` and HTTP `status`."""
+    """Fail `count` calls of `operation` with an AWS error `code` and HTTP `status`, after letting
+    the first `after` calls through (to hit a later step that makes the same call)."""
 
     operation: str
     code: str
     status: int
     count: int
+    after: int = 0
     message: str = "Injected by the local AWS control endpoint"
 
 

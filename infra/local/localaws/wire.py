@@ -133,6 +133,9 @@ def guarded_call_action(self: BaseResponse):
     sim.calls[action] = sim.calls.get(action, 0) + 1
     for fault in sim.faults:
         if fault.operation == action and fault.count > 0:
+            if fault.after > 0:
+                fault.after -= 1
+                break
             fault.count -= 1
             return _serialized_error(self, fault.code, fault.message, fault.status)
     try:
