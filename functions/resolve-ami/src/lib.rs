@@ -228,7 +228,7 @@ pub fn plan(
     }
     let target_count = targets.len();
     let names: Vec<String> = targets.iter().map(|t| t.group.clone()).collect();
-    Ok(Plan {
+    let plan = Plan {
         trigger: String::new(),
         ami: ami.clone(),
         waves: order_waves(targets, settings, waves)?,
@@ -238,8 +238,22 @@ pub fn plan(
         target_count,
         max_concurrency: rollout_core::config::DEFAULT_MAX_CONCURRENCY,
         rollback_scope: Default::default(),
-    })
+    };
+    let bytes = serde_json::to_vec(&plan).map_or(0, |b| b.len());
+    if bytes > PLAN_BUDGET_BYTES {
+        return Err(StepError::invalid(format!(
+            "the plan for {target_count} groups is {} KiB, more than the {} KiB a Step Functions \
+             state can carry beside its input; roll out in parts (targetTag, targets or excludedAsgs)",
+            bytes / 1024,
+            PLAN_BUDGET_BYTES / 1024
+        )));
+    }
+    Ok(plan)
 }
+
+/// Step Functions fails an execution whose state passes 256 KiB, and no Catch can catch that; the
+/// plan is nearly all of the state, so a plan too big to carry is refused before anything changes.
+pub const PLAN_BUDGET_BYTES: usize = 240 * 1024;
 
 /// Explicit waves first, in the order given (groups not named form a last wave); otherwise by
 /// each group's `wave` setting, ascending. Within a wave, groups are in name order.

@@ -217,13 +217,23 @@ fn plan_keeps_only_settings_of_its_targets() {
 }
 
 #[test]
-fn plan_for_a_large_fleet_stays_far_below_the_state_limit() {
-    let groups: Vec<GroupFacts> = (0..1000)
-        .map(|i| group(&format!("fleet-group-{i:04}"), "$Latest", OLD))
-        .collect();
-    let plan = plan(&ami(), groups, &SettingsMap::default(), None).unwrap();
-    let bytes = serde_json::to_vec(&plan).unwrap().len();
-    assert!(bytes < 200 * 1024, "a 1,000-group plan is {bytes} bytes");
+fn a_plan_too_big_for_the_state_limit_is_refused_before_anything_changes() {
+    let fleet = |n: usize| -> Vec<GroupFacts> {
+        (0..n)
+            .map(|i| group(&format!("fleet-group-{i:04}"), "$Latest", OLD))
+            .collect()
+    };
+    let thousand = plan(&ami(), fleet(1000), &SettingsMap::default(), None).unwrap();
+    let bytes = serde_json::to_vec(&thousand).unwrap().len();
+    assert!(
+        bytes < PLAN_BUDGET_BYTES,
+        "a 1,000-group plan is {bytes} bytes"
+    );
+
+    let err = plan(&ami(), fleet(1500), &SettingsMap::default(), None).unwrap_err();
+    assert_eq!(err.name(), "InvalidInput");
+    assert!(err.to_string().contains("1500 groups"), "{err}");
+    assert!(err.to_string().contains("roll out in parts"), "{err}");
 }
 
 fn config() -> Config {

@@ -82,6 +82,18 @@ def make_cluster(c, cluster, group, protected: bool, services):
     return {"cluster": cluster, "capacityProvider": provider, "services": list(services)}
 
 
+def add_plain_groups(c, vpc: str, ami: str, count: int, region: str = "us-east-1") -> dict:
+    """`count` tagged groups of one instance each, in two /20 subnets of their own (the main
+    subnets are /24s, too small for a thousand instances)."""
+    if not count:
+        return {}
+    subnets = [c["ec2"].create_subnet(VpcId=vpc, CidrBlock=f"10.0.{16 * (i + 1)}.0/20",
+                                      AvailabilityZone=f"{region}{az}")["Subnet"]["SubnetId"]
+               for i, az in enumerate("ab")]
+    return {name: make_group(c, name, subnets, ami, 1)
+            for name in (f"fleet-{i + 1:04d}" for i in range(count))}
+
+
 def seed(endpoint: str, region: str = "us-east-1", extra_groups: int = 0, instances: int = 2) -> dict:
     c = clients(endpoint, region)
     ec2 = c["ec2"]
@@ -107,9 +119,7 @@ def seed(endpoint: str, region: str = "us-east-1", extra_groups: int = 0, instan
                                          Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1,
                                          ComparisonOperator="GreaterThanOrEqualToThreshold")
         alarms.append(name)
-    for i in range(extra_groups):
-        name = f"fleet-{i + 1:04d}"
-        groups[name] = make_group(c, name, subnets, amis["current"], 1)
+    groups.update(add_plain_groups(c, vpc, amis["current"], extra_groups, region))
     return {"region": region, "vpc": vpc, "subnets": subnets, "amis": amis, "parameter": "/ami/linux/prod",
             "groups": {k: {"name": v["name"], "launchTemplateId": v["launchTemplateId"]} for k, v in groups.items()},
             "clusters": clusters, "alarms": alarms}

@@ -1,0 +1,164 @@
+"""The numbers of DESIGN §8, measured on this machine against a private local AWS (`make bench`).
+
+1. Zip size of each function (from `make package`).
+2. Cold start: each release `bootstrap` started fresh for one invocation (process start → clients
+   ready → AWS calls → response posted) and its peak memory; for resolve-ami and check-ecs-health
+   also a Python/boto3 function making the same calls (python_function.py), checked call for call.
+3. Planning 1,000 groups: resolve-ami selecting 1,000 tagged groups of a freshly seeded fleet;
+   describe calls and time.
+
+Prints a table; exits 1 if a number misses its target. Timing is measured here, never asserted
+in a test.
+"""
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "infra/local"))
+
+from localaws import launcher, seed  # noqa: E402
+
+import runtime  # noqa: E402
+
+FUNCTIONS = ("resolve-ami", "update-template", "start-refresh", "check-ecs-health", "rollback")
+ZIP_LIMIT = 6_000_000  # bytes; the strict reading of "6 MB"
+RUNS = 5
+GROUPS = 1000
+
+
+class LocalAws:
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+        self.control = f"{endpoint}/_localaws"
+        self.env = {f"AWS_ENDPOINT_URL_{s}": endpoint for s in launcher.MOTO_SERVICES}
+        self.env.update(AWS_REGION=launcher.REGION, AWS_DEFAULT_REGION=launcher.REGION,
+                        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+
+    def calls(self) -> dict:
+        """AWS calls since the last look, by operation."""
+        seen = json.load(urllib.request.urlopen(f"{self.control}/calls"))
+        urllib.request.urlopen(urllib.request.Request(f"{self.control}/calls", method="DELETE"))
+        return seen
+
+
+def unpack(dist: Path, into: Path) -> dict:
+    commands = {}
+    for name in FUNCTIONS:
+        archive = dist / name / "bootstrap.zip"
+        if not archive.exists():
+            sys.exit(f"bench: {archive} is missing; run `make package` first")
+        zipfile.ZipFile(archive).extractall(into / name)
+        (into / name / "bootstrap").chmod(0o755)
+        commands[name] = [str(into / name / "bootstrap")]
+    return commands
+
+
+def measure(aws, command, event, env, runs=RUNS):
+    """Median time and peak memory of `runs` cold invocations, and the calls one of them made."""
+    aws.calls()
+    results = []
+    for _ in range(runs):
+        invocation = runtime.invoke_cold(command, event, {**aws.env, **env})
+        if not invocation.ok:
+            raise RuntimeError(f"{command[-1]} failed: {invocation.body}")
+        results.append(invocation)
+    calls = {op: n // runs for op, n in aws.calls().items()}
+    return {"seconds": statistics.median(r.seconds for r in results),
+            "peakMiB": statistics.median(r.peak_rss_kib for r in results) / 1024,
+            "calls": calls, "body": results[-1].body}
+
+
+def until_refresh_succeeded(aws, command, run, env):
+    for _ in range(600):
+        out = runtime.invoke_cold(command, run, {**aws.env, **env}).body
+        if out.get("health", {}).get("refreshStatus") == "Successful":
+            return out
+        time.sleep(0.2)
+    raise TimeoutError("the refresh did not succeed")
+
+
+def main() -> int:
+    dist = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "dist"
+    work = Path(tempfile.mkdtemp(prefix="ami-rollout-bench-"))
+    rust = unpack(dist, work)
+    python = [sys.executable, str(HERE / "python_function.py")]
+    state = launcher.up(work / "run", ministack=False)
+    failures = []
+    try:
+        aws = LocalAws(f"http://127.0.0.1:{state['motoPort']}")
+        fleet = seed.seed(aws.endpoint)
+        settings = {"*": {"minHealthyPercentage": 50, "bakeSeconds": 3, "alarmNames": ["prod-api-errors"]}}
+        env = {"ASG_CONFIGURATIONS": json.dumps(settings)}
+
+        print("\nZip size (limit 6,000,000 bytes)")
+        for name in FUNCTIONS:
+            size = (dist / name / "bootstrap.zip").stat().st_size
+            print(f"  {name:<18} {size:>10,} bytes {'ok' if size <= ZIP_LIMIT else 'OVER'}")
+            if size > ZIP_LIMIT:
+                failures.append(f"{name} zip {size:,} bytes")
+
+        print(f"\nCold start, median of {RUNS} (process start → response posted), peak RSS")
+        trigger = {"amiId": fleet["amis"]["golden"], "targets": ["ecs-prod-capacity"]}
+        rows = {"resolve-ami": measure(aws, rust["resolve-ami"], trigger, env)}
+        plan = rows["resolve-ami"]["body"]
+        run = {"execution": "bench", "ami": plan["ami"], "settings": plan["settings"], "target": plan["waves"][0][0]}
+        rows["update-template"] = measure(aws, rust["update-template"], {"action": "createVersion", "run": run}, env)
+        run = rows["update-template"]["body"]
+        rows["start-refresh"] = measure(aws, rust["start-refresh"], run, env)
+        checked = until_refresh_succeeded(aws, rust["check-ecs-health"], rows["start-refresh"]["body"], env)
+        rows["check-ecs-health"] = measure(aws, rust["check-ecs-health"], checked, env)
+        baseline = {
+            "resolve-ami": measure(aws, python, trigger, {**env, "BENCH_FUNCTION": "resolve-ami"}),
+            "check-ecs-health": measure(aws, python, checked, {**env, "BENCH_FUNCTION": "check-ecs-health"}),
+        }
+        failure = {"Error": "TargetUnhealthy", "Cause": "bench"}
+        rows["rollback"] = measure(aws, rust["rollback"], {"execution": "bench", "plan": plan, "failure": failure}, env)
+        print(f"  {'function':<18} {'Rust':>9} {'Python':>9} {'ratio':>7} {'Rust MiB':>9} {'Py MiB':>7} {'ratio':>6}  calls")
+        for name in FUNCTIONS:
+            r, p = rows[name], baseline.get(name)
+            line = f"  {name:<18} {r['seconds'] * 1000:7.0f}ms"
+            if p:
+                time_ratio, memory_ratio = r["seconds"] / p["seconds"], r["peakMiB"] / p["peakMiB"]
+                line += (f" {p['seconds'] * 1000:7.0f}ms {time_ratio:7.3f} {r['peakMiB']:9.1f} "
+                         f"{p['peakMiB']:7.1f} {memory_ratio:6.2f}")
+                if r["calls"] != p["calls"]:
+                    failures.append(f"{name}: Python made {p['calls']}, Rust {r['calls']}")
+                if time_ratio > 0.1:
+                    failures.append(f"{name}: cold start {time_ratio:.3f} of Python's (target 0.1)")
+                if memory_ratio > 0.25:
+                    failures.append(f"{name}: peak memory {memory_ratio:.2f} of Python's (target 0.25)")
+            else:
+                line += f" {'':>9} {'':>7} {r['peakMiB']:9.1f} {'':>7} {'':>6}"
+            print(f"{line}  {sum(r['calls'].values())} ({', '.join(f'{k} {v}' for k, v in sorted(r['calls'].items()))})")
+
+        print(f"\nPlanning {GROUPS:,} groups on a fresh fleet (targets: at most 25 describe calls, 10 s)")
+        started = time.monotonic()
+        urllib.request.urlopen(urllib.request.Request(f"{aws.control}/reset", data=b"{}", method="POST"))
+        fleet = seed.seed(aws.endpoint, extra_groups=GROUPS - 3)  # the three main groups + plain ones
+        print(f"  seeded in {time.monotonic() - started:.0f} s")
+        planned = measure(aws, rust["resolve-ami"], {"amiId": fleet["amis"]["golden"]}, env, runs=1)
+        describes = sum(n for op, n in planned["calls"].items() if op.startswith(("Describe", "List", "Get")))
+        groups = sum(len(w) for w in planned["body"]["waves"])
+        size = len(json.dumps(planned["body"]))
+        print(f"  {groups:,} groups planned in {planned['seconds']:.2f} s with {describes} describe calls "
+              f"({', '.join(f'{k} {v}' for k, v in sorted(planned['calls'].items()))}); plan {size:,} bytes")
+        if describes > 25:
+            failures.append(f"planning: {describes} describe calls")
+        if planned["seconds"] > 10:
+            failures.append(f"planning: {planned['seconds']:.1f} s")
+    finally:
+        launcher.down(work / "run", quiet=True)
+    print("\n" + ("all §8 targets met" if not failures else "missed:\n  " + "\n  ".join(failures)))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The Python/boto3 baseline of the cold-start bench (DESIGN §8): a Lambda function written the
+usual Python way, making the same AWS calls as our Rust function of the same name for the same
+event (the bench checks the call counts match), under the same Runtime API loop Lambda's Python
+runtime runs. `BENCH_FUNCTION` picks resolve-ami or check-ecs-health.
+
+Like the Rust functions it builds its clients at init (all five services), then answers.
+"""
+
+import json
+import os
+import urllib.request
+
+import boto3
+
+SERVICES = ("ec2", "autoscaling", "ecs", "cloudwatch", "ssm")
+clients = {s: boto3.client(s) for s in SERVICES}
+
+
+def resolve_ami(event):
+    """Plan one rollout: the AMI, the named groups, their templates' rollback points, ECS links."""
+    ec2, asg, ecs = clients["ec2"], clients["autoscaling"], clients["ecs"]
+    ami = ec2.describe_images(ImageIds=[event["amiId"]])["Images"][0]
+    groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=event["targets"])["AutoScalingGroups"]
+    versions = ec2.describe_launch_template_versions(
+        LaunchTemplateId=groups[0]["LaunchTemplate"]["LaunchTemplateId"],
+        Versions=[g["LaunchTemplate"]["Version"] for g in groups])["LaunchTemplateVersions"]
+    current = {v["LaunchTemplateData"]["ImageId"] for v in versions}
+    ec2.describe_images(ImageIds=sorted(current))
+    cluster_arns = ecs.list_clusters()["clusterArns"]
+    clusters = ecs.describe_clusters(clusters=cluster_arns)["clusters"]
+    providers = ecs.describe_capacity_providers(
+        capacityProviders=[p for c in clusters for p in c.get("capacityProviders", [])])["capacityProviders"]
+    by_group = {p["autoScalingGroupProvider"]["autoScalingGroupArn"]: p["name"] for p in providers}
+    return {"ami": {"id": ami["ImageId"], "name": ami.get("Name")},
+            "waves": [[{"group": g["AutoScalingGroupName"],
+                        "rollbackPoint": {"launchTemplateId": v["LaunchTemplateId"], "version": v["VersionNumber"],
+                                          "imageId": v["LaunchTemplateData"]["ImageId"]},
+                        "capacityProvider": by_group.get(g["AutoScalingGroupARN"])}
+                       for g, v in zip(groups, versions)]]}
+
+
+def check_ecs_health(event):
+    """One health verdict: the refresh, the alarms, then the instances and the ECS services."""
+    ec2, asg, ecs, cw = clients["ec2"], clients["autoscaling"], clients["ecs"], clients["cloudwatch"]
+    target, settings = event["target"], event["settings"].get("*", {})
+    group, cluster = target["group"], target["ecs"]["cluster"]
+    refresh = asg.describe_instance_refreshes(AutoScalingGroupName=group,
+                                              InstanceRefreshIds=[event["refresh"]["id"]])["InstanceRefreshes"][0]
+    alarms = cw.describe_alarms(AlarmNames=settings.get("alarmNames", []), StateValue="ALARM")["MetricAlarms"]
+    if refresh["Status"] != "Successful" or alarms:
+        return {"verdict": "IN_PROGRESS", "percentage": refresh.get("PercentageComplete", 0)}
+    instances = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]["Instances"]
+    reservations = ec2.describe_instances(InstanceIds=[i["InstanceId"] for i in instances])["Reservations"]
+    on_new_ami = all(i["ImageId"] == event["ami"]["id"] for r in reservations for i in r["Instances"])
+    arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+    container_instances = ecs.describe_container_instances(cluster=cluster, containerInstances=arns)["containerInstances"]
+    services = ecs.describe_services(cluster=cluster, services=ecs.list_services(cluster=cluster)["serviceArns"])["services"]
+    stopped = ecs.list_tasks(cluster=cluster, desiredStatus="STOPPED")["taskArns"]
+    running = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
+    steady = all(s["runningCount"] == s["desiredCount"] for s in services)
+    healthy = on_new_ami and steady and all(c["agentConnected"] for c in container_instances)
+    return {"verdict": "HEALTHY" if healthy else "VERIFYING", "stoppedTasks": len(stopped), "runningTasks": len(running)}
+
+
+HANDLERS = {"resolve-ami": resolve_ami, "check-ecs-health": check_ecs_health}
+
+
+def main():
+    handler = HANDLERS[os.environ["BENCH_FUNCTION"]]
+    api = f"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}/2018-06-01/runtime/invocation"
+    while True:
+        with urllib.request.urlopen(f"{api}/next") as invocation:
+            request_id = invocation.headers["Lambda-Runtime-Aws-Request-Id"]
+            event = json.load(invocation)
+        body = json.dumps(handler(event)).encode()
+        urllib.request.urlopen(urllib.request.Request(f"{api}/{request_id}/response", data=body, method="POST"))
+
+
+if __name__ == "__main__":
+    main()
