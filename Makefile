@@ -9,7 +9,7 @@ LOCAL_PY := $(LOCAL)/.venv/bin/python
 CHECK := infra/check
 SAM_VERSION := 1.170.0
 
-.PHONY: help build test lint fmt unit e2e check validate deploy package demo clean local-venv check-tools local-up local-down local-seed
+.PHONY: help build test lint fmt unit e2e check validate deploy package demo bench clean local-venv check-tools local-up local-down local-seed
 
 help:
 	@echo "make demo     the main job: a rollout and an automatic rollback on the local AWS"
@@ -17,6 +17,7 @@ help:
 	@echo "make build    debug build of the functions and the tests"
 	@echo "make e2e      the end-to-end scenarios only (state machine on local Step Functions)"
 	@echo "make package  five release bootstrap.zip files in $(DIST)/ (cargo-lambda, x86_64)"
+	@echo "make bench    the DESIGN §8 numbers: zip sizes, cold start and memory vs Python, planning 1,000 groups"
 	@echo "make validate cfn-lint, checkov and the IAM permission-coverage test on infra/aws"
 	@echo "make deploy   package, then sam deploy (guided the first time)"
 	@echo "make local-up / local-down / local-seed   the local AWS by hand (infra/local/README.md)"
@@ -41,6 +42,15 @@ check: check-tools validate
 	$(CHECK)/.venv/bin/python $(CHECK)/render_asl.py >/dev/null
 	$(CHECK)/.venv/bin/statelint --ignore=FLOAT $(CHECK)/.rendered/*.asl.json
 	cd $(CHECK) && for f in .rendered/*.asl.json; do node_modules/.bin/asl-validator --json-path $$f || exit 1; done
+
+# Timing is measured here, never asserted in a test. Uses the release zips of `make package`.
+bench: package local-venv tests/bench/.venv/.installed
+	$(LOCAL_PY) tests/bench/bench.py
+
+tests/bench/.venv/.installed: tests/bench/requirements.txt
+	python3 -m venv tests/bench/.venv
+	tests/bench/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
+	touch $@
 
 # Templates: cfn-lint, checkov (suppressions are justified in the templates), and the test that
 # every AWS call in a function's code is allowed by its role.

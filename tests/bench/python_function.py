@@ -1,14 +1,13 @@
 """The Python/boto3 baseline of the cold-start bench (DESIGN §8): a Lambda function written the
 usual Python way, making the same AWS calls as our Rust function of the same name for the same
-event (the bench checks the call counts match), under the same Runtime API loop Lambda's Python
-runtime runs. `BENCH_FUNCTION` picks resolve-ami or check-ecs-health.
+event (the bench checks the call counts match). It runs under awslambdaric, AWS's Python runtime
+interface client: `python -m awslambdaric python_function.handler`. `BENCH_FUNCTION` picks
+resolve-ami or check-ecs-health.
 
 Like the Rust functions it builds its clients at init (all five services), then answers.
 """
 
-import json
 import os
-import urllib.request
 
 import boto3
 
@@ -62,19 +61,8 @@ def check_ecs_health(event):
     return {"verdict": "HEALTHY" if healthy else "VERIFYING", "stoppedTasks": len(stopped), "runningTasks": len(running)}
 
 
-HANDLERS = {"resolve-ami": resolve_ami, "check-ecs-health": check_ecs_health}
+HANDLERS = {"resolve-ami": resolve_ami, "check-ecs-health": check_ecs_health, "none": lambda event: {}}
 
 
-def main():
-    handler = HANDLERS[os.environ["BENCH_FUNCTION"]]
-    api = f"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}/2018-06-01/runtime/invocation"
-    while True:
-        with urllib.request.urlopen(f"{api}/next") as invocation:
-            request_id = invocation.headers["Lambda-Runtime-Aws-Request-Id"]
-            event = json.load(invocation)
-        body = json.dumps(handler(event)).encode()
-        urllib.request.urlopen(urllib.request.Request(f"{api}/{request_id}/response", data=body, method="POST"))
-
-
-if __name__ == "__main__":
-    main()
+def handler(event, context):
+    return HANDLERS[os.environ["BENCH_FUNCTION"]](event)
