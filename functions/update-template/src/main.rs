@@ -1,4 +1,4 @@
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     rollout_core::init_logging();
     let clients = rollout_core::Clients::from_env().await;
