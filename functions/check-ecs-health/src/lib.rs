@@ -287,15 +287,17 @@ pub fn progress_wait(
 }
 
 /// Reads the refresh, the alarms and, once the refresh succeeded, the fleet and its ECS services.
+/// Reads that do not depend on each other run concurrently: each poll costs a few round trips.
 pub async fn observe(clients: &Clients, run: &TargetRun) -> StepResult<Observation> {
     let refresh_ref = run.require_refresh()?;
     let settings = run.settings.for_group(run.group());
+    let (refreshes, alarms_in_alarm) = tokio::try_join!(
+        recent_refreshes(clients, run.group()),
+        alarms_in_alarm(clients, settings.alarm_names()),
+    )?;
     let mut o = Observation {
-        refresh: recent_refreshes(clients, run.group())
-            .await?
-            .into_iter()
-            .find(|r| r.id == refresh_ref.id),
-        alarms_in_alarm: alarms_in_alarm(clients, settings.alarm_names()).await?,
+        refresh: refreshes.into_iter().find(|r| r.id == refresh_ref.id),
+        alarms_in_alarm,
         ..Default::default()
     };
     if o.refresh.as_ref().is_none_or(|r| r.status != "Successful") || !o.alarms_in_alarm.is_empty()
@@ -303,9 +305,29 @@ pub async fn observe(clients: &Clients, run: &TargetRun) -> StepResult<Observati
         return Ok(o);
     }
     o.fleet_read = true;
-    let group = describe_group(clients, run.group()).await?;
-    let ids = in_service_instances(&group);
-    let images = instance_images(clients, &ids).await?;
+    let fleet = async {
+        let group = describe_group(clients, run.group()).await?;
+        let ids = in_service_instances(&group);
+        let images = instance_images(clients, &ids).await?;
+        Ok::<_, StepError>((ids, images))
+    };
+    let ecs = async {
+        let Some(ecs) = &run.target.ecs else {
+            return Ok(None);
+        };
+        let services_and_failures = async {
+            let services = services(clients, ecs).await?;
+            let failed =
+                failed_tasks(clients, &ecs.cluster, &services, refresh_ref.started_at).await?;
+            Ok::<_, StepError>((services, failed))
+        };
+        let (container_instances, (services, failed)) = tokio::try_join!(
+            container_instances(clients, &ecs.cluster),
+            services_and_failures
+        )?;
+        Ok(Some((container_instances, services, failed)))
+    };
+    let ((ids, images), ecs) = tokio::try_join!(fleet, ecs)?;
     o.instances = ids
         .iter()
         .map(|id| {
@@ -315,11 +337,10 @@ pub async fn observe(clients: &Clients, run: &TargetRun) -> StepResult<Observati
             )
         })
         .collect();
-    if let Some(ecs) = &run.target.ecs {
-        o.container_instances = container_instances(clients, &ecs.cluster).await?;
-        o.services = services(clients, ecs).await?;
-        o.failed_tasks =
-            failed_tasks(clients, &ecs.cluster, &o.services, refresh_ref.started_at).await?;
+    if let Some((container_instances, services, failed)) = ecs {
+        o.container_instances = container_instances;
+        o.services = services;
+        o.failed_tasks = failed;
     }
     Ok(o)
 }

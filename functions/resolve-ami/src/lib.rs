@@ -401,8 +401,10 @@ async fn gather_facts(
     ami: &Ami,
     settings: &SettingsMap,
 ) -> StepResult<Vec<GroupFacts>> {
-    let templates = describe_template_heads(clients).await?;
-    let ecs = ecs_capacity(clients, groups).await?;
+    let (templates, ecs) = tokio::try_join!(
+        describe_template_heads(clients),
+        ecs_capacity(clients, groups)
+    )?;
     let mut facts: Vec<GroupFacts> = groups
         .iter()
         .map(|g| {
