@@ -70,7 +70,7 @@ def measure(aws, command, event, env, runs=RUNS, refused=False):
     for _ in range(runs):
         invocation = runtime.invoke_cold(command, event, {**aws.env, **env})
         if invocation.ok == refused:
-            raise RuntimeError(f"{command[-1]} failed: {invocation.body}")
+            raise RuntimeError(f"{command[-1]} answered {'ok' if invocation.ok else 'an error'}: {invocation.body}")
         results.append(invocation)
         calls = calls if calls is not None else aws.calls()
     return {"seconds": statistics.median(r.seconds for r in results),
