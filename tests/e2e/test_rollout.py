@@ -78,6 +78,15 @@ class Rollout(unittest.TestCase):
         out = self.aws["ec2"].describe_launch_template_versions(LaunchTemplateId=template)
         return sorted((v["VersionNumber"], v["LaunchTemplateData"]["ImageId"]) for v in out["LaunchTemplateVersions"])
 
+    def clear_faults(self):
+        urllib.request.urlopen(urllib.request.Request(f"{self.control}/faults", method="DELETE"))
+
+    @staticmethod
+    def functions_run(events):
+        """The functions the state machine invoked in these history events."""
+        return {e["taskScheduledEventDetails"]["resource"].rsplit(":", 1)[-1]
+                for e in events if e["type"] == "TaskScheduled"}
+
     def assert_untouched(self, groups=("web", "ecs-prod-capacity", "ecs-batch-capacity")):
         for group in groups:
             self.assertEqual(self.amis(group), [self.current] * 2, group)
@@ -162,7 +171,7 @@ class Rollout(unittest.TestCase):
         self.assertEqual(len(self.refreshes("web")), 1)
         self.assertEqual(sfn.describe_execution(executionArn=execution)["redriveStatus"], "REDRIVABLE")
 
-        urllib.request.urlopen(urllib.request.Request(f"{self.control}/faults", method="DELETE"))
+        self.clear_faults()
         seen = rollout.redrive(self.sfn, execution)
         result = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300, since=seen)
         self.assertEqual(result["status"], "SUCCEEDED", "\n".join(lines))
@@ -173,8 +182,7 @@ class Rollout(unittest.TestCase):
         self.assertEqual((described["redriveCount"], described["redriveStatus"]), (1, "NOT_REDRIVABLE"))
         after = result["events"][seen:]
         self.assertEqual(after[0]["type"], "ExecutionRedriven")
-        rerun = {e["taskScheduledEventDetails"]["resource"].rsplit(":", 1)[-1]
-                 for e in after if e["type"] == "TaskScheduled"}
+        rerun = self.functions_run(after)
         self.assertNotIn("ami-rollout-resolve-ami", rerun, "completed steps are not rerun")
         self.assertNotIn("ami-rollout-start-refresh", rerun, "completed steps are not rerun")
         self.assertIn("ami-rollout-check-ecs-health", rerun)
@@ -194,7 +202,7 @@ class Rollout(unittest.TestCase):
         self.assertIn("StartInstanceRefresh", stopped["cause"])
         self.assertEqual(self.amis("ecs-batch-capacity"), [self.golden] * 2, "the rollback had not started")
 
-        urllib.request.urlopen(urllib.request.Request(f"{self.control}/faults", method="DELETE"))
+        self.clear_faults()
         seen = rollout.redrive(self.sfn, execution)
         result = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300, since=seen)
         self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), "\n".join(lines))
@@ -202,9 +210,8 @@ class Rollout(unittest.TestCase):
         self.assertEqual(self.amis("ecs-batch-capacity"), [self.current] * 2)
         statuses = [r["Status"] for r in self.refreshes("ecs-batch-capacity")]
         self.assertEqual(statuses, ["Successful", "Successful"], "one refresh out, one back")
-        rerun = {e["taskScheduledEventDetails"]["resource"].rsplit(":", 1)[-1]
-                 for e in result["events"][seen:] if e["type"] == "TaskScheduled"}
-        self.assertEqual(rerun, {"ami-rollout-rollback"}, "only the rollback runs again")
+        self.assertEqual(self.functions_run(result["events"][seen:]), {"ami-rollout-rollback"},
+                         "only the rollback runs again")
 
     def test_the_same_trigger_twice_rolls_out_once(self):
         first = self.run_rollout()
