@@ -473,47 +473,64 @@ async fn failed_tasks(
     services: &[ServiceView],
     since: Epoch,
 ) -> StepResult<Vec<String>> {
-    let mut failed = Vec::new();
-    for service in services {
-        let stopped = clients
-            .ecs
-            .list_tasks()
-            .cluster(cluster)
-            .service_name(&service.name)
-            .desired_status(DesiredStatus::Stopped)
-            .send()
-            .await
-            .map_err(|e| StepError::from_sdk("ListTasks", e))?;
-        let arns = stopped.task_arns();
-        if arns.is_empty() {
-            continue;
-        }
-        let out = clients
-            .ecs
-            .describe_tasks()
-            .cluster(cluster)
-            .set_tasks(Some(arns.iter().take(100).cloned().collect()))
-            .send()
-            .await
-            .map_err(|e| StepError::from_sdk("DescribeTasks", e))?;
-        for task in out.tasks() {
+    let per_service = futures_util::future::try_join_all(
+        services
+            .iter()
+            .map(|service| service_failures(clients, cluster, &service.name, since)),
+    )
+    .await?;
+    let mut failed: Vec<String> = per_service.into_iter().flatten().collect();
+    failed.sort();
+    failed.dedup();
+    Ok(failed)
+}
+
+/// Tasks of one service that failed to start or crashed since `since`, as "service: reason".
+async fn service_failures(
+    clients: &Clients,
+    cluster: &str,
+    service: &str,
+    since: Epoch,
+) -> StepResult<Vec<String>> {
+    let stopped = clients
+        .ecs
+        .list_tasks()
+        .cluster(cluster)
+        .service_name(service)
+        .desired_status(DesiredStatus::Stopped)
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("ListTasks", e))?;
+    let arns = stopped.task_arns();
+    if arns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = clients
+        .ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .set_tasks(Some(arns.iter().take(100).cloned().collect()))
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("DescribeTasks", e))?;
+    Ok(out
+        .tasks()
+        .iter()
+        .filter(|task| {
             let recent = task.stopped_at().is_some_and(|t| t.secs() >= since);
             let crashed = matches!(
                 task.stop_code(),
                 Some(TaskStopCode::TaskFailedToStart | TaskStopCode::EssentialContainerExited)
             );
-            if recent && crashed {
-                failed.push(format!(
-                    "{}: {}",
-                    service.name,
-                    task.stopped_reason().unwrap_or("no reason given")
-                ));
-            }
-        }
-    }
-    failed.sort();
-    failed.dedup();
-    Ok(failed)
+            recent && crashed
+        })
+        .map(|task| {
+            format!(
+                "{service}: {}",
+                task.stopped_reason().unwrap_or("no reason given")
+            )
+        })
+        .collect())
 }
 
 #[cfg(test)]
