@@ -20,11 +20,11 @@ def resolve_ami(event):
     ec2, asg, ecs = clients["ec2"], clients["autoscaling"], clients["ecs"]
     ami = ec2.describe_images(ImageIds=[event["amiId"]])["Images"][0]
     groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=event["targets"])["AutoScalingGroups"]
-    versions = ec2.describe_launch_template_versions(
-        LaunchTemplateId=groups[0]["LaunchTemplate"]["LaunchTemplateId"],
-        Versions=[g["LaunchTemplate"]["Version"] for g in groups])["LaunchTemplateVersions"]
-    current = {v["LaunchTemplateData"]["ImageId"] for v in versions}
-    ec2.describe_images(ImageIds=sorted(current))
+    # Like the Rust planner: $Latest and $Default of every template in one call.
+    heads = ec2.describe_launch_template_versions(Versions=["$Latest", "$Default"], MaxResults=200)
+    versions = {(v["LaunchTemplateId"], str(v["VersionNumber"])): v for v in heads["LaunchTemplateVersions"]}
+    points = [versions[(g["LaunchTemplate"]["LaunchTemplateId"], g["LaunchTemplate"]["Version"])] for g in groups]
+    ec2.describe_images(ImageIds=sorted({v["LaunchTemplateData"]["ImageId"] for v in points}))
     cluster_arns = ecs.list_clusters()["clusterArns"]
     clusters = ecs.describe_clusters(clusters=cluster_arns)["clusters"]
     providers = ecs.describe_capacity_providers(
@@ -35,7 +35,7 @@ def resolve_ami(event):
                         "rollbackPoint": {"launchTemplateId": v["LaunchTemplateId"], "version": v["VersionNumber"],
                                           "imageId": v["LaunchTemplateData"]["ImageId"]},
                         "capacityProvider": by_group.get(g["AutoScalingGroupARN"])}
-                       for g, v in zip(groups, versions)]]}
+                       for g, v in zip(groups, points)]]}
 
 
 def check_ecs_health(event):
@@ -54,11 +54,15 @@ def check_ecs_health(event):
     arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
     container_instances = ecs.describe_container_instances(cluster=cluster, containerInstances=arns)["containerInstances"]
     services = ecs.describe_services(cluster=cluster, services=ecs.list_services(cluster=cluster)["serviceArns"])["services"]
-    stopped = ecs.list_tasks(cluster=cluster, desiredStatus="STOPPED")["taskArns"]
-    running = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
+    # Like the Rust check: each service's stopped tasks (described only when there are some).
+    stopped = {s["serviceName"]: ecs.list_tasks(cluster=cluster, serviceName=s["serviceName"],
+                                                desiredStatus="STOPPED")["taskArns"] for s in services}
+    failed = [t for arns in stopped.values() if arns
+              for t in ecs.describe_tasks(cluster=cluster, tasks=arns[:100])["tasks"]
+              if t.get("stopCode") in ("TaskFailedToStart", "EssentialContainerExited")]
     steady = all(s["runningCount"] == s["desiredCount"] for s in services)
-    healthy = on_new_ami and steady and all(c["agentConnected"] for c in container_instances)
-    return {"verdict": "HEALTHY" if healthy else "VERIFYING", "stoppedTasks": len(stopped), "runningTasks": len(running)}
+    healthy = on_new_ami and steady and not failed and all(c["agentConnected"] for c in container_instances)
+    return {"verdict": "HEALTHY" if healthy else "VERIFYING", "failedTasks": len(failed)}
 
 
 HANDLERS = {"resolve-ami": resolve_ami, "check-ecs-health": check_ecs_health, "none": lambda event: {}}

@@ -52,6 +52,12 @@ class _Run:
         self.cursors = {}  # scope -> index of the next state in that scope's journal
         self.replayed_top_level = False
 
+    def recorded(self, journal, index, name):
+        """The journal entry a redrive answers the state `name` at `index` from, or None when the
+        walk has left the journal or the entry was written by this very walk."""
+        done = journal[index] if index < len(journal) else None
+        return done if done and done["name"] == name and done["run"] < self.number else None
+
 
 class Execution:
     """What this module keeps per execution ARN, beside ministack's own record."""
@@ -93,8 +99,8 @@ def _journaled(handler):
             journal = record.journal.setdefault(scope, [])
             index = run_.cursors.get(scope, 0)
             run_.cursors[scope] = index + 1
-            done = journal[index] if index < len(journal) else None
-            if done and done["name"] == name and done["run"] < run_.number:
+            done = run_.recorded(journal, index, name)
+            if done:
                 if scope == ():
                     run_.replayed_top_level = True
                 ctx.setdefault("variables", {}).clear()
@@ -172,9 +178,7 @@ def _add_event(execution, event_type, details=None):
         if event_type.endswith("StateEntered"):
             name = details["stateEnteredEventDetails"]["name"]
             with _lock:
-                journal = record.journal.get((), [])
-                index = run_.cursors.get((), 0)
-                if index < len(journal) and journal[index]["name"] == name and journal[index]["run"] < run_.number:
+                if run_.recorded(record.journal.get((), []), run_.cursors.get((), 0), name):
                     return None
         elif run_.replayed_top_level:
             run_.replayed_top_level = False
