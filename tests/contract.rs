@@ -54,15 +54,29 @@ fn the_map_builds_each_targets_run_from_the_plan() {
     // What the outer Map hands each wave, and what the inner Map hands each target.
     assert_eq!(
         keys(&waves["ItemSelector"]),
-        ["ami", "execution", "maxConcurrency", "settings", "wave"]
+        [
+            "ami",
+            "execution",
+            "executionStartTime",
+            "maxConcurrency",
+            "settings",
+            "wave",
+            "waveIndex"
+        ]
     );
     assert_eq!(
         keys(&wave["ItemSelector"]),
-        ["ami", "execution", "settings", "target"]
+        [
+            "ami",
+            "execution",
+            "executionStartTime",
+            "settings",
+            "target"
+        ]
     );
     assert_eq!(wave["MaxConcurrencyPath"], "$.maxConcurrency");
     for target in plan.waves.iter().flatten() {
-        let item = serde_json::json!({"execution": "exec-1", "ami": plan.ami, "settings": plan.settings, "target": target});
+        let item = serde_json::json!({"execution": "exec-1", "executionStartTime": "2026-12-01T10:00:00.123Z", "ami": plan.ami, "settings": plan.settings, "target": target});
         let run: TargetRun = serde_json::from_value(item).unwrap();
         run.validate().unwrap();
     }

@@ -26,6 +26,13 @@ async fn try_plan(aws: &LocalAws, input: Value) -> Result<Plan, StepError> {
     resolve_ami::resolve(&aws.clients, &config(), &input, rollout_core::aws::now()).await
 }
 
+/// When "the execution" started: the first time a test asked, a second early (no refresh of the
+/// fleet's past is newer).
+fn execution_start() -> i64 {
+    static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| rollout_core::aws::now() - 1)
+}
+
 /// The first wave's run for `group`, as the state machine's ItemSelector builds it.
 fn run_for(plan: &Plan, group: &str) -> TargetRun {
     let target = plan
@@ -37,6 +44,7 @@ fn run_for(plan: &Plan, group: &str) -> TargetRun {
         .clone();
     TargetRun {
         execution: EXECUTION.into(),
+        execution_start_time: execution_start(),
         ami: plan.ami.clone(),
         settings: plan.settings.clone(),
         target,
@@ -387,6 +395,7 @@ async fn rollback_after_a_successful_refresh_brings_the_old_ami_back() {
 
     let request = RollbackRequest {
         execution: EXECUTION.into(),
+        execution_start_time: execution_start(),
         plan,
         failure: Default::default(),
     };

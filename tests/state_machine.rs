@@ -78,8 +78,9 @@ fn every_retryable_error_is_retried_by_every_task_and_no_terminal_one_is() {
 }
 
 #[test]
-fn tasks_call_only_our_five_functions() {
+fn tasks_call_only_our_six_functions() {
     let allowed = [
+        "${HoldTargetsFunctionArn}",
         "${ResolveAmiFunctionArn}",
         "${UpdateTemplateFunctionArn}",
         "${StartRefreshFunctionArn}",
@@ -100,9 +101,12 @@ fn every_fail_state_has_an_error_and_a_cause() {
         .into_iter()
         .filter(|(_, s)| s["Type"] == "Fail")
         .collect();
-    assert_eq!(fails.len(), 3);
+    assert_eq!(fails.len(), 5);
     for (name, state) in fails {
-        assert!(state["Error"].is_string(), "{name}");
+        assert!(
+            state["Error"].is_string() || state["ErrorPath"].is_string(),
+            "{name}"
+        );
         assert!(
             state["Cause"].is_string() || state["CausePath"].is_string(),
             "{name}"
@@ -134,6 +138,63 @@ fn a_failed_rollout_reaches_rollback_and_aws_not_answering_stops_for_a_redrive()
     assert_eq!(
         asl["States"]["Wait for rollback"]["Next"],
         "Roll back touched groups"
+    );
+}
+
+#[test]
+fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() {
+    let asl = asl();
+    let states = &asl["States"];
+    assert_eq!(
+        states["Resolve AMI and plan"]["Next"],
+        "Take hold of the targets"
+    );
+    let take = &states["Take hold of the targets"];
+    assert_eq!(take["Parameters"]["action"], "take");
+    assert_eq!(take["Next"], "Roll out waves in order");
+    // A group held for another AMI ends the execution under its own name, nothing rolled back
+    // (nothing was changed).
+    let refused: Vec<String> = ERROR_NAMES
+        .iter()
+        .filter(|(_, on_failure)| *on_failure == OnFailure::Refuse)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    assert_eq!(names_in(take, "Catch"), refused);
+    let refusal = &states[take["Catch"][0]["Next"].as_str().unwrap()];
+    assert_eq!(
+        (refusal["Type"].as_str(), refusal["Error"].as_str()),
+        (Some("Fail"), Some("TargetHeld"))
+    );
+    // Success and a finished rollback (either verdict) pass through the release; a rollback that
+    // could not run, and anything uncaught, keep the holds for a redrive.
+    assert_eq!(
+        states["Roll out waves in order"]["Next"],
+        "Release held targets"
+    );
+    assert_eq!(
+        states["Is the rollback complete?"]["Default"],
+        "Release held targets"
+    );
+    assert_eq!(
+        states["Release held targets"]["Parameters"]["action"],
+        "release"
+    );
+    let ends: BTreeSet<&str> = states["How did the rollout end?"]["Choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Next"].as_str().unwrap())
+        .chain([states["How did the rollout end?"]["Default"]
+            .as_str()
+            .unwrap()])
+        .collect();
+    assert_eq!(
+        ends,
+        BTreeSet::from(["Rollback failed", "Rollout failed", "Rollout succeeded"])
+    );
+    assert_eq!(
+        states["Roll back touched groups"]["Catch"][0]["Next"],
+        "Rollback could not run"
     );
 }
 

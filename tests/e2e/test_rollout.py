@@ -1,25 +1,38 @@
 """End to end: the real state machine on local Step Functions (ministack) runs the real debug
 binaries against the local fleet (moto + extensions). Each scenario asserts what an operator sees:
-the execution's status, Error and Cause, the AMIs on the instances, the launch template versions.
+the execution's status, Error and Cause, the AMIs on the instances, the launch template versions,
+how each group refers to its template, the template's default.
+
+Every rollout and rollback scenario runs twice: on a fresh fleet (one template version, no refresh
+history) and on a brownfield one (groups refreshed before, to the version they run too; many
+versions; $Latest, $Default and pinned references; a mixed-instances group), because rules about
+"a refresh to version N" or "our versions" must hold on fleets with a past. Executions that truly
+overlap, and the holds and AMI protection between them, run on the brownfield fleet.
 
 Run: infra/local/.venv/bin/python -m unittest discover -s tests/e2e -t .   (make e2e does it)
-Needs the debug binaries (make build). One local AWS serves all scenarios; each scenario
+Needs the debug binaries (make build). One local AWS serves each class's scenarios; each scenario
 starts from a reset, freshly seeded fleet.
 """
 
 import json
 import sys
 import tempfile
+import threading
+import time
 import unittest
 import urllib.request
 from pathlib import Path
+
+from botocore.exceptions import ClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra/local"))
 
 from localaws import deploy, launcher, rollout, seed  # noqa: E402
 
 BASE_SETTINGS = {"*": {"wave": 2, "minHealthyPercentage": 50, "bakeSeconds": 3}, "web": {"wave": 1}}
-RUNBOOK = ["Resolve AMI and plan", "Roll out waves in order", "Rollout succeeded"]
+RUNBOOK = ["Resolve AMI and plan", "Take hold of the targets", "Roll out waves in order",
+           "Release held targets", "How did the rollout end?", "Rollout succeeded"]
+HOLD_TAG = "ami-rollout:held-by"
 
 
 def post(url, body):
@@ -27,7 +40,11 @@ def post(url, body):
         url, data=json.dumps(body).encode(), method="POST")))
 
 
-class Rollout(unittest.TestCase):
+class Harness(unittest.TestCase):
+    """A local AWS with ami-rollout deployed, and what an operator looks at."""
+
+    BROWNFIELD = False
+
     @classmethod
     def setUpClass(cls):
         cls.run_dir = Path(tempfile.mkdtemp(prefix="ami-rollout-e2e-"))
@@ -35,7 +52,9 @@ class Rollout(unittest.TestCase):
         cls.moto = f"http://127.0.0.1:{state['motoPort']}"
         cls.sfn = f"http://127.0.0.1:{state['sfnPort']}"
         cls.control = f"{cls.moto}/_localaws"
+        deploy.create_holds_table(cls.moto)
         cls.machine = deploy.deploy(cls.sfn, cls.moto, {"ASG_CONFIGURATIONS": json.dumps(BASE_SETTINGS)})
+        cls.sfn_client = deploy.clients(cls.sfn)[1]
 
     @classmethod
     def tearDownClass(cls):
@@ -43,16 +62,23 @@ class Rollout(unittest.TestCase):
 
     def setUp(self):
         post(f"{self.control}/reset", {})
-        self.fleet = seed.seed(self.moto)
+        deploy.create_holds_table(self.moto)
+        self.fleet = seed.seed(self.moto, brownfield=self.BROWNFIELD)
         self.current, self.golden, self.bad = (self.fleet["amis"][k] for k in ("current", "golden", "bad"))
         self.aws = seed.clients(self.moto, launcher.REGION)
+        self.templates = {g["name"]: g["launchTemplateId"] for g in self.fleet["groups"].values()}
+        self.groups = sorted(self.templates)
+        # The fleet's past, to tell this execution's work from what was there before.
+        self.past = {g: {"versions": self.versions(g), "refreshes": len(self.refreshes(g)),
+                         "reference": self.reference(g), "default": self.default_version(g)}
+                     for g in self.groups}
         self.configure()
 
     def configure(self, settings=None, **env):
         env = {"ASG_CONFIGURATIONS": json.dumps(settings or BASE_SETTINGS), **env}
         deploy.configure(self.sfn, self.moto, env)
 
-    # --- helpers -------------------------------------------------------------------------------
+    # --- what the operator sees ----------------------------------------------------------------
 
     def run_rollout(self, payload=None, ami=None):
         lines = []
@@ -61,8 +87,13 @@ class Rollout(unittest.TestCase):
                 self.sfn, self.moto, self.machine, "/ami/linux/prod", ami or self.golden)
         else:
             execution = rollout.start(self.sfn, self.machine, payload)
-        result = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300)
+        return self.watch(execution, lines)
+
+    def watch(self, execution, lines=None, **kw):
+        lines = [] if lines is None else lines
+        result = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300, **kw)
         result["log"] = "\n".join(lines)
+        result["arn"] = execution
         return result
 
     def amis(self, group):
@@ -70,16 +101,50 @@ class Rollout(unittest.TestCase):
         return sorted(i["imageId"] for i in view["instances"])
 
     def refreshes(self, group):
+        """The group's refreshes, newest first."""
         return rollout.fleet(self.control)["groups"][group]["refreshes"]
 
+    def new_refreshes(self, group):
+        """The refreshes started since the fleet was seeded, newest first."""
+        refreshes = self.refreshes(group)
+        return refreshes[:len(refreshes) - self.past[group]["refreshes"]]
+
     def versions(self, group):
-        template = self.fleet["groups"][{"web": "web", "ecs-prod-capacity": "ecs-prod",
-                                         "ecs-batch-capacity": "ecs-batch"}[group]]["launchTemplateId"]
-        out = self.aws["ec2"].describe_launch_template_versions(LaunchTemplateId=template)
+        out = self.aws["ec2"].describe_launch_template_versions(LaunchTemplateId=self.templates[group])
         return sorted((v["VersionNumber"], v["LaunchTemplateData"]["ImageId"]) for v in out["LaunchTemplateVersions"])
+
+    def new_versions(self, group):
+        return [v for v in self.versions(group) if v not in self.past[group]["versions"]]
+
+    def reference(self, group):
+        """The version the group names: `$Latest`, `$Default` or a number."""
+        g = self.aws["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+        spec = g.get("LaunchTemplate") or g["MixedInstancesPolicy"]["LaunchTemplate"]["LaunchTemplateSpecification"]
+        return spec["Version"]
+
+    def default_version(self, group):
+        return self.aws["ec2"].describe_launch_templates(
+            LaunchTemplateIds=[self.templates[group]])["LaunchTemplates"][0]["DefaultVersionNumber"]
+
+    def hold_tag(self, group):
+        tags = self.aws["autoscaling"].describe_tags(Filters=[
+            {"Name": "auto-scaling-group", "Values": [group]}, {"Name": "key", "Values": [HOLD_TAG]}])["Tags"]
+        return tags[0]["Value"] if tags else None
+
+    def protection(self, image):
+        images = self.aws["ec2"].describe_images(ImageIds=[image])["Images"]
+        return images[0].get("DeregistrationProtection", "disabled")
 
     def clear_faults(self):
         urllib.request.urlopen(urllib.request.Request(f"{self.control}/faults", method="DELETE"))
+
+    def wait_for(self, what, condition, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if condition():
+                return
+            time.sleep(0.1)
+        self.fail(f"timed out waiting for {what}")
 
     @staticmethod
     def functions_run(events):
@@ -87,26 +152,50 @@ class Rollout(unittest.TestCase):
         return {e["taskScheduledEventDetails"]["resource"].rsplit(":", 1)[-1]
                 for e in events if e["type"] == "TaskScheduled"}
 
-    def assert_untouched(self, groups=("web", "ecs-prod-capacity", "ecs-batch-capacity")):
-        for group in groups:
+    def assert_untouched(self, groups=None):
+        for group in groups or self.groups:
             self.assertEqual(self.amis(group), [self.current] * 2, group)
-            self.assertEqual(self.versions(group), [(1, self.current)], group)
-            self.assertEqual(self.refreshes(group), [], group)
+            self.assertEqual(self.new_versions(group), [], group)
+            self.assertEqual(self.new_refreshes(group), [], group)
+            self.assertEqual(self.reference(group), self.past[group]["reference"], group)
 
-    # --- scenarios -----------------------------------------------------------------------------
+    def assert_back_as_before(self, group):
+        """On the earlier AMI, with the reference style and template default it had."""
+        self.assertEqual(self.amis(group), [self.current] * 2, group)
+        self.assertEqual(self.reference(group), self.past[group]["reference"], group)
+        self.assertEqual(self.default_version(group), self.past[group]["default"], group)
+        if self.past[group]["reference"] == "$Latest":
+            self.assertEqual(self.new_versions(group), [], f"{group}: $Latest resolves to the rollback point again")
+
+    def assert_rolled_out(self, group, ami):
+        """On `ami` through exactly one new version and one refresh; the reference style kept."""
+        self.assertEqual(self.amis(group), [ami] * 2, group)
+        [(version, image)] = self.new_versions(group)
+        self.assertEqual(image, ami, group)
+        self.assertEqual([r["Status"] for r in self.new_refreshes(group)], ["Successful"], group)
+        style = self.past[group]["reference"]
+        if style == "$Default":
+            self.assertEqual((self.reference(group), self.default_version(group)), ("$Default", version), group)
+        else:
+            self.assertEqual(self.reference(group), "$Latest" if style == "$Latest" else str(version), group)
+
+
+class Scenarios:
+    """Rollouts and rollbacks, run on the fresh and on the brownfield fleet."""
 
     def test_happy_path_canary_wave_first_then_the_rest(self):
         result = self.run_rollout()
         self.assertEqual(result["status"], "SUCCEEDED", result["log"])
-        for group in ("web", "ecs-prod-capacity", "ecs-batch-capacity"):
-            self.assertEqual(self.amis(group), [self.golden] * 2, group)
-            self.assertEqual(self.versions(group), [(1, self.current), (2, self.golden)], group)
-            self.assertEqual(len(self.refreshes(group)), 1, group)
-        canary_end = self.refreshes("web")[0]["EndTime"]
-        for group in ("ecs-prod-capacity", "ecs-batch-capacity"):
-            self.assertGreater(self.refreshes(group)[0]["StartTime"], canary_end, "wave 2 starts after wave 1")
+        for group in self.groups:
+            self.assert_rolled_out(group, self.golden)
+        canary_end = self.new_refreshes("web")[0]["EndTime"]
+        for group in set(self.groups) - {"web"}:
+            self.assertGreater(self.new_refreshes(group)[0]["StartTime"], canary_end, "wave 2 starts after wave 1")
         entered = [e["stateEnteredEventDetails"]["name"] for e in result["events"] if "stateEnteredEventDetails" in e]
         self.assertEqual(entered, RUNBOOK, "the history reads as the runbook")
+        for group in self.groups:
+            self.assertIsNone(self.hold_tag(group), f"{group}: released at the end")
+        self.assertEqual(self.protection(self.current), "disabled", "protection restored at the end")
 
     def test_bad_ami_fails_the_canary_rolls_back_natively_and_stops_later_waves(self):
         post(f"{self.control}/bad-ami", {"imageId": self.bad, "mode": "boot"})
@@ -114,9 +203,10 @@ class Rollout(unittest.TestCase):
         self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
         self.assertIn("RollbackSuccessful", result["cause"])
         self.assertIn("web", result["cause"])
-        self.assertEqual(self.amis("web"), [self.current] * 2)
-        self.assertEqual(self.refreshes("web")[0]["Status"], "RollbackSuccessful")
-        self.assert_untouched(("ecs-prod-capacity", "ecs-batch-capacity"))
+        self.assert_back_as_before("web")
+        self.assertEqual(self.new_refreshes("web")[0]["Status"], "RollbackSuccessful")
+        self.assert_untouched(set(self.groups) - {"web"})
+        self.assertIsNone(self.hold_tag("web"), "released after the rollback")
 
     def test_ecs_services_failing_on_the_new_ami_roll_the_group_back(self):
         post(f"{self.control}/bad-ami", {"imageId": self.golden, "mode": "ecs"})
@@ -124,24 +214,32 @@ class Rollout(unittest.TestCase):
         result = self.run_rollout(payload={"amiId": self.golden, "targets": ["ecs-batch-capacity"]})
         self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
         self.assertIn("Essential container in task exited", result["cause"])
-        self.assertEqual(self.amis("ecs-batch-capacity"), [self.current] * 2)
-        statuses = [r["Status"] for r in self.refreshes("ecs-batch-capacity")]
-        self.assertEqual(statuses, ["Successful", "Successful"], "the refresh back to the rollback point")
+        self.assert_back_as_before("ecs-batch-capacity")
+        statuses = [r["Status"] for r in self.new_refreshes("ecs-batch-capacity")]
+        self.assertEqual(statuses, ["Successful", "Successful"], "the refresh out and the refresh back")
 
     def test_an_alarm_in_the_bake_window_rolls_back_a_successful_refresh(self):
         self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 60, "alarmNames": ["web-5xx"]}})
         execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "targets": ["web"]})
-        for _ in range(600):
-            refreshes = self.refreshes("web")
-            if refreshes and refreshes[0]["Status"] == "Successful":
-                break
-            __import__("time").sleep(0.1)
+        self.wait_for("the refresh to succeed", lambda: [r["Status"] for r in self.new_refreshes("web")] == ["Successful"])
         post(f"{self.control}/alarm", {"name": "web-5xx", "state": "ALARM"})
-        lines = []
-        result = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300)
-        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), "\n".join(lines))
+        result = self.watch(execution)
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
         self.assertIn("web-5xx", result["cause"])
-        self.assertEqual(self.amis("web"), [self.current] * 2)
+        self.assert_back_as_before("web")
+        statuses = [r["Status"] for r in self.new_refreshes("web")]
+        self.assertEqual(statuses, ["Successful", "Successful"], "one refresh out, one back: never an old one adopted")
+
+    def test_wave_scope_rolls_back_only_the_wave_that_failed_even_at_its_first_step(self):
+        # The canary wave rolls out; every group of the next wave is refused its template version.
+        post(f"{self.control}/faults", {"operation": "CreateLaunchTemplateVersion", "code": "UnauthorizedOperation",
+                                         "status": 403, "count": 100, "after": 1})
+        result = self.run_rollout(payload={"amiId": self.golden, "rollbackScope": "wave"})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        self.assertIn("UnauthorizedOperation", result["cause"])
+        self.assertIn("nothing had been changed", result["cause"])
+        self.assert_rolled_out("web", self.golden)
+        self.assert_untouched(set(self.groups) - {"web"})
 
     def test_throttling_and_server_errors_are_retried_to_success(self):
         for fault in (("DescribeImages", "RequestLimitExceeded", 503, 2),
@@ -151,34 +249,30 @@ class Rollout(unittest.TestCase):
             post(f"{self.control}/faults", dict(zip(("operation", "code", "status", "count"), fault)))
         result = self.run_rollout(payload={"amiId": self.golden, "targets": ["web"]})
         self.assertEqual(result["status"], "SUCCEEDED", result["log"])
-        self.assertEqual(self.versions("web"), [(1, self.current), (2, self.golden)], "no duplicate version")
-        self.assertEqual(len(self.refreshes("web")), 1, "no second refresh")
-        self.assertEqual(self.amis("web"), [self.golden] * 2)
+        self.assert_rolled_out("web", self.golden)
 
     def test_aws_not_answering_stops_in_place_and_a_redrive_completes_the_rollout(self):
         # Only check-ecs-health reads alarms: the failure lands after the version and the refresh.
         self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 3, "alarmNames": ["web-5xx"]}},
                        AWS_MAX_ATTEMPTS="1")
         post(f"{self.control}/faults", {"operation": "DescribeAlarms", "code": "Throttling", "count": 100})
-        sfn = deploy.clients(self.sfn)[1]
         execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "targets": ["web"]})
         lines = []
-        stopped = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300)
-        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", "AwsThrottled"), "\n".join(lines))
+        stopped = self.watch(execution, lines)
+        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", "AwsThrottled"), stopped["log"])
         self.assertIn("DescribeAlarms", stopped["cause"])
         self.assertIn("redrive", stopped["cause"])
-        self.assertEqual(self.versions("web"), [(1, self.current), (2, self.golden)], "nothing rolled back")
-        self.assertEqual(len(self.refreshes("web")), 1)
-        self.assertEqual(sfn.describe_execution(executionArn=execution)["redriveStatus"], "REDRIVABLE")
+        self.assertEqual([image for _, image in self.new_versions("web")], [self.golden], "nothing rolled back")
+        self.assertEqual(len(self.new_refreshes("web")), 1)
+        self.assertEqual(self.sfn_client.describe_execution(executionArn=execution)["redriveStatus"], "REDRIVABLE")
+        self.assertEqual(self.hold_tag("web"), execution, "a holder stopped for a redrive keeps its hold")
 
         self.clear_faults()
         seen = rollout.redrive(self.sfn, execution)
-        result = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300, since=seen)
-        self.assertEqual(result["status"], "SUCCEEDED", "\n".join(lines))
-        self.assertEqual(self.versions("web"), [(1, self.current), (2, self.golden)], "no duplicate version")
-        self.assertEqual(len(self.refreshes("web")), 1, "no second refresh")
-        self.assertEqual(self.amis("web"), [self.golden] * 2)
-        described = sfn.describe_execution(executionArn=execution)
+        result = self.watch(execution, lines, since=seen)
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        self.assert_rolled_out("web", self.golden)
+        described = self.sfn_client.describe_execution(executionArn=execution)
         self.assertEqual((described["redriveCount"], described["redriveStatus"]), (1, "NOT_REDRIVABLE"))
         after = result["events"][seen:]
         self.assertEqual(after[0]["type"], "ExecutionRedriven")
@@ -186,8 +280,9 @@ class Rollout(unittest.TestCase):
         self.assertNotIn("ami-rollout-resolve-ami", rerun, "completed steps are not rerun")
         self.assertNotIn("ami-rollout-start-refresh", rerun, "completed steps are not rerun")
         self.assertIn("ami-rollout-check-ecs-health", rerun)
-        with self.assertRaises(sfn.exceptions.ExecutionNotRedrivable):
-            sfn.redrive_execution(executionArn=execution)
+        with self.assertRaises(self.sfn_client.exceptions.ExecutionNotRedrivable):
+            self.sfn_client.redrive_execution(executionArn=execution)
+        self.assertIsNone(self.hold_tag("web"))
 
     def test_a_rollback_interrupted_by_aws_stops_and_a_redrive_finishes_it(self):
         post(f"{self.control}/bad-ami", {"imageId": self.golden, "mode": "ecs"})
@@ -197,21 +292,22 @@ class Rollout(unittest.TestCase):
                                          "count": 100, "after": 1})
         execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "targets": ["ecs-batch-capacity"]})
         lines = []
-        stopped = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300)
-        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", "AwsThrottled"), "\n".join(lines))
+        stopped = self.watch(execution, lines)
+        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", "AwsThrottled"), stopped["log"])
         self.assertIn("StartInstanceRefresh", stopped["cause"])
         self.assertEqual(self.amis("ecs-batch-capacity"), [self.golden] * 2, "the rollback had not started")
 
         self.clear_faults()
         seen = rollout.redrive(self.sfn, execution)
-        result = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300, since=seen)
-        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), "\n".join(lines))
+        result = self.watch(execution, lines, since=seen)
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
         self.assertIn("Essential container in task exited", result["cause"])
-        self.assertEqual(self.amis("ecs-batch-capacity"), [self.current] * 2)
-        statuses = [r["Status"] for r in self.refreshes("ecs-batch-capacity")]
+        self.assert_back_as_before("ecs-batch-capacity")
+        statuses = [r["Status"] for r in self.new_refreshes("ecs-batch-capacity")]
         self.assertEqual(statuses, ["Successful", "Successful"], "one refresh out, one back")
-        self.assertEqual(self.functions_run(result["events"][seen:]), {"ami-rollout-rollback"},
-                         "only the rollback runs again")
+        self.assertEqual(self.functions_run(result["events"][seen:]),
+                         {"ami-rollout-rollback", "ami-rollout-hold-targets"},
+                         "only the rollback (and the release after it) runs again")
 
     def test_the_same_trigger_twice_rolls_out_once(self):
         first = self.run_rollout()
@@ -220,9 +316,8 @@ class Rollout(unittest.TestCase):
         second = self.run_rollout(payload=event)
         self.assertEqual(second["status"], "SUCCEEDED", second["log"])
         self.assertIn("already", second["log"])
-        for group in ("web", "ecs-prod-capacity", "ecs-batch-capacity"):
-            self.assertEqual(len(self.refreshes(group)), 1, group)
-            self.assertEqual(self.versions(group), [(1, self.current), (2, self.golden)], group)
+        for group in self.groups:
+            self.assert_rolled_out(group, self.golden)
 
     def test_excluded_and_already_current_groups_are_untouched_and_reported(self):
         self.configure(EXCLUDED_ASGS="ecs-batch-capacity")
@@ -232,9 +327,9 @@ class Rollout(unittest.TestCase):
         self.assertEqual(result["status"], "SUCCEEDED", result["log"])
         self.assertRegex(result["log"], r"skipped web: .*already")
         self.assertRegex(result["log"], r"skipped ecs-batch-capacity: .*exclu")
-        self.assertEqual(len(self.refreshes("web")), 1)
-        self.assert_untouched(("ecs-batch-capacity",))
-        self.assertEqual(self.amis("ecs-prod-capacity"), [self.golden] * 2)
+        self.assert_rolled_out("web", self.golden)
+        self.assert_untouched(["ecs-batch-capacity"])
+        self.assert_rolled_out("ecs-prod-capacity", self.golden)
 
     def test_bad_trigger_input_fails_with_its_name_and_changes_nothing(self):
         cases = [
@@ -248,6 +343,129 @@ class Rollout(unittest.TestCase):
                 self.assertEqual((result["status"], result["error"]), ("FAILED", error), result["log"])
                 self.assertTrue(result["cause"])
         self.assert_untouched()
+
+
+class FreshFleet(Scenarios, Harness):
+    BROWNFIELD = False
+
+
+class BrownfieldFleet(Scenarios, Harness):
+    BROWNFIELD = True
+
+    def test_the_fleet_has_a_past(self):
+        """What makes this fleet brownfield, as the scenarios above rely on it."""
+        self.assertEqual({self.past[g]["reference"] for g in self.groups} & {"$Latest", "$Default"},
+                         {"$Latest", "$Default"})
+        for group in self.groups:
+            self.assertGreaterEqual(self.past[group]["refreshes"], 3, group)
+            self.assertGreaterEqual(len(self.past[group]["versions"]), 5, group)
+        self.assertIn("mixed-capacity", self.groups)
+
+
+class Overlapping(Harness):
+    """Executions that truly overlap, on a fleet with a past: holds and AMI protection."""
+
+    BROWNFIELD = True
+    LONG_BAKE = {"*": {"minHealthyPercentage": 50, "bakeSeconds": 40}}
+
+    def start(self, ami, targets=("web",)):
+        return rollout.start(self.sfn, self.machine, {"amiId": ami, "targets": list(targets)})
+
+    def wait_held(self, group, execution):
+        self.wait_for(f"{execution} to hold {group}", lambda: self.hold_tag(group) == execution)
+
+    def test_the_same_ami_started_twice_at_once_rolls_out_once(self):
+        # One Parameter Store write, delivered twice (EventBridge delivers at least once).
+        self.aws["ssm"].put_parameter(Name="/ami/linux/prod", Value=self.golden, Type="String",
+                                      DataType="aws:ec2:image", Overwrite=True)
+        event = rollout.parameter_store_change("/ami/linux/prod")
+        executions = [rollout.start(self.sfn, self.machine, event) for _ in range(2)]
+        results = [None, None]
+
+        def follow(i):
+            results[i] = self.watch(executions[i])
+        threads = [threading.Thread(target=follow, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        described = [self.sfn_client.describe_execution(executionArn=e) for e in executions]
+        self.assertLess(described[1]["startDate"], described[0]["stopDate"], "the two truly overlapped")
+        for result in results:
+            self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        for group in self.groups:
+            self.assert_rolled_out(group, self.golden)
+            self.assertIsNone(self.hold_tag(group))
+        logs = "\n".join(r["log"] for r in results)
+        self.assertRegex(logs, r"another execution|already", "the later one said it left the groups to the first")
+        self.assertEqual(self.protection(self.current), "disabled", "protection restored when the last one ended")
+
+    def test_a_different_ami_while_a_group_is_held_changes_nothing_on_it(self):
+        self.configure(self.LONG_BAKE)
+        holder = self.start(self.golden)
+        self.wait_held("web", holder)
+        other = self.watch(self.start(self.bad))
+        self.assertEqual((other["status"], other["error"]), ("FAILED", "TargetHeld"), other["log"])
+        self.assertIn("web", other["cause"])
+        self.assertIn(holder.rsplit(":", 1)[-1], other["cause"], "the Cause names the holder")
+        self.assertNotIn(self.bad, [image for _, image in self.new_versions("web")], "no version for the other AMI")
+        self.assertEqual(self.hold_tag("web"), holder)
+        first = self.watch(holder)
+        self.assertEqual(first["status"], "SUCCEEDED", first["log"])
+        self.assert_rolled_out("web", self.golden)
+        # Once the holder has ended, a new execution plans from where the group is now.
+        second = self.watch(self.start(self.bad))
+        self.assertEqual(second["status"], "SUCCEEDED", second["log"])
+        self.assertEqual(self.amis("web"), [self.bad] * 2)
+
+    def test_an_aborted_holders_groups_are_released(self):
+        self.configure(self.LONG_BAKE)
+        holder = self.start(self.golden)
+        self.wait_held("web", holder)
+        self.wait_for("the bake window", lambda: [r["Status"] for r in self.new_refreshes("web")] == ["Successful"])
+        self.assertTrue(self.protection(self.current).startswith("enabled"))
+        self.sfn_client.stop_execution(executionArn=holder, error="Operator", cause="stopped by hand")
+        self.wait_for("the status-change rule to release web", lambda: self.hold_tag("web") is None)
+        self.wait_for("the protection to be lifted", lambda: self.protection(self.current) == "disabled")
+        after = self.run_rollout(payload={"amiId": self.bad, "targets": ["web"]})
+        self.assertEqual(after["status"], "SUCCEEDED", after["log"])
+        self.assertEqual(self.amis("web"), [self.bad] * 2)
+
+    def test_a_holder_stopped_for_a_redrive_keeps_its_groups(self):
+        self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 3, "alarmNames": ["web-5xx"]}},
+                       AWS_MAX_ATTEMPTS="1")
+        post(f"{self.control}/faults", {"operation": "DescribeAlarms", "code": "Throttling", "count": 100})
+        holder = self.watch(self.start(self.golden))
+        self.assertEqual((holder["status"], holder["error"]), ("FAILED", "AwsThrottled"), holder["log"])
+        self.clear_faults()
+        other = self.watch(self.start(self.bad))
+        self.assertEqual((other["status"], other["error"]), ("FAILED", "TargetHeld"), other["log"])
+        self.assertIn(holder["arn"].rsplit(":", 1)[-1], other["cause"])
+        self.assertEqual(self.hold_tag("web"), holder["arn"])
+        seen = rollout.redrive(self.sfn, holder["arn"])
+        resumed = self.watch(holder["arn"], since=seen)
+        self.assertEqual(resumed["status"], "SUCCEEDED", resumed["log"])
+        self.assert_rolled_out("web", self.golden)
+        self.assertIsNone(self.hold_tag("web"))
+
+    def test_the_rollback_point_cannot_vanish_and_a_rollback_onto_a_vanished_one_fails_fast(self):
+        self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 60, "alarmNames": ["web-5xx"]}})
+        execution = self.start(self.golden)
+        self.wait_for("the refresh to succeed", lambda: [r["Status"] for r in self.new_refreshes("web")] == ["Successful"])
+        self.assertTrue(self.protection(self.current).startswith("enabled"), "protected while the rollout runs")
+        with self.assertRaises(ClientError) as refused:
+            self.aws["ec2"].deregister_image(ImageId=self.current)
+        self.assertEqual(refused.exception.response["Error"]["Code"], "OperationNotPermitted")
+        # An operator lifts the protection by hand and deregisters the AMI; then the alarm fires.
+        self.aws["ec2"].disable_image_deregistration_protection(ImageId=self.current)
+        self.aws["ec2"].deregister_image(ImageId=self.current)
+        post(f"{self.control}/alarm", {"name": "web-5xx", "state": "ALARM"})
+        result = self.watch(execution)
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RollbackFailed"), result["log"])
+        self.assertIn(self.current, result["cause"])
+        self.assertIn("web", result["cause"])
+        self.assertNotIn("rolled back: web", result["cause"], "never reported as rolled back")
+        self.assertEqual(self.amis("web"), [self.golden] * 2, "no refresh back onto an AMI that cannot launch")
 
 
 if __name__ == "__main__":

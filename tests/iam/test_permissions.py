@@ -1,9 +1,11 @@
 """Every AWS operation a function's code can call is allowed by that function's role in the SAM
 template, so a deploy never fails on AccessDenied.
 
-The operations are derived from the code: each `clients.<service>.<operation>()` call is found
-in the function body that makes it (functions/core included), and a function crate is charged
-with the calls of every core function it uses, transitively. Run with infra/check's venv
+The operations are derived from the code: each `clients.<service>.<operation>()` call (or
+`<name>.<operation>()` on a client bound to a local name, as in `let ec2 = &clients.fleet.ec2;`) is
+found in the function body that makes it (functions/core included), and a function crate is
+charged with the calls of every core function it uses, transitively. The SDK client field names
+map to IAM service prefixes (`sfn` is `states`). Run with infra/check's venv
 (cfn-lint decodes the template's short-form tags): make check.
 """
 
@@ -22,9 +24,16 @@ CRATES = {
     "start-refresh": "StartRefreshRole",
     "check-ecs-health": "CheckEcsHealthRole",
     "rollback": "RollbackRole",
+    "hold-targets": "HoldTargetsRole",
 }
-IAM_PREFIX = {"ec2": "ec2", "autoscaling": "autoscaling", "ecs": "ecs", "cloudwatch": "cloudwatch", "ssm": "ssm"}
-CALL = re.compile(r"\.(ec2|autoscaling|ecs|cloudwatch|ssm)\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)")
+# SDK client field (or local binding) name -> IAM service prefix.
+IAM_PREFIX = {"ec2": "ec2", "autoscaling": "autoscaling", "ecs": "ecs", "cloudwatch": "cloudwatch", "ssm": "ssm",
+              "dynamodb": "dynamodb", "sfn": "states"}
+SERVICES = "|".join(IAM_PREFIX)
+CALL = re.compile(rf"\.({SERVICES})\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)")
+# `let ec2 = &clients.fleet.ec2;`: calls on `ec2` are then EC2 calls (only such bindings, so an
+# `ecs.is_some()` on some Option named `ecs` is not one).
+BINDING = re.compile(rf"\blet\s+(?:mut\s+)?([a-z_][a-z0-9_]*)\s*(?::[^=;]*)?=\s*&?\s*[a-z_][a-z0-9_.]*\.({SERVICES})\s*;")
 FN = re.compile(r"\bfn\s+([a-z_][a-z0-9_]*)")
 
 
@@ -51,7 +60,10 @@ def functions_in(source: str) -> dict[str, str]:
 
 
 def calls_of(body: str) -> set[str]:
-    return {f"{IAM_PREFIX[svc]}:{camel(op)}" for svc, op in CALL.findall(body)
+    found = CALL.findall(body)
+    for name, svc in BINDING.findall(body):
+        found += [(svc, op) for op in re.findall(rf"(?<![\w.:]){name}\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)", body)]
+    return {f"{IAM_PREFIX[svc]}:{camel(op)}" for svc, op in found
             if not op.startswith(("as_", "clone", "config"))}
 
 
@@ -74,9 +86,11 @@ def uses(text: str, module: str, name: str) -> bool:
 
 
 def operations(crate: str) -> set[str]:
+    src = ROOT / f"functions/{crate}/src"
+    if not src.is_dir():
+        raise AssertionError(f"functions/{crate}/src does not exist: no code to check {CRATES[crate]} against")
     core = core_functions()
-    own = "".join((ROOT / f"functions/{crate}/src").joinpath(f).read_text()
-                  for f in ("lib.rs", "main.rs")).split("#[cfg(test)]")[0]
+    own = "".join(src.joinpath(f).read_text() for f in ("lib.rs", "main.rs")).split("#[cfg(test)]")[0]
     found = calls_of(own)
     pending, seen = [(None, own)], set()
     while pending:
@@ -124,6 +138,21 @@ class PermissionCoverage(unittest.TestCase):
         self.assertIn("autoscaling:RollbackInstanceRefresh", operations("rollback"))
         self.assertIn("autoscaling:StartInstanceRefresh", operations("start-refresh"))
         self.assertIn("cloudwatch:DescribeAlarms", operations("check-ecs-health"))
+
+    def test_the_scan_maps_client_names_to_iam_prefixes(self):
+        body = """
+            clients.dynamodb.put_item().table_name(t).send().await;
+            clients
+                .sfn
+                .describe_execution()
+                .execution_arn(a);
+            let ec2 = &clients.fleet.ec2;
+            ec2.enable_image_deregistration_protection().image_id(i);
+            aws_sdk_ec2::Client::new(&conf);
+            if ecs.is_some() { sfn.not_a_client(); }
+        """
+        self.assertEqual(calls_of(body), {"dynamodb:PutItem", "states:DescribeExecution",
+                                          "ec2:EnableImageDeregistrationProtection"})
 
     def test_no_role_grants_everything(self):
         for role in (*CRATES.values(), "StateMachineRole", "EventsRole"):

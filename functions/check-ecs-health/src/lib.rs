@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use aws_sdk_ecs::types::{DesiredStatus, LaunchType, TaskStopCode};
 use rollout_core::fleet::{describe_group, in_service_instances, instance_images};
 use rollout_core::model::{EcsCapacity, Epoch, Health, TargetRun, Verdict};
-use rollout_core::refresh::{RefreshInfo, recent_refreshes};
+use rollout_core::refresh::{RefreshInfo, RefreshStatus, recent_refreshes};
 use rollout_core::{Clients, StepError, StepResult};
 use serde_json::Value;
 
@@ -159,12 +159,13 @@ fn inspect_fleet(o: &Observation, ami: &str, ecs: Option<&EcsCapacity>) -> Findi
 
 /// The verdict for `run` given what was observed at `now`.
 pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
+    use RefreshStatus as S;
     let settings = run.settings.for_group(run.group());
     let previous = run.health.as_ref();
     let refresh_status = o
         .refresh
         .as_ref()
-        .map_or_else(|| "NotFound".to_string(), |r| r.status.clone());
+        .map_or_else(|| "NotFound".to_string(), |r| r.status.to_string());
     let percentage = o.refresh.as_ref().map_or(0, |r| r.percentage);
     let mut health = Health {
         verdict: Verdict::InProgress,
@@ -205,13 +206,30 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
         .as_deref()
         .map(|r| format!(": {r}"))
         .unwrap_or_default();
-    match refresh.status.as_str() {
-        "Pending" | "InProgress" | "Baking" => {
+    match &refresh.status {
+        S::Pending | S::InProgress
+            if refresh
+                .started_at
+                .is_some_and(|t| now - t > settings.refresh_timeout_seconds()) =>
+        {
+            unhealthy(
+                health,
+                vec![format!(
+                    "instance refresh {} is still {} at {}% after {}s (refreshTimeoutSeconds {})",
+                    refresh.id,
+                    refresh.status,
+                    percentage,
+                    now - refresh.started_at.unwrap_or(now),
+                    settings.refresh_timeout_seconds()
+                )],
+            )
+        }
+        S::Pending | S::InProgress | S::Baking => {
             health.next_wait_seconds =
                 progress_wait(previous, percentage, now, settings.instance_warmup_seconds);
             health
         }
-        "Successful" => {
+        S::Successful => {
             let findings = inspect_fleet(o, &run.ami.id, run.target.ecs.as_ref());
             health.checks_passed = findings.passed;
             if !findings.fatal.is_empty() {
@@ -244,21 +262,21 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
             }
             health
         }
-        "Failed" | "Cancelled" | "Cancelling" => unhealthy(
+        S::Failed | S::Cancelled | S::Cancelling => unhealthy(
             health,
             vec![format!(
                 "instance refresh {} is {}{reason}",
                 refresh.id, refresh.status
             )],
         ),
-        "RollbackInProgress" | "RollbackSuccessful" | "RollbackFailed" => unhealthy(
+        S::RollbackInProgress | S::RollbackSuccessful | S::RollbackFailed => unhealthy(
             health,
             vec![format!(
                 "Auto Scaling rolled instance refresh {} back ({}){reason}",
                 refresh.id, refresh.status
             )],
         ),
-        other => {
+        S::Unknown(other) => {
             health.reasons = vec![format!("unrecognised refresh status {other}")];
             health.next_wait_seconds = MAX_WAIT_SECONDS;
             health
@@ -300,7 +318,10 @@ pub async fn observe(clients: &Clients, run: &TargetRun) -> StepResult<Observati
         alarms_in_alarm,
         ..Default::default()
     };
-    if o.refresh.as_ref().is_none_or(|r| r.status != "Successful") || !o.alarms_in_alarm.is_empty()
+    if o.refresh
+        .as_ref()
+        .is_none_or(|r| r.status != RefreshStatus::Successful)
+        || !o.alarms_in_alarm.is_empty()
     {
         return Ok(o);
     }
@@ -492,30 +513,33 @@ async fn service_failures(
     service: &str,
     since: Epoch,
 ) -> StepResult<Vec<String>> {
-    let stopped = clients
+    let mut arns = Vec::new();
+    let mut pages = clients
         .ecs
         .list_tasks()
         .cluster(cluster)
         .service_name(service)
         .desired_status(DesiredStatus::Stopped)
-        .send()
-        .await
-        .map_err(|e| StepError::from_sdk("ListTasks", e))?;
-    let arns = stopped.task_arns();
-    if arns.is_empty() {
-        return Ok(Vec::new());
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| StepError::from_sdk("ListTasks", e))?;
+        arns.extend(page.task_arns().iter().cloned());
     }
-    let out = clients
-        .ecs
-        .describe_tasks()
-        .cluster(cluster)
-        .set_tasks(Some(arns.iter().take(100).cloned().collect()))
-        .send()
-        .await
-        .map_err(|e| StepError::from_sdk("DescribeTasks", e))?;
-    Ok(out
-        .tasks()
+    // DescribeTasks takes at most 100 tasks a call.
+    let described = futures_util::future::try_join_all(arns.chunks(100).map(|chunk| {
+        clients
+            .ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(chunk.to_vec()))
+            .send()
+    }))
+    .await
+    .map_err(|e| StepError::from_sdk("DescribeTasks", e))?;
+    Ok(described
         .iter()
+        .flat_map(|out| out.tasks())
         .filter(|task| {
             let recent = task.stopped_at().is_some_and(|t| t.secs() >= since);
             let crashed = matches!(

@@ -18,7 +18,7 @@ fn run() -> TargetRun {
 fn refresh(status: &str, percentage: i32, ended_at: Option<Epoch>) -> Option<RefreshInfo> {
     Some(RefreshInfo {
         id: "r-1".into(),
-        status: status.into(),
+        status: RefreshStatus::parse(status),
         percentage,
         reason: Some("instances failed health checks".into()),
         desired: Some(("lt-0123456789abcdef0".into(), "4".into())),
@@ -55,6 +55,31 @@ fn fleet(ami: &str) -> Observation {
         }],
         ..Default::default()
     }
+}
+
+#[test]
+fn a_refresh_stuck_in_progress_past_its_timeout_is_unhealthy() {
+    let run = run();
+    let mut o = Observation {
+        refresh: refresh("InProgress", 40, None),
+        ..Default::default()
+    };
+    // Default: three hours (no checkpoints configured in the sample settings).
+    let within = verdict(&run, &o, 1_000 + 3 * 3600);
+    assert_eq!(within.verdict, Verdict::InProgress);
+    let past = verdict(&run, &o, 1_000 + 3 * 3600 + 1);
+    assert_eq!(past.verdict, Verdict::Unhealthy);
+    assert!(
+        past.reasons[0].contains("still InProgress at 40% after 10801s"),
+        "{:?}",
+        past.reasons
+    );
+    // Baking has a fixed length of its own and is never cut short.
+    o.refresh = refresh("Baking", 100, None);
+    assert_eq!(
+        verdict(&run, &o, 1_000 + 4 * 3600).verdict,
+        Verdict::InProgress
+    );
 }
 
 #[test]
@@ -284,4 +309,60 @@ async fn a_missing_refresh_in_the_input_is_invalid_without_aws_calls() {
         .await
         .unwrap_err();
     assert_eq!(err.name(), "InvalidInput");
+}
+
+#[tokio::test]
+async fn stopped_tasks_are_read_across_every_page_and_described_a_hundred_at_a_time() {
+    use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
+    use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
+    use aws_sdk_ecs::types::Task;
+    use rollout_core::aws::mock::{Rules, mock};
+
+    let arns = |range: std::ops::Range<i32>| Some(range.map(|i| format!("t-{i}")).collect());
+    let page_one = mock!(aws_sdk_ecs::Client::list_tasks)
+        .match_requests(|r| r.next_token().is_none())
+        .then_output(move || {
+            ListTasksOutput::builder()
+                .set_task_arns(arns(0..100))
+                .next_token("page-2")
+                .build()
+        });
+    let page_two = mock!(aws_sdk_ecs::Client::list_tasks)
+        .match_requests(|r| r.next_token() == Some("page-2"))
+        .then_output(move || {
+            ListTasksOutput::builder()
+                .set_task_arns(arns(100..150))
+                .build()
+        });
+    let task = |code: TaskStopCode, reason: &str| {
+        Task::builder()
+            .stop_code(code)
+            .stopped_reason(reason)
+            .stopped_at(aws_smithy_types::DateTime::from_secs(2_000))
+            .build()
+    };
+    let drained = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .match_requests(|r| r.tasks().len() == 100 && r.tasks()[0] == "t-0")
+        .then_output(move || {
+            DescribeTasksOutput::builder()
+                .tasks(task(TaskStopCode::ServiceSchedulerInitiated, "drained"))
+                .build()
+        });
+    let crashed = mock!(aws_sdk_ecs::Client::describe_tasks)
+        .match_requests(|r| r.tasks().len() == 50 && r.tasks()[0] == "t-100")
+        .then_output(move || {
+            DescribeTasksOutput::builder()
+                .tasks(task(TaskStopCode::EssentialContainerExited, "exit 1"))
+                .build()
+        });
+    let clients = Rules {
+        ecs: vec![&page_one, &page_two, &drained, &crashed],
+        ..Default::default()
+    }
+    .clients();
+    let failed = service_failures(&clients, "prod", "api", 1_000)
+        .await
+        .unwrap();
+    assert_eq!(failed, ["api: exit 1"], "the crash is on the second page");
+    assert_eq!((drained.num_calls(), crashed.num_calls()), (1, 1));
 }

@@ -87,6 +87,22 @@ pub async fn describe_images(clients: &Clients, ids: &[String]) -> StepResult<Ve
     }
 }
 
+/// Why `image` (`None`: EC2 does not know it) can no longer launch instances, or `None` when it
+/// can. Deregistered and disabled AMIs fail every launch; deprecated ones still launch by id.
+pub fn launch_refusal(image: Option<&Image>) -> Option<String> {
+    match image.and_then(Image::state) {
+        None => Some("is deregistered (EC2 no longer knows it)".into()),
+        Some(ImageState::Available) => None,
+        Some(state) => Some(format!("is {state}")),
+    }
+}
+
+/// Whether the AMI `id` can still launch instances: `Some(reason)` when it cannot.
+pub async fn cannot_launch(clients: &Clients, id: &str) -> StepResult<Option<String>> {
+    let images = describe_images(clients, &[id.to_string()]).await?;
+    Ok(launch_refusal(images.first()))
+}
+
 /// Turns the trigger's AMI source into an AMI id: reads the SSM parameter or finds the AMI that
 /// EC2 Image Builder tagged with the image's ARN.
 pub async fn resolve_source(clients: &Clients, source: &AmiSource) -> StepResult<String> {
@@ -246,6 +262,24 @@ mod tests {
                     assert!(err.to_string().contains(reason), "{err}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn only_available_amis_can_launch() {
+        assert_eq!(
+            launch_refusal(Some(&image(ImageState::Available).build())),
+            None
+        );
+        for (image, reason) in [
+            (Some(image(ImageState::Disabled).build()), "is disabled"),
+            (
+                Some(image(ImageState::Deregistered).build()),
+                "is deregistered",
+            ),
+            (None, "is deregistered (EC2 no longer knows it)"),
+        ] {
+            assert_eq!(launch_refusal(image.as_ref()).as_deref(), Some(reason));
         }
     }
 

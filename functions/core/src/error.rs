@@ -26,6 +26,15 @@ pub enum StepError {
         "{group}: instance refresh {refresh_id} to another configuration is running; wait for it or cancel it, then redrive"
     )]
     RefreshConflict { group: String, refresh_id: String },
+    /// Another execution, rolling out another AMI, holds the target. Nothing was changed.
+    #[error(
+        "{group} is held by execution {holder}, which is rolling out {holder_ami}; nothing was changed. Start a new execution once that one has ended"
+    )]
+    TargetHeld {
+        group: String,
+        holder: String,
+        holder_ami: String,
+    },
     /// The fleet did not prove healthy on the new AMI.
     #[error("{group}: unhealthy on {ami}: {reasons}")]
     TargetUnhealthy {
@@ -58,6 +67,7 @@ impl StepError {
             Self::TargetNotFound(_) => "TargetNotFound",
             Self::PreflightFailed { .. } => "PreflightFailed",
             Self::RefreshConflict { .. } => "RefreshConflict",
+            Self::TargetHeld { .. } => "TargetHeld",
             Self::TargetUnhealthy { .. } => "TargetUnhealthy",
             Self::AwsThrottled { .. } => "AwsThrottled",
             Self::AwsTransient { .. } => "AwsTransient",
@@ -147,6 +157,10 @@ pub enum OnFailure {
     /// Someone else's work is in the way: not retried, not caught; the operator clears it and
     /// redrives.
     StopForRedrive,
+    /// Refused before any change: caught into a Fail state of its own name, so a redrive cannot
+    /// resume with a plan that the other execution has since made stale; the operator starts a
+    /// new execution instead.
+    Refuse,
 }
 
 /// Every `errorType` a step can raise, with what the state machine does about it.
@@ -156,6 +170,7 @@ pub const ERROR_NAMES: &[(&str, OnFailure)] = &[
     ("TargetNotFound", OnFailure::RollBack),
     ("PreflightFailed", OnFailure::RollBack),
     ("RefreshConflict", OnFailure::StopForRedrive),
+    ("TargetHeld", OnFailure::Refuse),
     ("TargetUnhealthy", OnFailure::RollBack),
     ("AwsThrottled", OnFailure::Retry),
     ("AwsTransient", OnFailure::Retry),
@@ -203,6 +218,11 @@ mod tests {
             StepError::RefreshConflict {
                 group: s(),
                 refresh_id: s(),
+            },
+            StepError::TargetHeld {
+                group: s(),
+                holder: s(),
+                holder_ami: s(),
             },
             StepError::TargetUnhealthy {
                 group: s(),

@@ -9,7 +9,6 @@ use aws_sdk_autoscaling::types::{
 
 use crate::aws::Clients;
 use crate::error::{StepError, StepResult};
-use crate::model::{RollbackPoint, Target};
 
 /// How a group names its launch template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,45 +187,6 @@ pub fn in_service_instances(group: &AutoScalingGroup) -> Vec<String> {
         .collect()
 }
 
-/// The description a new launch template version carries: it names the execution that made it
-/// and the rollback point, so both survive even if the execution's state is lost.
-pub fn version_description(execution: &str, target: &Target, new_ami: &str) -> String {
-    let RollbackPoint {
-        version, image_id, ..
-    } = &target.rollback_point;
-    let text = format!(
-        "{}; {} {image_id} -> {new_ami}; rollback point: version {version} ({image_id})",
-        marker(execution),
-        target.group
-    );
-    // EC2 allows 255 characters.
-    text.chars().take(255).collect()
-}
-
-/// The prefix that marks versions made by `execution`.
-pub fn marker(execution: &str) -> String {
-    format!("ami-rollout {execution}")
-}
-
-/// An idempotency token for `CreateLaunchTemplateVersion`, stable for an execution, group and AMI
-/// (EC2 allows 64 ASCII characters, so the parts are hashed).
-pub fn client_token(execution: &str, group: &str, ami: &str) -> String {
-    // FNV-1a: stable across Rust releases, unlike std's DefaultHasher.
-    let hash = |seed: u64| {
-        [execution, "\u{1f}", group, "\u{1f}", ami]
-            .iter()
-            .flat_map(|s| s.bytes())
-            .fold(seed, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            })
-    };
-    format!(
-        "ami-rollout-{:016x}{:016x}",
-        hash(0xcbf2_9ce4_8422_2325),
-        hash(0x8422_2325_cbf2_9ce4)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,14 +303,5 @@ mod tests {
             4,
         );
         assert_eq!(plain.launch_template().unwrap().version(), Some("4"));
-    }
-
-    #[test]
-    fn client_token_is_stable_short_and_distinct() {
-        let a = client_token("exec-1", "web", "ami-1");
-        assert_eq!(a, client_token("exec-1", "web", "ami-1"));
-        assert_ne!(a, client_token("exec-1", "api", "ami-1"));
-        assert_ne!(a, client_token("exec-2", "web", "ami-1"));
-        assert!(a.len() <= 64 && a.is_ascii(), "{a}");
     }
 }

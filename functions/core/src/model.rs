@@ -12,6 +12,33 @@ use crate::settings::SettingsMap;
 /// Seconds since the Unix epoch.
 pub type Epoch = i64;
 
+/// An execution's start (`$$.Execution.StartTime`, ISO 8601 in UTC) as epoch seconds: a refresh
+/// that began before it was never this execution's.
+pub mod execution_start {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    use serde::Deserialize;
+
+    use super::Epoch;
+
+    pub fn serialize<S: serde::Serializer>(epoch: &Epoch, s: S) -> Result<S::Ok, S::Error> {
+        let text = DateTime::from_secs(*epoch)
+            .fmt(Format::DateTime)
+            .map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Epoch, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::from_str(&text, Format::DateTime)
+            .map(|t| t.secs())
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "executionStartTime {text:?} is not an ISO 8601 UTC timestamp: {e}"
+                ))
+            })
+    }
+}
+
 /// The validated AMI being rolled out.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -202,6 +229,8 @@ pub struct Health {
 pub struct TargetRun {
     /// The execution's name: it makes launch template versions idempotent and marks what we made.
     pub execution: String,
+    #[serde(with = "execution_start")]
+    pub execution_start_time: Epoch,
     pub ami: Ami,
     pub settings: SettingsMap,
     pub target: Target,
@@ -265,8 +294,28 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The failure as a wave's own Fail state hands it on: `{"error", "wave", "cause"}` in the
+    /// Cause, around the failing step's Cause.
+    fn from_wave(&self) -> Option<(usize, Failure)> {
+        let v: serde_json::Value = serde_json::from_str(&self.cause).ok()?;
+        let wave = usize::try_from(v.get("wave")?.as_u64()?).ok()?;
+        let inner = Failure {
+            error: self.error.clone(),
+            cause: v.get("cause")?.as_str()?.to_string(),
+        };
+        Some((wave, inner))
+    }
+
+    /// The index of the wave whose failure this is, when it came from a wave.
+    pub fn wave(&self) -> Option<usize> {
+        self.from_wave().map(|(wave, _)| wave)
+    }
+
     /// The human message inside the Cause (a Lambda's Cause is its JSON error payload).
     pub fn message(&self) -> String {
+        if let Some((_, inner)) = self.from_wave() {
+            return inner.message();
+        }
         serde_json::from_str::<serde_json::Value>(&self.cause)
             .ok()
             .and_then(|v| {
@@ -283,6 +332,8 @@ impl Failure {
 #[serde(rename_all = "camelCase")]
 pub struct RollbackRequest {
     pub execution: String,
+    #[serde(with = "execution_start")]
+    pub execution_start_time: Epoch,
     pub plan: Plan,
     #[serde(default)]
     pub failure: Failure,
@@ -293,6 +344,9 @@ pub struct RollbackRequest {
 #[serde(rename_all = "camelCase")]
 pub struct TargetRollback {
     pub group: String,
+    /// The refresh rollback started or is waiting on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_id: Option<String>,
     /// What this call did (or found done), in a few words.
     pub action: String,
     pub done: bool,

@@ -2,8 +2,8 @@
 //! one safely when a retry or redrive may already have started it.
 
 use aws_sdk_autoscaling::types::{
-    AlarmSpecification, AutoScalingGroup, InstanceRefresh, InstanceRefreshStatus,
-    RefreshPreferences, ScaleInProtectedInstances, StandbyInstances,
+    AlarmSpecification, AutoScalingGroup, InstanceRefresh, RefreshPreferences,
+    ScaleInProtectedInstances, StandbyInstances,
 };
 
 use crate::aws::Clients;
@@ -12,11 +12,86 @@ use crate::fleet;
 use crate::model::{Epoch, Target};
 use crate::settings::RefreshSettings;
 
+/// A refresh's status. Our own exhaustive enum (the SDK's is `#[non_exhaustive]`), so every step
+/// must say what it does with each status; one AWS adds later is `Unknown` and counts as active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshStatus {
+    Pending,
+    InProgress,
+    Baking,
+    Successful,
+    Failed,
+    Cancelling,
+    Cancelled,
+    RollbackInProgress,
+    RollbackSuccessful,
+    RollbackFailed,
+    Unknown(String),
+}
+
+impl RefreshStatus {
+    pub fn parse(status: &str) -> Self {
+        match status {
+            "Pending" => Self::Pending,
+            "InProgress" => Self::InProgress,
+            "Baking" => Self::Baking,
+            "Successful" => Self::Successful,
+            "Failed" => Self::Failed,
+            "Cancelling" => Self::Cancelling,
+            "Cancelled" => Self::Cancelled,
+            "RollbackInProgress" => Self::RollbackInProgress,
+            "RollbackSuccessful" => Self::RollbackSuccessful,
+            "RollbackFailed" => Self::RollbackFailed,
+            other => Self::Unknown(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Pending => "Pending",
+            Self::InProgress => "InProgress",
+            Self::Baking => "Baking",
+            Self::Successful => "Successful",
+            Self::Failed => "Failed",
+            Self::Cancelling => "Cancelling",
+            Self::Cancelled => "Cancelled",
+            Self::RollbackInProgress => "RollbackInProgress",
+            Self::RollbackSuccessful => "RollbackSuccessful",
+            Self::RollbackFailed => "RollbackFailed",
+            Self::Unknown(other) => other,
+        }
+    }
+
+    /// Auto Scaling allows one active refresh per group; these statuses hold that slot. A status
+    /// we do not know yet may hold it too, so it is treated as active (wait, never start another).
+    pub fn is_active(&self) -> bool {
+        match self {
+            Self::Pending
+            | Self::InProgress
+            | Self::Baking
+            | Self::Cancelling
+            | Self::RollbackInProgress
+            | Self::Unknown(_) => true,
+            Self::Successful
+            | Self::Failed
+            | Self::Cancelled
+            | Self::RollbackSuccessful
+            | Self::RollbackFailed => false,
+        }
+    }
+}
+
+impl std::fmt::Display for RefreshStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A refresh as the decision functions see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshInfo {
     pub id: String,
-    pub status: String,
+    pub status: RefreshStatus,
     pub percentage: i32,
     pub reason: Option<String>,
     /// The launch template id and version the refresh converges to.
@@ -43,10 +118,7 @@ impl RefreshInfo {
         });
         Self {
             id: r.instance_refresh_id().unwrap_or_default().to_string(),
-            status: r
-                .status()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
+            status: RefreshStatus::parse(r.status().map_or("", |s| s.as_str())),
             percentage: r.percentage_complete().unwrap_or(0),
             reason: r.status_reason().map(str::to_string),
             desired,
@@ -62,23 +134,19 @@ impl RefreshInfo {
             .is_some_and(|(id, v)| id == template_id && *v == version.to_string())
     }
 
-    /// Auto Scaling allows one active refresh per group; these statuses hold that slot.
-    pub fn is_active(&self) -> bool {
-        is_active(&self.status)
+    /// The version the refresh converges to, when it names a number.
+    pub fn desired_version(&self) -> Option<i64> {
+        self.desired.as_ref().and_then(|(_, v)| v.parse().ok())
     }
-}
 
-pub fn is_active(status: &str) -> bool {
-    use InstanceRefreshStatus as S;
-    [
-        S::Pending,
-        S::InProgress,
-        S::Baking,
-        S::Cancelling,
-        S::RollbackInProgress,
-    ]
-    .iter()
-    .any(|s| s.as_str() == status)
+    pub fn is_active(&self) -> bool {
+        self.status.is_active()
+    }
+
+    /// Whether this execution can have started it: no earlier than the execution itself.
+    pub fn started_since(&self, since: Epoch) -> bool {
+        self.started_at.is_some_and(|t| t >= since)
+    }
 }
 
 /// What a refresh is for: rolling the new AMI out, or bringing the old one back.
@@ -162,7 +230,7 @@ pub async fn recent_refreshes(clients: &Clients, group: &str) -> StepResult<Vec<
 pub enum Started {
     /// A new refresh.
     New(String),
-    /// A refresh to the same configuration already existed (a retry or redrive got here twice).
+    /// This execution's refresh already existed (a retry or redrive got here twice).
     Adopted(RefreshInfo),
 }
 
@@ -176,13 +244,27 @@ impl Started {
 }
 
 /// Decides, from the group's refreshes, whether to adopt one, refuse, or start a new one.
+///
+/// `StartInstanceRefresh` takes no client token, so a retry that lost the answer recognises its
+/// refresh by what it converges to and when it began: to `version`, started no earlier than this
+/// execution (`since`), which held the group all that time. A fleet with a past has finished
+/// refreshes to the same version from earlier runs; those are never ours. A rollback adopts only
+/// a running refresh: a finished one back to the point did not bring the group back, or rollback
+/// would not be starting one.
 pub fn adopt_or_refuse(
     group: &str,
     refreshes: &[RefreshInfo],
     template_id: &str,
     version: i64,
+    since: Epoch,
+    purpose: Purpose,
 ) -> StepResult<Option<RefreshInfo>> {
-    if let Some(ours) = refreshes.iter().find(|r| r.targets(template_id, version)) {
+    let ours = refreshes.iter().find(|r| {
+        r.targets(template_id, version)
+            && r.started_since(since)
+            && (purpose == Purpose::Rollout || r.is_active())
+    });
+    if let Some(ours) = ours {
         return Ok(Some(ours.clone()));
     }
     match refreshes.iter().find(|r| r.is_active()) {
@@ -194,22 +276,23 @@ pub fn adopt_or_refuse(
     }
 }
 
-/// Starts a refresh of `group` to `version`, or adopts the one a previous attempt started.
+/// Starts a refresh of `group` to `version` for `purpose`, or adopts the one this execution
+/// (started at `since`) already started.
 pub async fn start(
     clients: &Clients,
     group: &AutoScalingGroup,
     target: &Target,
     version: i64,
-    prefs: RefreshPreferences,
+    purpose: Purpose,
+    since: Epoch,
+    settings: &RefreshSettings,
 ) -> StepResult<Started> {
     let name = target.group.as_str();
     let template_id = target.rollback_point.launch_template_id.as_str();
-    if let Some(existing) = adopt_or_refuse(
-        name,
-        &recent_refreshes(clients, name).await?,
-        template_id,
-        version,
-    )? {
+    let decide = |refreshes: Vec<RefreshInfo>| {
+        adopt_or_refuse(name, &refreshes, template_id, version, since, purpose)
+    };
+    if let Some(existing) = decide(recent_refreshes(clients, name).await?)? {
         return Ok(Started::Adopted(existing));
     }
     let result = clients
@@ -217,7 +300,7 @@ pub async fn start(
         .start_instance_refresh()
         .auto_scaling_group_name(name)
         .desired_configuration(fleet::desired_configuration(group, template_id, version))
-        .preferences(prefs)
+        .preferences(preferences(target, settings, purpose))
         .send()
         .await;
     match result {
@@ -230,12 +313,7 @@ pub async fn start(
                 .as_service_error()
                 .is_some_and(|e| e.is_instance_refresh_in_progress_fault()) =>
         {
-            match adopt_or_refuse(
-                name,
-                &recent_refreshes(clients, name).await?,
-                template_id,
-                version,
-            )? {
+            match decide(recent_refreshes(clients, name).await?)? {
                 Some(existing) => Ok(Started::Adopted(existing)),
                 None => Err(StepError::AwsTransient {
                     operation: "StartInstanceRefresh".into(),
@@ -252,14 +330,15 @@ mod tests {
     use super::*;
     use crate::model::{EcsCapacity, RollbackPoint, TargetKind, VersionReference};
 
-    fn refresh(id: &str, status: &str, version: &str) -> RefreshInfo {
+    /// A refresh to version `version` of lt-1, started at `started`.
+    fn refresh(id: &str, status: &str, version: &str, started: Epoch) -> RefreshInfo {
         RefreshInfo {
             id: id.into(),
-            status: status.into(),
+            status: RefreshStatus::parse(status),
             percentage: 0,
             reason: None,
             desired: Some(("lt-1".into(), version.into())),
-            started_at: None,
+            started_at: Some(started),
             ended_at: None,
         }
     }
@@ -285,7 +364,7 @@ mod tests {
     }
 
     #[test]
-    fn every_aws_refresh_status_is_classified() {
+    fn every_aws_refresh_status_is_classified_and_unknown_ones_hold_the_group() {
         for (status, active) in [
             ("Pending", true),
             ("InProgress", true),
@@ -297,38 +376,94 @@ mod tests {
             ("Cancelled", false),
             ("RollbackSuccessful", false),
             ("RollbackFailed", false),
+            ("WarmingUpSomethingNew", true),
         ] {
-            assert_eq!(is_active(status), active, "{status}");
+            let parsed = RefreshStatus::parse(status);
+            assert_eq!(parsed.is_active(), active, "{status}");
+            assert_eq!(parsed.as_str(), status);
         }
+        assert_eq!(
+            RefreshStatus::parse("Later"),
+            RefreshStatus::Unknown("Later".into())
+        );
+    }
+
+    const SINCE: Epoch = 1_000;
+
+    #[test]
+    fn a_rollout_adopts_only_its_own_refresh_whatever_its_status() {
+        let ours = refresh("r-ours", "Successful", "4", SINCE + 5);
+        let history = [
+            refresh("r-ours", "Successful", "4", SINCE + 5),
+            refresh("r-old", "Successful", "3", SINCE - 500),
+        ];
+        assert_eq!(
+            adopt_or_refuse("web", &history, "lt-1", 4, SINCE, Purpose::Rollout).unwrap(),
+            Some(ours)
+        );
+        // A refresh to the same version from before this execution is someone else's past.
+        let before = [refresh("r-before", "Successful", "4", SINCE - 1)];
+        assert_eq!(
+            adopt_or_refuse("web", &before, "lt-1", 4, SINCE, Purpose::Rollout).unwrap(),
+            None
+        );
+        assert_eq!(
+            adopt_or_refuse("web", &[], "lt-1", 4, SINCE, Purpose::Rollout).unwrap(),
+            None
+        );
     }
 
     #[test]
-    fn our_refresh_is_adopted_whatever_its_status_and_another_active_one_conflicts() {
-        let ours = refresh("r-ours", "Successful", "4");
+    fn a_rollback_never_adopts_a_finished_refresh_to_the_rollback_point() {
+        // The group was refreshed to version 3 by an earlier rollout; this one moved it to 4.
+        let history = [
+            refresh("r-out", "Successful", "4", SINCE + 10),
+            refresh("r-earlier-rollout", "Successful", "3", SINCE - 86_400),
+        ];
         assert_eq!(
-            adopt_or_refuse(
-                "web",
-                &[refresh("r-old", "Successful", "3"), ours.clone()],
-                "lt-1",
-                4
-            )
-            .unwrap(),
-            Some(ours)
+            adopt_or_refuse("web", &history, "lt-1", 3, SINCE, Purpose::Rollback).unwrap(),
+            None,
+            "the earlier rollout's refresh to the rollback point is not ours: start one"
         );
-        let err = adopt_or_refuse("web", &[refresh("r-other", "InProgress", "9")], "lt-1", 4)
-            .unwrap_err();
+        let back_running = [refresh("r-back", "InProgress", "3", SINCE + 60)];
         assert_eq!(
-            err,
-            StepError::RefreshConflict {
-                group: "web".into(),
-                refresh_id: "r-other".into()
-            }
+            adopt_or_refuse("web", &back_running, "lt-1", 3, SINCE, Purpose::Rollback)
+                .unwrap()
+                .map(|r| r.id),
+            Some("r-back".into())
         );
+        let back_finished = [refresh("r-back", "Successful", "3", SINCE + 60)];
         assert_eq!(
-            adopt_or_refuse("web", &[refresh("r-done", "Failed", "9")], "lt-1", 4).unwrap(),
+            adopt_or_refuse("web", &back_finished, "lt-1", 3, SINCE, Purpose::Rollback).unwrap(),
             None
         );
-        assert_eq!(adopt_or_refuse("web", &[], "lt-1", 4).unwrap(), None);
+    }
+
+    #[test]
+    fn another_active_refresh_conflicts_and_a_finished_one_does_not() {
+        for since in [SINCE, SINCE + 100] {
+            let err = adopt_or_refuse(
+                "web",
+                &[refresh("r-other", "InProgress", "9", SINCE + 50)],
+                "lt-1",
+                4,
+                since,
+                Purpose::Rollout,
+            )
+            .unwrap_err();
+            assert_eq!(
+                err,
+                StepError::RefreshConflict {
+                    group: "web".into(),
+                    refresh_id: "r-other".into()
+                }
+            );
+        }
+        let done = [refresh("r-done", "Failed", "9", SINCE + 50)];
+        assert_eq!(
+            adopt_or_refuse("web", &done, "lt-1", 4, SINCE, Purpose::Rollout).unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -12,6 +12,10 @@ pub const DEFAULT_BAKE_SECONDS: i64 = 300;
 /// How long ECS may take to settle after the refresh before the target counts as unhealthy
 /// (the ECS `services-stable` waiter gives up after 10 minutes).
 pub const DEFAULT_VERIFY_TIMEOUT_SECONDS: i64 = 600;
+/// How long a refresh may stay Pending or InProgress before the target counts as unhealthy, when
+/// nothing is configured, beside its checkpoint pauses. AWS's own stall rule fails a refresh only
+/// after an hour without progress, and lets one run 14 days.
+pub const DEFAULT_REFRESH_TIMEOUT_SECONDS: i64 = 3 * 3600;
 /// AWS's limits (RefreshPreferences).
 const MAX_DELAY_SECONDS: i64 = 172_800;
 const MAX_ALARMS: usize = 10;
@@ -34,6 +38,9 @@ pub struct RefreshSettings {
     pub bake_seconds: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_timeout_seconds: Option<i64>,
+    /// Past this, a refresh still Pending or InProgress fails the target (and rolls it back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_timeout_seconds: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alarm_names: Option<Vec<String>>,
     /// The ECS cluster this group serves when no capacity provider links them.
@@ -82,6 +89,10 @@ impl RefreshSettings {
                 &over.verify_timeout_seconds,
                 &self.verify_timeout_seconds,
             ),
+            refresh_timeout_seconds: pick(
+                &over.refresh_timeout_seconds,
+                &self.refresh_timeout_seconds,
+            ),
             alarm_names: pick(&over.alarm_names, &self.alarm_names),
             ecs_cluster: pick(&over.ecs_cluster, &self.ecs_cluster),
             wave: pick(&over.wave, &self.wave),
@@ -100,6 +111,15 @@ impl RefreshSettings {
     pub fn verify_timeout_seconds(&self) -> i64 {
         self.verify_timeout_seconds
             .unwrap_or(DEFAULT_VERIFY_TIMEOUT_SECONDS)
+    }
+
+    /// The configured timeout, or three hours plus every checkpoint pause the refresh will take.
+    pub fn refresh_timeout_seconds(&self) -> i64 {
+        self.refresh_timeout_seconds.unwrap_or_else(|| {
+            let checkpoints = self.checkpoint_percentages.as_ref().map_or(0, Vec::len) as i64;
+            let delay = i64::from(self.checkpoint_delay_seconds.unwrap_or(3600));
+            DEFAULT_REFRESH_TIMEOUT_SECONDS + checkpoints * delay
+        })
     }
 
     pub fn wave(&self) -> u32 {
@@ -155,6 +175,14 @@ impl RefreshSettings {
             {
                 return bad(format!("{name} {v} is outside 0-{MAX_DELAY_SECONDS}"));
             }
+        }
+        // AWS stops a refresh's active replacement after 14 days.
+        if let Some(v) = self.refresh_timeout_seconds
+            && !(60..=14 * 86_400).contains(&v)
+        {
+            return bad(format!(
+                "refreshTimeoutSeconds {v} is outside 60-1209600 (14 days)"
+            ));
         }
         if self.alarm_names().len() > MAX_ALARMS {
             return bad(format!(

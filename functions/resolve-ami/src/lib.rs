@@ -10,6 +10,7 @@ use aws_sdk_ec2::types::Image;
 use rollout_core::ami::{self, describe_images, usable_ami};
 use rollout_core::config::{Config, parse_tag, validate_concurrency};
 use rollout_core::fleet::{self, GroupTemplate, group_template};
+use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
     Ami, EcsCapacity, Epoch, Plan, RollbackPoint, SKIPPED_SHOWN, Skipped, Target, TargetKind,
     VersionReference,
@@ -449,11 +450,7 @@ async fn gather_facts(
         let Some(head) = templates.get(id) else {
             continue;
         };
-        let number = match t.version.as_str() {
-            "$Latest" => head.latest,
-            "$Default" => head.default,
-            n => n.parse().unwrap_or(0),
-        };
+        let number = launch_template::resolve_version(&t.version, head.latest, head.default);
         let image = match head.images.get(&number) {
             Some(image) => Some(image.clone()),
             None => version_image(clients, id, number).await?,
@@ -526,11 +523,8 @@ struct TemplateHead {
 impl TemplateHead {
     /// The execution that made the latest version for `ami`, if ami-rollout made it.
     fn latest_marker_for(&self, ami: &str) -> Option<String> {
-        let description = self.latest_description.as_deref()?;
-        let rest = description.strip_prefix(&fleet::marker(""))?;
-        let (execution, _) = rest.split_once(';')?;
-        (self.images.get(&self.latest).map(String::as_str) == Some(ami))
-            .then(|| execution.trim().to_string())
+        let marker = Marker::parse(self.latest_description.as_deref()?)?;
+        (self.images.get(&self.latest).map(String::as_str) == Some(ami)).then_some(marker.execution)
     }
 }
 

@@ -4,13 +4,15 @@
 
 use std::collections::HashSet;
 
+use rollout_core::ami;
 use rollout_core::fleet::{
-    self, describe_group, group_version, in_service_instances, instance_images, set_group_version,
+    describe_group, group_version, in_service_instances, instance_images, set_group_version,
 };
+use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
     Plan, RollbackReport, RollbackRequest, RollbackScope, Target, TargetRollback, VersionReference,
 };
-use rollout_core::refresh::{self, Purpose, RefreshInfo, recent_refreshes};
+use rollout_core::refresh::{self, Purpose, RefreshInfo, RefreshStatus, recent_refreshes};
 use rollout_core::{Clients, StepError, StepResult};
 use serde_json::Value;
 
@@ -38,9 +40,15 @@ pub struct TargetState {
     pub group_reference: String,
     pub template_latest: i64,
     pub template_default: i64,
+    /// The group's newest refresh, whoever started it (only one can be active).
     pub latest_refresh: Option<RefreshInfo>,
+    /// The newest refresh back to the rollback point that this execution started (one that began
+    /// after the execution did; refreshes to that version from the fleet's past never count).
+    pub refresh_back: Option<RefreshInfo>,
     /// In-service instances not running the rollback point's AMI.
     pub instances_off_rollback_ami: usize,
+    /// Why the rollback point's AMI can no longer launch (deregistered, disabled), if it cannot.
+    pub rollback_ami_refusal: Option<String>,
 }
 
 /// The next step for one target.
@@ -58,19 +66,27 @@ pub enum Action {
 }
 
 pub fn decide(target: &Target, state: &TargetState) -> Action {
+    use RefreshStatus as S;
     let point = &target.rollback_point;
+    if let Some(reason) = &state.rollback_ami_refusal {
+        // Every way back launches this AMI: say so now rather than report a rollback that cannot be.
+        return Action::Failed(format!(
+            "its rollback point AMI {} {reason}, so it cannot be brought back onto it",
+            point.image_id
+        ));
+    }
     let ours = |v: &i64| state.ours.contains(v);
     if let Some(r) = state.latest_refresh.as_ref().filter(|r| r.is_active()) {
-        return match r.desired.as_ref().and_then(|(_, v)| v.parse::<i64>().ok()) {
-            Some(v) if ours(&v) && r.status == "RollbackInProgress" => Action::Wait(format!(
+        let our_rollout = r.desired_version().is_some_and(|v| ours(&v));
+        let back = r.targets(&point.launch_template_id, point.version);
+        return match &r.status {
+            S::RollbackInProgress if our_rollout => Action::Wait(format!(
                 "Auto Scaling is rolling refresh {} back ({}%)",
                 r.id, r.percentage
             )),
-            Some(v) if ours(&v) && r.status == "Cancelling" => {
-                Action::Wait(format!("refresh {} is cancelling", r.id))
-            }
-            Some(v) if ours(&v) => Action::RollbackNatively(r.id.clone()),
-            Some(v) if v == point.version => Action::Wait(format!(
+            S::Cancelling if our_rollout => Action::Wait(format!("refresh {} is cancelling", r.id)),
+            _ if our_rollout => Action::RollbackNatively(r.id.clone()),
+            _ if back => Action::Wait(format!(
                 "refresh {} to version {} is at {}%",
                 r.id, point.version, r.percentage
             )),
@@ -80,12 +96,12 @@ pub fn decide(target: &Target, state: &TargetState) -> Action {
             )),
         };
     }
-    let back_to_point_failed = state.latest_refresh.as_ref().filter(|r| {
-        r.targets(&point.launch_template_id, point.version)
-            && matches!(r.status.as_str(), "Failed" | "Cancelled")
-    });
     if state.instances_off_rollback_ami > 0 || ours(&state.group_version) {
-        if let Some(r) = back_to_point_failed {
+        if let Some(r) = state
+            .refresh_back
+            .as_ref()
+            .filter(|r| matches!(r.status, S::Failed | S::Cancelled))
+        {
             return Action::Failed(format!(
                 "refresh {} back to version {} ended {}: {}",
                 r.id,
@@ -113,17 +129,22 @@ pub fn decide(target: &Target, state: &TargetState) -> Action {
 fn in_scope<'a>(
     plan: &'a Plan,
     scope: RollbackScope,
+    failed_wave: Option<usize>,
     touched: &HashSet<String>,
 ) -> Vec<&'a Target> {
-    let touched_waves: Vec<&Vec<Target>> = plan
-        .waves
-        .iter()
-        .filter(|w| w.iter().any(|t| touched.contains(&t.group)))
-        .collect();
-    let waves: Vec<&Vec<Target>> = match scope {
-        RollbackScope::Execution => touched_waves,
-        // Waves run in order and a failed wave stops the next ones: the last touched one failed.
-        RollbackScope::Wave => touched_waves.last().copied().into_iter().collect(),
+    let waves: Vec<&Vec<Target>> = match (scope, failed_wave) {
+        (RollbackScope::Execution, _) => plan.waves.iter().collect(),
+        // Only the wave that failed, even if it failed before touching anything: the waves
+        // before it succeeded and stay rolled out.
+        (RollbackScope::Wave, Some(wave)) => plan.waves.get(wave).into_iter().collect(),
+        // Not told which wave failed: waves run in order and a failed wave stops the next ones,
+        // so the last touched one failed.
+        (RollbackScope::Wave, None) => plan
+            .waves
+            .iter()
+            .rfind(|w| w.iter().any(|t| touched.contains(&t.group)))
+            .into_iter()
+            .collect(),
     };
     waves
         .into_iter()
@@ -143,12 +164,42 @@ pub async fn rollback(clients: &Clients, request: &RollbackRequest) -> StepResul
             ours_by_group.insert(target.group.clone(), ours);
         }
     }
-    let touched: HashSet<String> = ours_by_group.keys().cloned().collect();
+    let mut touched: HashSet<String> = ours_by_group.keys().cloned().collect();
+    // update-template pins a $Latest/$Default group before it creates the version: a failure in
+    // between leaves a group changed with no version of ours on it.
+    let unpinned: Vec<&Target> = request
+        .plan
+        .waves
+        .iter()
+        .flatten()
+        .filter(|t| t.rollback_point.reference != VersionReference::Pinned)
+        .filter(|t| !touched.contains(&t.group))
+        .collect();
+    for target in unpinned {
+        let group = describe_group(clients, &target.group).await?;
+        if group_version(&group) == Some(target.rollback_point.version.to_string()) {
+            touched.insert(target.group.clone());
+        }
+    }
     let mut results = Vec::new();
-    for target in in_scope(&request.plan, request.plan.rollback_scope, &touched) {
-        let state = target_state(clients, target, ours_by_group[&target.group].clone()).await?;
+    for target in in_scope(
+        &request.plan,
+        request.plan.rollback_scope,
+        request.failure.wave(),
+        &touched,
+    ) {
+        let state = target_state(
+            clients,
+            target,
+            ours_by_group
+                .get(&target.group)
+                .cloned()
+                .unwrap_or_default(),
+            request.execution_start_time,
+        )
+        .await?;
         let action = decide(target, &state);
-        results.push(act(clients, &request.plan, target, &state, action).await?);
+        results.push(act(clients, request, target, &state, action).await?);
     }
     Ok(report(request, results))
 }
@@ -191,13 +242,19 @@ fn report(request: &RollbackRequest, targets: Vec<TargetRollback>) -> RollbackRe
 
 async fn act(
     clients: &Clients,
-    plan: &Plan,
+    request: &RollbackRequest,
     target: &Target,
     state: &TargetState,
     action: Action,
 ) -> StepResult<TargetRollback> {
     let group = target.group.clone();
     let point = &target.rollback_point;
+    // The refresh this call acted on or waits for, shown in the report.
+    let mut refresh_id = state
+        .latest_refresh
+        .as_ref()
+        .filter(|r| r.is_active())
+        .map(|r| r.id.clone());
     let (action, done, failed) = match action {
         Action::Done(what) => (what, true, false),
         Action::Wait(what) => (what, false, false),
@@ -246,9 +303,17 @@ async fn act(
         }
         Action::RefreshToRollbackPoint => {
             let asg = describe_group(clients, &group).await?;
-            let prefs =
-                refresh::preferences(target, &plan.settings.for_group(&group), Purpose::Rollback);
-            let started = refresh::start(clients, &asg, target, point.version, prefs).await?;
+            let started = refresh::start(
+                clients,
+                &asg,
+                target,
+                point.version,
+                Purpose::Rollback,
+                request.execution_start_time,
+                &request.plan.settings.for_group(&group),
+            )
+            .await?;
+            refresh_id = Some(started.id().to_string());
             (
                 format!(
                     "refresh {} back to version {} ({})",
@@ -292,6 +357,7 @@ async fn act(
     };
     Ok(TargetRollback {
         group,
+        refresh_id,
         action,
         done,
         failed,
@@ -315,7 +381,6 @@ async fn delete_versions(clients: &Clients, template_id: &str, versions: &[i64])
 
 /// Versions of the target's template that this execution created, newest last.
 async fn our_versions(clients: &Clients, execution: &str, target: &Target) -> StepResult<Vec<i64>> {
-    let marker = format!("{};", fleet::marker(execution));
     let mut ours = Vec::new();
     let mut pages = clients
         .ec2
@@ -327,9 +392,10 @@ async fn our_versions(clients: &Clients, execution: &str, target: &Target) -> St
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| StepError::from_sdk("DescribeLaunchTemplateVersions", e))?;
         for v in page.launch_template_versions() {
-            let described_by_us = v.version_description().is_some_and(|d| {
-                d.starts_with(&marker) && d.contains(&format!(" {} ", target.group))
-            });
+            let described_by_us = v
+                .version_description()
+                .and_then(Marker::parse)
+                .is_some_and(|m| m.is(execution, &target.group));
             if let (true, Some(n)) = (described_by_us, v.version_number()) {
                 ours.push(n);
             }
@@ -343,6 +409,7 @@ async fn target_state(
     clients: &Clients,
     target: &Target,
     ours: Vec<i64>,
+    execution_start: rollout_core::model::Epoch,
 ) -> StepResult<TargetState> {
     let point = &target.rollback_point;
     let asg = describe_group(clients, &target.group).await?;
@@ -361,27 +428,33 @@ async fn target_state(
         .and_then(|t| t.default_version_number())
         .unwrap_or(0);
     let group_reference = group_version(&asg).unwrap_or_default();
-    let group_version = match group_reference.as_str() {
-        "$Latest" => template_latest,
-        "$Default" => template_default,
-        n => n.parse().unwrap_or(0),
-    };
+    let group_version =
+        launch_template::resolve_version(&group_reference, template_latest, template_default);
     let ids = in_service_instances(&asg);
-    let images = instance_images(clients, &ids).await?;
+    let (images, refreshes, rollback_ami_refusal) = tokio::try_join!(
+        instance_images(clients, &ids),
+        recent_refreshes(clients, &target.group),
+        ami::cannot_launch(clients, &point.image_id),
+    )?;
+    let refresh_back = refreshes
+        .iter()
+        .find(|r| {
+            r.targets(&point.launch_template_id, point.version) && r.started_since(execution_start)
+        })
+        .cloned();
     Ok(TargetState {
         ours,
         group_version,
         group_reference,
         template_latest,
         template_default,
-        latest_refresh: recent_refreshes(clients, &target.group)
-            .await?
-            .into_iter()
-            .next(),
+        latest_refresh: refreshes.into_iter().next(),
+        refresh_back,
         instances_off_rollback_ami: ids
             .iter()
             .filter(|id| images.get(*id) != Some(&point.image_id))
             .count(),
+        rollback_ami_refusal,
     })
 }
 

@@ -20,7 +20,7 @@ fn target(reference: VersionReference) -> Target {
 fn refresh(status: &str, version: &str) -> Option<RefreshInfo> {
     Some(RefreshInfo {
         id: "r-1".into(),
-        status: status.into(),
+        status: RefreshStatus::parse(status),
         percentage: 40,
         reason: Some("boom".into()),
         desired: Some(("lt-1".into(), version.into())),
@@ -38,7 +38,9 @@ fn at_point() -> TargetState {
         template_latest: 4,
         template_default: 1,
         latest_refresh: None,
+        refresh_back: None,
         instances_off_rollback_ami: 0,
+        rollback_ami_refusal: None,
     }
 }
 
@@ -124,9 +126,43 @@ fn rollback_decisions() {
             VersionReference::Pinned,
             |s| {
                 s.latest_refresh = refresh("Failed", "3");
+                s.refresh_back = refresh("Failed", "3");
                 s.instances_off_rollback_ami = 1;
             },
             Action::Failed("refresh r-1 back to version 3 ended Failed: boom".into()),
+        ),
+        (
+            "only a refresh back that this execution started can fail the rollback",
+            VersionReference::Pinned,
+            |s| {
+                s.latest_refresh = refresh("Successful", "4");
+                s.group_version = 4;
+                s.group_reference = "4".into();
+                s.instances_off_rollback_ami = 2;
+            },
+            Action::RefreshToRollbackPoint,
+        ),
+        (
+            "our refresh back finished: recognised as done, not restarted",
+            VersionReference::Pinned,
+            |s| {
+                s.latest_refresh = refresh("Successful", "3");
+                s.refresh_back = refresh("Successful", "3");
+            },
+            Action::Done("back on version 3 (ami-00000001)".into()),
+        ),
+        (
+            "rollback point AMI deregistered",
+            VersionReference::Pinned,
+            |s| {
+                s.latest_refresh = refresh("Successful", "4");
+                s.instances_off_rollback_ami = 2;
+                s.rollback_ami_refusal = Some("is deregistered".into());
+            },
+            Action::Failed(
+                "its rollback point AMI ami-00000001 is deregistered, so it cannot be brought back onto it"
+                    .into(),
+            ),
         ),
         (
             "native rollback succeeded",
@@ -221,25 +257,43 @@ fn scope_is_every_touched_target_or_only_the_failed_wave() {
     let touched: HashSet<String> = ["canary", "a", "b"].iter().map(|s| s.to_string()).collect();
     let names = |ts: Vec<&Target>| ts.iter().map(|t| t.group.clone()).collect::<Vec<_>>();
     assert_eq!(
-        names(in_scope(&p, RollbackScope::Execution, &touched)),
+        names(in_scope(&p, RollbackScope::Execution, Some(1), &touched)),
         ["canary", "a", "b"]
     );
     assert_eq!(
-        names(in_scope(&p, RollbackScope::Wave, &touched)),
+        names(in_scope(&p, RollbackScope::Wave, Some(1), &touched)),
         ["a", "b"]
     );
-    assert!(in_scope(&p, RollbackScope::Execution, &HashSet::new()).is_empty());
+    assert_eq!(
+        names(in_scope(&p, RollbackScope::Wave, None, &touched)),
+        ["a", "b"]
+    );
+    assert!(in_scope(&p, RollbackScope::Execution, None, &HashSet::new()).is_empty());
+}
+
+#[test]
+fn wave_scope_rolls_back_nothing_when_the_failed_wave_failed_at_its_first_step() {
+    let p = plan(&[&["canary"], &["a", "b"]]);
+    // The canary wave succeeded; wave 1 failed before it changed anything.
+    let touched: HashSet<String> = ["canary".to_string()].into();
+    assert!(in_scope(&p, RollbackScope::Wave, Some(1), &touched).is_empty());
+    assert_eq!(
+        in_scope(&p, RollbackScope::Execution, Some(1), &touched).len(),
+        1
+    );
 }
 
 #[test]
 fn the_cause_names_the_failure_and_what_was_rolled_back() {
     let request = RollbackRequest {
         execution: "exec".into(),
+        execution_start_time: 1_000,
         plan: plan(&[&["web"]]),
         failure: Failure { error: "TargetUnhealthy".into(), cause: r#"{"errorType":"TargetUnhealthy","errorMessage":"web: unhealthy on ami-00000002: alarm web-5xx is in ALARM"}"#.into() },
     };
     let done = vec![TargetRollback {
         group: "web".into(),
+        refresh_id: None,
         action: "back on version 3 (ami-00000001)".into(),
         done: true,
         failed: false,
@@ -254,6 +308,7 @@ fn the_cause_names_the_failure_and_what_was_rolled_back() {
         &request,
         vec![TargetRollback {
             group: "web".into(),
+            refresh_id: Some("r-2".into()),
             action: "refresh r-2 back to version 3".into(),
             done: false,
             failed: false,
@@ -285,4 +340,27 @@ async fn malformed_request_is_invalid_input_without_aws_calls() {
         handle(&clients, event).await.unwrap_err().error_type,
         "InvalidInput"
     );
+}
+
+#[test]
+fn a_failure_handed_on_by_its_wave_names_the_wave_and_keeps_the_steps_message() {
+    let step_cause = r#"{"errorType":"TargetUnhealthy","errorMessage":"b: unhealthy on ami-00000002: alarm b-5xx is in ALARM"}"#;
+    // What the wave's Fail state produces: States.JsonToString of {error, wave, cause}.
+    let cause =
+        serde_json::json!({"error": "TargetUnhealthy", "wave": 1, "cause": step_cause}).to_string();
+    let failure = Failure {
+        error: "TargetUnhealthy".into(),
+        cause,
+    };
+    assert_eq!(failure.wave(), Some(1));
+    assert_eq!(
+        failure.message(),
+        "b: unhealthy on ami-00000002: alarm b-5xx is in ALARM"
+    );
+    let direct = Failure {
+        error: "TargetUnhealthy".into(),
+        cause: step_cause.into(),
+    };
+    assert_eq!(direct.wave(), None);
+    assert_eq!(direct.message(), failure.message());
 }

@@ -24,8 +24,16 @@ pub async fn start_refresh(
     let version = run.require_new_version()?;
     let group = describe_group(clients, run.group()).await?;
     let settings = run.settings.for_group(run.group());
-    let prefs = refresh::preferences(&run.target, &settings, Purpose::Rollout);
-    let started = refresh::start(clients, &group, &run.target, version, prefs).await?;
+    let started = refresh::start(
+        clients,
+        &group,
+        &run.target,
+        version,
+        Purpose::Rollout,
+        run.execution_start_time,
+        &settings,
+    )
+    .await?;
     let started_at = match &started {
         Started::New(_) => now,
         Started::Adopted(existing) => existing.started_at.unwrap_or(now),
@@ -78,7 +86,14 @@ mod tests {
         })
     }
 
-    fn existing(status: InstanceRefreshStatus, version: &'static str) -> Rule {
+    /// When the sample execution started.
+    fn execution_start() -> i64 {
+        run().execution_start_time
+    }
+
+    /// A refresh already on the group, started `offset` seconds after the execution.
+    fn existing(status: InstanceRefreshStatus, version: &'static str, offset: i64) -> Rule {
+        let started = execution_start() + offset;
         mock!(aws_sdk_autoscaling::Client::describe_instance_refreshes).then_output(move || {
             let desired = DesiredConfiguration::builder()
                 .launch_template(
@@ -94,7 +109,7 @@ mod tests {
                         .instance_refresh_id("r-existing")
                         .status(status.clone())
                         .desired_configuration(desired)
-                        .start_time(aws_smithy_types::DateTime::from_secs(1_000))
+                        .start_time(aws_smithy_types::DateTime::from_secs(started))
                         .build(),
                 )
                 .build()
@@ -145,7 +160,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_adopts_the_refresh_it_already_started() {
-        let ours = existing(InstanceRefreshStatus::InProgress, "4");
+        let ours = existing(InstanceRefreshStatus::InProgress, "4", 30);
         let g = group();
         // No StartInstanceRefresh rule: starting a second refresh would fail the test.
         let clients = Rules {
@@ -158,14 +173,34 @@ mod tests {
             out.refresh,
             Some(RefreshRef {
                 id: "r-existing".into(),
-                started_at: 1_000
+                started_at: execution_start() + 30
             })
         );
     }
 
     #[tokio::test]
+    async fn a_finished_refresh_to_the_same_version_from_before_the_execution_is_not_ours() {
+        // A fleet with a past: an earlier run refreshed the group to a version numbered 4 too.
+        let before = existing(InstanceRefreshStatus::Successful, "4", -3_600);
+        let start = mock!(aws_sdk_autoscaling::Client::start_instance_refresh).then_output(|| {
+            StartInstanceRefreshOutput::builder()
+                .instance_refresh_id("r-new")
+                .build()
+        });
+        let g = group();
+        let clients = Rules {
+            autoscaling: vec![&g, &before, &start],
+            ..Default::default()
+        }
+        .clients();
+        let out = start_refresh(&clients, run(), 42).await.unwrap();
+        assert_eq!(out.refresh.unwrap().id, "r-new");
+        assert_eq!(start.num_calls(), 1);
+    }
+
+    #[tokio::test]
     async fn another_running_refresh_is_a_conflict() {
-        let other = existing(InstanceRefreshStatus::InProgress, "9");
+        let other = existing(InstanceRefreshStatus::InProgress, "9", -60);
         let g = group();
         let clients = Rules {
             autoscaling: vec![&g, &other],

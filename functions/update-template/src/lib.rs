@@ -4,7 +4,8 @@
 //! It never points the group at the new version before the refresh: the refresh's desired
 //! configuration does that, so Auto Scaling's native rollback returns to the rollback point.
 
-use rollout_core::fleet::{self, describe_group, group_version, set_group_version};
+use rollout_core::fleet::{describe_group, group_version, set_group_version};
+use rollout_core::launch_template;
 use rollout_core::model::{TargetRun, VersionReference};
 use rollout_core::refresh::recent_refreshes;
 use rollout_core::{Clients, StepError, StepResult};
@@ -81,7 +82,7 @@ pub async fn create_version(clients: &Clients, mut run: TargetRun) -> StepResult
         .create_launch_template_version()
         .launch_template_id(&point.launch_template_id)
         .source_version(point.version.to_string())
-        .version_description(fleet::version_description(
+        .version_description(launch_template::version_description(
             &run.execution,
             &run.target,
             &run.ami.id,
@@ -91,7 +92,7 @@ pub async fn create_version(clients: &Clients, mut run: TargetRun) -> StepResult
                 .image_id(&run.ami.id)
                 .build(),
         )
-        .client_token(fleet::client_token(
+        .client_token(launch_template::client_token(
             &run.execution,
             run.group(),
             &run.ami.id,

@@ -47,7 +47,8 @@ fn refreshes(status: Option<InstanceRefreshStatus>) -> Rule {
 #[tokio::test]
 async fn creates_a_version_from_the_rollback_point_with_only_the_image_changed() {
     let run = target_run();
-    let token = fleet::client_token(&run.execution, "ecs-prod-a", &run.ami.id);
+    let token =
+        rollout_core::launch_template::client_token(&run.execution, "ecs-prod-a", &run.ami.id);
     let pin = mock!(aws_sdk_autoscaling::Client::update_auto_scaling_group)
         .match_requests(|r| r.launch_template().and_then(|t| t.version()) == Some("3"))
         .then_output(|| aws_sdk_autoscaling::operation::update_auto_scaling_group::UpdateAutoScalingGroupOutput::builder().build());

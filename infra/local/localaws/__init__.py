@@ -4,8 +4,9 @@ Modules, one concern each:
   state      the simulation's shared state (scaled clock, bad AMIs, faults, refreshes) and its reset
   wire       protocol plumbing: CBOR for CloudWatch, fault injection, AWS-shaped errors
   templates  launch template versions: SourceVersion, ClientToken, deletion, paging
+  images     AMIs: deregistration protection, disabled AMIs, no launches from deregistered/disabled ones
   alarms     DescribeAlarms with its filters combined
-  fleet      group instances: launch/terminate, per-instance version, ECS container instances
+  fleet      group instances: launch/terminate, per-instance version, failed launches, ECS container instances
   refresh    instance refresh: Start/Describe/Cancel/Rollback and the replacement engine
   services   ECS services that reach steady state, or keep failing tasks on a bad AMI
   control    the /_localaws control endpoint

@@ -46,7 +46,7 @@ def main() -> int:
         for key, group in fleet["groups"].items():
             print(f"  {group['name']:<20} launch template {group['launchTemplateId']} version 1, AMI {fleet['amis']['current']}")
         print(f"  SSM /ami/linux/prod = {fleet['amis']['current']}; clusters prod, batch; alarms {', '.join(fleet['alarms'])}")
-        banner("Deploying the five functions and the state machine to local Step Functions")
+        banner("Deploying the six functions, the state machine and its rules to the local AWS")
         machine = deploy.deploy(sfn, moto, {"ASG_CONFIGURATIONS": json.dumps(ASG_CONFIGURATIONS)})
         print(f"  {machine}")
 

@@ -1,7 +1,10 @@
-"""Deploy ami-rollout to the local Step Functions and Lambda (ministack) the way the SAM template
-deploys it to AWS: five `provided.al2023` functions whose zips hold `bootstrap`, the same
-environment names, and statemachine/rollout.asl.json with the same DefinitionSubstitutions.
-Only the functions' AWS_ENDPOINT_URL_* differ: they point at the local fleet (moto)."""
+"""Deploy ami-rollout to the local Step Functions, Lambda and EventBridge (ministack) and DynamoDB
+(moto) the way the SAM template deploys it to AWS: six `provided.al2023` functions whose zips hold
+`bootstrap`, the same environment names, statemachine/rollout.asl.json with the same
+DefinitionSubstitutions, the holds table, and the EventBridge rule that sends the state machine's
+ABORTED / TIMED_OUT "Step Functions Execution Status Change" events to hold-targets.
+Only the functions' AWS_ENDPOINT_URL_* differ: they point at the local fleet and DynamoDB (moto)
+and at the local Step Functions (ministack)."""
 
 import io
 import json
@@ -21,9 +24,18 @@ FUNCTIONS = {
     "start-refresh": "StartRefreshFunctionArn",
     "check-ecs-health": "CheckEcsHealthFunctionArn",
     "rollback": "RollbackFunctionArn",
+    "hold-targets": "HoldTargetsFunctionArn",
 }
 STATE_MACHINE = "ami-rollout"
 ROLE = "arn:aws:iam::000000000000:role/ami-rollout-local"
+HOLDS_TABLE = "ami-rollout-holds"
+# The SAM template's HoldReleaseRule: an execution of this state machine that ends ABORTED or
+# TIMED_OUT invokes hold-targets (asynchronously, with the event as is). Its dead-letter queues
+# (the rule's and the function's) are not deployed here.
+HOLD_RULE = "ami-rollout-hold-release"
+HOLD_TARGET = "release-holds"
+HOLD_STATUSES = ("ABORTED", "TIMED_OUT")
+HOLD_RETRY_POLICY = {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
 
 
 def target_dir() -> Path:
@@ -40,15 +52,31 @@ def bootstrap_zip(binary: Path) -> bytes:
     return buffer.getvalue()
 
 
+def _client(service: str, endpoint: str):
+    return boto3.client(service, endpoint_url=endpoint, region_name=launcher.REGION,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
 def clients(sfn_endpoint: str):
-    kw = dict(endpoint_url=sfn_endpoint, region_name=launcher.REGION,
-              aws_access_key_id="testing", aws_secret_access_key="testing")
-    return boto3.client("lambda", **kw), boto3.client("stepfunctions", **kw)
+    return _client("lambda", sfn_endpoint), _client("stepfunctions", sfn_endpoint)
 
 
-def function_environment(moto_endpoint: str, environment: dict | None) -> dict:
+def create_holds_table(moto_endpoint: str) -> None:
+    """The holds table as the SAM template makes it, if missing. moto serves DynamoDB, and
+    POST /_localaws/reset drops it with every other moto backend: call this after a reset."""
+    dynamodb = _client("dynamodb", moto_endpoint)
+    try:
+        dynamodb.create_table(TableName=HOLDS_TABLE, BillingMode="PAY_PER_REQUEST",
+                              AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+                              KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}])
+    except dynamodb.exceptions.ResourceInUseException:
+        pass
+
+
+def function_environment(moto_endpoint: str, environment: dict | None, sfn_endpoint: str) -> dict:
     variables = {f"AWS_ENDPOINT_URL_{s}": moto_endpoint for s in launcher.MOTO_SERVICES}
-    variables.update({"RUST_LOG": "info", **(environment or {})})
+    variables.update({"AWS_ENDPOINT_URL_SFN": sfn_endpoint, "HOLDS_TABLE": HOLDS_TABLE,
+                      "RUST_LOG": "info", **(environment or {})})
     return {"Variables": variables}
 
 
@@ -56,14 +84,37 @@ def configure(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = 
     """Changes only the functions' configuration (what a SAM parameter change does)."""
     lam, _ = clients(sfn_endpoint)
     for name in FUNCTIONS:
-        lam.update_function_configuration(FunctionName=f"ami-rollout-{name}",
-                                          Environment=function_environment(moto_endpoint, environment))
+        lam.update_function_configuration(
+            FunctionName=f"ami-rollout-{name}",
+            Environment=function_environment(moto_endpoint, environment, sfn_endpoint))
+
+
+def route_status_changes(sfn_endpoint: str, state_machine: str, function_arn: str, rule: str,
+                         statuses=HOLD_STATUSES, target_id: str = "function",
+                         retry_policy: dict | None = None) -> str:
+    """An EventBridge rule on the default bus (ministack's) sending this state machine's "Step
+    Functions Execution Status Change" events with one of `statuses` to the function, and the
+    permission for EventBridge to invoke it. Returns the rule ARN."""
+    events, lam = _client("events", sfn_endpoint), _client("lambda", sfn_endpoint)
+    pattern = {"source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"],
+               "detail": {"status": list(statuses), "stateMachineArn": [state_machine]}}
+    rule_arn = events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")["RuleArn"]
+    target = {"Id": target_id, "Arn": function_arn, **({"RetryPolicy": retry_policy} if retry_policy else {})}
+    events.put_targets(Rule=rule, Targets=[target])
+    try:
+        lam.add_permission(FunctionName=function_arn, StatementId=rule, Action="lambda:InvokeFunction",
+                           Principal="events.amazonaws.com", SourceArn=rule_arn,
+                           SourceAccount=rule_arn.split(":")[4])
+    except lam.exceptions.ResourceConflictException:
+        pass  # already there from an earlier deploy
+    return rule_arn
 
 
 def deploy(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = None,
            profile: str = "debug") -> str:
     """Creates or updates the functions and the state machine; returns the state machine ARN."""
     lam, sfn = clients(sfn_endpoint)
+    create_holds_table(moto_endpoint)
     arns = {}
     for name, key in FUNCTIONS.items():
         binary = target_dir() / profile / name
@@ -72,7 +123,7 @@ def deploy(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = Non
         function = f"ami-rollout-{name}"
         code = bootstrap_zip(binary)
         config = dict(Runtime="provided.al2023", Handler="bootstrap", Role=ROLE, Timeout=120,
-                      MemorySize=512, Environment=function_environment(moto_endpoint, environment),
+                      MemorySize=512, Environment=function_environment(moto_endpoint, environment, sfn_endpoint),
                       LoggingConfig={"LogFormat": "JSON"})
         try:
             lam.get_function(FunctionName=function)
@@ -88,6 +139,9 @@ def deploy(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = Non
     if existing:
         arn = existing[0]["stateMachineArn"]
         sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=ROLE)
-        return arn
-    return sfn.create_state_machine(name=STATE_MACHINE, definition=definition, roleArn=ROLE,
-                                    type="STANDARD")["stateMachineArn"]
+    else:
+        arn = sfn.create_state_machine(name=STATE_MACHINE, definition=definition, roleArn=ROLE,
+                                       type="STANDARD")["stateMachineArn"]
+    route_status_changes(sfn_endpoint, arn, arns["HoldTargetsFunctionArn"], HOLD_RULE,
+                         target_id=HOLD_TARGET, retry_policy=HOLD_RETRY_POLICY)
+    return arn

@@ -7,21 +7,34 @@ group linked to an ECS cluster (capacity provider, or ECS_CLUSTER in its user da
 container instance with the real `ecs.ami-id` attribute once it is InService, and is deregistered
 when it terminates. An instance on an AMI marked bad for boot never passes its health check and so
 never registers.
+
+A launch from an AMI that EC2 refuses (deregistered or disabled, see images.py) creates no
+instance: as on AWS, the group records a Failed scaling activity with EC2's error ("... Launching
+EC2 instance failed."), served by DescribeScalingActivities, and `launch` returns no instances.
 """
 
 import base64
+import datetime
+import json
 import re
+import uuid
 
 from moto.autoscaling.models import (
     FakeAutoScalingGroup,
     InstanceState,
     autoscaling_backends,
 )
+from moto.autoscaling.responses import AutoScalingResponse
+from moto.core.responses import ActionResult
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.ec2.models import ec2_backends
 from moto.ecs.models import ecs_backends
 
-from . import state
+from . import images, state
+
+# A launch that keeps failing is retried; one Failed activity per group per simulated minute.
+FAILED_LAUNCH_EVERY = 60
+KEEP_ACTIVITIES = 100
 
 _original_replace = FakeAutoScalingGroup.replace_autoscaling_group_instances
 
@@ -52,7 +65,60 @@ def version_number(group, version=None) -> int | None:
     return template.get_version(version or group.launch_template_version).number
 
 
+def _account_region(group) -> tuple:
+    return group.ec2_backend.account_id, group.ec2_backend.region_name
+
+
+def _image_of(group, version=None) -> str | None:
+    if group.ec2_launch_template is not None:
+        return group.ec2_launch_template.get_version(version or group.launch_template_version).image_id
+    return group.launch_config.image_id if group.launch_config else None
+
+
+def refusal(group, version=None) -> str | None:
+    """Why EC2 refuses to launch the group's instances from `version` of its template (default: the
+    group's version), as the failed scaling activity's StatusMessage puts it; None if it launches."""
+    account, region = _account_region(group)
+    error = images.refusal(account, region, _image_of(group, version))
+    return f"{error.message}. Launching EC2 instance failed." if error else None
+
+
+def _utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _failed_launch(group, reason: str, cause: str) -> None:
+    """Record a Failed launch activity (`cause` follows "At <time> ")."""
+    account, region = _account_region(group)
+    records = state.sim().activities.setdefault((account, region, group.name), [])
+    now = state.sim().clock.now()
+    if records and records[0][1]["StatusMessage"] == reason and now - records[0][0] < FAILED_LAUNCH_EVERY:
+        return
+    at = _utcnow()
+    subnet = (group.vpc_zone_identifier or "").split(",")[0]
+    records.insert(0, (now, {
+        "ActivityId": str(uuid.uuid4()),
+        "AutoScalingGroupName": group.name,
+        "AutoScalingGroupARN": group.arn,
+        "Description": f"Launching a new EC2 instance.  Status Reason: {reason}",
+        "Cause": f"At {at:%Y-%m-%dT%H:%M:%SZ} {cause}",
+        "StartTime": at,
+        "EndTime": at,
+        "StatusCode": "Failed",
+        "StatusMessage": reason,
+        "Progress": 100,
+        "Details": json.dumps({"Subnet ID": subnet} if subnet else {}),
+    }))
+    del records[KEEP_ACTIVITIES:]
+
+
 def _recording_replace(self, count_needed, propagated_tags):
+    reason = refusal(self)
+    if reason:
+        current = len(self.instance_states)
+        _failed_launch(self, reason, "an instance was started in response to a difference between desired "
+                       f"and actual capacity, increasing the capacity from {current} to {current + count_needed}.")
+        return
     before = {s.instance.id for s in self.instance_states}
     _original_replace(self, count_needed, propagated_tags)
     number = version_number(self)
@@ -75,8 +141,28 @@ def _instance_launch_template(self):
     }
 
 
+def _group_launch_template(self):
+    """A group's top-level LaunchTemplate. A group with a mixed instances policy names its template
+    only inside the policy, so AWS answers none; moto's own property raises AttributeError for
+    such a group (it never sets the provided version), which crashed the control endpoint."""
+    if self.ec2_launch_template is None or self.mixed_instances_policy:
+        return None
+    return {
+        "LaunchTemplateId": self.ec2_launch_template.id,
+        "LaunchTemplateName": self.ec2_launch_template.name,
+        "Version": getattr(self, "provided_launch_template_version", None),
+    }
+
+
 def launch(group, version: int, count: int) -> list:
-    """Launch `count` instances from `version` of the group's template; they start Pending."""
+    """Launch `count` instances from `version` of the group's template; they start Pending.
+
+    If EC2 refuses the launch (its AMI is deregistered or disabled), nothing is launched and the
+    answer is []: the group records a Failed activity and `refusal(group, version)` says why."""
+    reason = refusal(group, version)
+    if reason:
+        _failed_launch(group, reason, "an instance was launched in response to an instance refresh.")
+        return []
     saved = group.launch_template_version
     group.launch_template_version = str(version)
     try:
@@ -151,6 +237,29 @@ def reconcile_container_instances(account, region) -> None:
             backend.register_container_instance(cluster, instance_id)
 
 
+def describe_scaling_activities(self: AutoScalingResponse):
+    """The activities recorded here (failed launches), newest first, with AWS's filters and paging.
+    moto records none; successful launches and terminations are not recorded either."""
+    name = self._get_param("AutoScalingGroupName")
+    ids = self._get_param("ActivityIds") or []
+    found = [
+        (at, activity)
+        for (account, region, group), records in state.sim().activities.items()
+        if (account, region) == (self.current_account, self.region) and (not name or group == name)
+        for at, activity in records
+        if not ids or activity["ActivityId"] in ids
+    ]
+    found.sort(key=lambda item: item[0], reverse=True)
+    start = int(self._get_param("NextToken") or 0)
+    size = self._get_int_param("MaxRecords") or 100
+    result = {"Activities": [activity for _, activity in found[start:start + size]]}
+    if start + size < len(found):
+        result["NextToken"] = str(start + size)
+    return ActionResult(result)
+
+
 def install() -> None:
     FakeAutoScalingGroup.replace_autoscaling_group_instances = _recording_replace
     InstanceState.launch_template = property(_instance_launch_template)
+    FakeAutoScalingGroup.launch_template = property(_group_launch_template)
+    AutoScalingResponse.describe_scaling_activities = describe_scaling_activities

@@ -1,5 +1,6 @@
-"""Start and stop the local AWS: moto with our extensions (fleet services) and ministack (Step
-Functions and Lambda), each on a loopback port, plus one env file that points the AWS SDKs at them.
+"""Start and stop the local AWS: moto with our extensions (fleet services, DynamoDB) and ministack
+(Step Functions, Lambda, EventBridge), each on a loopback port, plus one env file that points the
+AWS SDKs at them.
 
   python -m localaws up [--no-ministack] [--moto-port N] [--sfn-port N]
   python -m localaws status
@@ -23,8 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = HERE / ".run"
 REGION = "us-east-1"
-MOTO_SERVICES = ("EC2", "AUTO_SCALING", "ECS", "CLOUDWATCH", "SSM", "STS")
-MINISTACK_SERVICES = ("SFN", "LAMBDA", "IAM", "CLOUDWATCH_LOGS")
+MOTO_SERVICES = ("EC2", "AUTO_SCALING", "ECS", "CLOUDWATCH", "SSM", "STS", "DYNAMODB")
+MINISTACK_SERVICES = ("SFN", "LAMBDA", "IAM", "CLOUDWATCH_LOGS", "EVENTS")
 
 
 def _free_port() -> int:
@@ -109,7 +110,7 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
     if ministack:
         sfn_port = sfn_port or _free_port()
         env = dict(os.environ, GATEWAY_PORT=str(sfn_port), BIND_HOST="127.0.0.1", SFN_WAIT_SCALE=os.environ.get("LOCALAWS_SFN_WAIT_SCALE", "0.05"),
-                   SERVICES="stepfunctions,lambda,sts,iam,logs", TMPDIR=str(run_dir))
+                   SERVICES="stepfunctions,lambda,sts,iam,logs,events", TMPDIR=str(run_dir))
         with open(run_dir / "ministack.log", "w") as stack_log:
             stack = subprocess.Popen([sys.executable, "-m", "localaws.stepfunctions"], cwd=HERE, env=env,
                                      stdout=stack_log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -11,8 +11,14 @@ the refresh; so do new instances that never pass their health check (an AMI mark
 once AWS's one-hour stall timeout has passed. With AutoRollback, or on RollbackInstanceRefresh,
 the replaced instances are replaced again from the configuration saved before the refresh.
 All durations run on the scaled clock (state.Clock).
+
+A group with a MixedInstancesPolicy is refreshed through DesiredConfiguration.MixedInstancesPolicy:
+the version comes from its LaunchTemplate.LaunchTemplateSpecification, and on success the group's
+policy takes it (parts of the policy not given keep the group's values, as UpdateAutoScalingGroup
+does). Instance types from overrides are not modelled (moto launches the template's type).
 """
 
+import copy
 import datetime
 import math
 import uuid
@@ -57,6 +63,7 @@ class Refresh:
     target_version: int  # the version the instances are being moved to
     saved_version: int  # the group's version before the refresh (rollback target)
     saved_spec: dict  # the group's launch template spec before the refresh, as given
+    saved_mixed: dict | None = None  # the group's mixed instances policy before the refresh
     status: str = "Pending"
     reason: str = ""
     start_time: datetime.datetime = field(default_factory=_utcnow)
@@ -71,6 +78,7 @@ class Refresh:
     checkpoints_passed: set = field(default_factory=set)
     bake_until: float | None = None
     rollback: dict | None = None
+    launch_failed_since: float | None = None  # EC2 refuses the launches (deregistered/disabled AMI)
 
     @property
     def rolling_back(self) -> bool:
@@ -122,6 +130,76 @@ def _group(backend: AutoScalingBackend, name: str):
     if group is None:
         raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {name} not found")
     return group
+
+
+def desired_spec(desired: dict | None) -> dict:
+    """The launch template specification a desired configuration converges to: its LaunchTemplate,
+    or its MixedInstancesPolicy's LaunchTemplate.LaunchTemplateSpecification."""
+    if not desired:
+        return {}
+    if desired.get("MixedInstancesPolicy"):
+        return (desired["MixedInstancesPolicy"].get("LaunchTemplate") or {}).get("LaunchTemplateSpecification") or {}
+    return desired.get("LaunchTemplate") or {}
+
+
+def merge_mixed(current: dict | None, given: dict) -> dict:
+    """A mixed instances policy update as AWS applies it: the parts given replace the group's
+    (the launch template specification, the overrides, each instances-distribution field); the
+    parts not given are not changed."""
+    merged = copy.deepcopy(current or {})
+    given_lt = given.get("LaunchTemplate") or {}
+    if given_lt:
+        lt = merged.setdefault("LaunchTemplate", {})
+        for key in ("LaunchTemplateSpecification", "Overrides"):
+            if key in given_lt:
+                lt[key] = copy.deepcopy(given_lt[key])
+    if "InstancesDistribution" in given:
+        merged["InstancesDistribution"] = {**merged.get("InstancesDistribution", {}),
+                                           **copy.deepcopy(given["InstancesDistribution"])}
+    return _one_template_name(merged)
+
+
+def _one_template_name(policy: dict) -> dict:
+    """moto stores the policy's template by id and name, and then refuses its own copy (only one
+    of them may be given): keep the id."""
+    spec = (policy.get("LaunchTemplate") or {}).get("LaunchTemplateSpecification") or {}
+    if spec.get("LaunchTemplateId"):
+        spec.pop("LaunchTemplateName", None)
+    return policy
+
+
+def _names_template(spec: dict, template) -> bool:
+    """Whether a launch template specification names `template` (by id or name, whichever given)."""
+    return spec.get("LaunchTemplateId") in (None, template.id) and spec.get("LaunchTemplateName") in (None, template.name)
+
+
+def _check_desired(desired: dict, group, template) -> None:
+    """What StartInstanceRefresh refuses in a DesiredConfiguration, here."""
+    if desired.get("LaunchTemplate") and desired.get("MixedInstancesPolicy"):
+        raise ValidationError("A desired configuration specifies either a LaunchTemplate or a MixedInstancesPolicy, not both.")
+    mixed = desired.get("MixedInstancesPolicy")
+    if mixed is not None:
+        if not group.mixed_instances_policy:
+            raise ValidationError("This local AWS does not model turning a launch template group into a mixed "
+                                  "instances group through a desired configuration.")
+        lt = mixed.get("LaunchTemplate") or {}
+        spec = lt.get("LaunchTemplateSpecification")
+        if not spec:
+            raise ValidationError("The mixed instances policy in the desired configuration needs "
+                                  "LaunchTemplate.LaunchTemplateSpecification in this local AWS.")
+        if not _names_template(spec, template):
+            raise ValidationError("The launch template in the desired configuration's mixed instances policy "
+                                  "is not the group's.")
+        for override in lt.get("Overrides") or []:
+            if override.get("LaunchTemplateSpecification"):
+                raise ValidationError("This local AWS does not model instance type overrides with their own "
+                                      "launch template.")
+        return
+    if group.mixed_instances_policy and desired.get("LaunchTemplate"):
+        raise ValidationError("This local AWS does not model turning a mixed instances group into a launch "
+                              "template group through a desired configuration; use a MixedInstancesPolicy.")
+    if not _names_template(desired.get("LaunchTemplate") or {}, template):
+        raise ValidationError("The launch template in the desired configuration is not the group's.")
 
 
 def _matches(instance_id: str, template_id: str, version: int) -> bool:
@@ -177,20 +255,22 @@ def start(self: AutoScalingResponse):
     saved_version = fleet.version_number(group)
     target = saved_version
     if desired:
-        spec = desired.get("LaunchTemplate") or {}
-        if spec.get("LaunchTemplateId") not in (None, template.id) and spec.get("LaunchTemplateName") not in (None, template.name):
-            raise ValidationError("The launch template in the desired configuration is not the group's.")
-        target = template.get_version(spec.get("Version") or "$Default").number
+        _check_desired(desired, group, template)
+        target = template.get_version(desired_spec(desired).get("Version") or "$Default").number
     image = template.get_version(target).image_id
     if prefs.get("AutoRollback"):
         if not desired:
             raise ValidationError("AutoRollback requires a DesiredConfiguration.")
-        if str((desired.get("LaunchTemplate") or {}).get("Version", "$Default")).startswith("$"):
+        if str(desired_spec(desired).get("Version", "$Default")).startswith("$"):
             raise ValidationError("AutoRollback requires a numbered launch template version, not $Latest or $Default.")
         if image.startswith("resolve:ssm:"):
             raise ValidationError("AutoRollback is not supported when the launch template ImageId is a Systems Manager parameter.")
     if len(prefs.get("AlarmSpecification", {}).get("Alarms", [])) > 10:
         raise ValidationError("At most 10 alarms can be specified.")
+    if group.mixed_instances_policy:
+        saved_spec = copy.deepcopy(group.mixed_instances_policy["LaunchTemplate"]["LaunchTemplateSpecification"])
+    else:
+        saved_spec = {"LaunchTemplateId": template.id, "Version": group.provided_launch_template_version}
     rec = Refresh(
         id=str(uuid.uuid4()),
         group=name,
@@ -198,7 +278,8 @@ def start(self: AutoScalingResponse):
         desired=desired,
         target_version=target,
         saved_version=saved_version,
-        saved_spec={"LaunchTemplateId": template.id, "Version": group.provided_launch_template_version},
+        saved_spec=saved_spec,
+        saved_mixed=copy.deepcopy(group.mixed_instances_policy) or None,
     )
     _plan(rec, group, bool(prefs.get("SkipMatching")))
     _records(self.current_account, self.region, name).append(rec)
@@ -237,7 +318,7 @@ def rollback(self: AutoScalingResponse):
         raise ActiveInstanceRefreshNotFound("No in progress or pending Instance Refresh found for Auto Scaling group " + name)
     if not rec.desired:
         raise IrreversibleInstanceRefresh("The instance refresh cannot be rolled back because it has no desired configuration.")
-    version = str((rec.desired.get("LaunchTemplate") or {}).get("Version", "$Default"))
+    version = str(desired_spec(rec.desired).get("Version", "$Default"))
     if version.startswith("$"):
         raise IrreversibleInstanceRefresh("The instance refresh cannot be rolled back because the desired configuration uses " + version + ".")
     _start_rollback(rec, group, "Rollback requested by the user.")
@@ -295,7 +376,28 @@ def _launch_first(prefs) -> bool:
     return prefs.get("MaxHealthyPercentage", 100) > 100 or prefs.get("MinHealthyPercentage", 90) >= 100
 
 
+def _launch(rec: Refresh, group, count: int, now: float) -> bool:
+    """Launch `count` instances of the target version as the new batch. If EC2 refuses them (a
+    deregistered or disabled AMI: fleet.refusal), retry on later ticks; after the stall timeout
+    the refresh fails (rolls back with AutoRollback; a rollback ends RollbackFailed)."""
+    fresh = fleet.launch(group, rec.target_version, count)
+    if fresh:
+        rec.batch, rec.batch_started, rec.launch_failed_since = [s.instance.id for s in fresh], now, None
+        return True
+    reason = fleet.refusal(group, rec.target_version)
+    if rec.launch_failed_since is None:
+        rec.launch_failed_since = now
+    if now - rec.launch_failed_since > STALL_TIMEOUT:
+        rec.launch_failed_since = None
+        _fail(rec, group, f"Instance refresh failed: new instances could not be launched within {STALL_TIMEOUT} seconds. {reason}")
+    else:
+        rec.reason = f"Waiting to launch {count} instance(s): {reason}"
+    return False
+
+
 def _step(account, region, group, rec: Refresh, now: float) -> None:
+    if rec.status not in ACTIVE:
+        return  # ended by an earlier step of this tick
     prefs = rec.preferences
     if rec.status == "Pending":
         rec.status = "InProgress"
@@ -343,9 +445,8 @@ def _step(account, region, group, rec: Refresh, now: float) -> None:
     deficit = (group.desired_capacity or 0) - len(group.instance_states)
     if deficit > 0:
         # The group keeps its desired capacity: instances dropped on failure are replaced first.
-        rec.batch = [s.instance.id for s in fleet.launch(group, rec.target_version, deficit)]
-        rec.batch_started = now
-        rec.reason = f"Launching {deficit} instance(s) to restore the desired capacity."
+        if _launch(rec, group, deficit, now):
+            rec.reason = f"Launching {deficit} instance(s) to restore the desired capacity."
         return
     if not rec.pending:
         if _blocked(group, prefs) and not rec.rolling_back:
@@ -375,21 +476,33 @@ def _step(account, region, group, rec: Refresh, now: float) -> None:
     size = min(_batch_size(group, prefs), len(rec.pending))
     by_id = {s.instance.id: s for s in group.instance_states}
     old = [by_id[i] for i in rec.pending[:size]]
-    rec.pending = rec.pending[size:]
     if _launch_first(prefs):
+        if not _launch(rec, group, size, now):
+            return  # the old instances stay in service and in the plan
         rec.batch_old = [s.instance.id for s in old]
     else:
         fleet.terminate(group, old)
-    rec.batch = [s.instance.id for s in fleet.launch(group, rec.target_version, size)]
-    rec.batch_started = now
+        if not _launch(rec, group, size, now):
+            return  # the group is short; the deficit branch above retries the launch
+    rec.pending = rec.pending[size:]
     rec.reason = f"Replacing {size} instance(s)."
 
 
 def _succeed(group, rec: Refresh) -> None:
     if rec.rolling_back:
+        if rec.saved_mixed is not None:
+            # The group's policy was never changed (updates are refused while the refresh runs);
+            # the saved one is what it keeps.
+            group.mixed_instances_policy = _one_template_name(copy.deepcopy(rec.saved_mixed))
+            group._set_launch_configuration(None, {}, group.mixed_instances_policy)
         _finish(rec, "RollbackSuccessful", rec.rollback["RollbackReason"])
         return
-    if rec.desired:
+    if rec.desired and rec.desired.get("MixedInstancesPolicy"):
+        # The group's policy takes the desired one; moto's own setter normalises the template
+        # specification (id, name, version) and the version new instances launch from.
+        group.mixed_instances_policy = merge_mixed(group.mixed_instances_policy, rec.desired["MixedInstancesPolicy"])
+        group._set_launch_configuration(None, {}, group.mixed_instances_policy)
+    elif rec.desired:
         spec = rec.desired.get("LaunchTemplate") or {}
         group.launch_template_version = str(spec.get("Version") or "$Default")
         group.provided_launch_template_version = spec.get("Version")
@@ -410,6 +523,8 @@ def tick() -> None:
                 for _ in range(100):
                     before = (rec.status, len(rec.pending), len(rec.batch), rec.reason)
                     _step(account, region, group, rec, now)
+                    if rec.status not in ACTIVE:
+                        break  # finished: a cancelled refresh replaces nothing more
                     if (rec.status, len(rec.pending), len(rec.batch), rec.reason) == before:
                         break
 
@@ -424,6 +539,14 @@ def _update_group(self, name, *args, **kwargs):
             "An active instance refresh with a desired configuration exists. All configuration "
             "options derived from the desired configuration are not available for update while "
             "the instance refresh is active.")
+    group = self.autoscaling_groups.get(name)
+    if group is not None and group.mixed_instances_policy:
+        # AWS: parameters not given are not changed. moto would drop the group's mixed instances
+        # policy on any update without one, and crash on a partial one.
+        if kwargs.get("mixed_instances_policy"):
+            kwargs["mixed_instances_policy"] = merge_mixed(group.mixed_instances_policy, kwargs["mixed_instances_policy"])
+        elif not kwargs.get("launch_template") and not kwargs.get("launch_config_name"):
+            kwargs["mixed_instances_policy"] = _one_template_name(copy.deepcopy(group.mixed_instances_policy))
     return _original_update(self, name, *args, **kwargs)
 
 

@@ -26,6 +26,7 @@ STEP_NAMES = {
     "start-refresh": "Start instance refresh",
     "check-ecs-health": "Check refresh and ECS health",
     "rollback": "Roll back touched groups",
+    "hold-targets": "Take hold of the targets",
 }
 
 
@@ -113,6 +114,16 @@ class Timeline:
                       f"{output['targetCount']} group(s) in waves {waves}")
             for skipped in output.get("skipped", []):
                 self.line(f"  skipped {skipped['group']}: {skipped['reason']}")
+        elif name == "hold-targets" and "waves" in output:
+            self.line(f"  held {output['targetCount']} group(s) for this execution")
+            for skipped in output.get("skipped", []):
+                if "duplicate" in skipped["reason"]:
+                    self.line(f"  left {skipped['group']} to another execution: {skipped['reason']}")
+        elif name == "hold-targets":
+            released = output.get("targets", [])
+            protected = output.get("unprotected", [])
+            self.line(f"  released {len(released)} group(s)"
+                      + (f"; deregistration protection lifted from {', '.join(protected)}" if protected else ""))
         elif name == "rollback":
             for t in output.get("targets", []):
                 self.line(f"  ↩ {t['group']}: {t['action']}{' (done)' if t['done'] else ''}")

@@ -8,6 +8,13 @@ through a capacity provider (prod's with managed termination protection, so its 
 protected from scale-in), each running two services; a plain `web` group; CloudWatch alarms; and
 optionally N more plain groups for scale tests. Every group is tagged ami-rollout:enabled=true
 and uses a launch template pinned to version 1.
+
+With --brownfield the same groups (and a fourth, `mixed-capacity`, with a mixed instances policy)
+have a past, made through the same public API and the scaled clock as it would have happened on
+AWS: an older golden AMI `previous`, five launch template versions per group, default versions
+that are not what the groups run, groups on `$Latest`, `$Default` and a pinned number, and several
+finished instance refreshes per group (Successful, RollbackSuccessful, Cancelled), including one
+to the version each group runs now. Every instance still runs the `current` AMI at the end.
 """
 
 import argparse
@@ -15,6 +22,7 @@ import base64
 import json
 import os
 import sys
+import urllib.request
 
 import boto3
 
@@ -94,7 +102,240 @@ def add_plain_groups(c, vpc: str, ami: str, count: int, region: str = "us-east-1
             for name in (f"fleet-{i + 1:04d}" for i in range(count))}
 
 
-def seed(endpoint: str, region: str = "us-east-1", extra_groups: int = 0, instances: int = 2) -> dict:
+# --- brownfield: a fleet with a past -------------------------------------------------------------
+
+FINISHED = ("Successful", "Failed", "Cancelled", "RollbackSuccessful", "RollbackFailed")
+# Past rollouts' preferences. Warmup 300 s is one real second on the default scale: long enough
+# to stop a refresh at a chosen point, and the seed moves the clock on instead of waiting.
+PAST_PREFS = {"MinHealthyPercentage": 50, "InstanceWarmup": 300, "SkipMatching": False,
+              "ScaleInProtectedInstances": "Refresh", "StandbyInstances": "Ignore"}
+STEP = 400  # simulated seconds per advance: more than a warmup, less than the one-hour stall timeout
+STALL_STEP = 3700  # past the one-hour stall timeout in one advance
+# Config-only versions change these, never UserData: moto stores a new version's UserData
+# unparsed and then fails every launch from it (the rollout itself only ever changes ImageId).
+IMDS_HOP_2 = {"HttpTokens": "required", "HttpPutResponseHopLimit": 2}
+OVERRIDES = [{"InstanceType": "m7i.large"}, {"InstanceType": "m6i.large"}, {"InstanceType": "m5.large"}]
+
+
+class Past:
+    """Plays a group's history through the public API, moving the scaled clock with the control
+    endpoint (POST /_localaws/advance) so that refreshes finish in milliseconds of wall time."""
+
+    def __init__(self, c, endpoint: str, instances: int):
+        self.c, self.asg, self.ec2 = c, c["autoscaling"], c["ec2"]
+        self.control = endpoint.rstrip("/") + "/_localaws"
+        self.instances = instances
+
+    def post(self, action: str, body: dict) -> dict:
+        request = urllib.request.Request(f"{self.control}/{action}", data=json.dumps(body).encode(),
+                                         method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request) as answer:
+            return json.load(answer)
+
+    def version(self, template: str, source: int, description: str, **data) -> int:
+        return self.ec2.create_launch_template_version(
+            LaunchTemplateId=template, SourceVersion=str(source), VersionDescription=description,
+            LaunchTemplateData=data)["LaunchTemplateVersion"]["VersionNumber"]
+
+    def set_default(self, template: str, version: int) -> None:
+        self.ec2.modify_launch_template(LaunchTemplateId=template, DefaultVersion=str(version))
+
+    def point(self, group: str, template: str, reference: str) -> None:
+        """Point a plain group at `reference` ($Latest, $Default or a number), as a rollout that
+        restores the group's reference style does after a refresh."""
+        self.asg.update_auto_scaling_group(AutoScalingGroupName=group, LaunchTemplate={
+            "LaunchTemplateId": template, "Version": reference})
+
+    def describe(self, group: str, refresh_id: str) -> dict:
+        return self.asg.describe_instance_refreshes(AutoScalingGroupName=group,
+                                                    InstanceRefreshIds=[refresh_id])["InstanceRefreshes"][0]
+
+    def play(self, group: str, refresh_id: str, until=lambda r: r["Status"] in FINISHED, step: float = STEP) -> dict:
+        for _ in range(200):
+            refresh = self.describe(group, refresh_id)
+            if until(refresh):
+                return refresh
+            if refresh["Status"] in FINISHED:
+                raise RuntimeError(f"seed: refresh of {group} ended {refresh['Status']} early: {refresh['StatusReason']}")
+            self.post("advance", {"seconds": step})
+        raise RuntimeError(f"seed: refresh {refresh_id} of {group} did not get there: {refresh}")
+
+    def start(self, group: str, template: str, version: int, mixed: bool = False, **prefs) -> str:
+        spec = {"LaunchTemplateId": template, "Version": str(version)}
+        if mixed:
+            desired = {"MixedInstancesPolicy": {"LaunchTemplate": {"LaunchTemplateSpecification": spec,
+                                                                   "Overrides": OVERRIDES}}}
+        else:
+            desired = {"LaunchTemplate": spec}
+        return self.asg.start_instance_refresh(AutoScalingGroupName=group, DesiredConfiguration=desired,
+                                               Preferences={**PAST_PREFS, **prefs})["InstanceRefreshId"]
+
+    def refresh(self, group: str, template: str, version: int, mixed: bool = False, step: float = STEP,
+                **prefs) -> dict:
+        """A refresh to `version` that runs to its end."""
+        return self.play(group, self.start(group, template, version, mixed, **prefs), step=step)
+
+    def midway(self, refresh: dict) -> bool:
+        """Part of the instances replaced, the rest still to go (the first batch, with one instance)."""
+        return refresh["Status"] == "InProgress" and \
+            refresh["PercentageComplete"] >= min(50, 100 - 100 // max(self.instances, 1))
+
+    def rolled_back(self, group: str, template: str, version: int, mixed: bool = False) -> dict:
+        """A refresh to `version` that an operator rolled back midway (RollbackInstanceRefresh)."""
+        refresh_id = self.start(group, template, version, mixed, InstanceWarmup=600)
+        self.play(group, refresh_id, until=self.midway, step=700)
+        self.asg.rollback_instance_refresh(AutoScalingGroupName=group)
+        return self.play(group, refresh_id, step=700)
+
+    def cancelled(self, group: str, template: str, version: int) -> dict:
+        """A refresh to `version` cancelled while its first batch warmed up: the new instance stays."""
+        refresh_id = self.start(group, template, version, InstanceWarmup=600)
+        self.play(group, refresh_id, until=lambda r: r["Status"] == "InProgress")
+        self.asg.cancel_instance_refresh(AutoScalingGroupName=group)
+        return self.play(group, refresh_id)
+
+    def failed_health_checks(self, group: str, template: str, version: int, image: str) -> dict:
+        """A refresh with AutoRollback to a version whose AMI never passed health checks: it failed
+        after the one-hour stall timeout and rolled itself back."""
+        self.post("bad-ami", {"imageId": image, "mode": "boot"})
+        try:
+            return self.refresh(group, template, version, step=STALL_STEP, AutoRollback=True)
+        finally:
+            self.post("bad-ami", {"imageId": image, "mode": None})
+
+
+def brownfield_history(past: Past, groups: dict, amis: dict) -> dict:
+    """Each main group's past, oldest first; returns per group the refreshes made (id, version,
+    status). Versions 1 were made with the groups (AMI `previous`). Refreshes name the template by
+    id and a numbered version, as the rollout does."""
+    history = {key: [] for key in groups}
+
+    def log(key, refresh):
+        spec = refresh["DesiredConfiguration"].get("LaunchTemplate") or \
+            refresh["DesiredConfiguration"]["MixedInstancesPolicy"]["LaunchTemplate"]["LaunchTemplateSpecification"]
+        history[key].append({"id": refresh["InstanceRefreshId"], "version": int(spec["Version"]),
+                             "status": refresh["Status"]})
+
+    # web, on $Latest: a config change, a bad AMI rolled back by hand, the current AMI, a config fix.
+    web, lt = groups["web"]["name"], groups["web"]["launchTemplateId"]
+    v2 = past.version(lt, 1, "detailed monitoring", Monitoring={"Enabled": True})
+    log("web", past.refresh(web, lt, v2))
+    past.point(web, lt, "$Latest")
+    v3 = past.version(lt, v2, "bad AMI", ImageId=amis["bad"])
+    log("web", past.rolled_back(web, lt, v3))
+    v4 = past.version(lt, v2, "current AMI", ImageId=amis["current"])
+    log("web", past.refresh(web, lt, v4))
+    past.point(web, lt, "$Latest")
+    v5 = past.version(lt, v4, "IMDS hop limit 2", MetadataOptions=IMDS_HOP_2)
+    log("web", past.refresh(web, lt, v5))
+    past.point(web, lt, "$Latest")
+
+    # ecs-batch-capacity, on $Default: defaults moved with each rollout; a cancelled refresh to a
+    # bad AMI left one instance behind, which a second refresh to the current version replaced.
+    batch, lt = groups["ecs-batch"]["name"], groups["ecs-batch"]["launchTemplateId"]
+    v2 = past.version(lt, 1, "IMDS hop limit 2", MetadataOptions=IMDS_HOP_2)
+    log("ecs-batch", past.refresh(batch, lt, v2))
+    past.set_default(lt, v2)
+    past.point(batch, lt, "$Default")
+    v3 = past.version(lt, v2, "current AMI", ImageId=amis["current"])
+    log("ecs-batch", past.refresh(batch, lt, v3))
+    past.set_default(lt, v3)
+    past.point(batch, lt, "$Default")
+    v4 = past.version(lt, v3, "bad AMI", ImageId=amis["bad"])
+    log("ecs-batch", past.cancelled(batch, lt, v4))
+    log("ecs-batch", past.refresh(batch, lt, v3, SkipMatching=True))
+    past.point(batch, lt, "$Default")
+    past.version(lt, v3, "bigger instances (not rolled out)", InstanceType="m7i.xlarge")
+
+    # ecs-prod-capacity, pinned: a config change, a bad AMI that failed its health checks and
+    # rolled itself back, the current AMI; a later version never rolled out; default left behind.
+    prod, lt = groups["ecs-prod"]["name"], groups["ecs-prod"]["launchTemplateId"]
+    v2 = past.version(lt, 1, "IMDS hop limit 2", MetadataOptions=IMDS_HOP_2)
+    log("ecs-prod", past.refresh(prod, lt, v2))
+    past.set_default(lt, v2)
+    v3 = past.version(lt, v2, "bad AMI", ImageId=amis["bad"])
+    log("ecs-prod", past.failed_health_checks(prod, lt, v3, amis["bad"]))
+    v4 = past.version(lt, v2, "current AMI", ImageId=amis["current"])
+    log("ecs-prod", past.refresh(prod, lt, v4))
+    past.version(lt, v4, "detailed monitoring (not rolled out)", Monitoring={"Enabled": True})
+
+    # mixed-capacity, a mixed instances policy pinned to a number: refreshes through
+    # DesiredConfiguration.MixedInstancesPolicy, one rolled back by hand.
+    mixed, lt = groups["mixed"]["name"], groups["mixed"]["launchTemplateId"]
+    v2 = past.version(lt, 1, "current AMI", ImageId=amis["current"])
+    log("mixed", past.refresh(mixed, lt, v2, mixed=True))
+    v3 = past.version(lt, v2, "bad AMI", ImageId=amis["bad"])
+    log("mixed", past.rolled_back(mixed, lt, v3, mixed=True))
+    v4 = past.version(lt, v2, "detailed monitoring", Monitoring={"Enabled": True})
+    log("mixed", past.refresh(mixed, lt, v4, mixed=True))
+    past.version(lt, v4, "bigger instances (not rolled out)", InstanceType="m7i.xlarge")
+    return history
+
+
+def make_mixed_group(c, name, subnets, ami, desired):
+    template = c["ec2"].create_launch_template(
+        LaunchTemplateName=f"{name}-lt",
+        LaunchTemplateData={
+            "ImageId": ami,
+            "InstanceType": OVERRIDES[0]["InstanceType"],
+            "MetadataOptions": {"HttpTokens": "required"},
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": name}]}],
+        },
+    )["LaunchTemplate"]
+    c["autoscaling"].create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        MixedInstancesPolicy={
+            "LaunchTemplate": {
+                "LaunchTemplateSpecification": {"LaunchTemplateId": template["LaunchTemplateId"], "Version": "1"},
+                "Overrides": OVERRIDES,
+            },
+            "InstancesDistribution": {"OnDemandBaseCapacity": desired, "OnDemandPercentageAboveBaseCapacity": 100,
+                                      "SpotAllocationStrategy": "price-capacity-optimized"},
+        },
+        MinSize=0, MaxSize=max(desired * 2, 2), DesiredCapacity=desired,
+        VPCZoneIdentifier=",".join(subnets), HealthCheckGracePeriod=60,
+        Tags=[{**TAG, "ResourceId": name, "ResourceType": "auto-scaling-group"}],
+    )
+    arn = c["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]["AutoScalingGroupARN"]
+    return {"name": name, "launchTemplateId": template["LaunchTemplateId"], "arn": arn}
+
+
+def _describe_template(ec2, template_id: str) -> dict:
+    return ec2.describe_launch_templates(LaunchTemplateIds=[template_id])["LaunchTemplates"][0]
+
+
+def _group_reference(group: dict) -> str:
+    if group.get("LaunchTemplate"):
+        return group["LaunchTemplate"].get("Version") or "$Default"
+    return group["MixedInstancesPolicy"]["LaunchTemplate"]["LaunchTemplateSpecification"].get("Version") or "$Default"
+
+
+def describe_past(c, groups: dict, amis: dict, history: dict) -> dict:
+    """The manifest's view of each brownfield group, checked: every instance runs `current`."""
+    described = {g["AutoScalingGroupName"]: g for g in c["autoscaling"].describe_auto_scaling_groups(
+        AutoScalingGroupNames=[g["name"] for g in groups.values()])["AutoScalingGroups"]}
+    out = {}
+    for key, group in groups.items():
+        asg = described[group["name"]]
+        template = _describe_template(c["ec2"], group["launchTemplateId"])
+        reference = _group_reference(asg)
+        version = {"$Latest": template["LatestVersionNumber"],
+                   "$Default": template["DefaultVersionNumber"]}.get(reference) or int(reference)
+        ids = [i["InstanceId"] for i in asg["Instances"]]
+        images = {i["ImageId"] for r in c["ec2"].describe_instances(InstanceIds=ids)["Reservations"]
+                  for i in r["Instances"]} if ids else set()
+        if images != {amis["current"]}:
+            raise RuntimeError(f"seed: brownfield group {group['name']} ends on {images}, not {amis['current']}")
+        out[key] = {"name": group["name"], "launchTemplateId": group["launchTemplateId"], "reference": reference,
+                    "version": version, "defaultVersion": template["DefaultVersionNumber"],
+                    "latestVersion": template["LatestVersionNumber"], "refreshes": history.get(key, [])}
+    return out
+
+
+def seed(endpoint: str, region: str = "us-east-1", extra_groups: int = 0, instances: int = 2,
+         brownfield: bool = False) -> dict:
+    if brownfield:
+        return seed_brownfield(endpoint, region, extra_groups, instances)
     c = clients(endpoint, region)
     ec2 = c["ec2"]
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -125,16 +366,61 @@ def seed(endpoint: str, region: str = "us-east-1", extra_groups: int = 0, instan
             "clusters": clusters, "alarms": alarms}
 
 
+def seed_brownfield(endpoint: str, region: str = "us-east-1", extra_groups: int = 0, instances: int = 2) -> dict:
+    """The standard fleet with a past (see the module's docstring), plus `mixed-capacity`."""
+    c = clients(endpoint, region)
+    ec2 = c["ec2"]
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{region}{az}")["Subnet"]["SubnetId"]
+               for i, az in enumerate("ab")]
+    amis = {name: make_ami(ec2, subnets[0], f"ami-rollout-{name}") for name in ("previous", "current", "golden", "bad")}
+    # The parameter held the previous golden before the current one.
+    c["ssm"].put_parameter(Name="/ami/linux/prod", Value=amis["previous"], Type="String", DataType="aws:ec2:image")
+    c["ssm"].put_parameter(Name="/ami/linux/prod", Value=amis["current"], Type="String", DataType="aws:ec2:image",
+                           Overwrite=True)
+    groups = {
+        "ecs-prod": make_group(c, "ecs-prod-capacity", subnets, amis["previous"], instances,
+                               user_data="#!/bin/bash\necho ECS_CLUSTER=prod >> /etc/ecs/ecs.config\n", protected=True),
+        "ecs-batch": make_group(c, "ecs-batch-capacity", subnets, amis["previous"], instances,
+                                user_data="#!/bin/bash\necho ECS_CLUSTER=batch >> /etc/ecs/ecs.config\n"),
+        "web": make_group(c, "web", subnets, amis["previous"], instances),
+        "mixed": make_mixed_group(c, "mixed-capacity", subnets, amis["previous"], 2),
+    }
+    past = Past(c, endpoint, instances)
+    past.point("web", groups["web"]["launchTemplateId"], "$Latest")
+    past.point("ecs-batch-capacity", groups["ecs-batch"]["launchTemplateId"], "$Default")
+    clusters = {
+        "prod": make_cluster(c, "prod", groups["ecs-prod"], True, ("api", "worker")),
+        "batch": make_cluster(c, "batch", groups["ecs-batch"], False, ("ingest", "reports")),
+    }
+    history = brownfield_history(past, groups, amis)
+    described = describe_past(c, groups, amis, history)
+    alarms = []
+    for name, metric in (("web-5xx", "HTTPCode_Target_5XX_Count"), ("prod-api-errors", "ErrorCount")):
+        c["cloudwatch"].put_metric_alarm(AlarmName=name, MetricName=metric, Namespace="AmiRollout/Demo",
+                                         Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1,
+                                         ComparisonOperator="GreaterThanOrEqualToThreshold")
+        alarms.append(name)
+    extra = add_plain_groups(c, vpc, amis["current"], extra_groups, region)
+    described.update({k: {"name": v["name"], "launchTemplateId": v["launchTemplateId"]} for k, v in extra.items()})
+    return {"region": region, "vpc": vpc, "subnets": subnets, "amis": amis, "parameter": "/ami/linux/prod",
+            "groups": described, "clusters": clusters, "alarms": alarms, "brownfield": True}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="localaws seed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL"))
     parser.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
     parser.add_argument("--extra-groups", type=int, default=0, help="plain groups of one instance each")
     parser.add_argument("--instances", type=int, default=2, help="instances in each of the three main groups")
+    parser.add_argument("--brownfield", action="store_true",
+                        help="groups with a past: many template versions, $Latest/$Default/pinned references, "
+                             "finished refreshes, and a mixed instances group")
     args = parser.parse_args(argv)
     if not args.endpoint:
         sys.exit("seed: no endpoint; pass --endpoint or source the env file written by `localaws up`")
-    json.dump(seed(args.endpoint, args.region, args.extra_groups, args.instances), sys.stdout, indent=1)
+    json.dump(seed(args.endpoint, args.region, args.extra_groups, args.instances, args.brownfield),
+              sys.stdout, indent=1)
     print()
 
 

@@ -55,6 +55,10 @@ class Simulation:
     calls: dict[str, int] = field(default_factory=dict)
     # (cluster, service) -> simulated time its failing tasks last stopped.
     last_failed_task: dict[tuple, float] = field(default_factory=dict)
+    # (account, region, image id) -> deregistration protection (images.py).
+    image_protection: dict[tuple, dict] = field(default_factory=dict)
+    # (account, region, group) -> Auto Scaling activities we record (failed launches), newest first.
+    activities: dict[tuple, list] = field(default_factory=dict)
 
 
 def _scale() -> float:

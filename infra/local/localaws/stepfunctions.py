@@ -1,4 +1,4 @@
-"""ministack (Step Functions + Lambda) with the two engine behaviours the rollout depends on.
+"""ministack (Step Functions + Lambda + EventBridge) with the engine behaviours the rollout depends on.
 
 1. A failed Map stops. AWS: when an iteration of an inline Map fails, the Map state fails and
    iterations not yet started never start; with MaxConcurrency 1 (our waves) a failed wave stops
@@ -16,6 +16,25 @@
    and redriveStatus; the history gains an ExecutionRedriven event, and the states answered from the
    journal add no events, as on AWS. Parallel branches are rerun whole (our state machine has none).
 
+3. A stopped execution stops. AWS: after StopExecution (or the definition's TimeoutSeconds) no
+   further state starts, Map iterations included, and the execution keeps its ABORTED / TIMED_OUT
+   status. ministack 1.5.33 only checks the status between top-level states: a running inline Map
+   goes on through all its iterations (every remaining wave would roll out), and a Task that fails
+   after the stop turns the ABORTED execution into FAILED. Here a walk that is no longer current
+   (stopped, timed out, or replaced by a redrive) starts no state, journals nothing, records no
+   state event and changes no status; a state in flight at the stop finishes (a Lambda invocation
+   is not interrupted, as on AWS) and its result is discarded, so a redrive reruns it.
+
+4. Execution TimeoutSeconds, which ministack 1.5.33 ignores: when it passes, the execution ends
+   TIMED_OUT (ExecutionTimedOut event, error States.Timeout). The timeout runs on the same scale
+   as Wait states (SFN_WAIT_SCALE; with 0 it is not enforced), counted from the start of each walk
+   (a redrive gets the full timeout again).
+
+5. "Step Functions Execution Status Change" events (ministack emits them to its default bus on
+   every status change) carry the redrive fields as DescribeExecution reports them here, and the
+   error and cause of ABORTED / TIMED_OUT executions too; EventBridge delivers to a Lambda target
+   through Lambda's asynchronous invocation (Event: retries, destinations), not a bare thread.
+
 Run as `python -m localaws.stepfunctions`, with ministack's own environment variables.
 """
 
@@ -28,6 +47,7 @@ from datetime import datetime, timedelta, timezone
 
 from ministack import app
 from ministack.core.responses import error_response_json, json_response, new_uuid, now_iso
+from ministack.services import eventbridge, lambda_svc
 from ministack.services import stepfunctions as engine
 
 _lock = threading.Lock()
@@ -38,6 +58,8 @@ _lock = threading.Lock()
 _scope = contextvars.ContextVar("journal_scope", default=())
 _position = contextvars.ContextVar("journal_position", default=None)
 _unjournaled = contextvars.ContextVar("unjournaled", default=False)
+# The walk (_Run) this thread belongs to; Map iteration threads inherit it.
+_walk = contextvars.ContextVar("walk", default=None)
 
 REDRIVABLE = {"FAILED", "ABORTED", "TIMED_OUT"}
 REDRIVE_PERIOD = timedelta(days=14)
@@ -79,6 +101,23 @@ def _record(arn):
         return _executions.setdefault(arn, Execution())
 
 
+class _Stopped(engine._ExecutionError):
+    """Raised in a walk that must not go on; never becomes the execution's error (see _fail_execution)."""
+
+    def __init__(self):
+        super().__init__("ExecutionStopped", "The execution is no longer running this walk")
+
+
+def _live(arn):
+    """Whether this thread's walk of execution `arn` may go on: the execution is RUNNING and the
+    walk is its current one (not one a redrive has replaced)."""
+    execution = engine._executions.get(arn)
+    if not execution or execution["status"] != "RUNNING":
+        return False
+    record, mine = _executions.get(arn), _walk.get()
+    return record is None or mine is None or record.run is mine
+
+
 # --- the journal -----------------------------------------------------------------------------------
 
 
@@ -89,9 +128,14 @@ def _journaled(handler):
     def run(state_def, raw_input, *rest):
         ctx = rest[-1] if rest else None
         arn = ((ctx or {}).get("Execution") or {}).get("Id")
+        if arn and not _live(arn):
+            raise _Stopped()
         record = _executions.get(arn)
         if record is None or record.run is None or _unjournaled.get():
-            return handler(state_def, raw_input, *rest)
+            result = handler(state_def, raw_input, *rest)
+            if arn and not _live(arn):
+                raise _Stopped()  # stopped while the state ran: its result is discarded
+            return result
         run_ = record.run
         ctx["Execution"].setdefault("RedriveCount", run_.number)
         scope, name = _scope.get(), ctx["State"]["Name"]
@@ -116,6 +160,8 @@ def _journaled(handler):
         finally:
             for token in reversed(tokens):
                 token.var.reset(token)
+        if not _live(arn):
+            raise _Stopped()  # stopped while the state ran: not journaled, so a redrive reruns it
         with _lock:
             journal.append({"name": name, "output": copy.deepcopy(output), "next": next_name,
                             "variables": copy.deepcopy(ctx.get("variables", {})), "run": run_.number})
@@ -161,17 +207,70 @@ _original_run_execution = engine._run_execution
 
 def _run_execution(exec_arn):
     """One walk of the definition; a redrive's walk answers completed states from the journal."""
+    contextvars.copy_context().run(_run_walk, exec_arn)
+
+
+def _run_walk(exec_arn):
     record = _record(exec_arn)
+    walk = _Run(record.redrive_count)
     with _lock:
-        record.run = _Run(record.redrive_count)
-    _original_run_execution(exec_arn)
+        record.run = walk
+    _walk.set(walk)
+    timer = _start_timeout(exec_arn, walk)
+    try:
+        _original_run_execution(exec_arn)
+    finally:
+        if timer:
+            timer.cancel()
+
+
+def _start_timeout(exec_arn, walk):
+    """A timer for the definition's TimeoutSeconds, on the Wait states' scale; None without one."""
+    execution = engine._executions.get(exec_arn) or {}
+    machine = engine._state_machines.get(execution.get("stateMachineArn")) or {}
+    try:
+        seconds = json.loads(machine.get("definition") or "{}").get("TimeoutSeconds")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(seconds, (int, float)) or seconds <= 0 or engine._SFN_WAIT_SCALE <= 0:
+        return None
+    timer = threading.Timer(seconds * engine._SFN_WAIT_SCALE, contextvars.copy_context().run,
+                            args=(_time_out, exec_arn, walk))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _time_out(exec_arn, walk):
+    execution, record = engine._executions.get(exec_arn), _executions.get(exec_arn)
+    with _lock:
+        if not execution or execution["status"] != "RUNNING" or record.run is not walk:
+            return
+        execution.update(status="TIMED_OUT", stopDate=now_iso(), error="States.Timeout", cause=None)
+    engine._add_event(execution, "ExecutionTimedOut",
+                      {"executionTimedOutEventDetails": {"error": "States.Timeout"}})
+    engine._emit_execution_status_event(execution)
+
+
+_original_fail_execution = engine._fail_execution
+
+
+def _fail_execution(execution, error, cause):
+    """A walk that is no longer live leaves the status alone: an ABORTED or TIMED_OUT execution
+    stays so (ministack would turn it FAILED when the state in flight fails), and a walk replaced
+    by a redrive cannot fail the redriven execution."""
+    if _live(execution["executionArn"]):
+        _original_fail_execution(execution, error, cause)
 
 
 _original_add_event = engine._add_event
 
 
 def _add_event(execution, event_type, details=None):
-    """States answered from the journal leave no new Entered/Exited events, as on AWS."""
+    """States answered from the journal leave no new Entered/Exited events, as on AWS; nor does a
+    walk that is no longer live (the execution stopped, or a redrive replaced the walk)."""
+    if not event_type.startswith("Execution") and not _live(execution["executionArn"]):
+        return None
     record = _executions.get(execution["executionArn"])
     run_ = record.run if record else None
     if run_ and run_.number and _scope.get() == () and event_type.endswith(("StateEntered", "StateExited")):
@@ -184,6 +283,65 @@ def _add_event(execution, event_type, details=None):
             run_.replayed_top_level = False
             return None
     return _original_add_event(execution, event_type, details)
+
+
+# --- status change events --------------------------------------------------------------------------
+
+
+def _emit_execution_status_event(execution):
+    """ministack's "Step Functions Execution Status Change" event to the default bus, with the
+    redrive fields as DescribeExecution reports them (ministack: always 0 / redrivable only when
+    FAILED) and error and cause for every stopped status that has them (ministack: FAILED only)."""
+    if execution.get("sync"):
+        return  # Express-style executions emit no events, as on AWS
+    status = execution["status"]
+    record = _executions.get(execution["executionArn"]) or Execution()
+    reason = _not_redrivable(execution)
+    stopped = status in ("FAILED", "TIMED_OUT", "ABORTED")
+    detail = {
+        "executionArn": execution["executionArn"],
+        "stateMachineArn": execution["stateMachineArn"],
+        "name": execution["name"],
+        "status": status,
+        "startDate": engine._iso_to_epoch_ms(execution.get("startDate")),
+        "stopDate": engine._iso_to_epoch_ms(execution.get("stopDate")),
+        "input": execution.get("input"),
+        "inputDetails": {"included": True},
+        "output": execution.get("output") if status == "SUCCEEDED" else None,
+        "outputDetails": {"included": True} if status == "SUCCEEDED" else None,
+        "stateMachineVersionArn": None,
+        "stateMachineAliasArn": None,
+        "redriveCount": record.redrive_count,
+        "redriveDate": engine._iso_to_epoch_ms(record.redrive_date),
+        "redriveStatus": "NOT_REDRIVABLE" if reason else "REDRIVABLE",
+        "redriveStatusReason": reason or f"Execution is {status} and is redrivable",
+        "error": execution.get("error") if stopped else None,
+        "cause": execution.get("cause") if stopped else None,
+    }
+    for field in ("input", "output"):
+        if detail[field] is not None and len(detail[field]) > engine._STATUS_EVENT_PAYLOAD_CAP:
+            detail[field], detail[f"{field}Details"] = None, {"included": False}
+    try:
+        eventbridge._put_events({"Entries": [{
+            "Source": "aws.states", "DetailType": "Step Functions Execution Status Change",
+            "Detail": json.dumps(detail), "Resources": [execution["executionArn"]]}]},
+            allow_aws_source=True)
+    except Exception:  # best effort, as on AWS: never fails the execution
+        engine.logger.warning("status event for %s not published", execution["executionArn"], exc_info=True)
+
+
+def _dispatch_to_lambda(arn, payload):
+    """EventBridge invokes a Lambda target asynchronously: Lambda's Event invocation, with its
+    retries and failure destinations (ministack 1.5.33 runs the function once in a thread)."""
+    try:
+        event = json.loads(payload)
+    except (ValueError, TypeError):
+        event = {"body": payload}
+    func, config, name = lambda_svc._get_func_record_for_ref(arn)
+    if not func or not config:
+        engine.logger.warning("EventBridge -> Lambda: function %s not found", name)
+        return
+    lambda_svc.invoke_async_with_retry(lambda_svc._execution_record_for_config(func, config), event)
 
 
 # --- the API ---------------------------------------------------------------------------------------
@@ -267,7 +425,10 @@ for _handler in ("_execute_pass", "_execute_task", "_execute_choice", "_execute_
     setattr(engine, _handler, _journaled(getattr(engine, _handler)))
 engine._run_sub_machine = _run_sub_machine
 engine._run_execution = _run_execution
+engine._fail_execution = _fail_execution
 engine._add_event = _add_event
+engine._emit_execution_status_event = _emit_execution_status_event
+eventbridge._dispatch_to_lambda = _dispatch_to_lambda
 engine._describe_execution = _describe_execution
 engine.handle_request = handle_request
 

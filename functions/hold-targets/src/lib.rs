@@ -1,0 +1,712 @@
+//! hold-targets: a target is held by at most one execution at a time, and the AMI a held target
+//! would roll back to cannot be deregistered while it is held.
+//!
+//! Auto Scaling tags cannot be written conditionally, so a hold is a DynamoDB item taken with a
+//! conditional put; a non-propagating tag on the group mirrors it for people to see. The state
+//! machine takes the holds before its first change and releases them when it ends by success or
+//! by a finished rollback; EventBridge releases them for executions that end without running
+//! another state (ABORTED, TIMED_OUT). An execution stopped for a redrive keeps them.
+//!
+//! The table holds three kinds of items, by `key`:
+//! - `target#asg#<account>#<region>#<group>`: `holder` (execution ARN), `ami`, `since`;
+//! - `ami#<account>#<region>#<image>`: `users` (the executions relying on it), `previous` (its
+//!   deregistration protection before the first of them);
+//! - `execution#<arn>`: `targets` and `amis`, what that execution may hold, so a release needs
+//!   nothing but the execution's ARN.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use aws_sdk_autoscaling::types::Tag;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_sfn::types::{ExecutionRedriveStatus, ExecutionStatus};
+use rollout_core::ami::describe_images;
+use rollout_core::model::{Epoch, Plan, Skipped, Target, TargetKind};
+use rollout_core::{Clients, StepError, StepResult};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The tag that shows who holds a group.
+pub const HOLD_TAG: &str = "ami-rollout:held-by";
+
+/// The fleet clients, plus the holds table and Step Functions.
+#[derive(Clone, Debug)]
+pub struct HoldClients {
+    pub fleet: Clients,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    pub table: String,
+}
+
+impl HoldClients {
+    pub async fn from_env() -> Result<Self, lambda_runtime::Error> {
+        let conf = aws_config::load_from_env().await;
+        let table = std::env::var("HOLDS_TABLE")
+            .map_err(|_| "HOLDS_TABLE is not set: the function needs the holds table's name")?;
+        Ok(Self {
+            fleet: Clients::from_conf(&conf),
+            dynamodb: aws_sdk_dynamodb::Client::new(&conf),
+            sfn: aws_sdk_sfn::Client::new(&conf),
+            table,
+        })
+    }
+}
+
+/// What the function is asked to do.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "action", rename_all = "camelCase", deny_unknown_fields)]
+pub enum HoldRequest {
+    /// Before the first change: hold every target of the plan. Returns the plan without the
+    /// targets that another execution, rolling out the same AMI, already holds.
+    Take { execution: String, plan: Plan },
+    /// When the execution ends (by success or a finished rollback), or by hand.
+    Release { execution: String },
+}
+
+/// The EventBridge event Step Functions sends when an execution's status changes.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub detail: StatusChangeDetail,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusChangeDetail {
+    pub execution_arn: String,
+    pub status: String,
+}
+
+/// What a release did.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Released {
+    pub execution: String,
+    /// Targets whose hold this execution still had and gave up.
+    pub targets: Vec<String>,
+    /// AMIs whose deregistration protection went back to what it was.
+    pub unprotected: Vec<String>,
+}
+
+pub async fn handle(
+    clients: &HoldClients,
+    event: lambda_runtime::LambdaEvent<Value>,
+) -> Result<Value, lambda_runtime::Diagnostic> {
+    let payload = event.payload;
+    let out = if payload.get("detail-type").is_some() {
+        let change: StatusChange = rollout_core::error::parse_input("hold-targets", payload)?;
+        serde_json::to_value(on_status_change(clients, &change).await?)
+    } else {
+        match rollout_core::error::parse_input("hold-targets", payload)? {
+            HoldRequest::Take { execution, plan } => serde_json::to_value(
+                take(clients, &execution, plan, rollout_core::aws::now()).await?,
+            ),
+            HoldRequest::Release { execution } => {
+                serde_json::to_value(release(clients, &execution).await?)
+            }
+        }
+    };
+    out.map_err(|e| StepError::invalid(format!("hold-targets output: {e}")).into())
+}
+
+/// The account and region an execution ARN names
+/// (`arn:<partition>:states:<region>:<account>:execution:<state machine>:<name>`).
+pub fn execution_home(execution: &str) -> StepResult<(String, String)> {
+    let parts: Vec<&str> = execution.split(':').collect();
+    match parts.as_slice() {
+        ["arn", _, "states", region, account, "execution", _, name]
+            if !region.is_empty() && !account.is_empty() && !name.is_empty() =>
+        {
+            Ok((account.to_string(), region.to_string()))
+        }
+        _ => Err(StepError::invalid(format!(
+            "{execution:?} is not a Step Functions execution ARN"
+        ))),
+    }
+}
+
+/// The short name the console shows for an execution ARN.
+fn execution_name(execution: &str) -> &str {
+    execution.rsplit(':').next().unwrap_or(execution)
+}
+
+fn target_key(account: &str, region: &str, target: &Target) -> String {
+    let kind = match target.kind {
+        TargetKind::AutoScalingGroup => "asg",
+    };
+    format!("target#{kind}#{account}#{region}#{}", target.group)
+}
+
+/// The group or image a key names (its last part).
+fn last_part(key: &str) -> &str {
+    key.rsplit('#').next().unwrap_or(key)
+}
+
+fn ami_key(account: &str, region: &str, image: &str) -> String {
+    format!("ami#{account}#{region}#{image}")
+}
+
+fn execution_key(execution: &str) -> String {
+    format!("execution#{execution}")
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn string_set(values: impl IntoIterator<Item = String>) -> AttributeValue {
+    AttributeValue::Ss(values.into_iter().collect())
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn set(item: Option<&HashMap<String, AttributeValue>>, name: &str) -> Vec<String> {
+    item.and_then(|i| i.get(name))
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn is_condition_failure<E>(err: &E) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.code() == Some("ConditionalCheckFailedException")
+}
+
+/// Whether an execution that holds something can still come back for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HolderState {
+    /// Running, or stopped FAILED for a redrive: it keeps its holds.
+    Alive,
+    /// Succeeded, aborted, timed out, failed for good, or gone: its holds may be taken over.
+    Ended,
+}
+
+/// Decides from the holder's status (never from its age) whether it can come back.
+pub fn holder_state(
+    status: &ExecutionStatus,
+    redrive: Option<&ExecutionRedriveStatus>,
+) -> HolderState {
+    match status {
+        ExecutionStatus::Running | ExecutionStatus::PendingRedrive => HolderState::Alive,
+        ExecutionStatus::Failed if redrive == Some(&ExecutionRedriveStatus::Redrivable) => {
+            HolderState::Alive
+        }
+        // An aborted or timed-out execution's holds are released by the status-change rule; if that
+        // did not run, nobody is coming back for them.
+        ExecutionStatus::Succeeded
+        | ExecutionStatus::Aborted
+        | ExecutionStatus::TimedOut
+        | ExecutionStatus::Failed => HolderState::Ended,
+        // A status Step Functions adds later: assume it may come back, never take its targets.
+        _ => HolderState::Alive,
+    }
+}
+
+async fn describe_holder(clients: &HoldClients, holder: &str) -> StepResult<HolderState> {
+    match clients
+        .sfn
+        .describe_execution()
+        .execution_arn(holder)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(holder_state(out.status(), out.redrive_status())),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_execution_does_not_exist()) =>
+        {
+            Ok(HolderState::Ended)
+        }
+        Err(err) => Err(StepError::from_sdk("DescribeExecution", err)),
+    }
+}
+
+/// The outcome of trying to hold one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Hold {
+    Taken,
+    /// Another live execution holds it for the same AMI: this one leaves it to that one.
+    HeldForSameAmi(String),
+    /// Another live execution holds it for another AMI.
+    HeldForOtherAmi {
+        holder: String,
+        ami: String,
+    },
+}
+
+/// Puts the hold if nobody holds the target, this execution already does, or `expected` (an
+/// ended holder) still does. False when the condition failed.
+async fn put_hold(
+    clients: &HoldClients,
+    key: &str,
+    execution: &str,
+    ami: &str,
+    now: Epoch,
+    expected: Option<&str>,
+) -> StepResult<bool> {
+    let mut put = clients
+        .dynamodb
+        .put_item()
+        .table_name(&clients.table)
+        .item("key", s(key))
+        .item("holder", s(execution))
+        .item("ami", s(ami))
+        .item("since", AttributeValue::N(now.to_string()))
+        .expression_attribute_values(":me", s(execution));
+    put = match expected {
+        None => put
+            .condition_expression("attribute_not_exists(#k) OR holder = :me")
+            .expression_attribute_names("#k", "key"),
+        Some(ended) => put
+            .condition_expression("holder = :me OR holder = :ended")
+            .expression_attribute_values(":ended", s(ended)),
+    };
+    match put.send().await {
+        Ok(_) => Ok(true),
+        Err(err) if err.as_service_error().is_some_and(is_condition_failure) => Ok(false),
+        Err(err) => Err(StepError::from_sdk("PutItem", err)),
+    }
+}
+
+async fn hold_one(
+    clients: &HoldClients,
+    key: &str,
+    execution: &str,
+    ami: &str,
+    now: Epoch,
+) -> StepResult<Hold> {
+    if put_hold(clients, key, execution, ami, now, None).await? {
+        return Ok(Hold::Taken);
+    }
+    // Held by someone else. A few rounds: a holder can end, or another taker win, meanwhile.
+    for _ in 0..3 {
+        let item = clients
+            .dynamodb
+            .get_item()
+            .table_name(&clients.table)
+            .key("key", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("GetItem", e))?;
+        let Some(item) = item.item() else {
+            // Released meanwhile.
+            if put_hold(clients, key, execution, ami, now, None).await? {
+                return Ok(Hold::Taken);
+            }
+            continue;
+        };
+        let holder = text(item, "holder").unwrap_or_default();
+        let holder_ami = text(item, "ami").unwrap_or_default();
+        if holder == execution {
+            return Ok(Hold::Taken);
+        }
+        match describe_holder(clients, &holder).await? {
+            HolderState::Alive if holder_ami == ami => return Ok(Hold::HeldForSameAmi(holder)),
+            HolderState::Alive => {
+                return Ok(Hold::HeldForOtherAmi {
+                    holder,
+                    ami: holder_ami,
+                });
+            }
+            HolderState::Ended => {
+                if put_hold(clients, key, execution, ami, now, Some(&holder)).await? {
+                    tracing::info!(
+                        key,
+                        previous = holder,
+                        "took over the hold of an ended execution"
+                    );
+                    return Ok(Hold::Taken);
+                }
+            }
+        }
+    }
+    Err(StepError::AwsTransient {
+        operation: "PutItem".into(),
+        message: format!("{key}: the hold changed hands three times while taking it; retry"),
+    })
+}
+
+/// Records what `execution` may hold, before it holds it, so a release always finds it.
+async fn record(
+    clients: &HoldClients,
+    execution: &str,
+    attribute: &str,
+    keys: Vec<String>,
+) -> StepResult<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    clients
+        .dynamodb
+        .update_item()
+        .table_name(&clients.table)
+        .key("key", s(execution_key(execution)))
+        .update_expression("ADD #a :keys")
+        .expression_attribute_names("#a", attribute)
+        .expression_attribute_values(":keys", string_set(keys))
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("UpdateItem", e))?;
+    Ok(())
+}
+
+/// Holds every target of `plan` for `execution`, protects their rollback-point AMIs, and returns
+/// the plan without the targets a live execution rolling out the same AMI already holds. Refuses
+/// (`TargetHeld`, having released what it took) when a live execution holds one for another AMI.
+pub async fn take(
+    clients: &HoldClients,
+    execution: &str,
+    mut plan: Plan,
+    now: Epoch,
+) -> StepResult<Plan> {
+    let (account, region) = execution_home(execution)?;
+    let keyed: BTreeMap<String, &Target> = plan
+        .waves
+        .iter()
+        .flatten()
+        .map(|t| (target_key(&account, &region, t), t))
+        .collect();
+    record(
+        clients,
+        execution,
+        "targets",
+        keyed.keys().cloned().collect(),
+    )
+    .await?;
+    let mut left_to_others = BTreeMap::new();
+    let mut taken = Vec::new();
+    // In key order, so two executions taking the same targets meet on the same first one.
+    for (key, target) in &keyed {
+        match hold_one(clients, key, execution, &plan.ami.id, now).await? {
+            Hold::Taken => taken.push(*target),
+            Hold::HeldForSameAmi(holder) => {
+                left_to_others.insert(target.group.clone(), holder);
+            }
+            Hold::HeldForOtherAmi { holder, ami } => {
+                release(clients, execution).await?;
+                return Err(StepError::TargetHeld {
+                    group: target.group.clone(),
+                    holder,
+                    holder_ami: ami,
+                });
+            }
+        }
+    }
+    tag_holds(clients, execution, &taken).await?;
+    protect_rollback_amis(clients, execution, &account, &region, &taken).await?;
+    tracing::info!(
+        execution,
+        taken = taken.len(),
+        left = left_to_others.len(),
+        "holds taken"
+    );
+    leave_to_others(&mut plan, &left_to_others);
+    Ok(plan)
+}
+
+/// Removes the targets other executions roll out already, reporting each as skipped.
+fn leave_to_others(plan: &mut Plan, left: &BTreeMap<String, String>) {
+    if left.is_empty() {
+        return;
+    }
+    for wave in &mut plan.waves {
+        wave.retain(|t| !left.contains_key(&t.group));
+    }
+    plan.waves.retain(|w| !w.is_empty());
+    plan.target_count = plan.waves.iter().map(Vec::len).sum();
+    plan.skipped_count += left.len();
+    for (group, holder) in left {
+        if plan.skipped.len() >= rollout_core::model::SKIPPED_SHOWN {
+            break;
+        }
+        plan.skipped.push(Skipped {
+            group: group.clone(),
+            reason: format!(
+                "execution {} is rolling the same AMI out to it (a duplicate trigger)",
+                execution_name(holder)
+            ),
+        });
+    }
+}
+
+async fn tag_holds(clients: &HoldClients, execution: &str, taken: &[&Target]) -> StepResult<()> {
+    // A tag value holds 256 characters; an execution ARN fits unless its names are very long.
+    let value: String = execution.chars().take(256).collect();
+    for chunk in taken.chunks(20) {
+        clients
+            .fleet
+            .autoscaling
+            .create_or_update_tags()
+            .set_tags(Some(
+                chunk
+                    .iter()
+                    .map(|t| {
+                        Tag::builder()
+                            .resource_id(&t.group)
+                            .resource_type("auto-scaling-group")
+                            .key(HOLD_TAG)
+                            .value(&value)
+                            .propagate_at_launch(false)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("CreateOrUpdateTags", e))?;
+    }
+    Ok(())
+}
+
+/// Protects from deregistration every rollback-point AMI the account owns, counting the
+/// executions that rely on it. AMIs shared with the account cannot be protected by it: rollback
+/// checks that those can still launch before relying on them.
+async fn protect_rollback_amis(
+    clients: &HoldClients,
+    execution: &str,
+    account: &str,
+    region: &str,
+    taken: &[&Target],
+) -> StepResult<()> {
+    let ids: Vec<String> = taken
+        .iter()
+        .map(|t| t.rollback_point.image_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let owned: Vec<_> = describe_images(&clients.fleet, &ids)
+        .await?
+        .into_iter()
+        .filter(|i| i.owner_id() == Some(account))
+        .collect();
+    record(
+        clients,
+        execution,
+        "amis",
+        owned
+            .iter()
+            .filter_map(|i| i.image_id().map(|id| ami_key(account, region, id)))
+            .collect(),
+    )
+    .await?;
+    for image in owned {
+        let id = image.image_id().unwrap_or_default();
+        let protection = image.deregistration_protection().unwrap_or("disabled");
+        let previous = if protection.starts_with("enabled") {
+            "enabled"
+        } else {
+            "disabled"
+        };
+        // The first user records what the setting was; later ones only add themselves.
+        clients
+            .dynamodb
+            .update_item()
+            .table_name(&clients.table)
+            .key("key", s(ami_key(account, region, id)))
+            .update_expression("ADD #users :me SET #previous = if_not_exists(#previous, :previous)")
+            .expression_attribute_names("#users", "users")
+            .expression_attribute_names("#previous", "previous")
+            .expression_attribute_values(":me", string_set([execution.to_string()]))
+            .expression_attribute_values(":previous", s(previous))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("UpdateItem", e))?;
+        if previous == "disabled" {
+            set_protection(clients, id, true).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn set_protection(clients: &HoldClients, image: &str, on: bool) -> StepResult<()> {
+    let ec2 = &clients.fleet.ec2;
+    let result = if on {
+        ec2.enable_image_deregistration_protection()
+            .image_id(image)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StepError::from_sdk("EnableImageDeregistrationProtection", e))
+    } else {
+        ec2.disable_image_deregistration_protection()
+            .image_id(image)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StepError::from_sdk("DisableImageDeregistrationProtection", e))
+    };
+    match result {
+        // Deregistered meanwhile (protection lifted by hand): there is nothing left to protect.
+        Err(StepError::AwsRequestFailed { message, .. }) if message.starts_with("InvalidAMIID") => {
+            tracing::warn!(
+                image,
+                message,
+                "image is gone; its protection was left as it is"
+            );
+            Ok(())
+        }
+        Err(err) => Err(err),
+        Ok(()) => {
+            tracing::info!(image, protected = on, "image deregistration protection");
+            Ok(())
+        }
+    }
+}
+
+/// Releases everything `execution` holds: its targets (only where it is still the holder) and
+/// its share of the AMI protections. Safe to run twice.
+pub async fn release(clients: &HoldClients, execution: &str) -> StepResult<Released> {
+    execution_home(execution)?;
+    let recorded = clients
+        .dynamodb
+        .get_item()
+        .table_name(&clients.table)
+        .key("key", s(execution_key(execution)))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("GetItem", e))?;
+    let mut released = Released {
+        execution: execution.to_string(),
+        ..Default::default()
+    };
+    for key in set(recorded.item(), "targets") {
+        let deleted = clients
+            .dynamodb
+            .delete_item()
+            .table_name(&clients.table)
+            .key("key", s(&key))
+            .condition_expression("holder = :me")
+            .expression_attribute_values(":me", s(execution))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => released.targets.push(last_part(&key).to_string()),
+            // Never held, or already released, or taken over: not ours to touch.
+            Err(err) if err.as_service_error().is_some_and(is_condition_failure) => {}
+            Err(err) => return Err(StepError::from_sdk("DeleteItem", err)),
+        }
+    }
+    untag(clients, &released.targets).await?;
+    for key in set(recorded.item(), "amis") {
+        if release_ami(clients, execution, &key).await? {
+            released.unprotected.push(last_part(&key).to_string());
+        }
+    }
+    clients
+        .dynamodb
+        .delete_item()
+        .table_name(&clients.table)
+        .key("key", s(execution_key(execution)))
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("DeleteItem", e))?;
+    tracing::info!(execution, targets = ?released.targets, unprotected = ?released.unprotected, "holds released");
+    Ok(released)
+}
+
+async fn untag(clients: &HoldClients, groups: &[String]) -> StepResult<()> {
+    for chunk in groups.chunks(20) {
+        clients
+            .fleet
+            .autoscaling
+            .delete_tags()
+            .set_tags(Some(
+                chunk
+                    .iter()
+                    .map(|g| {
+                        Tag::builder()
+                            .resource_id(g)
+                            .resource_type("auto-scaling-group")
+                            .key(HOLD_TAG)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("DeleteTags", e))?;
+    }
+    Ok(())
+}
+
+/// Removes `execution` from the AMI's users; the last one out restores the protection setting.
+/// True when the protection was lifted.
+async fn release_ami(clients: &HoldClients, execution: &str, key: &str) -> StepResult<bool> {
+    let image = last_part(key);
+    let updated = clients
+        .dynamodb
+        .update_item()
+        .table_name(&clients.table)
+        .key("key", s(key))
+        .update_expression("DELETE #users :me")
+        .condition_expression("contains(#users, :one)")
+        .expression_attribute_names("#users", "users")
+        .expression_attribute_values(":me", string_set([execution.to_string()]))
+        .expression_attribute_values(":one", s(execution))
+        .return_values(ReturnValue::AllNew)
+        .send()
+        .await;
+    let after = match updated {
+        Ok(out) => out.attributes().cloned().unwrap_or_default(),
+        // Released already.
+        Err(err) if err.as_service_error().is_some_and(is_condition_failure) => return Ok(false),
+        Err(err) => return Err(StepError::from_sdk("UpdateItem", err)),
+    };
+    if !set(Some(&after), "users").is_empty() {
+        return Ok(false);
+    }
+    let lift = text(&after, "previous").as_deref() != Some("enabled");
+    if lift {
+        set_protection(clients, image, false).await?;
+    }
+    let removed = clients
+        .dynamodb
+        .delete_item()
+        .table_name(&clients.table)
+        .key("key", s(key))
+        .condition_expression("attribute_not_exists(#users)")
+        .expression_attribute_names("#users", "users")
+        .send()
+        .await;
+    match removed {
+        Ok(_) => Ok(lift),
+        // Another execution started relying on it meanwhile: protect it again for that one.
+        Err(err) if err.as_service_error().is_some_and(is_condition_failure) => {
+            if lift {
+                set_protection(clients, image, true).await?;
+            }
+            Ok(false)
+        }
+        Err(err) => Err(StepError::from_sdk("DeleteItem", err)),
+    }
+}
+
+/// EventBridge: an execution ended without running another state (aborted, timed out).
+pub async fn on_status_change(
+    clients: &HoldClients,
+    change: &StatusChange,
+) -> StepResult<Released> {
+    let detail = &change.detail;
+    if matches!(detail.status.as_str(), "ABORTED" | "TIMED_OUT") {
+        release(clients, &detail.execution_arn).await
+    } else {
+        tracing::info!(
+            status = detail.status,
+            "status change left alone: only ABORTED and TIMED_OUT release holds here"
+        );
+        Ok(Released {
+            execution: detail.execution_arn.clone(),
+            ..Default::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+use super::*;
+use rollout_core::model::{Ami, RollbackPoint, RollbackScope, VersionReference};
+
+const EXECUTION: &str =
+    "arn:aws:states:eu-west-1:111122223333:execution:ami-rollout:rollout-2026-12-01";
+
+fn target(group: &str) -> Target {
+    Target {
+        kind: TargetKind::AutoScalingGroup,
+        group: group.into(),
+        rollback_point: RollbackPoint {
+            launch_template_id: "lt-1".into(),
+            version: 3,
+            image_id: "ami-00000001".into(),
+            reference: VersionReference::Pinned,
+            default_version: 3,
+        },
+        mixed_instances: false,
+        ecs: None,
+    }
+}
+
+fn plan(waves: &[&[&str]]) -> Plan {
+    Plan {
+        trigger: "test".into(),
+        ami: Ami {
+            id: "ami-00000002".into(),
+            name: "n".into(),
+            architecture: "x86_64".into(),
+            owner_id: "111122223333".into(),
+        },
+        waves: waves
+            .iter()
+            .map(|w| w.iter().map(|g| target(g)).collect())
+            .collect(),
+        settings: Default::default(),
+        skipped: vec![],
+        skipped_count: 1,
+        target_count: waves.iter().map(|w| w.len()).sum(),
+        max_concurrency: 5,
+        rollback_scope: RollbackScope::Execution,
+    }
+}
+
+#[test]
+fn keys_name_the_account_region_and_target() {
+    let (account, region) = execution_home(EXECUTION).unwrap();
+    assert_eq!(
+        (account.as_str(), region.as_str()),
+        ("111122223333", "eu-west-1")
+    );
+    let key = target_key(&account, &region, &target("web"));
+    assert_eq!(key, "target#asg#111122223333#eu-west-1#web");
+    assert_eq!(last_part(&key), "web");
+    assert_eq!(last_part(&ami_key(&account, &region, "ami-1")), "ami-1");
+    assert_eq!(execution_name(EXECUTION), "rollout-2026-12-01");
+    for bad in [
+        "",
+        "rollout-1",
+        "arn:aws:states:eu-west-1:1:stateMachine:x",
+        "arn:aws:sqs:eu-west-1:1:execution:x:y",
+    ] {
+        assert_eq!(
+            execution_home(bad).unwrap_err().name(),
+            "InvalidInput",
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn a_holder_keeps_its_targets_while_it_can_come_back() {
+    use ExecutionRedriveStatus as R;
+    use ExecutionStatus as S;
+    for (status, redrive, expected) in [
+        (S::Running, None, HolderState::Alive),
+        (S::PendingRedrive, None, HolderState::Alive),
+        (S::Failed, Some(R::Redrivable), HolderState::Alive),
+        (S::Failed, Some(R::NotRedrivable), HolderState::Ended),
+        (S::Failed, None, HolderState::Ended),
+        (S::Succeeded, None, HolderState::Ended),
+        (S::Aborted, Some(R::Redrivable), HolderState::Ended),
+        (S::TimedOut, Some(R::Redrivable), HolderState::Ended),
+    ] {
+        assert_eq!(
+            holder_state(&status, redrive.as_ref()),
+            expected,
+            "{status:?} {redrive:?}"
+        );
+    }
+}
+
+#[test]
+fn targets_another_execution_rolls_out_leave_the_plan_as_skipped() {
+    let mut p = plan(&[&["canary"], &["a", "b"]]);
+    let left: BTreeMap<String, String> = [
+        ("canary".to_string(), EXECUTION.to_string()),
+        ("b".to_string(), EXECUTION.to_string()),
+    ]
+    .into();
+    leave_to_others(&mut p, &left);
+    let groups: Vec<Vec<&str>> = p
+        .waves
+        .iter()
+        .map(|w| w.iter().map(|t| t.group.as_str()).collect())
+        .collect();
+    assert_eq!(groups, [["a"]], "an emptied wave goes");
+    assert_eq!((p.target_count, p.skipped_count), (1, 3));
+    assert_eq!(p.skipped[0].group, "b");
+    assert_eq!(
+        p.skipped[1].reason,
+        "execution rollout-2026-12-01 is rolling the same AMI out to it (a duplicate trigger)"
+    );
+}
+
+#[test]
+fn requests_parse_from_the_state_machine_and_from_eventbridge() {
+    let take: HoldRequest = serde_json::from_value(serde_json::json!({
+        "action": "take", "execution": EXECUTION, "plan": serde_json::to_value(plan(&[&["web"]])).unwrap()
+    }))
+    .unwrap();
+    assert!(matches!(take, HoldRequest::Take { .. }));
+    let release: HoldRequest =
+        serde_json::from_value(serde_json::json!({"action": "release", "execution": EXECUTION}))
+            .unwrap();
+    assert_eq!(
+        release,
+        HoldRequest::Release {
+            execution: EXECUTION.into()
+        }
+    );
+    let event: StatusChange = serde_json::from_str(include_str!(
+        "../../../tests/fixtures/sfn-execution-status-change-aborted.json"
+    ))
+    .unwrap();
+    assert_eq!(event.detail.status, "ABORTED");
+    assert!(event.detail.execution_arn.starts_with("arn:aws:states:"));
+}
