@@ -296,7 +296,7 @@ pub struct Failure {
 impl Failure {
     /// The failure as a wave's own Fail state hands it on: `{"error", "wave", "cause"}` in the
     /// Cause, around the failing step's Cause.
-    fn from_wave(&self) -> Option<(usize, Failure)> {
+    fn unwrap_wave(&self) -> Option<(usize, Failure)> {
         let v: serde_json::Value = serde_json::from_str(&self.cause).ok()?;
         let wave = usize::try_from(v.get("wave")?.as_u64()?).ok()?;
         let inner = Failure {
@@ -308,12 +308,12 @@ impl Failure {
 
     /// The index of the wave whose failure this is, when it came from a wave.
     pub fn wave(&self) -> Option<usize> {
-        self.from_wave().map(|(wave, _)| wave)
+        self.unwrap_wave().map(|(wave, _)| wave)
     }
 
     /// The human message inside the Cause (a Lambda's Cause is its JSON error payload).
     pub fn message(&self) -> String {
-        if let Some((_, inner)) = self.from_wave() {
+        if let Some((_, inner)) = self.unwrap_wave() {
             return inner.message();
         }
         serde_json::from_str::<serde_json::Value>(&self.cause)

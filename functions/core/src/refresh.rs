@@ -143,9 +143,11 @@ impl RefreshInfo {
         self.status.is_active()
     }
 
-    /// Whether this execution can have started it: no earlier than the execution itself.
-    pub fn started_since(&self, since: Epoch) -> bool {
-        self.started_at.is_some_and(|t| t >= since)
+    /// Whether this is a refresh to `version` that the execution started at `since` can have
+    /// started: it began no earlier than the execution. (The execution holds the group meanwhile,
+    /// so no one else starts one to a version of its.)
+    pub fn is_ours(&self, template_id: &str, version: i64, since: Epoch) -> bool {
+        self.targets(template_id, version) && self.started_at.is_some_and(|t| t >= since)
     }
 }
 
@@ -260,9 +262,7 @@ pub fn adopt_or_refuse(
     purpose: Purpose,
 ) -> StepResult<Option<RefreshInfo>> {
     let ours = refreshes.iter().find(|r| {
-        r.targets(template_id, version)
-            && r.started_since(since)
-            && (purpose == Purpose::Rollout || r.is_active())
+        r.is_ours(template_id, version, since) && (purpose == Purpose::Rollout || r.is_active())
     });
     if let Some(ours) = ours {
         return Ok(Some(ours.clone()));
@@ -437,6 +437,23 @@ mod tests {
             adopt_or_refuse("web", &back_finished, "lt-1", 3, SINCE, Purpose::Rollback).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn ours_means_to_this_version_and_no_older_than_the_execution() {
+        let r = refresh("r", "Successful", "3", SINCE);
+        assert!(r.is_ours("lt-1", 3, SINCE));
+        assert!(
+            !r.is_ours("lt-1", 3, SINCE + 1),
+            "started before the execution"
+        );
+        assert!(!r.is_ours("lt-1", 4, SINCE), "another version");
+        assert!(!r.is_ours("lt-2", 3, SINCE), "another template");
+        let unknown_start = RefreshInfo {
+            started_at: None,
+            ..r
+        };
+        assert!(!unknown_start.is_ours("lt-1", 3, SINCE));
     }
 
     #[test]

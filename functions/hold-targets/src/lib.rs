@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use aws_sdk_autoscaling::types::Tag;
+use aws_sdk_autoscaling::types::{Filter, Tag};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_sfn::types::{ExecutionRedriveStatus, ExecutionStatus};
 use rollout_core::ami::describe_images;
@@ -55,9 +55,9 @@ impl HoldClients {
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "action", rename_all = "camelCase", deny_unknown_fields)]
 pub enum HoldRequest {
-    /// Before the first change: hold every target of the plan. Returns the plan without the
-    /// targets that another execution, rolling out the same AMI, already holds.
-    Take { execution: String, plan: Plan },
+    /// Before the first change: hold every target of the plan. Returns the plan, emptied when
+    /// another execution already rolls the same AMI out (a duplicate trigger).
+    Take { execution: String, plan: Box<Plan> },
     /// When the execution ends (by success or a finished rollback), or by hand.
     Release { execution: String },
 }
@@ -99,7 +99,7 @@ pub async fn handle(
     } else {
         match rollout_core::error::parse_input("hold-targets", payload)? {
             HoldRequest::Take { execution, plan } => serde_json::to_value(
-                take(clients, &execution, plan, rollout_core::aws::now()).await?,
+                take(clients, &execution, *plan, rollout_core::aws::now()).await?,
             ),
             HoldRequest::Release { execution } => {
                 serde_json::to_value(release(clients, &execution).await?)
@@ -239,17 +239,16 @@ enum Hold {
     },
 }
 
-/// Puts the hold if nobody holds the target, this execution already does, or `expected` (an
-/// ended holder) still does. False when the condition failed.
+/// Puts the hold if nobody holds the target or this execution already does. False when someone
+/// else does.
 async fn put_hold(
     clients: &HoldClients,
     key: &str,
     execution: &str,
     ami: &str,
     now: Epoch,
-    expected: Option<&str>,
 ) -> StepResult<bool> {
-    let mut put = clients
+    let put = clients
         .dynamodb
         .put_item()
         .table_name(&clients.table)
@@ -257,15 +256,9 @@ async fn put_hold(
         .item("holder", s(execution))
         .item("ami", s(ami))
         .item("since", AttributeValue::N(now.to_string()))
+        .condition_expression("attribute_not_exists(#k) OR holder = :me")
+        .expression_attribute_names("#k", "key")
         .expression_attribute_values(":me", s(execution));
-    put = match expected {
-        None => put
-            .condition_expression("attribute_not_exists(#k) OR holder = :me")
-            .expression_attribute_names("#k", "key"),
-        Some(ended) => put
-            .condition_expression("holder = :me OR holder = :ended")
-            .expression_attribute_values(":ended", s(ended)),
-    };
     match put.send().await {
         Ok(_) => Ok(true),
         Err(err) if err.as_service_error().is_some_and(is_condition_failure) => Ok(false),
@@ -280,7 +273,7 @@ async fn hold_one(
     ami: &str,
     now: Epoch,
 ) -> StepResult<Hold> {
-    if put_hold(clients, key, execution, ami, now, None).await? {
+    if put_hold(clients, key, execution, ami, now).await? {
         return Ok(Hold::Taken);
     }
     // Held by someone else. A few rounds: a holder can end, or another taker win, meanwhile.
@@ -296,7 +289,7 @@ async fn hold_one(
             .map_err(|e| StepError::from_sdk("GetItem", e))?;
         let Some(item) = item.item() else {
             // Released meanwhile.
-            if put_hold(clients, key, execution, ami, now, None).await? {
+            if put_hold(clients, key, execution, ami, now).await? {
                 return Ok(Hold::Taken);
             }
             continue;
@@ -315,12 +308,14 @@ async fn hold_one(
                 });
             }
             HolderState::Ended => {
-                if put_hold(clients, key, execution, ami, now, Some(&holder)).await? {
-                    tracing::info!(
-                        key,
-                        previous = holder,
-                        "took over the hold of an ended execution"
-                    );
+                // Everything it held goes, its share of AMI protection too; then take this one.
+                tracing::info!(
+                    key,
+                    previous = holder,
+                    "taking over from an ended execution"
+                );
+                release(clients, &holder).await?;
+                if put_hold(clients, key, execution, ami, now).await? {
                     return Ok(Hold::Taken);
                 }
             }
@@ -332,7 +327,16 @@ async fn hold_one(
     })
 }
 
-/// Records what `execution` may hold, before it holds it, so a release always finds it.
+/// The refusal when an execution's holds were released before it took them (it was aborted or
+/// timed out while taking them, or is a redrive of such an execution).
+fn released_already(execution: &str) -> StepError {
+    StepError::invalid(format!(
+        "{execution}: its holds were released when it was aborted or timed out; start a new execution"
+    ))
+}
+
+/// Records what `execution` may hold, before it holds it, so a release always finds it; refused
+/// once the execution has been released.
 async fn record(
     clients: &HoldClients,
     execution: &str,
@@ -342,22 +346,44 @@ async fn record(
     if keys.is_empty() {
         return Ok(());
     }
-    clients
+    let recorded = clients
         .dynamodb
         .update_item()
         .table_name(&clients.table)
         .key("key", s(execution_key(execution)))
         .update_expression("ADD #a :keys")
+        .condition_expression("attribute_not_exists(released)")
         .expression_attribute_names("#a", attribute)
         .expression_attribute_values(":keys", string_set(keys))
         .send()
-        .await
-        .map_err(|e| StepError::from_sdk("UpdateItem", e))?;
-    Ok(())
+        .await;
+    match recorded {
+        Ok(_) => Ok(()),
+        Err(err) if err.as_service_error().is_some_and(is_condition_failure) => {
+            Err(released_already(execution))
+        }
+        Err(err) => Err(StepError::from_sdk("UpdateItem", err)),
+    }
 }
 
-/// Holds every target of `plan` for `execution`, protects their rollback-point AMIs, and returns
-/// the plan without the targets a live execution rolling out the same AMI already holds. Refuses
+/// Whether `execution` has been released (the status-change rule may run while it takes holds:
+/// stopping an execution does not stop the function it is running).
+async fn was_released(clients: &HoldClients, execution: &str) -> StepResult<bool> {
+    let item = clients
+        .dynamodb
+        .get_item()
+        .table_name(&clients.table)
+        .key("key", s(execution_key(execution)))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("GetItem", e))?;
+    Ok(item.item().is_some_and(|i| i.contains_key("released")))
+}
+
+/// Holds every target of `plan` for `execution` and protects their rollback-point AMIs. When a
+/// live execution already holds one for the same AMI (a duplicate trigger), this one gives back
+/// what it took and returns an empty plan: the first one rolls out, never half each. Refuses
 /// (`TargetHeld`, having released what it took) when a live execution holds one for another AMI.
 pub async fn take(
     clients: &HoldClients,
@@ -379,14 +405,20 @@ pub async fn take(
         keyed.keys().cloned().collect(),
     )
     .await?;
-    let mut left_to_others = BTreeMap::new();
     let mut taken = Vec::new();
     // In key order, so two executions taking the same targets meet on the same first one.
     for (key, target) in &keyed {
         match hold_one(clients, key, execution, &plan.ami.id, now).await? {
             Hold::Taken => taken.push(*target),
             Hold::HeldForSameAmi(holder) => {
-                left_to_others.insert(target.group.clone(), holder);
+                release(clients, execution).await?;
+                tracing::info!(
+                    execution,
+                    holder,
+                    "a duplicate: left the rollout to the holder"
+                );
+                end_as_duplicate(&mut plan, &holder);
+                return Ok(plan);
             }
             Hold::HeldForOtherAmi { holder, ami } => {
                 release(clients, execution).await?;
@@ -400,44 +432,33 @@ pub async fn take(
     }
     tag_holds(clients, execution, &taken).await?;
     protect_rollback_amis(clients, execution, &account, &region, &taken).await?;
-    tracing::info!(
-        execution,
-        taken = taken.len(),
-        left = left_to_others.len(),
-        "holds taken"
-    );
-    leave_to_others(&mut plan, &left_to_others);
+    if was_released(clients, execution).await? {
+        // Released while taking: give back what was taken since.
+        release(clients, execution).await?;
+        return Err(released_already(execution));
+    }
+    tracing::info!(execution, taken = taken.len(), "holds taken");
     Ok(plan)
 }
 
-/// Removes the targets other executions roll out already, reporting each as skipped.
-fn leave_to_others(plan: &mut Plan, left: &BTreeMap<String, String>) {
-    if left.is_empty() {
-        return;
-    }
-    for wave in &mut plan.waves {
-        wave.retain(|t| !left.contains_key(&t.group));
-    }
-    plan.waves.retain(|w| !w.is_empty());
-    plan.target_count = plan.waves.iter().map(Vec::len).sum();
-    plan.skipped_count += left.len();
-    for (group, holder) in left {
-        if plan.skipped.len() >= rollout_core::model::SKIPPED_SHOWN {
-            break;
-        }
-        plan.skipped.push(Skipped {
-            group: group.clone(),
+/// Leaves the whole plan to `holder`, reporting every target as skipped.
+fn end_as_duplicate(plan: &mut Plan, holder: &str) {
+    let targets: Vec<Target> = plan.waves.drain(..).flatten().collect();
+    plan.target_count = 0;
+    plan.skipped_count += targets.len();
+    let room = rollout_core::model::SKIPPED_SHOWN.saturating_sub(plan.skipped.len());
+    plan.skipped
+        .extend(targets.into_iter().take(room).map(|t| Skipped {
+            group: t.group,
             reason: format!(
-                "execution {} is rolling the same AMI out to it (a duplicate trigger)",
+                "execution {} is rolling the same AMI out (a duplicate trigger); left to it",
                 execution_name(holder)
             ),
-        });
-    }
+        }));
 }
 
 async fn tag_holds(clients: &HoldClients, execution: &str, taken: &[&Target]) -> StepResult<()> {
-    // A tag value holds 256 characters; an execution ARN fits unless its names are very long.
-    let value: String = execution.chars().take(256).collect();
+    let value = tag_value(execution);
     for chunk in taken.chunks(20) {
         clients
             .fleet
@@ -474,52 +495,71 @@ async fn protect_rollback_amis(
     region: &str,
     taken: &[&Target],
 ) -> StepResult<()> {
-    let ids: Vec<String> = taken
+    let ids: BTreeSet<&str> = taken
         .iter()
-        .map(|t| t.rollback_point.image_id.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+        .map(|t| t.rollback_point.image_id.as_str())
         .collect();
-    let owned: Vec<_> = describe_images(&clients.fleet, &ids)
-        .await?
-        .into_iter()
-        .filter(|i| i.owner_id() == Some(account))
-        .collect();
+    // One image per call: EC2 answers nothing at all when one id of a call is unknown.
+    let mut owned = Vec::new();
+    for id in ids {
+        let image = describe_images(&clients.fleet, &[id.to_string()]).await?;
+        if image.first().and_then(|i| i.owner_id()) == Some(account) {
+            owned.push(id);
+        }
+    }
     record(
         clients,
         execution,
         "amis",
         owned
             .iter()
-            .filter_map(|i| i.image_id().map(|id| ami_key(account, region, id)))
+            .map(|id| ami_key(account, region, id))
             .collect(),
     )
     .await?;
-    for image in owned {
-        let id = image.image_id().unwrap_or_default();
-        let protection = image.deregistration_protection().unwrap_or("disabled");
-        let previous = if protection.starts_with("enabled") {
-            "enabled"
-        } else {
-            "disabled"
-        };
-        // The first user records what the setting was; later ones only add themselves.
-        clients
+    for id in owned {
+        let key = ami_key(account, region, id);
+        let joined = clients
             .dynamodb
             .update_item()
             .table_name(&clients.table)
-            .key("key", s(ami_key(account, region, id)))
-            .update_expression("ADD #users :me SET #previous = if_not_exists(#previous, :previous)")
+            .key("key", s(&key))
+            .update_expression("ADD #users :me")
             .expression_attribute_names("#users", "users")
-            .expression_attribute_names("#previous", "previous")
             .expression_attribute_values(":me", string_set([execution.to_string()]))
-            .expression_attribute_values(":previous", s(previous))
+            .return_values(ReturnValue::UpdatedOld)
             .send()
             .await
             .map_err(|e| StepError::from_sdk("UpdateItem", e))?;
-        if previous == "disabled" {
-            set_protection(clients, id, true).await?;
+        let first = set(joined.attributes(), "users").is_empty();
+        if first {
+            // Read the setting only now that this execution is counted: a release running at the
+            // same time then either sees it and keeps the item (and its `previous`), or has
+            // finished, and the setting read here is the one it restored.
+            let protection = describe_images(&clients.fleet, &[id.to_string()])
+                .await?
+                .first()
+                .and_then(|i| i.deregistration_protection().map(str::to_string))
+                .unwrap_or_else(|| "disabled".into());
+            let previous = if protection.starts_with("enabled") {
+                "enabled"
+            } else {
+                "disabled"
+            };
+            clients
+                .dynamodb
+                .update_item()
+                .table_name(&clients.table)
+                .key("key", s(&key))
+                .update_expression("SET #previous = if_not_exists(#previous, :previous)")
+                .expression_attribute_names("#previous", "previous")
+                .expression_attribute_values(":previous", s(previous))
+                .send()
+                .await
+                .map_err(|e| StepError::from_sdk("UpdateItem", e))?;
         }
+        // Always: enabling twice is harmless, and a release may have just lifted it.
+        set_protection(clients, id, true).await?;
     }
     Ok(())
 }
@@ -563,62 +603,96 @@ async fn set_protection(clients: &HoldClients, image: &str, on: bool) -> StepRes
 /// its share of the AMI protections. Safe to run twice.
 pub async fn release(clients: &HoldClients, execution: &str) -> StepResult<Released> {
     execution_home(execution)?;
+    // Marked first, so a take still running for this execution knows to give back what it takes.
     let recorded = clients
         .dynamodb
-        .get_item()
+        .update_item()
         .table_name(&clients.table)
         .key("key", s(execution_key(execution)))
-        .consistent_read(true)
+        .update_expression("SET released = :now")
+        .expression_attribute_values(
+            ":now",
+            AttributeValue::N(rollout_core::aws::now().to_string()),
+        )
+        .return_values(ReturnValue::AllNew)
         .send()
         .await
-        .map_err(|e| StepError::from_sdk("GetItem", e))?;
+        .map_err(|e| StepError::from_sdk("UpdateItem", e))?;
     let mut released = Released {
         execution: execution.to_string(),
         ..Default::default()
     };
-    for key in set(recorded.item(), "targets") {
+    let targets = set(recorded.attributes(), "targets");
+    for key in &targets {
         let deleted = clients
             .dynamodb
             .delete_item()
             .table_name(&clients.table)
-            .key("key", s(&key))
+            .key("key", s(key))
             .condition_expression("holder = :me")
             .expression_attribute_values(":me", s(execution))
             .send()
             .await;
         match deleted {
-            Ok(_) => released.targets.push(last_part(&key).to_string()),
+            Ok(_) => released.targets.push(last_part(key).to_string()),
             // Never held, or already released, or taken over: not ours to touch.
             Err(err) if err.as_service_error().is_some_and(is_condition_failure) => {}
             Err(err) => return Err(StepError::from_sdk("DeleteItem", err)),
         }
     }
-    untag(clients, &released.targets).await?;
-    for key in set(recorded.item(), "amis") {
+    let groups: Vec<String> = targets.iter().map(|k| last_part(k).to_string()).collect();
+    untag(clients, execution, &groups).await?;
+    for key in set(recorded.attributes(), "amis") {
         if release_ami(clients, execution, &key).await? {
             released.unprotected.push(last_part(&key).to_string());
         }
     }
-    clients
-        .dynamodb
-        .delete_item()
-        .table_name(&clients.table)
-        .key("key", s(execution_key(execution)))
-        .send()
-        .await
-        .map_err(|e| StepError::from_sdk("DeleteItem", e))?;
     tracing::info!(execution, targets = ?released.targets, unprotected = ?released.unprotected, "holds released");
     Ok(released)
 }
 
-async fn untag(clients: &HoldClients, groups: &[String]) -> StepResult<()> {
+/// The tag value that names `execution` (tag values hold 256 characters).
+fn tag_value(execution: &str) -> String {
+    execution.chars().take(256).collect()
+}
+
+/// Removes the hold tag from those of `groups` whose tag still names `execution` (another
+/// execution may hold one of them now).
+async fn untag(clients: &HoldClients, execution: &str, groups: &[String]) -> StepResult<()> {
+    let ours = tag_value(execution);
     for chunk in groups.chunks(20) {
+        let mut tagged = Vec::new();
+        let mut pages = clients
+            .fleet
+            .autoscaling
+            .describe_tags()
+            .filters(
+                Filter::builder()
+                    .name("auto-scaling-group")
+                    .set_values(Some(chunk.to_vec()))
+                    .build(),
+            )
+            .filters(Filter::builder().name("key").values(HOLD_TAG).build())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StepError::from_sdk("DescribeTags", e))?;
+            tagged.extend(
+                page.tags()
+                    .iter()
+                    .filter(|t| t.value() == Some(ours.as_str()))
+                    .filter_map(|t| t.resource_id().map(str::to_string)),
+            );
+        }
+        if tagged.is_empty() {
+            continue;
+        }
         clients
             .fleet
             .autoscaling
             .delete_tags()
             .set_tags(Some(
-                chunk
+                tagged
                     .iter()
                     .map(|g| {
                         Tag::builder()
@@ -646,8 +720,12 @@ async fn release_ami(clients: &HoldClients, execution: &str, key: &str) -> StepR
         .table_name(&clients.table)
         .key("key", s(key))
         .update_expression("DELETE #users :me")
-        .condition_expression("contains(#users, :one)")
+        // Ours to remove; or an earlier release removed it and stopped before the lift.
+        .condition_expression(
+            "contains(#users, :one) OR (attribute_exists(#k) AND attribute_not_exists(#users))",
+        )
         .expression_attribute_names("#users", "users")
+        .expression_attribute_names("#k", "key")
         .expression_attribute_values(":me", string_set([execution.to_string()]))
         .expression_attribute_values(":one", s(execution))
         .return_values(ReturnValue::AllNew)

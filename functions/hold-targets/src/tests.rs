@@ -91,25 +91,16 @@ fn a_holder_keeps_its_targets_while_it_can_come_back() {
 }
 
 #[test]
-fn targets_another_execution_rolls_out_leave_the_plan_as_skipped() {
+fn a_duplicate_leaves_the_whole_plan_to_the_first_execution() {
     let mut p = plan(&[&["canary"], &["a", "b"]]);
-    let left: BTreeMap<String, String> = [
-        ("canary".to_string(), EXECUTION.to_string()),
-        ("b".to_string(), EXECUTION.to_string()),
-    ]
-    .into();
-    leave_to_others(&mut p, &left);
-    let groups: Vec<Vec<&str>> = p
-        .waves
-        .iter()
-        .map(|w| w.iter().map(|t| t.group.as_str()).collect())
-        .collect();
-    assert_eq!(groups, [["a"]], "an emptied wave goes");
-    assert_eq!((p.target_count, p.skipped_count), (1, 3));
-    assert_eq!(p.skipped[0].group, "b");
+    end_as_duplicate(&mut p, EXECUTION);
+    assert!(p.waves.is_empty());
+    assert_eq!((p.target_count, p.skipped_count), (0, 4));
+    let skipped: Vec<&str> = p.skipped.iter().map(|s| s.group.as_str()).collect();
+    assert_eq!(skipped, ["canary", "a", "b"]);
     assert_eq!(
-        p.skipped[1].reason,
-        "execution rollout-2026-12-01 is rolling the same AMI out to it (a duplicate trigger)"
+        p.skipped[0].reason,
+        "execution rollout-2026-12-01 is rolling the same AMI out (a duplicate trigger); left to it"
     );
 }
 

@@ -45,8 +45,8 @@ pub struct TargetState {
     /// The newest refresh back to the rollback point that this execution started (one that began
     /// after the execution did; refreshes to that version from the fleet's past never count).
     pub refresh_back: Option<RefreshInfo>,
-    /// In-service instances not running the rollback point's AMI.
-    pub instances_off_rollback_ami: usize,
+    /// In-service instances running the AMI this execution rolled out.
+    pub instances_on_new_ami: usize,
     /// Why the rollback point's AMI can no longer launch (deregistered, disabled), if it cannot.
     pub rollback_ami_refusal: Option<String>,
 }
@@ -96,21 +96,23 @@ pub fn decide(target: &Target, state: &TargetState) -> Action {
             )),
         };
     }
-    if state.instances_off_rollback_ami > 0 || ours(&state.group_version) {
-        if let Some(r) = state
-            .refresh_back
-            .as_ref()
-            .filter(|r| matches!(r.status, S::Failed | S::Cancelled))
-        {
-            return Action::Failed(format!(
+    if state.instances_on_new_ami > 0 || ours(&state.group_version) {
+        // A finished refresh back is judged, never started again: one that succeeded and still
+        // left instances on the new AMI would leave them there every time.
+        return match state.refresh_back.as_ref().filter(|r| !r.is_active()) {
+            Some(r) if r.status == S::Successful => Action::Failed(format!(
+                "refresh {} back to version {} succeeded but {} instance(s) still run the new AMI (scale-in protected or in standby?)",
+                r.id, point.version, state.instances_on_new_ami
+            )),
+            Some(r) => Action::Failed(format!(
                 "refresh {} back to version {} ended {}: {}",
                 r.id,
                 point.version,
                 r.status,
                 r.reason.as_deref().unwrap_or("no reason given")
-            ));
-        }
-        return Action::RefreshToRollbackPoint;
+            )),
+            None => Action::RefreshToRollbackPoint,
+        };
     }
     let reference_right = state.group_reference == point.reference.spec(point.version);
     let default_right = !ours(&state.template_default);
@@ -195,6 +197,7 @@ pub async fn rollback(clients: &Clients, request: &RollbackRequest) -> StepResul
                 .get(&target.group)
                 .cloned()
                 .unwrap_or_default(),
+            &request.plan.ami.id,
             request.execution_start_time,
         )
         .await?;
@@ -409,6 +412,7 @@ async fn target_state(
     clients: &Clients,
     target: &Target,
     ours: Vec<i64>,
+    new_ami: &String,
     execution_start: rollout_core::model::Epoch,
 ) -> StepResult<TargetState> {
     let point = &target.rollback_point;
@@ -438,9 +442,7 @@ async fn target_state(
     )?;
     let refresh_back = refreshes
         .iter()
-        .find(|r| {
-            r.targets(&point.launch_template_id, point.version) && r.started_since(execution_start)
-        })
+        .find(|r| r.is_ours(&point.launch_template_id, point.version, execution_start))
         .cloned();
     Ok(TargetState {
         ours,
@@ -450,9 +452,9 @@ async fn target_state(
         template_default,
         latest_refresh: refreshes.into_iter().next(),
         refresh_back,
-        instances_off_rollback_ami: ids
+        instances_on_new_ami: ids
             .iter()
-            .filter(|id| images.get(*id) != Some(&point.image_id))
+            .filter(|id| images.get(*id) == Some(new_ami))
             .count(),
         rollback_ami_refusal,
     })

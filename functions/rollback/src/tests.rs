@@ -39,7 +39,7 @@ fn at_point() -> TargetState {
         template_default: 1,
         latest_refresh: None,
         refresh_back: None,
-        instances_off_rollback_ami: 0,
+        instances_on_new_ami: 0,
         rollback_ami_refusal: None,
     }
 }
@@ -99,7 +99,7 @@ fn rollback_decisions() {
                 s.latest_refresh = refresh("Successful", "4");
                 s.group_version = 4;
                 s.group_reference = "4".into();
-                s.instances_off_rollback_ami = 2;
+                s.instances_on_new_ami = 2;
             },
             Action::RefreshToRollbackPoint,
         ),
@@ -108,7 +108,7 @@ fn rollback_decisions() {
             VersionReference::Pinned,
             |s| {
                 s.latest_refresh = refresh("Failed", "4");
-                s.instances_off_rollback_ami = 1;
+                s.instances_on_new_ami = 1;
             },
             Action::RefreshToRollbackPoint,
         ),
@@ -117,7 +117,7 @@ fn rollback_decisions() {
             VersionReference::Pinned,
             |s| {
                 s.latest_refresh = refresh("RollbackFailed", "4");
-                s.instances_off_rollback_ami = 1;
+                s.instances_on_new_ami = 1;
             },
             Action::RefreshToRollbackPoint,
         ),
@@ -127,7 +127,7 @@ fn rollback_decisions() {
             |s| {
                 s.latest_refresh = refresh("Failed", "3");
                 s.refresh_back = refresh("Failed", "3");
-                s.instances_off_rollback_ami = 1;
+                s.instances_on_new_ami = 1;
             },
             Action::Failed("refresh r-1 back to version 3 ended Failed: boom".into()),
         ),
@@ -138,12 +138,12 @@ fn rollback_decisions() {
                 s.latest_refresh = refresh("Successful", "4");
                 s.group_version = 4;
                 s.group_reference = "4".into();
-                s.instances_off_rollback_ami = 2;
+                s.instances_on_new_ami = 2;
             },
             Action::RefreshToRollbackPoint,
         ),
         (
-            "our refresh back finished: recognised as done, not restarted",
+            "our refresh back finished with the fleet back: done, not restarted",
             VersionReference::Pinned,
             |s| {
                 s.latest_refresh = refresh("Successful", "3");
@@ -152,11 +152,24 @@ fn rollback_decisions() {
             Action::Done("back on version 3 (ami-00000001)".into()),
         ),
         (
+            "our refresh back succeeded but left an instance on the new AMI: judged, not restarted",
+            VersionReference::Pinned,
+            |s| {
+                s.latest_refresh = refresh("Successful", "3");
+                s.refresh_back = refresh("Successful", "3");
+                s.instances_on_new_ami = 1;
+            },
+            Action::Failed(
+                "refresh r-1 back to version 3 succeeded but 1 instance(s) still run the new AMI (scale-in protected or in standby?)"
+                    .into(),
+            ),
+        ),
+        (
             "rollback point AMI deregistered",
             VersionReference::Pinned,
             |s| {
                 s.latest_refresh = refresh("Successful", "4");
-                s.instances_off_rollback_ami = 2;
+                s.instances_on_new_ami = 2;
                 s.rollback_ami_refusal = Some("is deregistered".into());
             },
             Action::Failed(
@@ -204,7 +217,7 @@ fn rollback_decisions() {
                 s.group_reference = "$Default".into();
                 s.template_default = 4;
                 s.group_version = 4;
-                s.instances_off_rollback_ami = 2;
+                s.instances_on_new_ami = 2;
             },
             Action::RefreshToRollbackPoint,
         ),

@@ -27,7 +27,7 @@ FUNCTIONS = {
     "hold-targets": "HoldTargetsFunctionArn",
 }
 STATE_MACHINE = "ami-rollout"
-ROLE = "arn:aws:iam::000000000000:role/ami-rollout-local"
+ROLE = f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:role/ami-rollout-local"
 HOLDS_TABLE = "ami-rollout-holds"
 # The SAM template's HoldReleaseRule: an execution of this state machine that ends ABORTED or
 # TIMED_OUT invokes hold-targets (asynchronously, with the event as is). Its dead-letter queues

@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = HERE / ".run"
 REGION = "us-east-1"
 MOTO_SERVICES = ("EC2", "AUTO_SCALING", "ECS", "CLOUDWATCH", "SSM", "STS", "DYNAMODB")
+MOTO_ACCOUNT = "123456789012"
 MINISTACK_SERVICES = ("SFN", "LAMBDA", "IAM", "CLOUDWATCH_LOGS", "EVENTS")
 
 
@@ -110,7 +111,10 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
     if ministack:
         sfn_port = sfn_port or _free_port()
         env = dict(os.environ, GATEWAY_PORT=str(sfn_port), BIND_HOST="127.0.0.1", SFN_WAIT_SCALE=os.environ.get("LOCALAWS_SFN_WAIT_SCALE", "0.05"),
-                   SERVICES="stepfunctions,lambda,sts,iam,logs,events", TMPDIR=str(run_dir))
+                   SERVICES="stepfunctions,lambda,sts,iam,logs,events", TMPDIR=str(run_dir),
+                   # One account across services, as on AWS: moto's default account. Execution
+                   # ARNs then name the account that owns the fleet's AMIs.
+                   MINISTACK_ACCOUNT_ID=MOTO_ACCOUNT)
         with open(run_dir / "ministack.log", "w") as stack_log:
             stack = subprocess.Popen([sys.executable, "-m", "localaws.stepfunctions"], cwd=HERE, env=env,
                                      stdout=stack_log, stderr=subprocess.STDOUT, start_new_session=True)
