@@ -61,6 +61,7 @@ class Harness(unittest.TestCase):
         launcher.down(cls.run_dir, quiet=True)
 
     def setUp(self):
+        self.started = time.time()
         post(f"{self.control}/reset", {})
         deploy.create_holds_table(self.moto)
         self.fleet = seed.seed(self.moto, brownfield=self.BROWNFIELD)
@@ -73,6 +74,11 @@ class Harness(unittest.TestCase):
                          "reference": self.reference(g), "default": self.default_version(g)}
                      for g in self.groups}
         self.configure()
+
+    def tearDown(self):
+        # Each scenario's run time, for the record (timing is never asserted).
+        print(f"  [{type(self).__name__}.{self._testMethodName}: {time.time() - self.started:.1f} s]",
+              file=sys.stderr)
 
     def configure(self, settings=None, **env):
         env = {"ASG_CONFIGURATIONS": json.dumps(settings or BASE_SETTINGS), **env}
@@ -347,6 +353,32 @@ class Scenarios:
 
 class FreshFleet(Scenarios, Harness):
     BROWNFIELD = False
+
+    def test_a_mixed_instances_group_whose_overrides_carry_their_own_template_is_refused(self):
+        """Its own scenario, not part of the brownfield fleet: one refusal fails every plan."""
+        ec2, autoscaling = self.aws["ec2"], self.aws["autoscaling"]
+        arm = ec2.create_launch_template(LaunchTemplateName="graviton-lt", LaunchTemplateData={
+            "ImageId": self.current, "InstanceType": "m7g.large"})["LaunchTemplate"]["LaunchTemplateId"]
+        x86 = ec2.create_launch_template(LaunchTemplateName="mixed-own-lt", LaunchTemplateData={
+            "ImageId": self.current, "InstanceType": "m7i.large"})["LaunchTemplate"]["LaunchTemplateId"]
+        autoscaling.create_auto_scaling_group(
+            AutoScalingGroupName="mixed-own", MinSize=0, MaxSize=2, DesiredCapacity=0,
+            VPCZoneIdentifier=",".join(self.fleet["subnets"]),
+            MixedInstancesPolicy={"LaunchTemplate": {
+                "LaunchTemplateSpecification": {"LaunchTemplateId": x86, "Version": "1"},
+                "Overrides": [{"InstanceType": "m7i.large"},
+                              {"InstanceType": "m7g.large",
+                               "LaunchTemplateSpecification": {"LaunchTemplateId": arm, "Version": "1"}}]}},
+            Tags=[{"Key": "ami-rollout:enabled", "Value": "true", "PropagateAtLaunch": False,
+                   "ResourceId": "mixed-own", "ResourceType": "auto-scaling-group"}])
+        result = self.run_rollout(payload={"amiId": self.golden})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "PreflightFailed"), result["log"])
+        self.assertIn("mixed-own", result["cause"])
+        self.assertIn("their own launch template", result["cause"])
+        self.assert_untouched()
+        for template in (arm, x86):
+            versions = ec2.describe_launch_template_versions(LaunchTemplateId=template)["LaunchTemplateVersions"]
+            self.assertEqual(len(versions), 1, "nothing changed on the refused group's templates")
 
 
 class BrownfieldFleet(Scenarios, Harness):
