@@ -406,6 +406,17 @@ class Overlapping(Harness):
     def wait_held(self, group, execution):
         self.wait_for(f"{execution} to hold {group}", lambda: self.hold_tag(group) == execution)
 
+    def stop_a_holder_for_a_redrive(self):
+        """An execution of the golden AMI to web that AWS stops answering after its refresh
+        started: it ends FAILED, redrivable, holding web. The fault is cleared again."""
+        self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 3, "alarmNames": ["web-5xx"]}},
+                       AWS_MAX_ATTEMPTS="1")
+        post(f"{self.control}/faults", {"operation": "DescribeAlarms", "code": "Throttling", "count": 100})
+        holder = self.watch(self.start(self.golden))
+        self.assertEqual((holder["status"], holder["error"]), ("FAILED", "AwsThrottled"), holder["log"])
+        self.clear_faults()
+        return holder
+
     def test_the_same_ami_started_twice_at_once_rolls_out_once(self):
         # One Parameter Store write, delivered twice (EventBridge delivers at least once).
         self.aws["ssm"].put_parameter(Name="/ami/linux/prod", Value=self.golden, Type="String",
@@ -464,12 +475,7 @@ class Overlapping(Harness):
         self.assertEqual(self.amis("web"), [self.bad] * 2)
 
     def test_a_holder_stopped_for_a_redrive_keeps_its_groups(self):
-        self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 3, "alarmNames": ["web-5xx"]}},
-                       AWS_MAX_ATTEMPTS="1")
-        post(f"{self.control}/faults", {"operation": "DescribeAlarms", "code": "Throttling", "count": 100})
-        holder = self.watch(self.start(self.golden))
-        self.assertEqual((holder["status"], holder["error"]), ("FAILED", "AwsThrottled"), holder["log"])
-        self.clear_faults()
+        holder = self.stop_a_holder_for_a_redrive()
         other = self.watch(self.start(self.bad))
         self.assertEqual((other["status"], other["error"]), ("FAILED", "TargetHeld"), other["log"])
         self.assertIn(holder["arn"].rsplit(":", 1)[-1], other["cause"])
@@ -481,12 +487,7 @@ class Overlapping(Harness):
         self.assertIsNone(self.hold_tag("web"))
 
     def test_an_operator_releases_a_stopped_holder_by_hand(self):
-        self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 3, "alarmNames": ["web-5xx"]}},
-                       AWS_MAX_ATTEMPTS="1")
-        post(f"{self.control}/faults", {"operation": "DescribeAlarms", "code": "Throttling", "count": 100})
-        holder = self.watch(self.start(self.golden))
-        self.assertEqual((holder["status"], holder["error"]), ("FAILED", "AwsThrottled"), holder["log"])
-        self.clear_faults()
+        holder = self.stop_a_holder_for_a_redrive()
         self.wait_for("the holder's refresh to end", lambda: self.new_refreshes("web")[0]["Status"] == "Successful")
         # The README's command: invoke hold-targets with a release of that execution.
         lam = deploy.clients(self.sfn)[0]

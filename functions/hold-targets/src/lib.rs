@@ -468,10 +468,7 @@ async fn tag_holds(clients: &HoldClients, execution: &str, taken: &[&Target]) ->
                 chunk
                     .iter()
                     .map(|t| {
-                        Tag::builder()
-                            .resource_id(&t.group)
-                            .resource_type("auto-scaling-group")
-                            .key(HOLD_TAG)
+                        group_tag(&t.group)
                             .value(&value)
                             .propagate_at_launch(false)
                             .build()
@@ -651,6 +648,14 @@ pub async fn release(clients: &HoldClients, execution: &str) -> StepResult<Relea
     Ok(released)
 }
 
+/// The hold tag of `group`, to be given a value (or none, to delete it).
+fn group_tag(group: &str) -> aws_sdk_autoscaling::types::builders::TagBuilder {
+    Tag::builder()
+        .resource_id(group)
+        .resource_type("auto-scaling-group")
+        .key(HOLD_TAG)
+}
+
 /// The tag value that names `execution` (tag values hold 256 characters).
 fn tag_value(execution: &str) -> String {
     execution.chars().take(256).collect()
@@ -691,18 +696,7 @@ async fn untag(clients: &HoldClients, execution: &str, groups: &[String]) -> Ste
             .fleet
             .autoscaling
             .delete_tags()
-            .set_tags(Some(
-                tagged
-                    .iter()
-                    .map(|g| {
-                        Tag::builder()
-                            .resource_id(g)
-                            .resource_type("auto-scaling-group")
-                            .key(HOLD_TAG)
-                            .build()
-                    })
-                    .collect(),
-            ))
+            .set_tags(Some(tagged.iter().map(|g| group_tag(g).build()).collect()))
             .send()
             .await
             .map_err(|e| StepError::from_sdk("DeleteTags", e))?;

@@ -1,22 +1,13 @@
 use super::*;
-use rollout_core::model::{Ami, RollbackPoint, RollbackScope, VersionReference};
+use rollout_core::model::{Ami, RollbackScope};
 
 const EXECUTION: &str =
     "arn:aws:states:eu-west-1:111122223333:execution:ami-rollout:rollout-2026-12-01";
 
 fn target(group: &str) -> Target {
     Target {
-        kind: TargetKind::AutoScalingGroup,
         group: group.into(),
-        rollback_point: RollbackPoint {
-            launch_template_id: "lt-1".into(),
-            version: 3,
-            image_id: "ami-00000001".into(),
-            reference: VersionReference::Pinned,
-            default_version: 3,
-        },
-        mixed_instances: false,
-        ecs: None,
+        ..rollout_core::samples::target_run().target
     }
 }
 

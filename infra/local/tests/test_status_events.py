@@ -36,7 +36,7 @@ def handler(event, context):
         raise RuntimeError("failing on purpose")
     return event
 '''
-ROLE = "arn:aws:iam::000000000000:role/test"
+ROLE = f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:role/test"
 WAIT = 200  # simulated seconds: 10 s at the launcher's SFN_WAIT_SCALE of 0.05
 DETAIL_FIELDS = {"executionArn", "stateMachineArn", "name", "status", "startDate", "stopDate", "input",
                  "output", "inputDetails", "outputDetails", "error", "cause"}
@@ -122,7 +122,7 @@ class StatusEvents(unittest.TestCase):
         self.assertEqual(event["source"], "aws.states")
         self.assertEqual(event["detail-type"], "Step Functions Execution Status Change")
         self.assertEqual(event["version"], "0")
-        self.assertEqual(event["account"], "000000000000")
+        self.assertEqual(event["account"], launcher.MOTO_ACCOUNT)
         self.assertEqual(event["region"], launcher.REGION)
         self.assertRegex(event["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
         self.assertTrue(uuid.UUID(event["id"]))
