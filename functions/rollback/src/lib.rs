@@ -100,6 +100,10 @@ pub fn decide(target: &Target, state: &TargetState) -> Action {
         // A finished refresh back is judged, never started again: one that succeeded and still
         // left instances on the new AMI would leave them there every time.
         return match state.refresh_back.as_ref().filter(|r| !r.is_active()) {
+            // The fleet is back; the group still names our version: give it its own back.
+            Some(r) if r.status == S::Successful && state.instances_on_new_ami == 0 => {
+                Action::RestoreReferences
+            }
             Some(r) if r.status == S::Successful => Action::Failed(format!(
                 "refresh {} back to version {} succeeded but {} instance(s) still run the new AMI (scale-in protected or in standby?)",
                 r.id, point.version, state.instances_on_new_ami
@@ -416,6 +420,13 @@ async fn target_state(
     execution_start: rollout_core::model::Epoch,
 ) -> StepResult<TargetState> {
     let point = &target.rollback_point;
+    // The refreshes first: whatever they say has ended is then visible in the group and its
+    // instances read after them (read the other way round, a refresh back could end in between
+    // and look as if it had left the fleet behind).
+    let (refreshes, rollback_ami_refusal) = tokio::try_join!(
+        recent_refreshes(clients, &target.group),
+        ami::cannot_launch(clients, &point.image_id),
+    )?;
     let asg = describe_group(clients, &target.group).await?;
     let template = clients
         .ec2
@@ -435,11 +446,7 @@ async fn target_state(
     let group_version =
         launch_template::resolve_version(&group_reference, template_latest, template_default);
     let ids = in_service_instances(&asg);
-    let (images, refreshes, rollback_ami_refusal) = tokio::try_join!(
-        instance_images(clients, &ids),
-        recent_refreshes(clients, &target.group),
-        ami::cannot_launch(clients, &point.image_id),
-    )?;
+    let images = instance_images(clients, &ids).await?;
     let refresh_back = refreshes
         .iter()
         .find(|r| r.is_ours(&point.launch_template_id, point.version, execution_start))

@@ -152,6 +152,17 @@ fn rollback_decisions() {
             Action::Done("back on version 3 (ami-00000001)".into()),
         ),
         (
+            "our refresh back succeeded, fleet back, group still on our version: references restored",
+            VersionReference::Pinned,
+            |s| {
+                s.latest_refresh = refresh("Successful", "3");
+                s.refresh_back = refresh("Successful", "3");
+                s.group_version = 4;
+                s.group_reference = "4".into();
+            },
+            Action::RestoreReferences,
+        ),
+        (
             "our refresh back succeeded but left an instance on the new AMI: judged, not restarted",
             VersionReference::Pinned,
             |s| {
