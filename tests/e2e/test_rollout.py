@@ -398,7 +398,7 @@ class Overlapping(Harness):
     """Executions that truly overlap, on a fleet with a past: holds and AMI protection."""
 
     BROWNFIELD = True
-    LONG_BAKE = {"*": {"minHealthyPercentage": 50, "bakeSeconds": 40}}
+    LONG_BAKE = {"*": {"minHealthyPercentage": 50, "bakeSeconds": 20}}
 
     def start(self, ami, targets=("web",)):
         return rollout.start(self.sfn, self.machine, {"amiId": ami, "targets": list(targets)})
