@@ -17,6 +17,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_autoscaling::types::{Filter, Tag};
+use aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder;
+use aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_sfn::types::{ExecutionRedriveStatus, ExecutionStatus};
 use rollout_core::ami::describe_images;
@@ -38,6 +41,31 @@ pub struct HoldClients {
 }
 
 impl HoldClients {
+    /// An UpdateItem of the item `key` of the holds table.
+    fn update(&self, key: impl Into<String>) -> UpdateItemFluentBuilder {
+        self.dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .key("key", s(key))
+    }
+
+    /// A strongly consistent GetItem of the item `key` (a hold just written must be seen).
+    fn get(&self, key: impl Into<String>) -> GetItemFluentBuilder {
+        self.dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("key", s(key))
+            .consistent_read(true)
+    }
+
+    /// A DeleteItem of the item `key`.
+    fn delete(&self, key: impl Into<String>) -> DeleteItemFluentBuilder {
+        self.dynamodb
+            .delete_item()
+            .table_name(&self.table)
+            .key("key", s(key))
+    }
+
     pub async fn from_env() -> Result<Self, lambda_runtime::Error> {
         let conf = aws_config::load_from_env().await;
         let table = std::env::var("HOLDS_TABLE")
@@ -279,11 +307,7 @@ async fn hold_one(
     // Held by someone else. A few rounds: a holder can end, or another taker win, meanwhile.
     for _ in 0..3 {
         let item = clients
-            .dynamodb
-            .get_item()
-            .table_name(&clients.table)
-            .key("key", s(key))
-            .consistent_read(true)
+            .get(key)
             .send()
             .await
             .map_err(|e| StepError::from_sdk("GetItem", e))?;
@@ -347,10 +371,7 @@ async fn record(
         return Ok(());
     }
     let recorded = clients
-        .dynamodb
-        .update_item()
-        .table_name(&clients.table)
-        .key("key", s(execution_key(execution)))
+        .update(execution_key(execution))
         .update_expression("ADD #a :keys")
         .condition_expression("attribute_not_exists(released)")
         .expression_attribute_names("#a", attribute)
@@ -370,11 +391,7 @@ async fn record(
 /// stopping an execution does not stop the function it is running).
 async fn was_released(clients: &HoldClients, execution: &str) -> StepResult<bool> {
     let item = clients
-        .dynamodb
-        .get_item()
-        .table_name(&clients.table)
-        .key("key", s(execution_key(execution)))
-        .consistent_read(true)
+        .get(execution_key(execution))
         .send()
         .await
         .map_err(|e| StepError::from_sdk("GetItem", e))?;
@@ -517,10 +534,7 @@ async fn protect_rollback_amis(
     for id in owned {
         let key = ami_key(account, region, id);
         let joined = clients
-            .dynamodb
-            .update_item()
-            .table_name(&clients.table)
-            .key("key", s(&key))
+            .update(&key)
             .update_expression("ADD #users :me")
             .expression_attribute_names("#users", "users")
             .expression_attribute_values(":me", string_set([execution.to_string()]))
@@ -544,10 +558,7 @@ async fn protect_rollback_amis(
                 "disabled"
             };
             clients
-                .dynamodb
-                .update_item()
-                .table_name(&clients.table)
-                .key("key", s(&key))
+                .update(&key)
                 .update_expression("SET #previous = if_not_exists(#previous, :previous)")
                 .expression_attribute_names("#previous", "previous")
                 .expression_attribute_values(":previous", s(previous))
@@ -602,10 +613,7 @@ pub async fn release(clients: &HoldClients, execution: &str) -> StepResult<Relea
     execution_home(execution)?;
     // Marked first, so a take still running for this execution knows to give back what it takes.
     let recorded = clients
-        .dynamodb
-        .update_item()
-        .table_name(&clients.table)
-        .key("key", s(execution_key(execution)))
+        .update(execution_key(execution))
         .update_expression("SET released = :now")
         .expression_attribute_values(
             ":now",
@@ -622,10 +630,7 @@ pub async fn release(clients: &HoldClients, execution: &str) -> StepResult<Relea
     let targets = set(recorded.attributes(), "targets");
     for key in &targets {
         let deleted = clients
-            .dynamodb
-            .delete_item()
-            .table_name(&clients.table)
-            .key("key", s(key))
+            .delete(key)
             .condition_expression("holder = :me")
             .expression_attribute_values(":me", s(execution))
             .send()
@@ -709,10 +714,7 @@ async fn untag(clients: &HoldClients, execution: &str, groups: &[String]) -> Ste
 async fn release_ami(clients: &HoldClients, execution: &str, key: &str) -> StepResult<bool> {
     let image = last_part(key);
     let updated = clients
-        .dynamodb
-        .update_item()
-        .table_name(&clients.table)
-        .key("key", s(key))
+        .update(key)
         .update_expression("DELETE #users :me")
         // Ours to remove; or an earlier release removed it and stopped before the lift.
         .condition_expression(
@@ -739,10 +741,7 @@ async fn release_ami(clients: &HoldClients, execution: &str, key: &str) -> StepR
         set_protection(clients, image, false).await?;
     }
     let removed = clients
-        .dynamodb
-        .delete_item()
-        .table_name(&clients.table)
-        .key("key", s(key))
+        .delete(key)
         .condition_expression("attribute_not_exists(#users)")
         .expression_attribute_names("#users", "users")
         .send()
