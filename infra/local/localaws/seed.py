@@ -332,23 +332,36 @@ def describe_past(c, groups: dict, amis: dict, history: dict) -> dict:
     return out
 
 
+def network(ec2, region: str) -> tuple[str, list]:
+    """A VPC with a /24 subnet in each of two AZs."""
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{region}{az}")["Subnet"]["SubnetId"]
+               for i, az in enumerate("ab")]
+    return vpc, subnets
+
+
+def main_groups(c, subnets, ami: str, instances: int) -> dict:
+    """The three groups every fleet has: ECS capacity for prod (protected) and batch, and web."""
+    return {
+        "ecs-prod": make_group(c, "ecs-prod-capacity", subnets, ami, instances,
+                               user_data="#!/bin/bash\necho ECS_CLUSTER=prod >> /etc/ecs/ecs.config\n", protected=True),
+        "ecs-batch": make_group(c, "ecs-batch-capacity", subnets, ami, instances,
+                                user_data="#!/bin/bash\necho ECS_CLUSTER=batch >> /etc/ecs/ecs.config\n"),
+        "web": make_group(c, "web", subnets, ami, instances),
+    }
+
+
 def seed(endpoint: str, region: str = "us-east-1", extra_groups: int = 0, instances: int = 2,
          brownfield: bool = False) -> dict:
     if brownfield:
         return seed_brownfield(endpoint, region, extra_groups, instances)
     c = clients(endpoint, region)
     ec2 = c["ec2"]
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{region}{az}")["Subnet"]["SubnetId"]
-               for i, az in enumerate("ab")]
+    vpc, subnets = network(ec2, region)
     amis = {name: make_ami(ec2, subnets[0], f"ami-rollout-{name}") for name in ("current", "golden", "bad")}
     c["ssm"].put_parameter(Name="/ami/linux/prod", Value=amis["current"], Type="String", DataType="aws:ec2:image")
     groups = {
-        "ecs-prod": make_group(c, "ecs-prod-capacity", subnets, amis["current"], instances,
-                               user_data="#!/bin/bash\necho ECS_CLUSTER=prod >> /etc/ecs/ecs.config\n", protected=True),
-        "ecs-batch": make_group(c, "ecs-batch-capacity", subnets, amis["current"], instances,
-                                user_data="#!/bin/bash\necho ECS_CLUSTER=batch >> /etc/ecs/ecs.config\n"),
-        "web": make_group(c, "web", subnets, amis["current"], instances),
+        **main_groups(c, subnets, amis["current"], instances),
     }
     clusters = {
         "prod": make_cluster(c, "prod", groups["ecs-prod"], True, ("api", "worker")),
@@ -370,20 +383,14 @@ def seed_brownfield(endpoint: str, region: str = "us-east-1", extra_groups: int 
     """The standard fleet with a past (see the module's docstring), plus `mixed-capacity`."""
     c = clients(endpoint, region)
     ec2 = c["ec2"]
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{region}{az}")["Subnet"]["SubnetId"]
-               for i, az in enumerate("ab")]
+    vpc, subnets = network(ec2, region)
     amis = {name: make_ami(ec2, subnets[0], f"ami-rollout-{name}") for name in ("previous", "current", "golden", "bad")}
     # The parameter held the previous golden before the current one.
     c["ssm"].put_parameter(Name="/ami/linux/prod", Value=amis["previous"], Type="String", DataType="aws:ec2:image")
     c["ssm"].put_parameter(Name="/ami/linux/prod", Value=amis["current"], Type="String", DataType="aws:ec2:image",
                            Overwrite=True)
     groups = {
-        "ecs-prod": make_group(c, "ecs-prod-capacity", subnets, amis["previous"], instances,
-                               user_data="#!/bin/bash\necho ECS_CLUSTER=prod >> /etc/ecs/ecs.config\n", protected=True),
-        "ecs-batch": make_group(c, "ecs-batch-capacity", subnets, amis["previous"], instances,
-                                user_data="#!/bin/bash\necho ECS_CLUSTER=batch >> /etc/ecs/ecs.config\n"),
-        "web": make_group(c, "web", subnets, amis["previous"], instances),
+        **main_groups(c, subnets, amis["previous"], instances),
         "mixed": make_mixed_group(c, "mixed-capacity", subnets, amis["previous"], 2),
     }
     past = Past(c, endpoint, instances)
