@@ -1,7 +1,9 @@
 //! A step's output is the next step's input: the committed samples (what the README and the
 //! console show) must parse as each step's input, in the order the state machine passes them.
 
-use rollout_core::model::{Plan, RollbackReport, RollbackRequest, TargetRun, Verdict};
+use rollout_core::model::{
+    PlanSummary, RollbackReport, RollbackStep, Target, TargetRun, Verdict,
+};
 use serde_json::Value;
 
 fn sample(name: &str) -> Value {
@@ -46,40 +48,44 @@ fn triggers_parse() {
 }
 
 #[test]
-fn the_map_builds_each_targets_run_from_the_plan() {
-    let plan: Plan = serde_json::from_value(sample("plan.json")).unwrap();
+fn each_waves_map_builds_its_targets_runs_from_the_plan_object() {
+    let plan: PlanSummary = serde_json::from_value(sample("plan.json")).unwrap();
+    let targets: Vec<Target> = serde_json::from_value(sample("wave.json")).unwrap();
+    assert_eq!(plan.waves[1].targets, targets.len());
     let asl = asl();
-    let waves = &asl["States"]["Roll out waves in order"];
-    let wave = &waves["ItemProcessor"]["States"]["Roll out wave"];
-    // What the outer Map hands each wave, and what the inner Map hands each target.
-    assert_eq!(
-        keys(&waves["ItemSelector"]),
-        [
-            "ami",
-            "execution",
-            "executionStartTime",
-            "maxConcurrency",
-            "settings",
-            "wave",
-            "waveIndex"
-        ]
-    );
+    let states = &asl["States"];
+    let wave = &states["Roll out the wave"];
+    assert_eq!(wave["ItemProcessor"]["ProcessorConfig"]["Mode"], "DISTRIBUTED");
+    assert_eq!(wave["ItemReader"]["Parameters"]["Key.$"], "$.progress.current.key");
+    assert_eq!(wave["MaxConcurrencyPath"], "$.plan.maxConcurrency");
+    // What each child execution gets: the run of one target.
     assert_eq!(
         keys(&wave["ItemSelector"]),
         [
             "ami",
             "execution",
+            "executionArn",
             "executionStartTime",
             "settings",
-            "target"
+            "target",
+            "wave"
         ]
     );
-    assert_eq!(wave["MaxConcurrencyPath"], "$.maxConcurrency");
-    for target in plan.waves.iter().flatten() {
-        let item = serde_json::json!({"execution": "exec-1", "executionStartTime": "2026-12-01T10:00:00.123Z", "ami": plan.ami, "settings": plan.settings, "target": target});
+    for target in targets {
+        let item = serde_json::json!({
+            "execution": "exec-1",
+            "executionArn": "arn:aws:states:eu-west-1:111122223333:execution:ami-rollout:exec-1",
+            "executionStartTime": "2026-12-01T10:00:00.123Z",
+            "wave": 1,
+            "ami": plan.ami, "settings": plan.settings, "target": target});
         let run: TargetRun = serde_json::from_value(item).unwrap();
         run.validate().unwrap();
     }
+    // The rollback's children get the same run, without the wave.
+    let mut rollback = keys(&states["Roll back touched targets"]["ItemSelector"]);
+    rollback.push("wave".into());
+    rollback.sort();
+    assert_eq!(rollback, keys(&wave["ItemSelector"]));
 }
 
 #[test]
@@ -111,8 +117,8 @@ fn each_steps_sample_output_is_the_next_steps_input() {
         update_template::TemplateAction::RestoreReference
     );
 
-    let request: RollbackRequest = serde_json::from_value(sample("rollback-request.json")).unwrap();
-    assert_eq!(request.failure.error, "TargetUnhealthy");
+    let step: RollbackStep = serde_json::from_value(sample("rollback-step.json")).unwrap();
+    assert!(!step.complete && step.next_wait_seconds > 0);
     let report: RollbackReport = serde_json::from_value(sample("rollback-report.json")).unwrap();
-    assert!(report.complete && report.cause.contains("rolled back: web-canary"));
+    assert!(!report.failed && report.cause.contains("rolled back: web-canary"));
 }

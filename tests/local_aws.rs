@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use check_ecs_health::check;
 use rollout_core::config::Config;
-use rollout_core::model::{Plan, RollbackRequest, TargetRun, Verdict};
+use rollout_core::model::{Plan, TargetRun, Verdict};
 use rollout_core::{Clients, StepError};
 use serde_json::{Value, json};
 use support::LocalAws;
@@ -44,6 +44,8 @@ fn run_for(plan: &Plan, group: &str) -> TargetRun {
         .clone();
     TargetRun {
         execution: EXECUTION.into(),
+        execution_arn: None,
+        wave: 0,
         execution_start_time: execution_start(),
         ami: plan.ami.clone(),
         settings: plan.settings.clone(),
@@ -393,23 +395,18 @@ async fn rollback_after_a_successful_refresh_brings_the_old_ami_back() {
     health_until_final(&aws.clients, run).await.unwrap();
     assert_eq!(aws.group_amis("web"), vec![golden.clone(), golden]);
 
-    let request = RollbackRequest {
-        execution: EXECUTION.into(),
-        execution_start_time: execution_start(),
-        plan,
-        failure: Default::default(),
-    };
+    let run = run_for(&plan, "web");
     let mut report = None;
     for _ in 0..400 {
-        let r = rollback::rollback(&aws.clients, &request).await.unwrap();
-        if r.complete {
-            report = Some(r);
+        let step = rollback::converge(&aws.clients, &run).await.unwrap();
+        if step.complete {
+            report = Some(step.target);
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let report = report.expect("rollback converges");
-    assert!(!report.failed, "{report:?}");
+    assert!(report.done && !report.failed && !report.untouched, "{report:?}");
     assert_eq!(aws.group_amis("web"), vec![current.clone(), current]);
     let group = rollout_core::fleet::describe_group(&aws.clients, "web")
         .await

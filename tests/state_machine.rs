@@ -101,7 +101,7 @@ fn every_fail_state_has_an_error_and_a_cause() {
         .into_iter()
         .filter(|(_, s)| s["Type"] == "Fail")
         .collect();
-    assert_eq!(fails.len(), 5);
+    assert_eq!(fails.len(), 4);
     for (name, state) in fails {
         assert!(
             state["Error"].is_string() || state["ErrorPath"].is_string(),
@@ -123,22 +123,61 @@ fn rolled_back_names() -> Vec<String> {
         .collect()
 }
 
+/// The names caught where the wave stops instead: another target failed first.
+fn stopped_names() -> Vec<String> {
+    ERROR_NAMES
+        .iter()
+        .filter(|(_, on_failure)| *on_failure == OnFailure::EndTarget)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
 #[test]
-fn a_failed_rollout_reaches_rollback_and_aws_not_answering_stops_for_a_redrive() {
+fn a_failed_target_stops_its_wave_and_aws_not_answering_stops_for_a_redrive() {
     let asl = asl();
-    let rollout = &asl["States"]["Roll out waves in order"];
-    assert_eq!(names_in(rollout, "Catch"), rolled_back_names());
-    assert_eq!(rollout["Catch"][0]["Next"], "Roll back touched groups");
-    // Anything caught ends in a Fail state, which a redrive would only re-enter: what a redrive
-    // should resume (spent retries, a foreign refresh) must stay uncaught, in the rollout and in
-    // the rollback alike.
-    let rollback = &asl["States"]["Roll back touched groups"];
-    assert_eq!(names_in(rollback, "Catch"), rolled_back_names());
-    // The rollback loop calls the same converging function until it reports completion.
+    let states = &asl["States"];
+    let child = &states["Roll out the wave"]["ItemProcessor"];
+    // Every change a child makes catches a failed rollout into the wave's stop signal, and a
+    // stop raised by another target into its own end; the child then succeeds with its outcome,
+    // so only what is left uncaught (AWS not answering past the retries, a foreign refresh)
+    // fails a child, and with it the Map Run, for a redrive to resume.
+    for (name, state) in child["States"].as_object().unwrap() {
+        if state["Type"] != "Task" || name == "Stop the wave" {
+            continue;
+        }
+        let caught = names_in(state, "Catch");
+        assert_eq!(caught, [stopped_names(), rolled_back_names()].concat(), "{name}");
+        assert_eq!(state["Catch"][0]["Next"], "Target stopped", "{name}");
+        assert_eq!(state["Catch"][1]["Next"], "Stop the wave", "{name}");
+    }
+    assert_eq!(child["States"]["Stop the wave"]["Parameters"]["action"], "stopWave");
+    assert!(child["States"]["Stop the wave"].get("Catch").is_none());
+    for end in ["Target failed", "Target stopped", "Target rolled out"] {
+        assert_eq!(child["States"][end]["End"], true, "{end}");
+    }
+    // No Map catches anything and none tolerates a failed child: a failed child stops the
+    // execution where it is.
+    for map in ["Roll out the wave", "Roll back touched targets"] {
+        assert!(states[map].get("Catch").is_none(), "{map}");
+        assert!(states[map].get("ToleratedFailurePercentage").is_none(), "{map}");
+        assert!(states[map].get("ToleratedFailureCount").is_none(), "{map}");
+    }
+    // After each wave the parent reads the signal; a failed target sends it to the rollback.
+    assert_eq!(states["Roll out the wave"]["Next"], "How did the wave go?");
+    assert_eq!(states["Did a target fail?"]["Choices"][0]["Next"], "Plan the rollback");
+    assert_eq!(states["Did a target fail?"]["Default"], "Go to the next wave");
+    assert_eq!(states["Go to the next wave"]["Next"], "Is there a wave left?");
+    // The rollback's children converge with their own loop; one target that cannot be brought
+    // back ends its child with that outcome, AWS not answering stays uncaught.
+    let rollback = &states["Roll back touched targets"]["ItemProcessor"]["States"];
     assert_eq!(
-        asl["States"]["Wait for rollback"]["Next"],
-        "Roll back touched groups"
+        names_in(&rollback["Roll back the target"], "Catch"),
+        rolled_back_names()
     );
+    assert_eq!(rollback["Wait for the target"]["Next"], "Roll back the target");
+    for step in ["Plan the rollback", "Sum up the rollback"] {
+        assert_eq!(names_in(&states[step], "Catch"), rolled_back_names(), "{step}");
+    }
 }
 
 #[test]
@@ -151,7 +190,7 @@ fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() 
     );
     let take = &states["Take hold of the targets"];
     assert_eq!(take["Parameters"]["action"], "take");
-    assert_eq!(take["Next"], "Roll out waves in order");
+    assert_eq!(take["Next"], "Start with the first wave");
     // A group held for another AMI ends the execution under its own name, nothing rolled back
     // (nothing was changed).
     let refused: Vec<String> = ERROR_NAMES
@@ -168,11 +207,11 @@ fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() 
     // Every end in a Fail state passes through the release (a redrive could not get past it);
     // only what is left uncaught keeps the holds, for the redrive that resumes it.
     assert_eq!(
-        states["Roll out waves in order"]["Next"],
+        states["Is there a wave left?"]["Default"],
         "Release held targets"
     );
     assert_eq!(
-        states["Is the rollback complete?"]["Default"],
+        states["Sum up the rollback"]["Next"],
         "Release held targets"
     );
     assert_eq!(
@@ -197,10 +236,9 @@ fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() 
             "Rollout succeeded"
         ])
     );
-    assert_eq!(
-        states["Roll back touched groups"]["Catch"][0]["Next"],
-        "Release held targets"
-    );
+    for step in ["Plan the rollback", "Sum up the rollback"] {
+        assert_eq!(states[step]["Catch"][0]["Next"], "Release held targets");
+    }
 }
 
 #[test]

@@ -30,8 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra/local"))
 from localaws import deploy, launcher, rollout, seed  # noqa: E402
 
 BASE_SETTINGS = {"*": {"wave": 2, "minHealthyPercentage": 50, "bakeSeconds": 3}, "web": {"wave": 1}}
-RUNBOOK = ["Resolve AMI and plan", "Take hold of the targets", "Roll out waves in order",
-           "Release held targets", "How did the rollout end?", "Rollout succeeded"]
+WAVE = ["Is there a wave left?", "Pick the wave", "Roll out the wave", "How did the wave go?", "Did a target fail?",
+        "Go to the next wave"]
+# Two waves (web first, then the rest), then the end.
+RUNBOOK = (["Resolve AMI and plan", "Take hold of the targets", "Start with the first wave"] + WAVE * 2
+           + ["Is there a wave left?", "Release held targets", "How did the rollout end?", "Rollout succeeded"])
+# A child execution stopped by AWS not answering fails its Map Run: AWS's own error for the parent.
+MAP_RUN_FAILED = "States.ExceedToleratedFailureThreshold"
 HOLD_TAG = "ami-rollout:held-by"
 
 
@@ -158,6 +163,24 @@ class Harness(unittest.TestCase):
         return {e["taskScheduledEventDetails"]["resource"].rsplit(":", 1)[-1]
                 for e in events if e["type"] == "TaskScheduled"}
 
+    def rerun_by_redrive(self, stopped, result, seen):
+        """The functions a redrive invoked: in the parent after `seen` events, in each child after
+        its own redrive, and in children the stopped execution did not have."""
+        run = self.functions_run(result["events"][seen:])
+        for arn, child in result["children"].items():
+            events = child["events"]
+            redriven = [i for i, e in enumerate(events) if e["type"] == "ExecutionRedriven"]
+            if redriven:
+                run |= self.functions_run(events[redriven[-1]:])
+            elif arn not in stopped["children"]:
+                run |= self.functions_run(events)
+        return run
+
+    def failed_child(self, result):
+        """The one child execution that failed, as DescribeExecution shows it."""
+        [arn] = [a for a, c in result["children"].items() if c["status"] == "FAILED"]
+        return self.sfn_client.describe_execution(executionArn=arn)
+
     def assert_untouched(self, groups=None):
         for group in groups or self.groups:
             self.assertEqual(self.amis(group), [self.current] * 2, group)
@@ -265,9 +288,12 @@ class Scenarios:
         execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "targets": ["web"]})
         lines = []
         stopped = self.watch(execution, lines)
-        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", "AwsThrottled"), stopped["log"])
-        self.assertIn("DescribeAlarms", stopped["cause"])
-        self.assertIn("redrive", stopped["cause"])
+        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", MAP_RUN_FAILED), stopped["log"])
+        child = self.failed_child(stopped)
+        self.assertEqual(child["error"], "AwsThrottled", stopped["log"])
+        self.assertIn("DescribeAlarms", child["cause"])
+        self.assertIn("redrive", child["cause"])
+        self.assertEqual(json.loads(child["input"])["target"]["group"], "web")
         self.assertEqual([image for _, image in self.new_versions("web")], [self.golden], "nothing rolled back")
         self.assertEqual(len(self.new_refreshes("web")), 1)
         self.assertEqual(self.sfn_client.describe_execution(executionArn=execution)["redriveStatus"], "REDRIVABLE")
@@ -282,7 +308,7 @@ class Scenarios:
         self.assertEqual((described["redriveCount"], described["redriveStatus"]), (1, "NOT_REDRIVABLE"))
         after = result["events"][seen:]
         self.assertEqual(after[0]["type"], "ExecutionRedriven")
-        rerun = self.functions_run(after)
+        rerun = self.rerun_by_redrive(stopped, result, seen)
         self.assertNotIn("ami-rollout-resolve-ami", rerun, "completed steps are not rerun")
         self.assertNotIn("ami-rollout-start-refresh", rerun, "completed steps are not rerun")
         self.assertIn("ami-rollout-check-ecs-health", rerun)
@@ -299,8 +325,11 @@ class Scenarios:
         execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "targets": ["ecs-batch-capacity"]})
         lines = []
         stopped = self.watch(execution, lines)
-        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", "AwsThrottled"), stopped["log"])
-        self.assertIn("StartInstanceRefresh", stopped["cause"])
+        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", MAP_RUN_FAILED), stopped["log"])
+        child = self.failed_child(stopped)
+        self.assertEqual(child["error"], "AwsThrottled", stopped["log"])
+        self.assertIn("StartInstanceRefresh", child["cause"])
+        self.assertIn("target-rollback", child["executionArn"], "a child of the rollback's Map Run")
         self.assertEqual(self.amis("ecs-batch-capacity"), [self.golden] * 2, "the rollback had not started")
 
         self.clear_faults()
@@ -311,7 +340,7 @@ class Scenarios:
         self.assert_back_as_before("ecs-batch-capacity")
         statuses = [r["Status"] for r in self.new_refreshes("ecs-batch-capacity")]
         self.assertEqual(statuses, ["Successful", "Successful"], "one refresh out, one back")
-        self.assertEqual(self.functions_run(result["events"][seen:]),
+        self.assertEqual(self.rerun_by_redrive(stopped, result, seen),
                          {"ami-rollout-rollback", "ami-rollout-hold-targets"},
                          "only the rollback (and the release after it) runs again")
 
@@ -413,7 +442,8 @@ class Overlapping(Harness):
                        AWS_MAX_ATTEMPTS="1")
         post(f"{self.control}/faults", {"operation": "DescribeAlarms", "code": "Throttling", "count": 100})
         holder = self.watch(self.start(self.golden))
-        self.assertEqual((holder["status"], holder["error"]), ("FAILED", "AwsThrottled"), holder["log"])
+        self.assertEqual((holder["status"], holder["error"]), ("FAILED", MAP_RUN_FAILED), holder["log"])
+        self.assertEqual(self.failed_child(holder)["error"], "AwsThrottled")
         self.clear_faults()
         return holder
 

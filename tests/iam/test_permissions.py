@@ -4,12 +4,16 @@ template, so a deploy never fails on AccessDenied.
 The operations are derived from the code: each `clients.<service>.<operation>()` call (or
 `<name>.<operation>()` on a client bound to a local name, as in `let ec2 = &clients.fleet.ec2;`) is
 found in the function body that makes it (functions/core included), and a function crate is
-charged with the calls of every core function it uses, transitively. The SDK client field names
-map to IAM service prefixes (`sfn` is `states`). Run with infra/check's venv
+charged with the calls of every core function it uses, transitively; the methods of core's storage
+types (`store`, `stop`) count when called by name as methods. The SDK client field names map to IAM
+service prefixes (`sfn` is `states`). The state machine's role is checked against what the ASL's
+Distributed Maps need (start, describe, stop and redrive their children; read the items, write
+the results) and the functions its tasks call. Run with infra/check's venv
 (cfn-lint decodes the template's short-form tags): make check.
 """
 
 import fnmatch
+import json
 import re
 import unittest
 from pathlib import Path
@@ -28,7 +32,10 @@ CRATES = {
 }
 # SDK client field (or local binding) name -> IAM service prefix.
 IAM_PREFIX = {"ec2": "ec2", "autoscaling": "autoscaling", "ecs": "ecs", "cloudwatch": "cloudwatch", "ssm": "ssm",
-              "dynamodb": "dynamodb", "sfn": "states"}
+              "dynamodb": "dynamodb", "sfn": "states", "s3": "s3"}
+# Core modules whose types' methods make AWS calls: a `.method(` call of one of theirs counts.
+METHOD_MODULES = ("store", "stop")
+ASL = ROOT / "statemachine/rollout.asl.json"
 SERVICES = "|".join(IAM_PREFIX)
 CALL = re.compile(rf"\.({SERVICES})\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)")
 # `let ec2 = &clients.fleet.ec2;`: calls on `ec2` are then EC2 calls (only such bindings, so an
@@ -78,8 +85,10 @@ def core_functions() -> dict[tuple[str, str], str]:
 
 def uses(text: str, module: str, name: str) -> bool:
     """Whether `text` calls core's `module::name`: by path, or imported by name, or (inside
-    core) bare."""
+    core) bare, or as a method of one of the storage types."""
     if re.search(rf"\b{module}::{name}\s*\(", text):
+        return True
+    if module in METHOD_MODULES and re.search(rf"\.\s*{name}\s*\(", text):
         return True
     imported = re.search(rf"use\s+(rollout_core|crate)::{module}::(\{{[^}}]*\b{name}\b[^}}]*\}}|{name}\s*;)", text)
     return bool(imported) and re.search(rf"(?<![.:\w]){name}\s*\(", text) is not None
@@ -103,6 +112,15 @@ def operations(crate: str) -> set[str]:
                 source = (ROOT / f"functions/core/src/{module}.rs").read_text()
                 pending.append((module, body + "\n" + "\n".join(
                     line for line in source.splitlines() if line.startswith("use "))))
+    return found
+
+
+def _all_states(definition: dict) -> list[dict]:
+    found = []
+    for state in definition["States"].values():
+        found.append(state)
+        if "ItemProcessor" in state:
+            found += _all_states(state["ItemProcessor"])
     return found
 
 
@@ -138,6 +156,10 @@ class PermissionCoverage(unittest.TestCase):
         self.assertIn("autoscaling:RollbackInstanceRefresh", operations("rollback"))
         self.assertIn("autoscaling:StartInstanceRefresh", operations("start-refresh"))
         self.assertIn("cloudwatch:DescribeAlarms", operations("check-ecs-health"))
+        # Through the storage types' methods.
+        self.assertIn("s3:PutObject", operations("resolve-ami"))
+        self.assertIn("s3:GetObject", operations("hold-targets"))
+        self.assertIn("dynamodb:GetItem", operations("start-refresh"))
 
     def test_the_scan_maps_client_names_to_iam_prefixes(self):
         body = """
@@ -153,6 +175,45 @@ class PermissionCoverage(unittest.TestCase):
         """
         self.assertEqual(calls_of(body), {"dynamodb:PutItem", "states:DescribeExecution",
                                           "ec2:EnableImageDeregistrationProtection"})
+
+    def test_the_state_machine_role_allows_what_its_distributed_maps_and_tasks_need(self):
+        role = self.resources["StateMachineRole"]
+        granted = allowed(role)
+        statements = [st for policy in role["Properties"]["Policies"]
+                      for st in policy["PolicyDocument"]["Statement"] if st["Effect"] == "Allow"]
+
+        def resources_for(action):
+            found = []
+            for st in statements:
+                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                if action in actions:
+                    res = st["Resource"]
+                    found += [json.dumps(r) for r in (res if isinstance(res, list) else [res])]
+            return " ".join(found)
+
+        definition = json.loads(ASL.read_text())
+        maps = [s for s in definition["States"].values()
+                if s.get("ItemProcessor", {}).get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED"]
+        self.assertEqual(len(maps), 2, "a wave's Map and the rollback's")
+        needed = {"states:StartExecution", "states:DescribeExecution", "states:StopExecution",
+                  "states:RedriveExecution"}
+        for state in maps:
+            if state["ItemReader"]["Resource"].endswith("s3:getObject"):
+                needed.add("s3:GetObject")
+            if state["ResultWriter"]["Resource"].endswith("s3:putObject"):
+                needed.add("s3:PutObject")
+        for action in sorted(needed):
+            self.assertIn(action, granted, action)
+        # Children of this state machine only, and the plans bucket only.
+        self.assertIn("stateMachine:${AWS::StackName}", resources_for("states:StartExecution"))
+        self.assertIn("execution:${AWS::StackName}/*", resources_for("states:StopExecution"))
+        self.assertIn("PlansBucket.Arn", resources_for("s3:GetObject"))
+        self.assertIn("PlansBucket.Arn}/results/*", resources_for("s3:PutObject"))
+        tasks = {s["Resource"] for s in _all_states(definition) if s["Type"] == "Task"}
+        invokable = resources_for("lambda:InvokeFunction")
+        for task in tasks:
+            resource = task.strip("${}").removesuffix("Arn")
+            self.assertIn(resource, invokable, task)
 
     def test_no_role_grants_everything(self):
         for role in (*CRATES.values(), "StateMachineRole", "EventsRole"):

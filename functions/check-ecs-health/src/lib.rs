@@ -32,6 +32,7 @@ pub async fn handle(
 /// Observes the target, records the verdict, and fails with `TargetUnhealthy` when it is unhealthy.
 pub async fn check(clients: &Clients, mut run: TargetRun, now: Epoch) -> StepResult<TargetRun> {
     run.validate()?;
+    clients.ensure_wave_going(&run).await?;
     let observation = observe(clients, &run).await?;
     let health = verdict(&run, &observation, now);
     tracing::info!(group = run.group(), verdict = ?health.verdict, percentage = health.percentage, reasons = ?health.reasons, next = health.next_wait_seconds, "health check");

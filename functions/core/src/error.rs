@@ -53,6 +53,13 @@ pub enum StepError {
     /// AWS refused a request (access denied, validation, ...). Not retryable.
     #[error("{operation} was refused: {message}")]
     AwsRequestFailed { operation: String, message: String },
+    /// Another target of the wave failed: this one starts no change and ends as stopped.
+    #[error("{group}: stopped, because {failed} failed in this wave ({reason})")]
+    WaveStopped {
+        group: String,
+        failed: String,
+        reason: String,
+    },
     /// A target could not be brought back to its rollback point.
     #[error("rollback did not complete: {0}")]
     RollbackFailed(String),
@@ -72,6 +79,7 @@ impl StepError {
             Self::AwsThrottled { .. } => "AwsThrottled",
             Self::AwsTransient { .. } => "AwsTransient",
             Self::AwsRequestFailed { .. } => "AwsRequestFailed",
+            Self::WaveStopped { .. } => "WaveStopped",
             Self::RollbackFailed(_) => "RollbackFailed",
         }
     }
@@ -161,6 +169,9 @@ pub enum OnFailure {
     /// resume with a plan that the other execution has since made stale; the operator starts a
     /// new execution instead.
     Refuse,
+    /// Another target of the wave failed first: caught in this target's child execution, which
+    /// ends with the outcome `stopped` (the failed target's rollback covers the wave).
+    EndTarget,
 }
 
 /// Every `errorType` a step can raise, with what the state machine does about it.
@@ -175,6 +186,7 @@ pub const ERROR_NAMES: &[(&str, OnFailure)] = &[
     ("AwsThrottled", OnFailure::Retry),
     ("AwsTransient", OnFailure::Retry),
     ("AwsRequestFailed", OnFailure::RollBack),
+    ("WaveStopped", OnFailure::EndTarget),
     ("RollbackFailed", OnFailure::RollBack),
 ];
 
@@ -240,6 +252,11 @@ mod tests {
             StepError::AwsRequestFailed {
                 operation: s(),
                 message: s(),
+            },
+            StepError::WaveStopped {
+                group: s(),
+                failed: s(),
+                reason: s(),
             },
             StepError::RollbackFailed(s()),
         ]

@@ -96,6 +96,8 @@ mod tests {
     fn the_marker_written_is_the_marker_read() {
         let target = Target {
             kind: TargetKind::AutoScalingGroup,
+            account: None,
+            region: None,
             group: "web".into(),
             rollback_point: RollbackPoint {
                 launch_template_id: "lt-1".into(),

@@ -12,6 +12,8 @@ pub mod refresh;
 #[cfg(any(test, feature = "test-util"))]
 pub mod samples;
 pub mod settings;
+pub mod stop;
+pub mod store;
 pub mod trigger;
 
 pub use aws::Clients;

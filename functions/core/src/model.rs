@@ -112,12 +112,19 @@ pub struct EcsCapacity {
     pub managed_termination_protection: bool,
 }
 
-/// One group in the plan.
+/// One target in the plan: the item each wave's Distributed Map fans out over, one child
+/// execution per target.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Target {
     #[serde(default)]
     pub kind: TargetKind,
+    /// The account the target lives in; none means the execution's own account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The region the target lives in; none means the execution's own region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub group: String,
     pub rollback_point: RollbackPoint,
     /// The group uses a MixedInstancesPolicy: its policy, with only the version changed, is the
@@ -159,7 +166,8 @@ impl std::str::FromStr for RollbackScope {
     }
 }
 
-/// Output of resolve-ami: what the execution will do.
+/// What the execution will do, in full: the plan object resolve-ami writes to S3 (`plan.json`),
+/// beside one object per wave that the wave's Distributed Map reads its targets from.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
@@ -168,7 +176,7 @@ pub struct Plan {
     pub ami: Ami,
     pub waves: Vec<Vec<Target>>,
     pub settings: SettingsMap,
-    /// Groups left out, with the reason (at most `SKIPPED_SHOWN` listed; `skippedCount` has all).
+    /// Groups left out, with the reason.
     pub skipped: Vec<Skipped>,
     pub skipped_count: usize,
     pub target_count: usize,
@@ -176,8 +184,55 @@ pub struct Plan {
     pub rollback_scope: RollbackScope,
 }
 
-/// How many skipped groups the plan lists by name (the count covers all).
-pub const SKIPPED_SHOWN: usize = 50;
+/// The most targets one execution rolls out. Every wave's targets are one S3 object and each
+/// target one child execution, so nothing in the state grows with this; it bounds the hold
+/// record (one DynamoDB item of at most 400 KB lists what the execution holds) and keeps a
+/// rollout an operator can follow. Larger fleets roll out in parts (tags, targets, exclusions).
+pub const MAX_TARGETS: usize = 5_000;
+
+/// Where one wave's targets are, and where its Distributed Map writes their outcomes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveRef {
+    pub index: usize,
+    /// The S3 key of the wave's targets (a JSON array of `Target`).
+    pub key: String,
+    /// The S3 prefix the wave's `ResultWriter` writes under.
+    pub results_prefix: String,
+    pub targets: usize,
+}
+
+/// What the execution state carries of the plan: where it is and what it amounts to. The lists
+/// themselves (targets, skipped groups) live in the plan objects, so the state stays the same
+/// size whatever the fleet's.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanSummary {
+    /// What started the rollout, in a few words.
+    pub trigger: String,
+    pub ami: Ami,
+    pub settings: SettingsMap,
+    pub max_concurrency: u32,
+    pub rollback_scope: RollbackScope,
+    /// The bucket holding the plan objects and the outcomes.
+    pub bucket: String,
+    /// The key of the whole plan (`Plan`).
+    pub key: String,
+    pub waves: Vec<WaveRef>,
+    pub target_count: usize,
+    pub skipped_count: usize,
+    /// How many groups were left out, by reason.
+    pub skipped_by_reason: std::collections::BTreeMap<String, usize>,
+}
+
+impl PlanSummary {
+    /// The plan's waves, with no targets: what a duplicate execution leaves to the first one.
+    pub fn emptied(mut self) -> Self {
+        self.waves.clear();
+        self.target_count = 0;
+        self
+    }
+}
 
 /// A running instance refresh this execution started or adopted.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -229,6 +284,13 @@ pub struct Health {
 pub struct TargetRun {
     /// The execution's name: it makes launch template versions idempotent and marks what we made.
     pub execution: String,
+    /// The (parent) execution's ARN: its record says whether a target of the wave has failed,
+    /// after which no other target starts a change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
+    /// The index of the target's wave.
+    #[serde(default)]
+    pub wave: usize,
     #[serde(with = "execution_start")]
     pub execution_start_time: Epoch,
     pub ami: Ami,
@@ -294,28 +356,8 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// The failure as a wave's own Fail state hands it on: `{"error", "wave", "cause"}` in the
-    /// Cause, around the failing step's Cause.
-    fn unwrap_wave(&self) -> Option<(usize, Failure)> {
-        let v: serde_json::Value = serde_json::from_str(&self.cause).ok()?;
-        let wave = usize::try_from(v.get("wave")?.as_u64()?).ok()?;
-        let inner = Failure {
-            error: self.error.clone(),
-            cause: v.get("cause")?.as_str()?.to_string(),
-        };
-        Some((wave, inner))
-    }
-
-    /// The index of the wave whose failure this is, when it came from a wave.
-    pub fn wave(&self) -> Option<usize> {
-        self.unwrap_wave().map(|(wave, _)| wave)
-    }
-
     /// The human message inside the Cause (a Lambda's Cause is its JSON error payload).
     pub fn message(&self) -> String {
-        if let Some((_, inner)) = self.unwrap_wave() {
-            return inner.message();
-        }
         serde_json::from_str::<serde_json::Value>(&self.cause)
             .ok()
             .and_then(|v| {
@@ -325,17 +367,24 @@ impl Failure {
             })
             .unwrap_or_else(|| self.cause.clone())
     }
+
+    /// `Error: message`, as the parent's Cause starts.
+    pub fn describe(&self) -> String {
+        if self.error.is_empty() {
+            "the rollout failed".to_string()
+        } else {
+            format!("{}: {}", self.error, self.message())
+        }
+    }
 }
 
-/// Input of the rollback function: the plan and why the rollout failed.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// Why a wave stopped: the first target that failed, its wave and its step's error. Recorded
+/// once per execution; every other target of the wave sees it and starts no change.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct RollbackRequest {
-    pub execution: String,
-    #[serde(with = "execution_start")]
-    pub execution_start_time: Epoch,
-    pub plan: Plan,
-    #[serde(default)]
+pub struct WaveStop {
+    pub group: String,
+    pub wave: usize,
     pub failure: Failure,
 }
 
@@ -344,6 +393,9 @@ pub struct RollbackRequest {
 #[serde(rename_all = "camelCase")]
 pub struct TargetRollback {
     pub group: String,
+    /// Nothing of this execution's was on the target: nothing to roll back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untouched: bool,
     /// The refresh rollback started or is waiting on, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_id: Option<String>,
@@ -354,15 +406,25 @@ pub struct TargetRollback {
     pub failed: bool,
 }
 
-/// Output of the rollback function: call it again until `complete`.
+/// One call of the rollback of one target: call it again, after `nextWaitSeconds`, until
+/// `complete`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackStep {
+    pub complete: bool,
+    pub target: TargetRollback,
+    pub next_wait_seconds: i64,
+}
+
+/// The rollback as a whole, summed up from every target's child execution.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackReport {
-    pub complete: bool,
     /// Some target could not be brought back (the execution ends `RollbackFailed`).
     pub failed: bool,
-    pub targets: Vec<TargetRollback>,
-    pub next_wait_seconds: i64,
+    pub rolled_back: usize,
+    pub untouched: usize,
+    pub not_rolled_back: usize,
     /// One paragraph for the Fail state's Cause: what failed and what was rolled back.
     pub cause: String,
 }

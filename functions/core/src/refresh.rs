@@ -346,6 +346,8 @@ mod tests {
     pub(crate) fn target(ecs_mtp: bool) -> Target {
         Target {
             kind: TargetKind::AutoScalingGroup,
+            account: None,
+            region: None,
             group: "web".into(),
             rollback_point: RollbackPoint {
                 launch_template_id: "lt-1".into(),

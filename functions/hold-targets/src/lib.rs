@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_sfn::types::{ExecutionRedriveStatus, ExecutionStatus};
 use rollout_core::ami::describe_images;
-use rollout_core::model::{Epoch, Plan, Skipped, Target, TargetKind};
+use rollout_core::model::{Epoch, PlanSummary, Target, TargetKind, WaveStop};
 use rollout_core::{Clients, StepError, StepResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -70,9 +70,12 @@ impl HoldClients {
         let conf = aws_config::load_from_env().await;
         let table = std::env::var("HOLDS_TABLE")
             .map_err(|_| "HOLDS_TABLE is not set: the function needs the holds table's name")?;
+        let mut fleet = Clients::from_conf(&conf);
+        fleet.plans_bucket = std::env::var("PLANS_BUCKET").ok();
+        fleet.holds_table = Some(table.clone());
         Ok(Self {
-            fleet: Clients::from_conf(&conf),
-            dynamodb: aws_sdk_dynamodb::Client::new(&conf),
+            dynamodb: fleet.dynamodb.clone(),
+            fleet,
             sfn: aws_sdk_sfn::Client::new(&conf),
             table,
         })
@@ -85,9 +88,29 @@ impl HoldClients {
 pub enum HoldRequest {
     /// Before the first change: hold every target of the plan. Returns the plan, emptied when
     /// another execution already rolls the same AMI out (a duplicate trigger).
-    Take { execution: String, plan: Box<Plan> },
+    Take {
+        execution: String,
+        plan: Box<PlanSummary>,
+    },
+    /// A target failed (from its child execution): records why, first failure wins, so no other
+    /// target of the wave starts a change. Returns the stop in force.
+    StopWave {
+        execution: String,
+        stop: WaveStop,
+    },
+    /// After a wave's Distributed Map: did a target fail?
+    WaveOutcome { execution: String },
     /// When the execution ends (by success or a finished rollback), or by hand.
     Release { execution: String },
+}
+
+/// What a wave came to: the parent rolls back when `failed`.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveOutcome {
+    pub failed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<WaveStop>,
 }
 
 /// The EventBridge event Step Functions sends when an execution's status changes.
@@ -129,6 +152,16 @@ pub async fn handle(
             HoldRequest::Take { execution, plan } => serde_json::to_value(
                 take(clients, &execution, *plan, rollout_core::aws::now()).await?,
             ),
+            HoldRequest::StopWave { execution, stop } => {
+                serde_json::to_value(stop_signal(clients).raise(&execution, &stop).await?)
+            }
+            HoldRequest::WaveOutcome { execution } => {
+                let stop = stop_signal(clients).read(&execution).await?;
+                serde_json::to_value(WaveOutcome {
+                    failed: stop.is_some(),
+                    stop,
+                })
+            }
             HoldRequest::Release { execution } => {
                 serde_json::to_value(release(clients, &execution).await?)
             }
@@ -174,8 +207,13 @@ fn ami_key(account: &str, region: &str, image: &str) -> String {
     format!("ami#{account}#{region}#{image}")
 }
 
-fn execution_key(execution: &str) -> String {
-    format!("execution#{execution}")
+use rollout_core::stop::execution_key;
+
+fn stop_signal(clients: &HoldClients) -> rollout_core::stop::StopSignal {
+    rollout_core::stop::StopSignal {
+        dynamodb: clients.dynamodb.clone(),
+        table: clients.table.clone(),
+    }
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -405,14 +443,17 @@ async fn was_released(clients: &HoldClients, execution: &str) -> StepResult<bool
 pub async fn take(
     clients: &HoldClients,
     execution: &str,
-    mut plan: Plan,
+    plan: PlanSummary,
     now: Epoch,
-) -> StepResult<Plan> {
+) -> StepResult<PlanSummary> {
     let (account, region) = execution_home(execution)?;
-    let keyed: BTreeMap<String, &Target> = plan
-        .waves
+    let store = clients.fleet.store()?;
+    let mut targets = Vec::with_capacity(plan.target_count);
+    for wave in &plan.waves {
+        targets.append(&mut store.wave_targets(&plan, wave).await?);
+    }
+    let keyed: BTreeMap<String, &Target> = targets
         .iter()
-        .flatten()
         .map(|t| (target_key(&account, &region, t), t))
         .collect();
     record(
@@ -434,8 +475,7 @@ pub async fn take(
                     holder,
                     "a duplicate: left the rollout to the holder"
                 );
-                end_as_duplicate(&mut plan, &holder);
-                return Ok(plan);
+                return Ok(end_as_duplicate(plan, &holder));
             }
             Hold::HeldForOtherAmi { holder, ami } => {
                 release(clients, execution).await?;
@@ -458,20 +498,17 @@ pub async fn take(
     Ok(plan)
 }
 
-/// Leaves the whole plan to `holder`, reporting every target as skipped.
-fn end_as_duplicate(plan: &mut Plan, holder: &str) {
-    let targets: Vec<Target> = plan.waves.drain(..).flatten().collect();
-    plan.target_count = 0;
-    plan.skipped_count += targets.len();
-    let room = rollout_core::model::SKIPPED_SHOWN.saturating_sub(plan.skipped.len());
-    plan.skipped
-        .extend(targets.into_iter().take(room).map(|t| Skipped {
-            group: t.group,
-            reason: format!(
-                "execution {} is rolling the same AMI out (a duplicate trigger); left to it",
-                execution_name(holder)
-            ),
-        }));
+/// Leaves the whole plan to `holder`, counting every target as skipped.
+fn end_as_duplicate(plan: PlanSummary, holder: &str) -> PlanSummary {
+    let left = plan.target_count;
+    let mut plan = plan.emptied();
+    plan.skipped_count += left;
+    let reason = format!(
+        "execution {} is rolling the same AMI out (a duplicate trigger); left to it",
+        execution_name(holder)
+    );
+    *plan.skipped_by_reason.entry(reason).or_insert(0) += left;
+    plan
 }
 
 async fn tag_holds(clients: &HoldClients, execution: &str, taken: &[&Target]) -> StepResult<()> {

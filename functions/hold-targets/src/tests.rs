@@ -1,5 +1,5 @@
 use super::*;
-use rollout_core::model::{Ami, RollbackScope};
+use rollout_core::model::{Ami, RollbackScope, WaveRef};
 
 const EXECUTION: &str =
     "arn:aws:states:eu-west-1:111122223333:execution:ami-rollout:rollout-2026-12-01";
@@ -11,8 +11,8 @@ fn target(group: &str) -> Target {
     }
 }
 
-fn plan(waves: &[&[&str]]) -> Plan {
-    Plan {
+fn plan(waves: &[usize]) -> PlanSummary {
+    PlanSummary {
         trigger: "test".into(),
         ami: Ami {
             id: "ami-00000002".into(),
@@ -20,16 +20,24 @@ fn plan(waves: &[&[&str]]) -> Plan {
             architecture: "x86_64".into(),
             owner_id: "111122223333".into(),
         },
-        waves: waves
-            .iter()
-            .map(|w| w.iter().map(|g| target(g)).collect())
-            .collect(),
         settings: Default::default(),
-        skipped: vec![],
-        skipped_count: 1,
-        target_count: waves.iter().map(|w| w.len()).sum(),
         max_concurrency: 5,
         rollback_scope: RollbackScope::Execution,
+        bucket: "plans".into(),
+        key: "plans/rollout-2026-12-01/plan.json".into(),
+        waves: waves
+            .iter()
+            .enumerate()
+            .map(|(index, &targets)| WaveRef {
+                index,
+                key: format!("plans/rollout-2026-12-01/wave-{index:03}.json"),
+                results_prefix: format!("results/rollout-2026-12-01/wave-{index:03}"),
+                targets,
+            })
+            .collect(),
+        target_count: waves.iter().sum(),
+        skipped_count: 1,
+        skipped_by_reason: [("excluded (EXCLUDED_ASGS)".to_string(), 1)].into(),
     }
 }
 
@@ -83,22 +91,21 @@ fn a_holder_keeps_its_targets_while_it_can_come_back() {
 
 #[test]
 fn a_duplicate_leaves_the_whole_plan_to_the_first_execution() {
-    let mut p = plan(&[&["canary"], &["a", "b"]]);
-    end_as_duplicate(&mut p, EXECUTION);
+    let p = end_as_duplicate(plan(&[1, 2]), EXECUTION);
     assert!(p.waves.is_empty());
     assert_eq!((p.target_count, p.skipped_count), (0, 4));
-    let skipped: Vec<&str> = p.skipped.iter().map(|s| s.group.as_str()).collect();
-    assert_eq!(skipped, ["canary", "a", "b"]);
     assert_eq!(
-        p.skipped[0].reason,
-        "execution rollout-2026-12-01 is rolling the same AMI out (a duplicate trigger); left to it"
+        p.skipped_by_reason[
+            "execution rollout-2026-12-01 is rolling the same AMI out (a duplicate trigger); left to it"
+        ],
+        3
     );
 }
 
 #[test]
 fn requests_parse_from_the_state_machine_and_from_eventbridge() {
     let take: HoldRequest = serde_json::from_value(serde_json::json!({
-        "action": "take", "execution": EXECUTION, "plan": serde_json::to_value(plan(&[&["web"]])).unwrap()
+        "action": "take", "execution": EXECUTION, "plan": serde_json::to_value(plan(&[1])).unwrap()
     }))
     .unwrap();
     assert!(matches!(take, HoldRequest::Take { .. }));

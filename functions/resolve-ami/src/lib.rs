@@ -12,7 +12,8 @@ use rollout_core::config::{Config, parse_tag, validate_concurrency};
 use rollout_core::fleet::{self, GroupTemplate, group_template};
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
-    Ami, EcsCapacity, Epoch, Plan, RollbackPoint, SKIPPED_SHOWN, Skipped, Target, TargetKind,
+    Ami, EcsCapacity, Epoch, MAX_TARGETS, Plan, PlanSummary, RollbackPoint, Skipped, Target,
+    TargetKind,
     VersionReference,
 };
 use rollout_core::refresh::recent_refreshes;
@@ -21,14 +22,38 @@ use rollout_core::trigger::{Overrides, Trigger};
 use rollout_core::{Clients, StepError, StepResult};
 use serde_json::Value;
 
+/// What the state machine passes: the execution's name (the plan objects are named after it)
+/// and the trigger, as the execution received it.
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    pub execution: String,
+    pub trigger: Value,
+}
+
 pub async fn handle(
     clients: &Clients,
     event: lambda_runtime::LambdaEvent<Value>,
-) -> Result<Plan, lambda_runtime::Diagnostic> {
+) -> Result<PlanSummary, lambda_runtime::Diagnostic> {
+    let request: ResolveRequest = rollout_core::error::parse_input("resolve-ami", event.payload)?;
+    Ok(resolve_and_store(clients, &request, rollout_core::aws::now()).await?)
+}
+
+/// Plans the rollout and writes the plan objects; the state carries the summary.
+pub async fn resolve_and_store(
+    clients: &Clients,
+    request: &ResolveRequest,
+    now: Epoch,
+) -> StepResult<PlanSummary> {
+    if request.execution.trim().is_empty() {
+        return Err(StepError::invalid("execution is empty"));
+    }
+    let store = clients.store()?;
     let config = Config::from_env()?;
-    let plan = resolve(clients, &config, &event.payload, rollout_core::aws::now()).await?;
-    tracing::info!(ami = %plan.ami.id, targets = plan.target_count, waves = plan.waves.len(), skipped = plan.skipped_count, "planned rollout");
-    Ok(plan)
+    let plan = resolve(clients, &config, &request.trigger, now).await?;
+    let summary = store.write_plan(&request.execution, &plan).await?;
+    tracing::info!(ami = %plan.ami.id, targets = plan.target_count, waves = plan.waves.len(), skipped = plan.skipped_count, plan = %summary.key, "planned rollout");
+    Ok(summary)
 }
 
 /// Reads the trigger, validates the AMI, and plans the rollout.
@@ -67,7 +92,6 @@ pub async fn resolve(
     let mut plan = plan(&ami, facts, &settings, trigger.overrides.waves.as_deref())?;
     skipped.append(&mut plan.skipped);
     plan.skipped_count = skipped.len();
-    skipped.truncate(SKIPPED_SHOWN);
     plan.skipped = skipped;
     plan.trigger = trigger.description;
     plan.max_concurrency = max_concurrency;
@@ -163,6 +187,8 @@ fn decide(ami: &Ami, g: &GroupFacts) -> Decision {
     }
     Decision::Roll(Target {
         kind: TargetKind::AutoScalingGroup,
+        account: None,
+        region: None,
         group: g.name.clone(),
         rollback_point: RollbackPoint {
             launch_template_id: template_id,
@@ -228,6 +254,7 @@ pub fn plan(
         }
     }
     let target_count = targets.len();
+    check_size(target_count)?;
     let names: Vec<String> = targets.iter().map(|t| t.group.clone()).collect();
     let plan = Plan {
         trigger: String::new(),
@@ -240,21 +267,19 @@ pub fn plan(
         max_concurrency: rollout_core::config::DEFAULT_MAX_CONCURRENCY,
         rollback_scope: Default::default(),
     };
-    let bytes = serde_json::to_vec(&plan).map_or(0, |b| b.len());
-    if bytes > PLAN_BUDGET_BYTES {
-        return Err(StepError::invalid(format!(
-            "the plan for {target_count} groups is {} KiB, more than the {} KiB a Step Functions \
-             state can carry beside its input; roll out in parts (targetTag, targets or excludedAsgs)",
-            bytes / 1024,
-            PLAN_BUDGET_BYTES / 1024
-        )));
-    }
     Ok(plan)
 }
 
-/// Step Functions fails an execution whose state passes 256 KiB, and no Catch can catch that; the
-/// plan is nearly all of the state, so a plan too big to carry is refused before anything changes.
-pub const PLAN_BUDGET_BYTES: usize = 240 * 1024;
+/// Refuses, before anything changes, a plan larger than one execution rolls out.
+fn check_size(target_count: usize) -> StepResult<()> {
+    if target_count > MAX_TARGETS {
+        return Err(StepError::invalid(format!(
+            "the plan has {target_count} targets, more than the {MAX_TARGETS} one execution rolls \
+             out; roll out in parts (targetTag, targets or excludedAsgs)"
+        )));
+    }
+    Ok(())
+}
 
 /// Explicit waves first, in the order given (groups not named form a last wave); otherwise by
 /// each group's `wave` setting, ascending. Within a wave, groups are in name order.

@@ -217,22 +217,19 @@ fn plan_keeps_only_settings_of_its_targets() {
 }
 
 #[test]
-fn a_plan_too_big_for_the_state_limit_is_refused_before_anything_changes() {
+fn the_largest_plan_is_accepted_and_one_target_more_is_refused_before_anything_changes() {
     let fleet = |n: usize| -> Vec<GroupFacts> {
         (0..n)
-            .map(|i| group(&format!("fleet-group-{i:04}"), "$Latest", OLD))
+            .map(|i| group(&format!("fleet-group-{i:05}"), "$Latest", OLD))
             .collect()
     };
-    let thousand = plan(&ami(), fleet(1000), &SettingsMap::default(), None).unwrap();
-    let bytes = serde_json::to_vec(&thousand).unwrap().len();
-    assert!(
-        bytes < PLAN_BUDGET_BYTES,
-        "a 1,000-group plan is {bytes} bytes"
-    );
+    let largest = plan(&ami(), fleet(MAX_TARGETS), &SettingsMap::default(), None).unwrap();
+    assert_eq!(largest.target_count, 5_000);
+    assert_eq!(largest.waves.iter().map(Vec::len).sum::<usize>(), 5_000);
 
-    let err = plan(&ami(), fleet(1500), &SettingsMap::default(), None).unwrap_err();
+    let err = plan(&ami(), fleet(MAX_TARGETS + 1), &SettingsMap::default(), None).unwrap_err();
     assert_eq!(err.name(), "InvalidInput");
-    assert!(err.to_string().contains("1500 groups"), "{err}");
+    assert!(err.to_string().contains("5001 targets"), "{err}");
     assert!(err.to_string().contains("roll out in parts"), "{err}");
 }
 

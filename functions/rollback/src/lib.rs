@@ -1,8 +1,11 @@
-//! rollback: brings every touched target back to its rollback point. It converges: each call
-//! looks at where a target is and takes the next step, so the state machine calls it again
-//! (after a wait) until the report says `complete`. Safe under Retry and redrive.
-
-use std::collections::HashSet;
+//! rollback: brings every touched target back to its rollback point, one child execution per
+//! target. Three actions:
+//! - `plan`: the targets in scope (every wave up to the failed one, or only the failed wave),
+//!   written to S3 for the rollback's Distributed Map;
+//! - `converge`: one target, from its child: each call looks at where the target is and takes the
+//!   next step, so the child calls it again (after a wait) until it is `complete`. Safe under
+//!   Retry and redrive;
+//! - `summarize`: every child's outcome, read from the Map Run's results, in one Cause.
 
 use rollout_core::ami;
 use rollout_core::fleet::{
@@ -10,23 +13,70 @@ use rollout_core::fleet::{
 };
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
-    Plan, RollbackReport, RollbackRequest, RollbackScope, Target, TargetRollback, VersionReference,
+    Failure, PlanSummary, RollbackReport, RollbackScope, RollbackStep, Target, TargetRollback,
+    TargetRun, VersionReference, WaveStop,
 };
 use rollout_core::refresh::{self, Purpose, RefreshInfo, RefreshStatus, recent_refreshes};
+use rollout_core::store::{ChildResult, ResultWriterDetails, plan_prefix, results_prefix};
 use rollout_core::{Clients, StepError, StepResult};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Wait between rollback progress checks.
 pub const ROLLBACK_WAIT_SECONDS: i64 = 30;
 
+/// How many targets the Cause names in each list; the counts cover them all.
+pub const NAMED_IN_CAUSE: usize = 10;
+
+#[derive(Deserialize, Debug)]
+#[serde(tag = "action", rename_all = "camelCase", deny_unknown_fields)]
+pub enum RollbackRequest {
+    Plan {
+        execution: String,
+        plan: Box<PlanSummary>,
+        stop: WaveStop,
+    },
+    Converge {
+        run: Box<TargetRun>,
+    },
+    Summarize {
+        stop: WaveStop,
+        results: ResultWriterDetails,
+    },
+}
+
+/// Where the rollback's targets are, for its Distributed Map.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackPlan {
+    pub bucket: String,
+    pub key: String,
+    pub results_prefix: String,
+    pub targets: usize,
+}
+
 pub async fn handle(
     clients: &Clients,
     event: lambda_runtime::LambdaEvent<Value>,
-) -> Result<RollbackReport, lambda_runtime::Diagnostic> {
+) -> Result<Value, lambda_runtime::Diagnostic> {
     let request: RollbackRequest = rollout_core::error::parse_input("rollback", event.payload)?;
-    let report = rollback(clients, &request).await?;
-    tracing::info!(complete = report.complete, failed = report.failed, targets = ?report.targets, "rollback");
-    Ok(report)
+    let out = match request {
+        RollbackRequest::Plan {
+            execution,
+            plan,
+            stop,
+        } => serde_json::to_value(plan_rollback(clients, &execution, &plan, &stop).await?),
+        RollbackRequest::Converge { run } => {
+            let step = converge(clients, &run).await?;
+            tracing::info!(group = run.group(), complete = step.complete, target = ?step.target, "rollback");
+            serde_json::to_value(step)
+        }
+        RollbackRequest::Summarize { stop, results } => {
+            let outcomes = clients.store()?.map_results(&results).await?;
+            serde_json::to_value(summarize(&stop.failure, &outcomes))
+        }
+    };
+    out.map_err(|e| StepError::invalid(format!("rollback output: {e}")).into())
 }
 
 /// Where a touched target stands now.
@@ -131,129 +181,172 @@ pub fn decide(target: &Target, state: &TargetState) -> Action {
     }
 }
 
-/// The targets to roll back: those this execution touched, in scope.
-fn in_scope<'a>(
-    plan: &'a Plan,
-    scope: RollbackScope,
-    failed_wave: Option<usize>,
-    touched: &HashSet<String>,
-) -> Vec<&'a Target> {
-    let waves: Vec<&Vec<Target>> = match (scope, failed_wave) {
-        (RollbackScope::Execution, _) => plan.waves.iter().collect(),
-        // Only the wave that failed, even if it failed before touching anything: the waves
-        // before it succeeded and stay rolled out.
-        (RollbackScope::Wave, Some(wave)) => plan.waves.get(wave).into_iter().collect(),
-        // Not told which wave failed: waves run in order and a failed wave stops the next ones,
-        // so the last touched one failed.
-        (RollbackScope::Wave, None) => plan
-            .waves
-            .iter()
-            .rfind(|w| w.iter().any(|t| touched.contains(&t.group)))
-            .into_iter()
-            .collect(),
-    };
-    waves
-        .into_iter()
-        .flatten()
-        .filter(|t| touched.contains(&t.group))
-        .collect()
+/// The waves a rollback covers: every wave up to the failed one (the later ones never started),
+/// or only the failed wave, whose predecessors succeeded and stay rolled out.
+pub fn waves_in_scope(scope: RollbackScope, failed_wave: usize, waves: usize) -> std::ops::Range<usize> {
+    let end = (failed_wave + 1).min(waves);
+    match scope {
+        RollbackScope::Execution => 0..end,
+        RollbackScope::Wave => failed_wave.min(end)..end,
+    }
 }
 
-pub async fn rollback(clients: &Clients, request: &RollbackRequest) -> StepResult<RollbackReport> {
-    if request.execution.trim().is_empty() {
+/// Writes the targets in scope for the rollback's Distributed Map. Targets that were never
+/// touched are in it too: their child finds nothing of this execution's on them and ends.
+pub async fn plan_rollback(
+    clients: &Clients,
+    execution: &str,
+    plan: &PlanSummary,
+    stop: &WaveStop,
+) -> StepResult<RollbackPlan> {
+    if execution.trim().is_empty() {
         return Err(StepError::invalid("execution is empty"));
     }
-    let mut ours_by_group = std::collections::HashMap::new();
-    for target in request.plan.waves.iter().flatten() {
-        let ours = our_versions(clients, &request.execution, target).await?;
-        if !ours.is_empty() {
-            ours_by_group.insert(target.group.clone(), ours);
-        }
+    let store = clients.store()?;
+    let mut targets: Vec<Target> = Vec::new();
+    for index in waves_in_scope(plan.rollback_scope, stop.wave, plan.waves.len()) {
+        targets.append(&mut store.wave_targets(plan, &plan.waves[index]).await?);
     }
-    let mut touched: HashSet<String> = ours_by_group.keys().cloned().collect();
-    // update-template pins a $Latest/$Default group before it creates the version: a failure in
-    // between leaves a group changed with no version of ours on it.
-    let unpinned: Vec<&Target> = request
-        .plan
-        .waves
-        .iter()
-        .flatten()
-        .filter(|t| t.rollback_point.reference != VersionReference::Pinned)
-        .filter(|t| !touched.contains(&t.group))
-        .collect();
-    for target in unpinned {
-        let group = describe_group(clients, &target.group).await?;
-        if group_version(&group) == Some(target.rollback_point.version.to_string()) {
-            touched.insert(target.group.clone());
-        }
-    }
-    let mut results = Vec::new();
-    for target in in_scope(
-        &request.plan,
-        request.plan.rollback_scope,
-        request.failure.wave(),
-        &touched,
-    ) {
-        let state = target_state(
-            clients,
-            target,
-            ours_by_group
-                .get(&target.group)
-                .cloned()
-                .unwrap_or_default(),
-            &request.plan.ami.id,
-            request.execution_start_time,
-        )
-        .await?;
-        let action = decide(target, &state);
-        results.push(act(clients, request, target, &state, action).await?);
-    }
-    Ok(report(request, results))
+    let key = format!("{}rollback.json", plan_prefix(execution));
+    store.put_json(&key, &targets).await?;
+    Ok(RollbackPlan {
+        bucket: store.bucket,
+        key,
+        results_prefix: results_prefix(execution, "rollback"),
+        targets: targets.len(),
+    })
 }
 
-fn report(request: &RollbackRequest, targets: Vec<TargetRollback>) -> RollbackReport {
-    let complete = targets.iter().all(|t| t.done || t.failed);
-    let failed = targets.iter().any(|t| t.failed);
-    let what = if targets.is_empty() {
-        "nothing had been changed, so nothing was rolled back".to_string()
+/// One call of one target's rollback: what it touched, where it stands, the next step.
+pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<RollbackStep> {
+    if run.execution.trim().is_empty() {
+        return Err(StepError::invalid("execution is empty"));
+    }
+    let target = &run.target;
+    let point = &target.rollback_point;
+    let ours = our_versions(clients, &run.execution, target).await?;
+    // update-template pins a $Latest/$Default group before it creates the version: a failure in
+    // between leaves a group changed with no version of ours on it.
+    let touched = !ours.is_empty()
+        || (point.reference != VersionReference::Pinned && {
+            let group = describe_group(clients, &target.group).await?;
+            group_version(&group) == Some(point.version.to_string())
+        });
+    let result = if touched {
+        let state =
+            target_state(clients, target, ours, &run.ami.id, run.execution_start_time).await?;
+        let action = decide(target, &state);
+        act(clients, run, &state, action).await?
     } else {
-        let verb = if !complete {
-            "rolling back"
-        } else if failed {
-            "rollback incomplete"
-        } else {
-            "rolled back"
-        };
-        format!(
-            "{verb}: {}",
-            targets
-                .iter()
-                .map(|t| format!("{} ({})", t.group, t.action))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        TargetRollback {
+            group: target.group.clone(),
+            untouched: true,
+            refresh_id: None,
+            action: "nothing of this execution's was on it".into(),
+            done: true,
+            failed: false,
+        }
     };
-    let failure = if request.failure.error.is_empty() {
-        "the rollout failed".to_string()
-    } else {
-        format!("{}: {}", request.failure.error, request.failure.message())
-    };
-    RollbackReport {
+    let complete = result.done || result.failed;
+    Ok(RollbackStep {
         complete,
-        failed,
         next_wait_seconds: if complete { 0 } else { ROLLBACK_WAIT_SECONDS },
-        cause: format!("{}. {what}.", failure.trim_end_matches('.')),
-        targets,
+        target: result,
+    })
+}
+
+/// `a (what), b (what)`, naming at most `NAMED_IN_CAUSE`, then how many more.
+fn listed(targets: &[&TargetRollback]) -> String {
+    let mut text = targets
+        .iter()
+        .take(NAMED_IN_CAUSE)
+        .map(|t| format!("{} ({})", t.group, t.action))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if targets.len() > NAMED_IN_CAUSE {
+        text.push_str(&format!(" and {} more", targets.len() - NAMED_IN_CAUSE));
+    }
+    text
+}
+
+/// What one rollback child came to. A child that failed (AWS did not answer past every retry)
+/// or never started is a target not rolled back.
+fn outcome(result: &ChildResult) -> TargetRollback {
+    let group = result
+        .input_as::<TargetRun>()
+        .map(|run| run.target.group)
+        .unwrap_or_else(|| result.execution_arn.clone());
+    match (result.status.as_str(), result.output_as::<TargetRollback>()) {
+        ("SUCCEEDED", Some(mut done)) => {
+            // The child's catch hands the step's Cause on: keep its message.
+            done.action = Failure {
+                error: String::new(),
+                cause: done.action,
+            }
+            .message();
+            done
+        }
+        (status, _) => TargetRollback {
+            group,
+            untouched: false,
+            refresh_id: None,
+            action: match (&result.error, &result.cause) {
+                (Some(error), Some(cause)) => Failure {
+                    error: error.clone(),
+                    cause: cause.clone(),
+                }
+                .describe(),
+                _ => format!("its rollback ended {status}"),
+            },
+            done: false,
+            failed: true,
+        },
+    }
+}
+
+/// The rollback in one paragraph: why the rollout failed, what was rolled back, what was not.
+pub fn summarize(failure: &Failure, results: &[ChildResult]) -> RollbackReport {
+    let outcomes: Vec<TargetRollback> = results.iter().map(outcome).collect();
+    let rolled_back: Vec<&TargetRollback> = outcomes
+        .iter()
+        .filter(|t| t.done && !t.failed && !t.untouched)
+        .collect();
+    let not_rolled_back: Vec<&TargetRollback> = outcomes.iter().filter(|t| t.failed).collect();
+    let untouched = outcomes.iter().filter(|t| t.untouched).count();
+    let mut parts = Vec::new();
+    if !rolled_back.is_empty() {
+        parts.push(format!("rolled back: {}", listed(&rolled_back)));
+    }
+    if !not_rolled_back.is_empty() {
+        parts.push(format!(
+            "rollback incomplete, {} target(s) not brought back: {}",
+            not_rolled_back.len(),
+            listed(&not_rolled_back)
+        ));
+    }
+    if parts.is_empty() {
+        parts.push("nothing had been changed, so nothing was rolled back".into());
+    }
+    RollbackReport {
+        failed: !not_rolled_back.is_empty(),
+        rolled_back: rolled_back.len(),
+        untouched,
+        not_rolled_back: not_rolled_back.len(),
+        cause: format!(
+            "{}. {}.",
+            failure.describe().trim_end_matches('.'),
+            parts.join("; ")
+        ),
     }
 }
 
 async fn act(
     clients: &Clients,
-    request: &RollbackRequest,
-    target: &Target,
+    run: &TargetRun,
     state: &TargetState,
     action: Action,
 ) -> StepResult<TargetRollback> {
+    let target = &run.target;
     let group = target.group.clone();
     let point = &target.rollback_point;
     // The refresh this call acted on or waits for, shown in the report.
@@ -316,8 +409,8 @@ async fn act(
                 target,
                 point.version,
                 Purpose::Rollback,
-                request.execution_start_time,
-                &request.plan.settings.for_group(&group),
+                run.execution_start_time,
+                &run.settings.for_group(&group),
             )
             .await?;
             refresh_id = Some(started.id().to_string());
@@ -364,6 +457,7 @@ async fn act(
     };
     Ok(TargetRollback {
         group,
+        untouched: false,
         refresh_id,
         action,
         done,

@@ -1,9 +1,11 @@
 use super::*;
-use rollout_core::model::{Failure, RollbackPoint, TargetKind};
+use rollout_core::model::{RollbackPoint, TargetKind};
 
 fn target(reference: VersionReference) -> Target {
     Target {
         kind: TargetKind::AutoScalingGroup,
+        account: None,
+        region: None,
         group: "web".into(),
         rollback_point: RollbackPoint {
             launch_template_id: "lt-1".into(),
@@ -249,108 +251,107 @@ fn rollback_decisions() {
     }
 }
 
-fn plan(waves: &[&[&str]]) -> Plan {
-    let t = |g: &str| Target {
-        group: g.into(),
-        ..target(VersionReference::Pinned)
-    };
-    Plan {
-        trigger: "test".into(),
-        ami: rollout_core::model::Ami {
-            id: "ami-00000002".into(),
-            name: "n".into(),
-            architecture: "x86_64".into(),
-            owner_id: "1".into(),
+#[test]
+fn scope_is_every_wave_up_to_the_failed_one_or_only_the_failed_wave() {
+    assert_eq!(waves_in_scope(RollbackScope::Execution, 1, 3), 0..2);
+    assert_eq!(waves_in_scope(RollbackScope::Wave, 1, 3), 1..2);
+    assert_eq!(waves_in_scope(RollbackScope::Execution, 0, 3), 0..1);
+    assert_eq!(waves_in_scope(RollbackScope::Wave, 2, 3), 2..3);
+    // A wave index past the plan (a plan emptied meanwhile) rolls back nothing beyond it.
+    assert_eq!(waves_in_scope(RollbackScope::Wave, 5, 2), 2..2);
+}
+
+fn child(status: &str, group: &str, output: Option<TargetRollback>) -> ChildResult {
+    let run = TargetRun {
+        target: Target {
+            group: group.into(),
+            ..target(VersionReference::Pinned)
         },
-        waves: waves
-            .iter()
-            .map(|w| w.iter().map(|g| t(g)).collect())
-            .collect(),
-        settings: Default::default(),
-        skipped: vec![],
-        skipped_count: 0,
-        target_count: 0,
-        max_concurrency: 5,
-        rollback_scope: RollbackScope::Execution,
+        ..rollout_core::samples::target_run()
+    };
+    ChildResult {
+        execution_arn: format!("arn:aws:states:us-east-1:1:execution:ami-rollout/rollback:{group}"),
+        status: status.into(),
+        input: Some(serde_json::to_string(&run).unwrap()),
+        output: output.map(|o| serde_json::to_string(&o).unwrap()),
+        error: (status == "FAILED").then(|| "AwsThrottled".to_string()),
+        cause: (status == "FAILED").then(|| {
+            r#"{"errorType":"AwsThrottled","errorMessage":"StartInstanceRefresh throttled"}"#.to_string()
+        }),
+    }
+}
+
+fn rolled(group: &str, action: &str, untouched: bool, failed: bool) -> TargetRollback {
+    TargetRollback {
+        group: group.into(),
+        untouched,
+        refresh_id: None,
+        action: action.into(),
+        done: !failed,
+        failed,
     }
 }
 
 #[test]
-fn scope_is_every_touched_target_or_only_the_failed_wave() {
-    let p = plan(&[&["canary"], &["a", "b", "c"], &["d"]]);
-    let touched: HashSet<String> = ["canary", "a", "b"].iter().map(|s| s.to_string()).collect();
-    let names = |ts: Vec<&Target>| ts.iter().map(|t| t.group.clone()).collect::<Vec<_>>();
-    assert_eq!(
-        names(in_scope(&p, RollbackScope::Execution, Some(1), &touched)),
-        ["canary", "a", "b"]
-    );
-    assert_eq!(
-        names(in_scope(&p, RollbackScope::Wave, Some(1), &touched)),
-        ["a", "b"]
-    );
-    assert_eq!(
-        names(in_scope(&p, RollbackScope::Wave, None, &touched)),
-        ["a", "b"]
-    );
-    assert!(in_scope(&p, RollbackScope::Execution, None, &HashSet::new()).is_empty());
-}
-
-#[test]
-fn wave_scope_rolls_back_nothing_when_the_failed_wave_failed_at_its_first_step() {
-    let p = plan(&[&["canary"], &["a", "b"]]);
-    // The canary wave succeeded; wave 1 failed before it changed anything.
-    let touched: HashSet<String> = ["canary".to_string()].into();
-    assert!(in_scope(&p, RollbackScope::Wave, Some(1), &touched).is_empty());
-    assert_eq!(
-        in_scope(&p, RollbackScope::Execution, Some(1), &touched).len(),
-        1
-    );
-}
-
-#[test]
 fn the_cause_names_the_failure_and_what_was_rolled_back() {
-    let request = RollbackRequest {
-        execution: "exec".into(),
-        execution_start_time: 1_000,
-        plan: plan(&[&["web"]]),
-        failure: Failure { error: "TargetUnhealthy".into(), cause: r#"{"errorType":"TargetUnhealthy","errorMessage":"web: unhealthy on ami-00000002: alarm web-5xx is in ALARM"}"#.into() },
-    };
-    let done = vec![TargetRollback {
-        group: "web".into(),
-        refresh_id: None,
-        action: "back on version 3 (ami-00000001)".into(),
-        done: true,
-        failed: false,
-    }];
-    let r = report(&request, done);
-    assert!(r.complete && !r.failed);
+    let failure = Failure { error: "TargetUnhealthy".into(), cause: r#"{"errorType":"TargetUnhealthy","errorMessage":"web: unhealthy on ami-00000002: alarm web-5xx is in ALARM"}"#.into() };
+    let r = summarize(
+        &failure,
+        &[
+            child("SUCCEEDED", "web", Some(rolled("web", "back on version 3 (ami-00000001)", false, false))),
+            child("SUCCEEDED", "api", Some(rolled("api", "nothing of this execution's was on it", true, false))),
+        ],
+    );
+    assert!(!r.failed);
+    assert_eq!((r.rolled_back, r.untouched, r.not_rolled_back), (1, 1, 0));
     assert_eq!(
         r.cause,
         "TargetUnhealthy: web: unhealthy on ami-00000002: alarm web-5xx is in ALARM. rolled back: web (back on version 3 (ami-00000001))."
     );
-    let pending = report(
-        &request,
-        vec![TargetRollback {
-            group: "web".into(),
-            refresh_id: Some("r-2".into()),
-            action: "refresh r-2 back to version 3".into(),
-            done: false,
-            failed: false,
-        }],
-    );
-    assert_eq!(
-        (pending.complete, pending.next_wait_seconds),
-        (false, ROLLBACK_WAIT_SECONDS)
-    );
-    let nothing = report(&request, vec![]);
+
+    let nothing = summarize(&failure, &[]);
     assert!(
-        nothing.complete
-            && nothing
-                .cause
-                .ends_with("nothing had been changed, so nothing was rolled back."),
+        !nothing.failed && nothing.cause.ends_with("nothing had been changed, so nothing was rolled back."),
         "{}",
         nothing.cause
     );
+}
+
+#[test]
+fn a_target_not_brought_back_fails_the_rollback_and_is_named_beside_the_others() {
+    let failure = Failure {
+        error: "TargetUnhealthy".into(),
+        cause: "b: unhealthy".into(),
+    };
+    // The child's catch hands the step's Cause (a Lambda error payload) on as its action.
+    let caught = r#"{"errorType":"TargetNotFound","errorMessage":"no rollout target: c was deleted"}"#;
+    let r = summarize(
+        &failure,
+        &[
+            child("SUCCEEDED", "b", Some(rolled("b", "back on version 3 (ami-00000001)", false, false))),
+            child("SUCCEEDED", "c", Some(rolled("c", caught, false, true))),
+            child("FAILED", "d", None),
+            child("PENDING", "e", None),
+        ],
+    );
+    assert!(r.failed);
+    assert_eq!((r.rolled_back, r.not_rolled_back), (1, 3));
+    assert!(r.cause.contains("rolled back: b (back on version 3"), "{}", r.cause);
+    assert!(r.cause.contains("3 target(s) not brought back: c (no rollout target: c was deleted), d (AwsThrottled: StartInstanceRefresh throttled), e (its rollback ended PENDING)"), "{}", r.cause);
+}
+
+#[test]
+fn a_wide_rollback_names_ten_targets_and_counts_the_rest() {
+    let results: Vec<ChildResult> = (0..25)
+        .map(|i| {
+            let g = format!("g{i:02}");
+            child("SUCCEEDED", &g, Some(rolled(&g, "back", false, false)))
+        })
+        .collect();
+    let r = summarize(&Failure::default(), &results);
+    assert_eq!(r.rolled_back, 25);
+    assert!(r.cause.contains("g09 (back) and 15 more"), "{}", r.cause);
+    assert!(!r.cause.contains("g10"), "{}", r.cause);
 }
 
 #[tokio::test]
@@ -364,27 +365,4 @@ async fn malformed_request_is_invalid_input_without_aws_calls() {
         handle(&clients, event).await.unwrap_err().error_type,
         "InvalidInput"
     );
-}
-
-#[test]
-fn a_failure_handed_on_by_its_wave_names_the_wave_and_keeps_the_steps_message() {
-    let step_cause = r#"{"errorType":"TargetUnhealthy","errorMessage":"b: unhealthy on ami-00000002: alarm b-5xx is in ALARM"}"#;
-    // What the wave's Fail state produces: States.JsonToString of {error, wave, cause}.
-    let cause =
-        serde_json::json!({"error": "TargetUnhealthy", "wave": 1, "cause": step_cause}).to_string();
-    let failure = Failure {
-        error: "TargetUnhealthy".into(),
-        cause,
-    };
-    assert_eq!(failure.wave(), Some(1));
-    assert_eq!(
-        failure.message(),
-        "b: unhealthy on ami-00000002: alarm b-5xx is in ALARM"
-    );
-    let direct = Failure {
-        error: "TargetUnhealthy".into(),
-        cause: step_cause.into(),
-    };
-    assert_eq!(direct.wave(), None);
-    assert_eq!(direct.message(), failure.message());
 }

@@ -21,6 +21,7 @@ pub async fn start_refresh(
     now: Epoch,
 ) -> StepResult<TargetRun> {
     run.validate()?;
+    clients.ensure_wave_going(&run).await?;
     let version = run.require_new_version()?;
     let group = describe_group(clients, run.group()).await?;
     let settings = run.settings.for_group(run.group());

@@ -46,6 +46,7 @@ pub async fn handle(
 /// Creates (or, on a retry, finds again) the version of the target's template with the new AMI.
 pub async fn create_version(clients: &Clients, mut run: TargetRun) -> StepResult<TargetRun> {
     run.validate()?;
+    clients.ensure_wave_going(&run).await?;
     let point = run.target.rollback_point.clone();
     let group = describe_group(clients, run.group()).await?;
     // Nothing has been started for this target yet, so any running refresh belongs to someone else.
@@ -116,6 +117,7 @@ pub async fn create_version(clients: &Clients, mut run: TargetRun) -> StepResult
 /// give it back `$Latest` or `$Default` (moving the default to the new version) as it had.
 pub async fn restore_reference(clients: &Clients, run: TargetRun) -> StepResult<TargetRun> {
     run.validate()?;
+    clients.ensure_wave_going(&run).await?;
     let version = run.require_new_version()?;
     let point = &run.target.rollback_point;
     if point.reference == VersionReference::Pinned {

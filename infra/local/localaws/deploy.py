@@ -1,10 +1,11 @@
 """Deploy ami-rollout to the local Step Functions, Lambda and EventBridge (ministack) and DynamoDB
 (moto) the way the SAM template deploys it to AWS: six `provided.al2023` functions whose zips hold
 `bootstrap`, the same environment names, statemachine/rollout.asl.json with the same
-DefinitionSubstitutions, the holds table, and the EventBridge rule that sends the state machine's
-ABORTED / TIMED_OUT "Step Functions Execution Status Change" events to hold-targets.
-Only the functions' AWS_ENDPOINT_URL_* differ: they point at the local fleet and DynamoDB (moto)
-and at the local Step Functions (ministack)."""
+DefinitionSubstitutions, the holds table, the plans bucket, and the EventBridge rule that sends the
+state machine's ABORTED / TIMED_OUT "Step Functions Execution Status Change" events to
+hold-targets. Only the functions' AWS_ENDPOINT_URL_* differ: they point at the local fleet and
+DynamoDB (moto) and at the local Step Functions and S3 (ministack, whose Distributed Maps read the
+plan objects from its own S3 and write the outcomes there)."""
 
 import io
 import json
@@ -29,6 +30,7 @@ FUNCTIONS = {
 STATE_MACHINE = "ami-rollout"
 ROLE = f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:role/ami-rollout-local"
 HOLDS_TABLE = "ami-rollout-holds"
+PLANS_BUCKET = "ami-rollout-plans"
 # The SAM template's HoldReleaseRule: an execution of this state machine that ends ABORTED or
 # TIMED_OUT invokes hold-targets (asynchronously, with the event as is). Its dead-letter queues
 # (the rule's and the function's) are not deployed here.
@@ -73,9 +75,19 @@ def create_holds_table(moto_endpoint: str) -> None:
         pass
 
 
+def create_plans_bucket(sfn_endpoint: str) -> None:
+    """The plans bucket as the SAM template makes it, if missing (ministack serves S3)."""
+    s3 = _client("s3", sfn_endpoint)
+    try:
+        s3.create_bucket(Bucket=PLANS_BUCKET)
+    except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+        pass
+
+
 def function_environment(moto_endpoint: str, environment: dict | None, sfn_endpoint: str) -> dict:
     variables = {f"AWS_ENDPOINT_URL_{s}": moto_endpoint for s in launcher.MOTO_SERVICES}
-    variables.update({"AWS_ENDPOINT_URL_SFN": sfn_endpoint, "HOLDS_TABLE": HOLDS_TABLE,
+    variables.update({"AWS_ENDPOINT_URL_SFN": sfn_endpoint, "AWS_ENDPOINT_URL_S3": sfn_endpoint,
+                      "HOLDS_TABLE": HOLDS_TABLE, "PLANS_BUCKET": PLANS_BUCKET,
                       "RUST_LOG": "info", **(environment or {})})
     return {"Variables": variables}
 
@@ -115,6 +127,7 @@ def deploy(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = Non
     """Creates or updates the functions and the state machine; returns the state machine ARN."""
     lam, sfn = clients(sfn_endpoint)
     create_holds_table(moto_endpoint)
+    create_plans_bucket(sfn_endpoint)
     arns = {}
     for name, key in FUNCTIONS.items():
         binary = target_dir() / profile / name

@@ -1,5 +1,5 @@
 """Start and stop the local AWS: moto with our extensions (fleet services, DynamoDB) and ministack
-(Step Functions, Lambda, EventBridge), each on a loopback port, plus one env file that points the
+(Step Functions, Lambda, EventBridge, S3), each on a loopback port, plus one env file that points the
 AWS SDKs at them.
 
   python -m localaws up [--no-ministack] [--moto-port N] [--sfn-port N]
@@ -26,7 +26,8 @@ DEFAULT_RUN_DIR = HERE / ".run"
 REGION = "us-east-1"
 MOTO_SERVICES = ("EC2", "AUTO_SCALING", "ECS", "CLOUDWATCH", "SSM", "STS", "DYNAMODB")
 MOTO_ACCOUNT = "123456789012"
-MINISTACK_SERVICES = ("SFN", "LAMBDA", "IAM", "CLOUDWATCH_LOGS", "EVENTS")
+# S3 is ministack's own: a Distributed Map's ItemReader and ResultWriter read and write it in-process.
+MINISTACK_SERVICES = ("SFN", "LAMBDA", "IAM", "CLOUDWATCH_LOGS", "EVENTS", "S3")
 
 
 def _free_port() -> int:
@@ -111,7 +112,7 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
     if ministack:
         sfn_port = sfn_port or _free_port()
         env = dict(os.environ, GATEWAY_PORT=str(sfn_port), BIND_HOST="127.0.0.1", SFN_WAIT_SCALE=os.environ.get("LOCALAWS_SFN_WAIT_SCALE", "0.05"),
-                   SERVICES="stepfunctions,lambda,sts,iam,logs,events", TMPDIR=str(run_dir),
+                   SERVICES="stepfunctions,lambda,sts,iam,logs,events,s3", TMPDIR=str(run_dir),
                    # One account across services, as on AWS: moto's default account. Execution
                    # ARNs then name the account that owns the fleet's AMIs.
                    MINISTACK_ACCOUNT_ID=MOTO_ACCOUNT)

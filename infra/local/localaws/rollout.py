@@ -2,9 +2,10 @@
 
 `start_from_parameter_change` sets the SSM parameter and starts the state machine with the
 "Parameter Store Change" event AWS emits for it (the event rule passes it unchanged).
-`watch` follows one execution to its end and prints a timeline: the states entered, each step a
-group goes through, its refresh as a progress bar, health verdicts with their reasons, the
-rollback, and a final table. It returns what a test needs to assert.
+`watch` follows one execution to its end and prints a timeline: the states entered, each wave's
+child executions (one per group: AWS names them, so each is shown by the group its input names),
+each step a group goes through, its refresh as a progress bar, health verdicts with their reasons,
+the rollback, and a final table. It returns what a test needs to assert.
 """
 
 import datetime
@@ -25,7 +26,7 @@ STEP_NAMES = {
     "update-template": "Create launch template version",
     "start-refresh": "Start instance refresh",
     "check-ecs-health": "Check refresh and ECS health",
-    "rollback": "Roll back touched groups",
+    "rollback": "Roll back the target",
     "hold-targets": "Take hold of the targets",
 }
 
@@ -76,8 +77,9 @@ def _bar(percentage: int, width: int = 20) -> str:
 class Timeline:
     """Turns history events and fleet snapshots into readable lines, once each."""
 
-    def __init__(self, out):
+    def __init__(self, out, s3=None):
         self.out = out
+        self.s3 = s3  # where the plan objects are, to name the groups
         self.start = time.time()
         self.seen_progress = {}
         self.verdicts = {}
@@ -87,46 +89,76 @@ class Timeline:
     def line(self, text: str) -> None:
         self.out(f"{time.time() - self.start:6.1f}s  {text}")
 
-    def event(self, e: dict) -> None:
+    def event(self, e: dict, child: str | None = None) -> None:
+        """One history event; `child` names the group of the child execution it belongs to."""
         kind = e["type"]
-        if kind.endswith("StateEntered"):
+        if kind.endswith("StateEntered") and child is None:
             self.line(f"▶ {e['stateEnteredEventDetails']['name']}")
         elif kind == "TaskSucceeded":
             details = e["taskSucceededEventDetails"]
             self.task_output(details["resource"].rsplit(":", 1)[-1], json.loads(details["output"]))
         elif kind in ("TaskFailed", "LambdaFunctionFailed"):
             details = next(v for k, v in e.items() if k.endswith("EventDetails"))
-            self.line(f"✗ {details.get('error')}: {details.get('cause', '')[:400]}")
+            who = f"{child}: " if child else ""
+            self.line(f"✗ {who}{details.get('error')}: {details.get('cause', '')[:400]}")
+        elif kind == "MapRunStarted":
+            self.line(f"  Map Run {e.get('mapRunStartedEventDetails', {}).get('mapRunArn', '').rsplit(':', 1)[-1]}")
         elif kind == "ExecutionRedriven":
             count = e["executionRedrivenEventDetails"]["redriveCount"]
-            self.line(f"↻ execution redriven (redrive {count}): resuming from the step that did not complete")
+            who = f"{child}: child" if child else "execution"
+            self.line(f"↻ {who} redriven (redrive {count}): resuming from the step that did not complete")
         elif kind == "ExecutionFailed":
             details = e["executionFailedEventDetails"]
-            self.line(f"■ execution FAILED — {details.get('error')}")
-        elif kind == "ExecutionSucceeded":
+            who = f"{child}: child execution" if child else "execution"
+            self.line(f"■ {who} FAILED — {details.get('error')}")
+        elif kind == "ExecutionAborted" and child:
+            self.line(f"■ {child}: child execution ABORTED")
+        elif kind == "ExecutionSucceeded" and child is None:
             self.line("■ execution SUCCEEDED")
+        elif kind == "ExecutionSucceeded":
+            output = json.loads(e.get("executionSucceededEventDetails", {}).get("output") or "{}")
+            outcome = output.get("outcome") or ("rolled back" if output.get("done") else "not rolled back"
+                                                if output.get("failed") else "")
+            self.line(f"  {child}: child execution ended: {outcome}")
 
     def task_output(self, function: str, output: dict) -> None:
         name = function.removeprefix("ami-rollout-")
         if name == "resolve-ami":
-            waves = [[t["group"] for t in wave] for wave in output["waves"]]
+            sizes = [w["targets"] for w in output["waves"]]
             self.line(f"  plan: {output['ami']['id']} ({output['ami'].get('name', '')}) for "
-                      f"{output['targetCount']} group(s) in waves {waves}")
-            for skipped in output.get("skipped", []):
+                      f"{output['targetCount']} group(s), waves of {sizes}; s3://{output['bucket']}/{output['key']}")
+            plan = self.plan_object(output["bucket"], output["key"])
+            if plan and plan["targetCount"] <= 20:
+                self.line(f"  waves: {[[t['group'] for t in wave] for wave in plan['waves']]}")
+            shown = plan["skipped"][:20] if plan else []
+            for skipped in shown:
                 self.line(f"  skipped {skipped['group']}: {skipped['reason']}")
+            if not shown:
+                for reason, count in output.get("skippedByReason", {}).items():
+                    self.line(f"  skipped {count}: {reason}")
         elif name == "hold-targets" and "waves" in output:
             self.line(f"  held {output['targetCount']} group(s) for this execution")
-            for skipped in output.get("skipped", []):
-                if "duplicate" in skipped["reason"]:
-                    self.line(f"  left {skipped['group']} to another execution: {skipped['reason']}")
+            for reason, count in output.get("skippedByReason", {}).items():
+                if "duplicate" in reason:
+                    self.line(f"  left {count} group(s) to another execution: {reason}")
+        elif name == "hold-targets" and "failure" in output:
+            self.line(f"  {output['group']} failed: the wave stops")
+        elif name == "hold-targets" and "failed" in output:
+            stop = output.get("stop")
+            self.line(f"  wave outcome: {'failed at ' + stop['group'] if stop else 'every target rolled out'}")
         elif name == "hold-targets":
             released = output.get("targets", [])
             protected = output.get("unprotected", [])
             self.line(f"  released {len(released)} group(s)"
                       + (f"; deregistration protection lifted from {', '.join(protected)}" if protected else ""))
+        elif name == "rollback" and "complete" in output:
+            t = output["target"]
+            self.line(f"  ↩ {t['group']}: {t['action']}{' (done)' if t['done'] else ''}")
+        elif name == "rollback" and "cause" in output:
+            self.line(f"  rollback: {output['rolledBack']} rolled back, {output['notRolledBack']} not, "
+                      f"{output['untouched']} untouched")
         elif name == "rollback":
-            for t in output.get("targets", []):
-                self.line(f"  ↩ {t['group']}: {t['action']}{' (done)' if t['done'] else ''}")
+            self.line(f"  rollback of {output['targets']} target(s) in scope")
         elif "target" in output:
             group = output["target"]["group"]
             health = output.get("health")
@@ -148,6 +180,14 @@ class Timeline:
                     detail = f" → version {version}" if step.startswith("Create") and version else ""
                     self.line(f"  {group}: {step}{detail}")
 
+    def plan_object(self, bucket: str, key: str) -> dict | None:
+        if self.s3 is None:
+            return None
+        try:
+            return json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except Exception:  # the timeline is for reading: a missing object only shows less
+            return None
+
     def progress(self, view: dict) -> None:
         for group, g in view["groups"].items():
             if not g["refreshes"]:
@@ -161,11 +201,44 @@ class Timeline:
                           f"{r['Status']:<18} AMIs {', '.join(amis)}")
 
 
+class Children:
+    """The child executions of an execution's Distributed Maps, each named by the group its input
+    names, with the history events not yet shown."""
+
+    def __init__(self, sfn, execution):
+        self.sfn, self.execution = sfn, execution
+        self.known = {}  # child ARN -> {"group", "events", "shown", "status", "mapRun"}
+
+    def poll(self) -> list:
+        """(group, event) pairs new since the last poll, in each child's order."""
+        new = []
+        for run in self.sfn.list_map_runs(executionArn=self.execution)["mapRuns"]:
+            for child in _pages(self.sfn.list_executions, "executions", mapRunArn=run["mapRunArn"]):
+                arn = child["executionArn"]
+                seen = self.known.get(arn)
+                if seen is None:
+                    described = self.sfn.describe_execution(executionArn=arn)
+                    target = json.loads(described.get("input") or "{}").get("target", {})
+                    seen = self.known[arn] = {"group": target.get("group", arn.rsplit(":", 1)[-1]),
+                                              "events": [], "shown": 0, "status": None,
+                                              "mapRun": run["mapRunArn"]}
+                if seen["status"] in ("SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT") \
+                        and seen["status"] == child["status"] and seen["shown"] == len(seen["events"]):
+                    continue
+                seen["status"] = child["status"]
+                seen["events"] = _history(self.sfn, arn)
+                new += [(seen["group"], e) for e in seen["events"][seen["shown"]:]]
+                seen["shown"] = len(seen["events"])
+        return new
+
+
 def watch(sfn_endpoint: str, control: str, execution: str, out=print, timeout: float = 600,
           since: int = 0) -> dict:
-    """Follows `execution` until it stops; `since` skips history events already shown."""
+    """Follows `execution` and its child executions until it stops; `since` skips the parent's
+    history events already shown."""
     sfn = _client("stepfunctions", sfn_endpoint)
-    timeline = Timeline(out)
+    timeline = Timeline(out, _client("s3", sfn_endpoint))
+    children = Children(sfn, execution)
     started = datetime.datetime.now(datetime.timezone.utc)
     before = fleet(control)
     seen = since
@@ -175,7 +248,12 @@ def watch(sfn_endpoint: str, control: str, execution: str, out=print, timeout: f
         events = _history(sfn, execution)
         for e in events[seen:]:
             timeline.event(e)
+            if e["type"].endswith("StateExited") or e["type"].startswith("MapRun"):
+                for group, child_event in children.poll():
+                    timeline.event(child_event, child=group)
         seen = len(events)
+        for group, child_event in children.poll():
+            timeline.event(child_event, child=group)
         timeline.progress(fleet(control))
         if status["status"] != "RUNNING":
             break
@@ -184,10 +262,21 @@ def watch(sfn_endpoint: str, control: str, execution: str, out=print, timeout: f
         time.sleep(0.3)
     after = fleet(control)
     result = {"status": status["status"], "error": status.get("error"), "cause": status.get("cause"),
-              "events": events, "before": before, "after": after, "health": timeline.last_health,
-              "seconds": round(time.time() - timeline.start, 1), "started": started}
+              "events": events, "children": children.known, "before": before, "after": after,
+              "health": timeline.last_health, "seconds": round(time.time() - timeline.start, 1),
+              "started": started}
     summary(result, out)
     return result
+
+
+def _pages(call, key, **kwargs) -> list:
+    items, token = [], None
+    while True:
+        page = call(**kwargs, **({"nextToken": token} if token else {}))
+        items += page[key]
+        token = page.get("nextToken")
+        if not token:
+            return items
 
 
 def _history(sfn, execution) -> list:

@@ -1,4 +1,4 @@
-"""ministack (Step Functions + Lambda + EventBridge) with the engine behaviours the rollout depends on.
+"""ministack (Step Functions + Lambda + EventBridge + S3) with the engine behaviours the rollout depends on.
 
 1. A failed Map stops. AWS: when an iteration of an inline Map fails, the Map state fails and
    iterations not yet started never start; with MaxConcurrency 1 (our waves) a failed wave stops
@@ -35,12 +35,38 @@
    error and cause of ABORTED / TIMED_OUT executions too; EventBridge delivers to a Lambda target
    through Lambda's asynchronous invocation (Event: retries, destinations), not a bare thread.
 
+6. A Distributed Map as AWS runs it. Each item is a Standard child execution of a Map Run with its
+   own ARN (...:execution:<name>/<Label>:<id>), record and history (ExecutionStarted, state and
+   Task events, ExecutionSucceeded / Failed / Aborted), as DescribeExecution (mapRunArn),
+   ListExecutions(mapRunArn) and GetExecutionHistory show it; its state machine <name>/<Label> is
+   described (with its label) but not listed. At most MaxConcurrency or MaxConcurrencyPath children
+   run at once (ToleratedFailureCount/PercentagePath are read too; ministack ignores the *Path
+   forms). Once failed children pass the tolerated threshold (by default: any failure), the Map Run
+   fails: no further child starts, the running ones are aborted (ABORTED; their walk starts no new
+   state, a state in flight finishes unseen) and the state fails with
+   States.ExceedToleratedFailureThreshold; a stopped or timed-out parent aborts its children and
+   the Map Run likewise. DescribeMapRun counts them (aborted, failed, succeeded, pending, ...).
+   ResultWriter writes AWS's files to S3 (<Prefix>/<map run id>/manifest.json, SUCCEEDED_0.json,
+   FAILED_0.json, PENDING_0.json) whatever the outcome, and the Map's result is then the Map Run ARN
+   and the manifest's location. The parent's history gains MapRunStarted / MapRunSucceeded /
+   MapRunFailed. ministack runs every child whatever fails, reads MaxConcurrency only, writes no
+   results, and gives the children no history.
+
+7. Redriving a parent whose Distributed Map failed (or was aborted) redrives that Map Run, as AWS
+   does: same Map Run ARN, its redriveCount + 1 and MapRunRedriven in the parent's history;
+   succeeded children are not rerun (their output is used), unsuccessful ones are redriven (same
+   ARN, their redriveCount + 1, ExecutionRedriven, resumed from the state that did not complete:
+   each child is journaled as an execution of its own, 2.), never-started ones start. A redrive's
+   ResultWriter manifest lists the SUCCEEDED files of every attempt and this attempt's FAILED and
+   PENDING files.
+
 Run as `python -m localaws.stepfunctions`, with ministack's own environment variables.
 """
 
 import contextvars
 import copy
 import json
+import queue
 import sys
 import threading
 from datetime import datetime, timedelta, timezone
@@ -151,9 +177,8 @@ def _journaled(handler):
                 ctx["variables"].update(copy.deepcopy(done["variables"]))
                 return copy.deepcopy(done["output"]), done["next"]
             del journal[index:]  # the walk left the journal (or this state never completed)
-        distributed = (state_def.get("ItemProcessor") or {}).get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED"
         tokens = [_position.set(index)]
-        if state_def.get("Type") == "Parallel" or distributed:
+        if state_def.get("Type") == "Parallel":
             tokens.append(_unjournaled.set(True))
         try:
             output, next_name = handler(state_def, raw_input, *rest)
@@ -216,6 +241,11 @@ def _run_walk(exec_arn):
     with _lock:
         record.run = walk
     _walk.set(walk)
+    # A Distributed Map's child starts from its parent's thread: it is an execution of its own,
+    # walked from its own top level.
+    _scope.set(())
+    _position.set(None)
+    _unjournaled.set(False)
     timer = _start_timeout(exec_arn, walk)
     try:
         _original_run_execution(exec_arn)
@@ -283,6 +313,294 @@ def _add_event(execution, event_type, details=None):
             run_.replayed_top_level = False
             return None
     return _original_add_event(execution, event_type, details)
+
+
+# --- Distributed Map -------------------------------------------------------------------------------
+
+_COUNTED = {"PENDING": "pending", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed",
+            "TIMED_OUT": "timedOut", "ABORTED": "aborted"}
+_NO_LIMIT = 10_000  # AWS runs up to 10,000 children of a Distributed Map at once
+
+
+class MapRun:
+    """One Map Run, beside ministack's record of it (engine._map_runs, what DescribeMapRun answers)."""
+
+    def __init__(self, record, walk, machine, inputs, writer, tolerance):
+        self.record = record
+        self.walk = walk            # number of the parent's walk that last ran it (a later walk redrives it)
+        self.machine = machine      # the children's state machine, <name>/<Label>
+        self.inputs = inputs        # each child's input, in item order
+        self.children = [None] * len(inputs)  # child execution ARNs; None: never started
+        self.writer = writer        # ResultWriter's Bucket and Prefix, resolved; None without one
+        self.tolerance = tolerance  # the tolerated-failure fields the state sets
+        self.succeeded_files = []   # SUCCEEDED result files of every attempt (the manifest lists them all)
+        self.written = set()        # children already in one of them
+        self.results_written = 0
+
+
+# The latest Map Run of each Distributed Map state an execution entered: (parent ARN, journal scope,
+# position of the state in it, state name) -> MapRun. A redrive walking into the same state finds it.
+_map_run_by_state = {}
+
+
+def _run_distributed_map(state_def, raw_input, effective, iterator, execution, ctx):
+    """A Distributed Map as AWS runs it: each item a child execution (Standard) of a Map Run, at most
+    MaxConcurrency(Path) at once; once the failures pass the tolerated threshold the Map Run fails,
+    starts no more children and aborts the running ones; ResultWriter exports the results to S3; a
+    redrive of the parent redrives the failed Map Run. ministack runs every child whatever fails,
+    ignores MaxConcurrencyPath and ResultWriter, and has children with no history of their own."""
+    parent = execution["executionArn"]
+    if not _live(parent):
+        raise _Stopped()  # e.g. a Retry of the Map state after a stop
+    record = _executions.get(parent)
+    walk = record.run.number if record and record.run else 0
+    key = (parent, _scope.get(), _position.get(), ctx["State"]["Name"])
+    mr = _map_run_by_state.get(key)
+    if mr and mr.walk < walk and mr.record["status"] in ("FAILED", "ABORTED"):
+        indices = _redrive_map_run(mr, execution, walk)
+    else:
+        mr = _new_map_run(state_def, effective, iterator, execution, ctx, walk)
+        with _lock:
+            _map_run_by_state[key] = mr
+        indices = list(range(len(mr.children)))
+    outcome = _drive(mr, parent, indices)
+    mr.record.update(status=outcome, stopDate=now_iso())
+    details = _write_results(mr) if mr.writer else None
+    _count(mr)
+    if outcome == "ABORTED":
+        raise _Stopped()
+    if outcome == "FAILED":
+        error, cause = "States.ExceedToleratedFailureThreshold", "The specified tolerated failure threshold was exceeded"
+        engine._add_event(execution, "MapRunFailed", {"mapRunFailedEventDetails": {"error": error, "cause": cause}})
+        raise engine._ExecutionError(error, cause)
+    engine._add_event(execution, "MapRunSucceeded")
+    if details:
+        result = {"MapRunArn": mr.record["mapRunArn"], "ResultWriterDetails": details}
+    else:  # AWS returns a failed (tolerated) child's whole record, as a ResultWriter would write it
+        result = [json.loads(engine._executions[arn]["output"]) if engine._executions[arn]["status"] == "SUCCEEDED"
+                  else _result_entry(engine._executions[arn]) for arn in mr.children]
+    output = engine._apply_result_path(state_def, raw_input, engine._apply_result_selector(state_def, result))
+    return engine._apply_output_path(state_def, output, ctx), engine._next_or_end(state_def)
+
+
+def _new_map_run(state_def, effective, iterator, execution, ctx, walk):
+    if state_def.get("ItemReader"):
+        items = engine._read_map_items(state_def["ItemReader"], effective, ctx)
+    else:
+        items = engine._resolve_path_or_ctx(state_def.get("ItemsPath", "$"), effective, ctx)
+    items = items if isinstance(items, list) else [items]
+    selector = state_def.get("ItemSelector") or state_def.get("Parameters")
+    inputs = [engine._resolve_params_obj(selector, effective, {**ctx, "Map": {"Item": {"Index": i, "Value": item}}})
+              if selector else item for i, item in enumerate(items)]
+    # The *Path forms (ministack reads only the static fields) resolve against the state's input.
+    fields = {}
+    for field in ("MaxConcurrency", "ToleratedFailureCount", "ToleratedFailurePercentage"):
+        if f"{field}Path" in state_def:
+            fields[field] = engine._resolve_path_or_ctx(state_def[f"{field}Path"], effective, ctx)
+        elif field in state_def:
+            fields[field] = state_def[field]
+    writer = None
+    if state_def.get("ResultWriter"):
+        writer = engine._resolve_params_obj(state_def["ResultWriter"].get("Parameters")
+                                            or state_def["ResultWriter"].get("Arguments") or {}, effective, ctx)
+
+    parent_machine = engine._state_machines.get(execution["stateMachineArn"]) or {}
+    _, _, _, region, account, _, name = execution["stateMachineArn"].split(":")[:7]
+    label = state_def.get("Label") or new_uuid()
+    machine = f"arn:aws:states:{region}:{account}:stateMachine:{name}/{label}"
+    # The children's state machine, which DescribeStateMachine answers with its label on AWS too.
+    definition = {"StartAt": iterator.get("StartAt"), "States": iterator.get("States", {})}
+    if ctx.get("QueryLanguage"):
+        definition["QueryLanguage"] = ctx["QueryLanguage"]
+    engine._state_machines[machine] = dict(parent_machine, stateMachineArn=machine, name=f"{name}/{label}",
+                                           label=label, definition=json.dumps(definition))
+    n = len(items)
+    zero = dict.fromkeys(("pending", "running", "succeeded", "failed", "timedOut", "aborted", "total",
+                          "resultsWritten", "failuresNotRedrivable", "pendingRedrive"), 0)
+    record = {
+        "mapRunArn": f"arn:aws:states:{region}:{account}:mapRun:{name}/{label}:{new_uuid()}",
+        "executionArn": execution["executionArn"], "status": "RUNNING", "startDate": now_iso(),
+        "maxConcurrency": int(fields.get("MaxConcurrency") or 0),
+        "toleratedFailurePercentage": float(fields.get("ToleratedFailurePercentage") or 0),
+        "toleratedFailureCount": int(fields.get("ToleratedFailureCount") or 0),
+        "itemCounts": dict(zero, total=n, pending=n), "executionCounts": dict(zero, total=n, pending=n),
+        "redriveCount": 0, "_stateMachineArn": machine,
+    }
+    engine._map_runs[record["mapRunArn"]] = record
+    engine._add_event(execution, "MapRunStarted", {"mapRunStartedEventDetails": {"mapRunArn": record["mapRunArn"]}})
+    tolerance = {f for f in ("ToleratedFailureCount", "ToleratedFailurePercentage") if f in fields}
+    return MapRun(record, walk, machine, inputs, writer, tolerance)
+
+
+def _redrive_map_run(mr, execution, walk):
+    """AWS: the same Map Run (same ARN, redriveCount + 1) reruns its unsuccessful children (each
+    redriven: same ARN, from its failed state) and starts those never started; succeeded children are
+    not rerun. Returns the items to run."""
+    mr.walk = walk
+    mr.record["redriveCount"] += 1
+    mr.record.update(status="RUNNING", redriveDate=now_iso())
+    mr.record.pop("stopDate", None)
+    engine._add_event(execution, "MapRunRedriven", {"mapRunRedrivenEventDetails": {
+        "mapRunArn": mr.record["mapRunArn"], "redriveCount": mr.record["redriveCount"]}})
+    return [i for i, arn in enumerate(mr.children)
+            if arn is None or engine._executions[arn]["status"] != "SUCCEEDED"]
+
+
+def _drive(mr, parent, indices):
+    """Runs the children at `indices` in order, at most maxConcurrency at once (read each time, so
+    UpdateMapRun applies), until all end ("SUCCEEDED"), the tolerated failures are exceeded
+    ("FAILED") or the parent stops ("ABORTED"). Then no more start and the running ones are aborted."""
+    done = queue.Queue()
+    waiting, running, failures, outcome = list(indices), set(), 0, "SUCCEEDED"
+    while waiting or running:
+        if not _live(parent):  # stopped, timed out
+            outcome = "ABORTED"
+            break
+        while waiting and len(running) < (mr.record["maxConcurrency"] or _NO_LIMIT):
+            index = waiting.pop(0)
+            running.add(index)
+            _start_child(mr, index, done)
+        _count(mr, pending_redrive=sum(1 for i in waiting if mr.children[i]))
+        try:
+            index = done.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        running.discard(index)
+        if engine._executions[mr.children[index]]["status"] != "SUCCEEDED":
+            failures += 1
+            if _exceeded(mr, failures):
+                outcome = "FAILED"
+                break
+    for index in running:
+        _abort(mr.children[index])
+    return outcome
+
+
+def _exceeded(mr, failures):
+    """AWS: with neither tolerated-failure field any failure fails the Map Run; else exceeding
+    either does (the percentage of all items)."""
+    limits = []
+    if "ToleratedFailureCount" in mr.tolerance:
+        limits.append(failures > mr.record["toleratedFailureCount"])
+    if "ToleratedFailurePercentage" in mr.tolerance:
+        limits.append(failures * 100 > mr.record["toleratedFailurePercentage"] * len(mr.children))
+    return failures > 0 and (any(limits) if limits else True)
+
+
+def _start_child(mr, index, done):
+    """Starts child `index` as an execution of its own: new, or its unsuccessful one redriven."""
+    arn = mr.children[index]
+    if arn is None:
+        name, started, payload = new_uuid(), now_iso(), json.dumps(mr.inputs[index])
+        arn = mr.machine.replace(":stateMachine:", ":execution:") + ":" + name
+        role = (engine._state_machines.get(mr.machine) or {}).get("roleArn")
+        engine._executions[arn] = {
+            "executionArn": arn, "stateMachineArn": mr.machine, "name": name, "status": "RUNNING",
+            "startDate": started, "stopDate": None, "input": payload, "inputDetails": {"included": True},
+            "output": None, "outputDetails": {"included": True}, "mapRunArn": mr.record["mapRunArn"],
+            "testCase": "", "mockAttempts": {},
+            "events": [{"id": 1, "type": "ExecutionStarted", "timestamp": started,
+                        "executionStartedEventDetails": {"input": payload, "roleArn": role}}],
+        }
+        mr.children[index] = arn
+        engine._emit_execution_status_event(engine._executions[arn])
+    else:
+        _mark_redriven(engine._executions[arn])
+
+    def walk():
+        try:
+            engine._run_execution(arn)  # the child's walk, journaled under its own ARN
+        finally:
+            done.put(index)
+
+    threading.Thread(target=contextvars.copy_context().run, args=(walk,), daemon=True,
+                     name=f"child-{arn[-8:]}").start()
+
+
+def _abort(arn):
+    """A running child aborted by its Map Run, as StopExecution would: its walk starts no further
+    state and the state in flight finishes unseen."""
+    engine._stop_execution({"executionArn": arn})
+
+
+def _count(mr, pending_redrive=0):
+    counts = dict.fromkeys(_COUNTED.values(), 0)
+    for arn in mr.children:
+        counts[_COUNTED.get(engine._executions[arn]["status"] if arn else "PENDING", "pending")] += 1
+    counts.update(total=len(mr.children), resultsWritten=mr.results_written, failuresNotRedrivable=0,
+                  pendingRedrive=pending_redrive)
+    mr.record["itemCounts"], mr.record["executionCounts"] = counts, dict(counts)
+
+
+def _result_entry(child):
+    """A child as AWS's result files (and a failed child in the Map's output) show it."""
+    reason = _not_redrivable(child)
+    entry = {"ExecutionArn": child["executionArn"], "Input": child["input"], "InputDetails": {"Included": True},
+             "Name": child["name"]}
+    if child["status"] == "SUCCEEDED":
+        entry.update(Output=child["output"], OutputDetails={"Included": True})
+    else:
+        entry.update(Error=child.get("error"), Cause=child.get("cause"))
+    entry.update(RedriveCount=(_executions.get(child["executionArn"]) or Execution()).redrive_count,
+                 RedriveStatus="NOT_REDRIVABLE" if reason else "REDRIVABLE",
+                 RedriveStatusReason=reason or f"Execution is {child['status']} and is redrivable",
+                 StartDate=child["startDate"], StateMachineArn=child["stateMachineArn"], Status=child["status"],
+                 StopDate=child["stopDate"])
+    return entry
+
+
+def _write_results(mr):
+    """AWS's ResultWriter export: <Prefix>/<map run id>/manifest.json and SUCCEEDED_0.json,
+    FAILED_0.json (failed, timed out, aborted), PENDING_0.json (never started), each a JSON array.
+    A redrive's manifest lists the SUCCEEDED files of every attempt and this attempt's FAILED and
+    PENDING files; AWS does not document where a redrive's files go: here under redrive-<n>/.
+    Returns the ResultWriterDetails for the Map's output."""
+    from ministack.services import s3
+
+    bucket, prefix = mr.writer.get("Bucket"), (mr.writer.get("Prefix") or "").strip("/")
+    base = "/".join(p for p in (prefix, mr.record["mapRunArn"].rsplit(":", 1)[1]) if p)
+    attempt = base if not mr.record["redriveCount"] else f"{base}/redrive-{mr.record['redriveCount']}"
+    rows = {"SUCCEEDED": [], "FAILED": [], "PENDING": []}
+    for index, arn in enumerate(mr.children):
+        child = engine._executions[arn] if arn else None
+        if child is None:  # what a child never started is written as: not documented
+            rows["PENDING"].append({"Input": json.dumps(mr.inputs[index]), "InputDetails": {"Included": True},
+                                    "Status": "PENDING"})
+        elif child["status"] != "SUCCEEDED":
+            rows["FAILED"].append(_result_entry(child))
+        elif arn not in mr.written:
+            rows["SUCCEEDED"].append(_result_entry(child))
+            mr.written.add(arn)
+
+    def put(key, document):
+        body = json.dumps(document).encode()
+        status, _, _ = s3._put_object(bucket, key, body, {"content-type": "application/json"})
+        if status != 200:
+            raise engine._ExecutionError("States.ResultWriterFailed",
+                                         f"Writing s3://{bucket}/{key} failed with status {status}")
+        return {"Key": key, "Size": len(body)}
+
+    files = {status: [put(f"{attempt}/{status}_0.json", found)] if found else [] for status, found in rows.items()}
+    mr.succeeded_files += files["SUCCEEDED"]
+    mr.results_written = len(mr.written) + len(rows["FAILED"])
+    manifest = f"{base}/manifest.json"
+    put(manifest, {"DestinationBucket": bucket, "MapRunArn": mr.record["mapRunArn"],
+                   "ResultFiles": {"FAILED": files["FAILED"], "PENDING": files["PENDING"],
+                                   "SUCCEEDED": mr.succeeded_files}})
+    return {"Bucket": bucket, "Key": manifest}
+
+
+_original_list_state_machines = engine._list_state_machines
+
+
+def _list_state_machines(data):
+    """Without the Map Runs' child state machines (<name>/<Label>), which AWS does not list."""
+    status, headers, body = _original_list_state_machines(data)
+    if status != 200:
+        return status, headers, body
+    listed = json.loads(body)
+    listed["stateMachines"] = [m for m in listed["stateMachines"] if "/" not in m["name"]]
+    return json_response(listed, status)
 
 
 # --- status change events --------------------------------------------------------------------------
@@ -362,6 +680,22 @@ def _not_redrivable(execution):
     return None
 
 
+def _mark_redriven(execution):
+    """Records a redrive of `execution` as AWS does (count, date, status, ExecutionRedriven event,
+    status change event); the caller walks it again."""
+    record = _record(execution["executionArn"])
+    with _lock:
+        record.redrive_count += 1
+        record.redrive_date = now_iso()
+        # An earlier walk still in flight (a stopped state finishing) must not look live again
+        # once the status is RUNNING, before the new walk takes over.
+        record.run = None
+    execution.update(status="RUNNING", stopDate=None, output=None, error=None, cause=None)
+    engine._add_event(execution, "ExecutionRedriven",
+                      {"executionRedrivenEventDetails": {"redriveCount": record.redrive_count}})
+    engine._emit_execution_status_event(execution)
+
+
 def _redrive_execution(data):
     arn = data.get("executionArn", "")
     execution = engine._executions.get(arn)
@@ -374,14 +708,8 @@ def _redrive_execution(data):
     reason = _not_redrivable(execution)
     if reason:
         return error_response_json("ExecutionNotRedrivable", reason, 400)
-    with _lock:
-        record.redrive_count += 1
-        record.redrive_date = now_iso()
-        record.client_token = token
-    execution.update(status="RUNNING", stopDate=None, output=None, error=None, cause=None)
-    engine._add_event(execution, "ExecutionRedriven",
-                      {"executionRedrivenEventDetails": {"redriveCount": record.redrive_count}})
-    engine._emit_execution_status_event(execution)
+    record.client_token = token
+    _mark_redriven(execution)
     threading.Thread(target=contextvars.copy_context().run, args=(engine._run_execution, arn),
                      daemon=True, name=f"redrive-{new_uuid()[:8]}").start()
     return json_response({"redriveDate": record.redrive_date})
@@ -424,6 +752,8 @@ for _handler in ("_execute_pass", "_execute_task", "_execute_choice", "_execute_
                  "_execute_parallel", "_execute_map"):
     setattr(engine, _handler, _journaled(getattr(engine, _handler)))
 engine._run_sub_machine = _run_sub_machine
+engine._run_distributed_map = _run_distributed_map
+engine._list_state_machines = _list_state_machines
 engine._run_execution = _run_execution
 engine._fail_execution = _fail_execution
 engine._add_event = _add_event

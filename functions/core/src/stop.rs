@@ -1,0 +1,94 @@
+//! The wave's stop signal. A target that fails records why in its execution's record (the holds
+//! table's `execution#<arn>` item), first failure wins; every step of every other target reads
+//! it before it changes anything, so once one target of a wave has failed no other target starts
+//! a change, and the targets still polling end early. The wave's Distributed Map then ends and
+//! the parent reads the signal to decide on the rollback.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::error::{StepError, StepResult};
+use crate::model::{TargetRun, WaveStop};
+
+/// The holds table's key of an execution's record.
+pub fn execution_key(execution_arn: &str) -> String {
+    format!("execution#{execution_arn}")
+}
+
+const ATTRIBUTE: &str = "waveStop";
+
+/// The holds table, where the signal lives.
+#[derive(Clone, Debug)]
+pub struct StopSignal {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub table: String,
+}
+
+impl StopSignal {
+    /// Records `stop` unless another target's is already there; returns the one in force.
+    pub async fn raise(&self, execution_arn: &str, stop: &WaveStop) -> StepResult<WaveStop> {
+        let text = serde_json::to_string(stop)
+            .map_err(|e| StepError::invalid(format!("wave stop: {e}")))?;
+        let raised = self
+            .dynamodb
+            .update_item()
+            .table_name(&self.table)
+            .key("key", AttributeValue::S(execution_key(execution_arn)))
+            .update_expression("SET #stop = :stop")
+            .condition_expression("attribute_not_exists(#stop)")
+            .expression_attribute_names("#stop", ATTRIBUTE)
+            .expression_attribute_values(":stop", AttributeValue::S(text))
+            .send()
+            .await;
+        match raised {
+            Ok(_) => Ok(stop.clone()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(self.read(execution_arn).await?.unwrap_or_else(|| stop.clone()))
+            }
+            Err(err) => Err(StepError::from_sdk("UpdateItem", err)),
+        }
+    }
+
+    /// The stop recorded for the execution, if a target has failed.
+    pub async fn read(&self, execution_arn: &str) -> StepResult<Option<WaveStop>> {
+        let item = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.table)
+            .key("key", AttributeValue::S(execution_key(execution_arn)))
+            .projection_expression("#stop")
+            .expression_attribute_names("#stop", ATTRIBUTE)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("GetItem", e))?;
+        let Some(text) = item
+            .item()
+            .and_then(|i| i.get(ATTRIBUTE))
+            .and_then(|v| v.as_s().ok())
+        else {
+            return Ok(None);
+        };
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| StepError::invalid(format!("the recorded wave stop is unreadable: {e}")))
+    }
+
+    /// Refuses (`WaveStopped`) to go on with `run` once another target has failed.
+    pub async fn ensure_going(&self, run: &TargetRun) -> StepResult<()> {
+        let Some(execution_arn) = &run.execution_arn else {
+            return Ok(());
+        };
+        match self.read(execution_arn).await? {
+            Some(stop) if stop.group != run.target.group => Err(StepError::WaveStopped {
+                group: run.target.group.clone(),
+                failed: stop.group,
+                reason: stop.failure.describe(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}

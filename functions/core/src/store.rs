@@ -1,0 +1,192 @@
+//! The plan objects and the outcomes in S3: what grows with the fleet never rides in the
+//! execution state.
+//!
+//! Layout under the plans bucket, per execution (by its name):
+//! - `plans/<execution>/plan.json`: the whole plan (`Plan`), skipped groups included;
+//! - `plans/<execution>/wave-<n>.json`: wave n's targets, a JSON array the wave's Distributed
+//!   Map reads (`ItemReader`);
+//! - `plans/<execution>/rollback.json`: the targets a rollback fans out over;
+//! - `results/<execution>/wave-<n>/…`, `results/<execution>/rollback/…`: what each Map Run's
+//!   `ResultWriter` wrote (a `manifest.json` and the result files it lists).
+//!
+//! The bucket's lifecycle rule expires them after a few weeks.
+
+use aws_sdk_s3::primitives::ByteStream;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{StepError, StepResult};
+use crate::model::{Plan, PlanSummary, WaveRef};
+
+/// The plans bucket and a client for it.
+#[derive(Clone, Debug)]
+pub struct PlanStore {
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+}
+
+pub fn plan_prefix(execution: &str) -> String {
+    format!("plans/{execution}/")
+}
+
+pub fn results_prefix(execution: &str, part: &str) -> String {
+    format!("results/{execution}/{part}")
+}
+
+impl PlanStore {
+    pub async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> StepResult<()> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| StepError::invalid(format!("{key}: cannot encode: {e}")))?;
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("PutObject", e))?;
+        Ok(())
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, bucket: &str, key: &str) -> StepResult<T> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("GetObject", e))?;
+        let bytes = out.body.collect().await.map_err(|e| StepError::AwsTransient {
+            operation: "GetObject".into(),
+            message: format!("s3://{bucket}/{key}: reading the body failed: {e}"),
+        })?;
+        serde_json::from_slice(&bytes.into_bytes()).map_err(|e| {
+            StepError::invalid(format!("s3://{bucket}/{key} is not what was written: {e}"))
+        })
+    }
+
+    /// Writes the plan (whole, then one object per wave) and returns what the state carries.
+    pub async fn write_plan(&self, execution: &str, plan: &Plan) -> StepResult<PlanSummary> {
+        let prefix = plan_prefix(execution);
+        let mut waves = Vec::with_capacity(plan.waves.len());
+        for (index, targets) in plan.waves.iter().enumerate() {
+            let key = format!("{prefix}wave-{index:03}.json");
+            self.put_json(&key, targets).await?;
+            waves.push(WaveRef {
+                index,
+                key,
+                results_prefix: results_prefix(execution, &format!("wave-{index:03}")),
+                targets: targets.len(),
+            });
+        }
+        let key = format!("{prefix}plan.json");
+        self.put_json(&key, plan).await?;
+        let mut skipped_by_reason = std::collections::BTreeMap::new();
+        for s in &plan.skipped {
+            *skipped_by_reason.entry(s.reason.clone()).or_insert(0) += 1;
+        }
+        Ok(PlanSummary {
+            trigger: plan.trigger.clone(),
+            ami: plan.ami.clone(),
+            settings: plan.settings.clone(),
+            max_concurrency: plan.max_concurrency,
+            rollback_scope: plan.rollback_scope,
+            bucket: self.bucket.clone(),
+            key,
+            waves,
+            target_count: plan.target_count,
+            skipped_count: plan.skipped_count,
+            skipped_by_reason,
+        })
+    }
+
+    /// The targets of one wave, as its Distributed Map reads them.
+    pub async fn wave_targets(
+        &self,
+        plan: &PlanSummary,
+        wave: &WaveRef,
+    ) -> StepResult<Vec<crate::model::Target>> {
+        self.get_json(&plan.bucket, &wave.key).await
+    }
+
+    /// Every child's result a Map Run's `ResultWriter` wrote, read through its manifest.
+    pub async fn map_results(&self, written: &ResultWriterDetails) -> StepResult<Vec<ChildResult>> {
+        let manifest: Manifest = self.get_json(&written.bucket, &written.key).await?;
+        let files = manifest
+            .result_files
+            .succeeded
+            .iter()
+            .chain(&manifest.result_files.failed)
+            .chain(&manifest.result_files.pending);
+        let mut results = Vec::new();
+        for file in files {
+            let mut part: Vec<ChildResult> = self.get_json(&written.bucket, &file.key).await?;
+            results.append(&mut part);
+        }
+        Ok(results)
+    }
+}
+
+/// Where a Distributed Map's `ResultWriter` put its manifest (the Map state's result).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ResultWriterDetails {
+    #[serde(rename = "Bucket")]
+    pub bucket: String,
+    #[serde(rename = "Key")]
+    pub key: String,
+}
+
+#[derive(Deserialize, Debug)]
+struct Manifest {
+    #[serde(rename = "ResultFiles")]
+    result_files: ResultFiles,
+}
+
+#[derive(Deserialize, Debug, Default)]
+struct ResultFiles {
+    #[serde(rename = "SUCCEEDED", default)]
+    succeeded: Vec<ResultFile>,
+    #[serde(rename = "FAILED", default)]
+    failed: Vec<ResultFile>,
+    #[serde(rename = "PENDING", default)]
+    pending: Vec<ResultFile>,
+}
+
+#[derive(Deserialize, Debug)]
+struct ResultFile {
+    #[serde(rename = "Key")]
+    key: String,
+}
+
+/// One child execution's entry in a result file.
+#[derive(Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChildResult {
+    #[serde(rename = "ExecutionArn", default)]
+    pub execution_arn: String,
+    #[serde(rename = "Status", default)]
+    pub status: String,
+    /// The child's input, as JSON text.
+    #[serde(rename = "Input", default)]
+    pub input: Option<String>,
+    /// The child's output, as JSON text (succeeded children).
+    #[serde(rename = "Output", default)]
+    pub output: Option<String>,
+    #[serde(rename = "Error", default)]
+    pub error: Option<String>,
+    #[serde(rename = "Cause", default)]
+    pub cause: Option<String>,
+}
+
+impl ChildResult {
+    /// The child's output, parsed.
+    pub fn output_as<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(self.output.as_deref()?).ok()
+    }
+
+    /// The child's input, parsed.
+    pub fn input_as<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(self.input.as_deref()?).ok()
+    }
+}
