@@ -13,7 +13,8 @@ from policies import admits, listed, load, symbolic
 class HoldsWiring(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.resources = load()["Resources"]
+        template = load()
+        cls.resources, cls.globals = template["Resources"], template["Globals"]
 
     def test_the_holds_table(self):
         table = self.resources["HoldsTable"]
@@ -25,9 +26,18 @@ class HoldsWiring(unittest.TestCase):
         self.assertIs(props["SSESpecification"]["SSEEnabled"], True)
         self.assertIs(props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], True)
 
-    def test_the_function_finds_its_table_and_zip(self):
+    def test_every_function_finds_the_table_and_the_plans_bucket(self):
+        # Every function: the steps read the wave's stop signal from the table, resolve-ami writes
+        # the plan to the bucket, hold-targets and rollback read it.
+        variables = self.globals["Function"]["Environment"]["Variables"]
+        self.assertEqual(symbolic(variables["HOLDS_TABLE"]), "${HoldsTable}")
+        self.assertEqual(symbolic(variables["PLANS_BUCKET"]), "${PlansBucket}")
+        for name, resource in self.resources.items():
+            if resource["Type"] == "AWS::Serverless::Function":
+                self.assertNotIn("Environment", resource["Properties"], f"{name} overrides the shared environment")
+
+    def test_the_function_finds_its_zip(self):
         props = self.resources["HoldTargetsFunction"]["Properties"]
-        self.assertEqual(symbolic(props["Environment"]["Variables"]["HOLDS_TABLE"]), "${HoldsTable}")
         self.assertEqual(props["CodeUri"], "../../dist/hold-targets/bootstrap.zip")
         self.assertEqual(symbolic(props["Role"]), "${HoldTargetsRole.Arn}")
         self.assertEqual(symbolic(props["LoggingConfig"]["LogGroup"]), "${HoldTargetsLogs}")

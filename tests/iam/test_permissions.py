@@ -4,8 +4,8 @@ template, so a deploy never fails on AccessDenied.
 The operations are derived from the code: each `clients.<service>.<operation>()` call (or
 `<name>.<operation>()` on a client bound to a local name, as in `let ec2 = &clients.fleet.ec2;`) is
 found in the function body that makes it (functions/core included), and a function crate is
-charged with the calls of every core function it uses, transitively; the methods of core's storage
-types (`store`, `stop`) count when called by name as methods. The SDK client field names map to IAM
+charged with the calls of every core function it uses, transitively; the methods of core's clients
+and storage types (`aws`, `store`, `stop`) count when called by name as methods. The SDK client field names map to IAM
 service prefixes (`sfn` is `states`). The state machine's role is checked against what the ASL's
 Distributed Maps need (start, describe, stop and redrive their children; read the items, write
 the results) and the functions its tasks call. Run with infra/check's venv
@@ -34,7 +34,7 @@ CRATES = {
 IAM_PREFIX = {"ec2": "ec2", "autoscaling": "autoscaling", "ecs": "ecs", "cloudwatch": "cloudwatch", "ssm": "ssm",
               "dynamodb": "dynamodb", "sfn": "states", "s3": "s3"}
 # Core modules whose types' methods make AWS calls: a `.method(` call of one of theirs counts.
-METHOD_MODULES = ("store", "stop")
+METHOD_MODULES = ("aws", "store", "stop")
 ASL = ROOT / "statemachine/rollout.asl.json"
 SERVICES = "|".join(IAM_PREFIX)
 CALL = re.compile(rf"\.({SERVICES})\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)")

@@ -25,6 +25,9 @@ pub struct PlanStore {
     pub bucket: String,
 }
 
+/// How many distinct skip reasons the state counts by name.
+pub const REASONS_SHOWN: usize = 20;
+
 pub fn plan_prefix(execution: &str) -> String {
     format!("plans/{execution}/")
 }
@@ -86,6 +89,15 @@ impl PlanStore {
         let mut skipped_by_reason = std::collections::BTreeMap::new();
         for s in &plan.skipped {
             *skipped_by_reason.entry(s.reason.clone()).or_insert(0) += 1;
+        }
+        // Reasons name what differs (an AMI, an execution): keep the most common, so the state
+        // stays small whatever the fleet; the plan object lists every skipped group.
+        if skipped_by_reason.len() > REASONS_SHOWN {
+            let mut by_count: Vec<(String, usize)> = skipped_by_reason.into_iter().collect();
+            by_count.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let other: usize = by_count.split_off(REASONS_SHOWN).iter().map(|(_, n)| n).sum();
+            skipped_by_reason = by_count.into_iter().collect();
+            skipped_by_reason.insert(format!("other reasons (listed in {key})"), other);
         }
         Ok(PlanSummary {
             trigger: plan.trigger.clone(),

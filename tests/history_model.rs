@@ -1,0 +1,161 @@
+//! How long each execution's history gets on AWS, modelled with no server: the ASL gives the
+//! path through the states, the wait policy (check-ecs-health's own `verdict`) gives the number of
+//! polls, and each state type adds the events AWS records for it. The local Step Functions records
+//! fewer events than AWS, so the bar of DESIGN §8 (no history past 2,500 events, a tenth of AWS's
+//! 25,000 cap) is checked here, against AWS's count.
+
+use check_ecs_health::{Observation, verdict};
+use rollout_core::model::{Epoch, RefreshRef, Verdict};
+use rollout_core::refresh::{RefreshInfo, RefreshStatus};
+use serde_json::Value;
+
+/// A tenth of AWS's 25,000-event cap on a Standard execution's history.
+const HISTORY_BAR: usize = 2_500;
+
+fn asl() -> Value {
+    serde_json::from_str(include_str!("../statemachine/rollout.asl.json")).unwrap()
+}
+
+/// The events AWS records for one pass through a state (no retries): a Lambda task is entered,
+/// scheduled, started, succeeds and is exited; a Distributed Map is entered, starts its Map Run,
+/// sees it succeed and is exited (its children's events are in their own histories); any other
+/// state is entered and exited.
+fn events_of(state: &Value) -> usize {
+    match state["Type"].as_str().unwrap() {
+        "Task" => 5,
+        "Map" => 4,
+        _ => 2,
+    }
+}
+
+/// Walks `definition` from its StartAt, choosing at each Choice with `choose(name, visits)`
+/// (None: the Default), and counts the events of the whole execution (started and ended: 2).
+fn history(definition: &Value, mut choose: impl FnMut(&str, usize) -> Option<usize>) -> usize {
+    let states = definition["States"].as_object().unwrap();
+    let mut visits = std::collections::HashMap::new();
+    let mut name = definition["StartAt"].as_str().unwrap().to_string();
+    let mut events = 2;
+    for _ in 0..100_000 {
+        let state = &states[&name];
+        events += events_of(state);
+        let seen = visits.entry(name.clone()).or_insert(0usize);
+        *seen += 1;
+        let next = match state["Type"].as_str().unwrap() {
+            "Choice" => match choose(&name, *seen) {
+                Some(i) => state["Choices"][i]["Next"].clone(),
+                None => state["Default"].clone(),
+            },
+            _ => state["Next"].clone(),
+        };
+        match next.as_str() {
+            Some(n) => name = n.to_string(),
+            None => return events,
+        }
+    }
+    panic!("the walk did not end");
+}
+
+/// Polls of one target whose refresh takes `refresh_seconds`, then a bake of `bake_seconds`.
+fn polls(refresh_seconds: Epoch, bake_seconds: i64) -> usize {
+    let mut run = rollout_core::samples::target_run();
+    run.target.ecs = None;
+    run.settings = rollout_core::settings::SettingsMap::parse(&format!(
+        r#"{{"*": {{"instanceWarmupSeconds": 300, "bakeSeconds": {bake_seconds}}}}}"#
+    ))
+    .unwrap();
+    run.new_version = Some(4);
+    run.refresh = Some(RefreshRef {
+        id: "r-1".into(),
+        started_at: 0,
+    });
+    let (mut t, mut polls) = (0, 0);
+    loop {
+        let done = t >= refresh_seconds;
+        let observation = Observation {
+            refresh: Some(RefreshInfo {
+                id: "r-1".into(),
+                status: RefreshStatus::parse(if done { "Successful" } else { "InProgress" }),
+                percentage: ((t * 100) / refresh_seconds).min(100) as i32,
+                reason: None,
+                desired: Some(("lt-0123456789abcdef0".into(), "4".into())),
+                started_at: Some(0),
+                ended_at: done.then_some(refresh_seconds),
+            }),
+            fleet_read: done,
+            instances: vec![("i-1".into(), run.ami.id.clone()), ("i-2".into(), run.ami.id.clone())],
+            ..Default::default()
+        };
+        let health = verdict(&run, &observation, t);
+        polls += 1;
+        assert_ne!(health.verdict, Verdict::Unhealthy, "{health:?}");
+        if health.verdict == Verdict::Healthy {
+            return polls;
+        }
+        t += health.next_wait_seconds;
+        run.health = Some(health);
+    }
+}
+
+/// One child's history: the target's whole rollout, `polls` checks of it.
+fn child_history(polls: usize) -> usize {
+    let asl = asl();
+    let child = &asl["States"]["Roll out the wave"]["ItemProcessor"];
+    history(child, |name, visits| match name {
+        "Is the target healthy?" => (visits >= polls).then_some(0),
+        other => panic!("unexpected choice {other}"),
+    })
+}
+
+/// The parent's history for a rollout of `waves` waves that all succeed.
+fn parent_history(waves: usize) -> usize {
+    history(&asl(), |name, visits| match name {
+        "Is there a wave left?" => (visits <= waves).then_some(0),
+        "Did a target fail?" | "How did the rollout end?" => None,
+        other => panic!("unexpected choice {other}"),
+    })
+}
+
+#[test]
+fn a_child_of_a_30_minute_refresh_with_a_5_minute_bake_stays_far_under_the_bar() {
+    let polls = polls(1_800, 300);
+    let events = child_history(polls);
+    println!("child: {polls} polls, {events} events on AWS");
+    assert!(polls > 10, "the policy polls the refresh: {polls}");
+    // Create, start, restore (5 each), then per poll a check, a choice and a wait.
+    assert_eq!(events, 2 + 5 + 5 + polls * 9 - 2 + 5 + 2);
+    assert!(events < HISTORY_BAR, "{events}");
+    // A one-hour bake, the case that stopped the old single execution at about 30 groups.
+    let long = child_history(self::polls(1_800, 3_600));
+    assert!(long < HISTORY_BAR, "{long}");
+}
+
+#[test]
+fn the_parent_grows_with_the_waves_not_the_targets() {
+    // The targets never appear in the parent's path: its history is a function of the waves.
+    let per_wave = parent_history(2) - parent_history(1);
+    assert_eq!(parent_history(10) - parent_history(9), per_wave);
+    assert!(per_wave <= 20, "{per_wave} events per wave");
+    // 5,000 targets in as many waves as any plan has (one per target would be absurd; 100 is a lot).
+    let hundred = parent_history(100);
+    println!("parent: {} events for 1 wave, {hundred} for 100", parent_history(1));
+    assert!(hundred < HISTORY_BAR, "{hundred}");
+}
+
+#[test]
+fn the_state_carries_no_list_of_targets() {
+    // What the parent carries between states: the plan summary (whatever the number of targets),
+    // the wave cursor, the Map Run's result location, the outcome.
+    let plan: rollout_core::model::PlanSummary = serde_json::from_str(include_str!(
+        "../statemachine/samples/plan.json"
+    ))
+    .unwrap();
+    let mut wide = plan.clone();
+    wide.target_count = 5_000;
+    wide.waves[1].targets = 4_999;
+    // "3" became "5000" and "2" became "4999": only the counts' digits differ.
+    assert_eq!(
+        serde_json::to_vec(&wide).unwrap().len() - serde_json::to_vec(&plan).unwrap().len(),
+        6
+    );
+    assert!(serde_json::to_vec(&wide).unwrap().len() < 64 * 1024);
+}

@@ -1,0 +1,46 @@
+"""The plans bucket is what the fleet-scale issue asks of it: encrypted, never public, reachable
+only over TLS, and emptied after a few weeks, so a recent plan can still be read. Run with
+infra/check's venv: make validate.
+"""
+
+import unittest
+
+from policies import listed, load, symbolic
+
+
+class PlansBucket(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        template = load()
+        cls.resources, cls.parameters = template["Resources"], template["Parameters"]
+        cls.bucket = cls.resources["PlansBucket"]["Properties"]
+
+    def test_encrypted_and_never_public(self):
+        [rule] = self.bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        self.assertIn(rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"], ("AES256", "aws:kms"))
+        self.assertEqual(set(self.bucket["PublicAccessBlockConfiguration"].values()), {True})
+        self.assertEqual(len(self.bucket["PublicAccessBlockConfiguration"]), 4)
+
+    def test_tls_only(self):
+        policy = self.resources["PlansBucketPolicy"]["Properties"]
+        self.assertEqual(symbolic(policy["Bucket"]), "${PlansBucket}")
+        [deny] = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+        self.assertEqual((deny["Principal"], deny["Action"]), ("*", "s3:*"))
+        self.assertEqual(deny["Condition"], {"Bool": {"aws:SecureTransport": "false"}})
+        self.assertEqual(sorted(symbolic(r) for r in listed(deny["Resource"])),
+                         ["${PlansBucket.Arn}", "${PlansBucket.Arn}/*"])
+
+    def test_plans_expire_after_weeks_not_days(self):
+        [rule] = self.bucket["LifecycleConfiguration"]["Rules"]
+        self.assertEqual(rule["Status"], "Enabled")
+        self.assertEqual(symbolic(rule["ExpirationInDays"]), "${PlanRetentionDays}")
+        self.assertGreaterEqual(self.parameters["PlanRetentionDays"]["Default"], 14)
+
+    def test_functions_may_run_as_wide_as_a_wave(self):
+        concurrency = self.parameters["FunctionConcurrency"]["Default"]
+        self.assertGreaterEqual(concurrency, self.parameters["MaxConcurrency"]["Default"] * 4,
+                                "a wave's children start together: four functions per target in the first minute")
+
+
+if __name__ == "__main__":
+    unittest.main()
