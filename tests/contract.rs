@@ -1,9 +1,7 @@
 //! A step's output is the next step's input: the committed samples (what the README and the
 //! console show) must parse as each step's input, in the order the state machine passes them.
 
-use rollout_core::model::{
-    PlanSummary, RollbackReport, RollbackStep, Target, TargetRun, Verdict,
-};
+use rollout_core::model::{PlanSummary, RollbackReport, RollbackStep, Target, TargetRun, Verdict};
 use serde_json::Value;
 
 fn sample(name: &str) -> Value {
@@ -55,8 +53,14 @@ fn each_waves_map_builds_its_targets_runs_from_the_plan_object() {
     let asl = asl();
     let states = &asl["States"];
     let wave = &states["Roll out the wave"];
-    assert_eq!(wave["ItemProcessor"]["ProcessorConfig"]["Mode"], "DISTRIBUTED");
-    assert_eq!(wave["ItemReader"]["Parameters"]["Key.$"], "$.progress.current.key");
+    assert_eq!(
+        wave["ItemProcessor"]["ProcessorConfig"]["Mode"],
+        "DISTRIBUTED"
+    );
+    assert_eq!(
+        wave["ItemReader"]["Parameters"]["Key.$"],
+        "$.progress.current.key"
+    );
     assert_eq!(wave["MaxConcurrencyPath"], "$.plan.maxConcurrency");
     // What each child execution gets: the run of one target.
     assert_eq!(

@@ -82,7 +82,10 @@ fn polls(refresh_seconds: Epoch, bake_seconds: i64) -> usize {
                 ended_at: done.then_some(refresh_seconds),
             }),
             fleet_read: done,
-            instances: vec![("i-1".into(), run.ami.id.clone()), ("i-2".into(), run.ami.id.clone())],
+            instances: vec![
+                ("i-1".into(), run.ami.id.clone()),
+                ("i-2".into(), run.ami.id.clone()),
+            ],
             ..Default::default()
         };
         let health = verdict(&run, &observation, t);
@@ -137,7 +140,10 @@ fn the_parent_grows_with_the_waves_not_the_targets() {
     assert!(per_wave <= 20, "{per_wave} events per wave");
     // 5,000 targets in as many waves as any plan has (one per target would be absurd; 100 is a lot).
     let hundred = parent_history(100);
-    println!("parent: {} events for 1 wave, {hundred} for 100", parent_history(1));
+    println!(
+        "parent: {} events for 1 wave, {hundred} for 100",
+        parent_history(1)
+    );
     assert!(hundred < HISTORY_BAR, "{hundred}");
 }
 
@@ -145,10 +151,8 @@ fn the_parent_grows_with_the_waves_not_the_targets() {
 fn the_state_carries_no_list_of_targets() {
     // What the parent carries between states: the plan summary (whatever the number of targets),
     // the wave cursor, the Map Run's result location, the outcome.
-    let plan: rollout_core::model::PlanSummary = serde_json::from_str(include_str!(
-        "../statemachine/samples/plan.json"
-    ))
-    .unwrap();
+    let plan: rollout_core::model::PlanSummary =
+        serde_json::from_str(include_str!("../statemachine/samples/plan.json")).unwrap();
     let mut wide = plan.clone();
     wide.target_count = 5_000;
     wide.waves[1].targets = 4_999;

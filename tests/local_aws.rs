@@ -406,7 +406,10 @@ async fn rollback_after_a_successful_refresh_brings_the_old_ami_back() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let report = report.expect("rollback converges");
-    assert!(report.done && !report.failed && !report.untouched, "{report:?}");
+    assert!(
+        report.done && !report.failed && !report.untouched,
+        "{report:?}"
+    );
     assert_eq!(aws.group_amis("web"), vec![current.clone(), current]);
     let group = rollout_core::fleet::describe_group(&aws.clients, "web")
         .await

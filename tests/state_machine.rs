@@ -114,22 +114,23 @@ fn every_fail_state_has_an_error_and_a_cause() {
     }
 }
 
-/// The names caught to roll back: exactly those that say the rollout itself failed.
-fn rolled_back_names() -> Vec<String> {
+/// The error names the state machine treats as `on_failure` says, in the contract's order.
+fn names_for(on_failure: OnFailure) -> Vec<String> {
     ERROR_NAMES
         .iter()
-        .filter(|(_, on_failure)| *on_failure == OnFailure::RollBack)
+        .filter(|(_, o)| *o == on_failure)
         .map(|(name, _)| name.to_string())
         .collect()
 }
 
+/// The names caught to roll back: exactly those that say the rollout itself failed.
+fn rolled_back_names() -> Vec<String> {
+    names_for(OnFailure::RollBack)
+}
+
 /// The names caught where the wave stops instead: another target failed first.
 fn stopped_names() -> Vec<String> {
-    ERROR_NAMES
-        .iter()
-        .filter(|(_, on_failure)| *on_failure == OnFailure::EndTarget)
-        .map(|(name, _)| name.to_string())
-        .collect()
+    names_for(OnFailure::EndTarget)
 }
 
 #[test]
@@ -146,11 +147,18 @@ fn a_failed_target_stops_its_wave_and_aws_not_answering_stops_for_a_redrive() {
             continue;
         }
         let caught = names_in(state, "Catch");
-        assert_eq!(caught, [stopped_names(), rolled_back_names()].concat(), "{name}");
+        assert_eq!(
+            caught,
+            [stopped_names(), rolled_back_names()].concat(),
+            "{name}"
+        );
         assert_eq!(state["Catch"][0]["Next"], "Target stopped", "{name}");
         assert_eq!(state["Catch"][1]["Next"], "Stop the wave", "{name}");
     }
-    assert_eq!(child["States"]["Stop the wave"]["Parameters"]["action"], "stopWave");
+    assert_eq!(
+        child["States"]["Stop the wave"]["Parameters"]["action"],
+        "stopWave"
+    );
     assert!(child["States"]["Stop the wave"].get("Catch").is_none());
     for end in ["Target failed", "Target stopped", "Target rolled out"] {
         assert_eq!(child["States"][end]["End"], true, "{end}");
@@ -159,14 +167,26 @@ fn a_failed_target_stops_its_wave_and_aws_not_answering_stops_for_a_redrive() {
     // execution where it is.
     for map in ["Roll out the wave", "Roll back touched targets"] {
         assert!(states[map].get("Catch").is_none(), "{map}");
-        assert!(states[map].get("ToleratedFailurePercentage").is_none(), "{map}");
+        assert!(
+            states[map].get("ToleratedFailurePercentage").is_none(),
+            "{map}"
+        );
         assert!(states[map].get("ToleratedFailureCount").is_none(), "{map}");
     }
     // After each wave the parent reads the signal; a failed target sends it to the rollback.
     assert_eq!(states["Roll out the wave"]["Next"], "How did the wave go?");
-    assert_eq!(states["Did a target fail?"]["Choices"][0]["Next"], "Plan the rollback");
-    assert_eq!(states["Did a target fail?"]["Default"], "Go to the next wave");
-    assert_eq!(states["Go to the next wave"]["Next"], "Is there a wave left?");
+    assert_eq!(
+        states["Did a target fail?"]["Choices"][0]["Next"],
+        "Plan the rollback"
+    );
+    assert_eq!(
+        states["Did a target fail?"]["Default"],
+        "Go to the next wave"
+    );
+    assert_eq!(
+        states["Go to the next wave"]["Next"],
+        "Is there a wave left?"
+    );
     // The rollback's children converge with their own loop; one target that cannot be brought
     // back ends its child with that outcome, AWS not answering stays uncaught.
     let rollback = &states["Roll back touched targets"]["ItemProcessor"]["States"];
@@ -174,9 +194,16 @@ fn a_failed_target_stops_its_wave_and_aws_not_answering_stops_for_a_redrive() {
         names_in(&rollback["Roll back the target"], "Catch"),
         rolled_back_names()
     );
-    assert_eq!(rollback["Wait for the target"]["Next"], "Roll back the target");
+    assert_eq!(
+        rollback["Wait for the target"]["Next"],
+        "Roll back the target"
+    );
     for step in ["Plan the rollback", "Sum up the rollback"] {
-        assert_eq!(names_in(&states[step], "Catch"), rolled_back_names(), "{step}");
+        assert_eq!(
+            names_in(&states[step], "Catch"),
+            rolled_back_names(),
+            "{step}"
+        );
     }
 }
 
@@ -193,11 +220,7 @@ fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() 
     assert_eq!(take["Next"], "Start with the first wave");
     // A group held for another AMI ends the execution under its own name, nothing rolled back
     // (nothing was changed).
-    let refused: Vec<String> = ERROR_NAMES
-        .iter()
-        .filter(|(_, on_failure)| *on_failure == OnFailure::Refuse)
-        .map(|(name, _)| name.to_string())
-        .collect();
+    let refused = names_for(OnFailure::Refuse);
     assert_eq!(names_in(take, "Catch"), refused);
     let refusal = &states[take["Catch"][0]["Next"].as_str().unwrap()];
     assert_eq!(

@@ -6,7 +6,7 @@
    also a Python/boto3 function making the same calls (python_function.py, run by awslambdaric as
    Lambda's Python runtime runs it), checked call for call.
 3. Planning 1,000 groups: resolve-ami selecting 1,000 tagged groups of a freshly seeded fleet;
-   describe calls and time.
+   describe calls, time, the state's size and the plan objects' (moto serves S3 here).
 
 Prints a table; exits 1 if a number misses its target. Timing is measured here, never asserted
 in a test.
@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "infra/local"))
 
+import boto3  # noqa: E402
 from localaws import launcher, seed  # noqa: E402
 
 import runtime  # noqa: E402
@@ -33,15 +34,28 @@ FUNCTIONS = ("resolve-ami", "update-template", "start-refresh", "check-ecs-healt
 ZIP_LIMIT = 6_000_000  # bytes; the strict reading of "6 MB"
 RUNS = 9
 GROUPS = 1000
+PLANS_BUCKET = "ami-rollout-plans"
 
 
 class LocalAws:
     def __init__(self, endpoint):
         self.endpoint = endpoint
         self.control = f"{endpoint}/_localaws"
-        self.env = {f"AWS_ENDPOINT_URL_{s}": endpoint for s in launcher.MOTO_SERVICES}
+        self.env = {f"AWS_ENDPOINT_URL_{s}": endpoint for s in (*launcher.MOTO_SERVICES, "S3")}
         self.env.update(AWS_REGION=launcher.REGION, AWS_DEFAULT_REGION=launcher.REGION,
-                        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+                        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                        PLANS_BUCKET=PLANS_BUCKET)
+        self.s3 = boto3.client("s3", endpoint_url=endpoint, region_name=launcher.REGION,
+                               aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def plans_bucket(self) -> None:
+        """The plans bucket, made again after every reset (moto serves S3 here)."""
+        self.s3.create_bucket(Bucket=PLANS_BUCKET)
+
+    def object(self, key: str):
+        """A plan object, parsed, and its size in bytes."""
+        body = self.s3.get_object(Bucket=PLANS_BUCKET, Key=key)["Body"].read()
+        return json.loads(body), len(body)
 
     def calls(self) -> dict:
         """AWS calls since the last look, by operation."""
@@ -98,6 +112,7 @@ def main() -> int:
     try:
         aws = LocalAws(f"http://127.0.0.1:{state['motoPort']}")
         fleet = seed.seed(aws.endpoint)
+        aws.plans_bucket()
         settings = {"*": {"minHealthyPercentage": 50, "bakeSeconds": 3, "alarmNames": ["prod-api-errors"]}}
         env = {"ASG_CONFIGURATIONS": json.dumps(settings)}
 
@@ -109,10 +124,12 @@ def main() -> int:
                 failures.append(f"{name} zip {size:,} bytes")
 
         print(f"\nCold start, median of {RUNS} (process start → response posted), peak RSS")
-        trigger = {"amiId": fleet["amis"]["golden"], "targets": ["ecs-prod-capacity"]}
+        trigger = {"execution": "bench", "trigger": {"amiId": fleet["amis"]["golden"], "targets": ["ecs-prod-capacity"]}}
         rows = {"resolve-ami": measure(aws, rust["resolve-ami"], trigger, env)}
         plan = rows["resolve-ami"]["body"]
-        run = {"execution": "bench", "ami": plan["ami"], "settings": plan["settings"], "target": plan["waves"][0][0]}
+        [target], _ = aws.object(plan["waves"][0]["key"])
+        run = {"execution": "bench", "executionStartTime": "2026-01-01T00:00:00Z", "ami": plan["ami"],
+               "settings": plan["settings"], "target": target}
         rows["update-template"] = measure(aws, rust["update-template"], {"action": "createVersion", "run": run}, env)
         run = rows["update-template"]["body"]
         rows["start-refresh"] = measure(aws, rust["start-refresh"], run, env)
@@ -126,8 +143,7 @@ def main() -> int:
         # AWS call (our function refuses the empty event; the Python one returns at once).
         rows["no AWS call"] = measure(aws, rust["check-ecs-health"], {}, env, refused=True)
         baseline["no AWS call"] = measure(aws, python, {}, {**env, **python_env, "BENCH_FUNCTION": "none"})
-        failure = {"Error": "TargetUnhealthy", "Cause": "bench"}
-        rows["rollback"] = measure(aws, rust["rollback"], {"execution": "bench", "plan": plan, "failure": failure}, env)
+        rows["rollback"] = measure(aws, rust["rollback"], {"action": "converge", "run": run}, env)
         print(f"  {'function':<18} {'Rust':>9} {'Python':>9} {'ratio':>7} {'Rust MiB':>9} {'Py MiB':>7} {'ratio':>6}  calls")
         for name in (*FUNCTIONS, "no AWS call"):
             r, p = rows[name], baseline.get(name)
@@ -155,13 +171,17 @@ def main() -> int:
         started = time.monotonic()
         urllib.request.urlopen(urllib.request.Request(f"{aws.control}/reset", data=b"{}", method="POST"))
         fleet = seed.seed(aws.endpoint, extra_groups=GROUPS - 3)  # the three main groups + plain ones
+        aws.plans_bucket()
         print(f"  seeded in {time.monotonic() - started:.0f} s")
-        planned = measure(aws, rust["resolve-ami"], {"amiId": fleet["amis"]["golden"]}, env, runs=1)
+        planned = measure(aws, rust["resolve-ami"], {"execution": "bench-1000", "trigger": {"amiId": fleet["amis"]["golden"]}},
+                          env, runs=1)
         describes = sum(n for op, n in planned["calls"].items() if op.startswith(("Describe", "List", "Get")))
-        groups = sum(len(w) for w in planned["body"]["waves"])
-        size = len(json.dumps(planned["body"]))
+        groups = planned["body"]["targetCount"]
+        state = len(json.dumps(planned["body"]))
+        objects = sum(aws.object(w["key"])[1] for w in planned["body"]["waves"]) + aws.object(planned["body"]["key"])[1]
         print(f"  {groups:,} groups planned in {planned['seconds']:.2f} s with {describes} describe calls "
-              f"({', '.join(f'{k} {v}' for k, v in sorted(planned['calls'].items()))}); plan {size:,} bytes")
+              f"({', '.join(f'{k} {v}' for k, v in sorted(planned['calls'].items()))}); "
+              f"state {state:,} bytes, plan objects {objects:,} bytes")
         if describes > 25:
             failures.append(f"planning: {describes} describe calls")
         if planned["seconds"] > 10:

@@ -4,20 +4,23 @@ event (the bench checks the call counts match). It runs under awslambdaric, AWS'
 interface client: `python -m awslambdaric python_function.handler`. `BENCH_FUNCTION` picks
 resolve-ami or check-ecs-health.
 
-Like the Rust functions it builds its clients at init (all five services), then answers.
+Like the Rust functions it builds its clients at init (all seven services), then answers.
 """
 
+import json
 import os
 
 import boto3
 
-SERVICES = ("ec2", "autoscaling", "ecs", "cloudwatch", "ssm")
+SERVICES = ("ec2", "autoscaling", "ecs", "cloudwatch", "ssm", "s3", "dynamodb")
 clients = {s: boto3.client(s) for s in SERVICES}
 
 
-def resolve_ami(event):
-    """Plan one rollout: the AMI, the named groups, their templates' rollback points, ECS links."""
+def resolve_ami(request):
+    """Plan one rollout: the AMI, the named groups, their templates' rollback points, ECS links;
+    then write the plan to S3 (one object per wave, one for the whole plan)."""
     ec2, asg, ecs = clients["ec2"], clients["autoscaling"], clients["ecs"]
+    event, prefix = request["trigger"], f"plans/{request['execution']}/"
     ami = ec2.describe_images(ImageIds=[event["amiId"]])["Images"][0]
     groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=event["targets"])["AutoScalingGroups"]
     # Like the Rust planner: $Latest and $Default of every template in one call.
@@ -30,12 +33,19 @@ def resolve_ami(event):
     providers = ecs.describe_capacity_providers(
         capacityProviders=[p for c in clusters for p in c.get("capacityProviders", [])])["capacityProviders"]
     by_group = {p["autoScalingGroupProvider"]["autoScalingGroupArn"]: p["name"] for p in providers}
-    return {"ami": {"id": ami["ImageId"], "name": ami.get("Name")},
+    plan = {"ami": {"id": ami["ImageId"], "name": ami.get("Name")},
             "waves": [[{"group": g["AutoScalingGroupName"],
                         "rollbackPoint": {"launchTemplateId": v["LaunchTemplateId"], "version": v["VersionNumber"],
                                           "imageId": v["LaunchTemplateData"]["ImageId"]},
                         "capacityProvider": by_group.get(g["AutoScalingGroupARN"])}
                        for g, v in zip(groups, points)]]}
+    bucket = os.environ["PLANS_BUCKET"]
+    for i, wave in enumerate(plan["waves"]):
+        clients["s3"].put_object(Bucket=bucket, Key=f"{prefix}wave-{i:03}.json", Body=json.dumps(wave))
+    clients["s3"].put_object(Bucket=bucket, Key=f"{prefix}plan.json", Body=json.dumps(plan))
+    return {"ami": plan["ami"], "bucket": bucket, "key": f"{prefix}plan.json",
+            "waves": [{"index": i, "key": f"{prefix}wave-{i:03}.json", "targets": len(w)}
+                      for i, w in enumerate(plan["waves"])]}
 
 
 def check_ecs_health(event):

@@ -49,6 +49,7 @@ class Harness(unittest.TestCase):
     """A local AWS with ami-rollout deployed, and what an operator looks at."""
 
     BROWNFIELD = False
+    EXTRA_GROUPS = 0  # plain groups of one instance each, beside the three main ones
 
     @classmethod
     def setUpClass(cls):
@@ -69,7 +70,7 @@ class Harness(unittest.TestCase):
         self.started = time.time()
         post(f"{self.control}/reset", {})
         deploy.create_holds_table(self.moto)
-        self.fleet = seed.seed(self.moto, brownfield=self.BROWNFIELD)
+        self.fleet = seed.seed(self.moto, brownfield=self.BROWNFIELD, extra_groups=self.EXTRA_GROUPS)
         self.current, self.golden, self.bad = (self.fleet["amis"][k] for k in ("current", "golden", "bad"))
         self.aws = seed.clients(self.moto, launcher.REGION)
         self.templates = {g["name"]: g["launchTemplateId"] for g in self.fleet["groups"].values()}
@@ -175,6 +176,19 @@ class Harness(unittest.TestCase):
             elif arn not in stopped["children"]:
                 run |= self.functions_run(events)
         return run
+
+    @staticmethod
+    def outcomes(result, label="target-rollout"):
+        """Each group of the waves' children (or the rollback's) and how its child ended: its
+        output's `outcome`, or its status when it did not succeed."""
+        ended = {}
+        for child in result["children"].values():
+            if f"/{label}:" not in child["mapRun"]:
+                continue
+            done = [e for e in child["events"] if e["type"] == "ExecutionSucceeded"]
+            output = json.loads(done[-1]["executionSucceededEventDetails"]["output"]) if done else {}
+            ended[child["group"]] = output.get("outcome", child["status"])
+        return ended
 
     def failed_child(self, result):
         """The one child execution that failed, as DescribeExecution shows it."""
@@ -413,6 +427,46 @@ class FreshFleet(Scenarios, Harness):
 class BrownfieldFleet(Scenarios, Harness):
     BROWNFIELD = True
 
+    def test_aws_not_answering_in_wave_two_and_a_redrive_reruns_only_the_children_that_had_not_succeeded(self):
+        # Wave 2 runs one group at a time, in name order: ecs-batch-capacity rolls out, then
+        # ecs-prod-capacity (the only group reading alarms) is throttled past every retry, and
+        # mixed-capacity never starts.
+        self.configure({"*": {"wave": 2, "minHealthyPercentage": 50, "bakeSeconds": 3}, "web": {"wave": 1},
+                        "ecs-prod-capacity": {"alarmNames": ["prod-api-errors"]}}, AWS_MAX_ATTEMPTS="1")
+        post(f"{self.control}/faults", {"operation": "DescribeAlarms", "code": "Throttling", "count": 1000})
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "maxConcurrency": 1})
+        lines = []
+        stopped = self.watch(execution, lines)
+        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", MAP_RUN_FAILED), stopped["log"])
+        self.assertEqual(self.failed_child(stopped)["error"], "AwsThrottled")
+        self.assertEqual(self.outcomes(stopped), {"web": "rolledOut", "ecs-batch-capacity": "rolledOut",
+                                                  "ecs-prod-capacity": "FAILED"}, stopped["log"])
+        self.assert_rolled_out("web", self.golden)
+        self.assert_rolled_out("ecs-batch-capacity", self.golden)
+        self.assert_untouched(["mixed-capacity"])
+        self.assertEqual(self.sfn_client.describe_execution(executionArn=execution)["redriveStatus"], "REDRIVABLE")
+
+        self.clear_faults()
+        seen = rollout.redrive(self.sfn, execution)
+        result = self.watch(execution, lines, since=seen)
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        for group in self.groups:
+            self.assert_rolled_out(group, self.golden)  # one version and one refresh each
+        by_group = {c["group"]: c for c in result["children"].values()}
+        for group in ("web", "ecs-batch-capacity"):
+            before = next(c for c in stopped["children"].values() if c["group"] == group)
+            self.assertEqual(len(by_group[group]["events"]), len(before["events"]), f"{group} was not rerun")
+        redriven = [e["type"] for e in by_group["ecs-prod-capacity"]["events"]].count("ExecutionRedriven")
+        self.assertEqual(redriven, 1, "the failed child is redriven, not started again")
+        rerun = self.rerun_by_redrive(stopped, result, seen)
+        self.assertNotIn("ami-rollout-resolve-ami", rerun)
+        self.assertNotIn("ami-rollout-start-refresh", {
+            f for f in self.functions_run(by_group["ecs-prod-capacity"]["events"][
+                [e["type"] for e in by_group["ecs-prod-capacity"]["events"]].index("ExecutionRedriven"):])},
+            "the redriven child resumes at its health check, its refresh is not started again")
+        self.assertIn("ami-rollout-start-refresh", self.functions_run(by_group["mixed-capacity"]["events"]),
+                      "the child that never started runs")
+
     def test_the_fleet_has_a_past(self):
         """What makes this fleet brownfield, as the scenarios above rely on it."""
         self.assertEqual({self.past[g]["reference"] for g in self.groups} & {"$Latest", "$Default"},
@@ -421,6 +475,48 @@ class BrownfieldFleet(Scenarios, Harness):
             self.assertGreaterEqual(self.past[group]["refreshes"], 3, group)
             self.assertGreaterEqual(len(self.past[group]["versions"]), 5, group)
         self.assertIn("mixed-capacity", self.groups)
+
+
+class WideWave(Harness):
+    """One wave of eight groups, three at a time, one of which fails."""
+
+    EXTRA_GROUPS = 8
+
+    def test_a_failed_group_in_a_wide_wave_stops_every_later_change_and_everything_touched_is_rolled_back(self):
+        wide = [f"fleet-{i:04d}" for i in range(1, 9)]
+        self.aws["cloudwatch"].put_metric_alarm(
+            AlarmName="fleet-0001-5xx", MetricName="HTTPCode_Target_5XX_Count", Namespace="AWS/ApplicationELB",
+            Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold")
+        post(f"{self.control}/alarm", {"name": "fleet-0001-5xx", "state": "ALARM", "reason": "5xx above 1"})
+        self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 3},
+                        "fleet-0001": {"alarmNames": ["fleet-0001-5xx"]}})
+        result = self.run_rollout(payload={"amiId": self.golden, "targets": wide, "maxConcurrency": 3})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        self.assertIn("fleet-0001", result["cause"])
+        self.assertIn("fleet-0001-5xx", result["cause"])
+        outcomes = self.outcomes(result)
+        self.assertEqual(sorted(outcomes), wide)
+        self.assertEqual(outcomes["fleet-0001"], "failed", result["log"])
+        rollout_children = {c["group"]: c for c in result["children"].values() if "/target-rollout:" in c["mapRun"]}
+        failed = rollout_children["fleet-0001"]
+        # When fleet-0001 recorded its failure, no group started a change afterwards: every child
+        # that started after that ends "stopped" with nothing changed on its group.
+        stop_at = next(e["timestamp"] for e in failed["events"]
+                       if e.get("stateEnteredEventDetails", {}).get("name") == "Stop the wave")
+        later = [g for g, c in rollout_children.items() if c["events"][0]["timestamp"] > stop_at]
+        self.assertTrue(later, "some children started after the failure (three run at a time)")
+        for group in wide:
+            if group in later:
+                self.assertEqual(outcomes[group], "stopped", group)
+                self.assertEqual(self.new_versions(group), [], f"{group} started after the failure and changed nothing")
+            # Whatever was touched is back: its instances on the earlier AMI, no version of ours left.
+            self.assertEqual(self.amis(group), [self.current], group)
+            self.assertEqual(self.reference(group), self.past[group]["reference"], group)
+        touched = [g for g in wide if self.new_refreshes(g)]
+        self.assertIn("fleet-0001", touched)
+        self.assertLessEqual(len(touched), 3, "only the groups running when it failed were touched")
+        for group in set(self.groups) - set(wide):
+            self.assertEqual(self.new_versions(group), [], group)
 
 
 class Overlapping(Harness):

@@ -21,11 +21,8 @@ pub const VERIFY_WAIT_SECONDS: i64 = 15;
 /// Longest wait inside a bake window, so alarms are re-read while it runs.
 pub const BAKE_WAIT_SECONDS: i64 = 60;
 
-pub async fn handle(
-    clients: &Clients,
-    event: lambda_runtime::LambdaEvent<Value>,
-) -> Result<TargetRun, lambda_runtime::Diagnostic> {
-    let run: TargetRun = rollout_core::error::parse_input("check-ecs-health", event.payload)?;
+pub async fn handle(clients: &Clients, payload: Value) -> StepResult<TargetRun> {
+    let run: TargetRun = rollout_core::error::parse_input("check-ecs-health", payload)?;
     Ok(check(clients, run, rollout_core::aws::now()).await?)
 }
 

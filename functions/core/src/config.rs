@@ -6,8 +6,10 @@ use crate::settings::SettingsMap;
 
 pub const DEFAULT_TARGET_TAG: &str = "ami-rollout:enabled=true";
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 5;
-/// Step Functions' inline Map runs at most 40 iterations at once.
-pub const MAX_CONCURRENCY_LIMIT: u32 = 40;
+/// The most groups refreshed at once within a wave (child executions of its Distributed Map, which
+/// could run 10,000): Auto Scaling shares one throttle bucket per account and region, and every
+/// running group polls it.
+pub const MAX_CONCURRENCY_LIMIT: u32 = 1_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -149,8 +151,8 @@ mod tests {
         for (vars, expected) in [
             (vec![("TARGET_TAG", "team")], "target tag \"team\""),
             (vec![("MAX_CONCURRENCY", "many")], "MAX_CONCURRENCY"),
-            (vec![("MAX_CONCURRENCY", "0")], "outside 1-40"),
-            (vec![("MAX_CONCURRENCY", "41")], "outside 1-40"),
+            (vec![("MAX_CONCURRENCY", "0")], "outside 1-1000"),
+            (vec![("MAX_CONCURRENCY", "1001")], "outside 1-1000"),
             (vec![("ROLLBACK_SCOPE", "all")], "rollback scope"),
             (vec![("EXCLUDED_ASGS", "[1,2]")], "EXCLUDED_ASGS"),
             (

@@ -46,7 +46,10 @@ impl StopSignal {
                     .as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                Ok(self.read(execution_arn).await?.unwrap_or_else(|| stop.clone()))
+                Ok(self
+                    .read(execution_arn)
+                    .await?
+                    .unwrap_or_else(|| stop.clone()))
             }
             Err(err) => Err(StepError::from_sdk("UpdateItem", err)),
         }
@@ -90,5 +93,107 @@ impl StopSignal {
             }),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::mock::{Rules, mock};
+    use crate::model::Failure;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+
+    const EXECUTION: &str = "arn:aws:states:eu-west-1:1:execution:ami-rollout:e";
+
+    fn stop(group: &str) -> WaveStop {
+        WaveStop {
+            group: group.into(),
+            wave: 1,
+            failure: Failure {
+                error: "TargetUnhealthy".into(),
+                cause: format!(
+                    r#"{{"errorType":"TargetUnhealthy","errorMessage":"{group}: alarm"}}"#
+                ),
+            },
+        }
+    }
+
+    fn recorded(group: &'static str) -> aws_smithy_mocks::Rule {
+        mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| r.consistent_read() == Some(true))
+            .then_output(move || {
+                GetItemOutput::builder()
+                    .item(
+                        ATTRIBUTE,
+                        AttributeValue::S(serde_json::to_string(&stop(group)).unwrap()),
+                    )
+                    .build()
+            })
+    }
+
+    #[tokio::test]
+    async fn the_first_failure_of_a_wave_wins() {
+        let lost = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| r.condition_expression() == Some("attribute_not_exists(#stop)"))
+            .then_error(|| {
+                UpdateItemError::ConditionalCheckFailedException(
+                    ConditionalCheckFailedException::builder().build(),
+                )
+            });
+        let first = recorded("a");
+        let signal = Rules {
+            dynamodb: vec![&lost, &first],
+            ..Default::default()
+        }
+        .clients()
+        .stop_signal()
+        .unwrap();
+        let in_force = signal.raise(EXECUTION, &stop("b")).await.unwrap();
+        assert_eq!(in_force.group, "a", "b's failure came second");
+
+        let won = mock!(aws_sdk_dynamodb::Client::update_item)
+            .then_output(|| UpdateItemOutput::builder().build());
+        let signal = Rules {
+            dynamodb: vec![&won],
+            ..Default::default()
+        }
+        .clients()
+        .stop_signal()
+        .unwrap();
+        assert_eq!(
+            signal.raise(EXECUTION, &stop("b")).await.unwrap().group,
+            "b"
+        );
+    }
+
+    #[tokio::test]
+    async fn once_a_target_failed_the_others_of_its_execution_stop_and_it_goes_on() {
+        let failed = recorded("a");
+        let clients = Rules {
+            dynamodb: vec![&failed],
+            ..Default::default()
+        }
+        .clients();
+        let mut run = crate::samples::target_run();
+        run.execution_arn = Some(EXECUTION.into());
+        run.target.group = "b".into();
+        let err = clients.ensure_wave_going(&run).await.unwrap_err();
+        assert_eq!(err.name(), "WaveStopped");
+        assert_eq!(
+            err.to_string(),
+            "b: stopped, because a failed in this wave (TargetUnhealthy: a: alarm)"
+        );
+        run.target.group = "a".into();
+        clients.ensure_wave_going(&run).await.unwrap();
+        // Outside the state machine's Map (no execution ARN) there is no wave to stop.
+        run.execution_arn = None;
+        run.target.group = "b".into();
+        Rules::default()
+            .clients()
+            .ensure_wave_going(&run)
+            .await
+            .unwrap();
     }
 }

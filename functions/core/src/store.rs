@@ -61,10 +61,14 @@ impl PlanStore {
             .send()
             .await
             .map_err(|e| StepError::from_sdk("GetObject", e))?;
-        let bytes = out.body.collect().await.map_err(|e| StepError::AwsTransient {
-            operation: "GetObject".into(),
-            message: format!("s3://{bucket}/{key}: reading the body failed: {e}"),
-        })?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StepError::AwsTransient {
+                operation: "GetObject".into(),
+                message: format!("s3://{bucket}/{key}: reading the body failed: {e}"),
+            })?;
         serde_json::from_slice(&bytes.into_bytes()).map_err(|e| {
             StepError::invalid(format!("s3://{bucket}/{key} is not what was written: {e}"))
         })
@@ -95,7 +99,11 @@ impl PlanStore {
         if skipped_by_reason.len() > REASONS_SHOWN {
             let mut by_count: Vec<(String, usize)> = skipped_by_reason.into_iter().collect();
             by_count.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            let other: usize = by_count.split_off(REASONS_SHOWN).iter().map(|(_, n)| n).sum();
+            let other: usize = by_count
+                .split_off(REASONS_SHOWN)
+                .iter()
+                .map(|(_, n)| n)
+                .sum();
             skipped_by_reason = by_count.into_iter().collect();
             skipped_by_reason.insert(format!("other reasons (listed in {key})"), other);
         }
@@ -200,5 +208,149 @@ impl ChildResult {
     /// The child's input, parsed.
     pub fn input_as<T: DeserializeOwned>(&self) -> Option<T> {
         serde_json::from_str(self.input.as_deref()?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::mock::{Rules, mock};
+    use crate::model::{Ami, Skipped, Target};
+    use aws_sdk_s3::operation::get_object::GetObjectOutput;
+    use aws_sdk_s3::operation::put_object::PutObjectOutput;
+
+    fn plan(waves: &[&[&str]], skipped: &[(&str, &str)]) -> Plan {
+        let target = |g: &str| Target {
+            group: g.into(),
+            ..crate::samples::target_run().target
+        };
+        Plan {
+            trigger: "test".into(),
+            ami: Ami {
+                id: "ami-00000002".into(),
+                name: "n".into(),
+                architecture: "x86_64".into(),
+                owner_id: "1".into(),
+            },
+            waves: waves
+                .iter()
+                .map(|w| w.iter().map(|g| target(g)).collect())
+                .collect(),
+            settings: Default::default(),
+            skipped: skipped
+                .iter()
+                .map(|(g, r)| Skipped {
+                    group: g.to_string(),
+                    reason: r.to_string(),
+                })
+                .collect(),
+            skipped_count: skipped.len(),
+            target_count: waves.iter().map(|w| w.len()).sum(),
+            max_concurrency: 5,
+            rollback_scope: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_plan_is_written_one_object_per_wave_and_the_state_gets_its_summary() {
+        let put = mock!(aws_sdk_s3::Client::put_object)
+            .match_requests(|r| r.bucket() == Some("plans"))
+            .then_output(|| PutObjectOutput::builder().build());
+        let store = Rules {
+            s3: vec![&put],
+            ..Default::default()
+        }
+        .clients()
+        .store()
+        .unwrap();
+        let many: Vec<(String, String)> = (0..30)
+            .map(|i| {
+                (
+                    format!("g{i}"),
+                    format!("execution e{i} is already rolling it out"),
+                )
+            })
+            .collect();
+        let mut skipped: Vec<(&str, &str)> =
+            many.iter().map(|(g, r)| (g.as_str(), r.as_str())).collect();
+        skipped.extend([
+            ("a", "excluded (EXCLUDED_ASGS)"),
+            ("b", "excluded (EXCLUDED_ASGS)"),
+        ]);
+        let summary = store
+            .write_plan("exec-1", &plan(&[&["canary"], &["a1", "a2"]], &skipped))
+            .await
+            .unwrap();
+        assert_eq!(put.num_calls(), 3, "two waves and the whole plan");
+        assert_eq!(summary.key, "plans/exec-1/plan.json");
+        let waves: Vec<(&str, &str, usize)> = summary
+            .waves
+            .iter()
+            .map(|w| (w.key.as_str(), w.results_prefix.as_str(), w.targets))
+            .collect();
+        assert_eq!(
+            waves,
+            [
+                ("plans/exec-1/wave-000.json", "results/exec-1/wave-000", 1),
+                ("plans/exec-1/wave-001.json", "results/exec-1/wave-001", 2)
+            ]
+        );
+        // The most common reasons by name, the rest counted together.
+        assert_eq!(summary.skipped_by_reason.len(), REASONS_SHOWN + 1);
+        assert_eq!(summary.skipped_by_reason["excluded (EXCLUDED_ASGS)"], 2);
+        assert_eq!(
+            summary.skipped_by_reason["other reasons (listed in plans/exec-1/plan.json)"],
+            30 - (REASONS_SHOWN - 1)
+        );
+        assert_eq!(summary.skipped_by_reason.values().sum::<usize>(), 32);
+    }
+
+    #[tokio::test]
+    async fn every_childs_result_is_read_through_the_manifest() {
+        let object = |key: &'static str, body: &'static str| {
+            mock!(aws_sdk_s3::Client::get_object)
+                .match_requests(move |r| r.key() == Some(key) && r.bucket() == Some("plans"))
+                .then_output(move || {
+                    GetObjectOutput::builder()
+                        .body(ByteStream::from_static(body.as_bytes()))
+                        .build()
+                })
+        };
+        let manifest = object(
+            "results/e/rollback/run-1/manifest.json",
+            r#"{"DestinationBucket": "plans", "MapRunArn": "arn", "ResultFiles": {
+                "FAILED": [{"Key": "results/e/rollback/run-1/FAILED_0.json", "Size": 1}],
+                "PENDING": [],
+                "SUCCEEDED": [{"Key": "results/e/rollback/run-1/SUCCEEDED_0.json", "Size": 1}]}}"#,
+        );
+        let succeeded = object(
+            "results/e/rollback/run-1/SUCCEEDED_0.json",
+            r#"[{"ExecutionArn": "arn:1", "Status": "SUCCEEDED", "Input": "{}", "Output": "{\"group\":\"web\"}"}]"#,
+        );
+        let failed = object(
+            "results/e/rollback/run-1/FAILED_0.json",
+            r#"[{"ExecutionArn": "arn:2", "Status": "FAILED", "Input": "{}", "Error": "AwsThrottled", "Cause": "c"}]"#,
+        );
+        let store = Rules {
+            s3: vec![&manifest, &succeeded, &failed],
+            ..Default::default()
+        }
+        .clients()
+        .store()
+        .unwrap();
+        let results = store
+            .map_results(&ResultWriterDetails {
+                bucket: "plans".into(),
+                key: "results/e/rollback/run-1/manifest.json".into(),
+            })
+            .await
+            .unwrap();
+        let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
+        assert_eq!(statuses, ["SUCCEEDED", "FAILED"]);
+        assert_eq!(
+            results[0].output_as::<serde_json::Value>().unwrap()["group"],
+            "web"
+        );
+        assert_eq!(results[1].error.as_deref(), Some("AwsThrottled"));
     }
 }

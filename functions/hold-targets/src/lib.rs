@@ -66,10 +66,11 @@ impl HoldClients {
             .key("key", s(key))
     }
 
-    pub async fn from_env() -> Result<Self, lambda_runtime::Error> {
+    pub async fn from_env() -> StepResult<Self> {
         let conf = aws_config::load_from_env().await;
-        let table = std::env::var("HOLDS_TABLE")
-            .map_err(|_| "HOLDS_TABLE is not set: the function needs the holds table's name")?;
+        let table = std::env::var("HOLDS_TABLE").map_err(|_| {
+            StepError::invalid("HOLDS_TABLE is not set: the function needs the holds table's name")
+        })?;
         let mut fleet = Clients::from_conf(&conf);
         fleet.plans_bucket = std::env::var("PLANS_BUCKET").ok();
         fleet.holds_table = Some(table.clone());
@@ -94,10 +95,7 @@ pub enum HoldRequest {
     },
     /// A target failed (from its child execution): records why, first failure wins, so no other
     /// target of the wave starts a change. Returns the stop in force.
-    StopWave {
-        execution: String,
-        stop: WaveStop,
-    },
+    StopWave { execution: String, stop: WaveStop },
     /// After a wave's Distributed Map: did a target fail?
     WaveOutcome { execution: String },
     /// When the execution ends (by success or a finished rollback), or by hand.
@@ -139,11 +137,8 @@ pub struct Released {
     pub unprotected: Vec<String>,
 }
 
-pub async fn handle(
-    clients: &HoldClients,
-    event: lambda_runtime::LambdaEvent<Value>,
-) -> Result<Value, lambda_runtime::Diagnostic> {
-    let payload = event.payload;
+pub async fn handle(clients: &HoldClients, payload: Value) -> StepResult<Value> {
+    let payload = payload;
     let out = if payload.get("detail-type").is_some() {
         let change: StatusChange = rollout_core::error::parse_input("hold-targets", payload)?;
         serde_json::to_value(on_status_change(clients, &change).await?)

@@ -95,9 +95,7 @@ fn a_duplicate_leaves_the_whole_plan_to_the_first_execution() {
     assert!(p.waves.is_empty());
     assert_eq!((p.target_count, p.skipped_count), (0, 4));
     assert_eq!(
-        p.skipped_by_reason[
-            "execution rollout-2026-12-01 is rolling the same AMI out (a duplicate trigger); left to it"
-        ],
+        p.skipped_by_reason["execution rollout-2026-12-01 is rolling the same AMI out (a duplicate trigger); left to it"],
         3
     );
 }
@@ -109,6 +107,20 @@ fn requests_parse_from_the_state_machine_and_from_eventbridge() {
     }))
     .unwrap();
     assert!(matches!(take, HoldRequest::Take { .. }));
+    // What a failed child passes ("Stop the wave"), and what the parent asks after each wave.
+    let stop: HoldRequest = serde_json::from_value(serde_json::json!({
+        "action": "stopWave", "execution": EXECUTION,
+        "stop": {"group": "web", "wave": 1, "failure": {"Error": "TargetUnhealthy", "Cause": "{}"}}
+    }))
+    .unwrap();
+    assert!(
+        matches!(stop, HoldRequest::StopWave { stop, .. } if stop.group == "web" && stop.wave == 1)
+    );
+    let outcome: HoldRequest = serde_json::from_value(
+        serde_json::json!({"action": "waveOutcome", "execution": EXECUTION}),
+    )
+    .unwrap();
+    assert!(matches!(outcome, HoldRequest::WaveOutcome { .. }));
     let release: HoldRequest =
         serde_json::from_value(serde_json::json!({"action": "release", "execution": EXECUTION}))
             .unwrap();

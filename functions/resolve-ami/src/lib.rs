@@ -13,8 +13,7 @@ use rollout_core::fleet::{self, GroupTemplate, group_template};
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
     Ami, EcsCapacity, Epoch, MAX_TARGETS, Plan, PlanSummary, RollbackPoint, Skipped, Target,
-    TargetKind,
-    VersionReference,
+    TargetKind, VersionReference,
 };
 use rollout_core::refresh::recent_refreshes;
 use rollout_core::settings::SettingsMap;
@@ -31,11 +30,8 @@ pub struct ResolveRequest {
     pub trigger: Value,
 }
 
-pub async fn handle(
-    clients: &Clients,
-    event: lambda_runtime::LambdaEvent<Value>,
-) -> Result<PlanSummary, lambda_runtime::Diagnostic> {
-    let request: ResolveRequest = rollout_core::error::parse_input("resolve-ami", event.payload)?;
+pub async fn handle(clients: &Clients, payload: Value) -> StepResult<PlanSummary> {
+    let request: ResolveRequest = rollout_core::error::parse_input("resolve-ami", payload)?;
     Ok(resolve_and_store(clients, &request, rollout_core::aws::now()).await?)
 }
 

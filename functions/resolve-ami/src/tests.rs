@@ -227,7 +227,13 @@ fn the_largest_plan_is_accepted_and_one_target_more_is_refused_before_anything_c
     assert_eq!(largest.target_count, 5_000);
     assert_eq!(largest.waves.iter().map(Vec::len).sum::<usize>(), 5_000);
 
-    let err = plan(&ami(), fleet(MAX_TARGETS + 1), &SettingsMap::default(), None).unwrap_err();
+    let err = plan(
+        &ami(),
+        fleet(MAX_TARGETS + 1),
+        &SettingsMap::default(),
+        None,
+    )
+    .unwrap_err();
     assert_eq!(err.name(), "InvalidInput");
     assert!(err.to_string().contains("5001 targets"), "{err}");
     assert!(err.to_string().contains("roll out in parts"), "{err}");

@@ -55,11 +55,8 @@ pub struct RollbackPlan {
     pub targets: usize,
 }
 
-pub async fn handle(
-    clients: &Clients,
-    event: lambda_runtime::LambdaEvent<Value>,
-) -> Result<Value, lambda_runtime::Diagnostic> {
-    let request: RollbackRequest = rollout_core::error::parse_input("rollback", event.payload)?;
+pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
+    let request: RollbackRequest = rollout_core::error::parse_input("rollback", payload)?;
     let out = match request {
         RollbackRequest::Plan {
             execution,
@@ -183,7 +180,11 @@ pub fn decide(target: &Target, state: &TargetState) -> Action {
 
 /// The waves a rollback covers: every wave up to the failed one (the later ones never started),
 /// or only the failed wave, whose predecessors succeeded and stay rolled out.
-pub fn waves_in_scope(scope: RollbackScope, failed_wave: usize, waves: usize) -> std::ops::Range<usize> {
+pub fn waves_in_scope(
+    scope: RollbackScope,
+    failed_wave: usize,
+    waves: usize,
+) -> std::ops::Range<usize> {
     let end = (failed_wave + 1).min(waves);
     match scope {
         RollbackScope::Execution => 0..end,

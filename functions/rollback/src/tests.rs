@@ -276,7 +276,8 @@ fn child(status: &str, group: &str, output: Option<TargetRollback>) -> ChildResu
         output: output.map(|o| serde_json::to_string(&o).unwrap()),
         error: (status == "FAILED").then(|| "AwsThrottled".to_string()),
         cause: (status == "FAILED").then(|| {
-            r#"{"errorType":"AwsThrottled","errorMessage":"StartInstanceRefresh throttled"}"#.to_string()
+            r#"{"errorType":"AwsThrottled","errorMessage":"StartInstanceRefresh throttled"}"#
+                .to_string()
         }),
     }
 }
@@ -298,8 +299,26 @@ fn the_cause_names_the_failure_and_what_was_rolled_back() {
     let r = summarize(
         &failure,
         &[
-            child("SUCCEEDED", "web", Some(rolled("web", "back on version 3 (ami-00000001)", false, false))),
-            child("SUCCEEDED", "api", Some(rolled("api", "nothing of this execution's was on it", true, false))),
+            child(
+                "SUCCEEDED",
+                "web",
+                Some(rolled(
+                    "web",
+                    "back on version 3 (ami-00000001)",
+                    false,
+                    false,
+                )),
+            ),
+            child(
+                "SUCCEEDED",
+                "api",
+                Some(rolled(
+                    "api",
+                    "nothing of this execution's was on it",
+                    true,
+                    false,
+                )),
+            ),
         ],
     );
     assert!(!r.failed);
@@ -311,7 +330,10 @@ fn the_cause_names_the_failure_and_what_was_rolled_back() {
 
     let nothing = summarize(&failure, &[]);
     assert!(
-        !nothing.failed && nothing.cause.ends_with("nothing had been changed, so nothing was rolled back."),
+        !nothing.failed
+            && nothing
+                .cause
+                .ends_with("nothing had been changed, so nothing was rolled back."),
         "{}",
         nothing.cause
     );
@@ -324,11 +346,21 @@ fn a_target_not_brought_back_fails_the_rollback_and_is_named_beside_the_others()
         cause: "b: unhealthy".into(),
     };
     // The child's catch hands the step's Cause (a Lambda error payload) on as its action.
-    let caught = r#"{"errorType":"TargetNotFound","errorMessage":"no rollout target: c was deleted"}"#;
+    let caught =
+        r#"{"errorType":"TargetNotFound","errorMessage":"no rollout target: c was deleted"}"#;
     let r = summarize(
         &failure,
         &[
-            child("SUCCEEDED", "b", Some(rolled("b", "back on version 3 (ami-00000001)", false, false))),
+            child(
+                "SUCCEEDED",
+                "b",
+                Some(rolled(
+                    "b",
+                    "back on version 3 (ami-00000001)",
+                    false,
+                    false,
+                )),
+            ),
             child("SUCCEEDED", "c", Some(rolled("c", caught, false, true))),
             child("FAILED", "d", None),
             child("PENDING", "e", None),
@@ -336,7 +368,11 @@ fn a_target_not_brought_back_fails_the_rollback_and_is_named_beside_the_others()
     );
     assert!(r.failed);
     assert_eq!((r.rolled_back, r.not_rolled_back), (1, 3));
-    assert!(r.cause.contains("rolled back: b (back on version 3"), "{}", r.cause);
+    assert!(
+        r.cause.contains("rolled back: b (back on version 3"),
+        "{}",
+        r.cause
+    );
     assert!(r.cause.contains("3 target(s) not brought back: c (no rollout target: c was deleted), d (AwsThrottled: StartInstanceRefresh throttled), e (its rollback ended PENDING)"), "{}", r.cause);
 }
 
@@ -357,12 +393,12 @@ fn a_wide_rollback_names_ten_targets_and_counts_the_rest() {
 #[tokio::test]
 async fn malformed_request_is_invalid_input_without_aws_calls() {
     let clients = rollout_core::aws::mock::Rules::default().clients();
-    let event = lambda_runtime::LambdaEvent::new(
+    for payload in [
         serde_json::json!({"execution": "x"}),
-        lambda_runtime::Context::default(),
-    );
-    assert_eq!(
-        handle(&clients, event).await.unwrap_err().error_type,
-        "InvalidInput"
-    );
+        serde_json::json!({"action": "converge"}),
+        serde_json::json!({"action": "summarize", "stop": {}}),
+    ] {
+        let err = handle(&clients, payload.clone()).await.unwrap_err();
+        assert_eq!(err.name(), "InvalidInput", "{payload}: {err}");
+    }
 }

@@ -7,11 +7,8 @@ use rollout_core::refresh::{self, Purpose, Started};
 use rollout_core::{Clients, StepResult};
 use serde_json::Value;
 
-pub async fn handle(
-    clients: &Clients,
-    event: lambda_runtime::LambdaEvent<Value>,
-) -> Result<TargetRun, lambda_runtime::Diagnostic> {
-    let run = rollout_core::error::parse_input("start-refresh", event.payload)?;
+pub async fn handle(clients: &Clients, payload: Value) -> StepResult<TargetRun> {
+    let run = rollout_core::error::parse_input("start-refresh", payload)?;
     Ok(start_refresh(clients, run, rollout_core::aws::now()).await?)
 }
 

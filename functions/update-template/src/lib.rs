@@ -30,12 +30,8 @@ pub struct TemplateRequest {
     pub run: TargetRun,
 }
 
-pub async fn handle(
-    clients: &Clients,
-    event: lambda_runtime::LambdaEvent<Value>,
-) -> Result<TargetRun, lambda_runtime::Diagnostic> {
-    let request: TemplateRequest =
-        rollout_core::error::parse_input("update-template", event.payload)?;
+pub async fn handle(clients: &Clients, payload: Value) -> StepResult<TargetRun> {
+    let request: TemplateRequest = rollout_core::error::parse_input("update-template", payload)?;
     let run = match request.action {
         TemplateAction::CreateVersion => create_version(clients, request.run).await?,
         TemplateAction::RestoreReference => restore_reference(clients, request.run).await?,

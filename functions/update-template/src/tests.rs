@@ -129,14 +129,8 @@ async fn malformed_requests_are_invalid_input_without_aws_calls() {
         serde_json::json!({"action": "explode", "run": target_run()}),
         serde_json::json!({"run": no_group}),
     ] {
-        let event =
-            lambda_runtime::LambdaEvent::new(payload.clone(), lambda_runtime::Context::default());
-        let err = handle(&clients, event).await.unwrap_err();
-        assert_eq!(
-            err.error_type, "InvalidInput",
-            "{payload}: {}",
-            err.error_message
-        );
+        let err = handle(&clients, payload.clone()).await.unwrap_err();
+        assert_eq!(err.name(), "InvalidInput", "{payload}: {err}");
     }
 }
 
