@@ -41,7 +41,7 @@ unit: local-venv
 # The ASL linters see the definition with its substitutions filled in (render_asl.py).
 check: check-tools validate
 	$(CHECK)/.venv/bin/python $(CHECK)/render_asl.py >/dev/null
-	$(CHECK)/.venv/bin/statelint --ignore=FLOAT $(CHECK)/.rendered/*.asl.json
+	$(CHECK)/.venv/bin/statelint --ignore=FLOAT $(CHECK)/.rendered/statelint/*.asl.json
 	cd $(CHECK) && for f in .rendered/*.asl.json; do node_modules/.bin/asl-validator --json-path $$f || exit 1; done
 
 # Timing is measured here, never asserted in a test. Uses the release zips of `make package`.

@@ -162,7 +162,7 @@ pub async fn handle(clients: &HoldClients, payload: Value) -> StepResult<Value> 
             }
         }
     };
-    out.map_err(|e| StepError::invalid(format!("hold-targets output: {e}")).into())
+    out.map_err(|e| StepError::invalid(format!("hold-targets output: {e}")))
 }
 
 /// The account and region an execution ARN names

@@ -32,7 +32,7 @@ pub struct ResolveRequest {
 
 pub async fn handle(clients: &Clients, payload: Value) -> StepResult<PlanSummary> {
     let request: ResolveRequest = rollout_core::error::parse_input("resolve-ami", payload)?;
-    Ok(resolve_and_store(clients, &request, rollout_core::aws::now()).await?)
+    resolve_and_store(clients, &request, rollout_core::aws::now()).await
 }
 
 /// Plans the rollout and writes the plan objects; the state carries the summary.

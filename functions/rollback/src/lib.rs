@@ -73,7 +73,7 @@ pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
             serde_json::to_value(summarize(&stop.failure, &outcomes))
         }
     };
-    out.map_err(|e| StepError::invalid(format!("rollback output: {e}")).into())
+    out.map_err(|e| StepError::invalid(format!("rollback output: {e}")))
 }
 
 /// Where a touched target stands now.

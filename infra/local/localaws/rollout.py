@@ -102,7 +102,9 @@ class Timeline:
             who = f"{child}: " if child else ""
             self.line(f"✗ {who}{details.get('error')}: {details.get('cause', '')[:400]}")
         elif kind == "MapRunStarted":
-            self.line(f"  Map Run {e.get('mapRunStartedEventDetails', {}).get('mapRunArn', '').rsplit(':', 1)[-1]}")
+            # arn:…:mapRun:<state machine>/<Label>:<id>
+            label_and_id = e.get("mapRunStartedEventDetails", {}).get("mapRunArn", "").split("/")[-1]
+            self.line(f"  Map Run {label_and_id.replace(':', ' ')}: one child execution per group")
         elif kind == "ExecutionRedriven":
             count = e["executionRedrivenEventDetails"]["redriveCount"]
             who = f"{child}: child" if child else "execution"
@@ -246,14 +248,12 @@ def watch(sfn_endpoint: str, control: str, execution: str, out=print, timeout: f
     while True:
         status = sfn.describe_execution(executionArn=execution)
         events = _history(sfn, execution)
-        for e in events[seen:]:
-            timeline.event(e)
-            if e["type"].endswith("StateExited") or e["type"].startswith("MapRun"):
-                for group, child_event in children.poll():
-                    timeline.event(child_event, child=group)
+        # The parent's and the children's new events, in the order they happened.
+        new = [(e["timestamp"], None, e) for e in events[seen:]] + \
+              [(e["timestamp"], group, e) for group, e in children.poll()]
+        for _, group, e in sorted(new, key=lambda n: n[0]):
+            timeline.event(e, child=group)
         seen = len(events)
-        for group, child_event in children.poll():
-            timeline.event(child_event, child=group)
         timeline.progress(fleet(control))
         if status["status"] != "RUNNING":
             break
