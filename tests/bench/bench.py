@@ -7,6 +7,7 @@
    Lambda's Python runtime runs it), checked call for call.
 3. Planning 1,000 groups: resolve-ami selecting 1,000 tagged groups of a freshly seeded fleet;
    describe calls, time, the state's size and the plan objects' (moto serves S3 here).
+4. Fleet scale: 1,000 groups rolled out end to end on the local AWS (fleet_scale.py).
 
 Prints a table; exits 1 if a number misses its target. Timing is measured here, never asserted
 in a test.
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT / "infra/local"))
 import boto3  # noqa: E402
 from localaws import launcher, seed  # noqa: E402
 
+import fleet_scale  # noqa: E402
 import runtime  # noqa: E402
 
 FUNCTIONS = ("resolve-ami", "update-template", "start-refresh", "check-ecs-health", "rollback")
@@ -188,6 +190,10 @@ def main() -> int:
             failures.append(f"planning: {planned['seconds']:.1f} s")
     finally:
         launcher.down(work / "run", quiet=True)
+    print(f"\nFleet scale: {GROUPS:,} groups end to end on the local AWS (release zips; histories under "
+          f"{fleet_scale.HISTORY_BAR:,} events as AWS counts them, states under 64 KiB)")
+    _, missed = fleet_scale.run(GROUPS, concurrency=50, profile="package")
+    failures += missed
     print("\n" + ("all §8 targets met" if not failures else "missed:\n  " + "\n  ".join(failures)))
     return 1 if failures else 0
 

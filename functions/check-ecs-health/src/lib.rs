@@ -225,6 +225,9 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
         S::Pending | S::InProgress | S::Baking => {
             health.next_wait_seconds =
                 progress_wait(previous, percentage, now, settings.instance_warmup_seconds);
+            if previous.is_none() {
+                health.next_wait_seconds += first_poll_jitter(run.group());
+            }
             health
         }
         S::Successful => {
@@ -280,6 +283,20 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
             health
         }
     }
+}
+
+/// The most a target's first wait is spread by.
+pub const FIRST_POLL_JITTER_SECONDS: i64 = 30;
+
+/// A wave's children start together, and waits computed from the same pace would keep their polls
+/// in step for the whole refresh, all on the account-region's one Auto Scaling throttle bucket.
+/// The first wait is spread by 0 to 29 s, fixed per group (FNV-1a of its name), so a retry or a
+/// redrive waits the same.
+pub fn first_poll_jitter(group: &str) -> i64 {
+    let hash = group.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % FIRST_POLL_JITTER_SECONDS as u64) as i64
 }
 
 /// Wait about half the time the refresh still needs at its observed pace, so polls thin out on

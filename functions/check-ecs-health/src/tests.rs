@@ -295,6 +295,40 @@ fn polling_a_30_minute_refresh_takes_a_third_of_a_fixed_30s_loop_and_ends_within
 }
 
 #[test]
+fn a_waves_first_polls_are_spread_and_each_group_keeps_its_own() {
+    let jitters: std::collections::BTreeSet<i64> = (0..200)
+        .map(|i| first_poll_jitter(&format!("fleet-{i:04}")))
+        .collect();
+    assert!(
+        jitters
+            .iter()
+            .all(|j| (0..FIRST_POLL_JITTER_SECONDS).contains(j))
+    );
+    assert!(
+        jitters.len() >= 25,
+        "200 groups spread over {} seconds",
+        jitters.len()
+    );
+    assert_eq!(first_poll_jitter("web"), first_poll_jitter("web"));
+    // Only the first wait: later ones follow the refresh's pace.
+    let mut r = run();
+    let mut o = fleet(NEW);
+    o.refresh = refresh("InProgress", 10, None);
+    let first = verdict(&r, &o, 1_100);
+    assert_eq!(
+        first.next_wait_seconds,
+        progress_wait(None, 10, 1_100, None) + first_poll_jitter(r.group())
+    );
+    r.health = Some(first.clone());
+    o.refresh = refresh("InProgress", 20, None);
+    let second = verdict(&r, &o, 1_100 + first.next_wait_seconds);
+    assert_eq!(
+        second.next_wait_seconds,
+        progress_wait(Some(&first), 20, 1_100 + first.next_wait_seconds, None)
+    );
+}
+
+#[test]
 fn waits_stay_within_bounds() {
     assert_eq!(progress_wait(None, 0, 0, None), 60);
     assert_eq!(progress_wait(None, 0, 0, Some(5)), MIN_WAIT_SECONDS);

@@ -124,17 +124,25 @@ def route_status_changes(sfn_endpoint: str, state_machine: str, function_arn: st
 
 def deploy(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = None,
            profile: str = "debug") -> str:
-    """Creates or updates the functions and the state machine; returns the state machine ARN."""
+    """Creates or updates the functions and the state machine; returns the state machine ARN.
+    `profile` is the cargo profile whose binaries to deploy, or "package" for `make package`'s
+    zips in dist/."""
     lam, sfn = clients(sfn_endpoint)
     create_holds_table(moto_endpoint)
     create_plans_bucket(sfn_endpoint)
     arns = {}
     for name, key in FUNCTIONS.items():
-        binary = target_dir() / profile / name
-        if not binary.exists():
-            raise SystemExit(f"deploy: {binary} is missing; run `make build` first")
+        if profile == "package":
+            packaged = ROOT / "dist" / name / "bootstrap.zip"
+            if not packaged.exists():
+                raise SystemExit(f"deploy: {packaged} is missing; run `make package` first")
+            code = packaged.read_bytes()
+        else:
+            binary = target_dir() / profile / name
+            if not binary.exists():
+                raise SystemExit(f"deploy: {binary} is missing; run `make build` first")
+            code = bootstrap_zip(binary)
         function = f"ami-rollout-{name}"
-        code = bootstrap_zip(binary)
         config = dict(Runtime="provided.al2023", Handler="bootstrap", Role=ROLE, Timeout=120,
                       MemorySize=512, Environment=function_environment(moto_endpoint, environment, sfn_endpoint),
                       LoggingConfig={"LogFormat": "JSON"})
