@@ -24,6 +24,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_sfn::types::{ExecutionRedriveStatus, ExecutionStatus};
 use rollout_core::ami::describe_images;
 use rollout_core::model::{Epoch, PlanSummary, Target, TargetKind, WaveStop};
+use rollout_core::stop::{StopSignal, execution_key};
 use rollout_core::{Clients, StepError, StepResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -138,7 +139,6 @@ pub struct Released {
 }
 
 pub async fn handle(clients: &HoldClients, payload: Value) -> StepResult<Value> {
-    let payload = payload;
     let out = if payload.get("detail-type").is_some() {
         let change: StatusChange = rollout_core::error::parse_input("hold-targets", payload)?;
         serde_json::to_value(on_status_change(clients, &change).await?)
@@ -202,10 +202,8 @@ fn ami_key(account: &str, region: &str, image: &str) -> String {
     format!("ami#{account}#{region}#{image}")
 }
 
-use rollout_core::stop::execution_key;
-
-fn stop_signal(clients: &HoldClients) -> rollout_core::stop::StopSignal {
-    rollout_core::stop::StopSignal {
+fn stop_signal(clients: &HoldClients) -> StopSignal {
+    StopSignal {
         dynamodb: clients.dynamodb.clone(),
         table: clients.table.clone(),
     }
