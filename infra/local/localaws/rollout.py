@@ -269,6 +269,16 @@ def watch(sfn_endpoint: str, control: str, execution: str, out=print, timeout: f
     return result
 
 
+def until_stopped(sfn, execution: str, seconds: float = 20) -> dict:
+    """DescribeExecution of `execution` once it is no longer RUNNING (or after `seconds`)."""
+    deadline = time.time() + seconds
+    while True:
+        described = sfn.describe_execution(executionArn=execution)
+        if described["status"] != "RUNNING" or time.time() > deadline:
+            return described
+        time.sleep(0.1)
+
+
 def _pages(call, key, **kwargs) -> list:
     items, token = [], None
     while True:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from localaws import deploy, launcher  # noqa: E402
+from localaws import deploy, launcher, rollout  # noqa: E402
 
 ROLE = f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:role/test"
 BUCKET = "rollout-runs"
@@ -90,13 +90,8 @@ class DistributedMap(unittest.TestCase):
     def start(self, machine, payload):
         return self.sfn.start_execution(stateMachineArn=machine, input=json.dumps(payload))["executionArn"]
 
-    def until_stopped(self, execution, seconds=20):
-        deadline = time.time() + seconds
-        while True:
-            described = self.sfn.describe_execution(executionArn=execution)
-            if described["status"] != "RUNNING" or time.time() > deadline:
-                return described
-            time.sleep(0.1)
+    def until_stopped(self, execution):
+        return rollout.until_stopped(self.sfn, execution, seconds=20)
 
     def map_run(self, execution):
         [run] = self.sfn.list_map_runs(executionArn=execution)["mapRuns"]

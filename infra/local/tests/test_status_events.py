@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from localaws import deploy, launcher  # noqa: E402
+from localaws import deploy, launcher, rollout  # noqa: E402
 
 RECORDER = '''
 import json, os, time
@@ -101,13 +101,8 @@ class StatusEvents(unittest.TestCase):
         payload = json.dumps(payload or {"ami": "ami-1"})
         return self.sfn.start_execution(stateMachineArn=machine, input=payload)["executionArn"]
 
-    def until_stopped(self, execution, seconds=15):
-        deadline = time.time() + seconds
-        while True:
-            described = self.sfn.describe_execution(executionArn=execution)
-            if described["status"] != "RUNNING" or time.time() > deadline:
-                return described
-            time.sleep(0.1)
+    def until_stopped(self, execution):
+        return rollout.until_stopped(self.sfn, execution, seconds=15)
 
     # --- scenarios -----------------------------------------------------------------------------
 
