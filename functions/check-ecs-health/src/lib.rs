@@ -30,6 +30,7 @@ pub async fn handle(clients: &Clients, payload: Value) -> StepResult<TargetRun> 
 pub async fn check(clients: &Clients, mut run: TargetRun, now: Epoch) -> StepResult<TargetRun> {
     run.validate()?;
     clients.ensure_wave_going(&run).await?;
+    let clients = &clients.for_run(&run).await?;
     let observation = observe(clients, &run).await?;
     let health = verdict(&run, &observation, now);
     tracing::info!(group = run.group(), verdict = ?health.verdict, percentage = health.percentage, reasons = ?health.reasons, next = health.next_wait_seconds, "health check");
@@ -293,10 +294,7 @@ pub const FIRST_POLL_JITTER_SECONDS: i64 = 30;
 /// The first wait is spread by 0 to 29 s, fixed per group (FNV-1a of its name), so a retry or a
 /// redrive waits the same.
 pub fn first_poll_jitter(group: &str) -> i64 {
-    let hash = group.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (hash % FIRST_POLL_JITTER_SECONDS as u64) as i64
+    (rollout_core::reach::fnv1a(group) % FIRST_POLL_JITTER_SECONDS as u64) as i64
 }
 
 /// Wait about half the time the refresh still needs at its observed pace, so polls thin out on

@@ -1,7 +1,7 @@
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     rollout_core::init_logging();
-    let clients = rollout_core::Clients::from_env().await;
+    let clients = rollout_core::Clients::from_env().await?;
     // The runtime's adapter: the library takes the event's payload and returns a StepError,
     // whose stable name becomes the Error the console shows.
     lambda_runtime::run(lambda_runtime::service_fn(

@@ -110,48 +110,13 @@ pub async fn resolve_source(clients: &Clients, source: &AmiSource) -> StepResult
         AmiSource::Id(id) => id.clone(),
         AmiSource::Parameter { name, version } => {
             let selector = version.map_or_else(|| name.clone(), |v| format!("{name}:{v}"));
-            let out = clients
-                .ssm
-                .get_parameter()
-                .name(&selector)
-                .send()
-                .await
-                .map_err(|err| {
-                    if err.as_service_error().is_some_and(|e| {
-                        e.is_parameter_not_found() || e.is_parameter_version_not_found()
-                    }) {
-                        StepError::invalid(format!("SSM parameter {selector} does not exist"))
-                    } else {
-                        StepError::from_sdk("GetParameter", err)
-                    }
-                })?;
-            let value = out
-                .parameter()
-                .and_then(|p| p.value())
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            validate_ami_id(&value).map_err(|_| {
-                StepError::invalid(format!(
-                    "SSM parameter {selector} holds {value:?}, which is not an AMI id"
-                ))
-            })?;
-            value
+            parameter_ami(clients, &selector)
+                .await?
+                .ok_or_else(|| StepError::invalid(format!("SSM parameter {selector} does not exist")))?
         }
         AmiSource::ImageBuilder { image_arn } => {
-            let out = clients
-                .ec2
-                .describe_images()
-                .filters(
-                    Filter::builder()
-                        .name("tag:Ec2ImageBuilderArn")
-                        .values(image_arn)
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| StepError::from_sdk("DescribeImages", e))?;
-            let ids: Vec<&str> = out.images().iter().filter_map(Image::image_id).collect();
+            let images = image_builder_outputs(clients, image_arn).await?;
+            let ids: Vec<&str> = images.iter().filter_map(Image::image_id).collect();
             match ids.as_slice() {
                 [one] => one.to_string(),
                 [] => {
@@ -170,6 +135,90 @@ pub async fn resolve_source(clients: &Clients, source: &AmiSource) -> StepResult
     };
     validate_ami_id(&id)?;
     Ok(id)
+}
+
+/// The AMI id an SSM parameter holds, `None` when the parameter does not exist.
+async fn parameter_ami(clients: &Clients, selector: &str) -> StepResult<Option<String>> {
+    let out = clients.ssm.get_parameter().name(selector).send().await;
+    let out = match out {
+        Ok(out) => out,
+        Err(err)
+            if err.as_service_error().is_some_and(|e| {
+                e.is_parameter_not_found() || e.is_parameter_version_not_found()
+            }) =>
+        {
+            return Ok(None);
+        }
+        Err(err) => return Err(StepError::from_sdk("GetParameter", err)),
+    };
+    let value = out
+        .parameter()
+        .and_then(|p| p.value())
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    validate_ami_id(&value).map_err(|_| {
+        StepError::invalid(format!(
+            "SSM parameter {selector} holds {value:?}, which is not an AMI id"
+        ))
+    })?;
+    Ok(Some(value))
+}
+
+/// The AMIs EC2 Image Builder made for `image_arn` in the clients' region: it tags them
+/// `Ec2ImageBuilderArn`. Only the owning account sees those tags (not the accounts an AMI is
+/// shared with), so this is asked as the home account.
+async fn image_builder_outputs(clients: &Clients, image_arn: &str) -> StepResult<Vec<Image>> {
+    let out = clients
+        .ec2
+        .describe_images()
+        .filters(
+            Filter::builder()
+                .name("tag:Ec2ImageBuilderArn")
+                .values(image_arn)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("DescribeImages", e))?;
+    Ok(out.images().to_vec())
+}
+
+/// The AMI that stands for `ami` in the clients' region (another region than `ami`'s), or `None`.
+/// In order: the Image Builder output for that region, the AMI the SSM parameter of the same name
+/// holds there, an AMI of the same name from the same owner there (AMI names are unique per owner
+/// and region).
+pub async fn find_regional(
+    clients: &Clients,
+    source: &AmiSource,
+    ami: &Ami,
+) -> StepResult<Option<Image>> {
+    match source {
+        AmiSource::ImageBuilder { image_arn } => {
+            if let [one] = image_builder_outputs(clients, image_arn).await?.as_slice() {
+                return Ok(Some(one.clone()));
+            }
+        }
+        AmiSource::Parameter { name, .. } => {
+            if let Some(id) = parameter_ami(clients, name).await?
+                && let Some(image) = describe_images(clients, &[id]).await?.into_iter().next()
+            {
+                return Ok(Some(image));
+            }
+        }
+        AmiSource::Id(_) => {}
+    }
+    let out = clients
+        .ec2
+        .describe_images()
+        .owners(&ami.owner_id)
+        .filters(Filter::builder().name("name").values(&ami.name).build())
+        .include_deprecated(true)
+        .include_disabled(true)
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("DescribeImages", e))?;
+    Ok(out.images().first().cloned())
 }
 
 #[cfg(test)]

@@ -6,9 +6,14 @@
 //!
 //! The execution's own storage comes from two variables the template sets on every function:
 //! `PLANS_BUCKET` (the plan objects and the outcomes) and `HOLDS_TABLE` (holds, and the wave's
-//! stop signal).
+//! stop signal). Both live in the home account and region, whatever account and region the fleet
+//! clients act in (`Clients::at`).
+
+use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::error::{StepError, StepResult};
+use crate::model::TargetRun;
+use crate::reach::WorkloadRole;
 use crate::stop::StopSignal;
 use crate::store::PlanStore;
 
@@ -21,16 +26,30 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sts: aws_sdk_sts::Client,
     pub plans_bucket: Option<String>,
     pub holds_table: Option<String>,
+    /// The region the fleet clients (EC2, Auto Scaling, ECS, CloudWatch, SSM) act in.
+    pub region: String,
+    /// The home account, when the template names it (`HOME_ACCOUNT_ID`); asked of STS otherwise.
+    pub home_account: Option<String>,
+    pub workload: WorkloadRole,
+    /// The configuration the clients were built from, to build clients for other places
+    /// (absent in mocked tests, which stay in the home account and region).
+    conf: Option<aws_config::SdkConfig>,
 }
 
 impl Clients {
-    pub async fn from_env() -> Self {
+    /// The clients of the home account and region. A malformed `WORKLOAD_*` setting fails the
+    /// invocation with `InvalidInput` before any call.
+    pub async fn from_env() -> StepResult<Self> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let mut clients = Self::from_conf(&aws_config::load_from_env().await);
-        clients.plans_bucket = std::env::var("PLANS_BUCKET").ok().filter(|b| !b.is_empty());
-        clients.holds_table = std::env::var("HOLDS_TABLE").ok().filter(|t| !t.is_empty());
-        clients
+        clients.plans_bucket = env("PLANS_BUCKET");
+        clients.holds_table = env("HOLDS_TABLE");
+        clients.home_account = env("HOME_ACCOUNT_ID");
+        clients.workload = WorkloadRole::from_lookup(env)?;
+        Ok(clients)
     }
 
     pub fn from_conf(conf: &aws_config::SdkConfig) -> Self {
@@ -42,9 +61,109 @@ impl Clients {
             ssm: aws_sdk_ssm::Client::new(conf),
             s3: aws_sdk_s3::Client::new(conf),
             dynamodb: aws_sdk_dynamodb::Client::new(conf),
+            sts: aws_sdk_sts::Client::new(conf),
             plans_bucket: None,
             holds_table: None,
+            region: conf.region().map(|r| r.to_string()).unwrap_or_default(),
+            home_account: None,
+            workload: WorkloadRole::default(),
+            conf: Some(conf.clone()),
         }
+    }
+
+    /// The configuration the home clients were built from.
+    pub fn sdk_config(&self) -> Option<&aws_config::SdkConfig> {
+        self.conf.as_ref()
+    }
+
+    /// The account the functions run in.
+    pub async fn home_account(&self) -> StepResult<String> {
+        if let Some(account) = &self.home_account {
+            return Ok(account.clone());
+        }
+        let me = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("GetCallerIdentity", e))?;
+        me.account()
+            .map(str::to_string)
+            .ok_or_else(|| StepError::AwsRequestFailed {
+                operation: "GetCallerIdentity".into(),
+                message: "no account in the answer".into(),
+            })
+    }
+
+    /// Credentials for a workload account, through its workload role, for this invocation only.
+    pub async fn enter(
+        &self,
+        account: &str,
+        execution: &str,
+    ) -> StepResult<SharedCredentialsProvider> {
+        self.workload
+            .assume(&self.sts, account, &self.region, execution)
+            .await
+    }
+
+    /// Fleet clients acting in `region` with `credentials` (from `enter`; `None`: the functions'
+    /// own). The plans bucket, holds table and STS stay the home ones.
+    pub fn in_place(
+        &self,
+        region: Option<&str>,
+        credentials: Option<SharedCredentialsProvider>,
+    ) -> StepResult<Self> {
+        let region = region.filter(|r| *r != self.region);
+        if region.is_none() && credentials.is_none() {
+            return Ok(self.clone());
+        }
+        let conf = self.conf.as_ref().ok_or_else(|| {
+            StepError::invalid("clients without a configuration cannot act in another place")
+        })?;
+        let mut builder = conf.to_builder();
+        if let Some(region) = region {
+            builder = builder.region(aws_config::Region::new(region.to_string()));
+        }
+        if let Some(credentials) = credentials {
+            builder = builder.credentials_provider(credentials);
+        }
+        let place = Self::from_conf(&builder.build());
+        Ok(Self {
+            s3: self.s3.clone(),
+            dynamodb: self.dynamodb.clone(),
+            sts: self.sts.clone(),
+            plans_bucket: self.plans_bucket.clone(),
+            holds_table: self.holds_table.clone(),
+            home_account: self.home_account.clone(),
+            workload: self.workload.clone(),
+            conf: self.conf.clone(),
+            ..place
+        })
+    }
+
+    /// Fleet clients for `account` (`None`: home) and `region` (`None`: home), entering a
+    /// workload account for `execution` (an execution ARN or name).
+    pub async fn at(
+        &self,
+        account: Option<&str>,
+        region: Option<&str>,
+        execution: &str,
+    ) -> StepResult<Self> {
+        let credentials = match account {
+            Some(account) if account != self.home_account().await? => {
+                Some(self.enter(account, execution).await?)
+            }
+            _ => None,
+        };
+        self.in_place(region, credentials)
+    }
+
+    /// Fleet clients where the run's target lives.
+    pub async fn for_run(&self, run: &TargetRun) -> StepResult<Self> {
+        let target = &run.target;
+        let execution = run.execution_arn.as_deref().unwrap_or(&run.execution);
+        self.at(target.account.as_deref(), target.region.as_deref(), execution)
+            .await
     }
 
     /// The plans bucket; refused before any change when the function was deployed without it.
@@ -101,6 +220,7 @@ pub mod mock {
         pub ssm: Vec<&'a Rule>,
         pub s3: Vec<&'a Rule>,
         pub dynamodb: Vec<&'a Rule>,
+        pub sts: Vec<&'a Rule>,
     }
 
     impl Rules<'_> {
@@ -117,8 +237,13 @@ pub mod mock {
                 ssm: mock_client!(aws_sdk_ssm, RuleMode::MatchAny, &self.ssm),
                 s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, &self.s3),
                 dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &self.dynamodb),
+                sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &self.sts),
                 plans_bucket: Some("plans".into()),
                 holds_table: Some("holds".into()),
+                region: "us-east-1".into(),
+                home_account: Some("123456789012".into()),
+                workload: crate::reach::WorkloadRole::default(),
+                conf: None,
             }
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::error::{StepError, StepResult};
 use crate::model::RollbackScope;
+use crate::reach;
 use crate::settings::SettingsMap;
 
 pub const DEFAULT_TARGET_TAG: &str = "ami-rollout:enabled=true";
@@ -22,6 +23,10 @@ pub struct Config {
     pub allowed_ami_owners: Vec<String>,
     pub rollback_scope: RollbackScope,
     pub max_concurrency: u32,
+    /// Accounts to roll out in (`TARGET_ACCOUNTS`); empty: the home account only.
+    pub accounts: Vec<String>,
+    /// Regions to roll out in (`TARGET_REGIONS`); empty: the home region only.
+    pub regions: Vec<String>,
 }
 
 impl Config {
@@ -59,8 +64,31 @@ impl Config {
             allowed_ami_owners: parse_list("ALLOWED_AMI_OWNERS", get("ALLOWED_AMI_OWNERS"))?,
             rollback_scope,
             max_concurrency: validate_concurrency(max_concurrency)?,
+            accounts: checked(
+                parse_list("TARGET_ACCOUNTS", get("TARGET_ACCOUNTS"))?,
+                reach::validate_account,
+            )?,
+            regions: checked(
+                parse_list("TARGET_REGIONS", get("TARGET_REGIONS"))?,
+                reach::validate_region,
+            )?,
         })
     }
+}
+
+/// `values`, each checked, without repeats, in the order given.
+pub fn checked(
+    values: Vec<String>,
+    check: impl Fn(&str) -> StepResult<()>,
+) -> StepResult<Vec<String>> {
+    let mut seen = Vec::with_capacity(values.len());
+    for value in values {
+        check(&value)?;
+        if !seen.contains(&value) {
+            seen.push(value);
+        }
+    }
+    Ok(seen)
 }
 
 pub fn validate_concurrency(n: u32) -> StepResult<u32> {
@@ -147,6 +175,19 @@ mod tests {
     }
 
     #[test]
+    fn the_reach_is_the_home_place_unless_configured() {
+        let c = config(&[]).unwrap();
+        assert!(c.accounts.is_empty() && c.regions.is_empty());
+        let c = config(&[
+            ("TARGET_ACCOUNTS", "111111111111, 222222222222,111111111111"),
+            ("TARGET_REGIONS", r#"["us-east-1","eu-west-1"]"#),
+        ])
+        .unwrap();
+        assert_eq!(c.accounts, ["111111111111", "222222222222"]);
+        assert_eq!(c.regions, ["us-east-1", "eu-west-1"]);
+    }
+
+    #[test]
     fn bad_values_are_invalid_input_naming_the_variable() {
         for (vars, expected) in [
             (vec![("TARGET_TAG", "team")], "target tag \"team\""),
@@ -155,6 +196,8 @@ mod tests {
             (vec![("MAX_CONCURRENCY", "1001")], "outside 1-1000"),
             (vec![("ROLLBACK_SCOPE", "all")], "rollback scope"),
             (vec![("EXCLUDED_ASGS", "[1,2]")], "EXCLUDED_ASGS"),
+            (vec![("TARGET_ACCOUNTS", "1111, 222222222222")], "\"1111\""),
+            (vec![("TARGET_REGIONS", "eu-west-1,Mars")], "\"Mars\""),
             (
                 vec![("ASG_CONFIGURATIONS", "{not json")],
                 "ASG_CONFIGURATIONS",

@@ -99,6 +99,7 @@ mod tests {
             account: None,
             region: None,
             group: "web".into(),
+            ami: crate::samples::target_run().ami,
             rollback_point: RollbackPoint {
                 launch_template_id: "lt-1".into(),
                 version: 3,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod fleet;
 pub mod launch_template;
 pub mod model;
+pub mod reach;
 pub mod refresh;
 #[cfg(any(test, feature = "test-util"))]
 pub mod samples;

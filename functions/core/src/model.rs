@@ -126,6 +126,8 @@ pub struct Target {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     pub group: String,
+    /// The AMI the target rolls out to: the one of its region.
+    pub ami: Ami,
     pub rollback_point: RollbackPoint,
     /// The group uses a MixedInstancesPolicy: its policy, with only the version changed, is the
     /// refresh's desired configuration.
@@ -133,6 +135,26 @@ pub struct Target {
     pub mixed_instances: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ecs: Option<EcsCapacity>,
+}
+
+impl Target {
+    /// The name operators see: the group's, prefixed by the account and region when they are not
+    /// the execution's own (`111111111111/eu-west-1/web`). Unique within a plan.
+    pub fn name(&self) -> String {
+        place_name(self.account.as_deref(), self.region.as_deref(), &self.group)
+    }
+}
+
+/// `group`, prefixed by `account` and `region` when given: how a target outside the home account
+/// or region is named in plans, waves and messages.
+pub fn place_name(account: Option<&str>, region: Option<&str>, group: &str) -> String {
+    let mut name = String::new();
+    for part in [account, region].into_iter().flatten() {
+        name.push_str(part);
+        name.push('/');
+    }
+    name.push_str(group);
+    name
 }
 
 /// Why a group is not in the plan.
@@ -173,7 +195,11 @@ impl std::str::FromStr for RollbackScope {
 pub struct Plan {
     /// What started the rollout, in a few words.
     pub trigger: String,
+    /// The AMI the trigger names, in the home region.
     pub ami: Ami,
+    /// The AMI of each region of the reach, when it spans regions beyond the home one.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub regional_amis: std::collections::BTreeMap<String, Ami>,
     pub waves: Vec<Vec<Target>>,
     pub settings: SettingsMap,
     /// Groups left out, with the reason.
@@ -211,6 +237,8 @@ pub struct PlanSummary {
     /// What started the rollout, in a few words.
     pub trigger: String,
     pub ami: Ami,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub regional_amis: std::collections::BTreeMap<String, Ami>,
     pub settings: SettingsMap,
     pub max_concurrency: u32,
     pub rollback_scope: RollbackScope,

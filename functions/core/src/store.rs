@@ -110,6 +110,7 @@ impl PlanStore {
         Ok(PlanSummary {
             trigger: plan.trigger.clone(),
             ami: plan.ami.clone(),
+            regional_amis: plan.regional_amis.clone(),
             settings: plan.settings.clone(),
             max_concurrency: plan.max_concurrency,
             rollback_scope: plan.rollback_scope,
@@ -232,6 +233,7 @@ mod tests {
                 architecture: "x86_64".into(),
                 owner_id: "1".into(),
             },
+            regional_amis: Default::default(),
             waves: waves
                 .iter()
                 .map(|w| w.iter().map(|g| target(g)).collect())

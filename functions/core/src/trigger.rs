@@ -46,6 +46,12 @@ pub struct Overrides {
     pub rollback_scope: Option<RollbackScope>,
     #[serde(default)]
     pub max_concurrency: Option<u32>,
+    /// Only these of the configured accounts.
+    #[serde(default)]
+    pub accounts: Option<Vec<String>>,
+    /// Only these of the configured regions.
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

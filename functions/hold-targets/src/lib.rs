@@ -68,17 +68,18 @@ impl HoldClients {
     }
 
     pub async fn from_env() -> StepResult<Self> {
-        let conf = aws_config::load_from_env().await;
-        let table = std::env::var("HOLDS_TABLE").map_err(|_| {
+        let fleet = Clients::from_env().await?;
+        let table = fleet.holds_table.clone().ok_or_else(|| {
             StepError::invalid("HOLDS_TABLE is not set: the function needs the holds table's name")
         })?;
-        let mut fleet = Clients::from_conf(&conf);
-        fleet.plans_bucket = std::env::var("PLANS_BUCKET").ok();
-        fleet.holds_table = Some(table.clone());
+        let sfn = fleet
+            .sdk_config()
+            .map(aws_sdk_sfn::Client::new)
+            .ok_or_else(|| StepError::invalid("no AWS configuration"))?;
         Ok(Self {
             dynamodb: fleet.dynamodb.clone(),
             fleet,
-            sfn: aws_sdk_sfn::Client::new(&conf),
+            sfn,
             table,
         })
     }
@@ -186,20 +187,68 @@ fn execution_name(execution: &str) -> &str {
     execution.rsplit(':').next().unwrap_or(execution)
 }
 
-fn target_key(account: &str, region: &str, target: &Target) -> String {
+/// The hold key of `target`: its own account and region, or the execution's (`home`) for a target
+/// that names none.
+fn target_key(home: &Home, target: &Target) -> String {
     let kind = match target.kind {
         TargetKind::AutoScalingGroup => "asg",
     };
+    let (account, region) = home.place_of(target);
     format!("target#{kind}#{account}#{region}#{}", target.group)
-}
-
-/// The group or image a key names (its last part).
-fn last_part(key: &str) -> &str {
-    key.rsplit('#').next().unwrap_or(key)
 }
 
 fn ami_key(account: &str, region: &str, image: &str) -> String {
     format!("ami#{account}#{region}#{image}")
+}
+
+/// The account, region and group (or image) a target or AMI key names. Group names may hold `#`,
+/// so the key is split from the left.
+fn key_parts(key: &str) -> Option<(&str, &str, &str)> {
+    let parts: Vec<&str> = if key.starts_with("target#") {
+        key.splitn(5, '#').skip(2).collect()
+    } else {
+        key.splitn(4, '#').skip(1).collect()
+    };
+    match parts.as_slice() {
+        [account, region, name] => Some((account, region, name)),
+        _ => None,
+    }
+}
+
+/// The execution's own account and region, where targets that name none live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    pub account: String,
+    pub region: String,
+}
+
+impl Home {
+    fn of(execution: &str) -> StepResult<Self> {
+        let (account, region) = execution_home(execution)?;
+        Ok(Self { account, region })
+    }
+
+    fn place_of<'a>(&'a self, target: &'a Target) -> (&'a str, &'a str) {
+        (
+            target.account.as_deref().unwrap_or(&self.account),
+            target.region.as_deref().unwrap_or(&self.region),
+        )
+    }
+}
+
+impl HoldClients {
+    /// Fleet clients acting in `account` and `region` for `execution` (whose own account and
+    /// region are the function's).
+    async fn fleet_at(&self, account: &str, region: &str, execution: &str) -> StepResult<Clients> {
+        let home = Home::of(execution)?;
+        self.fleet
+            .at(
+                (account != home.account).then_some(account),
+                (region != home.region).then_some(region),
+                execution,
+            )
+            .await
+    }
 }
 
 fn stop_signal(clients: &HoldClients) -> StopSignal {
@@ -439,7 +488,7 @@ pub async fn take(
     plan: PlanSummary,
     now: Epoch,
 ) -> StepResult<PlanSummary> {
-    let (account, region) = execution_home(execution)?;
+    let home = Home::of(execution)?;
     let store = clients.fleet.store()?;
     let mut targets = Vec::with_capacity(plan.target_count);
     for wave in &plan.waves {
@@ -447,7 +496,7 @@ pub async fn take(
     }
     let keyed: BTreeMap<String, &Target> = targets
         .iter()
-        .map(|t| (target_key(&account, &region, t), t))
+        .map(|t| (target_key(&home, t), t))
         .collect();
     record(
         clients,
@@ -459,7 +508,7 @@ pub async fn take(
     let mut taken = Vec::new();
     // In key order, so two executions taking the same targets meet on the same first one.
     for (key, target) in &keyed {
-        match hold_one(clients, key, execution, &plan.ami.id, now).await? {
+        match hold_one(clients, key, execution, &target.ami.id, now).await? {
             Hold::Taken => taken.push(*target),
             Hold::HeldForSameAmi(holder) => {
                 release(clients, execution).await?;
@@ -473,15 +522,18 @@ pub async fn take(
             Hold::HeldForOtherAmi { holder, ami } => {
                 release(clients, execution).await?;
                 return Err(StepError::TargetHeld {
-                    group: target.group.clone(),
+                    group: target.name(),
                     holder,
                     holder_ami: ami,
                 });
             }
         }
     }
-    tag_holds(clients, execution, &taken).await?;
-    protect_rollback_amis(clients, execution, &account, &region, &taken).await?;
+    for ((account, region), targets) in by_place(&home, &taken) {
+        let fleet = clients.fleet_at(account, region, execution).await?;
+        tag_holds(&fleet, execution, &targets).await?;
+    }
+    protect_rollback_amis(clients, execution, &home, &taken).await?;
     if was_released(clients, execution).await? {
         // Released while taking: give back what was taken since.
         release(clients, execution).await?;
@@ -504,11 +556,19 @@ fn end_as_duplicate(plan: PlanSummary, holder: &str) -> PlanSummary {
     plan
 }
 
-async fn tag_holds(clients: &HoldClients, execution: &str, taken: &[&Target]) -> StepResult<()> {
+/// Targets by the account and region they live in.
+fn by_place<'a>(home: &'a Home, targets: &[&'a Target]) -> BTreeMap<(&'a str, &'a str), Vec<&'a Target>> {
+    let mut places: BTreeMap<(&str, &str), Vec<&Target>> = BTreeMap::new();
+    for t in targets {
+        places.entry(home.place_of(t)).or_default().push(t);
+    }
+    places
+}
+
+async fn tag_holds(fleet: &Clients, execution: &str, taken: &[&Target]) -> StepResult<()> {
     let value = tag_value(execution);
     for chunk in taken.chunks(20) {
-        clients
-            .fleet
+        fleet
             .autoscaling
             .create_or_update_tags()
             .set_tags(Some(
@@ -529,40 +589,41 @@ async fn tag_holds(clients: &HoldClients, execution: &str, taken: &[&Target]) ->
     Ok(())
 }
 
-/// Protects from deregistration every rollback-point AMI the account owns, counting the
-/// executions that rely on it. AMIs shared with the account cannot be protected by it: rollback
-/// checks that those can still launch before relying on them.
+/// Protects from deregistration every rollback-point AMI that the target's account or the home
+/// account owns (in the target's region), counting the executions that rely on it. AMIs a third
+/// account shares cannot be protected by either: rollback checks that those can still launch
+/// before relying on them.
 async fn protect_rollback_amis(
     clients: &HoldClients,
     execution: &str,
-    account: &str,
-    region: &str,
+    home: &Home,
     taken: &[&Target],
 ) -> StepResult<()> {
-    let ids: BTreeSet<&str> = taken
-        .iter()
-        .map(|t| t.rollback_point.image_id.as_str())
-        .collect();
-    // One image per call: EC2 answers nothing at all when one id of a call is unknown.
-    let mut owned = Vec::new();
-    for id in ids {
-        let image = describe_images(&clients.fleet, &[id.to_string()]).await?;
-        if image.first().and_then(|i| i.owner_id()) == Some(account) {
-            owned.push(id);
+    // The owner of each rollback-point AMI, as seen from each target's place: one image per
+    // call, because EC2 answers nothing at all when one id of a call is unknown.
+    let mut owned: BTreeMap<String, (String, String, String)> = BTreeMap::new();
+    for ((account, region), targets) in by_place(home, taken) {
+        let fleet = clients.fleet_at(account, region, execution).await?;
+        let ids: BTreeSet<&str> = targets
+            .iter()
+            .map(|t| t.rollback_point.image_id.as_str())
+            .collect();
+        for id in ids {
+            let image = describe_images(&fleet, &[id.to_string()]).await?;
+            let Some(owner) = image.first().and_then(|i| i.owner_id()) else {
+                continue;
+            };
+            if owner == account || owner == home.account {
+                owned.insert(
+                    ami_key(owner, region, id),
+                    (owner.to_string(), region.to_string(), id.to_string()),
+                );
+            }
         }
     }
-    record(
-        clients,
-        execution,
-        "amis",
-        owned
-            .iter()
-            .map(|id| ami_key(account, region, id))
-            .collect(),
-    )
-    .await?;
-    for id in owned {
-        let key = ami_key(account, region, id);
+    record(clients, execution, "amis", owned.keys().cloned().collect()).await?;
+    for (key, (owner, region, id)) in owned {
+        let fleet = clients.fleet_at(&owner, &region, execution).await?;
         let joined = clients
             .update(&key)
             .update_expression("ADD #users :me")
@@ -577,7 +638,7 @@ async fn protect_rollback_amis(
             // Read the setting only now that this execution is counted: a release running at the
             // same time then either sees it and keeps the item (and its `previous`), or has
             // finished, and the setting read here is the one it restored.
-            let protection = describe_images(&clients.fleet, &[id.to_string()])
+            let protection = describe_images(&fleet, std::slice::from_ref(&id))
                 .await?
                 .first()
                 .and_then(|i| i.deregistration_protection().map(str::to_string))
@@ -597,13 +658,13 @@ async fn protect_rollback_amis(
                 .map_err(|e| StepError::from_sdk("UpdateItem", e))?;
         }
         // Always: enabling twice is harmless, and a release may have just lifted it.
-        set_protection(clients, id, true).await?;
+        set_protection(&fleet, &id, true).await?;
     }
     Ok(())
 }
 
-async fn set_protection(clients: &HoldClients, image: &str, on: bool) -> StepResult<()> {
-    let ec2 = &clients.fleet.ec2;
+async fn set_protection(fleet: &Clients, image: &str, on: bool) -> StepResult<()> {
+    let ec2 = &fleet.ec2;
     let result = if on {
         ec2.enable_image_deregistration_protection()
             .image_id(image)
@@ -640,7 +701,7 @@ async fn set_protection(clients: &HoldClients, image: &str, on: bool) -> StepRes
 /// Releases everything `execution` holds: its targets (only where it is still the holder) and
 /// its share of the AMI protections. Safe to run twice.
 pub async fn release(clients: &HoldClients, execution: &str) -> StepResult<Released> {
-    execution_home(execution)?;
+    let home = Home::of(execution)?;
     // Marked first, so a take still running for this execution knows to give back what it takes.
     let recorded = clients
         .update(execution_key(execution))
@@ -666,17 +727,26 @@ pub async fn release(clients: &HoldClients, execution: &str) -> StepResult<Relea
             .send()
             .await;
         match deleted {
-            Ok(_) => released.targets.push(last_part(key).to_string()),
+            Ok(_) => released.targets.push(released_name(&home, key)),
             // Never held, or already released, or taken over: not ours to touch.
             Err(err) if err.as_service_error().is_some_and(is_condition_failure) => {}
             Err(err) => return Err(StepError::from_sdk("DeleteItem", err)),
         }
     }
-    let groups: Vec<String> = targets.iter().map(|k| last_part(k).to_string()).collect();
-    untag(clients, execution, &groups).await?;
+    let mut groups_by_place: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
+    for (account, region, group) in targets.iter().filter_map(|k| key_parts(k)) {
+        groups_by_place
+            .entry((account, region))
+            .or_default()
+            .push(group.to_string());
+    }
+    for ((account, region), groups) in groups_by_place {
+        let fleet = clients.fleet_at(account, region, execution).await?;
+        untag(&fleet, execution, &groups).await?;
+    }
     for key in set(recorded.attributes(), "amis") {
         if release_ami(clients, execution, &key).await? {
-            released.unprotected.push(last_part(&key).to_string());
+            released.unprotected.push(key_parts(&key).map_or(key.clone(), |(_, _, image)| image.to_string()));
         }
     }
     tracing::info!(execution, targets = ?released.targets, unprotected = ?released.unprotected, "holds released");
@@ -698,12 +768,11 @@ fn tag_value(execution: &str) -> String {
 
 /// Removes the hold tag from those of `groups` whose tag still names `execution` (another
 /// execution may hold one of them now).
-async fn untag(clients: &HoldClients, execution: &str, groups: &[String]) -> StepResult<()> {
+async fn untag(fleet: &Clients, execution: &str, groups: &[String]) -> StepResult<()> {
     let ours = tag_value(execution);
     for chunk in groups.chunks(20) {
         let mut tagged = Vec::new();
-        let mut pages = clients
-            .fleet
+        let mut pages = fleet
             .autoscaling
             .describe_tags()
             .filters(
@@ -727,8 +796,7 @@ async fn untag(clients: &HoldClients, execution: &str, groups: &[String]) -> Ste
         if tagged.is_empty() {
             continue;
         }
-        clients
-            .fleet
+        fleet
             .autoscaling
             .delete_tags()
             .set_tags(Some(tagged.iter().map(|g| group_tag(g).build()).collect()))
@@ -742,7 +810,9 @@ async fn untag(clients: &HoldClients, execution: &str, groups: &[String]) -> Ste
 /// Removes `execution` from the AMI's users; the last one out restores the protection setting.
 /// True when the protection was lifted.
 async fn release_ami(clients: &HoldClients, execution: &str, key: &str) -> StepResult<bool> {
-    let image = last_part(key);
+    let Some((owner, region, image)) = key_parts(key) else {
+        return Ok(false);
+    };
     let updated = clients
         .update(key)
         .update_expression("DELETE #users :me")
@@ -768,7 +838,7 @@ async fn release_ami(clients: &HoldClients, execution: &str, key: &str) -> StepR
     }
     let lift = text(&after, "previous").as_deref() != Some("enabled");
     if lift {
-        set_protection(clients, image, false).await?;
+        set_protection(&clients.fleet_at(owner, region, execution).await?, image, false).await?;
     }
     let removed = clients
         .delete(key)
@@ -781,11 +851,25 @@ async fn release_ami(clients: &HoldClients, execution: &str, key: &str) -> StepR
         // Another execution started relying on it meanwhile: protect it again for that one.
         Err(err) if err.as_service_error().is_some_and(is_condition_failure) => {
             if lift {
-                set_protection(clients, image, true).await?;
+                set_protection(&clients.fleet_at(owner, region, execution).await?, image, true)
+                    .await?;
             }
             Ok(false)
         }
         Err(err) => Err(StepError::from_sdk("DeleteItem", err)),
+    }
+}
+
+/// How a released target is named: its group, with its account and region when not the
+/// execution's own.
+fn released_name(home: &Home, key: &str) -> String {
+    match key_parts(key) {
+        Some((account, region, group)) => rollout_core::model::place_name(
+            (account != home.account).then_some(account),
+            (region != home.region).then_some(region),
+            group,
+        ),
+        None => key.to_string(),
     }
 }
 

@@ -20,6 +20,7 @@ fn plan(waves: &[usize]) -> PlanSummary {
             architecture: "x86_64".into(),
             owner_id: "111122223333".into(),
         },
+        regional_amis: Default::default(),
         settings: Default::default(),
         max_concurrency: 5,
         rollback_scope: RollbackScope::Execution,
@@ -48,10 +49,24 @@ fn keys_name_the_account_region_and_target() {
         (account.as_str(), region.as_str()),
         ("111122223333", "eu-west-1")
     );
-    let key = target_key(&account, &region, &target("web"));
+    let home = Home { account, region };
+    let key = target_key(&home, &target("web"));
     assert_eq!(key, "target#asg#111122223333#eu-west-1#web");
-    assert_eq!(last_part(&key), "web");
-    assert_eq!(last_part(&ami_key(&account, &region, "ami-1")), "ami-1");
+    assert_eq!(key_parts(&key), Some(("111122223333", "eu-west-1", "web")));
+    assert_eq!(released_name(&home, &key), "web");
+    let elsewhere = Target {
+        account: Some("444455556666".into()),
+        region: Some("us-west-2".into()),
+        ..target("a#b")
+    };
+    let key = target_key(&home, &elsewhere);
+    assert_eq!(key, "target#asg#444455556666#us-west-2#a#b");
+    assert_eq!(key_parts(&key), Some(("444455556666", "us-west-2", "a#b")));
+    assert_eq!(released_name(&home, &key), "444455556666/us-west-2/a#b");
+    assert_eq!(
+        key_parts(&ami_key("111122223333", "eu-west-1", "ami-1")),
+        Some(("111122223333", "eu-west-1", "ami-1"))
+    );
     assert_eq!(execution_name(EXECUTION), "rollout-2026-12-01");
     for bad in [
         "",

@@ -13,11 +13,11 @@ use rollout_core::fleet::{self, GroupTemplate, group_template};
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
     Ami, EcsCapacity, Epoch, MAX_TARGETS, Plan, PlanSummary, RollbackPoint, Skipped, Target,
-    TargetKind, VersionReference,
+    TargetKind, VersionReference, place_name,
 };
 use rollout_core::refresh::recent_refreshes;
 use rollout_core::settings::SettingsMap;
-use rollout_core::trigger::{Overrides, Trigger};
+use rollout_core::trigger::{AmiSource, Overrides, Trigger};
 use rollout_core::{Clients, StepError, StepResult};
 use serde_json::Value;
 
@@ -46,16 +46,18 @@ pub async fn resolve_and_store(
     }
     let store = clients.store()?;
     let config = Config::from_env()?;
-    let plan = resolve(clients, &config, &request.trigger, now).await?;
+    let plan = resolve(clients, &config, &request.execution, &request.trigger, now).await?;
     let summary = store.write_plan(&request.execution, &plan).await?;
     tracing::info!(ami = %plan.ami.id, targets = plan.target_count, waves = plan.waves.len(), skipped = plan.skipped_count, plan = %summary.key, "planned rollout");
     Ok(summary)
 }
 
-/// Reads the trigger, validates the AMI, and plans the rollout.
+/// Reads the trigger, validates the AMI in every region of the reach, and plans the rollout.
+/// `execution` names the sessions in workload accounts.
 pub async fn resolve(
     clients: &Clients,
     config: &Config,
+    execution: &str,
     input: &Value,
     now: Epoch,
 ) -> StepResult<Plan> {
@@ -71,6 +73,7 @@ pub async fn resolve(
             .max_concurrency
             .unwrap_or(config.max_concurrency),
     )?;
+    let reach = Reach::of(clients, config, &trigger.overrides).await?;
 
     let ami_id = ami::resolve_source(clients, &trigger.source).await?;
     let image = describe_images(clients, std::slice::from_ref(&ami_id))
@@ -83,8 +86,41 @@ pub async fn resolve(
     })?;
     let ami = usable_ami(&image, &config.allowed_ami_owners, now)?;
 
-    let (groups, mut skipped) = select_groups(clients, config, &trigger.overrides).await?;
-    let facts = gather_facts(clients, &groups, &ami, &settings).await?;
+    let places = reach.enter(clients, execution).await?;
+    let regional = regional_amis(clients, config, &reach, &trigger.source, &ami, now).await?;
+    let selection = Selection::of(config, &trigger.overrides)?;
+    let mut found = Vec::new();
+    for place in &places {
+        let groups = select_groups(&place.clients, &selection).await?;
+        found.push((place, groups));
+    }
+    selection.check_found(found.iter().flat_map(|(_, groups)| groups.keys().map(String::as_str)))?;
+    let mut skipped = Vec::new();
+    refuse_missing_amis(&ami, &regional, &found)?;
+
+    let mut facts = Vec::new();
+    for (place, groups) in found {
+        let (groups, mut left_out) = selection.exclude(place, groups);
+        skipped.append(&mut left_out);
+        if groups.is_empty() {
+            continue;
+        }
+        let place_ami = regional.get(&place.region).cloned().flatten().unwrap_or_else(|| ami.clone());
+        if place.account.is_some() {
+            ensure_launchable_there(place, &place_ami).await?;
+        }
+        let groups: Vec<AutoScalingGroup> = groups.into_values().collect();
+        let mut place_facts = gather_facts(&place.clients, &groups, &place_ami, &settings).await?;
+        for f in &mut place_facts {
+            f.account = place.account.clone();
+            f.region = place.region.clone();
+            f.ami = (place_ami != ami).then(|| place_ami.clone());
+        }
+        facts.append(&mut place_facts);
+    }
+    if facts.is_empty() {
+        return Err(StepError::TargetNotFound(selection.nothing_found()));
+    }
     let mut plan = plan(&ami, facts, &settings, trigger.overrides.waves.as_deref())?;
     skipped.append(&mut plan.skipped);
     plan.skipped_count = skipped.len();
@@ -95,13 +131,258 @@ pub async fn resolve(
         .overrides
         .rollback_scope
         .unwrap_or(config.rollback_scope);
+    plan.regional_amis = if reach.regions != [None] {
+        regional
+            .into_iter()
+            .map(|(region, found)| {
+                let region = region.unwrap_or_else(|| clients.region.clone());
+                (region, found.unwrap_or_else(|| ami.clone()))
+            })
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     Ok(plan)
+}
+
+/// The accounts and regions this execution rolls out in. `None` is the home account or region,
+/// named only when the reach has more than one of them, so a home-only rollout looks as it
+/// always did and a wider one names every target's place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reach {
+    pub accounts: Vec<Option<String>>,
+    pub regions: Vec<Option<String>>,
+    /// Known when accounts are configured: that one is entered with the functions' own role.
+    home_account: Option<String>,
+}
+
+impl Reach {
+    /// The configured reach, narrowed by a manual start's `accounts` and `regions`.
+    pub async fn of(clients: &Clients, config: &Config, overrides: &Overrides) -> StepResult<Self> {
+        let accounts = narrow(
+            "account",
+            "TARGET_ACCOUNTS",
+            &config.accounts,
+            overrides.accounts.as_deref(),
+            rollout_core::reach::validate_account,
+        )?;
+        let regions = narrow(
+            "region",
+            "TARGET_REGIONS",
+            &config.regions,
+            overrides.regions.as_deref(),
+            rollout_core::reach::validate_region,
+        )?;
+        let home_account = if accounts.is_empty() {
+            None
+        } else {
+            Some(clients.home_account().await?)
+        };
+        Ok(Self {
+            accounts: named_unless_home(accounts, home_account.as_deref()),
+            regions: named_unless_home(regions, Some(&clients.region)),
+            home_account,
+        })
+    }
+
+    /// Gets into every account of the reach and returns clients for every account and region.
+    /// Accounts whose workload role refuses are named together, before anything changes.
+    async fn enter(&self, clients: &Clients, execution: &str) -> StepResult<Vec<Place>> {
+        let mut refused = Vec::new();
+        let mut places = Vec::new();
+        for account in &self.accounts {
+            let credentials = match account {
+                Some(account) if Some(account) != self.home_account.as_ref() => {
+                    match clients.enter(account, execution).await {
+                        Ok(c) => Some(c),
+                        Err(StepError::PreflightFailed { reason, .. }) => {
+                            refused.push((account.clone(), reason));
+                            continue;
+                        }
+                        Err(other) => return Err(other),
+                    }
+                }
+                _ => None,
+            };
+            for region in &self.regions {
+                places.push(Place {
+                    account: account.clone(),
+                    region: region.clone(),
+                    clients: clients.in_place(region.as_deref(), credentials.clone())?,
+                });
+            }
+        }
+        if !refused.is_empty() {
+            return Err(StepError::PreflightFailed {
+                group: refused
+                    .iter()
+                    .map(|(a, _)| format!("account {a}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reason: refused
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        Ok(places)
+    }
+}
+
+/// The configured values (the home one alone when none is configured), narrowed to `asked`.
+fn narrow(
+    what: &str,
+    setting: &str,
+    configured: &[String],
+    asked: Option<&[String]>,
+    check: impl Fn(&str) -> StepResult<()>,
+) -> StepResult<Vec<String>> {
+    let Some(asked) = asked else {
+        return Ok(configured.to_vec());
+    };
+    let asked = rollout_core::config::checked(asked.to_vec(), check)?;
+    if asked.is_empty() {
+        return Err(StepError::invalid(format!("{what}s is empty")));
+    }
+    if configured.is_empty() {
+        return Err(StepError::invalid(format!(
+            "the start names {what}s, but {setting} is not set: this deployment rolls out in its own {what} only"
+        )));
+    }
+    let outside: Vec<&String> = asked.iter().filter(|a| !configured.contains(a)).collect();
+    if !outside.is_empty() {
+        return Err(StepError::invalid(format!(
+            "{what}(s) {} are not in {setting} ({})",
+            outside.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            configured.join(", ")
+        )));
+    }
+    Ok(asked)
+}
+
+/// `values` as places: all `None` (the home one) when the reach is the home one alone.
+fn named_unless_home(values: Vec<String>, home: Option<&str>) -> Vec<Option<String>> {
+    if values.is_empty() || (values.len() == 1 && Some(values[0].as_str()) == home) {
+        vec![None]
+    } else {
+        values.into_iter().map(Some).collect()
+    }
+}
+
+/// One account and region of the reach, with clients acting there.
+pub struct Place {
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub clients: Clients,
+}
+
+impl Place {
+    fn name(&self, group: &str) -> String {
+        place_name(self.account.as_deref(), self.region.as_deref(), group)
+    }
+
+    fn describe(&self) -> String {
+        match (&self.account, &self.region) {
+            (None, None) => "the home account and region".into(),
+            (a, r) => format!(
+                "account {} in {}",
+                a.as_deref().unwrap_or("(home)"),
+                r.as_deref().unwrap_or("the home region")
+            ),
+        }
+    }
+}
+
+/// The AMI of every region of the reach (`None` key: the home region, the trigger's own AMI), or
+/// `None` where no usable AMI was found. Looked for, in order: the Image Builder output for that
+/// region, the SSM parameter of the same name there, an AMI of the same name and owner there.
+async fn regional_amis(
+    clients: &Clients,
+    config: &Config,
+    reach: &Reach,
+    source: &AmiSource,
+    ami: &Ami,
+    now: Epoch,
+) -> StepResult<BTreeMap<Option<String>, Option<Ami>>> {
+    let mut amis = BTreeMap::new();
+    for region in &reach.regions {
+        let Some(name) = region.as_deref().filter(|r| *r != clients.region) else {
+            amis.insert(region.clone(), Some(ami.clone()));
+            continue;
+        };
+        let there = clients.in_place(Some(name), None)?;
+        let found = ami::find_regional(&there, source, ami).await?;
+        let usable = match found {
+            Some(image) => Some(usable_ami(&image, &config.allowed_ami_owners, now)?),
+            None => None,
+        };
+        amis.insert(region.clone(), usable);
+    }
+    Ok(amis)
+}
+
+/// Refuses, naming the regions and their targets, a plan with targets in a region where the AMI
+/// was not found.
+fn refuse_missing_amis(
+    ami: &Ami,
+    regional: &BTreeMap<Option<String>, Option<Ami>>,
+    found: &[(&Place, BTreeMap<String, AutoScalingGroup>)],
+) -> StepResult<()> {
+    let mut missing: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (place, groups) in found {
+        if let (Some(region), Some(None)) = (&place.region, regional.get(&place.region)) {
+            let names = missing.entry(region.as_str()).or_default();
+            names.extend(groups.keys().map(|g| place.name(g)));
+        }
+    }
+    missing.retain(|_, names| !names.is_empty());
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(StepError::AmiNotUsable {
+        ami: ami.id.clone(),
+        reason: missing
+            .into_iter()
+            .map(|(region, names)| {
+                format!(
+                    "no AMI named {:?} from owner {} in {region}, so its targets {} are refused",
+                    ami.name,
+                    ami.owner_id,
+                    names.join(", ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
+
+/// Refuses a workload account that cannot see (and so cannot launch) its region's AMI.
+async fn ensure_launchable_there(place: &Place, ami: &Ami) -> StepResult<()> {
+    let seen = describe_images(&place.clients, std::slice::from_ref(&ami.id)).await?;
+    if seen.is_empty() {
+        return Err(StepError::PreflightFailed {
+            group: format!("account {}", place.account.as_deref().unwrap_or("?")),
+            reason: format!(
+                "{} cannot see {} ({}): share it with the account (launch permission, and the KMS key of its snapshots)",
+                place.describe(),
+                ami.id,
+                ami.name
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// What resolve-ami learned about one group, gathered in a few batched calls.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GroupFacts {
     pub name: String,
+    /// Where the group lives (`None`: home), as the plan names it.
+    pub account: Option<String>,
+    pub region: Option<String>,
+    /// The AMI of the group's region, when not the trigger's own.
+    pub ami: Option<Ami>,
     /// How the group refers to its template, or why it cannot be refreshed with rollback.
     pub template: Option<Result<GroupTemplate, String>>,
     /// The template's id and default version number.
@@ -118,6 +399,12 @@ pub struct GroupFacts {
     pub ecs: Option<EcsCapacity>,
 }
 
+impl GroupFacts {
+    fn target_name(&self) -> String {
+        place_name(self.account.as_deref(), self.region.as_deref(), &self.name)
+    }
+}
+
 enum Decision {
     Roll(Target),
     Skip(String),
@@ -126,6 +413,7 @@ enum Decision {
 }
 
 fn decide(ami: &Ami, g: &GroupFacts) -> Decision {
+    let ami = g.ami.as_ref().unwrap_or(ami);
     let template = match &g.template {
         Some(Ok(t)) => t,
         Some(Err(reason)) => return Decision::Refuse(reason.clone()),
@@ -175,7 +463,7 @@ fn decide(ami: &Ami, g: &GroupFacts) -> Decision {
             Some(arch) if *arch != ami.architecture => {
                 return Decision::WrongArchitecture(format!(
                     "{} is {}, but group {} runs {arch} ({image_id})",
-                    ami.id, ami.architecture, g.name
+                    ami.id, ami.architecture, g.target_name()
                 ));
             }
             Some(_) => {}
@@ -183,9 +471,10 @@ fn decide(ami: &Ami, g: &GroupFacts) -> Decision {
     }
     Decision::Roll(Target {
         kind: TargetKind::AutoScalingGroup,
-        account: None,
-        region: None,
+        account: g.account.clone(),
+        region: g.region.clone(),
         group: g.name.clone(),
+        ami: ami.clone(),
         rollback_point: RollbackPoint {
             launch_template_id: template_id,
             version,
@@ -214,10 +503,10 @@ pub fn plan(
         match decide(ami, g) {
             Decision::Roll(t) => targets.push(t),
             Decision::Skip(reason) => skipped.push(Skipped {
-                group: g.name.clone(),
+                group: g.target_name(),
                 reason,
             }),
-            Decision::Refuse(reason) => refused.push((g.name.clone(), reason)),
+            Decision::Refuse(reason) => refused.push((g.target_name(), reason)),
             Decision::WrongArchitecture(reason) => wrong_arch.push(reason),
         }
     }
@@ -255,6 +544,7 @@ pub fn plan(
     let plan = Plan {
         trigger: String::new(),
         ami: ami.clone(),
+        regional_amis: BTreeMap::new(),
         waves: order_waves(targets, settings, waves)?,
         settings: settings.retain_groups(names.iter().map(String::as_str)),
         skipped,
@@ -277,28 +567,34 @@ fn check_size(target_count: usize) -> StepResult<()> {
     Ok(())
 }
 
-/// Explicit waves first, in the order given (groups not named form a last wave); otherwise by
-/// each group's `wave` setting, ascending. Within a wave, groups are in name order.
+/// Explicit waves first, in the order given (targets not named form a last wave); otherwise by
+/// each group's `wave` setting, ascending. Within a wave, targets are in name order. A wave
+/// names targets by group name (in every account and region), by target name
+/// (`111111111111/eu-west-1/web`), or all the remaining targets of an account (`account:<id>`)
+/// or a region (`region:<name>`).
 fn order_waves(
     targets: Vec<Target>,
     settings: &SettingsMap,
     explicit: Option<&[Vec<String>]>,
 ) -> StepResult<Vec<Vec<Target>>> {
     let mut by_name: BTreeMap<String, Target> =
-        targets.into_iter().map(|t| (t.group.clone(), t)).collect();
+        targets.into_iter().map(|t| (t.name(), t)).collect();
     let mut waves = Vec::new();
     if let Some(explicit) = explicit {
         for wave in explicit {
             let mut current = Vec::new();
-            for name in wave {
-                match by_name.remove(name) {
-                    Some(t) => current.push(t),
-                    None => {
-                        return Err(StepError::invalid(format!(
-                            "wave names {name}, which is not a target of this rollout (or is named twice)"
-                        )));
-                    }
+            for entry in wave {
+                let chosen: Vec<String> = by_name
+                    .iter()
+                    .filter(|(name, t)| wave_entry_selects(entry, name, t))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                if chosen.is_empty() {
+                    return Err(StepError::invalid(format!(
+                        "wave names {entry}, which selects no target of this rollout (or none left by earlier waves)"
+                    )));
                 }
+                current.extend(chosen.iter().filter_map(|name| by_name.remove(name)));
             }
             if !current.is_empty() {
                 waves.push(current);
@@ -310,38 +606,117 @@ fn order_waves(
         return Ok(waves);
     }
     let mut numbered: BTreeMap<u32, Vec<Target>> = BTreeMap::new();
-    for (name, t) in by_name {
+    for t in by_name.into_values() {
         numbered
-            .entry(settings.for_group(&name).wave())
+            .entry(settings.for_group(&t.group).wave())
             .or_default()
             .push(t);
     }
     Ok(numbered.into_values().collect())
 }
 
-/// Finds the candidate groups: explicit names, or the target tag plus `TARGET_ASGS`, minus exclusions.
+fn wave_entry_selects(entry: &str, name: &str, target: &Target) -> bool {
+    if let Some(account) = entry.strip_prefix("account:") {
+        target.account.as_deref() == Some(account)
+    } else if let Some(region) = entry.strip_prefix("region:") {
+        target.region.as_deref() == Some(region)
+    } else {
+        entry == name || entry == target.group
+    }
+}
+
+/// Which groups the rollout is for: explicit names, or the target tag plus `TARGET_ASGS`, minus
+/// exclusions (group names, or target names such as `111111111111/eu-west-1/web`).
+struct Selection {
+    names: Vec<String>,
+    tag: Option<(String, String)>,
+    excluded: HashSet<String>,
+}
+
+impl Selection {
+    fn of(config: &Config, overrides: &Overrides) -> StepResult<Self> {
+        let (names, tag) = match &overrides.targets {
+            Some(names) => (names.clone(), None),
+            None => {
+                let tag = match &overrides.target_tag {
+                    Some(tag) => Some(parse_tag(tag)?),
+                    None => config.target_tag.clone(),
+                };
+                (config.target_asgs.clone(), tag)
+            }
+        };
+        if names.is_empty() && tag.is_none() {
+            return Err(StepError::invalid(
+                "no targets selected: set TARGET_TAG or TARGET_ASGS, or pass targets",
+            ));
+        }
+        let excluded = config
+            .excluded_asgs
+            .iter()
+            .chain(&overrides.excluded_asgs)
+            .cloned()
+            .collect();
+        Ok(Self {
+            names,
+            tag,
+            excluded,
+        })
+    }
+
+    /// Refuses names that no account or region of the reach has a group for.
+    fn check_found<'a>(&self, found: impl Iterator<Item = &'a str>) -> StepResult<()> {
+        let found: HashSet<&str> = found.collect();
+        let missing: Vec<&str> = self
+            .names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !found.contains(n))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(StepError::TargetNotFound(format!(
+            "Auto Scaling group(s) {} do not exist",
+            missing.join(", ")
+        )))
+    }
+
+    /// Leaves out the excluded groups of one place, saying so.
+    fn exclude(
+        &self,
+        place: &Place,
+        mut groups: BTreeMap<String, AutoScalingGroup>,
+    ) -> (BTreeMap<String, AutoScalingGroup>, Vec<Skipped>) {
+        let mut skipped = Vec::new();
+        groups.retain(|group, _| {
+            let name = place.name(group);
+            let keep = !self.excluded.contains(group) && !self.excluded.contains(&name);
+            if !keep {
+                skipped.push(Skipped {
+                    group: name,
+                    reason: "excluded (EXCLUDED_ASGS)".into(),
+                });
+            }
+            keep
+        });
+        (groups, skipped)
+    }
+
+    fn nothing_found(&self) -> String {
+        match &self.tag {
+            Some((k, v)) if self.names.is_empty() => format!("no Auto Scaling group is tagged {k}={v}"),
+            _ => "every selected group is excluded".to_string(),
+        }
+    }
+}
+
+/// The selected groups of one account and region, by name.
 async fn select_groups(
     clients: &Clients,
-    config: &Config,
-    overrides: &Overrides,
-) -> StepResult<(Vec<AutoScalingGroup>, Vec<Skipped>)> {
+    selection: &Selection,
+) -> StepResult<BTreeMap<String, AutoScalingGroup>> {
     let mut groups: BTreeMap<String, AutoScalingGroup> = BTreeMap::new();
-    let (names, tag) = match &overrides.targets {
-        Some(names) => (names.clone(), None),
-        None => {
-            let tag = match &overrides.target_tag {
-                Some(tag) => Some(parse_tag(tag)?),
-                None => config.target_tag.clone(),
-            };
-            (config.target_asgs.clone(), tag)
-        }
-    };
-    if names.is_empty() && tag.is_none() {
-        return Err(StepError::invalid(
-            "no targets selected: set TARGET_TAG or TARGET_ASGS, or pass targets",
-        ));
-    }
-    for chunk in names.chunks(50) {
+    for chunk in selection.names.chunks(50) {
         let out = clients
             .autoscaling
             .describe_auto_scaling_groups()
@@ -356,18 +731,7 @@ async fn select_groups(
             );
         }
     }
-    let missing: Vec<&String> = names.iter().filter(|n| !groups.contains_key(*n)).collect();
-    if !missing.is_empty() {
-        return Err(StepError::TargetNotFound(format!(
-            "Auto Scaling group(s) {} do not exist",
-            missing
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    if let Some((key, value)) = &tag {
+    if let Some((key, value)) = &selection.tag {
         let mut pages = clients
             .autoscaling
             .describe_auto_scaling_groups()
@@ -390,30 +754,7 @@ async fn select_groups(
             }
         }
     }
-    let excluded: HashSet<&String> = config
-        .excluded_asgs
-        .iter()
-        .chain(&overrides.excluded_asgs)
-        .collect();
-    let mut skipped = Vec::new();
-    groups.retain(|name, _| {
-        let keep = !excluded.contains(name);
-        if !keep {
-            skipped.push(Skipped {
-                group: name.clone(),
-                reason: "excluded (EXCLUDED_ASGS)".into(),
-            });
-        }
-        keep
-    });
-    if groups.is_empty() {
-        let what = match &tag {
-            Some((k, v)) if names.is_empty() => format!("no Auto Scaling group is tagged {k}={v}"),
-            _ => "every selected group is excluded".to_string(),
-        };
-        return Err(StepError::TargetNotFound(what));
-    }
-    Ok((groups.into_values().collect(), skipped))
+    Ok(groups)
 }
 
 /// Reads templates, AMIs, instances and ECS capacity for `groups` in batched calls.

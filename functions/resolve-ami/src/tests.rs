@@ -253,7 +253,7 @@ async fn bad_trigger_input_makes_no_aws_call() {
         json!({"amiId": "ami-12345678", "maxConcurrency": 0}),
         json!({"amiId": "ami-12345678", "settings": {"web": {"bakeSeconds": -1}}}),
     ] {
-        let err = resolve(&clients, &config(), &input, 0).await.unwrap_err();
+        let err = resolve(&clients, &config(), "exec", &input, 0).await.unwrap_err();
         assert_eq!(err.name(), "InvalidInput", "{input}: {err}");
     }
 }
@@ -276,6 +276,7 @@ async fn missing_parameter_is_invalid_input() {
     let err = resolve(
         &clients,
         &config(),
+        "exec",
         &json!({"parameterName": "/ami/linux/prod"}),
         0,
     )
@@ -315,6 +316,7 @@ async fn unknown_ami_is_not_usable_and_no_group_is_read() {
     let err = resolve(
         &clients,
         &config(),
+        "exec",
         &json!({"parameterName": "/ami/linux/prod"}),
         0,
     )
@@ -395,7 +397,7 @@ async fn plans_a_tagged_fleet_from_batched_describes() {
         (name == "EXCLUDED_ASGS").then(|| "legacy-excluded".to_string())
     })
     .unwrap();
-    let plan = resolve(&clients, &config, &json!({"amiId": new}), 0)
+    let plan = resolve(&clients, &config, "exec", &json!({"amiId": new}), 0)
         .await
         .unwrap();
     assert_eq!(plan.ami.id, new);

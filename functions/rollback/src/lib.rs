@@ -223,6 +223,7 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<Rollback
     if run.execution.trim().is_empty() {
         return Err(StepError::invalid("execution is empty"));
     }
+    let clients = &clients.for_run(run).await?;
     let target = &run.target;
     let point = &target.rollback_point;
     let ours = our_versions(clients, &run.execution, target).await?;

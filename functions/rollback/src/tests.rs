@@ -7,6 +7,7 @@ fn target(reference: VersionReference) -> Target {
         account: None,
         region: None,
         group: "web".into(),
+        ami: rollout_core::samples::target_run().ami,
         rollback_point: RollbackPoint {
             launch_template_id: "lt-1".into(),
             version: 3,

@@ -19,6 +19,7 @@ pub async fn start_refresh(
 ) -> StepResult<TargetRun> {
     run.validate()?;
     clients.ensure_wave_going(&run).await?;
+    let clients = &clients.for_run(&run).await?;
     let version = run.require_new_version()?;
     let group = describe_group(clients, run.group()).await?;
     let settings = run.settings.for_group(run.group());

@@ -43,6 +43,7 @@ pub async fn handle(clients: &Clients, payload: Value) -> StepResult<TargetRun> 
 pub async fn create_version(clients: &Clients, mut run: TargetRun) -> StepResult<TargetRun> {
     run.validate()?;
     clients.ensure_wave_going(&run).await?;
+    let clients = &clients.for_run(&run).await?;
     let point = run.target.rollback_point.clone();
     let group = describe_group(clients, run.group()).await?;
     // Nothing has been started for this target yet, so any running refresh belongs to someone else.
@@ -114,6 +115,7 @@ pub async fn create_version(clients: &Clients, mut run: TargetRun) -> StepResult
 pub async fn restore_reference(clients: &Clients, run: TargetRun) -> StepResult<TargetRun> {
     run.validate()?;
     clients.ensure_wave_going(&run).await?;
+    let clients = &clients.for_run(&run).await?;
     let version = run.require_new_version()?;
     let point = &run.target.rollback_point;
     if point.reference == VersionReference::Pinned {
