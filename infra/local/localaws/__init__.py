@@ -3,8 +3,10 @@
 Modules, one concern each:
   state      the simulation's shared state (scaled clock, bad AMIs, faults, refreshes) and its reset
   wire       protocol plumbing: CBOR for CloudWatch, fault injection, AWS-shaped errors
+  accounts   STS AssumeRole refused as AWS does: the role must exist and its trust policy allow the caller
   templates  launch template versions: SourceVersion, ClientToken, deletion, paging
-  images     AMIs: deregistration protection, disabled AMIs, no launches from deregistered/disabled ones
+  images     AMIs: deregistration protection, disabled AMIs, no launches from deregistered/disabled ones,
+             AMIs shared across accounts (launch permissions)
   alarms     DescribeAlarms with its filters combined
   fleet      group instances: launch/terminate, per-instance version, failed launches, ECS container instances
   refresh    instance refresh: Start/Describe/Cancel/Rollback and the replacement engine

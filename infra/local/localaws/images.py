@@ -18,6 +18,17 @@ deregistered or disabled AMIs. Here:
   fleet.py uses them for Auto Scaling launches (which fail as scaling activities instead).
 
 AMI ids moto never knew are still accepted by RunInstances, as in moto (MOTO_ENABLE_AMI_VALIDATION).
+
+AMIs shared across accounts. moto keeps AMIs per account and region, so an AMI shared with another
+account (ModifyImageAttribute LaunchPermission UserId, or group `all`) stays invisible there. Here:
+
+- DescribeImages in account B, region R also answers the AMIs other accounts own in R whose launch
+  permissions name B or `all`, by id (ImageIds) and in listings, honouring Owners (owner id,
+  `self`), ExecutableUsers and Filters. Such an AMI is shown as B sees it on AWS: the owner's
+  OwnerId, no tags (tags are the owner's, per account), `Public` only for group `all`.
+- `refusal`: a launch in B from an AMI of another account of R that is not shared with B fails
+  InvalidAMIID.NotFound (as a private AMI of another account does on AWS); a shared one launches,
+  unless it is disabled or deregistered in its owner's account (the refusals above).
 """
 
 import datetime
@@ -27,6 +38,7 @@ from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError, UnvailableAMI
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.models.instances import InstanceBackend
+from moto.ec2.utils import generic_filter
 from moto.ec2.responses.amis import AmisResponse
 
 from . import state
@@ -79,6 +91,68 @@ def protected(account, region, image_id) -> bool:
     return bool(record) and (record["enabled"] or _cooldown_until(record) is not None)
 
 
+# --- AMIs of other accounts ------------------------------------------------------------------
+
+def _other_backends(account, region):
+    """(account, EC2 backend) of every other account that has EC2 state in `region`; looked up
+    without creating backends (moto makes one, with its public AMIs, on first access)."""
+    for other, by_region in list(dict.items(ec2_backends)):
+        if other == account:
+            continue
+        backend = dict.get(by_region, region)
+        if backend is not None:
+            yield other, backend
+
+
+def shared_with(ami: Ami, account: str) -> bool:
+    return any(p.get("Group") == "all" or p.get("UserId") == account for p in ami.launch_permissions)
+
+
+def foreign(account, region, image_id):
+    """Where `image_id` lives if another account of `region` made it: (its backend, the Ami, or
+    None if it was deregistered there); None if no other account knows it."""
+    for other, backend in _other_backends(account, region):
+        ami = backend.amis.get(image_id)
+        if ami is not None and ami.owner_id == other:
+            return backend, ami
+        if image_id in backend.deleted_amis:
+            return backend, None
+    return None
+
+
+class SharedImage(Ami):
+    """Another account's AMI as an account it is shared with sees it: no tags (they are the
+    owner's). A copy of the Ami's attributes, made per request."""
+
+    def __init__(self, ami: Ami):  # pylint: disable=super-init-not-called
+        self.__dict__.update(ami.__dict__)
+
+    def get_tags(self) -> list:
+        return []
+
+
+def shared_images(account, region) -> list:
+    """The AMIs other accounts own in `region` that `account` may launch (launch permission)."""
+    found = {}
+    for other, backend in _other_backends(account, region):
+        for ami in list(backend.amis.values()):
+            if ami.owner_id == other and ami.id not in found and shared_with(ami, account):
+                found[ami.id] = SharedImage(ami)
+    return list(found.values())
+
+
+def _select_shared(images, account, filters, exec_users, owners) -> list:
+    """DescribeImages' Owners, ExecutableUsers and Filters over shared images (never owned by
+    `account`)."""
+    if exec_users:
+        users = {account if u == "self" else u for u in exec_users}
+        images = [i for i in images if i.is_public or any(p.get("UserId") in users for p in i.launch_permissions)]
+    if owners:
+        wanted = {account if o == "self" else o for o in owners}
+        images = [i for i in images if i.owner_id in wanted or (i.owner_alias and i.owner_alias in wanted)]
+    return generic_filter(filters, images) if filters else images
+
+
 def refusal(account, region, image_id) -> EC2ClientError | None:
     """The EC2 error a launch from `image_id` gets, or None if EC2 launches it."""
     if not image_id:
@@ -90,6 +164,13 @@ def refusal(account, region, image_id) -> EC2ClientError | None:
     if image_id in backend.deleted_amis:
         # Deregistered (and, without a Recycle Bin rule, deleted at once): not found.
         return InvalidAMIIdError(image_id)
+    elsewhere = foreign(account, region, image_id)
+    if elsewhere is not None:
+        _, ami = elsewhere
+        if ami is None or not shared_with(ami, account):
+            # Deregistered by its owner, or another account's private AMI: not found.
+            return InvalidAMIIdError(image_id)
+        return ImageDisabled(image_id) if ami.state == "disabled" else None
     return None  # never known to moto: accepted, as moto does
 
 
@@ -140,12 +221,22 @@ def _deregistration_protection(self: Ami) -> str:
 def describe_images(self: AmisResponse):
     self.error_on_dryrun()
     ami_ids = self._get_param("ImageIds", [])
-    images = self.ec2_backend.describe_images(
-        ami_ids=ami_ids,
-        filters=self._filters_from_querystring(),
-        exec_users=self._get_param("ExecutableUsers", []),
-        owners=self._get_param("Owners", []),
-    )
+    filters = self._filters_from_querystring()
+    exec_users = self._get_param("ExecutableUsers", [])
+    owners = self._get_param("Owners", [])
+    shared = shared_images(self.current_account, self.region)
+    if ami_ids:
+        shared = [i for i in shared if i.id in ami_ids]
+    asked_shared = bool(shared)
+    shared = _select_shared(shared, self.current_account, filters, exec_users, owners)
+    try:
+        images = self.ec2_backend.describe_images(
+            ami_ids=ami_ids, filters=dict(filters), exec_users=list(exec_users), owners=list(owners))
+    except InvalidAMIIdError:
+        if not asked_shared:
+            raise
+        images = []  # asked only for AMIs shared with this account
+    images = images + [i for i in shared if i.id not in {own.id for own in images}]
     include_disabled = str(self._get_param("IncludeDisabled", False)).lower() == "true"
     # A disabled AMI is private to its owner, and listed only when asked for (by id or flag).
     images = [i for i in images if i.state != "disabled"

@@ -15,6 +15,10 @@ AWS: an older golden AMI `previous`, five launch template versions per group, de
 that are not what the groups run, groups on `$Latest`, `$Default` and a pinned number, and several
 finished instance refreshes per group (Successful, RollbackSuccessful, Cancelled), including one
 to the version each group runs now. Every instance still runs the `current` AMI at the end.
+
+`seed_reach` makes a rollout's reach instead: a central account with the AMIs (shared with the
+workload accounts) in several regions, workload accounts with tagged groups on them, and the role
+the functions assume into each workload account with an ExternalId (see its docstring).
 """
 
 import argparse
@@ -412,6 +416,99 @@ def seed_brownfield(endpoint: str, region: str = "us-east-1", extra_groups: int 
     described.update({k: {"name": v["name"], "launchTemplateId": v["launchTemplateId"]} for k, v in extra.items()})
     return {"region": region, "vpc": vpc, "subnets": subnets, "amis": amis, "parameter": "/ami/linux/prod",
             "groups": described, "clusters": clusters, "alarms": alarms, "brownfield": True}
+
+
+# --- reach: a central account rolling out into workload accounts, several regions ------------
+
+REACH_GROUPS = ("web", "api")
+
+
+def account_client(endpoint: str, service: str, region: str, account: str):
+    """A boto3 client that acts in `account`: moto's `x-moto-account-id` header selects the account
+    of each request whatever the credentials (the seed's way in before any role exists; it is not
+    an AWS feature, and nothing but the seed sends it)."""
+    client = boto3.client(service, endpoint_url=endpoint, region_name=region, aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+
+    def select(request, **_):
+        request.headers["x-moto-account-id"] = account
+
+    client.meta.events.register_first("before-sign.*.*", select)
+    return client
+
+
+def account_clients(endpoint: str, region: str, account: str) -> dict:
+    return {s: account_client(endpoint, s, region, account) for s in ("ec2", "autoscaling", "ecs", "cloudwatch", "ssm")}
+
+
+def workload_trust_policy(central: str, external_id: str) -> dict:
+    """The trust policy of infra/aws/workload-account-role.yaml, with sts:TagSession (the functions
+    tag their sessions with the execution ARN, which AWS authorises as sts:TagSession)."""
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{central}:root"},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+        "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+    }]}
+
+
+# The workload role's permissions (infra/aws/workload-account-role.yaml, loosely: moto does not
+# enforce identity policies).
+WORKLOAD_ROLE_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Resource": "*", "Action": [
+        "ec2:DescribeImages", "ec2:DescribeInstances", "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeLaunchTemplateVersions", "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate",
+        "ec2:DeleteLaunchTemplateVersions", "ec2:RunInstances",
+        "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeInstanceRefreshes",
+        "autoscaling:StartInstanceRefresh", "autoscaling:CancelInstanceRefresh",
+        "autoscaling:RollbackInstanceRefresh", "autoscaling:UpdateAutoScalingGroup",
+        "ecs:ListClusters", "ecs:DescribeCapacityProviders", "ecs:DescribeClusters",
+        "ecs:ListContainerInstances", "ecs:ListServices", "ecs:DescribeContainerInstances", "ecs:ListTasks",
+        "ecs:DescribeServices", "ecs:DescribeTasks", "cloudwatch:DescribeAlarms", "ssm:GetParameter",
+        "iam:PassRole"]},
+]}
+
+
+def seed_reach(endpoint: str, central: str = "123456789012", workloads=("111111111111", "222222222222"),
+               regions=("us-east-1", "eu-west-1"), role_name: str = "ami-rollout-workload",
+               external_id: str = "local-external-id", without_role=("333333333333",), golden_missing_in=(),
+               instances: int = 1) -> dict:
+    """A rollout's reach: the central account holds the AMIs (`current`, `golden`, `bad`, the same
+    names in every region, `golden` left out of the regions in `golden_missing_in`) and
+    /ami/linux/prod (`current`) in every region, and shares each AMI with every workload account.
+    Every workload account (`workloads` and `without_role`) has in every region a network and the
+    tagged groups `web` and `api` (`instances` each, template version 1) on that region's `current`.
+    The accounts of `workloads` have the role `role_name`, trusting the central account with
+    `external_id`; the ones in `without_role` do not. Returns the manifest (JSON-able)."""
+    workloads, without_role, regions = list(workloads), list(without_role), list(regions)
+    targets = workloads + [a for a in without_role if a not in workloads]
+    manifest = {"central": central, "regions": regions, "roleName": role_name, "externalId": external_id,
+                "amis": {}, "accounts": {a: {} for a in targets}, "withoutRole": without_role}
+    for region in regions:
+        c = account_clients(endpoint, region, central)
+        _, subnets = network(c["ec2"], region)
+        names = [n for n in ("current", "golden", "bad") if n != "golden" or region not in golden_missing_in]
+        amis = {name: make_ami(c["ec2"], subnets[0], f"ami-rollout-{name}") for name in names}
+        for image in amis.values():
+            c["ec2"].modify_image_attribute(ImageId=image, LaunchPermission={
+                "Add": [{"UserId": account} for account in targets]})
+        c["ssm"].put_parameter(Name="/ami/linux/prod", Value=amis["current"], Type="String",
+                               DataType="aws:ec2:image")
+        manifest["amis"][region] = amis
+        for account in targets:
+            w = account_clients(endpoint, region, account)
+            _, subnets = network(w["ec2"], region)
+            groups = {name: make_group(w, name, subnets, amis["current"], instances) for name in REACH_GROUPS}
+            manifest["accounts"][account][region] = {"groups": {
+                k: {"name": v["name"], "launchTemplateId": v["launchTemplateId"]} for k, v in groups.items()}}
+    for account in workloads:
+        iam = account_client(endpoint, "iam", regions[0], account)
+        iam.create_role(RoleName=role_name, MaxSessionDuration=3600,
+                        AssumeRolePolicyDocument=json.dumps(workload_trust_policy(central, external_id)),
+                        Description="ami-rollout workload-account role (local seed)")
+        iam.put_role_policy(RoleName=role_name, PolicyName="ami-rollout",
+                            PolicyDocument=json.dumps(WORKLOAD_ROLE_POLICY))
+    return manifest
 
 
 def main(argv=None) -> None:

@@ -14,7 +14,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
-from . import alarms, control, fleet, images, refresh, services, state, templates, wire
+from . import accounts, alarms, control, fleet, images, refresh, services, state, templates, wire
 
 
 def tick() -> None:
@@ -39,7 +39,7 @@ def build_app(plain: bool = False):
     app = DomainDispatcherApplication(create_backend_app)
     if plain:
         return Serialised(app, simulate=False)
-    for extension in (wire, templates, images, fleet, refresh, services, alarms):
+    for extension in (wire, accounts, templates, images, fleet, refresh, services, alarms):
         extension.install()
     return Serialised(control.Control(wire.CborShim(app)), simulate=True)
 

@@ -1,0 +1,231 @@
+"""STS AssumeRole as AWS decides it, so that a rollout run from a central account reaches workload
+accounts only through a role they trust.
+
+moto 5.2.5 lets any role ARN be assumed: the role need not exist and its trust policy is never
+read. Here AssumeRole (awsQuery, HTTP 403 `AccessDenied`, message `User: <caller arn> is not
+authorized to perform: sts:AssumeRole on resource: <role arn>`) is refused unless:
+
+- the role exists in the target account's IAM (moto's `iam_backends[account]["aws"]`);
+- its trust policy (AssumeRolePolicyDocument) has an Allow statement whose Action matches
+  `sts:AssumeRole` (string or list, `*`/`?` wildcards, or a NotAction that leaves it out), whose
+  Principal matches the caller (`"*"`, `{"AWS": ...}` naming the caller's account id, its
+  `arn:aws:iam::<account>:root`, the caller's ARN, or for an assumed-role session the role's ARN)
+  and whose conditions hold; and no Deny statement matches the same way;
+- with session `Tags` or `TransitiveTagKeys`, `sts:TagSession` is allowed the same way (AWS
+  authorises it as an action of its own: the refusal then names `sts:TagSession`).
+
+Conditions evaluated: `StringEquals`, `StringLike`, `StringNotEquals`, `StringNotLike` (and their
+`...IfExists` forms) on `sts:ExternalId`; a missing ExternalId fails StringEquals/StringLike as on
+AWS. Every other condition key or operator (e.g. `ArnLike` on `aws:PrincipalArn`, `aws:RequestTag/`)
+is ignored, i.e. taken as satisfied. Identity policies of the caller, SCPs, permission boundaries
+and session policies are not evaluated (moto evaluates no IAM at all).
+
+Validation as AWS: RoleSessionName must match `[\\w+=,.@-]{2,64}`, ExternalId `[\\w+=,.@:/-]{2,1224}`,
+DurationSeconds must not exceed the role's MaxSessionDuration (ValidationError, 400).
+
+The caller is who moto says the request's access key is: the default key ("testing", or any key
+moto did not issue) is `arn:aws:sts::123456789012:user/moto` in account 123456789012; ASIA keys from
+an earlier AssumeRole are that session (`arn:aws:sts::<account>:assumed-role/<role>/<session>`).
+
+Seeding acts in an account before any role exists with moto's own `x-moto-account-id` request
+header (seed.py), which selects the account for that request whatever its credentials. Nothing but
+the seed should send it; it is not an AWS feature.
+"""
+
+import json
+import re
+import warnings
+from urllib.parse import unquote
+
+from moto.core.exceptions import ServiceException
+from moto.core.responses import ActionResult
+from moto.iam.models import iam_backends
+from moto.sts.exceptions import STSValidationError
+from moto.sts.responses import TokenResponse
+
+SESSION_NAME = re.compile(r"[\w+=,.@-]*")
+EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]*")
+ROLE_ARN = re.compile(r"arn:(aws[a-z-]*):iam::(\d{12}):role/(.+)")
+
+
+class AccessDenied(ServiceException):
+    code = "AccessDenied"
+
+    def __init__(self, caller_arn: str, action: str, role_arn: str):
+        super().__init__("AccessDenied",
+                         f"User: {caller_arn} is not authorized to perform: {action} on resource: {role_arn}")
+
+
+# --- policy evaluation -----------------------------------------------------------------------
+
+def _listed(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _wildcard(pattern: str, value: str, case_sensitive: bool = True) -> bool:
+    """IAM's `*` (any run) and `?` (one character) wildcards."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, 0 if case_sensitive else re.IGNORECASE) is not None
+
+
+def _action_matches(statement: dict, action: str) -> bool:
+    if "Action" in statement:
+        return any(_wildcard(a, action, case_sensitive=False) for a in _listed(statement["Action"]))
+    if "NotAction" in statement:
+        return not any(_wildcard(a, action, case_sensitive=False) for a in _listed(statement["NotAction"]))
+    return False
+
+
+def _principal_matches(statement: dict, caller: dict) -> bool:
+    principal = statement.get("Principal")
+    if principal is None:
+        return False  # NotPrincipal is not evaluated (AWS discourages it in trust policies)
+    if principal == "*":
+        return True
+    if not isinstance(principal, dict):
+        return False
+    for named in _listed(principal.get("AWS")):
+        if named == "*" or named in caller["principals"]:
+            return True
+    return False
+
+
+_STRING_OPERATORS = {
+    "stringequals": lambda want, have: have in want,
+    "stringlike": lambda want, have: any(_wildcard(w, have) for w in want),
+    "stringnotequals": lambda want, have: have not in want,
+    "stringnotlike": lambda want, have: not any(_wildcard(w, have) for w in want),
+}
+
+
+def _conditions_hold(statement: dict, context: dict) -> bool:
+    """The statement's conditions we evaluate (string operators on keys in `context`); any other
+    operator or key is ignored."""
+    for operator, block in (statement.get("Condition") or {}).items():
+        name = operator.lower()
+        if_exists = name.endswith("ifexists")
+        if if_exists:
+            name = name[:-len("ifexists")]
+        test = _STRING_OPERATORS.get(name)
+        if test is None or not isinstance(block, dict):
+            continue
+        for key, wanted in block.items():
+            key = key.lower()
+            if key not in context:
+                continue  # a key we do not evaluate: ignored
+            have = context[key]
+            want = [str(w) for w in _listed(wanted)]
+            if have is None:
+                if if_exists or name.startswith("stringnot"):
+                    continue
+                return False
+            if not test(want, have):
+                return False
+    return True
+
+
+def _statements(document) -> list:
+    if isinstance(document, str):
+        text = document
+        try:
+            document = json.loads(text)
+        except ValueError:
+            document = json.loads(unquote(text))
+    return [s for s in _listed((document or {}).get("Statement")) if isinstance(s, dict)]
+
+
+def allowed(document, action: str, caller: dict, context: dict) -> bool:
+    """Whether the trust policy `document` lets `caller` perform `action` on the role."""
+    matching = [s for s in _statements(document)
+                if _action_matches(s, action) and _principal_matches(s, caller) and _conditions_hold(s, context)]
+    if any(s.get("Effect") == "Deny" for s in matching):
+        return False
+    return any(s.get("Effect") == "Allow" for s in matching)
+
+
+# --- AssumeRole --------------------------------------------------------------------------------
+
+def _caller(response: TokenResponse) -> dict:
+    """The caller as moto resolves the request's credentials: its ARN and the principal names a
+    trust policy may use for it."""
+    user_id, arn, account = response.backend.get_caller_identity(response.get_access_key(), response.region)
+    partition = response.partition
+    principals = {account, f"arn:{partition}:iam::{account}:root", arn}
+    session = response.backend.get_assumed_role_from_access_key(response.get_access_key())
+    if session is not None:
+        principals.add(session.role_arn)  # a trust policy names the role, not its sessions
+    return {"arn": arn, "account": account, "principals": principals}
+
+
+def _validate(response: TokenResponse) -> None:
+    name = response._get_param("RoleSessionName")
+    if name is not None:
+        if len(name) < 2 or len(name) > 64:
+            bound = "greater than or equal to 2" if len(name) < 2 else "less than or equal to 64"
+            raise STSValidationError(
+                f"1 validation error detected: Value '{name}' at 'roleSessionName' failed to satisfy "
+                f"constraint: Member must have length {bound}")
+        if not SESSION_NAME.fullmatch(name):
+            raise STSValidationError(
+                f"1 validation error detected: Value '{name}' at 'roleSessionName' failed to satisfy "
+                r"constraint: Member must satisfy regular expression pattern: [\w+=,.@-]*")
+    external_id = response._get_param("ExternalId")
+    if external_id is not None:
+        if len(external_id) < 2 or len(external_id) > 1224:
+            bound = "greater than or equal to 2" if len(external_id) < 2 else "less than or equal to 1224"
+            raise STSValidationError(
+                f"1 validation error detected: Value '{external_id}' at 'externalId' failed to satisfy "
+                f"constraint: Member must have length {bound}")
+        if not EXTERNAL_ID.fullmatch(external_id):
+            raise STSValidationError(
+                f"1 validation error detected: Value '{external_id}' at 'externalId' failed to satisfy "
+                r"constraint: Member must satisfy regular expression pattern: [\w+=,.@:\/-]*")
+
+
+def refusal(response: TokenResponse) -> ServiceException | None:
+    """Why AWS refuses this AssumeRole call, or None if it is allowed."""
+    _validate(response)
+    role_arn = response._get_param("RoleArn") or ""
+    caller = _caller(response)
+    match = ROLE_ARN.fullmatch(role_arn)
+    if not match:
+        return AccessDenied(caller["arn"], "sts:AssumeRole", role_arn)
+    partition, account, _ = match.groups()
+    backend = iam_backends[account][partition]
+    role = next((r for r in backend.roles.values() if r.arn == role_arn), None)
+    if role is None:
+        return AccessDenied(caller["arn"], "sts:AssumeRole", role_arn)
+    context = {"sts:externalid": response._get_param("ExternalId")}
+    if not allowed(role.assume_role_policy_document, "sts:AssumeRole", caller, context):
+        return AccessDenied(caller["arn"], "sts:AssumeRole", role_arn)
+    if (response._get_param("Tags") or response._get_param("TransitiveTagKeys")) and \
+            not allowed(role.assume_role_policy_document, "sts:TagSession", caller, context):
+        return AccessDenied(caller["arn"], "sts:TagSession", role_arn)
+    duration = response._get_int_param("DurationSeconds", 3600)
+    maximum = int(role.max_session_duration or 3600)
+    if duration > maximum:
+        raise STSValidationError(
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
+    return None
+
+
+_original_assume_role = TokenResponse.assume_role
+
+
+def assume_role(self: TokenResponse):
+    error = refusal(self)
+    if error is not None:
+        # moto serialises a ServiceException with the model's status (400 for shapes STS does not
+        # model); AWS answers AccessDenied with 403.
+        with warnings.catch_warnings():  # "AccessDenied does not match an error shape" (STS models none)
+            warnings.simplefilter("ignore")
+            _, headers, body = self.serialized(ActionResult(error))
+        headers["status"] = 403
+        return body, headers
+    return _original_assume_role(self)
+
+
+def install() -> None:
+    TokenResponse.assume_role = assume_role
