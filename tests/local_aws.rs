@@ -23,7 +23,14 @@ fn config() -> Config {
 }
 
 async fn try_plan(aws: &LocalAws, input: Value) -> Result<Plan, StepError> {
-    resolve_ami::resolve(&aws.clients, &config(), "local-test", &input, rollout_core::aws::now()).await
+    resolve_ami::resolve(
+        &aws.clients,
+        &config(),
+        "local-test",
+        &input,
+        rollout_core::aws::now(),
+    )
+    .await
 }
 
 /// When "the execution" started: the first time a test asked, a second early (no refresh of the

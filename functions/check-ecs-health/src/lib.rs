@@ -36,7 +36,7 @@ pub async fn check(clients: &Clients, mut run: TargetRun, now: Epoch) -> StepRes
     tracing::info!(group = run.group(), verdict = ?health.verdict, percentage = health.percentage, reasons = ?health.reasons, next = health.next_wait_seconds, "health check");
     if health.verdict == Verdict::Unhealthy {
         return Err(StepError::TargetUnhealthy {
-            group: run.group().to_string(),
+            group: run.target.name(),
             ami: run.ami.id.clone(),
             reasons: health.reasons.join("; "),
         });

@@ -110,9 +110,9 @@ pub async fn resolve_source(clients: &Clients, source: &AmiSource) -> StepResult
         AmiSource::Id(id) => id.clone(),
         AmiSource::Parameter { name, version } => {
             let selector = version.map_or_else(|| name.clone(), |v| format!("{name}:{v}"));
-            parameter_ami(clients, &selector)
-                .await?
-                .ok_or_else(|| StepError::invalid(format!("SSM parameter {selector} does not exist")))?
+            parameter_ami(clients, &selector).await?.ok_or_else(|| {
+                StepError::invalid(format!("SSM parameter {selector} does not exist"))
+            })?
         }
         AmiSource::ImageBuilder { image_arn } => {
             let images = image_builder_outputs(clients, image_arn).await?;

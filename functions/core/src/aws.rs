@@ -162,8 +162,12 @@ impl Clients {
     pub async fn for_run(&self, run: &TargetRun) -> StepResult<Self> {
         let target = &run.target;
         let execution = run.execution_arn.as_deref().unwrap_or(&run.execution);
-        self.at(target.account.as_deref(), target.region.as_deref(), execution)
-            .await
+        self.at(
+            target.account.as_deref(),
+            target.region.as_deref(),
+            execution,
+        )
+        .await
     }
 
     /// The plans bucket; refused before any change when the function was deployed without it.

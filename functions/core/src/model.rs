@@ -119,11 +119,12 @@ pub struct EcsCapacity {
 pub struct Target {
     #[serde(default)]
     pub kind: TargetKind,
-    /// The account the target lives in; none means the execution's own account.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The account the target lives in; none (null) means the execution's own account. Always
+    /// written, so the state machine can pass it on (a JSONPath to an absent field fails).
+    #[serde(default)]
     pub account: Option<String>,
-    /// The region the target lives in; none means the execution's own region.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The region the target lives in; none (null) means the execution's own region.
+    #[serde(default)]
     pub region: Option<String>,
     pub group: String,
     /// The AMI the target rolls out to: the one of its region.
@@ -412,8 +413,20 @@ impl Failure {
 #[serde(rename_all = "camelCase")]
 pub struct WaveStop {
     pub group: String,
+    /// The failed target's account and region (none: the execution's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub wave: usize,
     pub failure: Failure,
+}
+
+impl WaveStop {
+    /// The failed target's name, as the plan names it.
+    pub fn target_name(&self) -> String {
+        place_name(self.account.as_deref(), self.region.as_deref(), &self.group)
+    }
 }
 
 /// What rollback did or is doing to one target.

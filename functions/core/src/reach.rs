@@ -40,7 +40,11 @@ impl Default for WorkloadRole {
 impl WorkloadRole {
     /// `WORKLOAD_ROLE_NAME`, `WORKLOAD_EXTERNAL_ID`, `WORKLOAD_SESSION_TAGS` (`true`/`false`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> StepResult<Self> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let session_tags = match get("WORKLOAD_SESSION_TAGS").as_deref() {
             None | Some("true") => true,
             Some("false") => false,
@@ -58,7 +62,11 @@ impl WorkloadRole {
     }
 
     pub fn arn(&self, account: &str, region: &str) -> String {
-        format!("arn:{}:iam::{account}:role/{}", partition(region), self.name)
+        format!(
+            "arn:{}:iam::{account}:role/{}",
+            partition(region),
+            self.name
+        )
     }
 
     /// Assumes the role in `account` for `execution` (an execution ARN or name) and returns
@@ -88,19 +96,22 @@ impl WorkloadRole {
                     .map_err(|e| StepError::invalid(format!("session tag: {e}")))?,
             );
         }
-        let out = call.send().await.map_err(|e| {
-            match StepError::from_sdk("AssumeRole", e) {
+        let out = call
+            .send()
+            .await
+            .map_err(|e| match StepError::from_sdk("AssumeRole", e) {
                 StepError::AwsRequestFailed { message, .. } => StepError::PreflightFailed {
                     group: format!("account {account}"),
                     reason: format!("the workload role {role} could not be assumed ({message})"),
                 },
                 other => other,
-            }
-        })?;
-        let c = out.credentials().ok_or_else(|| StepError::AwsRequestFailed {
-            operation: "AssumeRole".into(),
-            message: format!("{role}: no credentials in the answer"),
-        })?;
+            })?;
+        let c = out
+            .credentials()
+            .ok_or_else(|| StepError::AwsRequestFailed {
+                operation: "AssumeRole".into(),
+                message: format!("{role}: no credentials in the answer"),
+            })?;
         let expiry = std::time::SystemTime::try_from(*c.expiration()).ok();
         Ok(SharedCredentialsProvider::new(Credentials::new(
             c.access_key_id(),
@@ -173,9 +184,7 @@ pub fn validate_region(region: &str) -> StepResult<()> {
         && parts[..parts.len() - 1]
             .iter()
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
-        && parts[parts.len() - 1]
-            .chars()
-            .all(|c| c.is_ascii_digit())
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
         && !parts[parts.len() - 1].is_empty();
     if shaped {
         Ok(())

@@ -86,9 +86,9 @@ impl StopSignal {
             return Ok(());
         };
         match self.read(execution_arn).await? {
-            Some(stop) if stop.group != run.target.group => Err(StepError::WaveStopped {
-                group: run.target.group.clone(),
-                failed: stop.group,
+            Some(stop) if stop.target_name() != run.target.name() => Err(StepError::WaveStopped {
+                group: run.target.name(),
+                failed: stop.target_name(),
                 reason: stop.failure.describe(),
             }),
             _ => Ok(()),
@@ -110,6 +110,8 @@ mod tests {
     fn stop(group: &str) -> WaveStop {
         WaveStop {
             group: group.into(),
+            account: None,
+            region: None,
             wave: 1,
             failure: Failure {
                 error: "TargetUnhealthy".into(),

@@ -494,10 +494,8 @@ pub async fn take(
     for wave in &plan.waves {
         targets.append(&mut store.wave_targets(&plan, wave).await?);
     }
-    let keyed: BTreeMap<String, &Target> = targets
-        .iter()
-        .map(|t| (target_key(&home, t), t))
-        .collect();
+    let keyed: BTreeMap<String, &Target> =
+        targets.iter().map(|t| (target_key(&home, t), t)).collect();
     record(
         clients,
         execution,
@@ -557,7 +555,10 @@ fn end_as_duplicate(plan: PlanSummary, holder: &str) -> PlanSummary {
 }
 
 /// Targets by the account and region they live in.
-fn by_place<'a>(home: &'a Home, targets: &[&'a Target]) -> BTreeMap<(&'a str, &'a str), Vec<&'a Target>> {
+fn by_place<'a>(
+    home: &'a Home,
+    targets: &[&'a Target],
+) -> BTreeMap<(&'a str, &'a str), Vec<&'a Target>> {
     let mut places: BTreeMap<(&str, &str), Vec<&Target>> = BTreeMap::new();
     for t in targets {
         places.entry(home.place_of(t)).or_default().push(t);
@@ -746,7 +747,9 @@ pub async fn release(clients: &HoldClients, execution: &str) -> StepResult<Relea
     }
     for key in set(recorded.attributes(), "amis") {
         if release_ami(clients, execution, &key).await? {
-            released.unprotected.push(key_parts(&key).map_or(key.clone(), |(_, _, image)| image.to_string()));
+            released
+                .unprotected
+                .push(key_parts(&key).map_or(key.clone(), |(_, _, image)| image.to_string()));
         }
     }
     tracing::info!(execution, targets = ?released.targets, unprotected = ?released.unprotected, "holds released");
@@ -838,7 +841,12 @@ async fn release_ami(clients: &HoldClients, execution: &str, key: &str) -> StepR
     }
     let lift = text(&after, "previous").as_deref() != Some("enabled");
     if lift {
-        set_protection(&clients.fleet_at(owner, region, execution).await?, image, false).await?;
+        set_protection(
+            &clients.fleet_at(owner, region, execution).await?,
+            image,
+            false,
+        )
+        .await?;
     }
     let removed = clients
         .delete(key)
@@ -851,8 +859,12 @@ async fn release_ami(clients: &HoldClients, execution: &str, key: &str) -> StepR
         // Another execution started relying on it meanwhile: protect it again for that one.
         Err(err) if err.as_service_error().is_some_and(is_condition_failure) => {
             if lift {
-                set_protection(&clients.fleet_at(owner, region, execution).await?, image, true)
-                    .await?;
+                set_protection(
+                    &clients.fleet_at(owner, region, execution).await?,
+                    image,
+                    true,
+                )
+                .await?;
             }
             Ok(false)
         }

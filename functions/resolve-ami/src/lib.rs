@@ -94,7 +94,11 @@ pub async fn resolve(
         let groups = select_groups(&place.clients, &selection).await?;
         found.push((place, groups));
     }
-    selection.check_found(found.iter().flat_map(|(_, groups)| groups.keys().map(String::as_str)))?;
+    selection.check_found(
+        found
+            .iter()
+            .flat_map(|(_, groups)| groups.keys().map(String::as_str)),
+    )?;
     let mut skipped = Vec::new();
     refuse_missing_amis(&ami, &regional, &found)?;
 
@@ -105,7 +109,11 @@ pub async fn resolve(
         if groups.is_empty() {
             continue;
         }
-        let place_ami = regional.get(&place.region).cloned().flatten().unwrap_or_else(|| ami.clone());
+        let place_ami = regional
+            .get(&place.region)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| ami.clone());
         if place.account.is_some() {
             ensure_launchable_there(place, &place_ami).await?;
         }
@@ -254,7 +262,11 @@ fn narrow(
     if !outside.is_empty() {
         return Err(StepError::invalid(format!(
             "{what}(s) {} are not in {setting} ({})",
-            outside.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            outside
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             configured.join(", ")
         )));
     }
@@ -406,7 +418,7 @@ impl GroupFacts {
 }
 
 enum Decision {
-    Roll(Target),
+    Roll(Box<Target>),
     Skip(String),
     Refuse(String),
     WrongArchitecture(String),
@@ -463,13 +475,15 @@ fn decide(ami: &Ami, g: &GroupFacts) -> Decision {
             Some(arch) if *arch != ami.architecture => {
                 return Decision::WrongArchitecture(format!(
                     "{} is {}, but group {} runs {arch} ({image_id})",
-                    ami.id, ami.architecture, g.target_name()
+                    ami.id,
+                    ami.architecture,
+                    g.target_name()
                 ));
             }
             Some(_) => {}
         }
     }
-    Decision::Roll(Target {
+    Decision::Roll(Box::new(Target {
         kind: TargetKind::AutoScalingGroup,
         account: g.account.clone(),
         region: g.region.clone(),
@@ -484,7 +498,7 @@ fn decide(ami: &Ami, g: &GroupFacts) -> Decision {
         },
         mixed_instances: template.mixed_instances,
         ecs: g.ecs.clone(),
-    })
+    }))
 }
 
 /// Decides every group and orders the targets into waves. Refusals fail the whole plan so that
@@ -501,7 +515,7 @@ pub fn plan(
     let mut wrong_arch = Vec::new();
     for g in &groups {
         match decide(ami, g) {
-            Decision::Roll(t) => targets.push(t),
+            Decision::Roll(t) => targets.push(*t),
             Decision::Skip(reason) => skipped.push(Skipped {
                 group: g.target_name(),
                 reason,
@@ -704,7 +718,9 @@ impl Selection {
 
     fn nothing_found(&self) -> String {
         match &self.tag {
-            Some((k, v)) if self.names.is_empty() => format!("no Auto Scaling group is tagged {k}={v}"),
+            Some((k, v)) if self.names.is_empty() => {
+                format!("no Auto Scaling group is tagged {k}={v}")
+            }
             _ => "every selected group is excluded".to_string(),
         }
     }

@@ -253,7 +253,9 @@ async fn bad_trigger_input_makes_no_aws_call() {
         json!({"amiId": "ami-12345678", "maxConcurrency": 0}),
         json!({"amiId": "ami-12345678", "settings": {"web": {"bakeSeconds": -1}}}),
     ] {
-        let err = resolve(&clients, &config(), "exec", &input, 0).await.unwrap_err();
+        let err = resolve(&clients, &config(), "exec", &input, 0)
+            .await
+            .unwrap_err();
         assert_eq!(err.name(), "InvalidInput", "{input}: {err}");
     }
 }

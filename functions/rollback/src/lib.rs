@@ -241,7 +241,7 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<Rollback
         act(clients, run, &state, action).await?
     } else {
         TargetRollback {
-            group: target.group.clone(),
+            group: target.name(),
             untouched: true,
             refresh_id: None,
             action: "nothing of this execution's was on it".into(),
@@ -274,12 +274,14 @@ fn listed(targets: &[&TargetRollback]) -> String {
 /// What one rollback child came to. A child that failed (AWS did not answer past every retry)
 /// or never started is a target not rolled back.
 fn outcome(result: &ChildResult) -> TargetRollback {
+    // Named from the input: a group name alone is ambiguous across accounts and regions.
     let group = result
         .input_as::<TargetRun>()
-        .map(|run| run.target.group)
+        .map(|run| run.target.name())
         .unwrap_or_else(|| result.execution_arn.clone());
     match (result.status.as_str(), result.output_as::<TargetRollback>()) {
         ("SUCCEEDED", Some(mut done)) => {
+            done.group = group;
             // The child's catch hands the step's Cause on: keep its message.
             done.action = Failure {
                 error: String::new(),
@@ -458,7 +460,7 @@ async fn act(
         }
     };
     Ok(TargetRollback {
-        group,
+        group: target.name(),
         untouched: false,
         refresh_id,
         action,

@@ -53,7 +53,7 @@ pub async fn create_version(clients: &Clients, mut run: TargetRun) -> StepResult
         .find(|r| r.is_active())
     {
         return Err(StepError::RefreshConflict {
-            group: run.group().to_string(),
+            group: run.target.name(),
             refresh_id: other.id,
         });
     }

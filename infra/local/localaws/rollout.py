@@ -65,8 +65,15 @@ def start_from_parameter_change(sfn_endpoint, moto_endpoint, state_machine, name
     return start(sfn_endpoint, state_machine, event), event
 
 
-def fleet(control: str) -> dict:
-    return json.load(urllib.request.urlopen(f"{control}/fleet"))
+def fleet(control: str, account: str | None = None, region: str | None = None) -> dict:
+    """The fleet view of one account and region (default: moto's own)."""
+    query = "&".join(f"{k}={v}" for k, v in (("account", account), ("region", region)) if v)
+    return json.load(urllib.request.urlopen(f"{control}/fleet" + (f"?{query}" if query else "")))
+
+
+def target_name(target: dict) -> str:
+    """A target as the plan names it: its group, after its account and region when it has them."""
+    return "/".join(p for p in (target.get("account"), target.get("region"), target.get("group")) if p)
 
 
 def _bar(percentage: int, width: int = 20) -> str:
@@ -131,7 +138,7 @@ class Timeline:
                       f"{output['targetCount']} group(s), waves of {sizes}; s3://{output['bucket']}/{output['key']}")
             plan = self.plan_object(output["bucket"], output["key"])
             if plan and plan["targetCount"] <= 20:
-                self.line(f"  waves: {[[t['group'] for t in wave] for wave in plan['waves']]}")
+                self.line(f"  waves: {[[target_name(t) for t in wave] for wave in plan['waves']]}")
             shown = plan["skipped"][:20] if plan else []
             for skipped in shown:
                 self.line(f"  skipped {skipped['group']}: {skipped['reason']}")
@@ -144,10 +151,10 @@ class Timeline:
                 if "duplicate" in reason:
                     self.line(f"  left {count} group(s) to another execution: {reason}")
         elif name == "hold-targets" and "failure" in output:
-            self.line(f"  {output['group']} failed: the wave stops")
+            self.line(f"  {target_name(output)} failed: the wave stops")
         elif name == "hold-targets" and "failed" in output:
             stop = output.get("stop")
-            self.line(f"  wave outcome: {'failed at ' + stop['group'] if stop else 'every target rolled out'}")
+            self.line(f"  wave outcome: {'failed at ' + target_name(stop) if stop else 'every target rolled out'}")
         elif name == "hold-targets":
             released = output.get("targets", [])
             protected = output.get("unprotected", [])
@@ -162,7 +169,7 @@ class Timeline:
         elif name == "rollback":
             self.line(f"  rollback of {output['targets']} target(s) in scope")
         elif "target" in output:
-            group = output["target"]["group"]
+            group = target_name(output["target"])
             health = output.get("health")
             if name == "check-ecs-health" and health:
                 self.last_health[group] = health
@@ -221,7 +228,7 @@ class Children:
                 if seen is None:
                     described = self.sfn.describe_execution(executionArn=arn)
                     target = json.loads(described.get("input") or "{}").get("target", {})
-                    seen = self.known[arn] = {"group": target.get("group", arn.rsplit(":", 1)[-1]),
+                    seen = self.known[arn] = {"group": target_name(target) or arn.rsplit(":", 1)[-1],
                                               "events": [], "shown": 0, "status": None,
                                               "mapRun": run["mapRunArn"]}
                 if seen["status"] in ("SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT") \

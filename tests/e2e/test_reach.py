@@ -1,0 +1,186 @@
+"""End to end across accounts and regions: the central account (the local AWS's own, where the
+state machine and functions run) rolls its golden AMI out to workload accounts through their
+workload role, in two regions, each region on its own copy of the AMI (the same name, shared with
+the workload accounts). What an operator sees: the execution's status, Error and Cause, the AMI on
+every instance of every account and region, the launch template versions.
+
+Run: infra/local/.venv/bin/python -m unittest tests.e2e.test_reach   (make e2e runs it)
+"""
+
+import json
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra/local"))
+
+from localaws import deploy, launcher, rollout, seed  # noqa: E402
+
+CANARY, SECOND, THIRD = "111111111111", "222222222222", "444444444444"
+NO_ROLE = "333333333333"
+REGIONS = ("us-east-1", "eu-west-1")
+EXTERNAL_ID = "local-external-id"
+SETTINGS = {"*": {"minHealthyPercentage": 50, "bakeSeconds": 3}, "api": {"alarmNames": ["api-errors"]}}
+
+
+def post(url, body):
+    return json.load(urllib.request.urlopen(urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST")))
+
+
+class Reach(unittest.TestCase):
+    """A local AWS with ami-rollout deployed in the central account, reaching three workload
+    accounts in two regions; a fourth workload account has no workload role."""
+
+    ACCOUNTS = (CANARY, SECOND, THIRD)
+    GOLDEN_MISSING_IN = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.run_dir = Path(tempfile.mkdtemp(prefix="ami-rollout-e2e-reach-"))
+        state = launcher.up(cls.run_dir)
+        cls.moto = f"http://127.0.0.1:{state['motoPort']}"
+        cls.sfn = f"http://127.0.0.1:{state['sfnPort']}"
+        cls.control = f"{cls.moto}/_localaws"
+        cls.machine = deploy.deploy(cls.sfn, cls.moto, cls.environment(cls.ACCOUNTS))
+
+    @staticmethod
+    def environment(accounts):
+        return {"ASG_CONFIGURATIONS": json.dumps(SETTINGS), "TARGET_ACCOUNTS": ",".join(accounts),
+                "TARGET_REGIONS": ",".join(REGIONS), "WORKLOAD_EXTERNAL_ID": EXTERNAL_ID}
+
+    @classmethod
+    def tearDownClass(cls):
+        launcher.down(cls.run_dir, quiet=True)
+
+    def setUp(self):
+        self.started = time.time()
+        post(f"{self.control}/reset", {})
+        deploy.create_holds_table(self.moto)
+        self.fleet = seed.seed_reach(self.moto, workloads=self.ACCOUNTS, regions=REGIONS,
+                                     external_id=EXTERNAL_ID, without_role=(NO_ROLE,),
+                                     golden_missing_in=self.GOLDEN_MISSING_IN)
+        deploy.configure(self.sfn, self.moto, self.environment(self.ACCOUNTS))
+
+    def tearDown(self):
+        print(f"  [{type(self).__name__}.{self._testMethodName}: {time.time() - self.started:.1f} s]",
+              file=sys.stderr)
+
+    # --- what the operator sees ----------------------------------------------------------------
+
+    def places(self, accounts=None):
+        return [(a, r) for a in (accounts or self.fleet["accounts"]) for r in REGIONS]
+
+    def ami(self, name, region):
+        return self.fleet["amis"][region][name]
+
+    def amis_on(self, account, region):
+        """Each group's instance AMIs in one account and region."""
+        view = rollout.fleet(self.control, account, region)["groups"]
+        return {g: sorted(i["imageId"] for i in v["instances"]) for g, v in view.items()}
+
+    def versions(self, account, region):
+        ec2 = seed.account_client(self.moto, "ec2", region, account)
+        return {g: [v["LaunchTemplateData"]["ImageId"] for v in ec2.describe_launch_template_versions(
+                    LaunchTemplateId=spec["launchTemplateId"])["LaunchTemplateVersions"]]
+                for g, spec in self.fleet["accounts"][account][region]["groups"].items()}
+
+    def run_rollout(self, payload):
+        lines = []
+        execution = rollout.start(self.sfn, self.machine, payload)
+        result = rollout.watch(self.sfn, self.control, execution, out=lines.append, timeout=300)
+        result["log"] = "\n".join(lines)
+        return result
+
+    def assert_on(self, accounts, name):
+        for account, region in self.places(accounts):
+            for group, images in self.amis_on(account, region).items():
+                self.assertEqual(images, [self.ami(name, region)], f"{account}/{region}/{group}")
+
+    def assert_untouched(self):
+        self.assert_on(None, "current")
+        for account, region in self.places():
+            for group, versions in self.versions(account, region).items():
+                self.assertEqual(len(versions), 1, f"{account}/{region}/{group}: no new template version")
+
+
+class AcrossAccounts(Reach):
+
+    def test_a_canary_account_first_then_every_account_and_region_on_its_regions_ami(self):
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "maxConcurrency": 12,
+                                   "waves": [[f"account:{CANARY}"]]})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        self.assert_on(self.ACCOUNTS, "golden")
+        self.assert_on([NO_ROLE], "current")  # not in the reach
+        # Wave 1 is the canary account (both regions), wave 2 everything else; every group got
+        # one new version with its own region's AMI.
+        children = sorted(result["children"].values(), key=lambda c: c["events"][0]["timestamp"])
+        first_wave = {c["group"] for c in children[:4]}
+        self.assertEqual(first_wave, {f"{CANARY}/{r}/{g}" for r in REGIONS for g in ("api", "web")}, result["log"])
+        self.assertTrue(all(c["mapRun"] == children[0]["mapRun"] for c in children[:4]))
+        self.assertTrue(all(c["mapRun"] != children[0]["mapRun"] for c in children[4:]))
+        for account, region in self.places(self.ACCOUNTS):
+            for group, versions in self.versions(account, region).items():
+                self.assertEqual(versions[1:], [self.ami("golden", region)], f"{account}/{region}/{group}")
+
+    def test_a_failure_in_the_second_account_rolls_back_every_touched_target_in_both(self):
+        cloudwatch = seed.account_client(self.moto, "cloudwatch", "us-east-1", SECOND)
+        cloudwatch.put_metric_alarm(AlarmName="api-errors", MetricName="Errors", Namespace="Demo", Statistic="Sum",
+                                    Period=60, EvaluationPeriods=1, Threshold=1,
+                                    ComparisonOperator="GreaterThanOrEqualToThreshold")
+        cloudwatch.set_alarm_state(AlarmName="api-errors", StateValue="ALARM", StateReason="5xx")
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "maxConcurrency": 4,
+                                   "waves": [[f"account:{CANARY}"], [f"account:{SECOND}"]]})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        self.assertTrue(result["cause"].startswith(f"TargetUnhealthy: {SECOND}/us-east-1/api: unhealthy"),
+                        result["cause"])
+        self.assertIn("alarm api-errors is in ALARM", result["cause"])
+        # The canary account was rolled out, then rolled back with the second; the third was never touched.
+        rolled_back = result["cause"].split("rolled back: ", 1)[1]
+        for account, region in self.places([CANARY, SECOND]):
+            for group in ("api", "web"):
+                self.assertIn(f"{account}/{region}/{group} (back on version 1", rolled_back)
+        self.assertNotIn(THIRD, rolled_back)
+        self.assert_on([CANARY, SECOND, THIRD], "current")
+        for account, region in self.places([THIRD]):
+            for group, versions in self.versions(account, region).items():
+                self.assertEqual(len(versions), 1, f"{account}/{region}/{group}")
+
+    def test_an_account_without_the_workload_role_is_refused_before_anything_changes(self):
+        deploy.configure(self.sfn, self.moto, self.environment(self.ACCOUNTS + (NO_ROLE,)))
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1")})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "PreflightFailed"), result["log"])
+        self.assertIn(f"account {NO_ROLE}", result["cause"])
+        self.assertIn("AccessDenied", result["cause"])
+        self.assert_untouched()
+
+    def test_a_manual_start_narrows_the_reach(self):
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "accounts": [SECOND],
+                                   "regions": ["eu-west-1"]})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        for group, images in self.amis_on(SECOND, "eu-west-1").items():
+            self.assertEqual(images, [self.ami("golden", "eu-west-1")], group)
+        for account, region in self.places():
+            if (account, region) != (SECOND, "eu-west-1"):
+                for group, images in self.amis_on(account, region).items():
+                    self.assertEqual(images, [self.ami("current", region)], f"{account}/{region}/{group}")
+
+
+class AmiMissingInARegion(Reach):
+    """eu-west-1 has no golden AMI: its targets are refused by name, and nothing changes anywhere."""
+
+    GOLDEN_MISSING_IN = ("eu-west-1",)
+
+    def test_the_regions_targets_are_refused_naming_the_region(self):
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1")})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "AmiNotUsable"), result["log"])
+        self.assertIn("in eu-west-1", result["cause"])
+        self.assertIn(f"{CANARY}/eu-west-1/web", result["cause"])
+        self.assert_untouched()
+
+
+if __name__ == "__main__":
+    unittest.main()
