@@ -157,6 +157,16 @@ class AcrossAccounts(Reach):
         self.assertIn("AccessDenied", result["cause"])
         self.assert_untouched()
 
+    def test_an_account_the_regions_ami_is_not_shared_with_is_refused_before_anything_changes(self):
+        central = seed.account_client(self.moto, "ec2", "eu-west-1", self.fleet["central"])
+        central.modify_image_attribute(ImageId=self.ami("golden", "eu-west-1"),
+                                       LaunchPermission={"Remove": [{"UserId": THIRD}]})
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1")})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "PreflightFailed"), result["log"])
+        self.assertIn(f"account {THIRD}", result["cause"])
+        self.assertIn(f"cannot see {self.ami('golden', 'eu-west-1')}", result["cause"])
+        self.assert_untouched()
+
     def test_a_manual_start_narrows_the_reach(self):
         result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "accounts": [SECOND],
                                    "regions": ["eu-west-1"]})

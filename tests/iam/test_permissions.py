@@ -32,10 +32,17 @@ CRATES = {
 }
 # SDK client field (or local binding) name -> IAM service prefix.
 IAM_PREFIX = {"ec2": "ec2", "autoscaling": "autoscaling", "ecs": "ecs", "cloudwatch": "cloudwatch", "ssm": "ssm",
-              "dynamodb": "dynamodb", "sfn": "states", "s3": "s3"}
+              "dynamodb": "dynamodb", "sfn": "states", "s3": "s3", "sts": "sts"}
 # Core modules whose types' methods make AWS calls: a `.method(` call of one of theirs counts.
-METHOD_MODULES = ("aws", "store", "stop")
+METHOD_MODULES = ("aws", "store", "stop", "reach")
 ASL = ROOT / "statemachine/rollout.asl.json"
+WORKLOAD_TEMPLATE = ROOT / "infra/aws/workload-account-role.yaml"
+# The services the functions call in a workload account (every fleet client acts wherever its
+# target lives); the plans bucket, holds table, STS and Step Functions stay in the home account.
+FLEET_SERVICES = ("ec2", "autoscaling", "ecs", "cloudwatch", "ssm")
+# Granted without a call of their own: Auto Scaling checks that whoever points a group at a launch
+# template may launch from it and pass its instance profile's role.
+IMPLIED = {"ec2:RunInstances", "iam:PassRole"}
 SERVICES = "|".join(IAM_PREFIX)
 CALL = re.compile(rf"\.({SERVICES})\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)")
 # `let ec2 = &clients.fleet.ec2;`: calls on `ec2` are then EC2 calls (only such bindings, so an
@@ -214,6 +221,35 @@ class PermissionCoverage(unittest.TestCase):
         for task in tasks:
             resource = task.strip("${}").removesuffix("Arn")
             self.assertIn(resource, invokable, task)
+
+    def test_every_function_may_enter_workload_accounts_through_the_workload_role_only(self):
+        for crate, role in CRATES.items():
+            with self.subTest(function=crate):
+                self.assertIn("sts:AssumeRole", operations(crate))
+                statements = [st for policy in self.resources[role]["Properties"]["Policies"]
+                              for st in policy["PolicyDocument"]["Statement"]]
+                [assume] = [st for st in statements if "sts:AssumeRole" in st["Action"]]
+                self.assertEqual(sorted(assume["Action"]), ["sts:AssumeRole", "sts:TagSession"])
+                self.assertIn("role/${WorkloadRoleName}", json.dumps(assume["Resource"]))
+
+    def test_the_workload_role_grants_exactly_what_the_functions_call_in_a_workload_account(self):
+        template, matches = decode(str(WORKLOAD_TEMPLATE))
+        assert not matches, matches
+        role = template["Resources"]["WorkloadRole"]
+        granted = set(allowed(role))
+        called = set().union(*(operations(crate) for crate in CRATES))
+        fleet_calls = {op for op in called if op.split(":")[0] in FLEET_SERVICES}
+        self.assertIn("autoscaling:StartInstanceRefresh", fleet_calls, "the scan is broken")
+        missing = sorted(op for op in fleet_calls if not any(fnmatch.fnmatchcase(op, g) for g in granted))
+        self.assertEqual(missing, [], "called in a workload account but not granted by the workload role")
+        unused = sorted(g for g in granted - IMPLIED if not any(fnmatch.fnmatchcase(op, g) for op in fleet_calls))
+        self.assertEqual(unused, [], "granted by the workload role but called by no function")
+        # Trusted: the central account's function roles, with the ExternalId, allowed to tag the session.
+        [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        self.assertEqual(sorted(trust["Action"]), ["sts:AssumeRole", "sts:TagSession"])
+        self.assertIn("CentralAccountId", json.dumps(trust["Principal"]))
+        self.assertIn("sts:ExternalId", trust["Condition"]["StringEquals"])
+        self.assertIn("aws:PrincipalArn", trust["Condition"]["ArnLike"])
 
     def test_no_role_grants_everything(self):
         for role in (*CRATES.values(), "StateMachineRole", "EventsRole"):

@@ -352,4 +352,113 @@ mod tests {
             );
         }
     }
+
+    mod regional {
+        use super::super::*;
+        use crate::aws::mock::{Rules, mock};
+        use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;
+
+        fn source_ami() -> Ami {
+            Ami {
+                id: "ami-0000000000000aaaa".into(),
+                name: "golden-1.0.4".into(),
+                architecture: "x86_64".into(),
+                owner_id: "123456789012".into(),
+            }
+        }
+
+        fn images(ids: &[&str]) -> DescribeImagesOutput {
+            DescribeImagesOutput::builder()
+                .set_images(Some(
+                    ids.iter()
+                        .map(|id| Image::builder().image_id(*id).build())
+                        .collect(),
+                ))
+                .build()
+        }
+
+        fn found(image: Option<Image>) -> Option<String> {
+            image.and_then(|i| i.image_id().map(str::to_string))
+        }
+
+        #[tokio::test]
+        async fn image_builder_output_is_found_by_its_tag_first() {
+            let tagged = mock!(aws_sdk_ec2::Client::describe_images)
+                .match_requests(|r| {
+                    r.filters().first().and_then(|f| f.name()) == Some("tag:Ec2ImageBuilderArn")
+                })
+                .then_output(|| images(&["ami-0000000000000bbbb"]));
+            let clients = Rules {
+                ec2: vec![&tagged],
+                ..Default::default()
+            }
+            .clients();
+            let source = AmiSource::ImageBuilder {
+                image_arn: "arn:aws:imagebuilder:eu-west-1:123456789012:image/golden/1.0.4/1"
+                    .into(),
+            };
+            let image = find_regional(&clients, &source, &source_ami())
+                .await
+                .unwrap();
+            assert_eq!(found(image).as_deref(), Some("ami-0000000000000bbbb"));
+        }
+
+        #[tokio::test]
+        async fn the_parameter_of_the_same_name_comes_before_the_name() {
+            let parameter = mock!(aws_sdk_ssm::Client::get_parameter)
+                .match_requests(|r| r.name() == Some("/ami/linux/prod"))
+                .then_output(|| {
+                    aws_sdk_ssm::operation::get_parameter::GetParameterOutput::builder()
+                        .parameter(
+                            aws_sdk_ssm::types::Parameter::builder()
+                                .value("ami-0000000000000cccc")
+                                .build(),
+                        )
+                        .build()
+                });
+            let by_id = mock!(aws_sdk_ec2::Client::describe_images)
+                .match_requests(|r| r.image_ids() == ["ami-0000000000000cccc"])
+                .then_output(|| images(&["ami-0000000000000cccc"]));
+            let clients = Rules {
+                ssm: vec![&parameter],
+                ec2: vec![&by_id],
+                ..Default::default()
+            }
+            .clients();
+            let source = AmiSource::Parameter {
+                name: "/ami/linux/prod".into(),
+                version: Some(7),
+            };
+            let image = find_regional(&clients, &source, &source_ami())
+                .await
+                .unwrap();
+            assert_eq!(found(image).as_deref(), Some("ami-0000000000000cccc"));
+        }
+
+        #[tokio::test]
+        async fn otherwise_the_same_name_from_the_same_owner_or_nothing() {
+            for (there, expected) in [
+                (vec!["ami-0000000000000dddd"], Some("ami-0000000000000dddd")),
+                (vec![], None),
+            ] {
+                let by_name = mock!(aws_sdk_ec2::Client::describe_images)
+                    .match_requests(|r| {
+                        r.owners() == ["123456789012"]
+                            && r.filters().first().map(|f| (f.name(), f.values()))
+                                == Some((Some("name"), &["golden-1.0.4".to_string()][..]))
+                    })
+                    .then_output(move || images(&there));
+                let clients = Rules {
+                    ec2: vec![&by_name],
+                    ..Default::default()
+                }
+                .clients();
+                let source = AmiSource::Id("ami-0000000000000aaaa".into());
+                let image = find_regional(&clients, &source, &source_ami())
+                    .await
+                    .unwrap();
+                assert_eq!(found(image).as_deref(), expected);
+            }
+        }
+    }
 }

@@ -101,9 +101,7 @@ impl Clients {
         account: &str,
         execution: &str,
     ) -> StepResult<SharedCredentialsProvider> {
-        self.workload
-            .assume(&self.sts, account, &self.region, execution)
-            .await
+        self.workload.assume(self, account, execution).await
     }
 
     /// Fleet clients acting in `region` with `credentials` (from `enter`; `None`: the functions'

@@ -9,6 +9,7 @@
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
+use crate::aws::Clients;
 use crate::error::{StepError, StepResult};
 
 /// The workload role's name when `WORKLOAD_ROLE_NAME` is not set (the role template's default).
@@ -75,13 +76,13 @@ impl WorkloadRole {
     /// answering stays retryable.
     pub async fn assume(
         &self,
-        sts: &aws_sdk_sts::Client,
+        clients: &Clients,
         account: &str,
-        region: &str,
         execution: &str,
     ) -> StepResult<SharedCredentialsProvider> {
-        let role = self.arn(account, region);
-        let mut call = sts
+        let role = self.arn(account, &clients.region);
+        let mut call = clients
+            .sts
             .assume_role()
             .role_arn(&role)
             .role_session_name(session_name(execution))

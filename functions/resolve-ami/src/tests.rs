@@ -432,3 +432,225 @@ async fn plans_a_tagged_fleet_from_batched_describes() {
         (5, "manual start with ami-0123456789abcdef0")
     );
 }
+
+/// `group` in `account` and `region`, whose region's AMI is `ami` there.
+fn placed(name: &str, account: &str, region: &str, ami_there: Option<Ami>) -> GroupFacts {
+    GroupFacts {
+        account: Some(account.into()),
+        region: Some(region.into()),
+        ami: ami_there,
+        ..group(name, "3", OLD)
+    }
+}
+
+fn in_eu() -> Ami {
+    Ami {
+        id: "ami-0000000000000e0e0".into(),
+        ..ami()
+    }
+}
+
+#[test]
+fn targets_across_the_reach_are_named_by_place_and_roll_to_their_regions_ami() {
+    let facts = vec![
+        placed("web", "111111111111", "us-east-1", None),
+        placed("web", "111111111111", "eu-west-1", Some(in_eu())),
+        placed("web", "222222222222", "eu-west-1", Some(in_eu())),
+        placed("api", "222222222222", "us-east-1", None),
+    ];
+    let plan = plan(&ami(), facts, &SettingsMap::default(), None).unwrap();
+    let targets: Vec<(String, &str)> = plan.waves[0]
+        .iter()
+        .map(|t| (t.name(), t.ami.id.as_str()))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            ("111111111111/eu-west-1/web".into(), "ami-0000000000000e0e0"),
+            ("111111111111/us-east-1/web".into(), "ami-0000000000000abc0"),
+            ("222222222222/eu-west-1/web".into(), "ami-0000000000000e0e0"),
+            ("222222222222/us-east-1/api".into(), "ami-0000000000000abc0"),
+        ]
+    );
+}
+
+#[test]
+fn waves_name_groups_targets_accounts_and_regions_each_taking_what_is_left() {
+    let facts = || {
+        vec![
+            placed("web", "111111111111", "us-east-1", None),
+            placed("api", "111111111111", "us-east-1", None),
+            placed("web", "111111111111", "eu-west-1", Some(in_eu())),
+            placed("web", "222222222222", "us-east-1", None),
+            placed("api", "222222222222", "eu-west-1", Some(in_eu())),
+        ]
+    };
+    let names = |waves: &[&[&str]]| -> Vec<Vec<String>> {
+        let waves: Vec<Vec<String>> = waves
+            .iter()
+            .map(|w| w.iter().map(|e| e.to_string()).collect())
+            .collect();
+        plan(&ami(), facts(), &SettingsMap::default(), Some(&waves))
+            .unwrap()
+            .waves
+            .iter()
+            .map(|w| w.iter().map(Target::name).collect())
+            .collect()
+    };
+    assert_eq!(
+        names(&[
+            &["111111111111/us-east-1/web"],
+            &["account:111111111111"],
+            &["region:eu-west-1"]
+        ]),
+        [
+            vec!["111111111111/us-east-1/web"],
+            vec!["111111111111/eu-west-1/web", "111111111111/us-east-1/api"],
+            vec!["222222222222/eu-west-1/api"],
+            vec!["222222222222/us-east-1/web"],
+        ]
+    );
+    // A group name takes that group in every account and region.
+    assert_eq!(
+        names(&[&["web"]]),
+        [
+            vec![
+                "111111111111/eu-west-1/web",
+                "111111111111/us-east-1/web",
+                "222222222222/us-east-1/web"
+            ],
+            vec!["111111111111/us-east-1/api", "222222222222/eu-west-1/api"],
+        ]
+    );
+    for selects_nothing in ["account:333333333333", "region:ap-south-1", "nope"] {
+        let waves = vec![vec![selects_nothing.to_string()]];
+        let err = plan(&ami(), facts(), &SettingsMap::default(), Some(&waves)).unwrap_err();
+        assert_eq!(err.name(), "InvalidInput");
+        assert!(err.to_string().contains(selects_nothing), "{err}");
+    }
+    // Named again after an earlier wave took it.
+    let twice = vec![
+        vec!["account:111111111111".into()],
+        vec!["111111111111/us-east-1/api".into()],
+    ];
+    assert!(plan(&ami(), facts(), &SettingsMap::default(), Some(&twice)).is_err());
+}
+
+#[test]
+fn a_refusal_in_another_account_names_the_target_by_place() {
+    let mut stale = placed("web", "222222222222", "eu-west-1", Some(in_eu()));
+    stale.current_architecture = None;
+    let err = plan(&ami(), vec![stale], &SettingsMap::default(), None).unwrap_err();
+    assert_eq!(err.name(), "PreflightFailed");
+    assert!(
+        err.to_string()
+            .starts_with("222222222222/eu-west-1/web: preflight refused"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_manual_start_narrows_the_reach_only_within_the_configured_one() {
+    let configured = vec!["111111111111".to_string(), "222222222222".to_string()];
+    let check = rollout_core::reach::validate_account;
+    assert_eq!(
+        narrow("account", "TARGET_ACCOUNTS", &configured, None, check).unwrap(),
+        configured
+    );
+    assert_eq!(
+        narrow(
+            "account",
+            "TARGET_ACCOUNTS",
+            &configured,
+            Some(&["222222222222".to_string()]),
+            check
+        )
+        .unwrap(),
+        ["222222222222"]
+    );
+    for (asked, expected) in [
+        (
+            vec!["333333333333"],
+            "333333333333 are not in TARGET_ACCOUNTS",
+        ),
+        (vec!["12"], "\"12\" is not an AWS account id"),
+        (vec![], "accounts is empty"),
+    ] {
+        let asked: Vec<String> = asked.into_iter().map(str::to_string).collect();
+        let err = narrow(
+            "account",
+            "TARGET_ACCOUNTS",
+            &configured,
+            Some(&asked),
+            check,
+        )
+        .unwrap_err();
+        assert_eq!(err.name(), "InvalidInput");
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    let err = narrow(
+        "region",
+        "TARGET_REGIONS",
+        &[],
+        Some(&["eu-west-1".to_string()]),
+        rollout_core::reach::validate_region,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("TARGET_REGIONS is not set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_home_place_alone_is_not_named() {
+    assert_eq!(
+        named_unless_home(vec![], Some("us-east-1")),
+        vec![None::<String>]
+    );
+    assert_eq!(
+        named_unless_home(vec!["us-east-1".into()], Some("us-east-1")),
+        vec![None::<String>]
+    );
+    assert_eq!(
+        named_unless_home(
+            vec!["us-east-1".into(), "eu-west-1".into()],
+            Some("us-east-1")
+        ),
+        vec![Some("us-east-1".to_string()), Some("eu-west-1".to_string())]
+    );
+    assert_eq!(
+        named_unless_home(vec!["eu-west-1".into()], Some("us-east-1")),
+        vec![Some("eu-west-1".to_string())]
+    );
+}
+
+#[test]
+fn exclusions_take_group_names_everywhere_or_target_names() {
+    use aws_sdk_autoscaling::types::AutoScalingGroup as Asg;
+    let config = Config::from_lookup(|name| {
+        (name == "EXCLUDED_ASGS").then(|| "batch, 222222222222/eu-west-1/web".to_string())
+    })
+    .unwrap();
+    let selection = Selection::of(&config, &Overrides::default()).unwrap();
+    let place = Place {
+        account: Some("222222222222".into()),
+        region: Some("eu-west-1".into()),
+        clients: Rules::default().clients(),
+    };
+    let groups = ["web", "api", "batch"]
+        .into_iter()
+        .map(|g| {
+            (
+                g.to_string(),
+                Asg::builder().auto_scaling_group_name(g).build(),
+            )
+        })
+        .collect();
+    let (kept, skipped) = selection.exclude(&place, groups);
+    assert_eq!(kept.keys().collect::<Vec<_>>(), ["api"]);
+    assert_eq!(
+        skipped.iter().map(|s| s.group.as_str()).collect::<Vec<_>>(),
+        ["222222222222/eu-west-1/batch", "222222222222/eu-west-1/web"]
+    );
+}
