@@ -1,7 +1,7 @@
 # ami-rollout. Builds share one target directory outside the clone, so every checkout and CI run
 # on this machine reuses the compiled AWS SDKs (a cold build takes many minutes on 2 cores).
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/ami-rollout/target
-FUNCTIONS := resolve-ami update-template start-refresh check-ecs-health rollback hold-targets
+FUNCTIONS := resolve-ami update-template start-refresh check-ecs-health rollback hold-targets distribute-ami
 VENV := .venv
 DIST := dist
 LOCAL := infra/local
@@ -16,7 +16,7 @@ help:
 	@echo "make test     formatting, clippy, ASL linters, unit + integration + end-to-end tests (CI)"
 	@echo "make build    debug build of the functions and the tests"
 	@echo "make e2e      the end-to-end scenarios only (state machine on local Step Functions)"
-	@echo "make package  six release bootstrap.zip files in $(DIST)/ (cargo-lambda, x86_64)"
+	@echo "make package  seven release bootstrap.zip files in $(DIST)/ (cargo-lambda, x86_64)"
 	@echo "make bench    the DESIGN §8 numbers: zip sizes, cold start and memory vs Python, planning 1,000 groups"
 	@echo "make validate cfn-lint, checkov and the IAM permission-coverage test on infra/aws"
 	@echo "make deploy   package, then sam deploy (guided the first time)"

@@ -111,7 +111,14 @@ fn child_history(polls: usize) -> usize {
 
 /// The parent's history for a rollout of `waves` waves that all succeed.
 fn parent_history(waves: usize) -> usize {
+    parent_history_with_copies(waves, 0)
+}
+
+/// The same, after waiting `checks` times for a copy of the AMI into a region (none: no copy).
+fn parent_history_with_copies(waves: usize, checks: usize) -> usize {
     history(&asl(), |name, visits| match name {
+        "Does a region need a copy of the AMI?" => (checks > 0).then_some(0),
+        "Is a copy still pending?" => (visits < checks).then_some(0),
         "Is there a wave left?" => (visits <= waves).then_some(0),
         "Did a target fail?" | "How did the rollout end?" => None,
         other => panic!("unexpected choice {other}"),
@@ -145,6 +152,18 @@ fn the_parent_grows_with_the_waves_not_the_targets() {
         parent_history(1)
     );
     assert!(hundred < HISTORY_BAR, "{hundred}");
+}
+
+#[test]
+fn a_copy_waited_for_until_its_deadline_stays_under_the_bar() {
+    // AMI_COPY_TIMEOUT_SECONDS' default, two hours, checked once a minute: each check is a
+    // wait, a task and a choice.
+    let checks = 7_200 / 60;
+    let with_copy = parent_history_with_copies(10, checks);
+    let per_check = parent_history_with_copies(10, checks + 1) - with_copy;
+    assert_eq!(per_check, 2 + 5 + 2);
+    println!("parent: {with_copy} events for 10 waves after a two-hour copy");
+    assert!(with_copy < HISTORY_BAR, "{with_copy}");
 }
 
 #[test]

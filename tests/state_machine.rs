@@ -78,9 +78,10 @@ fn every_retryable_error_is_retried_by_every_task_and_no_terminal_one_is() {
 }
 
 #[test]
-fn tasks_call_only_our_six_functions() {
+fn tasks_call_only_our_seven_functions() {
     let allowed = [
         "${HoldTargetsFunctionArn}",
+        "${DistributeAmiFunctionArn}",
         "${ResolveAmiFunctionArn}",
         "${UpdateTemplateFunctionArn}",
         "${StartRefreshFunctionArn}",
@@ -101,7 +102,7 @@ fn every_fail_state_has_an_error_and_a_cause() {
         .into_iter()
         .filter(|(_, s)| s["Type"] == "Fail")
         .collect();
-    assert_eq!(fails.len(), 4);
+    assert_eq!(fails.len(), 5);
     for (name, state) in fails {
         assert!(
             state["Error"].is_string() || state["ErrorPath"].is_string(),
@@ -217,7 +218,26 @@ fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() 
     );
     let take = &states["Take hold of the targets"];
     assert_eq!(take["Parameters"]["action"], "take");
-    assert_eq!(take["Next"], "Start with the first wave");
+    // Straight to the waves, unless a region needs a copy of the AMI first.
+    let copies = &states[take["Next"].as_str().unwrap()];
+    assert_eq!(copies["Default"], "Start with the first wave");
+    assert_eq!(
+        states["Is a copy still pending?"]["Default"],
+        "Start with the first wave"
+    );
+    // A copy that cannot be made releases the holds and ends under its own name.
+    for step in [
+        "Copy the AMI into regions without it",
+        "Are the copies available?",
+    ] {
+        let catch = &states[step]["Catch"][0];
+        assert_eq!(catch["Next"], "Release held targets", "{step}");
+        assert_eq!(catch["ResultPath"], "$.copyError", "{step}");
+    }
+    assert_eq!(
+        states["How did the rollout end?"]["Choices"][0]["Variable"],
+        "$.copyError"
+    );
     // A group held for another AMI ends the execution under its own name, nothing rolled back
     // (nothing was changed).
     let refused = names_for(OnFailure::Refuse);
@@ -253,6 +273,7 @@ fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() 
     assert_eq!(
         ends,
         BTreeSet::from([
+            "The AMI could not be copied",
             "Rollback could not run",
             "Rollback failed",
             "Rollout failed",

@@ -191,6 +191,51 @@ class AmiMissingInARegion(Reach):
         self.assertIn(f"{CANARY}/eu-west-1/web", result["cause"])
         self.assert_untouched()
 
+    def test_with_copy_on_the_ami_is_copied_encrypted_and_shared_then_rolled_out(self):
+        central = self.fleet["central"]
+        keys = seed.make_copy_keys(self.moto, central, REGIONS, workloads=self.ACCOUNTS)
+        deploy.configure(self.sfn, self.moto, {**self.environment(self.ACCOUNTS), "AMI_DISTRIBUTION": "copy",
+                                               "AMI_COPY_KMS_KEYS": json.dumps({"eu-west-1": keys["eu-west-1"]})})
+        source = self.ami("golden", "us-east-1")
+        result = self.run_rollout({"amiId": source, "maxConcurrency": 12})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        # One copy in eu-west-1, made by the central account: the source's name and tags, encrypted
+        # with the region's configured key.
+        ec2 = seed.account_client(self.moto, "ec2", "eu-west-1", central)
+        [copy] = ec2.describe_images(Owners=["self"], Filters=[
+            {"Name": "name", "Values": ["ami-rollout-golden"]}])["Images"]
+        self.assertEqual(copy["State"], "available")
+        volumes = [m["Ebs"] for m in copy["BlockDeviceMappings"] if "Ebs" in m]
+        self.assertTrue(volumes and all(v["Encrypted"] for v in volumes), copy)
+        self.assertTrue(all(v["KmsKeyId"] == keys["eu-west-1"] for v in volumes), copy)
+        self.assertIn({"Key": "Name", "Value": "ami-rollout-golden"}, copy.get("Tags", []))
+        # Shared with every workload account: launch permission, and a grant on the key for each
+        # one's Auto Scaling service-linked role (the local AWS does not enforce KMS: asserted here).
+        permissions = ec2.describe_image_attribute(ImageId=copy["ImageId"], Attribute="launchPermission")
+        self.assertEqual({p["UserId"] for p in permissions["LaunchPermissions"]}, set(self.ACCOUNTS))
+        kms = seed.account_client(self.moto, "kms", "eu-west-1", central)
+        grants = kms.list_grants(KeyId=keys["eu-west-1"])["Grants"]
+        role = "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+        self.assertEqual({g["GranteePrincipal"] for g in grants},
+                         {f"arn:aws:iam::{a}:{role}" for a in self.ACCOUNTS})
+        for grant in grants:
+            self.assertTrue({"Decrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "CreateGrant"}
+                            <= set(grant["Operations"]), grant)
+        # Every group on its region's AMI: the source in us-east-1, the copy in eu-west-1.
+        for account in self.ACCOUNTS:
+            for group, images in self.amis_on(account, "us-east-1").items():
+                self.assertEqual(images, [source], f"{account}/us-east-1/{group}")
+            for group, images in self.amis_on(account, "eu-west-1").items():
+                self.assertEqual(images, [copy["ImageId"]], f"{account}/eu-west-1/{group}")
+        self.assertIn("Wait for the copies", result["log"])
+
+    def test_with_copy_on_a_shared_copy_needs_a_key_and_nothing_changes_without_one(self):
+        deploy.configure(self.sfn, self.moto, {**self.environment(self.ACCOUNTS), "AMI_DISTRIBUTION": "copy"})
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1")})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "InvalidInput"), result["log"])
+        self.assertIn("AMI_COPY_KMS_KEYS has no key for eu-west-1", result["cause"])
+        self.assert_untouched()
+
 
 if __name__ == "__main__":
     unittest.main()

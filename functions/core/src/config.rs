@@ -27,6 +27,13 @@ pub struct Config {
     pub accounts: Vec<String>,
     /// Regions to roll out in (`TARGET_REGIONS`); empty: the home region only.
     pub regions: Vec<String>,
+    /// `AMI_DISTRIBUTION`: what to do for a region of the reach where no AMI stands for the
+    /// trigger's: refuse its targets (`find`, default) or copy the AMI there (`copy`).
+    pub copy_missing_amis: bool,
+    /// `AMI_COPY_KMS_KEYS`: `{"<region>": "<key id, ARN or alias>"}`, the key each region's copy is
+    /// encrypted with. A copy shared with another account needs one (the default EBS key cannot be
+    /// shared).
+    pub copy_kms_keys: std::collections::BTreeMap<String, String>,
 }
 
 impl Config {
@@ -72,8 +79,35 @@ impl Config {
                 parse_list("TARGET_REGIONS", get("TARGET_REGIONS"))?,
                 reach::validate_region,
             )?,
+            copy_missing_amis: match get("AMI_DISTRIBUTION").as_deref() {
+                None | Some("") | Some("find") => false,
+                Some("copy") => true,
+                Some(other) => {
+                    return Err(StepError::invalid(format!(
+                        "AMI_DISTRIBUTION must be \"find\" or \"copy\", not {other:?}"
+                    )));
+                }
+            },
+            copy_kms_keys: parse_keys(get("AMI_COPY_KMS_KEYS"))?,
         })
     }
+}
+
+/// `AMI_COPY_KMS_KEYS`: a JSON object of region names to key ids.
+fn parse_keys(value: Option<String>) -> StepResult<std::collections::BTreeMap<String, String>> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(Default::default());
+    };
+    let keys: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&value).map_err(|e| {
+            StepError::invalid(format!(
+                "AMI_COPY_KMS_KEYS is not a JSON object of region to key: {e}"
+            ))
+        })?;
+    for region in keys.keys() {
+        reach::validate_region(region)?;
+    }
+    Ok(keys)
 }
 
 /// `values`, each checked, without repeats, in the order given.
@@ -198,6 +232,9 @@ mod tests {
             (vec![("EXCLUDED_ASGS", "[1,2]")], "EXCLUDED_ASGS"),
             (vec![("TARGET_ACCOUNTS", "1111, 222222222222")], "\"1111\""),
             (vec![("TARGET_REGIONS", "eu-west-1,Mars")], "\"Mars\""),
+            (vec![("AMI_DISTRIBUTION", "share")], "AMI_DISTRIBUTION"),
+            (vec![("AMI_COPY_KMS_KEYS", "[\"k\"]")], "AMI_COPY_KMS_KEYS"),
+            (vec![("AMI_COPY_KMS_KEYS", r#"{"moon": "k"}"#)], "\"moon\""),
             (
                 vec![("ASG_CONFIGURATIONS", "{not json")],
                 "ASG_CONFIGURATIONS",

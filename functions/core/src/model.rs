@@ -201,6 +201,9 @@ pub struct Plan {
     /// The AMI of each region of the reach, when it spans regions beyond the home one.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub regional_amis: std::collections::BTreeMap<String, Ami>,
+    /// Regions the AMI is copied into before the first wave.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<AmiCopy>,
     pub waves: Vec<Vec<Target>>,
     pub settings: SettingsMap,
     /// Groups left out, with the reason.
@@ -209,6 +212,30 @@ pub struct Plan {
     pub target_count: usize,
     pub max_concurrency: u32,
     pub rollback_scope: RollbackScope,
+}
+
+/// A copy of the AMI into a region of the reach that has none (`AMI_DISTRIBUTION=copy`): made by
+/// distribute-ami after the holds and before the first wave, encrypted, and shared with the
+/// workload accounts that have targets there.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AmiCopy {
+    pub region: String,
+    /// The AMI copied: the trigger's, in `source_region`.
+    pub source: Ami,
+    pub source_region: String,
+    /// The KMS key the copy's snapshots are encrypted with (none: the region's default EBS key,
+    /// which cannot be shared, so only when every target there is in the home account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    /// Workload accounts with targets in the region: the copy is shared with them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
+    /// The copy, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Epoch>,
 }
 
 /// The most targets one execution rolls out. Every wave's targets are one S3 object and each
@@ -240,6 +267,9 @@ pub struct PlanSummary {
     pub ami: Ami,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub regional_amis: std::collections::BTreeMap<String, Ami>,
+    /// Copies still to make or to finish; emptied once every copy is available and shared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<AmiCopy>,
     pub settings: SettingsMap,
     pub max_concurrency: u32,
     pub rollback_scope: RollbackScope,

@@ -111,6 +111,7 @@ impl PlanStore {
             trigger: plan.trigger.clone(),
             ami: plan.ami.clone(),
             regional_amis: plan.regional_amis.clone(),
+            copies: plan.copies.clone(),
             settings: plan.settings.clone(),
             max_concurrency: plan.max_concurrency,
             rollback_scope: plan.rollback_scope,
@@ -234,6 +235,7 @@ mod tests {
                 owner_id: "1".into(),
             },
             regional_amis: Default::default(),
+            copies: Vec::new(),
             waves: waves
                 .iter()
                 .map(|w| w.iter().map(|g| target(g)).collect())

@@ -478,7 +478,7 @@ async fn was_released(clients: &HoldClients, execution: &str) -> StepResult<bool
     Ok(item.item().is_some_and(|i| i.contains_key("released")))
 }
 
-/// Holds every target of `plan` for `execution` and protects their rollback-point AMIs. When a
+/// Holds every target of `plan` for `execution` and protects the AMIs they rely on. When a
 /// live execution already holds one for the same AMI (a duplicate trigger), this one gives back
 /// what it took and returns an empty plan: the first one rolls out, never half each. Refuses
 /// (`TargetHeld`, having released what it took) when a live execution holds one for another AMI.
@@ -531,7 +531,7 @@ pub async fn take(
         let fleet = clients.fleet_at(account, region, execution).await?;
         tag_holds(&fleet, execution, &targets).await?;
     }
-    protect_rollback_amis(clients, execution, &home, &taken).await?;
+    protect_amis(clients, execution, &home, &taken).await?;
     if was_released(clients, execution).await? {
         // Released while taking: give back what was taken since.
         release(clients, execution).await?;
@@ -590,11 +590,12 @@ async fn tag_holds(fleet: &Clients, execution: &str, taken: &[&Target]) -> StepR
     Ok(())
 }
 
-/// Protects from deregistration every rollback-point AMI that the target's account or the home
-/// account owns (in the target's region), counting the executions that rely on it. AMIs a third
+/// Protects from deregistration every AMI a held target relies on (its rollback point, and the
+/// AMI rolled out to it) that the target's account or the home account owns (in the target's
+/// region), counting the executions that rely on it. AMIs a third
 /// account shares cannot be protected by either: rollback checks that those can still launch
 /// before relying on them.
-async fn protect_rollback_amis(
+async fn protect_amis(
     clients: &HoldClients,
     execution: &str,
     home: &Home,
@@ -605,9 +606,11 @@ async fn protect_rollback_amis(
     let mut owned: BTreeMap<String, (String, String, String)> = BTreeMap::new();
     for ((account, region), targets) in by_place(home, taken) {
         let fleet = clients.fleet_at(account, region, execution).await?;
+        // The AMI each target would roll back to, and the one it rolls out (a copy made later
+        // is not known yet, and is not protected).
         let ids: BTreeSet<&str> = targets
             .iter()
-            .map(|t| t.rollback_point.image_id.as_str())
+            .flat_map(|t| [t.rollback_point.image_id.as_str(), t.ami.id.as_str()])
             .collect();
         for id in ids {
             let image = describe_images(&fleet, &[id.to_string()]).await?;

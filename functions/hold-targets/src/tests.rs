@@ -21,6 +21,7 @@ fn plan(waves: &[usize]) -> PlanSummary {
             owner_id: "111122223333".into(),
         },
         regional_amis: Default::default(),
+        copies: Vec::new(),
         settings: Default::default(),
         max_concurrency: 5,
         rollback_scope: RollbackScope::Execution,

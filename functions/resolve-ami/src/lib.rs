@@ -12,8 +12,8 @@ use rollout_core::config::{Config, parse_tag, validate_concurrency};
 use rollout_core::fleet::{self, GroupTemplate, group_template};
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
-    Ami, EcsCapacity, Epoch, MAX_TARGETS, Plan, PlanSummary, RollbackPoint, Skipped, Target,
-    TargetKind, VersionReference, place_name,
+    Ami, AmiCopy, EcsCapacity, Epoch, MAX_TARGETS, Plan, PlanSummary, RollbackPoint, Skipped,
+    Target, TargetKind, VersionReference, place_name,
 };
 use rollout_core::refresh::recent_refreshes;
 use rollout_core::settings::SettingsMap;
@@ -100,12 +100,23 @@ pub async fn resolve(
             .flat_map(|(_, groups)| groups.keys().map(String::as_str)),
     )?;
     let mut skipped = Vec::new();
-    refuse_missing_amis(&ami, &regional, &found)?;
+    let found: Vec<_> = found
+        .into_iter()
+        .map(|(place, groups)| {
+            let (groups, mut left_out) = selection.exclude(place, groups);
+            skipped.append(&mut left_out);
+            (place, groups)
+        })
+        .collect();
+    let copies = if config.copy_missing_amis {
+        plan_copies(clients, config, &reach, &ami, &regional, &found)?
+    } else {
+        refuse_missing_amis(&ami, &regional, &found)?;
+        Vec::new()
+    };
 
     let mut facts = Vec::new();
     for (place, groups) in found {
-        let (groups, mut left_out) = selection.exclude(place, groups);
-        skipped.append(&mut left_out);
         if groups.is_empty() {
             continue;
         }
@@ -114,7 +125,10 @@ pub async fn resolve(
             .cloned()
             .flatten()
             .unwrap_or_else(|| ami.clone());
-        if place.account.is_some() {
+        let copied_there = copies
+            .iter()
+            .any(|c| Some(&c.region) == place.region.as_ref());
+        if place.account.is_some() && !copied_there {
             ensure_launchable_there(place, &place_ami).await?;
         }
         let groups: Vec<AutoScalingGroup> = groups.into_values().collect();
@@ -139,12 +153,13 @@ pub async fn resolve(
         .overrides
         .rollback_scope
         .unwrap_or(config.rollback_scope);
+    plan.copies = copies;
     plan.regional_amis = if reach.regions != [None] {
+        // Regions to copy into get their AMI once the copy is made (distribute-ami).
         regional
             .into_iter()
-            .map(|(region, found)| {
-                let region = region.unwrap_or_else(|| clients.region.clone());
-                (region, found.unwrap_or_else(|| ami.clone()))
+            .filter_map(|(region, found)| {
+                Some((region.unwrap_or_else(|| clients.region.clone()), found?))
             })
             .collect()
     } else {
@@ -369,6 +384,53 @@ fn refuse_missing_amis(
     })
 }
 
+/// The copies to make (`AMI_DISTRIBUTION=copy`): one per region with targets and no AMI, shared
+/// with the workload accounts that have targets there. Such a copy must be encrypted with a
+/// customer managed key of that region: the default EBS key cannot be shared.
+fn plan_copies(
+    clients: &Clients,
+    config: &Config,
+    reach: &Reach,
+    ami: &Ami,
+    regional: &BTreeMap<Option<String>, Option<Ami>>,
+    found: &[(&Place, BTreeMap<String, AutoScalingGroup>)],
+) -> StepResult<Vec<AmiCopy>> {
+    let mut copies: BTreeMap<String, AmiCopy> = BTreeMap::new();
+    for (place, groups) in found {
+        let (Some(region), Some(None)) = (&place.region, regional.get(&place.region)) else {
+            continue;
+        };
+        if groups.is_empty() {
+            continue;
+        }
+        let copy = copies.entry(region.clone()).or_insert_with(|| AmiCopy {
+            region: region.clone(),
+            source: ami.clone(),
+            source_region: clients.region.clone(),
+            kms_key_id: config.copy_kms_keys.get(region).cloned(),
+            accounts: Vec::new(),
+            image_id: None,
+            started_at: None,
+        });
+        if let Some(account) = &place.account
+            && Some(account) != reach.home_account.as_ref()
+            && !copy.accounts.contains(account)
+        {
+            copy.accounts.push(account.clone());
+        }
+    }
+    for copy in copies.values() {
+        if copy.kms_key_id.is_none() && !copy.accounts.is_empty() {
+            return Err(StepError::invalid(format!(
+                "AMI_COPY_KMS_KEYS has no key for {}: its copy is shared with account(s) {}, and a copy encrypted with the default EBS key cannot be shared",
+                copy.region,
+                copy.accounts.join(", ")
+            )));
+        }
+    }
+    Ok(copies.into_values().collect())
+}
+
 /// Refuses a workload account that cannot see (and so cannot launch) its region's AMI.
 async fn ensure_launchable_there(place: &Place, ami: &Ami) -> StepResult<()> {
     let seen = describe_images(&place.clients, std::slice::from_ref(&ami.id)).await?;
@@ -559,6 +621,7 @@ pub fn plan(
         trigger: String::new(),
         ami: ami.clone(),
         regional_amis: BTreeMap::new(),
+        copies: Vec::new(),
         waves: order_waves(targets, settings, waves)?,
         settings: settings.retain_groups(names.iter().map(String::as_str)),
         skipped,

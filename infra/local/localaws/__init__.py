@@ -7,6 +7,8 @@ Modules, one concern each:
   templates  launch template versions: SourceVersion, ClientToken, deletion, paging
   images     AMIs: deregistration protection, disabled AMIs, no launches from deregistered/disabled ones,
              AMIs shared across accounts (launch permissions)
+  copies     CopyImage: pending on the scaled clock, tags, encryption recorded, ClientToken; unique AMI names
+  grants     KMS grants as AWS keeps them (Name retries, cross-account key ARNs, ListGrants); bookkeeping only
   alarms     DescribeAlarms with its filters combined
   fleet      group instances: launch/terminate, per-instance version, failed launches, ECS container instances
   refresh    instance refresh: Start/Describe/Cancel/Rollback and the replacement engine

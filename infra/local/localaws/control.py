@@ -7,6 +7,9 @@ the local AWS. Bodies and answers are JSON; account and region default to moto's
   DELETE /_localaws/faults
   POST   /_localaws/alarm                  {"name", "state": "ALARM"|"OK"|..., "reason"}
   POST   /_localaws/advance                {"seconds"}: move the scaled clock forward
+  POST   /_localaws/copy-time              {"seconds"}: how long a CopyImage takes from now on
+                                           (simulated; null: copies.COPY_SECONDS, 600)
+  GET    /_localaws/copy-time
   GET    /_localaws/fleet                  groups, instances, refreshes, container instances, services
   GET    /_localaws/calls                  how many times each operation was called
 """
@@ -17,7 +20,7 @@ from urllib.parse import parse_qs
 from moto.core.base_backend import BackendDict
 from moto.moto_api._internal.models import moto_api_backend
 
-from . import fleet, state
+from . import copies, fleet, state
 
 PREFIX = "/_localaws/"
 DEFAULT_ACCOUNT, DEFAULT_REGION = "123456789012", "us-east-1"
@@ -122,6 +125,14 @@ class Control:
         if (method, action) == ("POST", "advance"):
             sim.clock.advance(float(body.get("seconds", 0)))
             return _json(start_response, "200 OK", {"simulatedSeconds": sim.clock.now()})
+        if (method, action) == ("POST", "copy-time"):
+            seconds = body.get("seconds")
+            if seconds is not None and (not isinstance(seconds, (int, float)) or seconds < 0):
+                return _json(start_response, "400 Bad Request", {"error": "seconds must be a number >= 0 or null"})
+            sim.copy_seconds = None if seconds is None else float(seconds)
+            return _json(start_response, "200 OK", {"copySeconds": copies.copy_seconds()})
+        if (method, action) == ("GET", "copy-time"):
+            return _json(start_response, "200 OK", {"copySeconds": copies.copy_seconds()})
         if (method, action) == ("GET", "fleet"):
             return _json(start_response, "200 OK", fleet_view(account, region))
         if (method, action) == ("GET", "calls"):

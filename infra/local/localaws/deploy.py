@@ -1,5 +1,5 @@
 """Deploy ami-rollout to the local Step Functions, Lambda and EventBridge (ministack) and DynamoDB
-(moto) the way the SAM template deploys it to AWS: six `provided.al2023` functions whose zips hold
+(moto) the way the SAM template deploys it to AWS: seven `provided.al2023` functions whose zips hold
 `bootstrap`, the same environment names, statemachine/rollout.asl.json with the same
 DefinitionSubstitutions, the holds table, the plans bucket, and the EventBridge rule that sends the
 state machine's ABORTED / TIMED_OUT "Step Functions Execution Status Change" events to
@@ -26,6 +26,7 @@ FUNCTIONS = {
     "check-ecs-health": "CheckEcsHealthFunctionArn",
     "rollback": "RollbackFunctionArn",
     "hold-targets": "HoldTargetsFunctionArn",
+    "distribute-ami": "DistributeAmiFunctionArn",
 }
 STATE_MACHINE = "ami-rollout"
 ROLE = f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:role/ami-rollout-local"

@@ -14,8 +14,10 @@ deregistered or disabled AMIs. Here:
 - DisableImage also removes the AMI's launch permissions; a disabled AMI is left out of
   DescribeImages unless IncludeDisabled is set or its id is asked for (owner only).
 - RunInstances from a deregistered AMI fails with InvalidAMIID.NotFound, from a disabled AMI with
-  InvalidAMIID.Unavailable. `refusal` / `launchable` give the same answer to the other extensions:
-  fleet.py uses them for Auto Scaling launches (which fail as scaling activities instead).
+  InvalidAMIID.Unavailable, and so from an AMI that is still `pending` (a copy in progress,
+  copies.py) or `failed` ("AMI '<id>' is pending, and cannot be run"). `refusal` / `launchable`
+  give the same answer to the other extensions: fleet.py uses them for Auto Scaling launches
+  (which fail as scaling activities instead).
 
 AMI ids moto never knew are still accepted by RunInstances, as in moto (MOTO_ENABLE_AMI_VALIDATION).
 
@@ -56,6 +58,21 @@ class ImageDisabled(EC2ClientError):
         super().__init__(
             "InvalidAMIID.Unavailable",
             f"The image id '[{image_id}]' is disabled and cannot be used to launch instances")
+
+
+class ImageNotReady(EC2ClientError):
+    """A launch from an AMI still being made (a CopyImage in progress) or whose making failed."""
+
+    def __init__(self, image_id: str, image_state: str):
+        super().__init__("InvalidAMIID.Unavailable", f"AMI '{image_id}' is {image_state}, and cannot be run")
+
+
+def _state_refusal(ami: Ami) -> EC2ClientError | None:
+    if ami.state == "disabled":
+        return ImageDisabled(ami.id)
+    if ami.state in ("pending", "failed"):
+        return ImageNotReady(ami.id, ami.state)
+    return None
 
 
 # --- shared answers --------------------------------------------------------------------------
@@ -160,7 +177,7 @@ def refusal(account, region, image_id) -> EC2ClientError | None:
     backend = ec2_backends[account][region]
     ami = backend.amis.get(image_id)
     if ami is not None:
-        return ImageDisabled(image_id) if ami.state == "disabled" else None
+        return _state_refusal(ami)
     if image_id in backend.deleted_amis:
         # Deregistered (and, without a Recycle Bin rule, deleted at once): not found.
         return InvalidAMIIdError(image_id)
@@ -170,7 +187,7 @@ def refusal(account, region, image_id) -> EC2ClientError | None:
         if ami is None or not shared_with(ami, account):
             # Deregistered by its owner, or another account's private AMI: not found.
             return InvalidAMIIdError(image_id)
-        return ImageDisabled(image_id) if ami.state == "disabled" else None
+        return _state_refusal(ami)
     return None  # never known to moto: accepted, as moto does
 
 

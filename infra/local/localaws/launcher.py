@@ -1,4 +1,4 @@
-"""Start and stop the local AWS: moto with our extensions (fleet services, DynamoDB) and ministack
+"""Start and stop the local AWS: moto with our extensions (fleet services, DynamoDB, KMS) and ministack
 (Step Functions, Lambda, EventBridge, S3), each on a loopback port, plus one env file that points the
 AWS SDKs at them.
 
@@ -24,7 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = HERE / ".run"
 REGION = "us-east-1"
-MOTO_SERVICES = ("EC2", "AUTO_SCALING", "ECS", "CLOUDWATCH", "SSM", "STS", "DYNAMODB")
+# KMS: the keys AMI copies are encrypted with and the grants on them (bookkeeping only, see README).
+MOTO_SERVICES = ("EC2", "AUTO_SCALING", "ECS", "CLOUDWATCH", "SSM", "STS", "DYNAMODB", "KMS")
 MOTO_ACCOUNT = "123456789012"
 # S3 is ministack's own: a Distributed Map's ItemReader and ResultWriter read and write it in-process.
 MINISTACK_SERVICES = ("SFN", "LAMBDA", "IAM", "CLOUDWATCH_LOGS", "EVENTS", "S3")

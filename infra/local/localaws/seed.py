@@ -19,6 +19,8 @@ to the version each group runs now. Every instance still runs the `current` AMI 
 `seed_reach` makes a rollout's reach instead: a central account with the AMIs (shared with the
 workload accounts) in several regions, workload accounts with tagged groups on them, and the role
 the functions assume into each workload account with an ExternalId (see its docstring).
+`make_copy_keys` adds the central account's customer managed KMS key per region that AMI copies
+are encrypted with.
 """
 
 import argparse
@@ -509,6 +511,47 @@ def seed_reach(endpoint: str, central: str = "123456789012", workloads=("1111111
         iam.put_role_policy(RoleName=role_name, PolicyName="ami-rollout",
                             PolicyDocument=json.dumps(WORKLOAD_ROLE_POLICY))
     return manifest
+
+
+COPY_KEY_ALIAS = "alias/ami-rollout-copies"
+
+
+def copy_key_policy(central: str, workloads) -> dict:
+    """The key policy of a region's AMI-copy key: the central account administers it; the workload
+    accounts may use it and create grants for AWS resources (their Auto Scaling service-linked role),
+    as the EC2 user guide's cross-account policy for encrypted AMIs has it. Not enforced locally."""
+    accounts = [f"arn:aws:iam::{account}:root" for account in workloads]
+    return {"Version": "2012-10-17", "Id": "ami-rollout-copies", "Statement": [
+        {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+         "Principal": {"AWS": f"arn:aws:iam::{central}:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "Allow use of the key by the workload accounts", "Effect": "Allow",
+         "Principal": {"AWS": accounts}, "Resource": "*",
+         "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]},
+        {"Sid": "Allow attachment of persistent resources", "Effect": "Allow",
+         "Principal": {"AWS": accounts}, "Resource": "*",
+         "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+         "Condition": {"Bool": {"kms:GrantIsForAWSResource": True}}},
+    ]}
+
+
+def make_copy_keys(endpoint: str, central: str, regions, workloads=("111111111111", "222222222222")) -> dict:
+    """A symmetric customer managed key per region in the central account, aliased
+    `alias/ami-rollout-copies`, for AMI copies encrypted there; its policy lets `workloads` (by
+    default seed_reach's) use it. Returns {region: key ARN}. Idempotent: a region whose alias
+    exists keeps its key."""
+    keys = {}
+    for region in regions:
+        kms = account_client(endpoint, "kms", region, central)
+        aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}
+        if aliases.get(COPY_KEY_ALIAS):
+            keys[region] = kms.describe_key(KeyId=aliases[COPY_KEY_ALIAS])["KeyMetadata"]["Arn"]
+            continue
+        key = kms.create_key(Description=f"ami-rollout: AMI copies in {region}", KeyUsage="ENCRYPT_DECRYPT",
+                             KeySpec="SYMMETRIC_DEFAULT", Policy=json.dumps(copy_key_policy(central, workloads)),
+                             Tags=[{"TagKey": "ami-rollout", "TagValue": "copies"}])["KeyMetadata"]
+        kms.create_alias(AliasName=COPY_KEY_ALIAS, TargetKeyId=key["KeyId"])
+        keys[region] = key["Arn"]
+    return keys
 
 
 def main(argv=None) -> None:

@@ -14,10 +14,11 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
-from . import accounts, alarms, control, fleet, images, refresh, services, state, templates, wire
+from . import accounts, alarms, control, copies, fleet, grants, images, refresh, services, state, templates, wire
 
 
 def tick() -> None:
+    copies.tick()
     refresh.tick()
     for account, region in list(fleet.regions()):
         fleet.reconcile_container_instances(account, region)
@@ -39,7 +40,7 @@ def build_app(plain: bool = False):
     app = DomainDispatcherApplication(create_backend_app)
     if plain:
         return Serialised(app, simulate=False)
-    for extension in (wire, accounts, templates, images, fleet, refresh, services, alarms):
+    for extension in (wire, accounts, templates, images, copies, grants, fleet, refresh, services, alarms):
         extension.install()
     return Serialised(control.Control(wire.CborShim(app)), simulate=True)
 

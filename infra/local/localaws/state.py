@@ -59,6 +59,12 @@ class Simulation:
     image_protection: dict[tuple, dict] = field(default_factory=dict)
     # (account, region, group) -> Auto Scaling activities we record (failed launches), newest first.
     activities: dict[tuple, list] = field(default_factory=dict)
+    # (account, region, image id) -> a CopyImage still pending: its key and when it ends (copies.py).
+    copies: dict[tuple, dict] = field(default_factory=dict)
+    # (account, region, client token) -> (image id, the request's arguments) (copies.py).
+    copy_tokens: dict[tuple, tuple] = field(default_factory=dict)
+    # Simulated seconds a CopyImage takes; None: copies.COPY_SECONDS (POST /_localaws/copy-time).
+    copy_seconds: float | None = None
 
 
 def _scale() -> float:
