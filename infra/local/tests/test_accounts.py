@@ -9,8 +9,6 @@ loopback port; LOCALAWS_PLAIN=1 runs the same against plain moto, where these te
 """
 
 import json
-import os
-import subprocess
 import sys
 import unittest
 import urllib.request
@@ -24,6 +22,7 @@ LOCAL = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(LOCAL))
 
 from localaws import seed  # noqa: E402
+from localserver import LocalServerTestCase
 
 CENTRAL, W1, W2, NO_ROLE = "123456789012", "111111111111", "222222222222", "333333333333"
 REGIONS = ("us-east-1", "eu-west-1")
@@ -37,27 +36,13 @@ def role_arn(account, name=ROLE):
     return f"arn:aws:iam::{account}:role/{name}"
 
 
-class Accounts(unittest.TestCase):
+class Accounts(LocalServerTestCase):
     @classmethod
     def setUpClass(cls):
-        command = [sys.executable, "-m", "localaws.server", "--port", "0", "--parent-pid", str(os.getpid())]
-        if os.environ.get("LOCALAWS_PLAIN") == "1":
-            command.append("--plain")
-        cls.server = subprocess.Popen(command, cwd=LOCAL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        first = cls.server.stdout.readline().split()
-        if len(first) != 2 or first[0] != "listening":
-            cls.server.kill()
-            raise RuntimeError("the local AWS did not start")
-        cls.endpoint = f"http://127.0.0.1:{first[1]}"
+        super().setUpClass()
         request = urllib.request.Request(f"{cls.endpoint}/_localaws/reset", data=b"{}", method="POST")
         urllib.request.urlopen(request).close()
         cls.reach = seed.seed_reach(cls.endpoint, golden_missing_in=("eu-west-1",))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.kill()
-        cls.server.wait()
-        cls.server.stdout.close()
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -7,8 +7,6 @@ loopback port; LOCALAWS_PLAIN=1 runs the same against plain moto, where these te
 """
 
 import json
-import os
-import subprocess
 import sys
 import unittest
 import urllib.request
@@ -22,6 +20,7 @@ LOCAL = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(LOCAL))
 
 from localaws import launcher, seed  # noqa: E402
+from localserver import LocalServerTestCase
 
 CENTRAL, WORKLOAD = "123456789012", "111111111111"
 HOME, AWAY = "us-east-1", "eu-west-1"
@@ -38,26 +37,7 @@ def _request(url, body=None, method="POST"):
         return json.load(answer)
 
 
-class Copies(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        command = [sys.executable, "-m", "localaws.server", "--port", "0", "--parent-pid", str(os.getpid())]
-        if os.environ.get("LOCALAWS_PLAIN") == "1":
-            command.append("--plain")
-        cls.server = subprocess.Popen(command, cwd=LOCAL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        first = cls.server.stdout.readline().split()
-        if len(first) != 2 or first[0] != "listening":
-            cls.server.kill()
-            raise RuntimeError("the local AWS did not start")
-        cls.endpoint = f"http://127.0.0.1:{first[1]}"
-        cls.control = f"{cls.endpoint}/_localaws"
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.kill()
-        cls.server.wait()
-        cls.server.stdout.close()
-
+class Copies(LocalServerTestCase):
     def setUp(self):
         _request(f"{self.control}/reset", {})
         _request(f"{self.control}/copy-time", {"seconds": DAY})

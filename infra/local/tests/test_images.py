@@ -9,19 +9,15 @@ where these tests fail.
 """
 
 import json
-import os
-import subprocess
-import sys
 import time
 import unittest
 import urllib.request
-from pathlib import Path
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from localserver import LocalServerTestCase
 
-LOCAL = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
 
 
@@ -30,29 +26,14 @@ def _post(url, body):
     return json.load(urllib.request.urlopen(request))
 
 
-class Images(unittest.TestCase):
+class Images(LocalServerTestCase):
     @classmethod
     def setUpClass(cls):
-        command = [sys.executable, "-m", "localaws.server", "--port", "0", "--parent-pid", str(os.getpid())]
-        if os.environ.get("LOCALAWS_PLAIN") == "1":
-            command.append("--plain")
-        cls.server = subprocess.Popen(command, cwd=LOCAL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        first = cls.server.stdout.readline().split()
-        if len(first) != 2 or first[0] != "listening":
-            cls.server.kill()
-            raise RuntimeError("the local AWS did not start")
-        cls.endpoint = f"http://127.0.0.1:{first[1]}"
-        cls.control = f"{cls.endpoint}/_localaws"
+        super().setUpClass()
         session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
         config = Config(retries={"max_attempts": 1})
         cls.ec2 = session.client("ec2", endpoint_url=cls.endpoint, config=config)
         cls.autoscaling = session.client("autoscaling", endpoint_url=cls.endpoint, config=config)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.kill()
-        cls.server.wait()
-        cls.server.stdout.close()
 
     def setUp(self):
         _post(f"{self.control}/reset", {})
