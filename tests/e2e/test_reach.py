@@ -237,5 +237,27 @@ class AmiMissingInARegion(Reach):
         self.assert_untouched()
 
 
+class FromAnOrganizationalUnit(Reach):
+    """The accounts are those of an organizational unit (and the unit below it), listed at plan
+    time from the central account, which manages the organization here."""
+
+    def setUp(self):
+        self.started = time.time()
+        post(f"{self.control}/reset", {})
+        deploy.create_holds_table(self.moto)
+        self.organization = seed.make_organization(self.moto)
+        self.fleet = seed.seed_reach(self.moto, workloads=self.organization["accounts"], regions=REGIONS,
+                                     external_id=EXTERNAL_ID, without_role=())
+        deploy.configure(self.sfn, self.moto, {
+            **self.environment(()), "TARGET_ORGANIZATIONAL_UNITS": self.organization["unit"]})
+
+    def test_every_active_account_of_the_unit_and_the_units_below_it_is_rolled_out(self):
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "maxConcurrency": 8})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        accounts = self.organization["accounts"]
+        self.assert_on(accounts, "golden")
+        self.assertEqual({c["group"].split("/")[0] for c in result["children"].values()}, set(accounts))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -33,7 +33,8 @@ CRATES = {
 }
 # SDK client field (or local binding) name -> IAM service prefix.
 IAM_PREFIX = {"ec2": "ec2", "autoscaling": "autoscaling", "ecs": "ecs", "cloudwatch": "cloudwatch", "ssm": "ssm",
-              "dynamodb": "dynamodb", "sfn": "states", "s3": "s3", "sts": "sts", "kms": "kms"}
+              "dynamodb": "dynamodb", "sfn": "states", "s3": "s3", "sts": "sts", "kms": "kms",
+              "organizations": "organizations"}
 # Core modules whose types' methods make AWS calls: a `.method(` call of one of theirs counts.
 METHOD_MODULES = ("aws", "store", "stop", "reach")
 ASL = ROOT / "statemachine/rollout.asl.json"
@@ -170,6 +171,9 @@ class PermissionCoverage(unittest.TestCase):
         self.assertIn("s3:PutObject", operations("resolve-ami"))
         self.assertIn("s3:GetObject", operations("hold-targets"))
         self.assertIn("dynamodb:GetItem", operations("start-refresh"))
+        # Through a client made in place (`let x = aws_sdk_<service>::Client::new(..)`).
+        self.assertIn("organizations:ListAccountsForParent", operations("resolve-ami"))
+        self.assertIn("kms:CreateGrant", operations("distribute-ami"))
 
     def test_the_scan_maps_client_names_to_iam_prefixes(self):
         body = """

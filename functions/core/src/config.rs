@@ -25,6 +25,10 @@ pub struct Config {
     pub max_concurrency: u32,
     /// Accounts to roll out in (`TARGET_ACCOUNTS`); empty: the home account only.
     pub accounts: Vec<String>,
+    /// Organizational units (`TARGET_ORGANIZATIONAL_UNITS`, `ou-…` or a root `r-…`) whose active
+    /// accounts, in child units too, are listed at plan time and rolled out in, beside
+    /// `TARGET_ACCOUNTS`.
+    pub organizational_units: Vec<String>,
     /// Regions to roll out in (`TARGET_REGIONS`); empty: the home region only.
     pub regions: Vec<String>,
     /// `AMI_DISTRIBUTION`: what to do for a region of the reach where no AMI stands for the
@@ -74,6 +78,13 @@ impl Config {
             accounts: checked(
                 parse_list("TARGET_ACCOUNTS", get("TARGET_ACCOUNTS"))?,
                 reach::validate_account,
+            )?,
+            organizational_units: checked(
+                parse_list(
+                    "TARGET_ORGANIZATIONAL_UNITS",
+                    get("TARGET_ORGANIZATIONAL_UNITS"),
+                )?,
+                reach::validate_organizational_unit,
             )?,
             regions: checked(
                 parse_list("TARGET_REGIONS", get("TARGET_REGIONS"))?,
@@ -233,6 +244,10 @@ mod tests {
             (vec![("TARGET_ACCOUNTS", "1111, 222222222222")], "\"1111\""),
             (vec![("TARGET_REGIONS", "eu-west-1,Mars")], "\"Mars\""),
             (vec![("AMI_DISTRIBUTION", "share")], "AMI_DISTRIBUTION"),
+            (
+                vec![("TARGET_ORGANIZATIONAL_UNITS", "ou-ab12-cd34ef56, prod")],
+                "\"prod\" is not an organizational unit",
+            ),
             (vec![("AMI_COPY_KMS_KEYS", "[\"k\"]")], "AMI_COPY_KMS_KEYS"),
             (vec![("AMI_COPY_KMS_KEYS", r#"{"moon": "k"}"#)], "\"moon\""),
             (

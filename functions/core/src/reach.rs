@@ -178,6 +178,28 @@ pub fn validate_account(account: &str) -> StepResult<()> {
     }
 }
 
+/// Refuses what is not an organizational unit id (`ou-` and two lowercase alphanumeric parts) or a
+/// root id (`r-` and 4-32 of them), as Organizations writes them.
+pub fn validate_organizational_unit(unit: &str) -> StepResult<()> {
+    let alnum = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    };
+    let shaped = match unit.split('-').collect::<Vec<_>>().as_slice() {
+        ["ou", root, id] => alnum(root) && alnum(id),
+        ["r", id] => alnum(id) && (4..=32).contains(&id.len()),
+        _ => false,
+    };
+    if shaped {
+        Ok(())
+    } else {
+        Err(StepError::invalid(format!(
+            "{unit:?} is not an organizational unit (ou-...) or root (r-...) id"
+        )))
+    }
+}
+
 /// Refuses what is not shaped like a region name (`eu-west-1`, `us-gov-east-1`).
 pub fn validate_region(region: &str) -> StepResult<()> {
     let parts: Vec<&str> = region.split('-').collect();
@@ -234,6 +256,16 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("WORKLOAD_SESSION_TAGS"));
+    }
+
+    #[test]
+    fn organizational_units_and_roots_are_checked_for_shape() {
+        for ok in ["ou-ab12-cd34ef56", "r-ab12"] {
+            assert!(validate_organizational_unit(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ou-ab12", "OU-ab12-cd34", "r-a", "prod", ""] {
+            assert!(validate_organizational_unit(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

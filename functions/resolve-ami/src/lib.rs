@@ -182,10 +182,24 @@ pub struct Reach {
 impl Reach {
     /// The configured reach, narrowed by a manual start's `accounts` and `regions`.
     pub async fn of(clients: &Clients, config: &Config, overrides: &Overrides) -> StepResult<Self> {
+        let mut configured = config.accounts.clone();
+        if !config.organizational_units.is_empty() {
+            let conf = clients.sdk_config().ok_or_else(|| {
+                StepError::invalid("no AWS configuration to list the organizational units")
+            })?;
+            let organizations = aws_sdk_organizations::Client::new(conf);
+            for account in
+                organization_accounts(&organizations, &config.organizational_units).await?
+            {
+                if !configured.contains(&account) {
+                    configured.push(account);
+                }
+            }
+        }
         let accounts = narrow(
             "account",
             "TARGET_ACCOUNTS",
-            &config.accounts,
+            &configured,
             overrides.accounts.as_deref(),
             rollout_core::reach::validate_account,
         )?;
@@ -253,6 +267,73 @@ impl Reach {
     }
 }
 
+/// The active accounts of `units` and of every unit below them, in the order listed. Listing an
+/// organization works only from its management account or a delegated administrator: a refusal
+/// names the unit and says so, before anything changes.
+pub async fn organization_accounts(
+    organizations: &aws_sdk_organizations::Client,
+    units: &[String],
+) -> StepResult<Vec<String>> {
+    use aws_sdk_organizations::types::AccountStatus;
+    let refused = |unit: &str, err: StepError| match err {
+        StepError::AwsRequestFailed { message, .. } => StepError::PreflightFailed {
+            group: format!("organizational unit {unit}"),
+            reason: format!(
+                "its accounts could not be listed ({message}); listing works only from the organization's management account or a delegated administrator"
+            ),
+        },
+        other => other,
+    };
+    let mut accounts = Vec::new();
+    for unit in units {
+        let mut pending = vec![unit.clone()];
+        while let Some(parent) = pending.pop() {
+            let mut pages = organizations
+                .list_accounts_for_parent()
+                .parent_id(&parent)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page
+                    .map_err(|e| refused(unit, StepError::from_sdk("ListAccountsForParent", e)))?;
+                for account in page.accounts() {
+                    if account.status() == Some(&AccountStatus::Active)
+                        && let Some(id) = account.id()
+                        && !accounts.iter().any(|a| a == id)
+                    {
+                        accounts.push(id.to_string());
+                    }
+                }
+            }
+            let mut children = organizations
+                .list_organizational_units_for_parent()
+                .parent_id(&parent)
+                .into_paginator()
+                .send();
+            while let Some(page) = children.next().await {
+                let page = page.map_err(|e| {
+                    refused(
+                        unit,
+                        StepError::from_sdk("ListOrganizationalUnitsForParent", e),
+                    )
+                })?;
+                pending.extend(
+                    page.organizational_units()
+                        .iter()
+                        .filter_map(|u| u.id().map(str::to_string)),
+                );
+            }
+        }
+    }
+    if accounts.is_empty() {
+        return Err(StepError::invalid(format!(
+            "TARGET_ORGANIZATIONAL_UNITS ({}) hold no active account",
+            units.join(", ")
+        )));
+    }
+    Ok(accounts)
+}
+
 /// The configured values (the home one alone when none is configured), narrowed to `asked`.
 fn narrow(
     what: &str,
@@ -270,7 +351,7 @@ fn narrow(
     }
     if configured.is_empty() {
         return Err(StepError::invalid(format!(
-            "the start names {what}s, but {setting} is not set: this deployment rolls out in its own {what} only"
+            "the start names {what}s, but {setting} is not set (nor, for accounts, TARGET_ORGANIZATIONAL_UNITS): this deployment rolls out in its own {what} only"
         )));
     }
     let outside: Vec<&String> = asked.iter().filter(|a| !configured.contains(a)).collect();

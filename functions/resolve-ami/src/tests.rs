@@ -654,3 +654,87 @@ fn exclusions_take_group_names_everywhere_or_target_names() {
         ["222222222222/eu-west-1/batch", "222222222222/eu-west-1/web"]
     );
 }
+
+mod organization {
+    use super::*;
+    use aws_sdk_organizations::operation::list_accounts_for_parent::ListAccountsForParentOutput;
+    use aws_sdk_organizations::operation::list_organizational_units_for_parent::ListOrganizationalUnitsForParentOutput;
+    use aws_sdk_organizations::types::{Account, AccountStatus, OrganizationalUnit};
+    use rollout_core::aws::mock::{RuleMode, mock_client};
+
+    const PROD: &str = "ou-ab12-prod0001";
+    const TEAM: &str = "ou-ab12-team0002";
+
+    #[tokio::test]
+    async fn a_unit_lists_its_active_accounts_and_those_of_the_units_below_it() {
+        let accounts = mock!(aws_sdk_organizations::Client::list_accounts_for_parent)
+            .then_compute_output(|r| {
+                let account = |id: &str, status| Account::builder().id(id).status(status).build();
+                let out = ListAccountsForParentOutput::builder();
+                match r.parent_id() {
+                    Some(PROD) => out
+                        .accounts(account("111111111111", AccountStatus::Active))
+                        .accounts(account("999999999999", AccountStatus::Suspended))
+                        .build(),
+                    Some(TEAM) => out
+                        .accounts(account("222222222222", AccountStatus::Active))
+                        .accounts(account("111111111111", AccountStatus::Active))
+                        .build(),
+                    _ => out.build(),
+                }
+            });
+        let units = mock!(aws_sdk_organizations::Client::list_organizational_units_for_parent)
+            .then_compute_output(|r| {
+                let out = ListOrganizationalUnitsForParentOutput::builder();
+                if r.parent_id() == Some(PROD) {
+                    out.organizational_units(OrganizationalUnit::builder().id(TEAM).build())
+                        .build()
+                } else {
+                    out.build()
+                }
+            });
+        let organizations = mock_client!(
+            aws_sdk_organizations,
+            RuleMode::MatchAny,
+            &[&accounts, &units]
+        );
+        let listed = organization_accounts(&organizations, &[PROD.to_string()])
+            .await
+            .unwrap();
+        assert_eq!(listed, ["111111111111", "222222222222"]);
+        let err = organization_accounts(&organizations, &["ou-ab12-empty003".to_string()])
+            .await
+            .unwrap_err();
+        assert_eq!(err.name(), "InvalidInput");
+        assert!(err.to_string().contains("hold no active account"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_listing_names_the_unit_and_where_listing_works() {
+        // As Organizations answers a member account (awsJson 1.1).
+        let denied = mock!(aws_sdk_organizations::Client::list_accounts_for_parent)
+            .then_http_response(|| {
+                aws_smithy_runtime_api::http::Response::new(
+                    aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+                    aws_smithy_types::body::SdkBody::from(
+                        r#"{"__type":"AccessDeniedException","Message":"You don't have permissions to access this resource."}"#,
+                    ),
+                )
+            });
+        let organizations = mock_client!(aws_sdk_organizations, RuleMode::MatchAny, &[&denied]);
+        let err = organization_accounts(&organizations, &[PROD.to_string()])
+            .await
+            .unwrap_err();
+        assert_eq!(err.name(), "PreflightFailed");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("organizational unit {PROD}")),
+            "{text}"
+        );
+        assert!(text.contains("AccessDeniedException"), "{text}");
+        assert!(
+            text.contains("management account or a delegated administrator"),
+            "{text}"
+        );
+    }
+}

@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = HERE / ".run"
 REGION = "us-east-1"
 # KMS: the keys AMI copies are encrypted with and the grants on them (bookkeeping only, see README).
-MOTO_SERVICES = ("EC2", "AUTO_SCALING", "ECS", "CLOUDWATCH", "SSM", "STS", "DYNAMODB", "KMS")
+MOTO_SERVICES = ("EC2", "AUTO_SCALING", "ECS", "CLOUDWATCH", "SSM", "STS", "DYNAMODB", "ORGANIZATIONS", "KMS")
 MOTO_ACCOUNT = "123456789012"
 # S3 is ministack's own: a Distributed Map's ItemReader and ResultWriter read and write it in-process.
 MINISTACK_SERVICES = ("SFN", "LAMBDA", "IAM", "CLOUDWATCH_LOGS", "EVENTS", "S3")

@@ -573,3 +573,28 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def make_organization(endpoint: str, central: str = "123456789012", accounts: int = 2,
+                      suspended: int = 1) -> dict:
+    """An organization managed by the central account: an organizational unit `workloads` holding
+    a child unit `team`, `accounts` active accounts spread over the two, and `suspended` more
+    that were closed (Organizations lists them, not ACTIVE). moto chooses the account ids: seed the
+    reach with the ones returned. Returns {"root", "unit", "child", "accounts", "suspended"}."""
+    organizations = account_client(endpoint, "organizations", "us-east-1", central)
+    organizations.create_organization(FeatureSet="ALL")
+    root = organizations.list_roots()["Roots"][0]["Id"]
+    unit = organizations.create_organizational_unit(ParentId=root, Name="workloads")["OrganizationalUnit"]["Id"]
+    child = organizations.create_organizational_unit(ParentId=unit, Name="team")["OrganizationalUnit"]["Id"]
+    made = {"root": root, "unit": unit, "child": child, "accounts": [], "suspended": []}
+    for i in range(accounts + suspended):
+        status = organizations.create_account(Email=f"workload-{i}@example.com", AccountName=f"workload-{i}")
+        account = status["CreateAccountStatus"]["AccountId"]
+        organizations.move_account(AccountId=account, SourceParentId=root,
+                                   DestinationParentId=unit if i % 2 == 0 else child)
+        if i < accounts:
+            made["accounts"].append(account)
+        else:
+            organizations.close_account(AccountId=account)
+            made["suspended"].append(account)
+    return made
