@@ -229,6 +229,21 @@ class AmiMissingInARegion(Reach):
                 self.assertEqual(images, [copy["ImageId"]], f"{account}/eu-west-1/{group}")
         self.assertIn("Wait for the copies", result["log"])
 
+    def test_a_copy_that_fails_ends_the_execution_with_the_holds_released_and_nothing_changed(self):
+        # EC2 checks the key asynchronously: the copy starts, then fails.
+        missing_key = f"arn:aws:kms:eu-west-1:{self.fleet['central']}:key/00000000-0000-0000-0000-000000000000"
+        deploy.configure(self.sfn, self.moto, {**self.environment(self.ACCOUNTS), "AMI_DISTRIBUTION": "copy",
+                                               "AMI_COPY_KMS_KEYS": json.dumps({"eu-west-1": missing_key})})
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1")})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "AmiNotUsable"), result["log"])
+        self.assertIn("to eu-west-1 is failed", result["cause"])
+        self.assertIn("Release held targets", result["log"])
+        self.assert_untouched()
+        for account, region in self.places(self.ACCOUNTS):
+            autoscaling = seed.account_client(self.moto, "autoscaling", region, account)
+            tags = autoscaling.describe_tags(Filters=[{"Name": "key", "Values": ["ami-rollout:held-by"]}])["Tags"]
+            self.assertEqual(tags, [], f"{account}/{region}: the holds were released")
+
     def test_with_copy_on_a_shared_copy_needs_a_key_and_nothing_changes_without_one(self):
         deploy.configure(self.sfn, self.moto, {**self.environment(self.ACCOUNTS), "AMI_DISTRIBUTION": "copy"})
         result = self.run_rollout({"amiId": self.ami("golden", "us-east-1")})
