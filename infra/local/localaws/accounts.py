@@ -159,29 +159,21 @@ def _caller(response: TokenResponse) -> dict:
     return {"arn": arn, "account": account, "principals": principals}
 
 
+def _check(field: str, value, low: int, high: int, pattern, shown: str) -> None:
+    """AWS's ValidationError for a parameter outside its length bounds or pattern."""
+    if value is None:
+        return
+    prefix = f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: "
+    if len(value) < low or len(value) > high:
+        bound = f"greater than or equal to {low}" if len(value) < low else f"less than or equal to {high}"
+        raise STSValidationError(f"{prefix}Member must have length {bound}")
+    if not pattern.fullmatch(value):
+        raise STSValidationError(f"{prefix}Member must satisfy regular expression pattern: {shown}")
+
+
 def _validate(response: TokenResponse) -> None:
-    name = response._get_param("RoleSessionName")
-    if name is not None:
-        if len(name) < 2 or len(name) > 64:
-            bound = "greater than or equal to 2" if len(name) < 2 else "less than or equal to 64"
-            raise STSValidationError(
-                f"1 validation error detected: Value '{name}' at 'roleSessionName' failed to satisfy "
-                f"constraint: Member must have length {bound}")
-        if not SESSION_NAME.fullmatch(name):
-            raise STSValidationError(
-                f"1 validation error detected: Value '{name}' at 'roleSessionName' failed to satisfy "
-                r"constraint: Member must satisfy regular expression pattern: [\w+=,.@-]*")
-    external_id = response._get_param("ExternalId")
-    if external_id is not None:
-        if len(external_id) < 2 or len(external_id) > 1224:
-            bound = "greater than or equal to 2" if len(external_id) < 2 else "less than or equal to 1224"
-            raise STSValidationError(
-                f"1 validation error detected: Value '{external_id}' at 'externalId' failed to satisfy "
-                f"constraint: Member must have length {bound}")
-        if not EXTERNAL_ID.fullmatch(external_id):
-            raise STSValidationError(
-                f"1 validation error detected: Value '{external_id}' at 'externalId' failed to satisfy "
-                r"constraint: Member must satisfy regular expression pattern: [\w+=,.@:\/-]*")
+    _check("roleSessionName", response._get_param("RoleSessionName"), 2, 64, SESSION_NAME, r"[\w+=,.@-]*")
+    _check("externalId", response._get_param("ExternalId"), 2, 1224, EXTERNAL_ID, r"[\w+=,.@:\/-]*")
 
 
 def refusal(response: TokenResponse) -> ServiceException | None:
