@@ -1,7 +1,9 @@
 //! A step's output is the next step's input: the committed samples (what the README and the
 //! console show) must parse as each step's input, in the order the state machine passes them.
 
-use rollout_core::model::{PlanSummary, RollbackReport, RollbackStep, Target, TargetRun, Verdict};
+use rollout_core::model::{
+    Lane, PlanSummary, RollbackReport, RollbackStep, Target, TargetRun, Verdict,
+};
 use serde_json::Value;
 
 fn sample(name: &str) -> Value {
@@ -46,12 +48,18 @@ fn triggers_parse() {
 }
 
 #[test]
-fn each_waves_map_builds_its_targets_runs_from_the_plan_object() {
+fn each_waves_map_builds_its_lanes_and_each_lane_its_targets_runs_from_the_plan_objects() {
     let plan: PlanSummary = serde_json::from_value(sample("plan.json")).unwrap();
-    let targets: Vec<Target> = serde_json::from_value(sample("wave.json")).unwrap();
-    assert_eq!(plan.waves[1].targets, targets.len());
+    let lanes: Vec<Lane> = serde_json::from_value(sample("wave.json")).unwrap();
+    let targets: Vec<Target> = serde_json::from_value(sample("lane.json")).unwrap();
+    assert_eq!(
+        plan.waves[1].targets,
+        lanes.iter().map(|l| l.targets).sum::<usize>()
+    );
+    assert_eq!(lanes[0].targets, targets.len());
     let asl = asl();
     let states = &asl["States"];
+    // The wave: one child per lane (account-region), all at once.
     let wave = &states["Roll out the wave"];
     assert_eq!(
         wave["ItemProcessor"]["ProcessorConfig"]["Mode"],
@@ -61,35 +69,63 @@ fn each_waves_map_builds_its_targets_runs_from_the_plan_object() {
         wave["ItemReader"]["Parameters"]["Key.$"],
         "$.progress.current.key"
     );
-    assert_eq!(wave["MaxConcurrencyPath"], "$.plan.maxConcurrency");
-    // What each child execution gets: the run of one target.
-    assert_eq!(
-        keys(&wave["ItemSelector"]),
-        [
-            "ami",
-            "execution",
-            "executionArn",
-            "executionStartTime",
-            "settings",
-            "target",
-            "wave"
-        ]
-    );
-    for target in targets {
-        let item = serde_json::json!({
+    assert!(wave.get("MaxConcurrency").is_none() && wave.get("MaxConcurrencyPath").is_none());
+    let lane_input = |lane: &Lane| {
+        serde_json::json!({
             "execution": "exec-1",
             "executionArn": "arn:aws:states:eu-west-1:111122223333:execution:ami-rollout:exec-1",
             "executionStartTime": "2026-12-01T10:00:00.123Z",
-            "wave": 1,
-            "ami": plan.ami, "settings": plan.settings, "target": target});
-        let run: TargetRun = serde_json::from_value(item).unwrap();
+            "settings": plan.settings, "maxConcurrency": plan.max_concurrency,
+            "bucket": plan.bucket, "lane": lane, "wave": 1})
+    };
+    let mut lane_keys: Vec<String> = lane_input(&lanes[0])
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    lane_keys.sort();
+    assert_eq!(keys(&wave["ItemSelector"]), lane_keys);
+    // The lane: one child per target, at most maxConcurrency at once, each the run of one target
+    // built from the lane's input.
+    let lane = &wave["ItemProcessor"]["States"]["Roll out the account-region"];
+    assert_eq!(
+        lane["ItemProcessor"]["ProcessorConfig"]["Mode"],
+        "DISTRIBUTED"
+    );
+    assert_eq!(lane["ItemReader"]["Parameters"]["Key.$"], "$.lane.key");
+    assert_eq!(lane["MaxConcurrencyPath"], "$.maxConcurrency");
+    let input = lane_input(&lanes[0]);
+    for target in targets {
+        let mut item = serde_json::Map::new();
+        for (key, path) in lane["ItemSelector"].as_object().unwrap() {
+            let path = path.as_str().unwrap();
+            let value = match path.strip_prefix("$$.Map.Item.Value") {
+                Some("") => serde_json::to_value(&target).unwrap(),
+                Some(".ami") => serde_json::to_value(&target.ami).unwrap(),
+                Some(other) => panic!("{other}"),
+                None => input[path.strip_prefix("$.").unwrap()].clone(),
+            };
+            item.insert(key.trim_end_matches(".$").to_string(), value);
+        }
+        let run: TargetRun = serde_json::from_value(item.into()).unwrap();
         run.validate().unwrap();
+        assert_eq!(run.wave, 1);
     }
-    // The rollback's children get the same run, without the wave.
-    let mut rollback = keys(&states["Roll back touched targets"]["ItemSelector"]);
-    rollback.push("wave".into());
-    rollback.sort();
-    assert_eq!(rollback, keys(&wave["ItemSelector"]));
+    // The rollback's lanes and children get the same, without the wave.
+    let rollback = &states["Roll back touched targets"];
+    for (rolling_back, rolling_out) in [
+        (&rollback["ItemSelector"], &wave["ItemSelector"]),
+        (
+            &rollback["ItemProcessor"]["States"]["Roll back the account-region"]["ItemSelector"],
+            &lane["ItemSelector"],
+        ),
+    ] {
+        let mut with_wave = keys(rolling_back);
+        with_wave.push("wave".into());
+        with_wave.sort();
+        assert_eq!(with_wave, keys(rolling_out));
+    }
 }
 
 #[test]

@@ -99,13 +99,22 @@ fn polls(refresh_seconds: Epoch, bake_seconds: i64) -> usize {
     }
 }
 
-/// One child's history: the target's whole rollout, `polls` checks of it.
+/// One target child's history: the target's whole rollout, `polls` checks of it.
 fn child_history(polls: usize) -> usize {
     let asl = asl();
-    let child = &asl["States"]["Roll out the wave"]["ItemProcessor"];
+    let child = &asl["States"]["Roll out the wave"]["ItemProcessor"]["States"]["Roll out the account-region"]
+        ["ItemProcessor"];
     history(child, |name, visits| match name {
         "Is the target healthy?" => (visits >= polls).then_some(0),
         other => panic!("unexpected choice {other}"),
+    })
+}
+
+/// A lane's history: its Distributed Map only, whatever the number of its targets.
+fn lane_history(map: &str, lane: &str) -> usize {
+    let asl = asl();
+    history(&asl["States"][map]["ItemProcessor"], |name, _| {
+        panic!("unexpected choice {name} in {lane}")
     })
 }
 
@@ -137,6 +146,17 @@ fn a_child_of_a_30_minute_refresh_with_a_5_minute_bake_stays_far_under_the_bar()
     // A one-hour bake, the case that stopped the old single execution at about 30 groups.
     let long = child_history(self::polls(1_800, 3_600));
     assert!(long < HISTORY_BAR, "{long}");
+}
+
+#[test]
+fn a_lane_holds_its_map_run_and_nothing_per_target() {
+    for (map, lane) in [
+        ("Roll out the wave", "Roll out the account-region"),
+        ("Roll back touched targets", "Roll back the account-region"),
+    ] {
+        // Started and ended, the Map state entered, its Map Run started and succeeded, exited.
+        assert_eq!(lane_history(map, lane), 2 + 4, "{lane}");
+    }
 }
 
 #[test]

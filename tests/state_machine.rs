@@ -138,7 +138,8 @@ fn stopped_names() -> Vec<String> {
 fn a_failed_target_stops_its_wave_and_aws_not_answering_stops_for_a_redrive() {
     let asl = asl();
     let states = &asl["States"];
-    let child = &states["Roll out the wave"]["ItemProcessor"];
+    let child = &states["Roll out the wave"]["ItemProcessor"]["States"]["Roll out the account-region"]
+        ["ItemProcessor"];
     // Every change a child makes catches a failed rollout into the wave's stop signal, and a
     // stop raised by another target into its own end; the child then succeeds with its outcome,
     // so only what is left uncaught (AWS not answering past the retries, a foreign refresh)
@@ -166,13 +167,18 @@ fn a_failed_target_stops_its_wave_and_aws_not_answering_stops_for_a_redrive() {
     }
     // No Map catches anything and none tolerates a failed child: a failed child stops the
     // execution where it is.
-    for map in ["Roll out the wave", "Roll back touched targets"] {
-        assert!(states[map].get("Catch").is_none(), "{map}");
-        assert!(
-            states[map].get("ToleratedFailurePercentage").is_none(),
-            "{map}"
-        );
-        assert!(states[map].get("ToleratedFailureCount").is_none(), "{map}");
+    for (map, lane) in [
+        ("Roll out the wave", "Roll out the account-region"),
+        ("Roll back touched targets", "Roll back the account-region"),
+    ] {
+        let lane = &states[map]["ItemProcessor"]["States"][lane];
+        for map in [&states[map], lane] {
+            assert_eq!(map["Type"], "Map");
+            assert!(map.get("Catch").is_none(), "{map}");
+            assert!(map.get("ToleratedFailurePercentage").is_none(), "{map}");
+            assert!(map.get("ToleratedFailureCount").is_none(), "{map}");
+        }
+        assert_eq!(lane["End"], true);
     }
     // After each wave the parent reads the signal; a failed target sends it to the rollback.
     assert_eq!(states["Roll out the wave"]["Next"], "How did the wave go?");
@@ -190,7 +196,8 @@ fn a_failed_target_stops_its_wave_and_aws_not_answering_stops_for_a_redrive() {
     );
     // The rollback's children converge with their own loop; one target that cannot be brought
     // back ends its child with that outcome, AWS not answering stays uncaught.
-    let rollback = &states["Roll back touched targets"]["ItemProcessor"]["States"];
+    let rollback = &states["Roll back touched targets"]["ItemProcessor"]["States"]["Roll back the account-region"]
+        ["ItemProcessor"]["States"];
     assert_eq!(
         names_in(&rollback["Roll back the target"], "Catch"),
         rolled_back_names()
@@ -221,10 +228,12 @@ fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() 
     // Straight to the waves, unless a region needs a copy of the AMI first.
     let copies = &states[take["Next"].as_str().unwrap()];
     assert_eq!(copies["Default"], "Start with the first wave");
-    assert_eq!(
-        states["Is a copy still pending?"]["Default"],
-        "Start with the first wave"
-    );
+    // Copies, once made, are protected like the AMIs protected with the holds.
+    let protect = &states[states["Is a copy still pending?"]["Default"]
+        .as_str()
+        .unwrap()];
+    assert_eq!(protect["Parameters"]["action"], "protectCopies");
+    assert_eq!(protect["Next"], "Start with the first wave");
     // A copy that cannot be made releases the holds and ends under its own name.
     for step in [
         "Copy the AMI into regions without it",

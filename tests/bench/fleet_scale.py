@@ -80,11 +80,13 @@ def run(groups: int, concurrency: int, profile: str = "package", out=print) -> t
             failures.append(f"fleet scale: the rollout ended {status['status']}: {status.get('cause')}")
 
         types = state_types(json.loads((ROOT / "statemachine/rollout.asl.json").read_text()))
+        # The targets' children and the lanes' (one per account-region and wave) that run them.
+        tree = rollout.Children(sfn, execution)
+        tree.poll()
         histories = {"parent": rollout._history(sfn, execution)}
-        for map_run in sfn.list_map_runs(executionArn=execution)["mapRuns"]:
-            for child in rollout._pages(sfn.list_executions, "executions", mapRunArn=map_run["mapRunArn"]):
-                histories[child["executionArn"]] = rollout._history(sfn, child["executionArn"])
-        children = len(histories) - 1
+        histories.update({arn: child["events"] for arn, child in tree.known.items()})
+        histories.update({arn: rollout._history(sfn, arn) for arn in tree.lanes})
+        children = len(tree.known)
         local = max(len(h) for h in histories.values())
         aws = {arn: aws_events(h, types) for arn, h in histories.items()}
         largest = max(largest_state(h) for h in histories.values())
@@ -95,13 +97,13 @@ def run(groups: int, concurrency: int, profile: str = "package", out=print) -> t
             "DescribeAutoScalingGroups", "DescribeInstanceRefreshes"))
         describes = sum(n for op, n in calls.items() if op.startswith(("Describe", "List", "Get")))
         row = {"groups": groups, "maxConcurrency": concurrency, "status": status["status"], "wallSeconds": round(wall),
-               "childExecutions": children, "largestHistoryLocal": local,
+               "childExecutions": children, "laneExecutions": len(tree.lanes), "largestHistoryLocal": local,
                "largestHistoryAws": max(aws.values()), "parentHistoryAws": aws["parent"],
                "largestStateBytes": largest, "polls": polls,
                "describeCallsPerGroupPerPoll": round(describes / max(polls, 1), 1),
                "autoScalingCallsPerGroupPerPoll": round(autoscaling / max(polls, 1), 1)}
         out(f"  {groups:,} groups, {concurrency} at a time: {status['status']} in {wall:.0f} s; "
-            f"{children:,} child executions")
+            f"{children:,} child executions in {len(tree.lanes)} lanes")
         out(f"  largest history: {local} events here, {row['largestHistoryAws']} as AWS counts "
             f"(the parent: {aws['parent']}); largest state {largest:,} bytes")
         out(f"  {polls:,} polls; {row['describeCallsPerGroupPerPoll']} describe calls per group per poll "

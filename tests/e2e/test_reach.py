@@ -8,8 +8,10 @@ Run: infra/local/.venv/bin/python -m unittest tests.e2e.test_reach   (make e2e r
 """
 
 import json
+import re
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.request
@@ -37,6 +39,7 @@ class Reach(unittest.TestCase):
 
     ACCOUNTS = (CANARY, SECOND, THIRD)
     GOLDEN_MISSING_IN = ()
+    PAST = False  # each group with a past (seed.reach_history)
 
     @classmethod
     def setUpClass(cls):
@@ -62,7 +65,7 @@ class Reach(unittest.TestCase):
         deploy.create_holds_table(self.moto)
         self.fleet = seed.seed_reach(self.moto, workloads=self.ACCOUNTS, regions=REGIONS,
                                      external_id=EXTERNAL_ID, without_role=(NO_ROLE,),
-                                     golden_missing_in=self.GOLDEN_MISSING_IN)
+                                     golden_missing_in=self.GOLDEN_MISSING_IN, past=self.PAST)
         deploy.configure(self.sfn, self.moto, self.environment(self.ACCOUNTS))
 
     def tearDown(self):
@@ -117,14 +120,35 @@ class AcrossAccounts(Reach):
         self.assert_on([NO_ROLE], "current")  # not in the reach
         # Wave 1 is the canary account (both regions), wave 2 everything else; every group got
         # one new version with its own region's AMI.
-        children = sorted(result["children"].values(), key=lambda c: c["events"][0]["timestamp"])
-        first_wave = {c["group"] for c in children[:4]}
+        first_wave = {c["group"] for c in result["children"].values() if c["wave"] == 0}
         self.assertEqual(first_wave, {f"{CANARY}/{r}/{g}" for r in REGIONS for g in ("api", "web")}, result["log"])
-        self.assertTrue(all(c["mapRun"] == children[0]["mapRun"] for c in children[:4]))
-        self.assertTrue(all(c["mapRun"] != children[0]["mapRun"] for c in children[4:]))
+        self.assertEqual(len(result["children"]), 2 * len(self.places(self.ACCOUNTS)))
         for account, region in self.places(self.ACCOUNTS):
             for group, versions in self.versions(account, region).items():
                 self.assertEqual(versions[1:], [self.ami("golden", region)], f"{account}/{region}/{group}")
+
+    def test_concurrency_is_capped_per_account_region_each_in_its_own_lane(self):
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "maxConcurrency": 1})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        self.assert_on(self.ACCOUNTS, "golden")
+        # One Map Run per account-region (a lane), each at most one target at a time.
+        lanes = {}
+        for child in result["children"].values():
+            lanes.setdefault(child["mapRun"], set()).add(child["group"].rsplit("/", 1)[0])
+        self.assertEqual(sorted(tuple(places) for places in lanes.values()),
+                         sorted((f"{a}/{r}",) for a, r in self.places(self.ACCOUNTS)), result["log"])
+        sfn = rollout._client("stepfunctions", self.sfn)
+        for map_run in lanes:
+            self.assertEqual(sfn.describe_map_run(mapRunArn=map_run)["maxConcurrency"], 1)
+        # What AWS shows: in each account-region, one refresh ended before the next started.
+        for account, region in self.places(self.ACCOUNTS):
+            autoscaling = seed.account_client(self.moto, "autoscaling", region, account)
+            spans = sorted((r["StartTime"], r["EndTime"])
+                           for group in self.fleet["accounts"][account][region]["groups"]
+                           for r in autoscaling.describe_instance_refreshes(
+                               AutoScalingGroupName=group)["InstanceRefreshes"])
+            self.assertEqual(len(spans), 2, f"{account}/{region}")
+            self.assertLessEqual(spans[0][1], spans[1][0], f"{account}/{region}: refreshes overlapped")
 
     def test_a_failure_in_the_second_account_rolls_back_every_touched_target_in_both(self):
         cloudwatch = seed.account_client(self.moto, "cloudwatch", "us-east-1", SECOND)
@@ -179,6 +203,121 @@ class AcrossAccounts(Reach):
                     self.assertEqual(images, [self.ami("current", region)], f"{account}/{region}/{group}")
 
 
+class WithAPast(Reach):
+    """Every workload group was rolled out before: `web` on `$Latest` after three refreshes (one of
+    them to a bad AMI, rolled back by hand), `api` on `$Default` after one; executions overlap."""
+
+    PAST = True
+
+    def group(self, account, region, group):
+        autoscaling = seed.account_client(self.moto, "autoscaling", region, account)
+        return autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+
+    def template(self, account, region, group):
+        """The group's launch template reference, the template's default version and its
+        versions (number -> data), as the console shows them."""
+        ec2 = seed.account_client(self.moto, "ec2", region, account)
+        lt = self.fleet["accounts"][account][region]["groups"][group]["launchTemplateId"]
+        default = ec2.describe_launch_templates(LaunchTemplateIds=[lt])["LaunchTemplates"][0]["DefaultVersionNumber"]
+        versions = {v["VersionNumber"]: v["LaunchTemplateData"]
+                    for v in ec2.describe_launch_template_versions(LaunchTemplateId=lt)["LaunchTemplateVersions"]}
+        return self.group(account, region, group)["LaunchTemplate"]["Version"], default, versions
+
+    def refreshes(self, account, region, group):
+        autoscaling = seed.account_client(self.moto, "autoscaling", region, account)
+        return autoscaling.describe_instance_refreshes(AutoScalingGroupName=group)["InstanceRefreshes"]
+
+    def assert_as_before(self, accounts, touched=False):
+        """Each group on its region's `current` AMI, with the reference and default its past left:
+        web on $Latest with version 4 the latest (the rollback deleted its version, or $Latest
+        would launch it), api on $Default version 2 (a rolled-back version may stay, unused)."""
+        self.assert_on(accounts, "current")
+        for account, region in self.places(accounts):
+            reference, default, versions = self.template(account, region, "web")
+            self.assertEqual((reference, max(versions)), ("$Latest", 4), f"{account}/{region}/web")
+            reference, default, versions = self.template(account, region, "api")
+            self.assertEqual((reference, default), ("$Default", 2), f"{account}/{region}/api")
+            self.assertEqual(max(versions), 3 if touched else 2, f"{account}/{region}/api")
+
+    def test_a_fleet_with_a_past_is_rolled_out_keeping_each_groups_reference_and_data(self):
+        past = {(a, r): {g: len(self.refreshes(a, r, g)) for g in ("web", "api")} for a, r in self.places()}
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "maxConcurrency": 4})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        self.assert_on(self.ACCOUNTS, "golden")
+        for account, region in self.places(self.ACCOUNTS):
+            name = f"{account}/{region}"
+            reference, _, versions = self.template(account, region, "web")
+            self.assertEqual((reference, max(versions)), ("$Latest", 5), name)
+            self.assertEqual(versions[5]["ImageId"], self.ami("golden", region), name)
+            self.assertEqual(versions[5]["MetadataOptions"], versions[4]["MetadataOptions"], f"{name}: only the AMI changed")
+            reference, default, versions = self.template(account, region, "api")
+            self.assertEqual((reference, default), ("$Default", 3), name)
+            self.assertEqual(versions[3]["ImageId"], self.ami("golden", region), name)
+            for group in ("web", "api"):
+                refreshes = self.refreshes(account, region, group)
+                self.assertEqual(len(refreshes), past[(account, region)][group] + 1, f"{name}/{group}: one new refresh")
+                self.assertEqual(refreshes[0]["Status"], "Successful", f"{name}/{group}")
+
+    def test_a_failure_in_the_second_account_rolls_a_fleet_with_a_past_back_as_it_was(self):
+        cloudwatch = seed.account_client(self.moto, "cloudwatch", "eu-west-1", SECOND)
+        cloudwatch.put_metric_alarm(AlarmName="api-errors", MetricName="Errors", Namespace="Demo", Statistic="Sum",
+                                    Period=60, EvaluationPeriods=1, Threshold=1,
+                                    ComparisonOperator="GreaterThanOrEqualToThreshold")
+        cloudwatch.set_alarm_state(AlarmName="api-errors", StateValue="ALARM", StateReason="5xx")
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "maxConcurrency": 4,
+                                   "waves": [[f"account:{CANARY}"], [f"account:{SECOND}"]]})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        self.assertTrue(result["cause"].startswith(f"TargetUnhealthy: {SECOND}/eu-west-1/api: unhealthy"),
+                        result["cause"])
+        self.assertNotIn("not rolled back", result["cause"])
+        # Both touched accounts are back as their past left them (the old refreshes were not taken
+        # for the rollback's own); the third was never touched.
+        self.assert_as_before([CANARY, SECOND], touched=True)
+        self.assert_as_before([THIRD])
+
+    def test_executions_in_different_accounts_overlap_and_hold_only_their_own_groups(self):
+        # The same group names in two accounts, at once: two targets each, neither waits.
+        payloads = [{"amiId": self.ami("golden", "us-east-1"), "accounts": [account]} for account in (CANARY, SECOND)]
+        executions = [rollout.start(self.sfn, self.machine, payload) for payload in payloads]
+        results = [None, None]
+
+        def follow(i):
+            results[i] = rollout.watch(self.sfn, self.control, executions[i], out=lambda _: None, timeout=300)
+        threads = [threading.Thread(target=follow, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sfn = rollout._client("stepfunctions", self.sfn)
+        described = [sfn.describe_execution(executionArn=e) for e in executions]
+        self.assertLess(described[1]["startDate"], described[0]["stopDate"], "the two truly overlapped")
+        for result in results:
+            self.assertEqual(result["status"], "SUCCEEDED", result.get("cause"))
+        self.assert_on([CANARY, SECOND], "golden")
+        self.assert_as_before([THIRD])
+        # A different AMI to every account while the first account is held: refused by name,
+        # before anything changes in any account.
+        holder = rollout.start(self.sfn, self.machine, {
+            "amiId": self.ami("current", "us-east-1"), "accounts": [CANARY],
+            "settings": {"*": {"bakeSeconds": 20}}})  # the bake runs on the wall clock here
+        deadline = time.time() + 120
+        while not any(t["Key"] == "ami-rollout:held-by" and t["Value"] == holder
+                      for t in self.group(CANARY, "us-east-1", "web")["Tags"]):
+            self.assertLess(time.time(), deadline, f"{holder} never held {CANARY}/us-east-1/web")
+            time.sleep(0.5)
+        other = self.run_rollout({"amiId": self.ami("bad", "us-east-1")})
+        self.assertEqual((other["status"], other["error"]), ("FAILED", "TargetHeld"), other["log"])
+        self.assertRegex(other["cause"], rf"{CANARY}/[a-z0-9-]+/(web|api) is held by execution {re.escape(holder)}")
+        self.assertNotIn(f"{SECOND}/", other["cause"])
+        self.assert_on([SECOND], "golden")
+        for account, region in self.places([SECOND]):
+            self.assertEqual(max(self.template(account, region, "web")[2]), 5, f"{account}/{region}: no new version")
+        self.assert_as_before([THIRD])
+        held = rollout.watch(self.sfn, self.control, holder, out=lambda _: None, timeout=300)
+        self.assertEqual(held["status"], "SUCCEEDED", held.get("cause"))
+        self.assert_on([CANARY], "current")
+
+
 class AmiMissingInARegion(Reach):
     """eu-west-1 has no golden AMI: its targets are refused by name, and nothing changes anywhere."""
 
@@ -197,14 +336,27 @@ class AmiMissingInARegion(Reach):
         deploy.configure(self.sfn, self.moto, {**self.environment(self.ACCOUNTS), "AMI_DISTRIBUTION": "copy",
                                                "AMI_COPY_KMS_KEYS": json.dumps({"eu-west-1": keys["eu-west-1"]})})
         source = self.ami("golden", "us-east-1")
-        result = self.run_rollout({"amiId": source, "maxConcurrency": 12})
+        ec2 = seed.account_client(self.moto, "ec2", "eu-west-1", central)
+
+        def copies():
+            return ec2.describe_images(Owners=["self"], Filters=[
+                {"Name": "name", "Values": ["ami-rollout-golden"]}])["Images"]
+        # While the targets roll out to it, the copy cannot be deregistered; after, it can again.
+        execution = rollout.start(self.sfn, self.machine, {"amiId": source, "maxConcurrency": 12})
+        sfn, protected = rollout._client("stepfunctions", self.sfn), set()
+        while sfn.describe_execution(executionArn=execution)["status"] == "RUNNING":
+            protected |= {c["DeregistrationProtection"] for c in copies() if c["State"] == "available"}
+            time.sleep(0.2)
+        lines = []
+        result = rollout.watch(self.sfn, self.control, execution, out=lines.append)
+        result["log"] = "\n".join(lines)
         self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        self.assertTrue(any(p.startswith("enabled") for p in protected), protected)
         # One copy in eu-west-1, made by the central account: the source's name and tags, encrypted
         # with the region's configured key.
-        ec2 = seed.account_client(self.moto, "ec2", "eu-west-1", central)
-        [copy] = ec2.describe_images(Owners=["self"], Filters=[
-            {"Name": "name", "Values": ["ami-rollout-golden"]}])["Images"]
+        [copy] = copies()
         self.assertEqual(copy["State"], "available")
+        self.assertEqual(copy["DeregistrationProtection"], "disabled")
         volumes = [m["Ebs"] for m in copy["BlockDeviceMappings"] if "Ebs" in m]
         self.assertTrue(volumes and all(v["Encrypted"] for v in volumes), copy)
         self.assertTrue(all(v["KmsKeyId"] == keys["eu-west-1"] for v in volumes), copy)

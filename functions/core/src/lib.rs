@@ -24,3 +24,21 @@ pub use error::{StepError, StepResult};
 pub fn init_logging() {
     lambda_runtime::tracing::init_default_subscriber();
 }
+
+/// The runtime's adapter, the same for every function: `handle` takes the event's payload and
+/// returns a `StepError`, whose stable name becomes the Error the console shows.
+pub async fn serve<C, O: serde::Serialize>(
+    clients: C,
+    handle: impl AsyncFn(&C, serde_json::Value) -> StepResult<O>,
+) -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::run(lambda_runtime::service_fn(
+        async |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            // Boxed: the step's future nests the SDK's deeply, past the compiler's layout depth
+            // limit once inside the runtime's own futures.
+            let step: std::pin::Pin<Box<dyn Future<Output = StepResult<O>> + '_>> =
+                Box::pin(handle(&clients, event.payload));
+            step.await.map_err(lambda_runtime::Diagnostic::from)
+        },
+    ))
+    .await
+}

@@ -244,12 +244,28 @@ pub struct AmiCopy {
 /// rollout an operator can follow. Larger fleets roll out in parts (tags, targets, exclusions).
 pub const MAX_TARGETS: usize = 5_000;
 
+/// One account-region's share of a wave or of a rollback: its targets run as a Distributed Map of
+/// their own, at most `maxConcurrency` at once, since Auto Scaling throttles per account and
+/// region. The lanes of a wave run side by side.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Lane {
+    /// None (null): the execution's own account or region, as on `Target`.
+    pub account: Option<String>,
+    pub region: Option<String>,
+    /// The S3 key of the lane's targets (a JSON array of `Target`).
+    pub key: String,
+    /// The S3 prefix the lane's `ResultWriter` writes under.
+    pub results_prefix: String,
+    pub targets: usize,
+}
+
 /// Where one wave's targets are, and where its Distributed Map writes their outcomes.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct WaveRef {
     pub index: usize,
-    /// The S3 key of the wave's targets (a JSON array of `Target`).
+    /// The S3 key of the wave's lanes (a JSON array of `Lane`), one per account-region.
     pub key: String,
     /// The S3 prefix the wave's `ResultWriter` writes under.
     pub results_prefix: String,

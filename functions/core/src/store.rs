@@ -3,11 +3,13 @@
 //!
 //! Layout under the plans bucket, per execution (by its name):
 //! - `plans/<execution>/plan.json`: the whole plan (`Plan`), skipped groups included;
-//! - `plans/<execution>/wave-<n>.json`: wave n's targets, a JSON array the wave's Distributed
-//!   Map reads (`ItemReader`);
-//! - `plans/<execution>/rollback.json`: the targets a rollback fans out over;
+//! - `plans/<execution>/wave-<n>.json`: wave n's lanes, one per account-region (a JSON array of
+//!   `Lane` the wave's Distributed Map reads), and `plans/<execution>/wave-<n>/lane-<m>.json`:
+//!   each lane's targets, which the lane's own Distributed Map reads;
+//! - `plans/<execution>/rollback.json` and `rollback/lane-<m>.json`: the same for a rollback;
 //! - `results/<execution>/wave-<n>/…`, `results/<execution>/rollback/…`: what each Map Run's
-//!   `ResultWriter` wrote (a `manifest.json` and the result files it lists).
+//!   `ResultWriter` wrote (a `manifest.json` and the result files it lists), the lanes' under
+//!   `lane-<m>/`.
 //!
 //! The bucket's lifecycle rule expires them after a few weeks.
 
@@ -16,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{StepError, StepResult};
-use crate::model::{Plan, PlanSummary, WaveRef};
+use crate::model::{Lane, Plan, PlanSummary, Target, WaveRef};
 
 /// The plans bucket and a client for it.
 #[derive(Clone, Debug)]
@@ -74,17 +76,18 @@ impl PlanStore {
         })
     }
 
-    /// Writes the plan (whole, then one object per wave) and returns what the state carries.
+    /// Writes the plan (whole, then each wave's lanes) and returns what the state carries.
     pub async fn write_plan(&self, execution: &str, plan: &Plan) -> StepResult<PlanSummary> {
         let prefix = plan_prefix(execution);
         let mut waves = Vec::with_capacity(plan.waves.len());
         for (index, targets) in plan.waves.iter().enumerate() {
             let key = format!("{prefix}wave-{index:03}.json");
-            self.put_json(&key, targets).await?;
+            let results_prefix = results_prefix(execution, &format!("wave-{index:03}"));
+            self.write_lanes(&key, &results_prefix, targets).await?;
             waves.push(WaveRef {
                 index,
                 key,
-                results_prefix: results_prefix(execution, &format!("wave-{index:03}")),
+                results_prefix,
                 targets: targets.len(),
             });
         }
@@ -124,13 +127,81 @@ impl PlanStore {
         })
     }
 
-    /// The targets of one wave, as its Distributed Map reads them.
+    /// Writes `targets` as lanes: one object per account-region, in the order they first appear,
+    /// beside `key` (`…/wave-000.json` → `…/wave-000/lane-000.json`), then the list of lanes at
+    /// `key`.
+    pub async fn write_lanes(
+        &self,
+        key: &str,
+        results_prefix: &str,
+        targets: &[Target],
+    ) -> StepResult<Vec<Lane>> {
+        let stem = key.strip_suffix(".json").unwrap_or(key);
+        let mut places: Vec<(&Option<String>, &Option<String>, Vec<&Target>)> = Vec::new();
+        for target in targets {
+            match places
+                .iter_mut()
+                .find(|(a, r, _)| **a == target.account && **r == target.region)
+            {
+                Some((_, _, lane)) => lane.push(target),
+                None => places.push((&target.account, &target.region, vec![target])),
+            }
+        }
+        let mut lanes = Vec::with_capacity(places.len());
+        for (index, (account, region, targets)) in places.into_iter().enumerate() {
+            let lane = Lane {
+                account: account.clone(),
+                region: region.clone(),
+                key: format!("{stem}/lane-{index:03}.json"),
+                results_prefix: format!("{results_prefix}/lane-{index:03}"),
+                targets: targets.len(),
+            };
+            self.put_json(&lane.key, &targets).await?;
+            lanes.push(lane);
+        }
+        self.put_json(key, &lanes).await?;
+        Ok(lanes)
+    }
+
+    /// The lanes listed at `key`.
+    pub async fn lanes(&self, bucket: &str, key: &str) -> StepResult<Vec<Lane>> {
+        self.get_json(bucket, key).await
+    }
+
+    /// Every target of the lanes listed at `key`, lane after lane.
+    pub async fn lane_targets(&self, bucket: &str, key: &str) -> StepResult<Vec<Target>> {
+        let mut targets = Vec::new();
+        for lane in self.lanes(bucket, key).await? {
+            targets.append(&mut self.get_json(bucket, &lane.key).await?);
+        }
+        Ok(targets)
+    }
+
+    /// The targets of one wave.
     pub async fn wave_targets(
         &self,
         plan: &PlanSummary,
         wave: &WaveRef,
-    ) -> StepResult<Vec<crate::model::Target>> {
-        self.get_json(&plan.bucket, &wave.key).await
+    ) -> StepResult<Vec<Target>> {
+        self.lane_targets(&plan.bucket, &wave.key).await
+    }
+
+    /// Every target child's result of a laned Map: the lanes' Map Run results, each lane's
+    /// output naming where its own Map Run wrote its children's.
+    pub async fn lane_results(
+        &self,
+        written: &ResultWriterDetails,
+    ) -> StepResult<Vec<ChildResult>> {
+        let mut results = Vec::new();
+        for lane in self.map_results(written).await? {
+            match lane.output_as::<LaneOutput>() {
+                Some(output) => results.append(&mut self.map_results(&output.results).await?),
+                // A lane that did not finish has no results of its own: its Map Run failed, and
+                // with it the execution, which a redrive resumes.
+                None => results.push(lane),
+            }
+        }
+        Ok(results)
     }
 
     /// Every child's result a Map Run's `ResultWriter` wrote, read through its manifest.
@@ -149,6 +220,12 @@ impl PlanStore {
         }
         Ok(results)
     }
+}
+
+/// What a lane's child execution ends with: where its Map Run's `ResultWriter` put the manifest.
+#[derive(Deserialize, Debug)]
+struct LaneOutput {
+    results: ResultWriterDetails,
 }
 
 /// Where a Distributed Map's `ResultWriter` put its manifest (the Map state's result).
@@ -285,7 +362,11 @@ mod tests {
             .write_plan("exec-1", &plan(&[&["canary"], &["a1", "a2"]], &skipped))
             .await
             .unwrap();
-        assert_eq!(put.num_calls(), 3, "two waves and the whole plan");
+        assert_eq!(
+            put.num_calls(),
+            5,
+            "each wave's lanes and their list, and the whole plan"
+        );
         assert_eq!(summary.key, "plans/exec-1/plan.json");
         let waves: Vec<(&str, &str, usize)> = summary
             .waves
@@ -307,6 +388,54 @@ mod tests {
             30 - (REASONS_SHOWN - 1)
         );
         assert_eq!(summary.skipped_by_reason.values().sum::<usize>(), 32);
+    }
+
+    #[tokio::test]
+    async fn a_waves_targets_are_written_in_one_lane_per_account_region() {
+        let put = mock!(aws_sdk_s3::Client::put_object)
+            .match_requests(|r| r.bucket() == Some("plans"))
+            .then_output(|| PutObjectOutput::builder().build());
+        let store = Rules {
+            s3: vec![&put],
+            ..Default::default()
+        }
+        .clients()
+        .store()
+        .unwrap();
+        let at = |account: Option<&str>, region: Option<&str>, group: &str| Target {
+            account: account.map(String::from),
+            region: region.map(String::from),
+            group: group.into(),
+            ..crate::samples::target_run().target
+        };
+        let targets = [
+            at(None, None, "web"),
+            at(Some("111111111111"), None, "web"),
+            at(None, Some("eu-west-1"), "web"),
+            at(None, None, "api"),
+            at(Some("111111111111"), None, "api"),
+        ];
+        let lanes = store
+            .write_lanes("plans/e/wave-001.json", "results/e/wave-001", &targets)
+            .await
+            .unwrap();
+        assert_eq!(put.num_calls(), 4, "three lanes and their list");
+        let lane =
+            |account: Option<&str>, region: Option<&str>, index: usize, targets: usize| Lane {
+                account: account.map(String::from),
+                region: region.map(String::from),
+                key: format!("plans/e/wave-001/lane-{index:03}.json"),
+                results_prefix: format!("results/e/wave-001/lane-{index:03}"),
+                targets,
+            };
+        assert_eq!(
+            lanes,
+            [
+                lane(None, None, 0, 2),
+                lane(Some("111111111111"), None, 1, 2),
+                lane(None, Some("eu-west-1"), 2, 1),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use aws_sdk_ec2::types::{ImageState, LaunchPermission, LaunchPermissionModificat
 use aws_sdk_kms::types::GrantOperation;
 use rollout_core::ami::{describe_images, usable_ami};
 use rollout_core::config::Config;
-use rollout_core::model::{Ami, AmiCopy, Epoch, Plan, PlanSummary};
+use rollout_core::model::{Ami, AmiCopy, Epoch, Plan, PlanSummary, Target};
 use rollout_core::reach::{fnv1a, partition};
 use rollout_core::{Clients, StepError, StepResult};
 use serde::Deserialize;
@@ -340,7 +340,7 @@ pub fn autoscaling_role(account: &str, region: &str) -> String {
     )
 }
 
-/// Puts each region's copy on its targets in the wave objects and in the plan object.
+/// Puts each region's copy on its targets in the lane objects and in the plan object.
 async fn write_into_waves(
     clients: &Clients,
     plan: &PlanSummary,
@@ -354,16 +354,15 @@ async fn write_into_waves(
             .map(|(_, ami)| ami.clone())
     };
     for wave in &plan.waves {
-        let mut targets = store.wave_targets(plan, wave).await?;
-        let mut changed = false;
-        for target in &mut targets {
-            if let Some(ami) = copy_for(target.region.as_deref()) {
-                target.ami = ami;
-                changed = true;
+        for lane in store.lanes(&plan.bucket, &wave.key).await? {
+            let Some(ami) = copy_for(lane.region.as_deref()) else {
+                continue;
+            };
+            let mut targets: Vec<Target> = store.get_json(&plan.bucket, &lane.key).await?;
+            for target in &mut targets {
+                target.ami = ami.clone();
             }
-        }
-        if changed {
-            store.put_json(&wave.key, &targets).await?;
+            store.put_json(&lane.key, &targets).await?;
         }
     }
     let mut full: Plan = store.get_json(&plan.bucket, &plan.key).await?;

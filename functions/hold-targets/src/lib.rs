@@ -95,6 +95,12 @@ pub enum HoldRequest {
         execution: String,
         plan: Box<PlanSummary>,
     },
+    /// Once copies of the AMI were made and written into the plan: protects them, like the
+    /// AMIs protected when the holds were taken. Returns the plan unchanged.
+    ProtectCopies {
+        execution: String,
+        plan: Box<PlanSummary>,
+    },
     /// A target failed (from its child execution): records why, first failure wins, so no other
     /// target of the wave starts a change. Returns the stop in force.
     StopWave { execution: String, stop: WaveStop },
@@ -148,6 +154,10 @@ pub async fn handle(clients: &HoldClients, payload: Value) -> StepResult<Value> 
             HoldRequest::Take { execution, plan } => serde_json::to_value(
                 take(clients, &execution, *plan, rollout_core::aws::now()).await?,
             ),
+            HoldRequest::ProtectCopies { execution, plan } => {
+                protect_copies(clients, &execution, &plan).await?;
+                serde_json::to_value(plan)
+            }
             HoldRequest::StopWave { execution, stop } => {
                 serde_json::to_value(stop_signal(clients).raise(&execution, &stop).await?)
             }
@@ -489,11 +499,7 @@ pub async fn take(
     now: Epoch,
 ) -> StepResult<PlanSummary> {
     let home = Home::of(execution)?;
-    let store = clients.fleet.store()?;
-    let mut targets = Vec::with_capacity(plan.target_count);
-    for wave in &plan.waves {
-        targets.append(&mut store.wave_targets(&plan, wave).await?);
-    }
+    let targets = planned_targets(clients, &plan).await?;
     let keyed: BTreeMap<String, &Target> =
         targets.iter().map(|t| (target_key(&home, t), t)).collect();
     record(
@@ -590,6 +596,38 @@ async fn tag_holds(fleet: &Clients, execution: &str, taken: &[&Target]) -> StepR
     Ok(())
 }
 
+async fn planned_targets(clients: &HoldClients, plan: &PlanSummary) -> StepResult<Vec<Target>> {
+    let store = clients.fleet.store()?;
+    let mut targets = Vec::with_capacity(plan.target_count);
+    for wave in &plan.waves {
+        targets.append(&mut store.wave_targets(plan, wave).await?);
+    }
+    Ok(targets)
+}
+
+/// Protects the copies distribute-ami wrote into the plan's targets: the AMIs of every held
+/// target once more, which counts this execution once per AMI whatever the number of calls.
+pub async fn protect_copies(
+    clients: &HoldClients,
+    execution: &str,
+    plan: &PlanSummary,
+) -> StepResult<()> {
+    let home = Home::of(execution)?;
+    let targets = planned_targets(clients, plan).await?;
+    protect_amis(
+        clients,
+        execution,
+        &home,
+        &targets.iter().collect::<Vec<_>>(),
+    )
+    .await?;
+    if was_released(clients, execution).await? {
+        release(clients, execution).await?;
+        return Err(released_already(execution));
+    }
+    Ok(())
+}
+
 /// Protects from deregistration every AMI a held target relies on (its rollback point, and the
 /// AMI rolled out to it) that the target's account or the home account owns (in the target's
 /// region), counting the executions that rely on it. AMIs a third
@@ -607,7 +645,7 @@ async fn protect_amis(
     for ((account, region), targets) in by_place(home, taken) {
         let fleet = clients.fleet_at(account, region, execution).await?;
         // The AMI each target would roll back to, and the one it rolls out (a copy made later
-        // is not known yet, and is not protected).
+        // is protected once it is written into the plan: `protect_copies`).
         let ids: BTreeSet<&str> = targets
             .iter()
             .flat_map(|t| [t.rollback_point.image_id.as_str(), t.ami.id.as_str()])

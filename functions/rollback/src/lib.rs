@@ -45,7 +45,7 @@ pub enum RollbackRequest {
     },
 }
 
-/// Where the rollback's targets are, for its Distributed Map.
+/// Where the rollback's lanes are, for its Distributed Map.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackPlan {
@@ -69,7 +69,7 @@ pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
             serde_json::to_value(step)
         }
         RollbackRequest::Summarize { stop, results } => {
-            let outcomes = clients.store()?.map_results(&results).await?;
+            let outcomes = clients.store()?.lane_results(&results).await?;
             serde_json::to_value(summarize(&stop.failure, &outcomes))
         }
     };
@@ -192,8 +192,8 @@ pub fn waves_in_scope(
     }
 }
 
-/// Writes the targets in scope for the rollback's Distributed Map. Targets that were never
-/// touched are in it too: their child finds nothing of this execution's on them and ends.
+/// Writes the targets in scope for the rollback's Distributed Map, in lanes per account-region
+/// like a wave's. Targets that were never touched are in it too: their child finds nothing of this execution's on them and ends.
 pub async fn plan_rollback(
     clients: &Clients,
     execution: &str,
@@ -209,11 +209,12 @@ pub async fn plan_rollback(
         targets.append(&mut store.wave_targets(plan, &plan.waves[index]).await?);
     }
     let key = format!("{}rollback.json", plan_prefix(execution));
-    store.put_json(&key, &targets).await?;
+    let results_prefix = results_prefix(execution, "rollback");
+    store.write_lanes(&key, &results_prefix, &targets).await?;
     Ok(RollbackPlan {
         bucket: store.bucket,
         key,
-        results_prefix: results_prefix(execution, "rollback"),
+        results_prefix,
         targets: targets.len(),
     })
 }

@@ -111,7 +111,9 @@ class Timeline:
         elif kind == "MapRunStarted":
             # arn:…:mapRun:<state machine>/<Label>:<id>
             label_and_id = e.get("mapRunStartedEventDetails", {}).get("mapRunArn", "").split("/")[-1]
-            self.line(f"  Map Run {label_and_id.replace(':', ' ')}: one child execution per group")
+            per = "account-region, each a Map Run of its targets" if label_and_id.split(":")[0].endswith("-lanes") \
+                else "target"
+            self.line(f"  Map Run {label_and_id.replace(':', ' ')}: one child execution per {per}")
         elif kind == "ExecutionRedriven":
             count = e["executionRedrivenEventDetails"]["redriveCount"]
             who = f"{child}: child" if child else "execution"
@@ -211,33 +213,43 @@ class Timeline:
 
 
 class Children:
-    """The child executions of an execution's Distributed Maps, each named by the group its input
-    names, with the history events not yet shown."""
+    """The target child executions of an execution's Distributed Maps (a wave's lanes, one per
+    account-region, each run their targets as a Distributed Map of their own), each named by the
+    target its input names, with the history events not yet shown."""
 
     def __init__(self, sfn, execution):
         self.sfn, self.execution = sfn, execution
-        self.known = {}  # child ARN -> {"group", "events", "shown", "status", "mapRun"}
+        self.known = {}  # child ARN -> {"group", "wave", "events", "shown", "status", "mapRun"}
+        self.lanes = {}  # lane child ARN -> its input
 
     def poll(self) -> list:
         """(group, event) pairs new since the last poll, in each child's order."""
-        new = []
-        for run in self.sfn.list_map_runs(executionArn=self.execution)["mapRuns"]:
-            for child in _pages(self.sfn.list_executions, "executions", mapRunArn=run["mapRunArn"]):
-                arn = child["executionArn"]
-                seen = self.known.get(arn)
-                if seen is None:
-                    described = self.sfn.describe_execution(executionArn=arn)
-                    target = json.loads(described.get("input") or "{}").get("target", {})
-                    seen = self.known[arn] = {"group": target_name(target) or arn.rsplit(":", 1)[-1],
-                                              "events": [], "shown": 0, "status": None,
-                                              "mapRun": run["mapRunArn"]}
-                if seen["status"] in ("SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT") \
-                        and seen["status"] == child["status"] and seen["shown"] == len(seen["events"]):
-                    continue
-                seen["status"] = child["status"]
-                seen["events"] = _history(self.sfn, arn)
-                new += [(seen["group"], e) for e in seen["events"][seen["shown"]:]]
-                seen["shown"] = len(seen["events"])
+        new, parents = [], [self.execution]
+        while parents:
+            for run in self.sfn.list_map_runs(executionArn=parents.pop(0))["mapRuns"]:
+                for child in _pages(self.sfn.list_executions, "executions", mapRunArn=run["mapRunArn"]):
+                    arn = child["executionArn"]
+                    if arn in self.lanes:
+                        parents.append(arn)
+                        continue
+                    seen = self.known.get(arn)
+                    if seen is None:
+                        described = json.loads(self.sfn.describe_execution(executionArn=arn).get("input") or "{}")
+                        if "lane" in described:
+                            self.lanes[arn] = described
+                            parents.append(arn)
+                            continue
+                        target = described.get("target", {})
+                        seen = self.known[arn] = {"group": target_name(target) or arn.rsplit(":", 1)[-1],
+                                                  "wave": described.get("wave"), "events": [], "shown": 0,
+                                                  "status": None, "mapRun": run["mapRunArn"]}
+                    if seen["status"] in ("SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT") \
+                            and seen["status"] == child["status"] and seen["shown"] == len(seen["events"]):
+                        continue
+                    seen["status"] = child["status"]
+                    seen["events"] = _history(self.sfn, arn)
+                    new += [(seen["group"], e) for e in seen["events"][seen["shown"]:]]
+                    seen["shown"] = len(seen["events"])
         return new
 
 

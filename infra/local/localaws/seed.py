@@ -474,14 +474,15 @@ WORKLOAD_ROLE_POLICY = {"Version": "2012-10-17", "Statement": [
 def seed_reach(endpoint: str, central: str = "123456789012", workloads=("111111111111", "222222222222"),
                regions=("us-east-1", "eu-west-1"), role_name: str = "ami-rollout-workload",
                external_id: str = "local-external-id", without_role=("333333333333",), golden_missing_in=(),
-               instances: int = 1) -> dict:
+               instances: int = 1, past: bool = False) -> dict:
     """A rollout's reach: the central account holds the AMIs (`current`, `golden`, `bad`, the same
     names in every region, `golden` left out of the regions in `golden_missing_in`) and
     /ami/linux/prod (`current`) in every region, and shares each AMI with every workload account.
     Every workload account (`workloads` and `without_role`) has in every region a network and the
-    tagged groups `web` and `api` (`instances` each, template version 1) on that region's `current`.
-    The accounts of `workloads` have the role `role_name`, trusting the central account with
-    `external_id`; the ones in `without_role` do not. Returns the manifest (JSON-able)."""
+    tagged groups `web` and `api` (`instances` each, template version 1) on that region's `current`;
+    with `past`, each group has a past there (`reach_history`). The accounts of `workloads` have
+    the role `role_name`, trusting the central account with `external_id`; the ones in
+    `without_role` do not. Returns the manifest (JSON-able)."""
     workloads, without_role, regions = list(workloads), list(without_role), list(regions)
     targets = workloads + [a for a in without_role if a not in workloads]
     manifest = {"central": central, "regions": regions, "roleName": role_name, "externalId": external_id,
@@ -503,6 +504,9 @@ def seed_reach(endpoint: str, central: str = "123456789012", workloads=("1111111
             groups = {name: make_group(w, name, subnets, amis["current"], instances) for name in REACH_GROUPS}
             manifest["accounts"][account][region] = {"groups": {
                 k: {"name": v["name"], "launchTemplateId": v["launchTemplateId"]} for k, v in groups.items()}}
+            if past:
+                for name, reference in reach_history(Past(w, endpoint, instances), groups, amis).items():
+                    manifest["accounts"][account][region]["groups"][name]["reference"] = reference
     for account in workloads:
         iam = account_client(endpoint, "iam", regions[0], account)
         iam.create_role(RoleName=role_name, MaxSessionDuration=3600,
@@ -511,6 +515,28 @@ def seed_reach(endpoint: str, central: str = "123456789012", workloads=("1111111
         iam.put_role_policy(RoleName=role_name, PolicyName="ami-rollout",
                             PolicyDocument=json.dumps(WORKLOAD_ROLE_POLICY))
     return manifest
+
+
+def reach_history(past: Past, groups: dict, amis: dict) -> dict:
+    """A workload group's past, played in its own account: `web` refreshed to a config change,
+    then to a bad AMI rolled back by hand midway, then to another config change, and left on
+    `$Latest` (version 4, the current AMI); `api` refreshed to a config change made its default
+    and left on `$Default` (version 2). Returns each group's launch template reference."""
+    web, lt = groups["web"]["name"], groups["web"]["launchTemplateId"]
+    v2 = past.version(lt, 1, "detailed monitoring", Monitoring={"Enabled": True})
+    past.refresh(web, lt, v2)
+    past.point(web, lt, "$Latest")
+    v3 = past.version(lt, v2, "bad AMI", ImageId=amis["bad"])
+    past.rolled_back(web, lt, v3)
+    v4 = past.version(lt, v2, "IMDS hop limit 2", MetadataOptions=IMDS_HOP_2)
+    past.refresh(web, lt, v4)
+    past.point(web, lt, "$Latest")
+    api, lt = groups["api"]["name"], groups["api"]["launchTemplateId"]
+    v2 = past.version(lt, 1, "IMDS hop limit 2", MetadataOptions=IMDS_HOP_2)
+    past.refresh(api, lt, v2)
+    past.set_default(lt, v2)
+    past.point(api, lt, "$Default")
+    return {"web": "$Latest", "api": "$Default"}
 
 
 COPY_KEY_ALIAS = "alias/ami-rollout-copies"
