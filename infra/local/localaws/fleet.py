@@ -187,14 +187,24 @@ def boots(image_id: str) -> bool:
     return state.sim().bad_amis.get(image_id) != "boot"
 
 
-def cluster_of(account, region, group) -> str | None:
-    backend = ecs(account, region)
+def _provider_clusters(backend) -> dict:
+    """Each capacity provider's Auto Scaling group (ARN or name) -> the cluster it serves."""
+    serving = {}
     for provider in backend.capacity_providers.values():
         asg = provider.auto_scaling_group_provider.get("autoScalingGroupArn", "")
+        for cluster in backend.clusters.values():
+            if provider.name in (cluster.capacity_providers or []):
+                serving.setdefault(asg, cluster.name)
+                break
+    return serving
+
+
+def cluster_of(group, backend, serving: dict) -> str | None:
+    """The cluster the group's instances join: through a capacity provider of the cluster, or
+    the ECS_CLUSTER line of its user data. `serving` is `_provider_clusters(backend)`."""
+    for asg, cluster in serving.items():
         if asg in (group.arn, group.name) or asg.endswith(f"autoScalingGroupName/{group.name}"):
-            for cluster in backend.clusters.values():
-                if provider.name in (cluster.capacity_providers or []):
-                    return cluster.name
+            return cluster
     user_data = group.user_data or ""
     try:
         text = base64.b64decode(user_data).decode(errors="ignore")
@@ -214,12 +224,17 @@ def managed_draining(account, region, group) -> bool:
 
 def reconcile_container_instances(account, region) -> None:
     backend = ecs(account, region)
+    if not backend.clusters and not any(backend.container_instances.values()):
+        return  # no cluster to join and none to leave (this runs before every request)
+    serving = _provider_clusters(backend)
     live = {}
     for group in autoscaling_backends[account][region].autoscaling_groups.values():
-        cluster = cluster_of(account, region, group)
+        running = [s for s in group.instance_states
+                   if s.lifecycle_state == "InService" and s.instance.state == "running"]
+        cluster = cluster_of(group, backend, serving) if running else None
         if cluster and cluster in backend.clusters:
-            for s in group.instance_states:
-                if s.lifecycle_state == "InService" and s.instance.state == "running" and boots(s.instance.image_id):
+            for s in running:
+                if boots(s.instance.image_id):
                     live[s.instance.id] = cluster
     registered = {}
     for cluster, by_id in list(backend.container_instances.items()):
