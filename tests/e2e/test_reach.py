@@ -91,6 +91,14 @@ class Reach(unittest.TestCase):
                     LaunchTemplateId=spec["launchTemplateId"])["LaunchTemplateVersions"]]
                 for g, spec in self.fleet["accounts"][account][region]["groups"].items()}
 
+    def alarm_on_api(self, account, region):
+        """The alarm the settings give `api`, in ALARM in one account and region."""
+        cloudwatch = seed.account_client(self.moto, "cloudwatch", region, account)
+        cloudwatch.put_metric_alarm(AlarmName="api-errors", MetricName="Errors", Namespace="Demo", Statistic="Sum",
+                                    Period=60, EvaluationPeriods=1, Threshold=1,
+                                    ComparisonOperator="GreaterThanOrEqualToThreshold")
+        cloudwatch.set_alarm_state(AlarmName="api-errors", StateValue="ALARM", StateReason="5xx")
+
     def run_rollout(self, payload):
         lines = []
         execution = rollout.start(self.sfn, self.machine, payload)
@@ -151,11 +159,7 @@ class AcrossAccounts(Reach):
             self.assertLessEqual(spans[0][1], spans[1][0], f"{account}/{region}: refreshes overlapped")
 
     def test_a_failure_in_the_second_account_rolls_back_every_touched_target_in_both(self):
-        cloudwatch = seed.account_client(self.moto, "cloudwatch", "us-east-1", SECOND)
-        cloudwatch.put_metric_alarm(AlarmName="api-errors", MetricName="Errors", Namespace="Demo", Statistic="Sum",
-                                    Period=60, EvaluationPeriods=1, Threshold=1,
-                                    ComparisonOperator="GreaterThanOrEqualToThreshold")
-        cloudwatch.set_alarm_state(AlarmName="api-errors", StateValue="ALARM", StateReason="5xx")
+        self.alarm_on_api(SECOND, "us-east-1")
         result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "maxConcurrency": 4,
                                    "waves": [[f"account:{CANARY}"], [f"account:{SECOND}"]]})
         self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
@@ -259,11 +263,7 @@ class WithAPast(Reach):
                 self.assertEqual(refreshes[0]["Status"], "Successful", f"{name}/{group}")
 
     def test_a_failure_in_the_second_account_rolls_a_fleet_with_a_past_back_as_it_was(self):
-        cloudwatch = seed.account_client(self.moto, "cloudwatch", "eu-west-1", SECOND)
-        cloudwatch.put_metric_alarm(AlarmName="api-errors", MetricName="Errors", Namespace="Demo", Statistic="Sum",
-                                    Period=60, EvaluationPeriods=1, Threshold=1,
-                                    ComparisonOperator="GreaterThanOrEqualToThreshold")
-        cloudwatch.set_alarm_state(AlarmName="api-errors", StateValue="ALARM", StateReason="5xx")
+        self.alarm_on_api(SECOND, "eu-west-1")
         result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "maxConcurrency": 4,
                                    "waves": [[f"account:{CANARY}"], [f"account:{SECOND}"]]})
         self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])

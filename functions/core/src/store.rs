@@ -332,18 +332,27 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_plan_is_written_one_object_per_wave_and_the_state_gets_its_summary() {
-        let put = mock!(aws_sdk_s3::Client::put_object)
+    /// Every PutObject to the plans bucket succeeds.
+    fn put_rule() -> aws_smithy_mocks::Rule {
+        mock!(aws_sdk_s3::Client::put_object)
             .match_requests(|r| r.bucket() == Some("plans"))
-            .then_output(|| PutObjectOutput::builder().build());
-        let store = Rules {
-            s3: vec![&put],
+            .then_output(|| PutObjectOutput::builder().build())
+    }
+
+    fn store_with(put: &aws_smithy_mocks::Rule) -> PlanStore {
+        Rules {
+            s3: vec![put],
             ..Default::default()
         }
         .clients()
         .store()
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_plan_is_written_one_object_per_wave_and_the_state_gets_its_summary() {
+        let put = put_rule();
+        let store = store_with(&put);
         let many: Vec<(String, String)> = (0..30)
             .map(|i| {
                 (
@@ -392,16 +401,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_waves_targets_are_written_in_one_lane_per_account_region() {
-        let put = mock!(aws_sdk_s3::Client::put_object)
-            .match_requests(|r| r.bucket() == Some("plans"))
-            .then_output(|| PutObjectOutput::builder().build());
-        let store = Rules {
-            s3: vec![&put],
-            ..Default::default()
-        }
-        .clients()
-        .store()
-        .unwrap();
+        let put = put_rule();
+        let store = store_with(&put);
         let at = |account: Option<&str>, region: Option<&str>, group: &str| Target {
             account: account.map(String::from),
             region: region.map(String::from),
