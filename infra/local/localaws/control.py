@@ -2,7 +2,7 @@
 the local AWS. Bodies and answers are JSON; account and region default to moto's.
 
   POST   /_localaws/reset                  moto's backends and every extension's state
-  POST   /_localaws/bad-ami                {"imageId", "mode": "boot"|"ecs"|null}
+  POST   /_localaws/bad-ami                {"imageId", "mode": "boot"|"ecs"|"root"|null}
   POST   /_localaws/faults                 {"operation", "code", "status": 400, "count": 1, "after": 0}
   DELETE /_localaws/faults
   POST   /_localaws/alarm                  {"name", "state": "ALARM"|"OK"|..., "reason"}
@@ -10,6 +10,8 @@ the local AWS. Bodies and answers are JSON; account and region default to moto's
   POST   /_localaws/copy-time              {"seconds"}: how long a CopyImage takes from now on
                                            (simulated; null: copies.COPY_SECONDS, 600)
   GET    /_localaws/copy-time
+  POST   /_localaws/volume-files           {"volumeId", "path", "content"}: a file on a volume
+  GET    /_localaws/volume-files?volumeId= the files on a volume (rootvolumes.py)
   GET    /_localaws/fleet                  groups, instances, refreshes, container instances, services
   GET    /_localaws/calls                  how many times each operation was called
 """
@@ -20,7 +22,7 @@ from urllib.parse import parse_qs
 from moto.core.base_backend import BackendDict
 from moto.moto_api._internal.models import moto_api_backend
 
-from . import copies, fleet, state
+from . import copies, fleet, rootvolumes, state
 
 PREFIX = "/_localaws/"
 DEFAULT_ACCOUNT, DEFAULT_REGION = "123456789012", "us-east-1"
@@ -99,12 +101,12 @@ class Control:
             state.reset()
             return _json(start_response, "200 OK", {"reset": True})
         if (method, action) == ("POST", "bad-ami"):
-            if body.get("mode") in ("boot", "ecs"):
+            if body.get("mode") in ("boot", "ecs", "root"):
                 sim.bad_amis[body["imageId"]] = body["mode"]
             elif body.get("mode") is None:
                 sim.bad_amis.pop(body.get("imageId"), None)
             else:
-                return _json(start_response, "400 Bad Request", {"error": "mode must be boot, ecs or null"})
+                return _json(start_response, "400 Bad Request", {"error": "mode must be boot, ecs, root or null"})
             return _json(start_response, "200 OK", {"badAmis": sim.bad_amis})
         if (method, action) == ("POST", "faults"):
             fault = state.Fault(operation=body["operation"], code=body.get("code", "Throttling"),
@@ -133,6 +135,14 @@ class Control:
             return _json(start_response, "200 OK", {"copySeconds": copies.copy_seconds()})
         if (method, action) == ("GET", "copy-time"):
             return _json(start_response, "200 OK", {"copySeconds": copies.copy_seconds()})
+        if (method, action) == ("POST", "volume-files"):
+            if not body.get("volumeId") or not body.get("path"):
+                return _json(start_response, "400 Bad Request", {"error": "volumeId and path are required"})
+            files = rootvolumes.write_file(body["volumeId"], body["path"], str(body.get("content", "")))
+            return _json(start_response, "200 OK", {"volumeId": body["volumeId"], "files": files})
+        if (method, action) == ("GET", "volume-files"):
+            return _json(start_response, "200 OK", {"volumeId": query.get("volumeId"),
+                                                    "files": rootvolumes.files(query.get("volumeId", ""))})
         if (method, action) == ("GET", "fleet"):
             return _json(start_response, "200 OK", fleet_view(account, region))
         if (method, action) == ("GET", "calls"):

@@ -14,12 +14,13 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
-from . import accounts, alarms, control, copies, fleet, grants, images, refresh, services, state, templates, wire
+from . import accounts, alarms, control, copies, fleet, grants, images, refresh, rootvolumes, services, state, templates, wire
 
 
 def tick() -> None:
     copies.tick()
     refresh.tick()
+    rootvolumes.tick()
     for account, region in list(fleet.regions()):
         fleet.reconcile_container_instances(account, region)
         services.tick(account, region)
@@ -40,7 +41,7 @@ def build_app(plain: bool = False):
     app = DomainDispatcherApplication(create_backend_app)
     if plain:
         return Serialised(app, simulate=False)
-    for extension in (wire, accounts, templates, images, copies, grants, fleet, refresh, services, alarms):
+    for extension in (wire, accounts, templates, images, copies, grants, fleet, refresh, rootvolumes, services, alarms):
         extension.install()
     return Serialised(control.Control(wire.CborShim(app)), simulate=True)
 

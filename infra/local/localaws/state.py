@@ -43,7 +43,8 @@ class Fault:
 @dataclass
 class Simulation:
     clock: Clock
-    # AMI id -> "boot" (instances never pass health checks) or "ecs" (boots, ECS tasks fail).
+    # AMI id -> "boot" (instances never pass health checks), "ecs" (boots, ECS tasks fail) or
+    # "root" (a root volume replacement with it fails: rootvolumes.py).
     bad_amis: dict[str, str] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     # (account, region, group) -> list of refresh records, newest last.
@@ -65,6 +66,14 @@ class Simulation:
     copy_tokens: dict[tuple, tuple] = field(default_factory=dict)
     # Simulated seconds a CopyImage takes; None: copies.COPY_SECONDS (POST /_localaws/copy-time).
     copy_seconds: float | None = None
+    # Root volume replacements (rootvolumes.py): (account, region) -> task records, oldest first;
+    # (account, region, client token) -> task id; instance id -> volume ids that were its root.
+    root_tasks: dict[tuple, list] = field(default_factory=dict)
+    root_tokens: dict[tuple, str] = field(default_factory=dict)
+    root_lineage: dict[str, set] = field(default_factory=dict)
+    # Volume content: volume id -> {path: content}; snapshot id -> its volume's files when taken.
+    volume_files: dict[str, dict] = field(default_factory=dict)
+    snapshot_files: dict[str, dict] = field(default_factory=dict)
 
 
 def _scale() -> float:
