@@ -2,13 +2,22 @@
 free loopback port before its tests, stopped after. LOCALAWS_PLAIN=1 starts plain moto instead,
 to show which tests the extensions make pass."""
 
+import json
 import os
 import subprocess
 import sys
 import unittest
+import urllib.request
 from pathlib import Path
 
 LOCAL = Path(__file__).resolve().parents[1]
+
+
+def request(url, body=None, method="POST"):
+    """A call to the control endpoint: JSON in, JSON out."""
+    data = json.dumps(body).encode() if body is not None else None
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method)) as answer:
+        return json.load(answer)
 
 
 class LocalServerTestCase(unittest.TestCase):

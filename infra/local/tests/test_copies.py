@@ -9,7 +9,6 @@ loopback port; LOCALAWS_PLAIN=1 runs the same against plain moto, where these te
 import json
 import sys
 import unittest
-import urllib.request
 from pathlib import Path
 
 import boto3
@@ -20,7 +19,7 @@ LOCAL = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(LOCAL))
 
 from localaws import launcher, seed  # noqa: E402
-from localserver import LocalServerTestCase
+from localserver import LocalServerTestCase, request
 
 CENTRAL, WORKLOAD = "123456789012", "111111111111"
 HOME, AWAY = "us-east-1", "eu-west-1"
@@ -31,16 +30,10 @@ GRANT_OPERATIONS = ["Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "Gener
                     "GenerateDataKeyWithoutPlaintext", "DescribeKey", "CreateGrant"]
 
 
-def _request(url, body=None, method="POST"):
-    data = json.dumps(body).encode() if body is not None else None
-    with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method)) as answer:
-        return json.load(answer)
-
-
 class Copies(LocalServerTestCase):
     def setUp(self):
-        _request(f"{self.control}/reset", {})
-        _request(f"{self.control}/copy-time", {"seconds": DAY})
+        request(f"{self.control}/reset", {})
+        request(f"{self.control}/copy-time", {"seconds": DAY})
         self.home = self.client("ec2", HOME)
         self.away = self.client("ec2", AWAY)
         self.source = self.make_ami(self.home, "golden", {"Name": "golden", "team": "platform"})
@@ -67,7 +60,7 @@ class Copies(LocalServerTestCase):
         return (ec2 or self.away).describe_images(ImageIds=[image_id])["Images"][0]
 
     def advance(self, seconds):
-        _request(f"{self.control}/advance", {"seconds": seconds})
+        request(f"{self.control}/advance", {"seconds": seconds})
 
     def finish_copies(self):
         self.advance(DAY)
@@ -87,7 +80,7 @@ class Copies(LocalServerTestCase):
     # --- timing --------------------------------------------------------------------------------
 
     def test_a_copy_is_pending_until_its_copy_time_has_passed_on_the_scaled_clock(self):
-        self.assertEqual(_request(f"{self.control}/copy-time", method="GET"), {"copySeconds": DAY})
+        self.assertEqual(request(f"{self.control}/copy-time", method="GET"), {"copySeconds": DAY})
         copy = self.copy()
         described = self.image(copy)
         self.assertEqual((described["State"], described["Name"], described["OwnerId"]),
@@ -106,9 +99,9 @@ class Copies(LocalServerTestCase):
         self.away.get_waiter("image_available").wait(ImageIds=[copy], WaiterConfig={"Delay": 0, "MaxAttempts": 1})
 
     def test_the_copy_time_defaults_to_ten_minutes_and_a_copy_keeps_the_time_it_started_with(self):
-        self.assertEqual(_request(f"{self.control}/copy-time", {"seconds": None}), {"copySeconds": 600.0})
+        self.assertEqual(request(f"{self.control}/copy-time", {"seconds": None}), {"copySeconds": 600.0})
         copy = self.copy()
-        _request(f"{self.control}/copy-time", {"seconds": DAY})
+        request(f"{self.control}/copy-time", {"seconds": DAY})
         self.advance(601)
         self.assertEqual(self.image(copy)["State"], "available")
 

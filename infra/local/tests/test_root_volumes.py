@@ -6,9 +6,7 @@ Run: infra/local/.venv/bin/python -m unittest discover -v -s infra/local/tests -
 LOCALAWS_PLAIN=1 runs the same against plain moto, where these tests fail.
 """
 
-import json
 import sys
-import urllib.request
 from pathlib import Path
 
 import boto3
@@ -19,20 +17,14 @@ LOCAL = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(LOCAL))
 
 from localaws import seed  # noqa: E402
-from localserver import LocalServerTestCase  # noqa: E402
+from localserver import LocalServerTestCase, request  # noqa: E402
 
 BASE = seed.ECS_AL2023
 
 
-def _request(url, body=None, method="POST"):
-    data = json.dumps(body).encode() if body is not None else None
-    with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method)) as answer:
-        return json.load(answer)
-
-
 class RootVolumes(LocalServerTestCase):
     def setUp(self):
-        _request(f"{self.control}/reset", {})
+        request(f"{self.control}/reset", {})
         self.ec2 = boto3.client("ec2", endpoint_url=self.endpoint, region_name="us-east-1",
                                 aws_access_key_id="testing", aws_secret_access_key="testing",
                                 config=Config(retries={"max_attempts": 1}))
@@ -67,13 +59,13 @@ class RootVolumes(LocalServerTestCase):
                     if m["DeviceName"] == instance["RootDeviceName"])
 
     def write(self, volume, path, content):
-        _request(f"{self.control}/volume-files", {"volumeId": volume, "path": path, "content": content})
+        request(f"{self.control}/volume-files", {"volumeId": volume, "path": path, "content": content})
 
     def files(self, volume):
-        return _request(f"{self.control}/volume-files?volumeId={volume}", method="GET")["files"]
+        return request(f"{self.control}/volume-files?volumeId={volume}", method="GET")["files"]
 
     def advance(self, seconds):
-        _request(f"{self.control}/advance", {"seconds": seconds})
+        request(f"{self.control}/advance", {"seconds": seconds})
 
     def task(self, task_id):
         return self.ec2.describe_replace_root_volume_tasks(
@@ -150,12 +142,12 @@ class RootVolumes(LocalServerTestCase):
         self.assertEqual(self.described()["ImageId"], self.old_ami, "only an AMI changes the reported AMI")
 
     def test_a_bad_ami_fails_the_task_or_the_status_checks(self):
-        _request(f"{self.control}/bad-ami", {"imageId": self.new_ami, "mode": "root"})
+        request(f"{self.control}/bad-ami", {"imageId": self.new_ami, "mode": "root"})
         failed = self.run_to_end(self.replace(ImageId=self.new_ami)["ReplaceRootVolumeTaskId"])
         self.assertEqual(failed["TaskState"], "failed")
         self.assertEqual(self.root_volume(), self.root, "the original root stays attached")
         self.assertEqual(self.described()["ImageId"], self.old_ami)
-        _request(f"{self.control}/bad-ami", {"imageId": self.new_ami, "mode": "boot"})
+        request(f"{self.control}/bad-ami", {"imageId": self.new_ami, "mode": "boot"})
         done = self.run_to_end(self.replace(ImageId=self.new_ami)["ReplaceRootVolumeTaskId"])
         self.assertEqual(done["TaskState"], "succeeded")
         self.assertEqual(self.status(), ("impaired", "ok"))
