@@ -16,6 +16,15 @@ A group with a MixedInstancesPolicy is refreshed through DesiredConfiguration.Mi
 the version comes from its LaunchTemplate.LaunchTemplateSpecification, and on success the group's
 policy takes it (parts of the policy not given keep the group's values, as UpdateAutoScalingGroup
 does). Instance types from overrides are not modelled (moto launches the template's type).
+
+Strategy ReplaceRootVolume (Auto Scaling user guide, "Replace root volumes during instance
+refresh"): needs a DesiredConfiguration whose MixedInstancesPolicy gives every override an
+ImageId, else ValidationError. Each instance of a batch keeps its id, network interfaces and data
+volumes: its root is replaced by a new one from the override's AMI (rootvolumes.root_from_image),
+it reads `ReplacingRootVolume` until warmed up, then `InService`; the original roots are deleted
+once the refresh succeeds. A rollback replaces the roots again, from the AMI before (fresh
+roots, not the originals). Not modelled: the `:Wait`/`:Proceed` lifecycle hooks, `RootVolumeReplaced`,
+and a failed replacement terminating the instance (the AMI here always fits).
 """
 
 import copy
@@ -30,7 +39,7 @@ from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
 
-from . import fleet, state
+from . import fleet, rootvolumes, state
 
 ACTIVE = ("Pending", "InProgress", "Baking", "Cancelling", "RollbackInProgress")
 STALL_TIMEOUT = 3600
@@ -79,6 +88,8 @@ class Refresh:
     bake_until: float | None = None
     rollback: dict | None = None
     launch_failed_since: float | None = None  # EC2 refuses the launches (deregistered/disabled AMI)
+    strategy: str = "Rolling"
+    replaced_roots: list = field(default_factory=list)  # ReplaceRootVolume: volume ids, deleted on success
 
     @property
     def rolling_back(self) -> bool:
@@ -106,7 +117,7 @@ class Refresh:
                 "PercentageComplete": percentage,
                 "InstancesToUpdate": 0 if percentage == 100 else self.to_update()}},
             "Preferences": self.preferences,
-            "Strategy": "Rolling",
+            "Strategy": self.strategy,
         }
         if self.end_time:
             out["EndTime"] = self.end_time
@@ -202,6 +213,48 @@ def _check_desired(desired: dict, group, template) -> None:
         raise ValidationError("The launch template in the desired configuration is not the group's.")
 
 
+def _check_replace_root(desired: dict | None) -> None:
+    """What StartInstanceRefresh refuses for the ReplaceRootVolume strategy."""
+    mixed = (desired or {}).get("MixedInstancesPolicy")
+    if not mixed:
+        raise ValidationError("The ReplaceRootVolume strategy requires a DesiredConfiguration with a "
+                              "MixedInstancesPolicy.")
+    overrides = (mixed.get("LaunchTemplate") or {}).get("Overrides") or []
+    if not overrides or any(not o.get("ImageId") for o in overrides):
+        raise ValidationError("The ReplaceRootVolume strategy requires an ImageId in every override of the "
+                              "MixedInstancesPolicy.")
+
+
+def _override_image(mixed: dict | None, instance) -> str | None:
+    """The AMI a mixed instances policy gives the instance: its type's override, else the first."""
+    overrides = ((mixed or {}).get("LaunchTemplate") or {}).get("Overrides") or []
+    images = [o for o in overrides if o.get("ImageId")]
+    match = next((o for o in images if o.get("InstanceType") == instance.instance_type), None)
+    return (match or (images[0] if images else {})).get("ImageId")
+
+
+def _root_image(rec: "Refresh", group, instance) -> str:
+    """The AMI a ReplaceRootVolume refresh gives the instance's root: the desired overrides', or,
+    rolling back, the one of the configuration before the refresh."""
+    if rec.rolling_back:
+        return _override_image(rec.saved_mixed, instance) or \
+            group.ec2_launch_template.get_version(rec.saved_version).image_id
+    return _override_image(rec.desired["MixedInstancesPolicy"], instance)
+
+
+def _replace_roots(rec: "Refresh", group, old: list, now: float) -> None:
+    """A ReplaceRootVolume batch: each instance keeps its id; its root is replaced from the AMI of
+    the refresh (or, rolling back, of the configuration before it)."""
+    account, region = fleet._account_region(group)
+    ec2 = fleet.ec2(account, region)
+    template = group.ec2_launch_template
+    for s in old:
+        rec.replaced_roots.append(rootvolumes.root_from_image(ec2, s.instance, _root_image(rec, group, s.instance)))
+        s.lifecycle_state = "ReplacingRootVolume"
+        state.sim().launched[s.instance.id] = (template.id, rec.target_version, now)
+    rec.batch, rec.batch_old, rec.batch_started = [s.instance.id for s in old], [], now
+
+
 def _matches(instance_id: str, template_id: str, version: int) -> bool:
     launched = state.sim().launched.get(instance_id)
     return launched is not None and launched[0] == template_id and launched[1] == version
@@ -231,11 +284,14 @@ def _blocked(group, prefs) -> bool:
 
 def _plan(rec: Refresh, group, skip_matching: bool) -> None:
     template_id = group.ec2_launch_template.id
-    rec.pending = [
-        s.instance.id
-        for s in _selectable(group, rec.preferences)
-        if not (skip_matching and _matches(s.instance.id, template_id, rec.target_version))
-    ]
+
+    def matching(s) -> bool:
+        if rec.strategy == "ReplaceRootVolume":  # the version stays; the AMI says what is done
+            return s.instance.image_id == _root_image(rec, group, s.instance)
+        return _matches(s.instance.id, template_id, rec.target_version)
+
+    rec.pending = [s.instance.id for s in _selectable(group, rec.preferences)
+                   if not (skip_matching and matching(s))]
     rec.total = len(rec.pending)
     rec.batch, rec.batch_old = [], []
 
@@ -244,8 +300,13 @@ def start(self: AutoScalingResponse):
     name = self._get_param("AutoScalingGroupName")
     prefs = self._get_param("Preferences") or {}
     desired = self._get_param("DesiredConfiguration")
+    strategy = self._get_param("Strategy") or "Rolling"
     backend = self.autoscaling_backend
     group = _group(backend, name)
+    if strategy not in ("Rolling", "ReplaceRootVolume"):
+        raise ValidationError(f"Strategy {strategy} is not one of Rolling, ReplaceRootVolume.")
+    if strategy == "ReplaceRootVolume":
+        _check_replace_root(desired)
     if active(self.current_account, self.region, name):
         raise InstanceRefreshInProgress(
             f"An Instance Refresh is already in progress and blocks the execution of this Instance Refresh.")
@@ -280,6 +341,7 @@ def start(self: AutoScalingResponse):
         saved_version=saved_version,
         saved_spec=saved_spec,
         saved_mixed=copy.deepcopy(group.mixed_instances_policy) or None,
+        strategy=strategy,
     )
     _plan(rec, group, bool(prefs.get("SkipMatching")))
     _records(self.current_account, self.region, name).append(rec)
@@ -336,8 +398,9 @@ def _start_rollback(rec: Refresh, group, reason: str) -> None:
             "PercentageComplete": rec.percentage(), "InstancesToUpdate": rec.to_update()}},
     }
     # New instances still warming up are dropped at once (they never served); the old ones of a
-    # launch-first batch are still there and stay.
-    fleet.terminate(group, [s for s in group.instance_states if s.instance.id in rec.batch])
+    # launch-first batch are still there and stay. Roots being replaced are replaced again.
+    if rec.strategy != "ReplaceRootVolume":
+        fleet.terminate(group, [s for s in group.instance_states if s.instance.id in rec.batch])
     rec.status, rec.reason = "RollbackInProgress", reason
     rec.target_version = rec.saved_version
     rec.checkpoint_until, rec.bake_until, rec.waiting_since = None, None, None
@@ -476,7 +539,9 @@ def _step(account, region, group, rec: Refresh, now: float) -> None:
     size = min(_batch_size(group, prefs), len(rec.pending))
     by_id = {s.instance.id: s for s in group.instance_states}
     old = [by_id[i] for i in rec.pending[:size]]
-    if _launch_first(prefs):
+    if rec.strategy == "ReplaceRootVolume":
+        _replace_roots(rec, group, old, now)
+    elif _launch_first(prefs):
         if not _launch(rec, group, size, now):
             return  # the old instances stay in service and in the plan
         rec.batch_old = [s.instance.id for s in old]
@@ -485,10 +550,18 @@ def _step(account, region, group, rec: Refresh, now: float) -> None:
         if not _launch(rec, group, size, now):
             return  # the group is short; the deficit branch above retries the launch
     rec.pending = rec.pending[size:]
-    rec.reason = f"Replacing {size} instance(s)."
+    rec.reason = f"Replacing the root volume of {size} instance(s)." if rec.strategy == "ReplaceRootVolume" \
+        else f"Replacing {size} instance(s)."
 
 
 def _succeed(group, rec: Refresh) -> None:
+    if rec.replaced_roots:
+        # AWS deletes the roots a ReplaceRootVolume refresh replaced once it has ended well.
+        ec2 = fleet.ec2(*fleet._account_region(group))
+        for volume in rec.replaced_roots:
+            if volume in ec2.volumes:
+                ec2.delete_volume(volume)
+        rec.replaced_roots = []
     if rec.rolling_back:
         if rec.saved_mixed is not None:
             # The group's policy was never changed (updates are refused while the refresh runs);

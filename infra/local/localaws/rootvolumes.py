@@ -191,34 +191,53 @@ def _image_root_size(backend, image) -> int | None:
     return None
 
 
-def _replace(backend, instance: Instance, task: dict) -> None:
-    """The replacement itself: the new root at the root device, the old one detached (and deleted
-    if asked); files as the source had them."""
-    sim = state.sim()
-    device, old = task["_device"], backend.get_volume(task["_original"])
+def _new_root(backend, old, source_snapshot: str | None, size: int):
+    new = backend.create_volume(size=size, zone_name=_zone_name(old), snapshot_id=source_snapshot,
+                                encrypted=old.encrypted, volume_type=old.volume_type)
+    if source_snapshot is None:
+        state.sim().volume_files[new.id] = {}
+    return new
+
+
+def _swap(backend, instance: Instance, device: str, old, new, delete_old: bool) -> None:
+    """`new` becomes the root at `device`, with the old root's DeleteOnTermination; the old one is
+    detached, and deleted if asked."""
     delete_on_termination = instance.block_device_mapping[device].delete_on_termination
-    if "_volume" in task:
-        new = backend.get_volume(task["_volume"])
-    else:
-        if "SnapshotId" in task:
-            source = task["SnapshotId"]
-        elif "ImageId" in task:
-            source = None  # moto's AMIs carry no root snapshot worth modelling: an empty root
-        else:
-            source = old.snapshot_id  # the launch state: the snapshot the root was made from
-        size = old.size
-        if "ImageId" in task:
-            size = _image_root_size(backend, backend.amis[task["ImageId"]]) or size \
-                if task["ImageId"] in backend.amis else size
-        new = backend.create_volume(size=size, zone_name=_zone_name(old), snapshot_id=source,
-                                    encrypted=old.encrypted, volume_type=old.volume_type)
-        if source is None:
-            sim.volume_files[new.id] = {}
     backend.detach_volume(old.id, instance.id, device)
     backend.attach_volume(new.id, instance.id, device, delete_on_termination)
-    sim.root_lineage.setdefault(instance.id, set()).add(new.id)
-    if task["DeleteReplacedRootVolume"]:
+    state.sim().root_lineage.setdefault(instance.id, set()).add(new.id)
+    if delete_old:
         backend.delete_volume(old.id)
+
+
+def _ami_root_size(backend, image_id: str, old) -> int:
+    image = backend.amis.get(image_id)
+    return (_image_root_size(backend, image) if image else None) or old.size
+
+
+def root_from_image(backend, instance: Instance, image_id: str) -> str:
+    """The instance's root replaced at once by a new one from `image_id` (an Auto Scaling refresh
+    with the ReplaceRootVolume strategy does this); the old root is kept. Returns its id."""
+    device, root = _root_volume(instance)
+    old = backend.get_volume(root.volume_id)
+    _swap(backend, instance, device, old, _new_root(backend, old, None, _ami_root_size(backend, image_id, old)), False)
+    instance.image_id = image_id
+    return old.id
+
+
+def _replace(backend, instance: Instance, task: dict) -> None:
+    """The task's replacement: the new root from its source; files as the source had them."""
+    old = backend.get_volume(task["_original"])
+    if "_volume" in task:
+        new = backend.get_volume(task["_volume"])
+    elif "SnapshotId" in task:
+        new = _new_root(backend, old, task["SnapshotId"], old.size)
+    elif "ImageId" in task:
+        # moto's AMIs carry no root snapshot worth modelling: an empty root of the AMI's size.
+        new = _new_root(backend, old, None, _ami_root_size(backend, task["ImageId"], old))
+    else:  # the launch state: the snapshot the root was made from
+        new = _new_root(backend, old, old.snapshot_id, old.size)
+    _swap(backend, instance, task["_device"], old, new, task["DeleteReplacedRootVolume"])
     if "ImageId" in task:
         instance.image_id = task["ImageId"]
 

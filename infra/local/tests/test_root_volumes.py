@@ -179,3 +179,88 @@ class RootVolumes(LocalServerTestCase):
         self.assertEqual([t["ReplaceRootVolumeTaskId"] for t in listed], [first["ReplaceRootVolumeTaskId"]])
         self.assertEqual(self.ec2.describe_replace_root_volume_tasks(
             Filters=[{"Name": "instance-id", "Values": ["i-0123456789abcdef0"]}])["ReplaceRootVolumeTasks"], [])
+
+
+class ReplaceRootVolumeRefresh(LocalServerTestCase):
+    """An instance refresh with the ReplaceRootVolume strategy (localaws/refresh.py): each instance
+    keeps its id and gets a new root from the override's AMI."""
+
+    def setUp(self):
+        request(f"{self.control}/reset", {})
+        c = seed.clients(self.endpoint, "us-east-1")
+        self.ec2, self.autoscaling = c["ec2"], c["autoscaling"]
+        _, subnets = seed.network(self.ec2, "us-east-1")
+        builder = RootVolumes.make_ami
+        self.old_ami, self.new_ami = builder(self, "old"), builder(self, "new")
+        self.group = seed.make_mixed_group(c, "stateful", subnets, self.old_ami, 2)
+        self.before = self.instances()
+
+    def instances(self):
+        """Each instance's id -> (AMI, root volume id, lifecycle state)."""
+        [group] = self.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["stateful"])["AutoScalingGroups"]
+        out = {}
+        for i in group["Instances"]:
+            [instance] = self.ec2.describe_instances(InstanceIds=[i["InstanceId"]])["Reservations"][0]["Instances"]
+            root = next(m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]
+                        if m["DeviceName"] == instance["RootDeviceName"])
+            out[i["InstanceId"]] = (instance["ImageId"], root, i["LifecycleState"])
+        return out
+
+    def start(self, overrides, **prefs):
+        return self.autoscaling.start_instance_refresh(
+            AutoScalingGroupName="stateful", Strategy="ReplaceRootVolume",
+            DesiredConfiguration={"MixedInstancesPolicy": {"LaunchTemplate": {
+                "LaunchTemplateSpecification": {"LaunchTemplateId": self.group["launchTemplateId"], "Version": "1"},
+                "Overrides": overrides}}},
+            Preferences={"MinHealthyPercentage": 50, "InstanceWarmup": 60, **prefs})["InstanceRefreshId"]
+
+    def refresh(self, refresh_id):
+        return self.autoscaling.describe_instance_refreshes(
+            AutoScalingGroupName="stateful", InstanceRefreshIds=[refresh_id])["InstanceRefreshes"][0]
+
+    def play(self, refresh_id, until):
+        for _ in range(40):
+            r = self.refresh(refresh_id)
+            if until(r):
+                return r
+            request(f"{self.control}/advance", {"seconds": 30})
+        self.fail(f"the refresh never got there: {r}")
+
+    def new_overrides(self):
+        return [{**o, "ImageId": self.new_ami} for o in seed.OVERRIDES]
+
+    def test_every_instance_keeps_its_id_and_gets_a_root_from_the_new_ami(self):
+        refresh_id = self.start(self.new_overrides())
+        seen = set()
+        done = self.play(refresh_id, lambda r: seen.update(s for _, _, s in self.instances().values())
+                         or r["Status"] in ("Successful", "Failed"))
+        self.assertEqual((done["Status"], done["Strategy"]), ("Successful", "ReplaceRootVolume"))
+        self.assertIn("ReplacingRootVolume", seen)
+        after = self.instances()
+        self.assertEqual(set(after), set(self.before), "the same instances")
+        for instance, (image, root, lifecycle) in after.items():
+            self.assertEqual((image, lifecycle), (self.new_ami, "InService"), instance)
+            self.assertNotEqual(root, self.before[instance][1], instance)
+        # The original roots are deleted once the refresh has succeeded.
+        for _, root, _ in self.before.values():
+            with self.assertRaises(ClientError):
+                self.ec2.describe_volumes(VolumeIds=[root])
+
+    def test_a_rollback_gives_fresh_roots_from_the_ami_before(self):
+        refresh_id = self.start(self.new_overrides())
+        self.play(refresh_id, lambda r: any(image == self.new_ami for image, _, _ in self.instances().values()))
+        self.autoscaling.rollback_instance_refresh(AutoScalingGroupName="stateful")
+        done = self.play(refresh_id, lambda r: r["Status"] in ("RollbackSuccessful", "RollbackFailed"))
+        self.assertEqual(done["Status"], "RollbackSuccessful")
+        after = self.instances()
+        self.assertEqual(set(after), set(self.before))
+        for instance, (image, root, _) in after.items():
+            self.assertEqual(image, self.old_ami, instance)
+
+    def test_overrides_without_an_image_are_refused(self):
+        with self.assertRaises(ClientError) as refused:
+            self.start(seed.OVERRIDES)
+        self.assertEqual(refused.exception.response["Error"]["Code"], "ValidationError")
+        self.assertIn("ImageId in every override", refused.exception.response["Error"]["Message"])
+        with self.assertRaises(ClientError):
+            self.autoscaling.start_instance_refresh(AutoScalingGroupName="stateful", Strategy="ReplaceRootVolume")
