@@ -317,10 +317,17 @@ async fn a_bad_ami_fails_the_refresh_and_auto_scaling_rolls_it_back() {
 #[tokio::test]
 async fn a_refresh_someone_else_started_is_a_conflict() {
     let aws = LocalAws::start().await;
+    // A long warmup keeps it running (the scaled clock would end a default one in about a second
+    // of wall time, before a slow machine has planned).
     aws.clients
         .autoscaling
         .start_instance_refresh()
         .auto_scaling_group_name("web")
+        .preferences(
+            aws_sdk_autoscaling::types::RefreshPreferences::builder()
+                .instance_warmup(360_000)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
