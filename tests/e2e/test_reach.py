@@ -99,6 +99,17 @@ class Reach(unittest.TestCase):
                                     ComparisonOperator="GreaterThanOrEqualToThreshold")
         cloudwatch.set_alarm_state(AlarmName="api-errors", StateValue="ALARM", StateReason="5xx")
 
+    def rollout_failing_in_the_second_account(self, region):
+        """The canary account, then the second, whose `api` alarm in `region` is in ALARM: the
+        execution ends RolloutFailed naming that target."""
+        self.alarm_on_api(SECOND, region)
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "maxConcurrency": 4,
+                                   "waves": [[f"account:{CANARY}"], [f"account:{SECOND}"]]})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        self.assertTrue(result["cause"].startswith(f"TargetUnhealthy: {SECOND}/{region}/api: unhealthy"),
+                        result["cause"])
+        return result
+
     def run_rollout(self, payload):
         lines = []
         execution = rollout.start(self.sfn, self.machine, payload)
@@ -159,12 +170,7 @@ class AcrossAccounts(Reach):
             self.assertLessEqual(spans[0][1], spans[1][0], f"{account}/{region}: refreshes overlapped")
 
     def test_a_failure_in_the_second_account_rolls_back_every_touched_target_in_both(self):
-        self.alarm_on_api(SECOND, "us-east-1")
-        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "maxConcurrency": 4,
-                                   "waves": [[f"account:{CANARY}"], [f"account:{SECOND}"]]})
-        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
-        self.assertTrue(result["cause"].startswith(f"TargetUnhealthy: {SECOND}/us-east-1/api: unhealthy"),
-                        result["cause"])
+        result = self.rollout_failing_in_the_second_account("us-east-1")
         self.assertIn("alarm api-errors is in ALARM", result["cause"])
         # The canary account was rolled out, then rolled back with the second; the third was never touched.
         rolled_back = result["cause"].split("rolled back: ", 1)[1]
@@ -263,12 +269,7 @@ class WithAPast(Reach):
                 self.assertEqual(refreshes[0]["Status"], "Successful", f"{name}/{group}")
 
     def test_a_failure_in_the_second_account_rolls_a_fleet_with_a_past_back_as_it_was(self):
-        self.alarm_on_api(SECOND, "eu-west-1")
-        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "maxConcurrency": 4,
-                                   "waves": [[f"account:{CANARY}"], [f"account:{SECOND}"]]})
-        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
-        self.assertTrue(result["cause"].startswith(f"TargetUnhealthy: {SECOND}/eu-west-1/api: unhealthy"),
-                        result["cause"])
+        result = self.rollout_failing_in_the_second_account("eu-west-1")
         self.assertNotIn("not rolled back", result["cause"])
         # Both touched accounts are back as their past left them (the old refreshes were not taken
         # for the rollback's own); the third was never touched.
