@@ -117,18 +117,15 @@ def create_replace_root_volume_task(self: InstanceResponse):
             if mine and theirs and mine != theirs:
                 raise _Refused("InvalidParameterValue",
                                f"The {name} of AMI '{image_id}' ({theirs}) does not match the instance's ({mine}).")
+        image_size, old_size = _image_root_size(image), backend.get_volume(root.volume_id).size
+        if image_size is not None and image_size < old_size:
+            raise _Refused("InvalidParameterValue",
+                           f"The root volume of AMI '{image_id}' ({image_size} GiB) is smaller than the instance's ({old_size} GiB).")
     if snapshot_id:
         snapshot = backend.get_snapshot(snapshot_id)  # InvalidSnapshot.NotFound
         if snapshot.volume is None or snapshot.volume.id not in _lineage(instance):
             raise _Refused("InvalidParameterValue",
                            f"The snapshot '{snapshot_id}' was not created from a root volume of the instance '{instance_id}'.")
-    if image_id:
-        image = backend.describe_images(ami_ids=[image_id])[0]
-        image_size = _image_root_size(backend, image)
-        old_size = backend.get_volume(root.volume_id).size
-        if image_size is not None and image_size < old_size:
-            raise _Refused("InvalidParameterValue",
-                           f"The root volume of AMI '{image_id}' ({image_size} GiB) is smaller than the instance's ({old_size} GiB).")
     if volume_id:
         volume, old = backend.get_volume(volume_id), backend.get_volume(root.volume_id)  # InvalidVolume.NotFound
         zone = _zone(instance)
@@ -183,7 +180,7 @@ def _zone(instance: Instance) -> str:
     return instance._placement.zone
 
 
-def _image_root_size(backend, image) -> int | None:
+def _image_root_size(image) -> int | None:
     """The size of the AMI's root mapping, when it has one."""
     for mapping in getattr(image, "block_device_mapping", None) or []:
         if mapping.get("DeviceName") == image.root_device_name and mapping.get("Ebs", {}).get("VolumeSize"):
@@ -212,7 +209,7 @@ def _swap(backend, instance: Instance, device: str, old, new, delete_old: bool) 
 
 def _ami_root_size(backend, image_id: str, old) -> int:
     image = backend.amis.get(image_id)
-    return (_image_root_size(backend, image) if image else None) or old.size
+    return (_image_root_size(image) if image else None) or old.size
 
 
 def root_from_image(backend, instance: Instance, image_id: str) -> str:
