@@ -2,7 +2,7 @@
 //! console show) must parse as each step's input, in the order the state machine passes them.
 
 use rollout_core::model::{
-    Lane, PlanSummary, RollbackReport, RollbackStep, Target, TargetRun, Verdict,
+    Lane, PlanSummary, RollbackReport, RollbackStep, Target, TargetKind, TargetRun, Verdict,
 };
 use serde_json::Value;
 
@@ -51,12 +51,18 @@ fn triggers_parse() {
 fn each_waves_map_builds_its_lanes_and_each_lane_its_targets_runs_from_the_plan_objects() {
     let plan: PlanSummary = serde_json::from_value(sample("plan.json")).unwrap();
     let lanes: Vec<Lane> = serde_json::from_value(sample("wave.json")).unwrap();
-    let targets: Vec<Target> = serde_json::from_value(sample("lane.json")).unwrap();
+    let groups: Vec<Target> = serde_json::from_value(sample("lane.json")).unwrap();
+    let instances: Vec<Target> = serde_json::from_value(sample("lane-instances.json")).unwrap();
     assert_eq!(
         plan.waves[1].targets,
         lanes.iter().map(|l| l.targets).sum::<usize>()
     );
-    assert_eq!(lanes[0].targets, targets.len());
+    assert_eq!(lanes[0].targets, groups.len());
+    assert_eq!(lanes[1].targets, instances.len());
+    assert_eq!(
+        (lanes[1].kind, lanes[1].max_concurrency),
+        (TargetKind::Instance, 1)
+    );
     let asl = asl();
     let states = &asl["States"];
     // The wave: one child per lane (account-region), all at once.
@@ -75,7 +81,7 @@ fn each_waves_map_builds_its_lanes_and_each_lane_its_targets_runs_from_the_plan_
             "execution": "exec-1",
             "executionArn": "arn:aws:states:eu-west-1:111122223333:execution:ami-rollout:exec-1",
             "executionStartTime": "2026-12-01T10:00:00.123Z",
-            "settings": plan.settings, "maxConcurrency": plan.max_concurrency,
+            "settings": plan.settings, "maxConcurrency": lane.max_concurrency,
             "bucket": plan.bucket, "lane": lane, "wave": 1})
     };
     let mut lane_keys: Vec<String> = lane_input(&lanes[0])
@@ -95,8 +101,17 @@ fn each_waves_map_builds_its_lanes_and_each_lane_its_targets_runs_from_the_plan_
     );
     assert_eq!(lane["ItemReader"]["Parameters"]["Key.$"], "$.lane.key");
     assert_eq!(lane["MaxConcurrencyPath"], "$.maxConcurrency");
-    let input = lane_input(&lanes[0]);
-    for target in targets {
+    // Each lane's own cap: maxConcurrency for groups, one standalone instance at a time.
+    assert_eq!(
+        wave["ItemSelector"]["maxConcurrency.$"],
+        "$$.Map.Item.Value.maxConcurrency"
+    );
+    for (lane_index, target) in groups
+        .into_iter()
+        .map(|t| (0, t))
+        .chain(instances.into_iter().map(|t| (1, t)))
+    {
+        let input = lane_input(&lanes[lane_index]);
         let mut item = serde_json::Map::new();
         for (key, path) in lane["ItemSelector"].as_object().unwrap() {
             let path = path.as_str().unwrap();

@@ -99,13 +99,15 @@ fn polls(refresh_seconds: Epoch, bake_seconds: i64) -> usize {
     }
 }
 
-/// One target child's history: the target's whole rollout, `polls` checks of it.
-fn child_history(polls: usize) -> usize {
+/// One target child's history: the target's whole rollout, `polls` checks of it, for a group or
+/// (`instance`) a standalone instance.
+fn child_history(polls: usize, instance: bool) -> usize {
     let asl = asl();
     let child = &asl["States"]["Roll out the wave"]["ItemProcessor"]["States"]["Roll out the account-region"]
         ["ItemProcessor"];
     history(child, |name, visits| match name {
-        "Is the target healthy?" => (visits >= polls).then_some(0),
+        "Is it a group or an instance?" => instance.then_some(0),
+        "Is the target healthy?" | "Is the instance healthy?" => (visits >= polls).then_some(0),
         other => panic!("unexpected choice {other}"),
     })
 }
@@ -137,15 +139,19 @@ fn parent_history_with_copies(waves: usize, checks: usize) -> usize {
 #[test]
 fn a_child_of_a_30_minute_refresh_with_a_5_minute_bake_stays_far_under_the_bar() {
     let polls = polls(1_800, 300);
-    let events = child_history(polls);
+    let events = child_history(polls, false);
     println!("child: {polls} polls, {events} events on AWS");
     assert!(polls > 10, "the policy polls the refresh: {polls}");
-    // Create, start, restore (5 each), then per poll a check, a choice and a wait.
-    assert_eq!(events, 2 + 5 + 5 + polls * 9 - 2 + 5 + 2);
+    // The kind's choice (2), create, start, restore (5 each), then per poll a check, a choice and
+    // a wait.
+    assert_eq!(events, 2 + 2 + 5 + 5 + polls * 9 - 2 + 5 + 2);
     assert!(events < HISTORY_BAR, "{events}");
     // A one-hour bake, the case that stopped the old single execution at about 30 groups.
-    let long = child_history(self::polls(1_800, 3_600));
+    let long = child_history(self::polls(1_800, 3_600), false);
     assert!(long < HISTORY_BAR, "{long}");
+    // A standalone instance: the replacement instead of create and restore.
+    let instance = child_history(polls, true);
+    assert_eq!(instance, 2 + 2 + 5 + polls * 9 - 2 + 2);
 }
 
 #[test]

@@ -112,8 +112,8 @@ async fn plan_reads_the_seeded_fleet_and_refuses_what_cannot_roll_back() {
     groups.sort();
     assert_eq!(groups, ["ecs-batch-capacity", "ecs-prod-capacity", "web"]);
     let prod = run_for(&plan, "ecs-prod-capacity").target;
-    assert_eq!(prod.rollback_point.version, 1);
-    assert_eq!(prod.rollback_point.image_id, aws.ami("current"));
+    assert_eq!(prod.template_point().unwrap().version, 1);
+    assert_eq!(prod.rollback_point.image_id(), aws.ami("current"));
     let ecs = prod.ecs.expect("prod capacity is linked to its cluster");
     assert_eq!(ecs.cluster, "prod");
     assert!(ecs.managed_termination_protection);
@@ -211,7 +211,7 @@ async fn template_versions_copy_the_source_and_are_idempotent() {
         .clients
         .ec2
         .describe_launch_template_versions()
-        .launch_template_id(&first.target.rollback_point.launch_template_id)
+        .launch_template_id(&first.target.template_point().unwrap().launch_template_id)
         .send()
         .await
         .unwrap();

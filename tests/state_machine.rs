@@ -286,9 +286,13 @@ fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() 
             "Rollback could not run",
             "Rollback failed",
             "Rollout failed",
-            "Rollout succeeded"
+            "Delete the replaced roots"
         ])
     );
+    // Only a rollout that succeeded deletes the roots it kept, and it succeeds whatever comes of it.
+    let delete = &states["Delete the replaced roots"];
+    assert_eq!(delete["Next"], "Rollout succeeded");
+    assert_eq!(delete["Catch"][0]["Next"], "Rollout succeeded");
     for step in ["Plan the rollback", "Sum up the rollback"] {
         assert_eq!(states[step]["Catch"][0]["Next"], "Release held targets");
     }

@@ -1,13 +1,15 @@
 //! check-ecs-health: one call, one target, one verdict.
 //!
-//! `observe` only reads AWS; `verdict` decides from what was observed and the previous verdict,
-//! and says how long the state machine should wait before asking again.
+//! `observe` (a group) and `observe_instance` (a standalone instance) only read AWS; `verdict`
+//! decides from what was observed and the previous verdict, the same way for both kinds, and says
+//! how long the state machine should wait before asking again.
 
 use std::collections::HashSet;
 
 use aws_sdk_ecs::types::{DesiredStatus, LaunchType, TaskStopCode};
 use rollout_core::fleet::{describe_group, in_service_instances, instance_images};
-use rollout_core::model::{EcsCapacity, Epoch, Health, TargetRun, Verdict};
+use rollout_core::instance::{self, StatusChecks, Task, TaskState};
+use rollout_core::model::{EcsCapacity, Epoch, Health, TargetKind, TargetRun, Verdict};
 use rollout_core::refresh::{RefreshInfo, RefreshStatus, recent_refreshes};
 use rollout_core::{Clients, StepError, StepResult};
 use serde_json::Value;
@@ -31,7 +33,10 @@ pub async fn check(clients: &Clients, mut run: TargetRun, now: Epoch) -> StepRes
     run.validate()?;
     clients.ensure_wave_going(&run).await?;
     let clients = &clients.for_run(&run).await?;
-    let observation = observe(clients, &run).await?;
+    let observation = match run.target.kind {
+        TargetKind::AutoScalingGroup => observe(clients, &run).await?,
+        TargetKind::Instance => observe_instance(clients, &run).await?,
+    };
     let health = verdict(&run, &observation, now);
     tracing::info!(group = run.group(), verdict = ?health.verdict, percentage = health.percentage, reasons = ?health.reasons, next = health.next_wait_seconds, "health check");
     if health.verdict == Verdict::Unhealthy {
@@ -58,6 +63,8 @@ pub struct Observation {
     /// Tasks of those services that failed since the rollout began: "service: reason".
     pub failed_tasks: Vec<String>,
     pub alarms_in_alarm: Vec<String>,
+    /// A standalone instance's status checks, once its replacement succeeded.
+    pub status_checks: StatusChecks,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +98,12 @@ fn inspect_fleet(o: &Observation, ami: &str, ecs: Option<&EcsCapacity>) -> Findi
             .failed_tasks
             .iter()
             .map(|t| format!("task failed: {t}"))
+            .chain(o.instances.first().into_iter().flat_map(|(id, _)| {
+                o.status_checks
+                    .impaired
+                    .iter()
+                    .map(move |what| format!("instance {id} fails its {what} status check"))
+            }))
             .collect(),
         settling: Vec::new(),
         passed: 0,
@@ -104,6 +117,15 @@ fn inspect_fleet(o: &Observation, ami: &str, ecs: Option<&EcsCapacity>) -> Findi
     };
     for (id, image) in &o.instances {
         check(image == ami, format!("instance {id} runs {image}"));
+    }
+    // Status checks are read for a standalone instance only, the one instance observed.
+    if let Some((id, _)) = o.instances.first() {
+        for what in &o.status_checks.pending {
+            check(
+                false,
+                format!("instance {id}: {what} status check has no result yet"),
+            );
+        }
     }
     if ecs.is_some() {
         let registered: HashSet<&str> = o
@@ -161,6 +183,10 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
     use RefreshStatus as S;
     let settings = run.settings.for_group(run.group());
     let previous = run.health.as_ref();
+    let change = match run.target.kind {
+        TargetKind::AutoScalingGroup => "instance refresh",
+        TargetKind::Instance => "root volume replacement",
+    };
     let refresh_status = o
         .refresh
         .as_ref()
@@ -195,7 +221,7 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
         return unhealthy(
             health,
             vec![format!(
-                "instance refresh {} no longer exists",
+                "{change} {} no longer exists",
                 run.refresh.as_ref().map_or("?", |r| r.id.as_str())
             )],
         );
@@ -214,7 +240,7 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
             unhealthy(
                 health,
                 vec![format!(
-                    "instance refresh {} is still {} at {}% after {}s (refreshTimeoutSeconds {})",
+                    "{change} {} is still {} at {}% after {}s (refreshTimeoutSeconds {})",
                     refresh.id,
                     refresh.status,
                     percentage,
@@ -267,7 +293,7 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
         S::Failed | S::Cancelled | S::Cancelling => unhealthy(
             health,
             vec![format!(
-                "instance refresh {} is {}{reason}",
+                "{change} {} is {}{reason}",
                 refresh.id, refresh.status
             )],
         ),
@@ -377,6 +403,68 @@ pub async fn observe(clients: &Clients, run: &TargetRun) -> StepResult<Observati
         o.failed_tasks = failed;
     }
     Ok(o)
+}
+
+/// Reads a standalone instance's replacement and alarms and, once the replacement succeeded, the
+/// AMI it reports and its status checks.
+pub async fn observe_instance(clients: &Clients, run: &TargetRun) -> StepResult<Observation> {
+    let task_ref = run.require_refresh()?;
+    let id = run.group();
+    let settings = run.settings.for_group(id);
+    let (tasks, alarms_in_alarm) = tokio::try_join!(
+        instance::tasks(clients, id),
+        alarms_in_alarm(clients, settings.alarm_names()),
+    )?;
+    let task = tasks.into_iter().find(|t| t.id == task_ref.id);
+    let mut o = Observation {
+        refresh: task
+            .as_ref()
+            .map(|t| replacement_progress(t, task_ref.started_at)),
+        alarms_in_alarm,
+        ..Default::default()
+    };
+    if task.is_none_or(|t| t.state != TaskState::Succeeded) || !o.alarms_in_alarm.is_empty() {
+        return Ok(o);
+    }
+    o.fleet_read = true;
+    let (now, status_checks) = tokio::try_join!(
+        instance::describe(clients, id),
+        instance::status_checks(clients, id)
+    )?;
+    let image = now.map_or_else(|| "nothing (it no longer exists)".into(), |i| i.image_id);
+    o.instances = vec![(id.to_string(), image)];
+    o.status_checks = status_checks;
+    Ok(o)
+}
+
+/// A replacement task, as the refresh progress the verdict reads.
+fn replacement_progress(task: &Task, started_at: Epoch) -> RefreshInfo {
+    let (status, percentage, reason) = match &task.state {
+        TaskState::Pending => (RefreshStatus::Pending, 0, None),
+        TaskState::InProgress => (RefreshStatus::InProgress, 50, None),
+        TaskState::Succeeded => (RefreshStatus::Successful, 100, None),
+        TaskState::Failed(how) => (
+            RefreshStatus::Failed,
+            0,
+            Some(format!(
+                "the task is {how}; the original root stays attached"
+            )),
+        ),
+        TaskState::FailedDetached => (
+            RefreshStatus::Failed,
+            0,
+            Some("the task is failed-detached: the instance was left without a root volume".into()),
+        ),
+    };
+    RefreshInfo {
+        id: task.id.clone(),
+        status,
+        percentage,
+        reason,
+        desired: None,
+        started_at: task.started_at.or(Some(started_at)),
+        ended_at: task.ended_at,
+    }
 }
 
 async fn alarms_in_alarm(clients: &Clients, names: &[String]) -> StepResult<Vec<String>> {

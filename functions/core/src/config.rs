@@ -19,6 +19,14 @@ pub struct Config {
     /// Groups named explicitly (`TARGET_ASGS`), in addition to the tag.
     pub target_asgs: Vec<String>,
     pub excluded_asgs: Vec<String>,
+    /// Standalone instances named explicitly (`TARGET_INSTANCES`, ids or Name tags), in addition
+    /// to the running instances carrying the target tag.
+    pub target_instances: Vec<String>,
+    /// Instances never rolled out (`EXCLUDED_INSTANCES`, ids or Name tags).
+    pub excluded_instances: Vec<String>,
+    /// How many standalone instances of one account-region have their root replaced at once
+    /// (`INSTANCE_MAX_CONCURRENCY`, default 1: each replacement reboots its instance).
+    pub instance_concurrency: u32,
     pub settings: SettingsMap,
     pub allowed_ami_owners: Vec<String>,
     pub rollback_scope: RollbackScope,
@@ -61,16 +69,21 @@ impl Config {
             Some(scope) if !scope.is_empty() => scope.parse()?,
             _ => RollbackScope::default(),
         };
-        let max_concurrency = match get("MAX_CONCURRENCY") {
-            Some(n) if !n.is_empty() => n.parse().map_err(|_| {
-                StepError::invalid(format!("MAX_CONCURRENCY {n:?} is not a number"))
-            })?,
-            _ => DEFAULT_MAX_CONCURRENCY,
+        let number = |name: &str, default: u32| match get(name) {
+            Some(n) if !n.is_empty() => n
+                .parse()
+                .map_err(|_| StepError::invalid(format!("{name} {n:?} is not a number"))),
+            _ => Ok(default),
         };
+        let max_concurrency = number("MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY)?;
+        let instance_concurrency = number("INSTANCE_MAX_CONCURRENCY", 1)?;
         Ok(Self {
             target_tag,
             target_asgs: parse_list("TARGET_ASGS", get("TARGET_ASGS"))?,
             excluded_asgs: parse_list("EXCLUDED_ASGS", get("EXCLUDED_ASGS"))?,
+            target_instances: parse_list("TARGET_INSTANCES", get("TARGET_INSTANCES"))?,
+            excluded_instances: parse_list("EXCLUDED_INSTANCES", get("EXCLUDED_INSTANCES"))?,
+            instance_concurrency: validate_concurrency(instance_concurrency)?,
             settings,
             allowed_ami_owners: parse_list("ALLOWED_AMI_OWNERS", get("ALLOWED_AMI_OWNERS"))?,
             rollback_scope,

@@ -2,7 +2,7 @@
 //! number, and the description that marks the versions ami-rollout makes (written when a version is
 //! created, read back by planning and rollback).
 
-use crate::model::{RollbackPoint, Target};
+use crate::model::Target;
 
 /// The version number a group's reference (`$Latest`, `$Default` or a number) stands for, given
 /// its template's latest and default versions. 0 when the reference is not a version at all.
@@ -17,9 +17,8 @@ pub fn resolve_version(reference: &str, latest: i64, default: i64) -> i64 {
 /// The description a new launch template version carries: it names the execution that made it
 /// and the rollback point, so both survive even if the execution's state is lost.
 pub fn version_description(execution: &str, target: &Target, new_ami: &str) -> String {
-    let RollbackPoint {
-        version, image_id, ..
-    } = &target.rollback_point;
+    let image_id = target.rollback_point.image_id();
+    let version = target.template_point().map_or(0, |point| point.version);
     let text = format!(
         "{}; {} {image_id} -> {new_ami}; rollback point: version {version} ({image_id})",
         marker(execution),
@@ -94,19 +93,21 @@ mod tests {
 
     #[test]
     fn the_marker_written_is_the_marker_read() {
+        use crate::model::{RollbackPoint, TemplatePoint};
         let target = Target {
             kind: TargetKind::AutoScalingGroup,
             account: None,
             region: None,
             group: "web".into(),
+            instance_name: None,
             ami: crate::samples::target_run().ami,
-            rollback_point: RollbackPoint {
+            rollback_point: RollbackPoint::Template(TemplatePoint {
                 launch_template_id: "lt-1".into(),
                 version: 3,
                 image_id: "ami-old".into(),
                 reference: VersionReference::Pinned,
                 default_version: 3,
-            },
+            }),
             mixed_instances: false,
             ecs: None,
         };

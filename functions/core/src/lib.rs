@@ -6,6 +6,7 @@ pub mod aws;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod instance;
 pub mod launch_template;
 pub mod model;
 pub mod reach;

@@ -80,10 +80,40 @@ impl VersionReference {
     }
 }
 
-/// Everything needed to bring a group back to where it was before the rollout.
+/// Everything needed to bring a target back to where it was before the rollout: a group's
+/// launch template version, or a standalone instance's root volume.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum RollbackPoint {
+    Template(TemplatePoint),
+    Root(RootPoint),
+}
+
+impl RollbackPoint {
+    /// The AMI the target ran before the rollout.
+    pub fn image_id(&self) -> &str {
+        match self {
+            Self::Template(point) => &point.image_id,
+            Self::Root(point) => &point.image_id,
+        }
+    }
+}
+
+/// A standalone instance's root before the rollout: the volume the replacement detaches and keeps,
+/// which a rollback puts back in place.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct RollbackPoint {
+pub struct RootPoint {
+    pub root_volume_id: String,
+    pub root_device_name: String,
+    /// The AMI the instance reported.
+    pub image_id: String,
+}
+
+/// A group's launch template version before the rollout.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplatePoint {
     pub launch_template_id: String,
     /// The numbered version the group ran (its `$Latest`/`$Default` resolved at plan time).
     pub version: i64,
@@ -93,12 +123,16 @@ pub struct RollbackPoint {
     pub default_version: i64,
 }
 
-/// The kind of thing a target is. Standalone instances will join Auto Scaling groups here.
+/// The kind of thing a target is; code specific to one lives in its module (`fleet` for groups,
+/// `instance` for standalone instances).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub enum TargetKind {
     #[default]
     AutoScalingGroup,
+    /// An EC2 instance no Auto Scaling group, fleet or managed service owns: its root volume is
+    /// replaced in place.
+    Instance,
 }
 
 /// ECS capacity served by a group.
@@ -126,7 +160,11 @@ pub struct Target {
     /// The region the target lives in; none (null) means the execution's own region.
     #[serde(default)]
     pub region: Option<String>,
+    /// The group's name, or the standalone instance's id.
     pub group: String,
+    /// A standalone instance's Name tag, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_name: Option<String>,
     /// The AMI the target rolls out to: the one of its region.
     pub ami: Ami,
     pub rollback_point: RollbackPoint,
@@ -139,6 +177,30 @@ pub struct Target {
 }
 
 impl Target {
+    /// A group's rollback point; refused for a target of another kind.
+    pub fn template_point(&self) -> StepResult<&TemplatePoint> {
+        match &self.rollback_point {
+            RollbackPoint::Template(point) => Ok(point),
+            RollbackPoint::Root(_) => Err(self.wrong_kind("a launch template version")),
+        }
+    }
+
+    /// A standalone instance's rollback point; refused for a target of another kind.
+    pub fn root_point(&self) -> StepResult<&RootPoint> {
+        match &self.rollback_point {
+            RollbackPoint::Root(point) => Ok(point),
+            RollbackPoint::Template(_) => Err(self.wrong_kind("a root volume")),
+        }
+    }
+
+    fn wrong_kind(&self, wanted: &str) -> StepError {
+        StepError::invalid(format!(
+            "{}: target of kind {:?} has no rollback point of {wanted}",
+            self.name(),
+            self.kind
+        ))
+    }
+
     /// The name operators see: the group's, prefixed by the account and region when they are not
     /// the execution's own (`111111111111/eu-west-1/web`). Unique within a plan.
     pub fn name(&self) -> String {
@@ -211,7 +273,30 @@ pub struct Plan {
     pub skipped_count: usize,
     pub target_count: usize,
     pub max_concurrency: u32,
+    /// How many standalone instances of one account-region have their root replaced at once.
+    #[serde(default = "one")]
+    pub instance_concurrency: u32,
     pub rollback_scope: RollbackScope,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// How many targets of each kind one lane changes at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaneConcurrency {
+    pub groups: u32,
+    pub instances: u32,
+}
+
+impl LaneConcurrency {
+    pub fn of(&self, kind: TargetKind) -> u32 {
+        match kind {
+            TargetKind::AutoScalingGroup => self.groups,
+            TargetKind::Instance => self.instances,
+        }
+    }
 }
 
 /// A copy of the AMI into a region of the reach that has none (`AMI_DISTRIBUTION=copy`): made by
@@ -244,15 +329,20 @@ pub struct AmiCopy {
 /// rollout an operator can follow. Larger fleets roll out in parts (tags, targets, exclusions).
 pub const MAX_TARGETS: usize = 5_000;
 
-/// One account-region's share of a wave or of a rollback: its targets run as a Distributed Map of
-/// their own, at most `maxConcurrency` at once, since Auto Scaling throttles per account and
-/// region. The lanes of a wave run side by side.
+/// One account-region's share of a wave or of a rollback, for one kind of target: its targets run
+/// as a Distributed Map of their own, at most `maxConcurrency` at once, since Auto Scaling
+/// throttles per account and region and replacing a root reboots its instance. The lanes of a
+/// wave run side by side.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Lane {
     /// None (null): the execution's own account or region, as on `Target`.
     pub account: Option<String>,
     pub region: Option<String>,
+    #[serde(default)]
+    pub kind: TargetKind,
+    /// How many of the lane's targets change at once.
+    pub max_concurrency: u32,
     /// The S3 key of the lane's targets (a JSON array of `Target`).
     pub key: String,
     /// The S3 prefix the lane's `ResultWriter` writes under.
@@ -288,6 +378,8 @@ pub struct PlanSummary {
     pub copies: Vec<AmiCopy>,
     pub settings: SettingsMap,
     pub max_concurrency: u32,
+    #[serde(default = "one")]
+    pub instance_concurrency: u32,
     pub rollback_scope: RollbackScope,
     /// The bucket holding the plan objects and the outcomes.
     pub bucket: String,
@@ -301,6 +393,13 @@ pub struct PlanSummary {
 }
 
 impl PlanSummary {
+    pub fn lane_concurrency(&self) -> LaneConcurrency {
+        LaneConcurrency {
+            groups: self.max_concurrency,
+            instances: self.instance_concurrency,
+        }
+    }
+
     /// The plan's waves, with no targets: what a duplicate execution leaves to the first one.
     pub fn emptied(mut self) -> Self {
         self.waves.clear();
@@ -411,13 +510,20 @@ impl TargetRun {
             return Err(StepError::invalid("target.group is empty"));
         }
         crate::ami::validate_ami_id(&self.ami.id)?;
-        if self.target.rollback_point.version < 1 {
-            return Err(StepError::invalid(format!(
-                "{}: rollbackPoint.version must be a version number",
+        match (self.target.kind, &self.target.rollback_point) {
+            (TargetKind::AutoScalingGroup, RollbackPoint::Template(point)) if point.version < 1 => {
+                Err(StepError::invalid(format!(
+                    "{}: rollbackPoint.version must be a version number",
+                    self.group()
+                )))
+            }
+            (TargetKind::AutoScalingGroup, RollbackPoint::Template(_))
+            | (TargetKind::Instance, RollbackPoint::Root(_)) => Ok(()),
+            (kind, _) => Err(StepError::invalid(format!(
+                "{}: the rollbackPoint does not fit a target of kind {kind:?}",
                 self.group()
-            )));
+            ))),
         }
-        Ok(())
     }
 }
 

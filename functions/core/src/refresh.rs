@@ -288,7 +288,7 @@ pub async fn start(
     settings: &RefreshSettings,
 ) -> StepResult<Started> {
     let name = target.group.as_str();
-    let template_id = target.rollback_point.launch_template_id.as_str();
+    let template_id = target.template_point()?.launch_template_id.as_str();
     let decide = |refreshes: Vec<RefreshInfo>| {
         adopt_or_refuse(name, &refreshes, template_id, version, since, purpose)
     };
@@ -328,7 +328,7 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{EcsCapacity, RollbackPoint, TargetKind, VersionReference};
+    use crate::model::{EcsCapacity, RollbackPoint, TargetKind, TemplatePoint, VersionReference};
 
     /// A refresh to version `version` of lt-1, started at `started`.
     fn refresh(id: &str, status: &str, version: &str, started: Epoch) -> RefreshInfo {
@@ -349,14 +349,15 @@ mod tests {
             account: None,
             region: None,
             group: "web".into(),
+            instance_name: None,
             ami: crate::samples::target_run().ami,
-            rollback_point: RollbackPoint {
+            rollback_point: RollbackPoint::Template(TemplatePoint {
                 launch_template_id: "lt-1".into(),
                 version: 3,
                 image_id: "ami-00000001".into(),
                 reference: VersionReference::Pinned,
                 default_version: 3,
-            },
+            }),
             mixed_instances: false,
             ecs: ecs_mtp.then(|| EcsCapacity {
                 cluster: "c".into(),

@@ -55,6 +55,10 @@ pub struct RefreshSettings {
     /// `Terminate`, `Ignore` or `Wait`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby_instances: Option<String>,
+    /// A standalone instance's root that the rollout replaced is kept after success (tagged with
+    /// the instance and the execution) instead of deleted; default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_replaced_root: Option<bool>,
 }
 
 impl RefreshSettings {
@@ -101,6 +105,7 @@ impl RefreshSettings {
                 &self.scale_in_protected_instances,
             ),
             standby_instances: pick(&over.standby_instances, &self.standby_instances),
+            keep_replaced_root: pick(&over.keep_replaced_root, &self.keep_replaced_root),
         }
     }
 

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{StepError, StepResult};
-use crate::model::{Lane, Plan, PlanSummary, Target, WaveRef};
+use crate::model::{Lane, LaneConcurrency, Plan, PlanSummary, Target, TargetKind, WaveRef};
 
 /// The plans bucket and a client for it.
 #[derive(Clone, Debug)]
@@ -83,7 +83,12 @@ impl PlanStore {
         for (index, targets) in plan.waves.iter().enumerate() {
             let key = format!("{prefix}wave-{index:03}.json");
             let results_prefix = results_prefix(execution, &format!("wave-{index:03}"));
-            self.write_lanes(&key, &results_prefix, targets).await?;
+            let concurrency = LaneConcurrency {
+                groups: plan.max_concurrency,
+                instances: plan.instance_concurrency,
+            };
+            self.write_lanes(&key, &results_prefix, targets, concurrency)
+                .await?;
             waves.push(WaveRef {
                 index,
                 key,
@@ -117,6 +122,7 @@ impl PlanStore {
             copies: plan.copies.clone(),
             settings: plan.settings.clone(),
             max_concurrency: plan.max_concurrency,
+            instance_concurrency: plan.instance_concurrency,
             rollback_scope: plan.rollback_scope,
             bucket: self.bucket.clone(),
             key,
@@ -127,31 +133,33 @@ impl PlanStore {
         })
     }
 
-    /// Writes `targets` as lanes: one object per account-region, in the order they first appear,
-    /// beside `key` (`…/wave-000.json` → `…/wave-000/lane-000.json`), then the list of lanes at
-    /// `key`.
+    /// Writes `targets` as lanes: one object per account-region and kind of target, in the order
+    /// they first appear, beside `key` (`…/wave-000.json` → `…/wave-000/lane-000.json`), then the
+    /// list of lanes at `key`.
     pub async fn write_lanes(
         &self,
         key: &str,
         results_prefix: &str,
         targets: &[Target],
+        concurrency: LaneConcurrency,
     ) -> StepResult<Vec<Lane>> {
         let stem = key.strip_suffix(".json").unwrap_or(key);
-        let mut places: Vec<(&Option<String>, &Option<String>, Vec<&Target>)> = Vec::new();
+        type Place<'a> = (&'a Option<String>, &'a Option<String>, TargetKind);
+        let mut places: Vec<(Place, Vec<&Target>)> = Vec::new();
         for target in targets {
-            match places
-                .iter_mut()
-                .find(|(a, r, _)| **a == target.account && **r == target.region)
-            {
-                Some((_, _, lane)) => lane.push(target),
-                None => places.push((&target.account, &target.region, vec![target])),
+            let place = (&target.account, &target.region, target.kind);
+            match places.iter_mut().find(|(p, _)| *p == place) {
+                Some((_, lane)) => lane.push(target),
+                None => places.push((place, vec![target])),
             }
         }
         let mut lanes = Vec::with_capacity(places.len());
-        for (index, (account, region, targets)) in places.into_iter().enumerate() {
+        for (index, ((account, region, kind), targets)) in places.into_iter().enumerate() {
             let lane = Lane {
                 account: account.clone(),
                 region: region.clone(),
+                kind,
+                max_concurrency: concurrency.of(kind),
                 key: format!("{stem}/lane-{index:03}.json"),
                 results_prefix: format!("{results_prefix}/lane-{index:03}"),
                 targets: targets.len(),
@@ -328,6 +336,7 @@ mod tests {
             skipped_count: skipped.len(),
             target_count: waves.iter().map(|w| w.len()).sum(),
             max_concurrency: 5,
+            instance_concurrency: 1,
             rollback_scope: Default::default(),
         }
     }
@@ -400,7 +409,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_waves_targets_are_written_in_one_lane_per_account_region() {
+    async fn a_waves_targets_are_written_in_one_lane_per_account_region_and_kind() {
         let put = put_rule();
         let store = store_with(&put);
         let at = |account: Option<&str>, region: Option<&str>, group: &str| Target {
@@ -414,27 +423,48 @@ mod tests {
             at(Some("111111111111"), None, "web"),
             at(None, Some("eu-west-1"), "web"),
             at(None, None, "api"),
+            Target {
+                kind: TargetKind::Instance,
+                ..at(None, None, "i-0123456789abcdef0")
+            },
             at(Some("111111111111"), None, "api"),
         ];
+        let concurrency = LaneConcurrency {
+            groups: 5,
+            instances: 1,
+        };
         let lanes = store
-            .write_lanes("plans/e/wave-001.json", "results/e/wave-001", &targets)
+            .write_lanes(
+                "plans/e/wave-001.json",
+                "results/e/wave-001",
+                &targets,
+                concurrency,
+            )
             .await
             .unwrap();
-        assert_eq!(put.num_calls(), 4, "three lanes and their list");
+        assert_eq!(put.num_calls(), 5, "four lanes and their list");
         let lane =
             |account: Option<&str>, region: Option<&str>, index: usize, targets: usize| Lane {
                 account: account.map(String::from),
                 region: region.map(String::from),
+                kind: TargetKind::AutoScalingGroup,
+                max_concurrency: 5,
                 key: format!("plans/e/wave-001/lane-{index:03}.json"),
                 results_prefix: format!("results/e/wave-001/lane-{index:03}"),
                 targets,
             };
+        let instances = Lane {
+            kind: TargetKind::Instance,
+            max_concurrency: 1,
+            ..lane(None, None, 3, 1)
+        };
         assert_eq!(
             lanes,
             [
                 lane(None, None, 0, 2),
                 lane(Some("111111111111"), None, 1, 2),
                 lane(None, Some("eu-west-1"), 2, 1),
+                instances,
             ]
         );
     }

@@ -30,12 +30,19 @@ pub struct Overrides {
     /// Roll out exactly these groups (instead of the configured selection).
     #[serde(default)]
     pub targets: Option<Vec<String>>,
+    /// Roll out exactly these standalone instances, by id or Name tag (instead of the configured
+    /// selection). With `targets` or `instances` given, only what they name is rolled out.
+    #[serde(default)]
+    pub instances: Option<Vec<String>>,
     /// Select groups by this tag, `key=value` (instead of `TARGET_TAG`).
     #[serde(default)]
     pub target_tag: Option<String>,
     /// More groups to leave out, on top of `EXCLUDED_ASGS`.
     #[serde(default)]
     pub excluded_asgs: Vec<String>,
+    /// More instances to leave out, on top of `EXCLUDED_INSTANCES`.
+    #[serde(default)]
+    pub excluded_instances: Vec<String>,
     /// Explicit waves of group names, in order; groups not named run in a last wave.
     #[serde(default)]
     pub waves: Option<Vec<Vec<String>>>,
@@ -46,6 +53,9 @@ pub struct Overrides {
     pub rollback_scope: Option<RollbackScope>,
     #[serde(default)]
     pub max_concurrency: Option<u32>,
+    /// Standalone instances of one account-region replaced at once (`INSTANCE_MAX_CONCURRENCY`).
+    #[serde(default)]
+    pub instance_max_concurrency: Option<u32>,
     /// Only these of the configured accounts.
     #[serde(default)]
     pub accounts: Option<Vec<String>>,

@@ -202,9 +202,17 @@ fn execution_name(execution: &str) -> &str {
 fn target_key(home: &Home, target: &Target) -> String {
     let kind = match target.kind {
         TargetKind::AutoScalingGroup => "asg",
+        TargetKind::Instance => INSTANCE_KEY_KIND,
     };
     let (account, region) = home.place_of(target);
     format!("target#{kind}#{account}#{region}#{}", target.group)
+}
+
+/// The kind part of a standalone instance's hold key.
+const INSTANCE_KEY_KIND: &str = "instance";
+
+fn is_instance_key(key: &str) -> bool {
+    key.split('#').nth(1) == Some(INSTANCE_KEY_KIND)
 }
 
 fn ami_key(account: &str, region: &str, image: &str) -> String {
@@ -574,7 +582,24 @@ fn by_place<'a>(
 
 async fn tag_holds(fleet: &Clients, execution: &str, taken: &[&Target]) -> StepResult<()> {
     let value = tag_value(execution);
-    for chunk in taken.chunks(20) {
+    let (instances, groups): (Vec<&Target>, Vec<&Target>) =
+        taken.iter().partition(|t| t.kind == TargetKind::Instance);
+    for chunk in instances.chunks(200) {
+        fleet
+            .ec2
+            .create_tags()
+            .set_resources(Some(chunk.iter().map(|t| t.group.clone()).collect()))
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(HOLD_TAG)
+                    .value(&value)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("CreateTags", e))?;
+    }
+    for chunk in groups.chunks(20) {
         fleet
             .autoscaling
             .create_or_update_tags()
@@ -648,7 +673,7 @@ async fn protect_amis(
         // is protected once it is written into the plan: `protect_copies`).
         let ids: BTreeSet<&str> = targets
             .iter()
-            .flat_map(|t| [t.rollback_point.image_id.as_str(), t.ami.id.as_str()])
+            .flat_map(|t| [t.rollback_point.image_id(), t.ami.id.as_str()])
             .collect();
         for id in ids {
             let image = describe_images(&fleet, &[id.to_string()]).await?;
@@ -775,16 +800,23 @@ pub async fn release(clients: &HoldClients, execution: &str) -> StepResult<Relea
             Err(err) => return Err(StepError::from_sdk("DeleteItem", err)),
         }
     }
-    let mut groups_by_place: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
-    for (account, region, group) in targets.iter().filter_map(|k| key_parts(k)) {
-        groups_by_place
-            .entry((account, region))
-            .or_default()
-            .push(group.to_string());
+    // Per place: its groups, then its standalone instances.
+    type Names = (Vec<String>, Vec<String>);
+    let mut by_place: BTreeMap<(&str, &str), Names> = BTreeMap::new();
+    for key in &targets {
+        let Some((account, region, name)) = key_parts(key) else {
+            continue;
+        };
+        let (groups, instances) = by_place.entry((account, region)).or_default();
+        match is_instance_key(key) {
+            true => instances.push(name.to_string()),
+            false => groups.push(name.to_string()),
+        }
     }
-    for ((account, region), groups) in groups_by_place {
+    for ((account, region), (groups, instances)) in by_place {
         let fleet = clients.fleet_at(account, region, execution).await?;
         untag(&fleet, execution, &groups).await?;
+        untag_instances(&fleet, execution, &instances).await?;
     }
     for key in set(recorded.attributes(), "amis") {
         if release_ami(clients, execution, &key).await? {
@@ -844,6 +876,57 @@ async fn untag(fleet: &Clients, execution: &str, groups: &[String]) -> StepResul
             .autoscaling
             .delete_tags()
             .set_tags(Some(tagged.iter().map(|g| group_tag(g).build()).collect()))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("DeleteTags", e))?;
+    }
+    Ok(())
+}
+
+/// Removes the hold tag from those of `instances` whose tag still names `execution`.
+async fn untag_instances(fleet: &Clients, execution: &str, instances: &[String]) -> StepResult<()> {
+    let ours = tag_value(execution);
+    for chunk in instances.chunks(200) {
+        let mut tagged = Vec::new();
+        let mut pages = fleet
+            .ec2
+            .describe_tags()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("resource-id")
+                    .set_values(Some(chunk.to_vec()))
+                    .build(),
+            )
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("key")
+                    .values(HOLD_TAG)
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StepError::from_sdk("DescribeTags", e))?;
+            tagged.extend(
+                page.tags()
+                    .iter()
+                    .filter(|t| t.value() == Some(ours.as_str()))
+                    .filter_map(|t| t.resource_id().map(str::to_string)),
+            );
+        }
+        if tagged.is_empty() {
+            continue;
+        }
+        fleet
+            .ec2
+            .delete_tags()
+            .set_resources(Some(tagged))
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(HOLD_TAG)
+                    .value(&ours)
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| StepError::from_sdk("DeleteTags", e))?;

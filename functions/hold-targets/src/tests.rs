@@ -24,6 +24,7 @@ fn plan(waves: &[usize]) -> PlanSummary {
         copies: Vec::new(),
         settings: Default::default(),
         max_concurrency: 5,
+        instance_concurrency: 1,
         rollback_scope: RollbackScope::Execution,
         bucket: "plans".into(),
         key: "plans/rollout-2026-12-01/plan.json".into(),

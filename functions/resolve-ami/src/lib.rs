@@ -1,7 +1,12 @@
 //! resolve-ami: turns a trigger into one validated AMI and a plan of waves.
 //!
 //! It only reads AWS. Every refusal (bad input, unusable AMI, a group that could not be rolled
-//! back) happens here, before anything changes.
+//! back) happens here, before anything changes. Groups are decided here, standalone instances in
+//! `instances`.
+
+mod instances;
+
+use instances::PlacedInstance;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -13,7 +18,7 @@ use rollout_core::fleet::{self, GroupTemplate, group_template};
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
     Ami, AmiCopy, EcsCapacity, Epoch, MAX_TARGETS, Plan, PlanSummary, RollbackPoint, Skipped,
-    Target, TargetKind, VersionReference, place_name,
+    Target, TargetKind, TemplatePoint, VersionReference, place_name,
 };
 use rollout_core::refresh::recent_refreshes;
 use rollout_core::settings::SettingsMap;
@@ -92,32 +97,52 @@ pub async fn resolve(
     let mut found = Vec::new();
     for place in &places {
         let groups = select_groups(&place.clients, &selection).await?;
-        found.push((place, groups));
+        let instances = selection.instances.find(&place.clients).await?;
+        found.push((place, groups, instances));
     }
     selection.check_found(
         found
             .iter()
-            .flat_map(|(_, groups)| groups.keys().map(String::as_str)),
+            .flat_map(|(_, groups, _)| groups.keys().map(String::as_str)),
     )?;
+    selection
+        .instances
+        .check_found(found.iter().flat_map(|(_, _, instances)| instances))?;
     let mut skipped = Vec::new();
     let found: Vec<_> = found
         .into_iter()
-        .map(|(place, groups)| {
+        .map(|(place, groups, instances)| {
             let (groups, mut left_out) = selection.exclude(place, groups);
             skipped.append(&mut left_out);
-            (place, groups)
+            let (instances, mut left_out) = selection.instances.exclude(place, instances);
+            skipped.append(&mut left_out);
+            (place, groups, instances)
+        })
+        .collect();
+    let names_found: Vec<(&Place, Vec<String>)> = found
+        .iter()
+        .map(|(place, groups, instances)| {
+            let names = groups.keys().cloned();
+            (
+                *place,
+                names
+                    .chain(instances.iter().map(|i| i.id.clone()))
+                    .collect(),
+            )
         })
         .collect();
     let copies = if config.copy_missing_amis {
-        plan_copies(clients, config, &reach, &ami, &regional, &found)?
+        plan_copies(clients, config, &reach, &ami, &regional, &names_found)?
     } else {
-        refuse_missing_amis(&ami, &regional, &found)?;
+        refuse_missing_amis(&ami, &regional, &names_found)?;
         Vec::new()
     };
 
     let mut facts = Vec::new();
-    for (place, groups) in found {
-        if groups.is_empty() {
+    let mut placed_instances = Vec::new();
+    let mut settings = settings;
+    for (place, groups, found_instances) in found {
+        if groups.is_empty() && found_instances.is_empty() {
             continue;
         }
         let place_ami = regional
@@ -131,6 +156,30 @@ pub async fn resolve(
         if place.account.is_some() && !copied_there {
             ensure_launchable_there(place, &place_ami).await?;
         }
+        if !found_instances.is_empty() {
+            // A copy is made later, the same image as its source: preflight against the source.
+            let image_there = match copied_there || place_ami == ami {
+                true => image.clone(),
+                false => describe_images(&place.clients, std::slice::from_ref(&place_ami.id))
+                    .await?
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| image.clone()),
+            };
+            for facts in found_instances {
+                instances::wave_from_tag(&mut settings, &facts);
+                placed_instances.push(PlacedInstance {
+                    account: place.account.clone(),
+                    region: place.region.clone(),
+                    ami: (place_ami != ami).then(|| place_ami.clone()),
+                    image: image_there.clone(),
+                    facts,
+                });
+            }
+        }
+        if groups.is_empty() {
+            continue;
+        }
         let groups: Vec<AutoScalingGroup> = groups.into_values().collect();
         let mut place_facts = gather_facts(&place.clients, &groups, &place_ami, &settings).await?;
         for f in &mut place_facts {
@@ -140,15 +189,27 @@ pub async fn resolve(
         }
         facts.append(&mut place_facts);
     }
-    if facts.is_empty() {
+    if facts.is_empty() && placed_instances.is_empty() {
         return Err(StepError::TargetNotFound(selection.nothing_found()));
     }
-    let mut plan = plan(&ami, facts, &settings, trigger.overrides.waves.as_deref())?;
+    let mut plan = plan_with_instances(
+        &ami,
+        facts,
+        placed_instances,
+        &settings,
+        trigger.overrides.waves.as_deref(),
+    )?;
     skipped.append(&mut plan.skipped);
     plan.skipped_count = skipped.len();
     plan.skipped = skipped;
     plan.trigger = trigger.description;
     plan.max_concurrency = max_concurrency;
+    plan.instance_concurrency = validate_concurrency(
+        trigger
+            .overrides
+            .instance_max_concurrency
+            .unwrap_or(config.instance_concurrency),
+    )?;
     plan.rollback_scope = trigger
         .overrides
         .rollback_scope
@@ -435,13 +496,13 @@ async fn regional_amis(
 fn refuse_missing_amis(
     ami: &Ami,
     regional: &BTreeMap<Option<String>, Option<Ami>>,
-    found: &[(&Place, BTreeMap<String, AutoScalingGroup>)],
+    found: &[(&Place, Vec<String>)],
 ) -> StepResult<()> {
     let mut missing: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (place, groups) in found {
+    for (place, targets) in found {
         if let (Some(region), Some(None)) = (&place.region, regional.get(&place.region)) {
             let names = missing.entry(region.as_str()).or_default();
-            names.extend(groups.keys().map(|g| place.name(g)));
+            names.extend(targets.iter().map(|t| place.name(t)));
         }
     }
     missing.retain(|_, names| !names.is_empty());
@@ -474,14 +535,14 @@ fn plan_copies(
     reach: &Reach,
     ami: &Ami,
     regional: &BTreeMap<Option<String>, Option<Ami>>,
-    found: &[(&Place, BTreeMap<String, AutoScalingGroup>)],
+    found: &[(&Place, Vec<String>)],
 ) -> StepResult<Vec<AmiCopy>> {
     let mut copies: BTreeMap<String, AmiCopy> = BTreeMap::new();
-    for (place, groups) in found {
+    for (place, targets) in found {
         let (Some(region), Some(None)) = (&place.region, regional.get(&place.region)) else {
             continue;
         };
-        if groups.is_empty() {
+        if targets.is_empty() {
             continue;
         }
         let copy = copies.entry(region.clone()).or_insert_with(|| AmiCopy {
@@ -560,7 +621,7 @@ impl GroupFacts {
     }
 }
 
-enum Decision {
+pub(crate) enum Decision {
     Roll(Box<Target>),
     Skip(String),
     Refuse(String),
@@ -631,14 +692,15 @@ fn decide(ami: &Ami, g: &GroupFacts) -> Decision {
         account: g.account.clone(),
         region: g.region.clone(),
         group: g.name.clone(),
+        instance_name: None,
         ami: ami.clone(),
-        rollback_point: RollbackPoint {
+        rollback_point: RollbackPoint::Template(TemplatePoint {
             launch_template_id: template_id,
             version,
             image_id,
             reference: VersionReference::parse(&template.version),
             default_version: g.default_version,
-        },
+        }),
         mixed_instances: template.mixed_instances,
         ecs: g.ecs.clone(),
     }))
@@ -652,18 +714,37 @@ pub fn plan(
     settings: &SettingsMap,
     waves: Option<&[Vec<String>]>,
 ) -> StepResult<Plan> {
+    plan_with_instances(ami, groups, Vec::new(), settings, waves)
+}
+
+/// `plan`, with standalone instances beside the groups.
+pub fn plan_with_instances(
+    ami: &Ami,
+    groups: Vec<GroupFacts>,
+    standalone: Vec<PlacedInstance>,
+    settings: &SettingsMap,
+    waves: Option<&[Vec<String>]>,
+) -> StepResult<Plan> {
     let mut targets = Vec::new();
     let mut skipped = Vec::new();
     let mut refused: Vec<(String, String)> = Vec::new();
     let mut wrong_arch = Vec::new();
-    for g in &groups {
-        match decide(ami, g) {
+    let decisions = groups
+        .iter()
+        .map(|g| (g.target_name(), decide(ami, g)))
+        .chain(
+            standalone
+                .iter()
+                .map(|i| (i.target_name(), instances::decide(ami, i))),
+        );
+    for (name, decision) in decisions {
+        match decision {
             Decision::Roll(t) => targets.push(*t),
             Decision::Skip(reason) => skipped.push(Skipped {
-                group: g.target_name(),
+                group: name,
                 reason,
             }),
-            Decision::Refuse(reason) => refused.push((g.target_name(), reason)),
+            Decision::Refuse(reason) => refused.push((name, reason)),
             Decision::WrongArchitecture(reason) => wrong_arch.push(reason),
         }
     }
@@ -709,6 +790,7 @@ pub fn plan(
         skipped_count: 0,
         target_count,
         max_concurrency: rollout_core::config::DEFAULT_MAX_CONCURRENCY,
+        instance_concurrency: 1,
         rollback_scope: Default::default(),
     };
     Ok(plan)
@@ -779,33 +861,43 @@ fn wave_entry_selects(entry: &str, name: &str, target: &Target) -> bool {
     } else if let Some(region) = entry.strip_prefix("region:") {
         target.region.as_deref() == Some(region)
     } else {
-        entry == name || entry == target.group
+        entry == name || entry == target.group || target.instance_name.as_deref() == Some(entry)
     }
 }
 
-/// Which groups the rollout is for: explicit names, or the target tag plus `TARGET_ASGS`, minus
-/// exclusions (group names, or target names such as `111111111111/eu-west-1/web`).
+/// Which groups and standalone instances the rollout is for: what a manual start names
+/// (`targets`, `instances`), or else the target tag plus `TARGET_ASGS` and `TARGET_INSTANCES`;
+/// minus exclusions (group names, or target names such as `111111111111/eu-west-1/web`).
 struct Selection {
     names: Vec<String>,
     tag: Option<(String, String)>,
     excluded: HashSet<String>,
+    instances: instances::Selection,
 }
 
 impl Selection {
     fn of(config: &Config, overrides: &Overrides) -> StepResult<Self> {
-        let (names, tag) = match &overrides.targets {
-            Some(names) => (names.clone(), None),
-            None => {
+        let (names, instance_names, tag) = match (&overrides.targets, &overrides.instances) {
+            (None, None) => {
                 let tag = match &overrides.target_tag {
                     Some(tag) => Some(parse_tag(tag)?),
                     None => config.target_tag.clone(),
                 };
-                (config.target_asgs.clone(), tag)
+                (
+                    config.target_asgs.clone(),
+                    config.target_instances.clone(),
+                    tag,
+                )
             }
+            (groups, instances) => (
+                groups.clone().unwrap_or_default(),
+                instances.clone().unwrap_or_default(),
+                None,
+            ),
         };
-        if names.is_empty() && tag.is_none() {
+        if names.is_empty() && instance_names.is_empty() && tag.is_none() {
             return Err(StepError::invalid(
-                "no targets selected: set TARGET_TAG or TARGET_ASGS, or pass targets",
+                "no targets selected: set TARGET_TAG, TARGET_ASGS or TARGET_INSTANCES, or pass targets or instances",
             ));
         }
         let excluded = config
@@ -814,10 +906,21 @@ impl Selection {
             .chain(&overrides.excluded_asgs)
             .cloned()
             .collect();
+        let instances = instances::Selection {
+            names: instance_names,
+            tag: tag.clone(),
+            excluded: config
+                .excluded_instances
+                .iter()
+                .chain(&overrides.excluded_instances)
+                .cloned()
+                .collect(),
+        };
         Ok(Self {
             names,
             tag,
             excluded,
+            instances,
         })
     }
 
@@ -862,8 +965,8 @@ impl Selection {
 
     fn nothing_found(&self) -> String {
         match &self.tag {
-            Some((k, v)) if self.names.is_empty() => {
-                format!("no Auto Scaling group is tagged {k}={v}")
+            Some((k, v)) if self.names.is_empty() && self.instances.names.is_empty() => {
+                format!("no Auto Scaling group or running instance is tagged {k}={v}")
             }
             _ => "every selected group is excluded".to_string(),
         }

@@ -54,7 +54,7 @@ fn rollback_point_resolves_the_groups_reference_to_a_number() {
             None,
         )
         .unwrap();
-        let point = &plan.waves[0][0].rollback_point;
+        let point = plan.waves[0][0].template_point().unwrap();
         assert_eq!(
             (
                 point.version,
@@ -388,8 +388,15 @@ async fn plans_a_tagged_fleet_from_batched_describes() {
     let clusters = mock!(aws_sdk_ecs::Client::list_clusters).then_output(|| {
         aws_sdk_ecs::operation::list_clusters::ListClustersOutput::builder().build()
     });
+    // No standalone instance carries the tag.
+    let instances = mock!(aws_sdk_ec2::Client::describe_instances).then_output(|| {
+        aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput::builder().build()
+    });
+    let volumes = mock!(aws_sdk_ec2::Client::describe_volumes).then_output(|| {
+        aws_sdk_ec2::operation::describe_volumes::DescribeVolumesOutput::builder().build()
+    });
     let clients = Rules {
-        ec2: vec![&images, &heads],
+        ec2: vec![&images, &heads, &instances, &volumes],
         autoscaling: vec![&groups],
         ecs: vec![&clusters],
         ..Default::default()
@@ -408,8 +415,8 @@ async fn plans_a_tagged_fleet_from_batched_describes() {
         .map(|t| {
             (
                 t.group.as_str(),
-                t.rollback_point.version,
-                t.rollback_point.image_id.as_str(),
+                t.template_point().unwrap().version,
+                t.rollback_point.image_id(),
             )
         })
         .collect();
@@ -737,4 +744,114 @@ mod organization {
             "{text}"
         );
     }
+}
+
+fn standalone(id: &str, tags: &[(&str, &str)]) -> instances::PlacedInstance {
+    use aws_sdk_ec2::types::{
+        ArchitectureValues, BlockDeviceMapping, EbsBlockDevice, VirtualizationType,
+    };
+    instances::PlacedInstance {
+        account: None,
+        region: None,
+        ami: None,
+        image: aws_sdk_ec2::types::Image::builder()
+            .image_id(ami().id)
+            .architecture(ArchitectureValues::X8664)
+            .virtualization_type(VirtualizationType::Hvm)
+            .root_device_name("/dev/xvda")
+            .block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name("/dev/xvda")
+                    .ebs(EbsBlockDevice::builder().volume_size(8).build())
+                    .build(),
+            )
+            .build(),
+        facts: rollout_core::instance::InstanceFacts {
+            id: id.into(),
+            state: "running".into(),
+            image_id: OLD.into(),
+            architecture: "x86_64".into(),
+            virtualization_type: "hvm".into(),
+            root_device_type: "ebs".into(),
+            root_device_name: "/dev/xvda".into(),
+            root_volume_id: Some(format!("vol-{id}")),
+            root_size: Some(8),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        },
+    }
+}
+
+#[test]
+fn standalone_instances_join_the_plan_with_their_root_as_rollback_point() {
+    let mut settings = SettingsMap::default();
+    let canary = standalone(
+        "i-canary",
+        &[("Name", "bastion"), ("ami-rollout:wave", "0")],
+    );
+    instances::wave_from_tag(&mut settings, &canary.facts);
+    let plan = plan_with_instances(
+        &ami(),
+        vec![group("web", "3", OLD)],
+        vec![
+            canary,
+            standalone("i-build", &[]),
+            standalone("i-member", &[("aws:autoscaling:groupName", "web")]),
+        ],
+        &settings,
+        None,
+    )
+    .unwrap();
+    let waves: Vec<Vec<(TargetKind, &str)>> = plan
+        .waves
+        .iter()
+        .map(|w| w.iter().map(|t| (t.kind, t.group.as_str())).collect())
+        .collect();
+    assert_eq!(
+        waves,
+        [
+            vec![(TargetKind::Instance, "i-canary")],
+            vec![
+                (TargetKind::Instance, "i-build"),
+                (TargetKind::AutoScalingGroup, "web")
+            ]
+        ]
+    );
+    let canary = &plan.waves[0][0];
+    assert_eq!(canary.instance_name.as_deref(), Some("bastion"));
+    let point = canary.root_point().unwrap();
+    assert_eq!(
+        (point.root_volume_id.as_str(), point.image_id.as_str()),
+        ("vol-i-canary", OLD)
+    );
+    assert_eq!(
+        plan.skipped,
+        [Skipped {
+            group: "i-member".into(),
+            reason: "member of Auto Scaling group web, which replaces its own instances: not a standalone instance".into()
+        }]
+    );
+}
+
+#[test]
+fn an_instance_whose_root_cannot_take_the_ami_refuses_the_plan_by_name() {
+    let mut stopped = standalone("i-stopped", &[]);
+    stopped.facts.state = "stopped".into();
+    let mut big = standalone("i-big", &[]);
+    big.facts.root_size = Some(100);
+    let err = plan_with_instances(
+        &ami(),
+        Vec::new(),
+        vec![stopped, big],
+        &SettingsMap::default(),
+        None,
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.name(), "PreflightFailed");
+    assert!(text.contains("i-stopped: it is stopped"), "{text}");
+    assert!(text.contains("i-big: the root of"), "{text}");
 }

@@ -5,7 +5,13 @@
 //! - `converge`: one target, from its child: each call looks at where the target is and takes the
 //!   next step, so the child calls it again (after a wait) until it is `complete`. Safe under
 //!   Retry and redrive;
-//! - `summarize`: every child's outcome, read from the Map Run's results, in one Cause.
+//! - `summarize`: every child's outcome, read from the Map Run's results, in one Cause;
+//! - `deleteKeptRoots`: once the rollout succeeded, the roots standalone instances had before it.
+//!
+//! A group goes back to its launch template version (here); a standalone instance to its previous
+//! root volume (`instance`).
+
+pub mod instance;
 
 use rollout_core::ami;
 use rollout_core::fleet::{
@@ -13,8 +19,8 @@ use rollout_core::fleet::{
 };
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
-    Failure, PlanSummary, RollbackReport, RollbackScope, RollbackStep, Target, TargetRollback,
-    TargetRun, VersionReference, WaveStop,
+    Failure, PlanSummary, RollbackReport, RollbackScope, RollbackStep, Target, TargetKind,
+    TargetRollback, TargetRun, VersionReference, WaveStop,
 };
 use rollout_core::refresh::{self, Purpose, RefreshInfo, RefreshStatus, recent_refreshes};
 use rollout_core::store::{ChildResult, ResultWriterDetails, plan_prefix, results_prefix};
@@ -42,6 +48,10 @@ pub enum RollbackRequest {
     Summarize {
         stop: WaveStop,
         results: ResultWriterDetails,
+    },
+    DeleteKeptRoots {
+        execution: String,
+        plan: Box<PlanSummary>,
     },
 }
 
@@ -71,6 +81,9 @@ pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
         RollbackRequest::Summarize { stop, results } => {
             let outcomes = clients.store()?.lane_results(&results).await?;
             serde_json::to_value(summarize(&stop.failure, &outcomes))
+        }
+        RollbackRequest::DeleteKeptRoots { execution, plan } => {
+            serde_json::to_value(instance::delete_kept_roots(clients, &execution, &plan).await?)
         }
     };
     out.map_err(|e| StepError::invalid(format!("rollback output: {e}")))
@@ -114,7 +127,10 @@ pub enum Action {
 
 pub fn decide(target: &Target, state: &TargetState) -> Action {
     use RefreshStatus as S;
-    let point = &target.rollback_point;
+    let point = match target.template_point() {
+        Ok(point) => point,
+        Err(wrong_kind) => return Action::Failed(wrong_kind.to_string()),
+    };
     if let Some(reason) = &state.rollback_ami_refusal {
         // Every way back launches this AMI: say so now rather than report a rollback that cannot be.
         return Action::Failed(format!(
@@ -210,7 +226,9 @@ pub async fn plan_rollback(
     }
     let key = format!("{}rollback.json", plan_prefix(execution));
     let results_prefix = results_prefix(execution, "rollback");
-    store.write_lanes(&key, &results_prefix, &targets).await?;
+    store
+        .write_lanes(&key, &results_prefix, &targets, plan.lane_concurrency())
+        .await?;
     Ok(RollbackPlan {
         bucket: store.bucket,
         key,
@@ -226,7 +244,10 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<Rollback
     }
     let clients = &clients.for_run(run).await?;
     let target = &run.target;
-    let point = &target.rollback_point;
+    if target.kind == TargetKind::Instance {
+        return Ok(step(instance::converge(clients, run).await?));
+    }
+    let point = target.template_point()?;
     let ours = our_versions(clients, &run.execution, target).await?;
     // update-template pins a $Latest/$Default group before it creates the version: a failure in
     // between leaves a group changed with no version of ours on it.
@@ -250,12 +271,16 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<Rollback
             failed: false,
         }
     };
+    Ok(step(result))
+}
+
+fn step(result: TargetRollback) -> RollbackStep {
     let complete = result.done || result.failed;
-    Ok(RollbackStep {
+    RollbackStep {
         complete,
         next_wait_seconds: if complete { 0 } else { ROLLBACK_WAIT_SECONDS },
         target: result,
-    })
+    }
 }
 
 /// `a (what), b (what)`, naming at most `NAMED_IN_CAUSE`, then how many more.
@@ -353,7 +378,7 @@ async fn act(
 ) -> StepResult<TargetRollback> {
     let target = &run.target;
     let group = target.group.clone();
-    let point = &target.rollback_point;
+    let point = target.template_point()?;
     // The refresh this call acted on or waits for, shown in the report.
     let mut refresh_id = state
         .latest_refresh
@@ -491,8 +516,8 @@ async fn our_versions(clients: &Clients, execution: &str, target: &Target) -> St
     let mut pages = clients
         .ec2
         .describe_launch_template_versions()
-        .launch_template_id(&target.rollback_point.launch_template_id)
-        .min_version((target.rollback_point.version + 1).to_string())
+        .launch_template_id(&target.template_point()?.launch_template_id)
+        .min_version((target.template_point()?.version + 1).to_string())
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
@@ -518,7 +543,7 @@ async fn target_state(
     new_ami: &String,
     execution_start: rollout_core::model::Epoch,
 ) -> StepResult<TargetState> {
-    let point = &target.rollback_point;
+    let point = target.template_point()?;
     // The refreshes first: whatever they say has ended is then visible in the group and its
     // instances read after them (read the other way round, a refresh back could end in between
     // and look as if it had left the fleet behind).

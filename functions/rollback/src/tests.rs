@@ -1,5 +1,5 @@
 use super::*;
-use rollout_core::model::{RollbackPoint, TargetKind};
+use rollout_core::model::{RollbackPoint, TargetKind, TemplatePoint};
 
 fn target(reference: VersionReference) -> Target {
     Target {
@@ -7,14 +7,15 @@ fn target(reference: VersionReference) -> Target {
         account: None,
         region: None,
         group: "web".into(),
+        instance_name: None,
         ami: rollout_core::samples::target_run().ami,
-        rollback_point: RollbackPoint {
+        rollback_point: RollbackPoint::Template(TemplatePoint {
             launch_template_id: "lt-1".into(),
             version: 3,
             image_id: "ami-00000001".into(),
             reference,
             default_version: 1,
-        },
+        }),
         mixed_instances: false,
         ecs: None,
     }

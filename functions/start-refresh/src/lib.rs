@@ -1,10 +1,12 @@
 //! start-refresh: starts the instance refresh to the new version, passed as the desired
 //! configuration so Auto Scaling can roll it back natively, or adopts the one a retry already started.
+//! A standalone instance gets its root volume replaced with one from the new AMI instead.
 
 use rollout_core::fleet::describe_group;
-use rollout_core::model::{Epoch, RefreshRef, TargetRun};
+use rollout_core::instance::{self, RootSource};
+use rollout_core::model::{Epoch, RefreshRef, TargetKind, TargetRun};
 use rollout_core::refresh::{self, Purpose, Started};
-use rollout_core::{Clients, StepResult};
+use rollout_core::{Clients, StepError, StepResult};
 use serde_json::Value;
 
 pub async fn handle(clients: &Clients, payload: Value) -> StepResult<TargetRun> {
@@ -20,6 +22,9 @@ pub async fn start_refresh(
     run.validate()?;
     clients.ensure_wave_going(&run).await?;
     let clients = &clients.for_run(&run).await?;
+    if run.target.kind == TargetKind::Instance {
+        return replace_root(clients, run, now).await;
+    }
     let version = run.require_new_version()?;
     let group = describe_group(clients, run.group()).await?;
     let settings = run.settings.for_group(run.group());
@@ -47,6 +52,55 @@ pub async fn start_refresh(
     run.refresh = Some(RefreshRef {
         id: started.id().to_string(),
         started_at,
+    });
+    Ok(run)
+}
+
+/// Replaces a standalone instance's root with one from the new AMI, keeping the replaced root for
+/// a rollback; or adopts the replacement a retry or redrive already started.
+async fn replace_root(clients: &Clients, mut run: TargetRun, now: Epoch) -> StepResult<TargetRun> {
+    let point = run.target.root_point()?.clone();
+    let id = run.group().to_string();
+    let tasks = instance::tasks(clients, &id).await?;
+    let task = match instance::newest_of(&tasks, &run.execution, instance::Purpose::Rollout) {
+        Some(ours) => ours.clone(),
+        None => {
+            let refuse = |reason: String| StepError::PreflightFailed {
+                group: run.target.name(),
+                reason,
+            };
+            if let Some(other) = tasks.iter().find(|t| t.is_running()) {
+                return Err(refuse(format!(
+                    "another root volume replacement ({}) is running on it",
+                    other.id
+                )));
+            }
+            let current = instance::describe(clients, &id).await?.ok_or_else(|| {
+                StepError::TargetNotFound(format!("instance {id} no longer exists"))
+            })?;
+            if current.root_volume_id.as_deref() != Some(point.root_volume_id.as_str()) {
+                return Err(refuse(format!(
+                    "its root volume is {}, not {} as when the rollout was planned",
+                    current.root_volume_id.as_deref().unwrap_or("none"),
+                    point.root_volume_id
+                )));
+            }
+            instance::tag_root(clients, &point.root_volume_id, &id, &run.execution).await?;
+            instance::replace_root(
+                clients,
+                &id,
+                RootSource::Image(&run.ami.id),
+                false,
+                &run.execution,
+                instance::Purpose::Rollout,
+            )
+            .await?
+        }
+    };
+    tracing::info!(instance = id, task = task.id, state = ?task.state, kept_root = point.root_volume_id, "root volume replacement running");
+    run.refresh = Some(RefreshRef {
+        id: task.id,
+        started_at: task.started_at.unwrap_or(now),
     });
     Ok(run)
 }

@@ -44,7 +44,7 @@ pub async fn create_version(clients: &Clients, mut run: TargetRun) -> StepResult
     run.validate()?;
     clients.ensure_wave_going(&run).await?;
     let clients = &clients.for_run(&run).await?;
-    let point = run.target.rollback_point.clone();
+    let point = run.target.template_point()?.clone();
     let group = describe_group(clients, run.group()).await?;
     // Nothing has been started for this target yet, so any running refresh belongs to someone else.
     if let Some(other) = recent_refreshes(clients, run.group())
@@ -117,7 +117,7 @@ pub async fn restore_reference(clients: &Clients, run: TargetRun) -> StepResult<
     clients.ensure_wave_going(&run).await?;
     let clients = &clients.for_run(&run).await?;
     let version = run.require_new_version()?;
-    let point = &run.target.rollback_point;
+    let point = run.target.template_point()?;
     if point.reference == VersionReference::Pinned {
         return Ok(run);
     }

@@ -77,7 +77,7 @@ async fn creates_a_version_from_the_rollback_point_with_only_the_image_changed()
 #[tokio::test]
 async fn a_pinned_group_is_not_touched() {
     let mut run = target_run();
-    run.target.rollback_point.reference = VersionReference::Pinned;
+    set_reference(&mut run, VersionReference::Pinned);
     let create = mock!(aws_sdk_ec2::Client::create_launch_template_version).then_output(|| {
         CreateLaunchTemplateVersionOutput::builder()
             .launch_template_version(LaunchTemplateVersion::builder().version_number(4).build())
@@ -137,7 +137,7 @@ async fn malformed_requests_are_invalid_input_without_aws_calls() {
 #[tokio::test]
 async fn restoring_a_default_reference_moves_the_default_then_the_group() {
     let mut run = target_run();
-    run.target.rollback_point.reference = VersionReference::Default;
+    set_reference(&mut run, VersionReference::Default);
     run.new_version = Some(4);
     let modify = mock!(aws_sdk_ec2::Client::modify_launch_template)
         .match_requests(|r| r.default_version() == Some("4"))
@@ -157,4 +157,11 @@ async fn restoring_a_default_reference_moves_the_default_then_the_group() {
     .clients();
     restore_reference(&clients, run).await.unwrap();
     assert_eq!((modify.num_calls(), update.num_calls()), (1, 1));
+}
+
+fn set_reference(run: &mut TargetRun, reference: VersionReference) {
+    match &mut run.target.rollback_point {
+        rollout_core::model::RollbackPoint::Template(point) => point.reference = reference,
+        other => panic!("not a group's rollback point: {other:?}"),
+    }
 }

@@ -1,0 +1,367 @@
+//! Rolling a standalone instance back: its previous root, the very volume the rollout's
+//! replacement kept, goes back in place, so what was on the root before the rollout is on it
+//! again. Data volumes are never touched. Only when that volume is gone does the instance get a
+//! fresh root from its previous AMI, and the report says so.
+
+use rollout_core::instance::{self, Purpose, RootSource, StatusChecks, Task, TaskState};
+use rollout_core::model::{PlanSummary, RootPoint, TargetKind, TargetRollback, TargetRun};
+use rollout_core::{Clients, StepError, StepResult};
+use serde::Serialize;
+
+/// The next step for one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    PutBack(Source),
+    Wait(String),
+    Done(String),
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The root the rollout's replacement kept.
+    KeptRoot,
+    /// A fresh root from the previous AMI, the kept one being gone.
+    PreviousImage,
+}
+
+/// Where one instance stands, as the rollback sees it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InstanceState {
+    /// This execution's replacement with the new AMI, if it started one.
+    pub rollout: Option<Task>,
+    /// This execution's replacement back, if it started one.
+    pub rollback: Option<Task>,
+    /// The volume at the root device now; none when the instance is gone.
+    pub current_root: Option<String>,
+    pub kept_root_available: bool,
+    pub status_checks: StatusChecks,
+}
+
+pub fn decide(point: &RootPoint, state: &InstanceState) -> Action {
+    let Some(rollout) = &state.rollout else {
+        return Action::Done("nothing of this execution's was on it".into());
+    };
+    let Some(current_root) = &state.current_root else {
+        return Action::Failed("the instance no longer exists".into());
+    };
+    if let Some(back) = &state.rollback {
+        return match &back.state {
+            TaskState::Pending | TaskState::InProgress => Action::Wait(format!(
+                "putting its previous root back (replacement {})",
+                back.id
+            )),
+            TaskState::Succeeded => checked(
+                state,
+                if *current_root == point.root_volume_id {
+                    format!(
+                        "its previous root {} is back in place",
+                        point.root_volume_id
+                    )
+                } else {
+                    format!(
+                        "its previous root {} was gone: it got a fresh root from {}",
+                        point.root_volume_id, point.image_id
+                    )
+                },
+            ),
+            TaskState::Failed(how) => Action::Failed(format!(
+                "putting its previous root {} back failed (replacement {} {how})",
+                point.root_volume_id, back.id
+            )),
+            TaskState::FailedDetached => Action::Failed(format!(
+                "putting its previous root back left it without a root volume (replacement {}); attach {} at {} by hand",
+                back.id, point.root_volume_id, point.root_device_name
+            )),
+        };
+    }
+    match &rollout.state {
+        // A task cannot be cancelled: wait for it to end, then undo what it did.
+        TaskState::Pending | TaskState::InProgress => Action::Wait(format!(
+            "its root volume replacement {} is still running",
+            rollout.id
+        )),
+        TaskState::FailedDetached => Action::Failed(format!(
+            "the replacement {} left it without a root volume; attach {} at {} by hand",
+            rollout.id, point.root_volume_id, point.root_device_name
+        )),
+        _ if *current_root == point.root_volume_id => checked(
+            state,
+            format!(
+                "its root was never replaced (replacement {} failed)",
+                rollout.id
+            ),
+        ),
+        _ if state.kept_root_available => Action::PutBack(Source::KeptRoot),
+        _ => Action::PutBack(Source::PreviousImage),
+    }
+}
+
+/// Done once the instance passes its status checks on the root it has back.
+fn checked(state: &InstanceState, done: String) -> Action {
+    let checks = &state.status_checks;
+    if !checks.impaired.is_empty() {
+        Action::Failed(format!(
+            "{done}, but its {} status check(s) fail",
+            checks.impaired.join(", ")
+        ))
+    } else if !checks.pending.is_empty() {
+        Action::Wait(format!(
+            "{done}; waiting for its {} status check(s)",
+            checks.pending.join(", ")
+        ))
+    } else {
+        Action::Done(done)
+    }
+}
+
+async fn state(clients: &Clients, run: &TargetRun, point: &RootPoint) -> StepResult<InstanceState> {
+    let id = run.target.group.as_str();
+    let tasks = instance::tasks(clients, id).await?;
+    let (current, kept) = tokio::try_join!(
+        instance::describe(clients, id),
+        instance::volume_state(clients, &point.root_volume_id)
+    )?;
+    let rollback = instance::newest_of(&tasks, &run.execution, Purpose::Rollback).cloned();
+    let status_checks = match (&rollback, &current) {
+        (Some(_), Some(_)) => instance::status_checks(clients, id).await?,
+        _ => StatusChecks::default(),
+    };
+    Ok(InstanceState {
+        rollout: instance::newest_of(&tasks, &run.execution, Purpose::Rollout).cloned(),
+        rollback,
+        current_root: current.and_then(|c| c.root_volume_id),
+        kept_root_available: kept.as_deref() == Some("available"),
+        status_checks,
+    })
+}
+
+/// One call of one instance's rollback: where it stands, and the next step.
+pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<TargetRollback> {
+    let point = run.target.root_point()?;
+    let state = state(clients, run, point).await?;
+    let action = decide(point, &state);
+    let mut report = TargetRollback {
+        group: run.target.name(),
+        untouched: state.rollout.is_none(),
+        refresh_id: state
+            .rollback
+            .as_ref()
+            .or(state.rollout.as_ref())
+            .map(|t| t.id.clone()),
+        action: String::new(),
+        done: false,
+        failed: false,
+    };
+    match action {
+        Action::PutBack(source) => {
+            let (from, said) = match source {
+                Source::KeptRoot => (
+                    RootSource::Volume(&point.root_volume_id),
+                    format!("putting its previous root {} back", point.root_volume_id),
+                ),
+                Source::PreviousImage => (
+                    RootSource::Image(&point.image_id),
+                    format!(
+                        "its previous root {} is gone: giving it a fresh root from {}",
+                        point.root_volume_id, point.image_id
+                    ),
+                ),
+            };
+            // The root that replaced it came from the AMI being rolled back: not worth keeping.
+            let task = instance::replace_root(
+                clients,
+                &run.target.group,
+                from,
+                true,
+                &run.execution,
+                Purpose::Rollback,
+            )
+            .await?;
+            report.refresh_id = Some(task.id);
+            report.action = said;
+        }
+        Action::Wait(why) => report.action = why,
+        Action::Done(what) => {
+            report.action = what;
+            report.done = true;
+        }
+        Action::Failed(why) => {
+            report.action = why;
+            report.failed = true;
+        }
+    }
+    Ok(report)
+}
+
+/// What the deletion of the kept roots did, for the execution's output.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KeptRoots {
+    pub deleted: Vec<String>,
+    /// Kept by a `keepReplacedRoot` setting.
+    pub kept: Vec<String>,
+}
+
+/// After a successful rollout: deletes the roots its replacements kept, one per rolled-out
+/// instance, unless the instance's `keepReplacedRoot` setting keeps it. Only lanes of instances
+/// are read.
+pub async fn delete_kept_roots(
+    clients: &Clients,
+    execution: &str,
+    plan: &PlanSummary,
+) -> StepResult<KeptRoots> {
+    if execution.trim().is_empty() {
+        return Err(StepError::invalid("execution is empty"));
+    }
+    let store = clients.store()?;
+    let mut done = KeptRoots::default();
+    for wave in &plan.waves {
+        for lane in store.lanes(&plan.bucket, &wave.key).await? {
+            if lane.kind != TargetKind::Instance {
+                continue;
+            }
+            let place = clients
+                .at(lane.account.as_deref(), lane.region.as_deref(), execution)
+                .await?;
+            let targets: Vec<rollout_core::model::Target> =
+                store.get_json(&plan.bucket, &lane.key).await?;
+            for target in targets {
+                let volume = target.root_point()?.root_volume_id.clone();
+                if plan
+                    .settings
+                    .for_group(&target.group)
+                    .keep_replaced_root
+                    .unwrap_or(false)
+                {
+                    done.kept.push(volume);
+                } else if instance::delete_kept_root(&place, &volume).await? {
+                    done.deleted.push(volume);
+                }
+            }
+        }
+    }
+    tracing::info!(execution, deleted = ?done.deleted, kept = ?done.kept, "kept roots");
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point() -> RootPoint {
+        RootPoint {
+            root_volume_id: "vol-old".into(),
+            root_device_name: "/dev/xvda".into(),
+            image_id: "ami-00000001".into(),
+        }
+    }
+
+    fn task(id: &str, state: TaskState) -> Task {
+        Task {
+            id: id.into(),
+            state,
+            started_at: Some(1),
+            ended_at: None,
+            execution: Some("e".into()),
+            purpose: None,
+        }
+    }
+
+    fn replaced() -> InstanceState {
+        InstanceState {
+            rollout: Some(task("replacevol-1", TaskState::Succeeded)),
+            rollback: None,
+            current_root: Some("vol-new".into()),
+            kept_root_available: true,
+            status_checks: StatusChecks::default(),
+        }
+    }
+
+    #[test]
+    fn a_replaced_root_is_put_back_exactly() {
+        assert_eq!(
+            decide(&point(), &replaced()),
+            Action::PutBack(Source::KeptRoot)
+        );
+        let gone = InstanceState {
+            kept_root_available: false,
+            ..replaced()
+        };
+        assert_eq!(
+            decide(&point(), &gone),
+            Action::PutBack(Source::PreviousImage)
+        );
+    }
+
+    #[test]
+    fn an_instance_this_execution_never_touched_is_left_alone() {
+        let untouched = InstanceState {
+            current_root: Some("vol-old".into()),
+            ..Default::default()
+        };
+        assert!(matches!(decide(&point(), &untouched), Action::Done(_)));
+    }
+
+    #[test]
+    fn a_running_replacement_is_waited_for_and_a_failed_one_changed_nothing() {
+        let running = InstanceState {
+            rollout: Some(task("replacevol-1", TaskState::InProgress)),
+            current_root: Some("vol-old".into()),
+            ..replaced()
+        };
+        assert!(matches!(decide(&point(), &running), Action::Wait(_)));
+        let failed = InstanceState {
+            rollout: Some(task("replacevol-1", TaskState::Failed("failed".into()))),
+            current_root: Some("vol-old".into()),
+            ..replaced()
+        };
+        assert!(
+            matches!(decide(&point(), &failed), Action::Done(what) if what.contains("never replaced"))
+        );
+    }
+
+    #[test]
+    fn the_way_back_ends_once_the_instance_passes_its_status_checks() {
+        let back = |state: TaskState, root: &str, checks: StatusChecks| InstanceState {
+            rollback: Some(task("replacevol-2", state)),
+            current_root: Some(root.into()),
+            status_checks: checks,
+            ..replaced()
+        };
+        let initializing = StatusChecks {
+            impaired: vec![],
+            pending: vec!["instance".into()],
+        };
+        assert!(matches!(
+            decide(
+                &point(),
+                &back(TaskState::Succeeded, "vol-old", initializing)
+            ),
+            Action::Wait(_)
+        ));
+        assert_eq!(
+            decide(
+                &point(),
+                &back(TaskState::Succeeded, "vol-old", StatusChecks::default())
+            ),
+            Action::Done("its previous root vol-old is back in place".into())
+        );
+        assert!(matches!(
+            decide(&point(), &back(TaskState::Succeeded, "vol-fresh", StatusChecks::default())),
+            Action::Done(what) if what.contains("fresh root from ami-00000001")
+        ));
+        assert!(matches!(
+            decide(&point(), &back(TaskState::Failed("failed".into()), "vol-new", StatusChecks::default())),
+            Action::Failed(why) if why.contains("failed")
+        ));
+        let impaired = StatusChecks {
+            impaired: vec!["instance".into()],
+            pending: vec![],
+        };
+        assert!(matches!(
+            decide(&point(), &back(TaskState::Succeeded, "vol-old", impaired)),
+            Action::Failed(why) if why.contains("instance status check")
+        ));
+    }
+}
