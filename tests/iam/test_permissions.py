@@ -110,7 +110,9 @@ def operations(crate: str) -> set[str]:
     if not src.is_dir():
         raise AssertionError(f"functions/{crate}/src does not exist: no code to check {CRATES[crate]} against")
     core = core_functions()
-    own = "".join(src.joinpath(f).read_text() for f in ("lib.rs", "main.rs")).split("#[cfg(test)]")[0]
+    # Every module of the crate but its tests (a module's own tests follow its `#[cfg(test)]`).
+    own = "".join(path.read_text().split("#[cfg(test)]")[0]
+                  for path in sorted(src.glob("*.rs")) if path.name != "tests.rs")
     found = calls_of(own)
     pending, seen = [(None, own)], set()
     while pending:
