@@ -35,7 +35,8 @@ WAVE = ["Is there a wave left?", "Pick the wave", "Roll out the wave", "How did 
 # Two waves (web first, then the rest), then the end.
 RUNBOOK = (["Resolve AMI and plan", "Take hold of the targets", "Does a region need a copy of the AMI?",
             "Start with the first wave"] + WAVE * 2
-           + ["Is there a wave left?", "Release held targets", "How did the rollout end?", "Rollout succeeded"])
+           + ["Is there a wave left?", "Release held targets", "How did the rollout end?", "Delete the replaced roots",
+              "Rollout succeeded"])
 # A child execution stopped by AWS not answering fails its Map Run: AWS's own error for the parent.
 MAP_RUN_FAILED = "States.ExceedToleratedFailureThreshold"
 HOLD_TAG = "ami-rollout:held-by"

@@ -168,6 +168,9 @@ class Timeline:
         elif name == "rollback" and "cause" in output:
             self.line(f"  rollback: {output['rolledBack']} rolled back, {output['notRolledBack']} not, "
                       f"{output['untouched']} untouched")
+        elif name == "rollback" and "deleted" in output:
+            kept = f"; kept by setting: {', '.join(output['kept'])}" if output["kept"] else ""
+            self.line(f"  replaced roots deleted: {', '.join(output['deleted']) or 'none'}{kept}")
         elif name == "rollback":
             self.line(f"  rollback of {output['targets']} target(s) in scope")
         elif "target" in output:
@@ -185,6 +188,8 @@ class Timeline:
                 step = STEP_NAMES.get(name, name)
                 if name == "update-template" and output.get("refresh"):
                     step = "Restore launch template reference"
+                if name == "start-refresh" and output["target"].get("kind") == "instance":
+                    step = "Replace the root volume"
                 if (group, step) not in self.steps:
                     self.steps.add((group, step))
                     version = output.get("newVersion")

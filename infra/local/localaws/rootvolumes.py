@@ -24,7 +24,8 @@ checks always pass. Here (ec2 query protocol):
   case). `failing-detached` / `failed-detached` (an instance left without a root) are not modelled.
 - A bad AMI (POST /_localaws/bad-ami): mode `root` makes the task fail (`failing`, then `failed`;
   the original root stays attached); mode `boot` lets the task succeed and the instance's status
-  checks fail (`impaired`), as an AMI that does not boot on that instance would.
+  checks fail (`impaired`), as an AMI that does not boot on that instance would. The checks follow
+  the AMI the current root was made from, so a root put back with VolumeId boots again.
 - DescribeReplaceRootVolumeTasks: by ReplaceRootVolumeTaskIds or the `instance-id` filter.
 - Volume content: `POST /_localaws/volume-files {"volumeId", "path", "content"}` writes a file on a
   volume, `GET /_localaws/volume-files?volumeId=` reads them. A snapshot keeps its volume's files
@@ -57,7 +58,8 @@ class _Refused(EC2ClientError):
 
 
 def _now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+    """As EC2 writes a task's times: UTC, milliseconds, `Z`."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _root_volume(instance: Instance):
@@ -74,7 +76,15 @@ def _lineage(instance: Instance) -> set:
     _, root = _root_volume(instance)
     if root is not None:
         lineage.add(root.volume_id)
+        sim.volume_images.setdefault(root.volume_id, instance.image_id)
     return lineage
+
+
+def _booted_image(instance: Instance) -> str:
+    """The AMI the instance's root was made from: what it boots, whatever ImageId it reports (a
+    root put back with VolumeId boots the AMI it was made from)."""
+    _, root = _root_volume(instance)
+    return state.sim().volume_images.get(root.volume_id, instance.image_id) if root else instance.image_id
 
 
 def _public(task: dict) -> dict:
@@ -217,7 +227,10 @@ def root_from_image(backend, instance: Instance, image_id: str) -> str:
     with the ReplaceRootVolume strategy does this); the old root is kept. Returns its id."""
     device, root = _root_volume(instance)
     old = backend.get_volume(root.volume_id)
-    _swap(backend, instance, device, old, _new_root(backend, old, None, _ami_root_size(backend, image_id, old)), False)
+    _lineage(instance)
+    new = _new_root(backend, old, None, _ami_root_size(backend, image_id, old))
+    state.sim().volume_images[new.id] = image_id
+    _swap(backend, instance, device, old, new, False)
     instance.image_id = image_id
     return old.id
 
@@ -232,6 +245,7 @@ def _replace(backend, instance: Instance, task: dict) -> None:
     elif "ImageId" in task:
         # moto's AMIs carry no root snapshot worth modelling: an empty root of the AMI's size.
         new = _new_root(backend, old, None, _ami_root_size(backend, task["ImageId"], old))
+        state.sim().volume_images[new.id] = task["ImageId"]
     else:  # the launch state: the snapshot the root was made from
         new = _new_root(backend, old, old.snapshot_id, old.size)
     _swap(backend, instance, task["_device"], old, new, task["DeleteReplacedRootVolume"])
@@ -279,7 +293,7 @@ def _check(passed: bool, initializing: bool) -> dict:
 def _instance_status(self: Instance) -> dict:
     if self.state_code != 16:
         return {"Status": "not-applicable"}
-    return _check(state.sim().bad_amis.get(self.image_id) != "boot", _rebooting(self))
+    return _check(state.sim().bad_amis.get(_booted_image(self)) != "boot", _rebooting(self))
 
 
 def _system_status(self: Instance) -> dict:

@@ -73,6 +73,8 @@ class Simulation:
     root_lineage: dict[str, set] = field(default_factory=dict)
     # Volume content: volume id -> {path: content}; snapshot id -> its volume's files when taken.
     volume_files: dict[str, dict] = field(default_factory=dict)
+    # Root volume id -> the AMI it was made from (what boots when it is the root).
+    volume_images: dict[str, str] = field(default_factory=dict)
     snapshot_files: dict[str, dict] = field(default_factory=dict)
 
 
