@@ -1,17 +1,21 @@
-"""End to end: standalone instances beside the groups. Their root volume is replaced in place with
+"""End to end: standalone instances beside the groups, and groups whose refresh replaces only the
+roots (`refreshStrategy: ReplaceRootVolume`). Their root volume is replaced in place with
 the new AMI (CreateReplaceRootVolumeTask): each keeps its id, private IP, data volume and what is
 on it; instances excluded or inside a group are left as they are and reported; a bad AMI brings
 each replaced instance back onto its very own previous root.
 
 Run: infra/local/.venv/bin/python -m unittest tests.e2e.test_instances (make e2e runs it).
+The bastion has a past: its root was replaced by hand before, so a finished task and a kept root
+that are not the rollout's are there to be ignored.
 """
 
+import json
 import unittest
 import urllib.parse
 import urllib.request
-import json
 
-from tests.e2e.test_rollout import Harness, post
+from tests.e2e.test_rollout import BASE_SETTINGS, Harness, post
+from localaws import rollout, seed  # noqa: E402  (test_rollout puts infra/local on the path)
 
 TARGET_TAG = {"Key": "ami-rollout:enabled", "Value": "true"}
 
@@ -37,6 +41,13 @@ class StandaloneInstances(Harness):
             self.write(instance["root"], "/etc/hostname", name)
             self.write(data, "/data/db", f"{name} rows")
             self.instances[name] = instance
+        # The bastion has a past: its root was replaced by hand before (same AMI, root kept), so
+        # it has a finished task and a kept root that are not this rollout's.
+        bastion = self.instances["bastion"]
+        task = ec2.create_replace_root_volume_task(InstanceId=bastion["id"], ImageId=self.current)
+        self.run_task_to_end(task["ReplaceRootVolumeTask"]["ReplaceRootVolumeTaskId"])
+        bastion["past_root"], bastion["root"] = bastion["root"], self.root_of(bastion["id"])
+        self.write(bastion["root"], "/etc/hostname", "bastion")
         web = self.aws["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=["web"])
         self.member = web["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
         ec2.create_tags(Resources=[self.member], Tags=[TARGET_TAG])
@@ -61,6 +72,15 @@ class StandaloneInstances(Harness):
     def files(self, volume):
         query = urllib.parse.urlencode({"volumeId": volume})
         return json.load(urllib.request.urlopen(f"{self.control}/volume-files?{query}"))["files"]
+
+    def run_task_to_end(self, task_id):
+        for _ in range(20):
+            task = self.aws["ec2"].describe_replace_root_volume_tasks(
+                ReplaceRootVolumeTaskIds=[task_id])["ReplaceRootVolumeTasks"][0]
+            if task["TaskState"] in ("succeeded", "failed"):
+                return task
+            post(f"{self.control}/advance", {"seconds": 30})
+        self.fail(f"{task_id} did not end")
 
     def volume_exists(self, volume):
         return bool(self.aws["ec2"].describe_volumes(Filters=[{"Name": "volume-id", "Values": [volume]}])["Volumes"])
@@ -111,11 +131,87 @@ class StandaloneInstances(Harness):
         self.assertEqual(self.described(bastion["id"])["PrivateIpAddress"], bastion["ip"])
         statuses = self.aws["ec2"].describe_instance_status(InstanceIds=[bastion["id"]])["InstanceStatuses"]
         self.assertEqual(statuses[0]["InstanceStatus"]["Status"], "ok")
+        # The root from before the instance's past replacement was not this rollout's to touch.
+        self.assertTrue(self.volume_exists(bastion["past_root"]))
         # Later waves never started.
         self.assert_untouched_instance("build-host")
         self.assert_untouched_instance("scratch")
         for group in self.groups:
             self.assertEqual(set(self.amis(group)), {self.current}, group)
+
+    def test_a_replacement_that_fails_changes_no_root_and_the_rollout_rolls_back(self):
+        post(f"{self.control}/bad-ami", {"imageId": self.golden, "mode": "root"})
+        bastion = self.instances["bastion"]
+        self.aws["ec2"].create_tags(Resources=[bastion["id"]], Tags=[{"Key": "ami-rollout:wave", "Value": "0"}])
+        result = self.run_rollout()
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        self.assertIn("root volume replacement", result["cause"])
+        self.assertIn("its root was never replaced", result["cause"])
+        self.assert_untouched_instance("bastion")
+        self.assertEqual(self.files(bastion["root"]), {"/etc/hostname": "bastion"})
+        self.assert_untouched_instance("build-host")
+
+    def test_an_instance_that_cannot_take_the_ami_is_refused_by_name_and_nothing_changes(self):
+        build_host = self.instances["build-host"]
+        self.aws["ec2"].stop_instances(InstanceIds=[build_host["id"]])
+        result = self.run_rollout(payload={"amiId": self.golden, "instances": ["build-host", "bastion"],
+                                           "targets": ["web"]})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "PreflightFailed"), result["log"])
+        self.assertIn(f"{build_host['id']}: it is stopped", result["cause"])
+        self.assert_untouched_instance("bastion")
+        self.assertEqual(self.root_of(build_host["id"]), build_host["root"])
+        self.assertEqual(set(self.amis("web")), {self.current})
+
+    def test_an_instance_another_execution_holds_for_another_ami_refuses_the_second(self):
+        bastion = self.instances["bastion"]
+        first = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "instances": ["bastion"]})
+        self.wait_for("the bastion's hold", lambda: self.hold_on(bastion["id"]) is not None)
+        second = self.run_rollout(payload={"amiId": self.bad, "instances": ["bastion"]})
+        self.assertEqual((second["status"], second["error"]), ("FAILED", "TargetHeld"), second["log"])
+        self.assertIn(bastion["id"], second["cause"])
+        done = self.watch(first)
+        self.assertEqual(done["status"], "SUCCEEDED", done["log"])
+        self.assertEqual(self.described(bastion["id"])["ImageId"], self.golden)
+        self.assertIsNone(self.hold_on(bastion["id"]), "released when the holder ended")
+
+    def hold_on(self, instance_id):
+        tags = self.described(instance_id).get("Tags", [])
+        return next((t["Value"] for t in tags if t["Key"] == "ami-rollout:held-by"), None)
+
+
+class StatefulGroups(Harness):
+    """The standard fleet plus `stateful`, a mixed instances group of two instances whose refresh
+    strategy is ReplaceRootVolume: its instances keep their ids; only their roots change."""
+
+    def setUp(self):
+        super().setUp()
+        seed.make_mixed_group(self.aws, "stateful", self.fleet["subnets"], self.current, 2)
+        self.before = self.instance_ids()
+        self.configure({**BASE_SETTINGS, "stateful": {"refreshStrategy": "ReplaceRootVolume"}})
+
+    def instance_ids(self):
+        group = self.aws["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=["stateful"])
+        return sorted(i["InstanceId"] for i in group["AutoScalingGroups"][0]["Instances"])
+
+    def test_the_roots_are_replaced_and_every_instance_keeps_its_id(self):
+        result = self.run_rollout(payload={"amiId": self.golden, "targets": ["stateful"]})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        self.assertEqual(self.instance_ids(), self.before)
+        self.assertEqual(set(self.amis("stateful")), {self.golden})
+
+    def test_a_bad_ami_gives_each_instance_a_fresh_root_from_the_ami_before(self):
+        post(f"{self.control}/bad-ami", {"imageId": self.golden, "mode": "boot"})
+        result = self.run_rollout(payload={"amiId": self.golden, "targets": ["stateful"]})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        self.assertEqual(self.instance_ids(), self.before)
+        self.assertEqual(set(self.amis("stateful")), {self.current})
+
+    def test_a_group_without_a_mixed_instances_policy_is_refused_before_anything_changes(self):
+        self.configure({**BASE_SETTINGS, "web": {"refreshStrategy": "ReplaceRootVolume"}})
+        result = self.run_rollout(payload={"amiId": self.golden, "targets": ["web"]})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "PreflightFailed"), result["log"])
+        self.assertIn("mixed instances policy", result["cause"])
+        self.assertEqual(set(self.amis("web")), {self.current})
 
 
 if __name__ == "__main__":

@@ -400,3 +400,83 @@ async fn stopped_tasks_are_read_across_every_page_and_described_a_hundred_at_a_t
     assert_eq!(failed, ["api: exit 1"], "the crash is on the second page");
     assert_eq!((drained.num_calls(), crashed.num_calls()), (1, 1));
 }
+
+/// A standalone instance whose root replacement succeeded, on `ami`, with these status checks.
+fn replaced_instance(ami: &str, checks: StatusChecks) -> (TargetRun, Observation) {
+    let mut run = run();
+    run.target.kind = TargetKind::Instance;
+    run.target.group = "i-0123456789abcdef0".into();
+    run.target.ecs = None;
+    let task = Task {
+        id: "replacevol-1".into(),
+        state: TaskState::Succeeded,
+        started_at: Some(1_000),
+        ended_at: Some(2_000),
+        execution: None,
+        purpose: None,
+    };
+    let o = Observation {
+        refresh: Some(replacement_progress(&task, 1_000)),
+        fleet_read: true,
+        instances: vec![(run.target.group.clone(), ami.to_string())],
+        status_checks: checks,
+        ..Default::default()
+    };
+    (run, o)
+}
+
+#[test]
+fn a_standalone_instance_is_healthy_on_the_new_ami_with_its_status_checks_passing() {
+    let (run, o) = replaced_instance(NEW, StatusChecks::default());
+    let health = verdict(&run, &o, 2_000);
+    assert_eq!(health.verdict, Verdict::Baking, "{:?}", health.reasons);
+    assert_eq!(health.refresh_status, "Successful");
+}
+
+#[test]
+fn a_standalone_instance_waits_for_its_status_checks_and_fails_on_an_impaired_one() {
+    let initializing = StatusChecks {
+        impaired: vec![],
+        pending: vec!["instance".into()],
+    };
+    let (run, o) = replaced_instance(NEW, initializing);
+    let health = verdict(&run, &o, 2_000);
+    assert_eq!(health.verdict, Verdict::Verifying);
+    assert_eq!(
+        health.reasons,
+        ["instance i-0123456789abcdef0: instance status check has no result yet"]
+    );
+    let impaired = StatusChecks {
+        impaired: vec!["instance".into()],
+        pending: vec![],
+    };
+    let (run, o) = replaced_instance(NEW, impaired);
+    let health = verdict(&run, &o, 2_000);
+    assert_eq!(health.verdict, Verdict::Unhealthy);
+    assert_eq!(
+        health.reasons,
+        ["instance i-0123456789abcdef0 fails its instance status check"]
+    );
+}
+
+#[test]
+fn a_failed_replacement_fails_the_instance_naming_the_task() {
+    let (run, mut o) = replaced_instance(OLD, StatusChecks::default());
+    let failed = Task {
+        id: "replacevol-1".into(),
+        state: TaskState::Failed("failed".into()),
+        started_at: Some(1_000),
+        ended_at: Some(1_500),
+        execution: None,
+        purpose: None,
+    };
+    o.refresh = Some(replacement_progress(&failed, 1_000));
+    let health = verdict(&run, &o, 2_000);
+    assert_eq!(health.verdict, Verdict::Unhealthy);
+    assert!(
+        health.reasons[0]
+            .starts_with("root volume replacement replacevol-1 is Failed: the task is failed"),
+        "{:?}",
+        health.reasons
+    );
+}

@@ -18,6 +18,8 @@ pub struct GroupTemplate {
     /// `$Latest`, `$Default` or a number, as the group carries it.
     pub version: String,
     pub mixed_instances: bool,
+    /// The instance type overrides of its mixed instances policy.
+    pub overrides: usize,
 }
 
 /// The launch template of `group`, or why the group cannot be refreshed with native rollback.
@@ -27,8 +29,11 @@ pub fn group_template(group: &AutoScalingGroup) -> Result<GroupTemplate, String>
             "uses launch configuration {lc}; native rollback needs a launch template (migrate the group first)"
         ));
     }
-    let (spec, mixed_instances) = match (group.launch_template(), group.mixed_instances_policy()) {
-        (Some(spec), _) => (spec, false),
+    let (spec, mixed_instances, overrides) = match (
+        group.launch_template(),
+        group.mixed_instances_policy(),
+    ) {
+        (Some(spec), _) => (spec, false, 0),
         (None, Some(policy)) => {
             let lt = policy
                 .launch_template()
@@ -51,6 +56,7 @@ pub fn group_template(group: &AutoScalingGroup) -> Result<GroupTemplate, String>
                     "has a mixed instances policy without a launch template specification",
                 )?,
                 true,
+                lt.overrides().len(),
             )
         }
         (None, None) => return Err("has no launch template".into()),
@@ -60,6 +66,7 @@ pub fn group_template(group: &AutoScalingGroup) -> Result<GroupTemplate, String>
         name: spec.launch_template_name().map(str::to_string),
         version: spec.version().unwrap_or("$Default").to_string(),
         mixed_instances,
+        overrides,
     })
 }
 
@@ -84,17 +91,27 @@ fn mixed_policy_at(
 }
 
 /// What a refresh should converge `group` to: the template at `version`, keeping any mixed
-/// instances policy as it is.
+/// instances policy as it is. With `root_image` (the `ReplaceRootVolume` strategy, which AWS
+/// requires to name the AMI in every override of the policy), each override carries that AMI.
 pub fn desired_configuration(
     group: &AutoScalingGroup,
     template_id: &str,
     version: i64,
+    root_image: Option<&str>,
 ) -> DesiredConfiguration {
     let version = version.to_string();
     match group.mixed_instances_policy() {
-        Some(policy) if group.launch_template().is_none() => DesiredConfiguration::builder()
-            .mixed_instances_policy(mixed_policy_at(policy, template_id, &version))
-            .build(),
+        Some(policy) if group.launch_template().is_none() => {
+            let mut policy = mixed_policy_at(policy, template_id, &version);
+            if let (Some(image), Some(lt)) = (root_image, policy.launch_template.as_mut()) {
+                for o in lt.overrides.iter_mut().flatten() {
+                    o.image_id = Some(image.to_string());
+                }
+            }
+            DesiredConfiguration::builder()
+                .mixed_instances_policy(policy)
+                .build()
+        }
         _ => DesiredConfiguration::builder()
             .launch_template(spec(template_id, &version))
             .build(),
@@ -280,7 +297,7 @@ mod tests {
                     .build(),
             ]))
             .build();
-        let desired = desired_configuration(&g, "lt-1", 4);
+        let desired = desired_configuration(&g, "lt-1", 4, None);
         let policy = desired.mixed_instances_policy().unwrap();
         let lt = policy.launch_template().unwrap();
         assert_eq!(
@@ -301,7 +318,15 @@ mod tests {
             &group().launch_template(spec("lt-1", "$Latest")).build(),
             "lt-1",
             4,
+            None,
         );
         assert_eq!(plain.launch_template().unwrap().version(), Some("4"));
+        let roots = desired_configuration(&g, "lt-1", 4, Some("ami-new"));
+        let lt = roots
+            .mixed_instances_policy()
+            .unwrap()
+            .launch_template()
+            .unwrap();
+        assert_eq!(lt.overrides()[0].image_id(), Some("ami-new"));
     }
 }

@@ -2,7 +2,7 @@
 //! one safely when a retry or redrive may already have started it.
 
 use aws_sdk_autoscaling::types::{
-    AlarmSpecification, AutoScalingGroup, InstanceRefresh, RefreshPreferences,
+    AlarmSpecification, AutoScalingGroup, InstanceRefresh, RefreshPreferences, RefreshStrategy,
     ScaleInProtectedInstances, StandbyInstances,
 };
 
@@ -288,7 +288,13 @@ pub async fn start(
     settings: &RefreshSettings,
 ) -> StepResult<Started> {
     let name = target.group.as_str();
-    let template_id = target.template_point()?.launch_template_id.as_str();
+    let point = target.template_point()?;
+    let template_id = point.launch_template_id.as_str();
+    // ReplaceRootVolume names the AMI the roots are replaced from: the new one, or the one before.
+    let root_image = settings.replaces_roots().then(|| match purpose {
+        Purpose::Rollout => target.ami.id.clone(),
+        Purpose::Rollback => point.image_id.clone(),
+    });
     let decide = |refreshes: Vec<RefreshInfo>| {
         adopt_or_refuse(name, &refreshes, template_id, version, since, purpose)
     };
@@ -299,7 +305,17 @@ pub async fn start(
         .autoscaling
         .start_instance_refresh()
         .auto_scaling_group_name(name)
-        .desired_configuration(fleet::desired_configuration(group, template_id, version))
+        .desired_configuration(fleet::desired_configuration(
+            group,
+            template_id,
+            version,
+            root_image.as_deref(),
+        ))
+        .set_strategy(
+            root_image
+                .is_some()
+                .then_some(RefreshStrategy::ReplaceRootVolume),
+        )
         .preferences(preferences(target, settings, purpose))
         .send()
         .await;

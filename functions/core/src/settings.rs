@@ -16,6 +16,8 @@ pub const DEFAULT_VERIFY_TIMEOUT_SECONDS: i64 = 600;
 /// nothing is configured, beside its checkpoint pauses. AWS's own stall rule fails a refresh only
 /// after an hour without progress, and lets one run 14 days.
 pub const DEFAULT_REFRESH_TIMEOUT_SECONDS: i64 = 3 * 3600;
+/// The refresh strategy that keeps each instance and replaces only its root volume.
+pub const REPLACE_ROOT_VOLUME: &str = "ReplaceRootVolume";
 /// AWS's limits (RefreshPreferences).
 const MAX_DELAY_SECONDS: i64 = 172_800;
 const MAX_ALARMS: usize = 10;
@@ -55,6 +57,10 @@ pub struct RefreshSettings {
     /// `Terminate`, `Ignore` or `Wait`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby_instances: Option<String>,
+    /// `Rolling` (default: instances replaced by new ones) or `ReplaceRootVolume` (each instance
+    /// keeps its id, network interfaces and data volumes; only its root is replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_strategy: Option<String>,
     /// A standalone instance's root that the rollout replaced is kept after success (tagged with
     /// the instance and the execution) instead of deleted; default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +111,7 @@ impl RefreshSettings {
                 &self.scale_in_protected_instances,
             ),
             standby_instances: pick(&over.standby_instances, &self.standby_instances),
+            refresh_strategy: pick(&over.refresh_strategy, &self.refresh_strategy),
             keep_replaced_root: pick(&over.keep_replaced_root, &self.keep_replaced_root),
         }
     }
@@ -125,6 +132,11 @@ impl RefreshSettings {
             let delay = i64::from(self.checkpoint_delay_seconds.unwrap_or(3600));
             DEFAULT_REFRESH_TIMEOUT_SECONDS + checkpoints * delay
         })
+    }
+
+    /// Whether the group's refresh replaces only each instance's root volume.
+    pub fn replaces_roots(&self) -> bool {
+        self.refresh_strategy.as_deref() == Some(REPLACE_ROOT_VOLUME)
     }
 
     pub fn wave(&self) -> u32 {
@@ -199,12 +211,17 @@ impl RefreshSettings {
             (
                 "scaleInProtectedInstances",
                 &self.scale_in_protected_instances,
-                ["Refresh", "Ignore", "Wait"],
+                &["Refresh", "Ignore", "Wait"][..],
             ),
             (
                 "standbyInstances",
                 &self.standby_instances,
-                ["Terminate", "Ignore", "Wait"],
+                &["Terminate", "Ignore", "Wait"],
+            ),
+            (
+                "refreshStrategy",
+                &self.refresh_strategy,
+                &["Rolling", REPLACE_ROOT_VOLUME],
             ),
         ] {
             if let Some(v) = value

@@ -21,7 +21,7 @@ use rollout_core::model::{
     Target, TargetKind, TemplatePoint, VersionReference, place_name,
 };
 use rollout_core::refresh::recent_refreshes;
-use rollout_core::settings::SettingsMap;
+use rollout_core::settings::{REPLACE_ROOT_VOLUME, RefreshSettings, SettingsMap};
 use rollout_core::trigger::{AmiSource, Overrides, Trigger};
 use rollout_core::{Clients, StepError, StepResult};
 use serde_json::Value;
@@ -628,13 +628,20 @@ pub(crate) enum Decision {
     WrongArchitecture(String),
 }
 
-fn decide(ami: &Ami, g: &GroupFacts) -> Decision {
+fn decide(ami: &Ami, g: &GroupFacts, settings: &RefreshSettings) -> Decision {
     let ami = g.ami.as_ref().unwrap_or(ami);
     let template = match &g.template {
         Some(Ok(t)) => t,
         Some(Err(reason)) => return Decision::Refuse(reason.clone()),
         None => return Decision::Refuse("its launch template could not be read".into()),
     };
+    if settings.replaces_roots() && (!template.mixed_instances || template.overrides == 0) {
+        return Decision::Refuse(format!(
+            "its refreshStrategy is {REPLACE_ROOT_VOLUME}, which AWS allows only for a group with a \
+             mixed instances policy whose instance type overrides each name the AMI; give it one, \
+             or use Rolling"
+        ));
+    }
     let Some(template_id) = g.template_id.clone() else {
         return Decision::Refuse(format!(
             "its launch template {} does not exist",
@@ -731,7 +738,12 @@ pub fn plan_with_instances(
     let mut wrong_arch = Vec::new();
     let decisions = groups
         .iter()
-        .map(|g| (g.target_name(), decide(ami, g)))
+        .map(|g| {
+            (
+                g.target_name(),
+                decide(ami, g, &settings.for_group(&g.name)),
+            )
+        })
         .chain(
             standalone
                 .iter()

@@ -17,6 +17,7 @@ fn template(version: &str) -> Option<Result<GroupTemplate, String>> {
         name: None,
         version: version.into(),
         mixed_instances: false,
+        overrides: 0,
     }))
 }
 
@@ -854,4 +855,25 @@ fn an_instance_whose_root_cannot_take_the_ami_refuses_the_plan_by_name() {
     assert_eq!(err.name(), "PreflightFailed");
     assert!(text.contains("i-stopped: it is stopped"), "{text}");
     assert!(text.contains("i-big: the root of"), "{text}");
+}
+
+#[test]
+fn replace_root_volume_is_refused_for_a_group_aws_would_refuse_it_for() {
+    let settings =
+        SettingsMap::parse(r#"{"web": {"refreshStrategy": "ReplaceRootVolume"}}"#).unwrap();
+    let err = plan(&ami(), vec![group("web", "3", OLD)], &settings, None).unwrap_err();
+    assert_eq!(err.name(), "PreflightFailed");
+    assert!(err.to_string().contains("mixed instances policy"), "{err}");
+    let mut mixed = group("web", "3", OLD);
+    mixed.template = Some(Ok(GroupTemplate {
+        mixed_instances: true,
+        overrides: 2,
+        ..template("3").unwrap().unwrap()
+    }));
+    let plan = plan(&ami(), vec![mixed], &settings, None).unwrap();
+    assert_eq!(plan.target_count, 1);
+    let err = SettingsMap::parse(r#"{"*": {"refreshStrategy": "Blue"}}"#)
+        .and_then(|s| s.validate())
+        .unwrap_err();
+    assert!(err.to_string().contains("refreshStrategy"), "{err}");
 }
