@@ -157,7 +157,7 @@ class StandaloneInstances(Harness):
         result = self.run_rollout(payload={"amiId": self.golden, "instances": ["build-host", "bastion"],
                                            "targets": ["web"]})
         self.assertEqual((result["status"], result["error"]), ("FAILED", "PreflightFailed"), result["log"])
-        self.assertIn(f"{build_host['id']}: it is stopped", result["cause"])
+        self.assertIn(f"{build_host['id']}: preflight refused the rollout: it is stopped", result["cause"])
         self.assert_untouched_instance("bastion")
         self.assertEqual(self.root_of(build_host["id"]), build_host["root"])
         self.assertEqual(set(self.amis("web")), {self.current})
