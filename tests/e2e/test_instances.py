@@ -48,6 +48,12 @@ class StandaloneInstances(Harness):
         self.run_task_to_end(task["ReplaceRootVolumeTask"]["ReplaceRootVolumeTaskId"])
         bastion["past_root"], bastion["root"] = bastion["root"], self.root_of(bastion["id"])
         self.write(bastion["root"], "/etc/hostname", "bastion")
+        # An ECS container instance outside any group: its tasks would stop with the reboot.
+        node = ec2.run_instances(ImageId=self.current, MinCount=1, MaxCount=1, SubnetId=self.fleet["subnets"][0],
+                                 TagSpecifications=[{"ResourceType": "instance", "Tags": [TARGET_TAG]}])
+        self.ecs_node = node["Instances"][0]["InstanceId"]
+        self.aws["ecs"].register_container_instance(
+            cluster="prod", instanceIdentityDocument=json.dumps({"instanceId": self.ecs_node}))
         web = self.aws["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=["web"])
         self.member = web["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
         ec2.create_tags(Resources=[self.member], Tags=[TARGET_TAG])
@@ -112,6 +118,8 @@ class StandaloneInstances(Harness):
         self.assertEqual(tasks, [])
         self.assertIn(f"skipped {self.instances['scratch']['id']}: excluded (EXCLUDED_INSTANCES)", result["log"])
         self.assertIn(f"skipped {self.member}: member of Auto Scaling group web", result["log"])
+        self.assertIn(f"skipped {self.ecs_node}: ECS container instance of cluster prod", result["log"])
+        self.assertEqual(self.described(self.ecs_node)["ImageId"], self.current)
         self.assertIn("Replace the root volume", result["log"])
         for group in self.groups:
             self.assertEqual(set(self.amis(group)), {self.golden}, group)

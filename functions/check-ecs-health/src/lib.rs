@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use aws_sdk_ecs::types::{DesiredStatus, LaunchType, TaskStopCode};
+use rollout_core::ecs::{ContainerInstanceView, container_instances};
 use rollout_core::fleet::{describe_group, in_service_instances, instance_images};
 use rollout_core::instance::{self, StatusChecks, Task, TaskState};
 use rollout_core::model::{EcsCapacity, Epoch, Health, TargetKind, TargetRun, Verdict};
@@ -65,14 +66,6 @@ pub struct Observation {
     pub alarms_in_alarm: Vec<String>,
     /// A standalone instance's status checks, once its replacement succeeded.
     pub status_checks: StatusChecks,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerInstanceView {
-    pub ec2_instance_id: String,
-    pub status: String,
-    pub agent_connected: bool,
-    pub ami: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -484,52 +477,6 @@ async fn alarms_in_alarm(clients: &Clients, names: &[String]) -> StepResult<Vec<
         .iter()
         .filter_map(|a| a.alarm_name().map(str::to_string))
         .collect())
-}
-
-async fn container_instances(
-    clients: &Clients,
-    cluster: &str,
-) -> StepResult<Vec<ContainerInstanceView>> {
-    let mut arns = Vec::new();
-    let mut pages = clients
-        .ecs
-        .list_container_instances()
-        .cluster(cluster)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        arns.extend(
-            page.map_err(|e| StepError::from_sdk("ListContainerInstances", e))?
-                .container_instance_arns()
-                .iter()
-                .cloned(),
-        );
-    }
-    let mut views = Vec::new();
-    for chunk in arns.chunks(100) {
-        let out = clients
-            .ecs
-            .describe_container_instances()
-            .cluster(cluster)
-            .set_container_instances(Some(chunk.to_vec()))
-            .send()
-            .await
-            .map_err(|e| StepError::from_sdk("DescribeContainerInstances", e))?;
-        views.extend(out.container_instances().iter().map(|c| {
-            ContainerInstanceView {
-                ec2_instance_id: c.ec2_instance_id().unwrap_or_default().to_string(),
-                status: c.status().unwrap_or_default().to_string(),
-                agent_connected: c.agent_connected(),
-                ami: c
-                    .attributes()
-                    .iter()
-                    .find(|a| a.name() == "ecs.ami-id")
-                    .and_then(|a| a.value())
-                    .map(str::to_string),
-            }
-        }));
-    }
-    Ok(views)
 }
 
 /// The cluster's services that place tasks on this capacity: those using its capacity provider,

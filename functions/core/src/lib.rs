@@ -4,6 +4,7 @@
 pub mod ami;
 pub mod aws;
 pub mod config;
+pub mod ecs;
 pub mod error;
 pub mod fleet;
 pub mod instance;

@@ -2,7 +2,7 @@
 //! preflight that refuses, before anything changes, an instance whose root could not take the AMI
 //! or could not be rolled back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use aws_sdk_ec2::types::Image;
 use rollout_core::instance::{self, InstanceFacts, Refusal};
@@ -21,21 +21,37 @@ pub(crate) struct Selection {
 }
 
 impl Selection {
-    /// The selected instances of one account and region.
-    pub async fn find(&self, clients: &Clients) -> StepResult<Vec<InstanceFacts>> {
+    /// The selected instances of one account and region, each with the ECS cluster it serves
+    /// as a container instance, if any.
+    pub async fn find(
+        &self,
+        clients: &Clients,
+    ) -> StepResult<Vec<(InstanceFacts, Option<String>)>> {
         if self.names.is_empty() && self.tag.is_none() {
             return Ok(Vec::new());
         }
-        instance::find(clients, self.tag.as_ref(), &self.names).await
+        let found = instance::find(clients, self.tag.as_ref(), &self.names).await?;
+        let clusters = if found.is_empty() {
+            HashMap::new()
+        } else {
+            clusters_of(clients).await?
+        };
+        Ok(found
+            .into_iter()
+            .map(|i| {
+                let cluster = clusters.get(&i.id).cloned();
+                (i, cluster)
+            })
+            .collect())
     }
 
     /// Refuses names that no account or region of the reach has an instance for.
     pub fn check_found<'a>(
         &self,
-        found: impl Iterator<Item = &'a InstanceFacts>,
+        found: impl Iterator<Item = &'a (InstanceFacts, Option<String>)>,
     ) -> StepResult<()> {
         let mut known: HashSet<&str> = HashSet::new();
-        for i in found {
+        for (i, _) in found {
             known.insert(i.id.as_str());
             known.extend(i.name());
         }
@@ -58,12 +74,12 @@ impl Selection {
     pub fn exclude(
         &self,
         place: &Place,
-        instances: Vec<InstanceFacts>,
-    ) -> (Vec<InstanceFacts>, Vec<Skipped>) {
+        instances: Vec<(InstanceFacts, Option<String>)>,
+    ) -> (Vec<(InstanceFacts, Option<String>)>, Vec<Skipped>) {
         let mut skipped = Vec::new();
         let kept = instances
             .into_iter()
-            .filter(|i| {
+            .filter(|(i, _)| {
                 let excluded = self.excluded.contains(&i.id)
                     || self.excluded.contains(&place.name(&i.id))
                     || i.name().is_some_and(|n| self.excluded.contains(n));
@@ -80,6 +96,18 @@ impl Selection {
     }
 }
 
+/// The ECS cluster each EC2 instance of the account-region is a container instance of.
+async fn clusters_of(clients: &Clients) -> StepResult<HashMap<String, String>> {
+    let mut clusters = HashMap::new();
+    for cluster in rollout_core::ecs::cluster_arns(clients).await? {
+        let name = cluster.rsplit('/').next().unwrap_or(&cluster).to_string();
+        for ci in rollout_core::ecs::container_instances(clients, &cluster).await? {
+            clusters.insert(ci.ec2_instance_id, name.clone());
+        }
+    }
+    Ok(clusters)
+}
+
 /// One selected instance, where it lives, and the image of its region's AMI for preflight.
 #[derive(Debug, Clone)]
 pub struct PlacedInstance {
@@ -89,6 +117,8 @@ pub struct PlacedInstance {
     pub ami: Option<Ami>,
     pub image: Image,
     pub facts: InstanceFacts,
+    /// The ECS cluster it is a container instance of.
+    pub ecs_cluster: Option<String>,
 }
 
 impl PlacedInstance {
@@ -119,6 +149,12 @@ pub(crate) fn decide(ami: &Ami, placed: &PlacedInstance) -> Decision {
     }
     if facts.image_id == ami.id && facts.state == "running" {
         return Decision::Skip(format!("already on {}", ami.id));
+    }
+    if let Some(cluster) = &placed.ecs_cluster {
+        // Replacing the root reboots it: its tasks would stop without being drained first.
+        return Decision::Skip(format!(
+            "ECS container instance of cluster {cluster}: draining before a root replacement is not built yet"
+        ));
     }
     match facts.preflight(&placed.image) {
         Err(Refusal::Architecture(reason)) => return Decision::WrongArchitecture(reason),

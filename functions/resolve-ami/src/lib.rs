@@ -126,7 +126,7 @@ pub async fn resolve(
             (
                 *place,
                 names
-                    .chain(instances.iter().map(|i| i.id.clone()))
+                    .chain(instances.iter().map(|(i, _)| i.id.clone()))
                     .collect(),
             )
         })
@@ -166,7 +166,7 @@ pub async fn resolve(
                     .next()
                     .unwrap_or_else(|| image.clone()),
             };
-            for facts in found_instances {
+            for (facts, ecs_cluster) in found_instances {
                 instances::wave_from_tag(&mut settings, &facts);
                 placed_instances.push(PlacedInstance {
                     account: place.account.clone(),
@@ -174,6 +174,7 @@ pub async fn resolve(
                     ami: (place_ami != ami).then(|| place_ami.clone()),
                     image: image_there.clone(),
                     facts,
+                    ecs_cluster,
                 });
             }
         }
@@ -1246,16 +1247,7 @@ async fn ecs_capacity(
         .iter()
         .filter_map(AutoScalingGroup::auto_scaling_group_arn)
         .collect();
-    let mut cluster_arns = Vec::new();
-    let mut pages = clients.ecs.list_clusters().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        cluster_arns.extend(
-            page.map_err(|e| StepError::from_sdk("ListClusters", e))?
-                .cluster_arns()
-                .iter()
-                .cloned(),
-        );
-    }
+    let cluster_arns = rollout_core::ecs::cluster_arns(clients).await?;
     let mut cluster_of_provider: HashMap<String, String> = HashMap::new();
     for chunk in cluster_arns.chunks(100) {
         let out = clients

@@ -783,6 +783,7 @@ fn standalone(id: &str, tags: &[(&str, &str)]) -> instances::PlacedInstance {
                 .collect(),
             ..Default::default()
         },
+        ecs_cluster: None,
     }
 }
 
@@ -801,6 +802,10 @@ fn standalone_instances_join_the_plan_with_their_root_as_rollback_point() {
             canary,
             standalone("i-build", &[]),
             standalone("i-member", &[("aws:autoscaling:groupName", "web")]),
+            instances::PlacedInstance {
+                ecs_cluster: Some("prod".into()),
+                ..standalone("i-ecs", &[])
+            },
         ],
         &settings,
         None,
@@ -830,10 +835,16 @@ fn standalone_instances_join_the_plan_with_their_root_as_rollback_point() {
     );
     assert_eq!(
         plan.skipped,
-        [Skipped {
-            group: "i-member".into(),
-            reason: "member of Auto Scaling group web, which replaces its own instances: not a standalone instance".into()
-        }]
+        [
+            Skipped {
+                group: "i-member".into(),
+                reason: "member of Auto Scaling group web, which replaces its own instances: not a standalone instance".into()
+            },
+            Skipped {
+                group: "i-ecs".into(),
+                reason: "ECS container instance of cluster prod: draining before a root replacement is not built yet".into()
+            }
+        ]
     );
 }
 
