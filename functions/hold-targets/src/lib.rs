@@ -883,50 +883,19 @@ async fn untag(fleet: &Clients, execution: &str, groups: &[String]) -> StepResul
     Ok(())
 }
 
-/// Removes the hold tag from those of `instances` whose tag still names `execution`.
+/// Removes the hold tag from those of `instances` whose tag still names `execution`: EC2 deletes
+/// a tag given with its value only where the value matches, so another holder's tag stays.
 async fn untag_instances(fleet: &Clients, execution: &str, instances: &[String]) -> StepResult<()> {
-    let ours = tag_value(execution);
+    let ours = aws_sdk_ec2::types::Tag::builder()
+        .key(HOLD_TAG)
+        .value(tag_value(execution))
+        .build();
     for chunk in instances.chunks(200) {
-        let mut tagged = Vec::new();
-        let mut pages = fleet
-            .ec2
-            .describe_tags()
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("resource-id")
-                    .set_values(Some(chunk.to_vec()))
-                    .build(),
-            )
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("key")
-                    .values(HOLD_TAG)
-                    .build(),
-            )
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| StepError::from_sdk("DescribeTags", e))?;
-            tagged.extend(
-                page.tags()
-                    .iter()
-                    .filter(|t| t.value() == Some(ours.as_str()))
-                    .filter_map(|t| t.resource_id().map(str::to_string)),
-            );
-        }
-        if tagged.is_empty() {
-            continue;
-        }
         fleet
             .ec2
             .delete_tags()
-            .set_resources(Some(tagged))
-            .tags(
-                aws_sdk_ec2::types::Tag::builder()
-                    .key(HOLD_TAG)
-                    .value(&ours)
-                    .build(),
-            )
+            .set_resources(Some(chunk.to_vec()))
+            .tags(ours.clone())
             .send()
             .await
             .map_err(|e| StepError::from_sdk("DeleteTags", e))?;
