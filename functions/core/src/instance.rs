@@ -598,37 +598,14 @@ pub async fn delete_kept_root(clients: &Clients, volume: &str) -> StepResult<boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_ec2::types::{
-        ArchitectureValues, BlockDeviceMapping, EbsBlockDevice, ProductCode, VirtualizationType,
-    };
+    use aws_sdk_ec2::types::{ArchitectureValues, ProductCode, VirtualizationType};
 
     fn instance() -> InstanceFacts {
-        InstanceFacts {
-            id: "i-0123456789abcdef0".into(),
-            state: "running".into(),
-            image_id: "ami-00000000000000001".into(),
-            architecture: "x86_64".into(),
-            virtualization_type: "hvm".into(),
-            root_device_type: "ebs".into(),
-            root_device_name: "/dev/xvda".into(),
-            root_volume_id: Some("vol-0123".into()),
-            root_size: Some(20),
-            ..Default::default()
-        }
+        crate::samples::standalone_instance("i-0123456789abcdef0", "ami-00000000000000001", 20)
     }
 
     fn image(size: i32) -> aws_sdk_ec2::types::builders::ImageBuilder {
-        Image::builder()
-            .image_id("ami-00000000000000002")
-            .architecture(ArchitectureValues::X8664)
-            .virtualization_type(VirtualizationType::Hvm)
-            .root_device_name("/dev/xvda")
-            .block_device_mappings(
-                BlockDeviceMapping::builder()
-                    .device_name("/dev/xvda")
-                    .ebs(EbsBlockDevice::builder().volume_size(size).build())
-                    .build(),
-            )
+        crate::samples::root_image("ami-00000000000000002", size)
     }
 
     #[test]

@@ -748,41 +748,17 @@ mod organization {
 }
 
 fn standalone(id: &str, tags: &[(&str, &str)]) -> instances::PlacedInstance {
-    use aws_sdk_ec2::types::{
-        ArchitectureValues, BlockDeviceMapping, EbsBlockDevice, VirtualizationType,
-    };
+    let mut facts = rollout_core::samples::standalone_instance(id, OLD, 8);
+    facts.tags = tags
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     instances::PlacedInstance {
         account: None,
         region: None,
         ami: None,
-        image: aws_sdk_ec2::types::Image::builder()
-            .image_id(ami().id)
-            .architecture(ArchitectureValues::X8664)
-            .virtualization_type(VirtualizationType::Hvm)
-            .root_device_name("/dev/xvda")
-            .block_device_mappings(
-                BlockDeviceMapping::builder()
-                    .device_name("/dev/xvda")
-                    .ebs(EbsBlockDevice::builder().volume_size(8).build())
-                    .build(),
-            )
-            .build(),
-        facts: rollout_core::instance::InstanceFacts {
-            id: id.into(),
-            state: "running".into(),
-            image_id: OLD.into(),
-            architecture: "x86_64".into(),
-            virtualization_type: "hvm".into(),
-            root_device_type: "ebs".into(),
-            root_device_name: "/dev/xvda".into(),
-            root_volume_id: Some(format!("vol-{id}")),
-            root_size: Some(8),
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        },
+        image: rollout_core::samples::root_image(&ami().id, 8).build(),
+        facts,
         ecs_cluster: None,
     }
 }
