@@ -261,8 +261,11 @@ pub async fn find(
             }
         }
     }
+    // Instances something else owns are skipped: their roots are not worth a read (a group that
+    // propagates the target tag to its instances would otherwise cost a read per member).
     let roots: Vec<String> = found
         .values()
+        .filter(|f| f.owner().is_none())
         .filter_map(|f| f.root_volume_id.clone())
         .collect();
     let sizes = volume_sizes(clients, &roots).await?;

@@ -31,7 +31,7 @@ impl Selection {
             return Ok(Vec::new());
         }
         let found = instance::find(clients, self.tag.as_ref(), &self.names).await?;
-        let clusters = if found.is_empty() {
+        let clusters = if found.iter().all(|i| i.owner().is_some()) {
             HashMap::new()
         } else {
             clusters_of(clients).await?
