@@ -168,7 +168,11 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<TargetRo
                     ),
                 ),
             };
-            // The root that replaced it came from the AMI being rolled back: not worth keeping.
+            // The root that replaced it came from the AMI being rolled back: not worth keeping. It
+            // is tagged like every root a replacement discards, which is what the roles may delete.
+            if let Some(failed_root) = &state.current_root {
+                instance::tag_root(clients, failed_root, &run.target.group, &run.execution).await?;
+            }
             let task = instance::replace_root(
                 clients,
                 &run.target.group,
