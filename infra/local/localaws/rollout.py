@@ -169,8 +169,10 @@ class Timeline:
             self.line(f"  rollback: {output['rolledBack']} rolled back, {output['notRolledBack']} not, "
                       f"{output['untouched']} untouched")
         elif name == "rollback" and "deleted" in output:
-            kept = f"; kept by setting: {', '.join(output['kept'])}" if output["kept"] else ""
-            self.line(f"  replaced roots deleted: {', '.join(output['deleted']) or 'none'}{kept}")
+            if output["deleted"]:
+                self.line(f"  replaced roots deleted: {', '.join(output['deleted'])}")
+            if output["kept"]:
+                self.line(f"  replaced roots kept (keepReplacedRoot): {', '.join(output['kept'])}")
         elif name == "rollback":
             self.line(f"  rollback of {output['targets']} target(s) in scope")
         elif "target" in output:
