@@ -144,10 +144,12 @@ impl RefreshInfo {
     }
 
     /// Whether this is a refresh to `version` that the execution started at `since` can have
-    /// started: it began no earlier than the execution. (The execution holds the group meanwhile,
-    /// so no one else starts one to a version of its.)
+    /// started: it began after the execution's first second. (The execution holds the group
+    /// meanwhile, so no one else starts one to a version of its; and it takes its holds and makes
+    /// its version before it starts a refresh, so one begun in the second it started, which is as
+    /// precise as both times are read, is from the fleet's past.)
     pub fn is_ours(&self, template_id: &str, version: i64, since: Epoch) -> bool {
-        self.targets(template_id, version) && self.started_at.is_some_and(|t| t >= since)
+        self.targets(template_id, version) && self.started_at.is_some_and(|t| t > since)
     }
 }
 
@@ -460,11 +462,15 @@ mod tests {
     }
 
     #[test]
-    fn ours_means_to_this_version_and_no_older_than_the_execution() {
-        let r = refresh("r", "Successful", "3", SINCE);
+    fn ours_means_to_this_version_and_begun_after_the_executions_first_second() {
+        let r = refresh("r", "Successful", "3", SINCE + 1);
         assert!(r.is_ours("lt-1", 3, SINCE));
         assert!(
             !r.is_ours("lt-1", 3, SINCE + 1),
+            "begun in the second the execution started: a past refresh that finished just before it"
+        );
+        assert!(
+            !r.is_ours("lt-1", 3, SINCE + 2),
             "started before the execution"
         );
         assert!(!r.is_ours("lt-1", 4, SINCE), "another version");
