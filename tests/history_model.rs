@@ -102,14 +102,55 @@ fn polls(refresh_seconds: Epoch, bake_seconds: i64) -> usize {
 /// One target child's history: the target's whole rollout, `polls` checks of it, for a group or
 /// (`instance`) a standalone instance.
 fn child_history(polls: usize, instance: bool) -> usize {
+    child_history_with_drain(polls, instance, 0)
+}
+
+/// The same, after `drains` looks at the drain of a standalone ECS container instance.
+fn child_history_with_drain(polls: usize, instance: bool, drains: usize) -> usize {
     let asl = asl();
     let child = &asl["States"]["Roll out the wave"]["ItemProcessor"]["States"]["Roll out the account-region"]
         ["ItemProcessor"];
     history(child, |name, visits| match name {
         "Is it a group or an instance?" => instance.then_some(0),
+        "Is the root being replaced?" => (visits > drains).then_some(0),
         "Is the target healthy?" | "Is the instance healthy?" => (visits >= polls).then_some(0),
         other => panic!("unexpected choice {other}"),
     })
+}
+
+/// Looks at a drain whose tasks take `seconds` to leave, with start-refresh's own wait policy.
+fn drain_polls(seconds: Epoch) -> usize {
+    use rollout_core::ecs::ContainerInstanceView;
+    use start_refresh::drain::{Next, next};
+    let mut live = ContainerInstanceView {
+        arn: "arn:aws:ecs:us-east-1:111111111111:container-instance/prod/abc".into(),
+        ec2_instance_id: "i-1".into(),
+        status: "ACTIVE".into(),
+        agent_connected: true,
+        ami: None,
+        running_tasks: 3,
+        registered_at: None,
+    };
+    let (mut t, mut polls, mut drain) = (0, 0, None);
+    loop {
+        polls += 1;
+        live.running_tasks = if t >= seconds { 0 } else { 3 };
+        match next(drain.as_ref(), &live, t, 172_800) {
+            Next::Start => {
+                live.status = "DRAINING".into();
+                drain = Some(rollout_core::model::Drain {
+                    container_instance_arn: live.arn.clone(),
+                    started_at: t,
+                    running_tasks: 3,
+                    next_wait_seconds: start_refresh::drain::MIN_DRAIN_WAIT_SECONDS,
+                });
+            }
+            Next::Wait(d) => drain = Some(d),
+            Next::Drained(_) => return polls,
+            Next::TooLong(why) => panic!("{why}"),
+        }
+        t += drain.as_ref().unwrap().next_wait_seconds;
+    }
 }
 
 /// A lane's history: its Distributed Map only, whatever the number of its targets.
@@ -149,9 +190,22 @@ fn a_child_of_a_30_minute_refresh_with_a_5_minute_bake_stays_far_under_the_bar()
     // A one-hour bake, the case that stopped the old single execution at about 30 groups.
     let long = child_history(self::polls(1_800, 3_600), false);
     assert!(long < HISTORY_BAR, "{long}");
-    // A standalone instance: the replacement instead of create and restore.
+    // A standalone instance: the replacement (and its choice) instead of create and restore.
     let instance = child_history(polls, true);
-    assert_eq!(instance, 2 + 2 + 5 + polls * 9 - 2 + 2);
+    assert_eq!(instance, 2 + 2 + 5 + 2 + polls * 9 - 2 + 2);
+}
+
+#[test]
+fn a_container_instance_that_drains_for_the_longest_allowed_stays_under_the_bar() {
+    let polls = polls(1_800, 300);
+    let quick = drain_polls(600);
+    let longest = drain_polls(172_800);
+    println!("drain: {quick} looks for 10 minutes, {longest} for 48 hours");
+    assert!(quick < 15, "{quick}");
+    // Each look: the replace task, its choice and a wait.
+    let events = child_history_with_drain(polls, true, longest - 1);
+    assert_eq!(events, child_history(polls, true) + (longest - 1) * 9);
+    assert!(events < HISTORY_BAR, "{events}");
 }
 
 #[test]

@@ -60,6 +60,7 @@ fn run_for(plan: &Plan, group: &str) -> TargetRun {
         new_version: None,
         refresh: None,
         health: None,
+        drain: None,
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use aws_sdk_ecs::types::{DesiredStatus, LaunchType, TaskStopCode};
-use rollout_core::ecs::{ContainerInstanceView, container_instances};
+use rollout_core::ecs::{self, ContainerInstanceView, container_instances};
 use rollout_core::fleet::{describe_group, in_service_instances, instance_images};
 use rollout_core::instance::{self, StatusChecks, Task, TaskState};
 use rollout_core::model::{EcsCapacity, Epoch, Health, TargetKind, TargetRun, Verdict};
@@ -427,6 +427,22 @@ pub async fn observe_instance(clients: &Clients, run: &TargetRun) -> StepResult<
     let image = now.map_or_else(|| "nothing (it no longer exists)".into(), |i| i.image_id);
     o.instances = vec![(id.to_string(), image)];
     o.status_checks = status_checks;
+    if let Some(ecs) = &run.target.ecs {
+        let (views, services) = tokio::try_join!(
+            ecs::of_instance(clients, &ecs.cluster, id),
+            services(clients, ecs)
+        )?;
+        o.failed_tasks =
+            failed_tasks(clients, &ecs.cluster, &services, task_ref.started_at).await?;
+        o.services = services;
+        // The new root registers a new container instance; the one of the replaced root stays,
+        // disconnected, until the rollout has succeeded (rollback puts that root back, and its
+        // agent connects as it again), and is no check of the new AMI's.
+        o.container_instances = ecs::identity(&views, id, &run.ami.id)
+            .live
+            .into_iter()
+            .collect();
+    }
     Ok(o)
 }
 

@@ -40,10 +40,13 @@ fn fleet(ami: &str) -> Observation {
         container_instances: ids
             .iter()
             .map(|i| ContainerInstanceView {
+                arn: format!("arn:aws:ecs:us-east-1:111111111111:container-instance/prod/{i}"),
                 ec2_instance_id: i.to_string(),
                 status: "ACTIVE".into(),
                 agent_connected: true,
                 ami: Some(ami.into()),
+                running_tasks: 1,
+                registered_at: None,
             })
             .collect(),
         services: vec![ServiceView {

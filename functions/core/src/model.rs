@@ -108,6 +108,9 @@ pub struct RootPoint {
     pub root_device_name: String,
     /// The AMI the instance reported.
     pub image_id: String,
+    /// The ECS container instance its agent was connected as: its identity lives on this root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_instance_arn: Option<String>,
 }
 
 /// A group's launch template version before the rollout.
@@ -135,7 +138,7 @@ pub enum TargetKind {
     Instance,
 }
 
-/// ECS capacity served by a group.
+/// ECS capacity served by a group, or the cluster a standalone instance is a container instance of.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct EcsCapacity {
@@ -476,6 +479,21 @@ pub struct TargetRun {
     pub refresh: Option<RefreshRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// A standalone ECS container instance being drained before its root is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Drain>,
+}
+
+/// The drain of a standalone ECS container instance: set DRAINING, so ECS moves its service tasks
+/// elsewhere before the root replacement reboots it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Drain {
+    pub container_instance_arn: String,
+    pub started_at: Epoch,
+    /// Tasks still running on it at the last look.
+    pub running_tasks: i32,
+    pub next_wait_seconds: i64,
 }
 
 impl TargetRun {

@@ -16,6 +16,10 @@ pub const DEFAULT_VERIFY_TIMEOUT_SECONDS: i64 = 600;
 /// nothing is configured, beside its checkpoint pauses. AWS's own stall rule fails a refresh only
 /// after an hour without progress, and lets one run 14 days.
 pub const DEFAULT_REFRESH_TIMEOUT_SECONDS: i64 = 3 * 3600;
+/// How long a standalone ECS container instance may take to drain before its root is replaced,
+/// when nothing is configured. ECS's own managed draining waits up to 48 hours; a standalone host
+/// whose service tasks have somewhere to go drains in minutes.
+pub const DEFAULT_DRAIN_TIMEOUT_SECONDS: i64 = 1800;
 /// The refresh strategy that keeps each instance and replaces only its root volume.
 pub const REPLACE_ROOT_VOLUME: &str = "ReplaceRootVolume";
 /// AWS's limits (RefreshPreferences).
@@ -65,6 +69,10 @@ pub struct RefreshSettings {
     /// the instance and the execution) instead of deleted; default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_replaced_root: Option<bool>,
+    /// Past this, a standalone ECS container instance that still runs tasks after being set
+    /// DRAINING fails the target (nothing replaced; it is set ACTIVE again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_seconds: Option<i64>,
 }
 
 impl RefreshSettings {
@@ -113,6 +121,7 @@ impl RefreshSettings {
             standby_instances: pick(&over.standby_instances, &self.standby_instances),
             refresh_strategy: pick(&over.refresh_strategy, &self.refresh_strategy),
             keep_replaced_root: pick(&over.keep_replaced_root, &self.keep_replaced_root),
+            drain_timeout_seconds: pick(&over.drain_timeout_seconds, &self.drain_timeout_seconds),
         }
     }
 
@@ -123,6 +132,11 @@ impl RefreshSettings {
     pub fn verify_timeout_seconds(&self) -> i64 {
         self.verify_timeout_seconds
             .unwrap_or(DEFAULT_VERIFY_TIMEOUT_SECONDS)
+    }
+
+    pub fn drain_timeout_seconds(&self) -> i64 {
+        self.drain_timeout_seconds
+            .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECONDS)
     }
 
     /// The configured timeout, or three hours plus every checkpoint pause the refresh will take.
@@ -186,6 +200,7 @@ impl RefreshSettings {
             ),
             ("bakeSeconds", self.bake_seconds),
             ("verifyTimeoutSeconds", self.verify_timeout_seconds),
+            ("drainTimeoutSeconds", self.drain_timeout_seconds),
         ] {
             if let Some(v) = value
                 && !(0..=MAX_DELAY_SECONDS).contains(&v)

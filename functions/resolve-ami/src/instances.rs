@@ -5,8 +5,11 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_ec2::types::Image;
+use rollout_core::ecs::ContainerInstanceView;
 use rollout_core::instance::{self, InstanceFacts, Refusal};
-use rollout_core::model::{Ami, RollbackPoint, RootPoint, Skipped, Target, TargetKind, place_name};
+use rollout_core::model::{
+    Ami, EcsCapacity, RollbackPoint, RootPoint, Skipped, Target, TargetKind, place_name,
+};
 use rollout_core::settings::SettingsMap;
 use rollout_core::{Clients, StepError, StepResult};
 
@@ -21,26 +24,26 @@ pub(crate) struct Selection {
 }
 
 impl Selection {
-    /// The selected instances of one account and region, each with the ECS cluster it serves
-    /// as a container instance, if any.
+    /// The selected instances of one account and region, each with the ECS container instance it
+    /// is, if any.
     pub async fn find(
         &self,
         clients: &Clients,
-    ) -> StepResult<Vec<(InstanceFacts, Option<String>)>> {
+    ) -> StepResult<Vec<(InstanceFacts, Option<Member>)>> {
         if self.names.is_empty() && self.tag.is_none() {
             return Ok(Vec::new());
         }
         let found = instance::find(clients, self.tag.as_ref(), &self.names).await?;
-        let clusters = if found.iter().all(|i| i.owner().is_some()) {
+        let members = if found.iter().all(|i| i.owner().is_some()) {
             HashMap::new()
         } else {
-            clusters_of(clients).await?
+            members(clients).await?
         };
         Ok(found
             .into_iter()
             .map(|i| {
-                let cluster = clusters.get(&i.id).cloned();
-                (i, cluster)
+                let member = members.get(&i.id).cloned();
+                (i, member)
             })
             .collect())
     }
@@ -48,7 +51,7 @@ impl Selection {
     /// Refuses names that no account or region of the reach has an instance for.
     pub fn check_found<'a>(
         &self,
-        found: impl Iterator<Item = &'a (InstanceFacts, Option<String>)>,
+        found: impl Iterator<Item = &'a (InstanceFacts, Option<Member>)>,
     ) -> StepResult<()> {
         let mut known: HashSet<&str> = HashSet::new();
         for (i, _) in found {
@@ -74,8 +77,8 @@ impl Selection {
     pub fn exclude(
         &self,
         place: &Place,
-        instances: Vec<(InstanceFacts, Option<String>)>,
-    ) -> (Vec<(InstanceFacts, Option<String>)>, Vec<Skipped>) {
+        instances: Vec<(InstanceFacts, Option<Member>)>,
+    ) -> (Vec<(InstanceFacts, Option<Member>)>, Vec<Skipped>) {
         let mut skipped = Vec::new();
         let kept = instances
             .into_iter()
@@ -96,16 +99,37 @@ impl Selection {
     }
 }
 
-/// The ECS cluster each EC2 instance of the account-region is a container instance of.
-async fn clusters_of(clients: &Clients) -> StepResult<HashMap<String, String>> {
-    let mut clusters = HashMap::new();
+/// An instance's place in ECS: the cluster it is a container instance of, and the container
+/// instance its agent is connected as (or, with none connected, one it was).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub cluster: String,
+    pub container_instance: ContainerInstanceView,
+}
+
+/// The ECS membership of each EC2 instance of the account-region that is a container instance.
+async fn members(clients: &Clients) -> StepResult<HashMap<String, Member>> {
+    let mut members: HashMap<String, Member> = HashMap::new();
     for cluster in rollout_core::ecs::cluster_arns(clients).await? {
         let name = cluster.rsplit('/').next().unwrap_or(&cluster).to_string();
-        for ci in rollout_core::ecs::container_instances(clients, &cluster).await? {
-            clusters.insert(ci.ec2_instance_id, name.clone());
+        for view in rollout_core::ecs::container_instances(clients, &cluster).await? {
+            // A container instance left by a root the instance no longer has never hides the
+            // one its agent is connected as.
+            let known = members
+                .get(&view.ec2_instance_id)
+                .is_some_and(|m| m.container_instance.agent_connected);
+            if !known {
+                members.insert(
+                    view.ec2_instance_id.clone(),
+                    Member {
+                        cluster: name.clone(),
+                        container_instance: view,
+                    },
+                );
+            }
         }
     }
-    Ok(clusters)
+    Ok(members)
 }
 
 /// One selected instance, where it lives, and the image of its region's AMI for preflight.
@@ -117,8 +141,8 @@ pub struct PlacedInstance {
     pub ami: Option<Ami>,
     pub image: Image,
     pub facts: InstanceFacts,
-    /// The ECS cluster it is a container instance of.
-    pub ecs_cluster: Option<String>,
+    /// The ECS container instance it is, if any.
+    pub ecs: Option<Member>,
 }
 
 impl PlacedInstance {
@@ -150,16 +174,27 @@ pub(crate) fn decide(ami: &Ami, placed: &PlacedInstance) -> Decision {
     if facts.image_id == ami.id && facts.state == "running" {
         return Decision::Skip(format!("already on {}", ami.id));
     }
-    if let Some(cluster) = &placed.ecs_cluster {
-        // Replacing the root reboots it: its tasks would stop without being drained first.
-        return Decision::Skip(format!(
-            "ECS container instance of cluster {cluster}: draining before a root replacement is not built yet"
-        ));
-    }
     match facts.preflight(&placed.image) {
         Err(Refusal::Architecture(reason)) => return Decision::WrongArchitecture(reason),
         Err(Refusal::Other(reason)) => return Decision::Refuse(reason),
         Ok(()) => {}
+    }
+    // Replacing the root reboots the instance: a container instance is drained first, which only
+    // an ACTIVE one with its agent connected can be.
+    if let Some(member) = &placed.ecs {
+        let ci = &member.container_instance;
+        if !ci.agent_connected {
+            return Decision::Refuse(format!(
+                "its ECS agent (container instance {} of cluster {}) is disconnected: its tasks could not be drained",
+                ci.arn, member.cluster
+            ));
+        }
+        if ci.status != "ACTIVE" {
+            return Decision::Refuse(format!(
+                "its container instance {} of cluster {} is {}; only an ACTIVE one is drained and replaced",
+                ci.arn, member.cluster, ci.status
+            ));
+        }
     }
     let root_volume_id = facts.root_volume_id.clone().unwrap_or_default();
     Decision::Roll(Box::new(Target {
@@ -173,8 +208,16 @@ pub(crate) fn decide(ami: &Ami, placed: &PlacedInstance) -> Decision {
             root_volume_id,
             root_device_name: facts.root_device_name.clone(),
             image_id: facts.image_id.clone(),
+            container_instance_arn: placed
+                .ecs
+                .as_ref()
+                .map(|m| m.container_instance.arn.clone()),
         }),
         mixed_instances: false,
-        ecs: None,
+        ecs: placed.ecs.as_ref().map(|m| EcsCapacity {
+            cluster: m.cluster.clone(),
+            capacity_provider: None,
+            managed_termination_protection: false,
+        }),
     }))
 }

@@ -166,7 +166,7 @@ pub async fn resolve(
                     .next()
                     .unwrap_or_else(|| image.clone()),
             };
-            for (facts, ecs_cluster) in found_instances {
+            for (facts, ecs) in found_instances {
                 instances::wave_from_tag(&mut settings, &facts);
                 placed_instances.push(PlacedInstance {
                     account: place.account.clone(),
@@ -174,7 +174,7 @@ pub async fn resolve(
                     ami: (place_ami != ami).then(|| place_ami.clone()),
                     image: image_there.clone(),
                     facts,
-                    ecs_cluster,
+                    ecs,
                 });
             }
         }

@@ -759,7 +759,26 @@ fn standalone(id: &str, tags: &[(&str, &str)]) -> instances::PlacedInstance {
         ami: None,
         image: rollout_core::samples::root_image(&ami().id, 8).build(),
         facts,
-        ecs_cluster: None,
+        ecs: None,
+    }
+}
+
+/// `id` as a container instance of cluster prod, in `status`, its agent connected or not.
+fn container_host(id: &str, status: &str, connected: bool) -> instances::PlacedInstance {
+    instances::PlacedInstance {
+        ecs: Some(instances::Member {
+            cluster: "prod".into(),
+            container_instance: rollout_core::ecs::ContainerInstanceView {
+                arn: format!("arn:aws:ecs:us-east-1:111111111111:container-instance/prod/{id}"),
+                ec2_instance_id: id.into(),
+                status: status.into(),
+                agent_connected: connected,
+                ami: Some(OLD.into()),
+                running_tasks: 2,
+                registered_at: None,
+            },
+        }),
+        ..standalone(id, &[])
     }
 }
 
@@ -778,10 +797,7 @@ fn standalone_instances_join_the_plan_with_their_root_as_rollback_point() {
             canary,
             standalone("i-build", &[]),
             standalone("i-member", &[("aws:autoscaling:groupName", "web")]),
-            instances::PlacedInstance {
-                ecs_cluster: Some("prod".into()),
-                ..standalone("i-ecs", &[])
-            },
+            container_host("i-ecs", "ACTIVE", true),
         ],
         &settings,
         None,
@@ -798,10 +814,15 @@ fn standalone_instances_join_the_plan_with_their_root_as_rollback_point() {
             vec![(TargetKind::Instance, "i-canary")],
             vec![
                 (TargetKind::Instance, "i-build"),
+                (TargetKind::Instance, "i-ecs"),
                 (TargetKind::AutoScalingGroup, "web")
             ]
         ]
     );
+    // A container instance is rolled out knowing its cluster, so it is drained first.
+    let ecs = plan.waves[1].iter().find(|t| t.group == "i-ecs").unwrap();
+    assert_eq!(ecs.ecs.as_ref().map(|e| e.cluster.as_str()), Some("prod"));
+    assert_eq!(plan.waves[1][0].ecs, None);
     let canary = &plan.waves[0][0];
     assert_eq!(canary.instance_name.as_deref(), Some("bastion"));
     let point = canary.root_point().unwrap();
@@ -815,10 +836,6 @@ fn standalone_instances_join_the_plan_with_their_root_as_rollback_point() {
             Skipped {
                 group: "i-member".into(),
                 reason: "member of Auto Scaling group web, which replaces its own instances: not a standalone instance".into()
-            },
-            Skipped {
-                group: "i-ecs".into(),
-                reason: "ECS container instance of cluster prod: draining before a root replacement is not built yet".into()
             }
         ]
     );
@@ -842,6 +859,31 @@ fn an_instance_whose_root_cannot_take_the_ami_refuses_the_plan_by_name() {
     assert_eq!(err.name(), "PreflightFailed");
     assert!(text.contains("i-stopped: it is stopped"), "{text}");
     assert!(text.contains("i-big: the root of"), "{text}");
+}
+
+#[test]
+fn a_container_instance_that_could_not_be_drained_refuses_the_plan_by_name() {
+    let err = plan_with_instances(
+        &ami(),
+        Vec::new(),
+        vec![
+            container_host("i-draining", "DRAINING", true),
+            container_host("i-lost", "ACTIVE", false),
+        ],
+        &SettingsMap::default(),
+        None,
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.name(), "PreflightFailed");
+    assert!(
+        text.contains("i-draining: its container instance") && text.contains("is DRAINING"),
+        "{text}"
+    );
+    assert!(
+        text.contains("i-lost: its ECS agent") && text.contains("is disconnected"),
+        "{text}"
+    );
 }
 
 #[test]

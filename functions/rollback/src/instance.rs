@@ -2,9 +2,17 @@
 //! replacement kept, goes back in place, so what was on the root before the rollout is on it
 //! again. Data volumes are never touched. Only when that volume is gone does the instance get a
 //! fresh root from its previous AMI, and the report says so.
+//!
+//! An ECS container instance is set DRAINING before its root goes back (without waiting: the AMI
+//! being rolled back is what failed). Once it is back, the container instance its agent connects
+//! as is set ACTIVE again, and those left by the roots it no longer has are deregistered; a drain
+//! the rollout began on a root it never replaced is undone the same way.
 
+use rollout_core::ecs::{self, Identity};
 use rollout_core::instance::{self, Purpose, RootSource, StatusChecks, Task, TaskState};
-use rollout_core::model::{PlanSummary, RootPoint, TargetKind, TargetRollback, TargetRun};
+use rollout_core::model::{
+    Epoch, PlanSummary, RootPoint, Target, TargetKind, TargetRollback, TargetRun,
+};
 use rollout_core::{Clients, StepError, StepResult};
 use serde::Serialize;
 
@@ -12,9 +20,22 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     PutBack(Source),
+    /// The root is as it should be; its ECS container instances are not yet.
+    SettleEcs(EcsFix),
     Wait(String),
     Done(String),
     Failed(String),
+}
+
+/// What brings a container instance's ECS identities back to where they were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcsFix {
+    /// Set ACTIVE again: the container instance its agent is connected as, left DRAINING.
+    pub activate: Option<String>,
+    /// Deregistered: container instances of roots it no longer has.
+    pub deregister: Vec<String>,
+    /// What is done once they are.
+    pub done: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,9 +57,62 @@ pub struct InstanceState {
     pub current_root: Option<String>,
     pub kept_root_available: bool,
     pub status_checks: StatusChecks,
+    /// A container instance's ECS identities; the stale ones only those this execution's
+    /// replacements left.
+    pub ecs: Option<Identity>,
 }
 
-pub fn decide(point: &RootPoint, state: &InstanceState) -> Action {
+/// How long after its root is back an instance's ECS agent may take to connect again.
+pub const AGENT_RECONNECT_SECONDS: i64 = 600;
+
+pub fn decide(point: &RootPoint, state: &InstanceState, now: Epoch) -> Action {
+    let action = decide_root(point, state);
+    let Action::Done(done) = action else {
+        return action;
+    };
+    let Some(identity) = &state.ecs else {
+        return Action::Done(done);
+    };
+    let Some(live) = &identity.live else {
+        if state.rollout.is_none() {
+            return Action::Done(done);
+        }
+        let since = state
+            .rollback
+            .as_ref()
+            .or(state.rollout.as_ref())
+            .and_then(|t| t.ended_at);
+        if since.is_some_and(|t| now - t > AGENT_RECONNECT_SECONDS) {
+            return Action::Failed(format!(
+                "{done}, but its ECS agent has not connected again in {}s",
+                now - since.unwrap_or(now)
+            ));
+        }
+        return Action::Wait(format!(
+            "{done}; waiting for its ECS agent to connect again"
+        ));
+    };
+    let activate = (live.status == "DRAINING").then(|| live.arn.clone());
+    let deregister: Vec<String> = identity.stale.iter().map(|v| v.arn.clone()).collect();
+    if activate.is_none() && deregister.is_empty() {
+        return Action::Done(done);
+    }
+    let done = match (&state.rollout, &activate) {
+        (None, Some(arn)) => format!(
+            "its drain is undone: container instance {arn} is ACTIVE again (its root was never replaced)"
+        ),
+        (_, Some(arn)) => format!("{done}; container instance {arn} is ACTIVE again"),
+        (_, None) => done,
+    };
+    Action::SettleEcs(EcsFix {
+        activate,
+        deregister,
+        done,
+    })
+}
+
+/// The next step for the root volume alone.
+fn decide_root(point: &RootPoint, state: &InstanceState) -> Action {
     let Some(rollout) = &state.rollout else {
         return Action::Done("nothing of this execution's was on it".into());
     };
@@ -127,12 +201,27 @@ async fn state(clients: &Clients, run: &TargetRun, point: &RootPoint) -> StepRes
         (Some(_), Some(_)) => instance::status_checks(clients, id).await?,
         _ => StatusChecks::default(),
     };
+    let ecs = match &run.target.ecs {
+        Some(ecs) if current.is_some() => {
+            let views = ecs::of_instance(clients, &ecs.cluster, id).await?;
+            let mut identity = ecs::identity(&views, id, &point.image_id);
+            // Only what this execution's replacements left: the fleet's past is not ours to clean.
+            identity.stale.retain(|v| {
+                v.registered_at
+                    .is_some_and(|t| t > run.execution_start_time)
+                    && Some(&v.arn) != point.container_instance_arn.as_ref()
+            });
+            Some(identity)
+        }
+        _ => None,
+    };
     Ok(InstanceState {
         rollout: instance::newest_of(&tasks, &run.execution, Purpose::Rollout).cloned(),
         rollback,
         current_root: current.and_then(|c| c.root_volume_id),
         kept_root_available: kept.as_deref() == Some("available"),
         status_checks,
+        ecs,
     })
 }
 
@@ -140,10 +229,10 @@ async fn state(clients: &Clients, run: &TargetRun, point: &RootPoint) -> StepRes
 pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<TargetRollback> {
     let point = run.target.root_point()?;
     let state = state(clients, run, point).await?;
-    let action = decide(point, &state);
+    let action = decide(point, &state, rollout_core::aws::now());
     let mut report = TargetRollback {
         group: run.target.name(),
-        untouched: state.rollout.is_none(),
+        untouched: state.rollout.is_none() && !matches!(action, Action::SettleEcs(_)),
         refresh_id: state
             .rollback
             .as_ref()
@@ -173,6 +262,14 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<TargetRo
             if let Some(failed_root) = &state.current_root {
                 instance::tag_root(clients, failed_root, &run.target.group, &run.execution).await?;
             }
+            // The reboot would stop its tasks where they run: ECS starts them elsewhere at once.
+            if let (Some(ecs), Some(live)) = (
+                &run.target.ecs,
+                state.ecs.as_ref().and_then(|i| i.live.as_ref()),
+            ) && live.status == "ACTIVE"
+            {
+                ecs::set_status(clients, &ecs.cluster, &live.arn, true).await?;
+            }
             let task = instance::replace_root(
                 clients,
                 &run.target.group,
@@ -184,6 +281,22 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<TargetRo
             .await?;
             report.refresh_id = Some(task.id);
             report.action = said;
+        }
+        Action::SettleEcs(fix) => {
+            let cluster = run
+                .target
+                .ecs
+                .as_ref()
+                .map(|e| e.cluster.as_str())
+                .unwrap_or_default();
+            if let Some(arn) = &fix.activate {
+                ecs::set_status(clients, cluster, arn, false).await?;
+            }
+            for arn in &fix.deregister {
+                ecs::deregister(clients, cluster, arn).await?;
+            }
+            report.action = fix.done;
+            report.done = true;
         }
         Action::Wait(why) => report.action = why,
         Action::Done(what) => {
@@ -205,6 +318,9 @@ pub struct KeptRoots {
     pub deleted: Vec<String>,
     /// Kept by a `keepReplacedRoot` setting.
     pub kept: Vec<String>,
+    /// ECS container instances whose identity lived on a deleted root.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deregistered: Vec<String>,
 }
 
 /// After a successful rollout: deletes the roots its replacements kept, one per rolled-out
@@ -228,8 +344,7 @@ pub async fn delete_kept_roots(
             let place = clients
                 .at(lane.account.as_deref(), lane.region.as_deref(), execution)
                 .await?;
-            let targets: Vec<rollout_core::model::Target> =
-                store.get_json(&plan.bucket, &lane.key).await?;
+            let targets: Vec<Target> = store.get_json(&plan.bucket, &lane.key).await?;
             for target in targets {
                 let volume = target.root_point()?.root_volume_id.clone();
                 if plan
@@ -241,12 +356,28 @@ pub async fn delete_kept_roots(
                     done.kept.push(volume);
                 } else if instance::delete_kept_root(&place, &volume).await? {
                     done.deleted.push(volume);
+                    done.deregistered
+                        .extend(forget_identity(&place, &target).await?);
                 }
             }
         }
     }
-    tracing::info!(execution, deleted = ?done.deleted, kept = ?done.kept, "kept roots");
+    tracing::info!(execution, deleted = ?done.deleted, kept = ?done.kept, deregistered = ?done.deregistered, "kept roots");
     Ok(done)
+}
+
+/// Deregisters the container instance whose identity lived on a root just deleted, unless an
+/// agent connects as it (the root was put back by hand). Its ARN, when it was deregistered.
+async fn forget_identity(clients: &Clients, target: &Target) -> StepResult<Option<String>> {
+    let (Some(ecs), Some(arn)) = (&target.ecs, &target.root_point()?.container_instance_arn) else {
+        return Ok(None);
+    };
+    let views = ecs::of_instance(clients, &ecs.cluster, &target.group).await?;
+    if !views.iter().any(|v| v.arn == *arn && !v.agent_connected) {
+        return Ok(None);
+    }
+    ecs::deregister(clients, &ecs.cluster, arn).await?;
+    Ok(Some(arn.clone()))
 }
 
 #[cfg(test)]
@@ -258,6 +389,7 @@ mod tests {
             root_volume_id: "vol-old".into(),
             root_device_name: "/dev/xvda".into(),
             image_id: "ami-00000001".into(),
+            container_instance_arn: Some("ci/old".into()),
         }
     }
 
@@ -279,13 +411,14 @@ mod tests {
             current_root: Some("vol-new".into()),
             kept_root_available: true,
             status_checks: StatusChecks::default(),
+            ecs: None,
         }
     }
 
     #[test]
     fn a_replaced_root_is_put_back_exactly() {
         assert_eq!(
-            decide(&point(), &replaced()),
+            decide(&point(), &replaced(), 0),
             Action::PutBack(Source::KeptRoot)
         );
         let gone = InstanceState {
@@ -293,7 +426,7 @@ mod tests {
             ..replaced()
         };
         assert_eq!(
-            decide(&point(), &gone),
+            decide(&point(), &gone, 0),
             Action::PutBack(Source::PreviousImage)
         );
     }
@@ -304,7 +437,7 @@ mod tests {
             current_root: Some("vol-old".into()),
             ..Default::default()
         };
-        assert!(matches!(decide(&point(), &untouched), Action::Done(_)));
+        assert!(matches!(decide(&point(), &untouched, 0), Action::Done(_)));
     }
 
     #[test]
@@ -314,14 +447,14 @@ mod tests {
             current_root: Some("vol-old".into()),
             ..replaced()
         };
-        assert!(matches!(decide(&point(), &running), Action::Wait(_)));
+        assert!(matches!(decide(&point(), &running, 0), Action::Wait(_)));
         let failed = InstanceState {
             rollout: Some(task("replacevol-1", TaskState::Failed("failed".into()))),
             current_root: Some("vol-old".into()),
             ..replaced()
         };
         assert!(
-            matches!(decide(&point(), &failed), Action::Done(what) if what.contains("never replaced"))
+            matches!(decide(&point(), &failed, 0), Action::Done(what) if what.contains("never replaced"))
         );
     }
 
@@ -340,23 +473,25 @@ mod tests {
         assert!(matches!(
             decide(
                 &point(),
-                &back(TaskState::Succeeded, "vol-old", initializing)
+                &back(TaskState::Succeeded, "vol-old", initializing),
+                0
             ),
             Action::Wait(_)
         ));
         assert_eq!(
             decide(
                 &point(),
-                &back(TaskState::Succeeded, "vol-old", StatusChecks::default())
+                &back(TaskState::Succeeded, "vol-old", StatusChecks::default()),
+                0
             ),
             Action::Done("its previous root vol-old is back in place".into())
         );
         assert!(matches!(
-            decide(&point(), &back(TaskState::Succeeded, "vol-fresh", StatusChecks::default())),
+            decide(&point(), &back(TaskState::Succeeded, "vol-fresh", StatusChecks::default()), 0),
             Action::Done(what) if what.contains("fresh root from ami-00000001")
         ));
         assert!(matches!(
-            decide(&point(), &back(TaskState::Failed("failed".into()), "vol-new", StatusChecks::default())),
+            decide(&point(), &back(TaskState::Failed("failed".into()), "vol-new", StatusChecks::default()), 0),
             Action::Failed(why) if why.contains("failed")
         ));
         let impaired = StatusChecks {
@@ -364,8 +499,89 @@ mod tests {
             pending: vec![],
         };
         assert!(matches!(
-            decide(&point(), &back(TaskState::Succeeded, "vol-old", impaired)),
+            decide(&point(), &back(TaskState::Succeeded, "vol-old", impaired), 0),
             Action::Failed(why) if why.contains("instance status check")
         ));
+    }
+
+    fn container(arn: &str, status: &str, connected: bool) -> ecs::ContainerInstanceView {
+        ecs::ContainerInstanceView {
+            arn: arn.into(),
+            ec2_instance_id: "i-1".into(),
+            status: status.into(),
+            agent_connected: connected,
+            ami: Some("ami-00000001".into()),
+            running_tasks: 0,
+            registered_at: Some(500),
+        }
+    }
+
+    fn back_on(identity: Identity) -> InstanceState {
+        InstanceState {
+            rollback: Some(Task {
+                ended_at: Some(1_000),
+                ..task("replacevol-2", TaskState::Succeeded)
+            }),
+            current_root: Some("vol-old".into()),
+            ecs: Some(identity),
+            ..replaced()
+        }
+    }
+
+    #[test]
+    fn a_container_instance_back_on_its_root_is_active_again_and_the_new_identity_is_forgotten() {
+        let state = back_on(Identity {
+            live: Some(container("ci/old", "DRAINING", true)),
+            stale: vec![container("ci/new", "ACTIVE", false)],
+        });
+        let Action::SettleEcs(fix) = decide(&point(), &state, 1_010) else {
+            panic!("{:?}", decide(&point(), &state, 1_010));
+        };
+        assert_eq!(fix.activate.as_deref(), Some("ci/old"));
+        assert_eq!(fix.deregister, ["ci/new"]);
+        assert!(
+            fix.done.contains(
+                "previous root vol-old is back in place; container instance ci/old is ACTIVE again"
+            ),
+            "{}",
+            fix.done
+        );
+        let settled = back_on(Identity {
+            live: Some(container("ci/old", "ACTIVE", true)),
+            stale: vec![],
+        });
+        assert!(matches!(decide(&point(), &settled, 1_010), Action::Done(_)));
+    }
+
+    #[test]
+    fn an_agent_that_does_not_connect_again_is_waited_for_then_reported() {
+        let state = back_on(Identity::default());
+        assert!(
+            matches!(decide(&point(), &state, 1_100), Action::Wait(why) if why.contains("ECS agent"))
+        );
+        assert!(matches!(
+            decide(&point(), &state, 1_000 + AGENT_RECONNECT_SECONDS + 1),
+            Action::Failed(why) if why.contains("has not connected again")
+        ));
+    }
+
+    #[test]
+    fn a_drain_on_a_root_never_replaced_is_undone() {
+        let drained = InstanceState {
+            current_root: Some("vol-old".into()),
+            ecs: Some(Identity {
+                live: Some(container("ci/old", "DRAINING", true)),
+                stale: vec![],
+            }),
+            ..Default::default()
+        };
+        let Action::SettleEcs(fix) = decide(&point(), &drained, 10) else {
+            panic!("not settled");
+        };
+        assert_eq!(
+            (fix.activate.as_deref(), fix.deregister.len()),
+            (Some("ci/old"), 0)
+        );
+        assert!(fix.done.contains("its drain is undone"), "{}", fix.done);
     }
 }

@@ -1,6 +1,9 @@
 //! start-refresh: starts the instance refresh to the new version, passed as the desired
 //! configuration so Auto Scaling can roll it back natively, or adopts the one a retry already started.
-//! A standalone instance gets its root volume replaced with one from the new AMI instead.
+//! A standalone instance gets its root volume replaced with one from the new AMI instead, once
+//! drained if it is an ECS container instance (`drain`).
+
+pub mod drain;
 
 use rollout_core::fleet::describe_group;
 use rollout_core::instance::{self, RootSource};
@@ -84,6 +87,13 @@ async fn replace_root(clients: &Clients, mut run: TargetRun, now: Epoch) -> Step
                     current.root_volume_id.as_deref().unwrap_or("none"),
                     point.root_volume_id
                 )));
+            }
+            if let Some(ecs) = run.target.ecs.clone() {
+                let (drain, drained) = drain::drain(clients, &run, &ecs, now).await?;
+                run.drain = Some(drain);
+                if !drained {
+                    return Ok(run);
+                }
             }
             instance::tag_root(clients, &point.root_volume_id, &id, &run.execution).await?;
             instance::replace_root(

@@ -13,6 +13,7 @@ Modules, one concern each:
   fleet      group instances: launch/terminate, per-instance version, failed launches, ECS container instances
   refresh    instance refresh: Start/Describe/Cancel/Rollback and the replacement engine
   rootvolumes  CreateReplaceRootVolumeTask / DescribeReplaceRootVolumeTasks, status checks, volume content
+  agents     standalone ECS agents whose identity lives on the root volume; container instances that drain
   services   ECS services that reach steady state, or keep failing tasks on a bad AMI
   control    the /_localaws control endpoint
   server     the moto server with all of the above loaded

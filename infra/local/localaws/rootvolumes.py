@@ -62,7 +62,7 @@ def _now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _root_volume(instance: Instance):
+def root_volume(instance: Instance):
     """(device, BlockDeviceType) of the instance's root volume, or (device, None)."""
     for device in (instance.root_device_name, "/dev/sda1", "/dev/xvda"):
         if device in instance.block_device_mapping:
@@ -73,17 +73,17 @@ def _root_volume(instance: Instance):
 def _lineage(instance: Instance) -> set:
     sim = state.sim()
     lineage = sim.root_lineage.setdefault(instance.id, set())
-    _, root = _root_volume(instance)
+    _, root = root_volume(instance)
     if root is not None:
         lineage.add(root.volume_id)
         sim.volume_images.setdefault(root.volume_id, instance.image_id)
     return lineage
 
 
-def _booted_image(instance: Instance) -> str:
+def booted_image(instance: Instance) -> str:
     """The AMI the instance's root was made from: what it boots, whatever ImageId it reports (a
     root put back with VolumeId boots the AMI it was made from)."""
-    _, root = _root_volume(instance)
+    _, root = root_volume(instance)
     return state.sim().volume_images.get(root.volume_id, instance.image_id) if root else instance.image_id
 
 
@@ -112,7 +112,7 @@ def create_replace_root_volume_task(self: InstanceResponse):
     if instance.state != "running":
         raise _Refused("IncorrectInstanceState",
                        f"The instance '{instance_id}' is not in the 'running' state.")
-    device, root = _root_volume(instance)
+    device, root = root_volume(instance)
     if getattr(instance, "root_device_type", "ebs") != "ebs" or root is None:
         raise _Refused("UnsupportedOperation",
                        f"The instance '{instance_id}' has an instance store root volume; its root volume cannot be replaced.")
@@ -225,7 +225,7 @@ def _ami_root_size(backend, image_id: str, old) -> int:
 def root_from_image(backend, instance: Instance, image_id: str) -> str:
     """The instance's root replaced at once by a new one from `image_id` (an Auto Scaling refresh
     with the ReplaceRootVolume strategy does this); the old root is kept. Returns its id."""
-    device, root = _root_volume(instance)
+    device, root = root_volume(instance)
     old = backend.get_volume(root.volume_id)
     _lineage(instance)
     new = _new_root(backend, old, None, _ami_root_size(backend, image_id, old))
@@ -275,7 +275,7 @@ def tick() -> None:
                 task.update(TaskState="failed", CompleteTime=_now_iso())
 
 
-def _rebooting(instance: Instance) -> bool:
+def rebooting(instance: Instance) -> bool:
     backend = instance.ec2_backend
     tasks = state.sim().root_tasks.get((backend.account_id, backend.region_name), [])
     return any(t["InstanceId"] == instance.id and t["TaskState"] == "in-progress" for t in tasks)
@@ -293,7 +293,7 @@ def _check(passed: bool, initializing: bool) -> dict:
 def _instance_status(self: Instance) -> dict:
     if self.state_code != 16:
         return {"Status": "not-applicable"}
-    return _check(state.sim().bad_amis.get(_booted_image(self)) != "boot", _rebooting(self))
+    return _check(state.sim().bad_amis.get(booted_image(self)) != "boot", rebooting(self))
 
 
 def _system_status(self: Instance) -> dict:
@@ -305,7 +305,7 @@ def _system_status(self: Instance) -> dict:
 def _attached_ebs_status(self: Instance) -> dict:
     if self.state_code != 16:
         return {"Status": "not-applicable"}
-    return _check(True, _rebooting(self))
+    return _check(True, rebooting(self))
 
 
 _original_create_snapshot = EBSBackend.create_snapshot

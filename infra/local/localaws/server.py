@@ -14,7 +14,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
-from . import accounts, alarms, control, copies, fleet, grants, images, refresh, rootvolumes, services, state, templates, wire
+from . import accounts, agents, alarms, control, copies, fleet, grants, images, refresh, rootvolumes, services, state, templates, wire
 
 
 def tick() -> None:
@@ -23,6 +23,8 @@ def tick() -> None:
     rootvolumes.tick()
     for account, region in list(fleet.regions()):
         fleet.reconcile_container_instances(account, region)
+    agents.tick()
+    for account, region in list(fleet.regions()):
         services.tick(account, region)
 
 
@@ -41,7 +43,7 @@ def build_app(plain: bool = False):
     app = DomainDispatcherApplication(create_backend_app)
     if plain:
         return Serialised(app, simulate=False)
-    for extension in (wire, accounts, templates, images, copies, grants, fleet, refresh, rootvolumes, services, alarms):
+    for extension in (wire, accounts, templates, images, copies, grants, fleet, refresh, rootvolumes, agents, services, alarms):
         extension.install()
     return Serialised(control.Control(wire.CborShim(app)), simulate=True)
 

@@ -2,7 +2,7 @@
 
 moto never starts service tasks and leaves every deployment IN_PROGRESS. Here, on every tick, each
 ACTIVE service placed on EC2 capacity spreads its desired tasks over the cluster's ACTIVE container
-instances. Tasks on an instance whose AMI is marked bad for ECS keep failing: each one stops with
+instances whose agent is connected. Tasks on an instance whose AMI is marked bad for ECS keep failing: each one stops with
 stopCode EssentialContainerExited every FAILED_TASK_EVERY simulated seconds, as a STOPPED task of
 the service (ListTasks serviceName/desiredStatus works) and a service event. The PRIMARY
 deployment's counts follow, and its rolloutState is COMPLETED exactly when running == desired.
@@ -81,7 +81,7 @@ def tick(account, region) -> None:
     last_failure = state.sim().last_failed_task
     for cluster in list(backend.clusters.values()):
         instances = [ci for ci in backend.container_instances.get(cluster.name, {}).values()
-                     if ci.status == "ACTIVE"]
+                     if ci.status == "ACTIVE" and ci.agent_connected]
         for service in list(backend.services.values()):
             if service.cluster_name != cluster.name or service.status != "ACTIVE":
                 continue

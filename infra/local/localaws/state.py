@@ -76,6 +76,10 @@ class Simulation:
     # Root volume id -> the AMI it was made from (what boots when it is the root).
     volume_images: dict[str, str] = field(default_factory=dict)
     snapshot_files: dict[str, dict] = field(default_factory=dict)
+    # Standalone ECS agents (agents.py): (account, region, instance id) -> the cluster it joins;
+    # (account, region, container instance ARN) -> simulated time it was set DRAINING.
+    agent_clusters: dict[tuple, str] = field(default_factory=dict)
+    drains: dict[tuple, float] = field(default_factory=dict)
 
 
 def _scale() -> float:
