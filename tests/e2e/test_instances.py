@@ -48,12 +48,13 @@ class StandaloneInstances(Harness):
         self.run_task_to_end(task["ReplaceRootVolumeTask"]["ReplaceRootVolumeTaskId"])
         bastion["past_root"], bastion["root"] = bastion["root"], self.root_of(bastion["id"])
         self.write(bastion["root"], "/etc/hostname", "bastion")
-        # An ECS container instance outside any group: its tasks would stop with the reboot.
+        # An ECS container instance outside any group: drained before its reboot.
         node = ec2.run_instances(ImageId=self.current, MinCount=1, MaxCount=1, SubnetId=self.fleet["subnets"][0],
                                  TagSpecifications=[{"ResourceType": "instance", "Tags": [TARGET_TAG]}])
         self.ecs_node = node["Instances"][0]["InstanceId"]
-        self.aws["ecs"].register_container_instance(
-            cluster="prod", instanceIdentityDocument=json.dumps({"instanceId": self.ecs_node}))
+        self.ecs_node_arn = self.aws["ecs"].register_container_instance(
+            cluster="prod", instanceIdentityDocument=json.dumps({"instanceId": self.ecs_node}))[
+            "containerInstance"]["containerInstanceArn"]
         web = self.aws["autoscaling"].describe_auto_scaling_groups(AutoScalingGroupNames=["web"])
         self.member = web["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
         ec2.create_tags(Resources=[self.member], Tags=[TARGET_TAG])
@@ -118,8 +119,13 @@ class StandaloneInstances(Harness):
         self.assertEqual(tasks, [])
         self.assertIn(f"skipped {self.instances['scratch']['id']}: excluded (EXCLUDED_INSTANCES)", result["log"])
         self.assertIn(f"skipped {self.member}: member of Auto Scaling group web", result["log"])
-        self.assertIn(f"skipped {self.ecs_node}: ECS container instance of cluster prod", result["log"])
-        self.assertEqual(self.described(self.ecs_node)["ImageId"], self.current)
+        # The ECS node was drained, got its new root, and came back as a new container instance
+        # on the new AMI; the one of its replaced root went with that root.
+        self.assertEqual(self.described(self.ecs_node)["ImageId"], self.golden)
+        (live,) = self.container_instances(self.ecs_node)
+        self.assertNotEqual(live["containerInstanceArn"], self.ecs_node_arn)
+        self.assertEqual((live["status"], live["agentConnected"], self.ami_attribute(live)),
+                         ("ACTIVE", True, self.golden))
         self.assertIn("Replace the root volume", result["log"])
         for group in self.groups:
             self.assertEqual(set(self.amis(group)), {self.golden}, group)
@@ -181,6 +187,39 @@ class StandaloneInstances(Harness):
         self.assertEqual(done["status"], "SUCCEEDED", done["log"])
         self.assertEqual(self.described(bastion["id"])["ImageId"], self.golden)
         self.assertIsNone(self.hold_on(bastion["id"]), "released when the holder ended")
+
+    def test_a_container_instance_that_fails_on_the_new_ami_is_back_as_it_was_and_active(self):
+        post(f"{self.control}/bad-ami", {"imageId": self.golden, "mode": "ecs"})
+        result = self.run_rollout(payload={"amiId": self.golden, "instances": [self.ecs_node]})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        self.assertIn("task failed", result["cause"])
+        self.assertIn(f"container instance {self.ecs_node_arn} is ACTIVE again", result["cause"])
+        # Its own previous identity is back, connected and ACTIVE; the new root's is deregistered.
+        (back,) = self.container_instances(self.ecs_node)
+        self.assertEqual((back["containerInstanceArn"], back["status"], back["agentConnected"]),
+                         (self.ecs_node_arn, "ACTIVE", True))
+
+    def test_a_container_instance_whose_tasks_never_leave_fails_with_nothing_replaced(self):
+        ecs = self.aws["ecs"]
+        definition = ecs.list_task_definitions()["taskDefinitionArns"][0]
+        ecs.start_task(cluster="prod", taskDefinition=definition, containerInstances=[self.ecs_node_arn])
+        self.configure({**BASE_SETTINGS, self.ecs_node: {"drainTimeoutSeconds": 5}})
+        result = self.run_rollout(payload={"amiId": self.golden, "instances": [self.ecs_node]})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        self.assertIn("after it was set DRAINING (drainTimeoutSeconds 5)", result["cause"])
+        self.assertEqual(self.described(self.ecs_node)["ImageId"], self.current)
+        (node,) = self.container_instances(self.ecs_node)
+        self.assertEqual((node["containerInstanceArn"], node["status"]), (self.ecs_node_arn, "ACTIVE"))
+
+    def container_instances(self, instance_id):
+        ecs = self.aws["ecs"]
+        arns = ecs.list_container_instances(cluster="prod")["containerInstanceArns"]
+        described = ecs.describe_container_instances(cluster="prod", containerInstances=arns)["containerInstances"]
+        return [c for c in described if c["ec2InstanceId"] == instance_id]
+
+    @staticmethod
+    def ami_attribute(container_instance):
+        return next(a.get("value") for a in container_instance["attributes"] if a["name"] == "ecs.ami-id")
 
     def hold_on(self, instance_id):
         tags = self.described(instance_id).get("Tags", [])
