@@ -20,6 +20,13 @@ pub fn validate_ami_id(id: &str) -> StepResult<()> {
     }
 }
 
+/// A time as EC2 writes an image's (`2026-12-02T10:00:00.000Z`), in epoch seconds.
+pub fn parse_time(text: &str) -> Option<Epoch> {
+    aws_smithy_types::DateTime::from_str(text, Format::DateTime)
+        .ok()
+        .map(|t| t.secs())
+}
+
 /// Decides whether `image` may be rolled out: it must be available, not deprecated, and owned by
 /// an allowed account (when a list is configured).
 pub fn usable_ami(image: &Image, allowed_owners: &[String], now: Epoch) -> StepResult<Ami> {
@@ -36,8 +43,7 @@ pub fn usable_ami(image: &Image, allowed_owners: &[String], now: Epoch) -> StepR
         None => return refuse("AWS reported no state for it".into()),
     }
     if let Some(deprecated) = image.deprecation_time()
-        && let Ok(at) = aws_smithy_types::DateTime::from_str(deprecated, Format::DateTime)
-        && at.secs() <= now
+        && parse_time(deprecated).is_some_and(|at| at <= now)
     {
         return refuse(format!("it was deprecated at {deprecated}"));
     }

@@ -242,7 +242,7 @@ impl Trigger {
     }
 }
 
-fn validate_parameter_name(name: String) -> StepResult<String> {
+pub fn validate_parameter_name(name: String) -> StepResult<String> {
     let valid = !name.is_empty()
         && name.len() <= 2048
         && name

@@ -4,6 +4,7 @@
 //! back) happens here, before anything changes. Groups are decided here, standalone instances in
 //! `instances`.
 
+pub mod drift;
 mod instances;
 
 use instances::PlacedInstance;
@@ -66,18 +67,12 @@ pub async fn resolve(
     input: &Value,
     now: Epoch,
 ) -> StepResult<Plan> {
-    let trigger = Trigger::parse(input)?;
-    let settings = match &trigger.overrides.settings {
-        Some(over) => config.settings.overlay(over),
-        None => config.settings.clone(),
-    };
-    settings.validate()?;
-    let max_concurrency = validate_concurrency(
-        trigger
-            .overrides
-            .max_concurrency
-            .unwrap_or(config.max_concurrency),
-    )?;
+    let Accepted {
+        trigger,
+        settings,
+        max_concurrency,
+        instance_concurrency,
+    } = accept(config, input)?;
     let reach = Reach::of(clients, config, &trigger.overrides).await?;
 
     let ami_id = ami::resolve_source(clients, &trigger.source).await?;
@@ -205,12 +200,7 @@ pub async fn resolve(
     plan.skipped = skipped;
     plan.trigger = trigger.description;
     plan.max_concurrency = max_concurrency;
-    plan.instance_concurrency = validate_concurrency(
-        trigger
-            .overrides
-            .instance_max_concurrency
-            .unwrap_or(config.instance_concurrency),
-    )?;
+    plan.instance_concurrency = instance_concurrency;
     plan.rollback_scope = trigger
         .overrides
         .rollback_scope
@@ -228,6 +218,38 @@ pub async fn resolve(
         BTreeMap::new()
     };
     Ok(plan)
+}
+
+/// A trigger that passed the checks made before anything is read of the fleet.
+pub struct Accepted {
+    pub trigger: Trigger,
+    /// The configured settings with the trigger's own layered over them.
+    pub settings: SettingsMap,
+    pub max_concurrency: u32,
+    pub instance_concurrency: u32,
+}
+
+/// The first checks of a trigger, the ones a plan begins with (the operator CLI's `start` makes
+/// them too, before it starts anything): its shape, its settings over the configured ones, its
+/// concurrency.
+pub fn accept(config: &Config, input: &Value) -> StepResult<Accepted> {
+    let trigger = Trigger::parse(input)?;
+    let settings = match &trigger.overrides.settings {
+        Some(over) => config.settings.overlay(over),
+        None => config.settings.clone(),
+    };
+    settings.validate()?;
+    let concurrency =
+        |over: Option<u32>, configured| validate_concurrency(over.unwrap_or(configured));
+    Ok(Accepted {
+        max_concurrency: concurrency(trigger.overrides.max_concurrency, config.max_concurrency)?,
+        instance_concurrency: concurrency(
+            trigger.overrides.instance_max_concurrency,
+            config.instance_concurrency,
+        )?,
+        trigger,
+        settings,
+    })
 }
 
 /// The accounts and regions this execution rolls out in. `None` is the home account or region,

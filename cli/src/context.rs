@@ -1,0 +1,232 @@
+//! Where the CLI acts: the deployed stack (its state machine and its functions' configuration),
+//! the AWS configuration from the standard chain, and the operator role it reads workload
+//! accounts through.
+
+use std::collections::HashMap;
+
+use clap::Args;
+use rollout_core::config::Config;
+use rollout_core::reach::WorkloadRole;
+use rollout_core::{Clients, StepError};
+
+use crate::output::Format;
+
+#[derive(Args, Clone, Debug)]
+pub struct Global {
+    /// The ami-rollout stack: its state machine and functions are named after it.
+    #[arg(
+        long,
+        global = true,
+        env = "AMI_ROLLOUT_STACK",
+        default_value = "ami-rollout"
+    )]
+    pub stack: String,
+    /// An AWS profile of the shared config files (the standard chain otherwise).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// The region of the stack (the standard chain's otherwise).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Text for people, or JSON for programs (`watch`: one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "AMI_ROLLOUT_OUTPUT",
+        default_value = "text"
+    )]
+    pub output: Format,
+    /// The read-only role assumed in workload accounts (workload-account-role.yaml's operator role).
+    #[arg(
+        long,
+        global = true,
+        env = "AMI_ROLLOUT_OPERATOR_ROLE",
+        default_value = "ami-rollout-operator"
+    )]
+    pub operator_role: String,
+    /// The ExternalId the operator role's trust policy asks for, if any.
+    #[arg(long, global = true, env = "AMI_ROLLOUT_OPERATOR_EXTERNAL_ID")]
+    pub operator_external_id: Option<String>,
+}
+
+/// A command's failure: the error's name (as the console shows it), its message, the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    pub name: String,
+    pub message: String,
+    pub exit: u8,
+}
+
+impl Failure {
+    pub fn new(name: &str, message: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            message: message.into(),
+            exit: crate::EXIT_FAILED,
+        }
+    }
+
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self {
+            exit: crate::EXIT_REFUSED,
+            ..Self::new("InvalidInput", message)
+        }
+    }
+}
+
+impl From<StepError> for Failure {
+    /// A refusal of the input (bad input, unusable AMI, nothing found, preflight) exits 2; AWS
+    /// failing exits 1.
+    fn from(e: StepError) -> Self {
+        let exit = match e {
+            StepError::InvalidInput(_)
+            | StepError::AmiNotUsable { .. }
+            | StepError::TargetNotFound(_)
+            | StepError::PreflightFailed { .. } => crate::EXIT_REFUSED,
+            _ => crate::EXIT_FAILED,
+        };
+        Self {
+            name: e.name().into(),
+            message: e.to_string(),
+            exit,
+        }
+    }
+}
+
+/// An AWS call of the CLI's own that failed.
+pub fn aws_failed<E, R>(operation: &str, e: aws_sdk_sfn::error::SdkError<E, R>) -> Failure
+where
+    E: aws_sdk_sfn::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    StepError::from_sdk(operation, e).into()
+}
+
+pub type CliResult<T> = Result<T, Failure>;
+
+pub struct Context {
+    pub global: Global,
+    pub sdk: aws_config::SdkConfig,
+    pub sfn: aws_sdk_sfn::Client,
+}
+
+impl Context {
+    pub async fn load(global: &Global) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(profile) = &global.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = &global.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let sdk = loader.load().await;
+        Self {
+            global: global.clone(),
+            sfn: aws_sdk_sfn::Client::new(&sdk),
+            sdk,
+        }
+    }
+
+    pub fn region(&self) -> String {
+        self.sdk.region().map(|r| r.to_string()).unwrap_or_default()
+    }
+
+    /// The stack's state machine (named after the stack).
+    pub async fn state_machine_arn(&self) -> CliResult<String> {
+        let mut pages = self.sfn.list_state_machines().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| aws_failed("ListStateMachines", e))?;
+            if let Some(found) = page
+                .state_machines()
+                .iter()
+                .find(|m| m.name() == self.global.stack)
+            {
+                return Ok(found.state_machine_arn().to_string());
+            }
+        }
+        Err(Failure::new(
+            "StackNotFound",
+            format!(
+                "no state machine named {} in {} (set --stack or AMI_ROLLOUT_STACK to the ami-rollout stack's name)",
+                self.global.stack,
+                self.region()
+            ),
+        ))
+    }
+
+    /// An execution by ARN, or by name as an execution of the stack's state machine.
+    pub async fn execution_arn(&self, reference: &str) -> CliResult<String> {
+        if reference.starts_with("arn:") {
+            return Ok(reference.to_string());
+        }
+        let machine = self.state_machine_arn().await?;
+        Ok(format!(
+            "{}:{reference}",
+            machine.replacen(":stateMachine:", ":execution:", 1)
+        ))
+    }
+
+    /// The environment the deployed resolve-ami function runs with: the rollout's configuration.
+    pub async fn function_environment(&self) -> CliResult<HashMap<String, String>> {
+        let name = format!("{}-resolve-ami", self.global.stack);
+        let lambda = aws_sdk_lambda::Client::new(&self.sdk);
+        let out = lambda
+            .get_function_configuration()
+            .function_name(&name)
+            .send()
+            .await
+            .map_err(|e| {
+                let failure: Failure = StepError::from_sdk("GetFunctionConfiguration", e).into();
+                Failure {
+                    message: format!(
+                        "{} (the configuration is read from the function {name}: set --stack to the ami-rollout stack's name)",
+                        failure.message
+                    ),
+                    ..failure
+                }
+            })?;
+        Ok(out
+            .environment()
+            .and_then(|e| e.variables())
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The rollout's configuration and clients as the functions have them, except that workload
+    /// accounts are entered through the operator role, read-only.
+    pub async fn as_functions(&self) -> CliResult<(Config, Clients)> {
+        let env = self.function_environment().await?;
+        let lookup = |name: &str| {
+            env.get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let config = Config::from_lookup(lookup)?;
+        let mut clients = self.clients();
+        clients.plans_bucket = lookup("PLANS_BUCKET");
+        clients.holds_table = lookup("HOLDS_TABLE");
+        clients.home_account = lookup("HOME_ACCOUNT_ID");
+        Ok((config, clients))
+    }
+
+    /// Clients of the home account and region, entering workload accounts as the operator.
+    pub fn clients(&self) -> Clients {
+        let mut clients = Clients::from_conf(&self.sdk);
+        clients.workload = WorkloadRole {
+            name: self.global.operator_role.clone(),
+            external_id: self.global.operator_external_id.clone(),
+            session_tags: false,
+        };
+        clients
+    }
+
+    pub fn console_link(&self, execution_arn: &str) -> String {
+        let region = execution_arn
+            .split(':')
+            .nth(3)
+            .map_or_else(|| self.region(), str::to_string);
+        format!(
+            "https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
+        )
+    }
+}

@@ -1,0 +1,118 @@
+//! `drift`: approved-AMI compliance over the reach (resolve-ami's drift check, with the deployed
+//! function's configuration). Exit status 2 when any target is off the approved AMI, for CI.
+
+use clap::Args;
+use rollout_core::model::TargetKind;
+use rollout_core::trigger::AmiSource;
+use serde_json::json;
+
+use crate::context::{CliResult, Context, Failure};
+use crate::output::{Output, table};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriftFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Args, Debug)]
+pub struct DriftArgs {
+    /// The approved AMI (in the stack's region; the AMI of the same name and owner elsewhere).
+    #[arg(
+        long,
+        conflicts_with = "parameter_name",
+        required_unless_present = "parameter_name"
+    )]
+    pub ami_id: Option<String>,
+    /// An SSM parameter holding the approved AMI, read in each region of the reach.
+    #[arg(long)]
+    pub parameter_name: Option<String>,
+    /// How to write the report (`--output json` implies json).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: DriftFormat,
+}
+
+pub async fn run(context: &Context, out: &Output, args: DriftArgs) -> CliResult<u8> {
+    let source = match (args.ami_id, args.parameter_name) {
+        (Some(id), _) => {
+            rollout_core::ami::validate_ami_id(&id)?;
+            AmiSource::Id(id)
+        }
+        (None, Some(name)) => AmiSource::Parameter {
+            name: rollout_core::trigger::validate_parameter_name(name)?,
+            version: None,
+        },
+        (None, None) => return Err(Failure::refused("give --ami-id or --parameter-name")),
+    };
+    let (config, clients) = context.as_functions().await?;
+    let report =
+        resolve_ami::drift::check(&clients, &config, &source, rollout_core::aws::now()).await?;
+    let format = if out.json() {
+        DriftFormat::Json
+    } else {
+        args.format
+    };
+    let kind = |k: TargetKind| match k {
+        TargetKind::AutoScalingGroup => "group",
+        TargetKind::Instance => "instance",
+    };
+    match format {
+        DriftFormat::Json => out.value(&json!(report)),
+        DriftFormat::Csv => {
+            println!("target,kind,approved,amis,oldest_created,age_days");
+            for d in &report.drifted {
+                println!(
+                    "{},{},{},{},{},{}",
+                    d.target,
+                    kind(d.kind),
+                    d.approved.as_deref().unwrap_or(""),
+                    d.amis.join(" "),
+                    d.oldest_created.as_deref().unwrap_or(""),
+                    d.age_days.map_or_else(String::new, |a| a.to_string())
+                );
+            }
+        }
+        DriftFormat::Table => {
+            for (region, ami) in &report.approved {
+                println!(
+                    "approved in {region}: {}",
+                    ami.as_deref().unwrap_or("none found")
+                );
+            }
+            if report.drifted.is_empty() {
+                println!(
+                    "{} target(s) checked: every one is on the approved AMI",
+                    report.checked
+                );
+            } else {
+                let rows = report.drifted.iter().map(|d| {
+                    [
+                        d.target.clone(),
+                        kind(d.kind).to_string(),
+                        d.amis.join(", "),
+                        d.age_days
+                            .map_or_else(|| "unknown (AMI gone)".into(), |a| format!("{a} days")),
+                        d.approved
+                            .clone()
+                            .unwrap_or_else(|| "none in region".into()),
+                    ]
+                });
+                println!(
+                    "{}",
+                    table(&["target", "kind", "runs", "AMI age", "approved"], rows)
+                );
+                println!(
+                    "{} of {} target(s) not on the approved AMI",
+                    report.drifted.len(),
+                    report.checked
+                );
+            }
+        }
+    }
+    Ok(if report.drifted.is_empty() {
+        0
+    } else {
+        crate::EXIT_REFUSED
+    })
+}

@@ -1,0 +1,91 @@
+//! `ami-rollout`: the operator's command line. It asks before acting (`plan`), starts and follows
+//! executions of the deployed state machine (`start`, `watch`, `list`, `status`, `redrive`), and
+//! tells what is not on the approved image (`drift`). The standard AWS credential chain and
+//! endpoint variables apply, so the same binary works against AWS and the local AWS.
+
+mod context;
+mod drift;
+mod executions;
+mod fleet_view;
+mod output;
+mod plan;
+mod start;
+mod watch;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use context::{Context, Global};
+use output::Output;
+
+#[derive(Parser)]
+#[command(name = "ami-rollout", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// What a trigger or a manual start would do, with nothing changed: the AMI per region, the
+    /// waves and their targets with their rollback points, what is skipped or refused and why.
+    Plan(plan::PlanArgs),
+    /// Start a rollout by hand (checked as the state machine would check it, first).
+    Start(start::StartArgs),
+    /// Follow an execution live until it ends; exits with its outcome.
+    Watch(watch::WatchArgs),
+    /// Recent executions of the state machine.
+    List(executions::ListArgs),
+    /// One execution's outcome, target by target.
+    Status(executions::ExecutionArg),
+    /// Redrive a failed, aborted or timed-out execution from the step that did not complete.
+    Redrive(executions::ExecutionArg),
+    /// Groups and standalone instances not on the approved AMI; exit status 2 when any is found.
+    Drift(drift::DriftArgs),
+    /// Shell completions, written to standard output.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Exit statuses: 0 done (or the execution SUCCEEDED), 1 an error or a FAILED execution, 2 a
+/// refusal of the input (or drift found), 3 an execution that TIMED_OUT, 4 one ABORTED.
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_REFUSED: u8 = 2;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "ami-rollout",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    let out = Output::new(cli.global.output);
+    let context = Context::load(&cli.global).await;
+    let result = match cli.command {
+        Command::Plan(args) => plan::run(&context, &out, args).await,
+        Command::Start(args) => start::run(&context, &out, args).await,
+        Command::Watch(args) => watch::run(&context, &out, args).await,
+        Command::List(args) => executions::list(&context, &out, args).await,
+        Command::Status(args) => executions::status(&context, &out, args).await,
+        Command::Redrive(args) => executions::redrive(&context, &out, args).await,
+        Command::Drift(args) => drift::run(&context, &out, args).await,
+        Command::Completions { .. } => unreachable!("handled above"),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            out.error(&failure);
+            ExitCode::from(failure.exit)
+        }
+    }
+}

@@ -1,0 +1,668 @@
+//! `watch`: an execution followed live until it ends, from Step Functions' histories (the
+//! execution's and its child executions') and the fleet itself: the states entered, each
+//! target's steps, refresh progress with the AMIs on its instances, health verdicts with their
+//! reasons, the rollback, and each target's end. Text for people (progress bars on a terminal),
+//! or one JSON object per line with `--output json`.
+
+use std::collections::{HashMap, HashSet};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sfn::types::{HistoryEvent, HistoryEventType as E};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rollout_core::model::{Health, Plan, PlanSummary, TargetKind};
+use serde_json::{Value, json};
+
+use crate::context::{CliResult, Context, aws_failed};
+use crate::executions::{
+    Child, Children, exit_of, function_of, history, is_step, outcomes, plan_from, plan_of,
+    render_outcomes, succeeded_output,
+};
+use crate::fleet_view::Places;
+use crate::output::Output;
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// The execution: its ARN, or its name as an execution of the stack's state machine.
+    pub execution: String,
+    #[command(flatten)]
+    pub pace: Pace,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Pace {
+    /// Seconds between two looks at the execution and the fleet.
+    #[arg(long, default_value_t = 2.0)]
+    pub interval: f64,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Self { interval: 2.0 }
+    }
+}
+
+pub async fn run(context: &Context, out: &Output, args: WatchArgs) -> CliResult<u8> {
+    let arn = context.execution_arn(&args.execution).await?;
+    follow(context, out, &arn, &args.pace).await
+}
+
+/// Follows `arn` until it ends; returns the exit status its outcome stands for.
+pub async fn follow(context: &Context, out: &Output, arn: &str, pace: &Pace) -> CliResult<u8> {
+    let mut timeline = Timeline::new(out);
+    let mut children = Children::default();
+    let mut places = Places::new(context.clients());
+    let mut seen = 0;
+    let interval = Duration::from_secs_f64(pace.interval.max(0.05));
+    loop {
+        let described = context
+            .sfn
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .map_err(|e| aws_failed("DescribeExecution", e))?;
+        let events = history(&context.sfn, arn).await?;
+        let mut new: Vec<(aws_smithy_types::DateTime, Option<String>, usize)> = (seen..events
+            .len())
+            .map(|i| (events[i].timestamp, None, i))
+            .collect();
+        for (child, i) in children.poll(&context.sfn, arn).await? {
+            new.push((children.known[&child].events[i].timestamp, Some(child), i));
+        }
+        new.sort_by_key(|(at, _, _)| (at.secs(), at.subsec_nanos()));
+        for (_, child, i) in new {
+            match child {
+                None => timeline.event(context, &events, i, None).await,
+                Some(arn) => {
+                    let child = &children.known[&arn];
+                    timeline.event(context, &child.events, i, Some(child)).await;
+                }
+            }
+        }
+        seen = events.len();
+        timeline.progress(&mut places, &children).await;
+        if described.status().as_str() != "RUNNING" {
+            return timeline.end(context, &described, &events, &children).await;
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// The text and JSON lines of a watch, each said once.
+struct Timeline<'a> {
+    out: &'a Output,
+    start: Instant,
+    plan: Option<Plan>,
+    verdicts: HashMap<String, (String, Vec<String>)>,
+    steps: HashSet<(String, String)>,
+    progress_seen: HashMap<String, (String, i32, Vec<String>)>,
+    /// Progress bars, on a terminal in text mode only.
+    bars: Option<(MultiProgress, HashMap<String, ProgressBar>)>,
+}
+
+impl<'a> Timeline<'a> {
+    fn new(out: &'a Output) -> Self {
+        let bars = (!out.json() && std::io::stdout().is_terminal()).then(|| {
+            (
+                MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+                HashMap::new(),
+            )
+        });
+        Self {
+            out,
+            start: Instant::now(),
+            plan: None,
+            verdicts: HashMap::new(),
+            steps: HashSet::new(),
+            progress_seen: HashMap::new(),
+            bars,
+        }
+    }
+
+    /// One line: `kind` and `fields` in JSON, `text` for people.
+    fn say(&self, kind: &str, fields: Value, text: impl AsRef<str>) {
+        let at = self.start.elapsed().as_secs_f64();
+        if self.out.json() {
+            let mut line = json!({"type": kind, "at": (at * 10.0).round() / 10.0});
+            if let (Some(line), Value::Object(fields)) = (line.as_object_mut(), fields) {
+                line.extend(fields);
+            }
+            self.out.value(&line);
+            return;
+        }
+        let text = format!("{at:6.1}s  {}", text.as_ref());
+        match &self.bars {
+            Some((multi, _)) => multi.suspend(|| println!("{text}")),
+            None => println!("{text}"),
+        }
+    }
+
+    async fn event(
+        &mut self,
+        context: &Context,
+        events: &[HistoryEvent],
+        index: usize,
+        child: Option<&Child>,
+    ) {
+        let e = &events[index];
+        let who = child.map(|c| c.target.name());
+        let phase = match child {
+            Some(c) if c.rollback => "rollback",
+            _ => "rollout",
+        };
+        match e.r#type() {
+            E::TaskStateEntered
+            | E::ChoiceStateEntered
+            | E::PassStateEntered
+            | E::WaitStateEntered
+            | E::MapStateEntered
+            | E::FailStateEntered
+            | E::SucceedStateEntered
+                if child.is_none() =>
+            {
+                let name = e
+                    .state_entered_event_details()
+                    .map_or("", |d| d.name())
+                    .to_string();
+                self.say("state", json!({"name": name}), format!("▶ {name}"));
+            }
+            E::TaskSucceeded | E::LambdaFunctionSucceeded => {
+                let (Some(function), Some(output)) =
+                    (function_of(events, index), succeeded_output(e))
+                else {
+                    return;
+                };
+                self.step_output(context, &function, &output, child).await;
+            }
+            E::TaskFailed | E::LambdaFunctionFailed => {
+                let (error, cause) = e
+                    .task_failed_event_details()
+                    .map(|d| (d.error(), d.cause()))
+                    .or_else(|| {
+                        e.lambda_function_failed_event_details()
+                            .map(|d| (d.error(), d.cause()))
+                    })
+                    .unwrap_or_default();
+                let (error, cause) = (error.unwrap_or_default(), cause.unwrap_or_default());
+                let cause = rollout_core::model::Failure {
+                    error: error.into(),
+                    cause: cause.into(),
+                }
+                .message();
+                let prefix = who.as_ref().map_or_else(String::new, |w| format!("{w}: "));
+                let short: String = cause.chars().take(400).collect();
+                self.say(
+                    "stepFailed",
+                    json!({"target": who, "error": error, "cause": cause}),
+                    format!("✗ {prefix}{error}: {short}"),
+                );
+            }
+            E::MapRunStarted => {
+                let run = e
+                    .map_run_started_event_details()
+                    .and_then(|d| d.map_run_arn())
+                    .unwrap_or_default();
+                let label = run.rsplit('/').next().unwrap_or(run);
+                let label = label.split(':').next().unwrap_or(label);
+                let per = if label.ends_with("-lanes") {
+                    "account-region, each a Map Run of its targets"
+                } else {
+                    "target"
+                };
+                self.say(
+                    "mapRun",
+                    json!({"mapRunArn": run, "label": label}),
+                    format!("  Map Run {label}: one child execution per {per}"),
+                );
+            }
+            E::ExecutionRedriven => {
+                let count = e
+                    .execution_redriven_event_details()
+                    .and_then(|d| d.redrive_count())
+                    .unwrap_or(0);
+                let of = who
+                    .as_ref()
+                    .map_or_else(|| "execution".into(), |w| format!("{w}: child"));
+                self.say(
+                    "redriven",
+                    json!({"target": who, "redriveCount": count}),
+                    format!("↻ {of} redriven (redrive {count}): resuming from the step that did not complete"),
+                );
+            }
+            E::ExecutionSucceeded
+            | E::ExecutionFailed
+            | E::ExecutionAborted
+            | E::ExecutionTimedOut => {
+                let Some(child) = child else { return };
+                self.target_end(child, phase);
+            }
+            _ => {}
+        }
+    }
+
+    /// A child execution ended: what became of its target.
+    fn target_end(&mut self, child: &Child, phase: &str) {
+        let name = child.target.name();
+        if let Some((_, bars)) = &mut self.bars
+            && let Some(bar) = bars.remove(&name)
+        {
+            bar.finish();
+        }
+        let output = child.output().unwrap_or(Value::Null);
+        let field = |k: &str| output.get(k).and_then(Value::as_str).map(str::to_string);
+        let status = child.status.clone();
+        let outcome = match phase {
+            "rollback" => match (
+                output.get("failed").and_then(Value::as_bool),
+                output.get("untouched").and_then(Value::as_bool),
+            ) {
+                (Some(true), _) => "not rolled back".to_string(),
+                (_, Some(true)) => "untouched".to_string(),
+                _ if status == "SUCCEEDED" => "rolled back".to_string(),
+                _ => status.to_ascii_lowercase(),
+            },
+            _ => match field("outcome").as_deref() {
+                Some("rolledOut") => "rolled out".into(),
+                Some(other) => other.to_string(),
+                None => status.to_ascii_lowercase(),
+            },
+        };
+        let reason = field("action").or_else(|| {
+            field("error").map(|error| {
+                rollout_core::model::Failure {
+                    error,
+                    cause: field("cause").unwrap_or_default(),
+                }
+                .describe()
+            })
+        });
+        let text = format!(
+            "■ {name}: {phase} child ended {status}: {outcome}{}",
+            reason
+                .as_ref()
+                .map_or_else(String::new, |r| format!(" — {r}"))
+        );
+        self.say(
+            "targetEnd",
+            json!({"target": name, "phase": phase, "status": status, "outcome": outcome, "reason": reason}),
+            text,
+        );
+    }
+
+    async fn step_output(
+        &mut self,
+        context: &Context,
+        function: &str,
+        output: &Value,
+        child: Option<&Child>,
+    ) {
+        let text = |k: &str| {
+            output
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let count = |k: &str| output.get(k).and_then(Value::as_u64).unwrap_or(0);
+        if is_step(function, "resolve-ami") {
+            if let Ok(summary) = serde_json::from_value::<PlanSummary>(output.clone()) {
+                self.plan_line(context, &summary).await;
+            }
+        } else if is_step(function, "hold-targets") {
+            if output.get("waves").is_some() {
+                self.say(
+                    "held",
+                    json!({"targets": count("targetCount")}),
+                    format!(
+                        "  held {} target(s) for this execution",
+                        count("targetCount")
+                    ),
+                );
+            } else if output.get("failure").is_some() {
+                let name = target_name(output);
+                self.say(
+                    "waveStopping",
+                    json!({"target": name}),
+                    format!("  {name} failed: the wave stops"),
+                );
+            } else if output.get("failed").is_some() {
+                let stop = output.get("stop").filter(|s| !s.is_null());
+                let text = match stop {
+                    Some(stop) => format!("failed at {}", target_name(stop)),
+                    None => "every target rolled out".into(),
+                };
+                self.say(
+                    "waveEnd",
+                    json!({"failedAt": stop.map(target_name)}),
+                    format!("  wave outcome: {text}"),
+                );
+            } else if let Some(released) = output.get("targets").and_then(Value::as_array) {
+                self.say(
+                    "released",
+                    json!({"targets": released.len()}),
+                    format!("  released {} target(s)", released.len()),
+                );
+            }
+        } else if is_step(function, "rollback") && child.is_some() {
+            let target = output.get("target").cloned().unwrap_or(Value::Null);
+            let action = target.get("action").and_then(Value::as_str).unwrap_or("");
+            let done = target.get("done").and_then(Value::as_bool).unwrap_or(false);
+            let name = child.map(|c| c.target.name());
+            if self
+                .steps
+                .insert((name.clone().unwrap_or_default(), action.to_string()))
+            {
+                self.say(
+                    "rollback",
+                    json!({"target": name, "action": action, "done": done}),
+                    format!(
+                        "  ↩ {}: {action}{}",
+                        name.clone().unwrap_or_default(),
+                        if done { " (done)" } else { "" }
+                    ),
+                );
+            }
+        } else if is_step(function, "rollback") {
+            if output.get("cause").is_some() {
+                self.say(
+                    "rollbackReport",
+                    json!({"rolledBack": count("rolledBack"), "notRolledBack": count("notRolledBack"), "untouched": count("untouched")}),
+                    format!(
+                        "  rollback: {} rolled back, {} not, {} untouched",
+                        count("rolledBack"),
+                        count("notRolledBack"),
+                        count("untouched")
+                    ),
+                );
+            } else if let Some(deleted) = output.get("deleted").and_then(Value::as_array) {
+                let list = |v: &Vec<Value>| {
+                    v.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let kept = output
+                    .get("kept")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                if !deleted.is_empty() || !kept.is_empty() {
+                    self.say(
+                        "replacedRoots",
+                        json!({"deleted": deleted, "kept": kept}),
+                        format!(
+                            "  replaced roots deleted: {}; kept: {}",
+                            list(deleted),
+                            list(&kept)
+                        ),
+                    );
+                }
+            } else if output.get("targets").is_some() {
+                self.say(
+                    "rollbackPlanned",
+                    json!({"targets": count("targets")}),
+                    format!("  rollback of {} target(s) in scope", count("targets")),
+                );
+            }
+        } else if let Some(child) = child {
+            self.target_step(function, output, child);
+        } else if is_step(function, "distribute-ami") && !text("region").is_empty() {
+            self.say(
+                "copy",
+                output.clone(),
+                format!("  AMI copy to {}", text("region")),
+            );
+        }
+    }
+
+    /// A step of a target's rollout: its health verdict when it changes, else the step's name once.
+    fn target_step(&mut self, function: &str, output: &Value, child: &Child) {
+        let name = child.target.name();
+        let health: Option<Health> = output
+            .get("health")
+            .and_then(|h| serde_json::from_value(h.clone()).ok());
+        if is_step(function, "check-ecs-health")
+            && let Some(health) = health
+        {
+            let verdict = format!("{:?}", health.verdict);
+            let key = (verdict.clone(), health.reasons.clone());
+            if self.verdicts.get(&name) == Some(&key) {
+                return;
+            }
+            self.verdicts.insert(name.clone(), key);
+            if child.target.kind == TargetKind::Instance {
+                self.bar(&name, health.percentage, &health.refresh_status, &[]);
+            }
+            let verdict = serde_json::to_value(health.verdict)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or(verdict);
+            let reasons = health.reasons.join("; ");
+            self.say(
+                "verdict",
+                json!({"target": name, "verdict": verdict, "refreshStatus": health.refresh_status,
+                       "percentage": health.percentage, "reasons": health.reasons}),
+                format!(
+                    "  {name}: {verdict} ({} {}%){}",
+                    health.refresh_status,
+                    health.percentage,
+                    if reasons.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" — {reasons}")
+                    }
+                ),
+            );
+            return;
+        }
+        let instance = child.target.kind == TargetKind::Instance;
+        let (step, detail) = if is_step(function, "update-template") {
+            match output.get("newVersion").and_then(Value::as_i64) {
+                _ if output.get("refresh").is_some() => (
+                    "Restore launch template reference".to_string(),
+                    String::new(),
+                ),
+                Some(v) => (
+                    "Create launch template version".to_string(),
+                    format!(" → version {v}"),
+                ),
+                None => ("Create launch template version".to_string(), String::new()),
+            }
+        } else if is_step(function, "start-refresh") && instance {
+            match (output.get("refresh"), output.get("drain")) {
+                (None, Some(drain)) => (
+                    "Drain the container instance".to_string(),
+                    format!(
+                        ": {} task(s) still running",
+                        drain
+                            .get("runningTasks")
+                            .and_then(Value::as_i64)
+                            .unwrap_or(0)
+                    ),
+                ),
+                _ => ("Replace the root volume".to_string(), String::new()),
+            }
+        } else if is_step(function, "start-refresh") {
+            ("Start instance refresh".to_string(), String::new())
+        } else {
+            return;
+        };
+        let first = self.steps.insert((name.clone(), step.clone()));
+        if first || step.starts_with("Drain") {
+            self.say(
+                "step",
+                json!({"target": name, "step": step, "detail": detail.trim_start_matches([':', ' ', '→'])}),
+                format!("  {name}: {step}{detail}"),
+            );
+        }
+    }
+
+    async fn plan_line(&mut self, context: &Context, summary: &PlanSummary) {
+        let sizes: Vec<usize> = summary.waves.iter().map(|w| w.targets).collect();
+        let plan = plan_from(context, summary).await;
+        let waves: Option<Vec<Vec<String>>> = plan.as_ref().map(|p| {
+            p.waves
+                .iter()
+                .map(|w| w.iter().map(|t| t.name()).collect())
+                .collect()
+        });
+        let skipped: Vec<Value> = plan.as_ref().map_or_else(Vec::new, |p| {
+            p.skipped
+                .iter()
+                .map(|s| json!({"target": s.group, "reason": s.reason}))
+                .collect()
+        });
+        self.say(
+            "plan",
+            json!({"ami": summary.ami.id, "targets": summary.target_count, "waves": waves,
+                   "skipped": skipped, "plan": format!("s3://{}/{}", summary.bucket, summary.key)}),
+            format!(
+                "  plan: {} ({}) for {} target(s), waves of {sizes:?}; s3://{}/{}",
+                summary.ami.id, summary.ami.name, summary.target_count, summary.bucket, summary.key
+            ),
+        );
+        if !self.out.json() {
+            if let Some(waves) = waves.filter(|_| summary.target_count <= 20) {
+                self.say("", Value::Null, format!("  waves: {waves:?}"));
+            }
+            for s in skipped.iter().take(20) {
+                self.say(
+                    "",
+                    Value::Null,
+                    format!(
+                        "  skipped {}: {}",
+                        s["target"].as_str().unwrap_or(""),
+                        s["reason"].as_str().unwrap_or("")
+                    ),
+                );
+            }
+        }
+        self.plan = plan;
+    }
+
+    /// Progress of every group being refreshed, with the AMIs on its instances, when it changed.
+    async fn progress(&mut self, places: &mut Places, children: &Children) {
+        for arn in &children.order {
+            let child = &children.known[arn];
+            if child.rollback || child.status != "RUNNING" {
+                continue;
+            }
+            if child.target.kind != TargetKind::AutoScalingGroup {
+                continue;
+            }
+            let Some(refresh) = refresh_of(child) else {
+                continue;
+            };
+            let Ok(now) = places.now(&child.target, Some(&refresh)).await else {
+                continue;
+            };
+            let Some(info) = now.refresh else { continue };
+            self.bar(
+                &child.target.name(),
+                info.percentage,
+                info.status.as_str(),
+                &now.amis,
+            );
+        }
+    }
+
+    fn bar(&mut self, name: &str, percentage: i32, status: &str, amis: &[String]) {
+        let key = (status.to_string(), percentage, amis.to_vec());
+        if self.progress_seen.get(name) == Some(&key) {
+            return;
+        }
+        self.progress_seen.insert(name.to_string(), key);
+        let amis_text = if amis.is_empty() {
+            String::new()
+        } else {
+            format!(" AMIs {}", amis.join(", "))
+        };
+        if let Some((multi, bars)) = &mut self.bars {
+            let bar = bars.entry(name.to_string()).or_insert_with(|| {
+                let bar = multi.add(ProgressBar::new(100));
+                bar.set_style(
+                    ProgressStyle::with_template("  {prefix:<22} {bar:24} {pos:>3}% {msg}")
+                        .expect("a valid template")
+                        .progress_chars("█▉·"),
+                );
+                bar.set_prefix(name.to_string());
+                bar
+            });
+            bar.set_position(percentage.clamp(0, 100) as u64);
+            bar.set_message(format!("{status}{amis_text}"));
+            return;
+        }
+        let filled = (percentage.clamp(0, 100) as usize) * 20 / 100;
+        self.say(
+            "progress",
+            json!({"target": name, "percentage": percentage, "status": status, "amis": amis}),
+            format!(
+                "  {name:<20} {}{} {percentage:3}% {status:<18}{amis_text}",
+                "█".repeat(filled),
+                "·".repeat(20 - filled)
+            ),
+        );
+    }
+
+    async fn end(
+        &mut self,
+        context: &Context,
+        described: &aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput,
+        events: &[HistoryEvent],
+        children: &Children,
+    ) -> CliResult<u8> {
+        if let Some((multi, bars)) = self.bars.take() {
+            for bar in bars.values() {
+                bar.finish_and_clear();
+            }
+            multi.clear().ok();
+        }
+        if self.plan.is_none() {
+            self.plan = plan_of(context, events).await?.and_then(|(_, p)| p);
+        }
+        let lines = outcomes(context, self.plan.as_ref(), children).await;
+        let status = described.status().as_str().to_string();
+        let seconds = described
+            .stop_date()
+            .map(|s| s.secs() - described.start_date().secs());
+        if self.out.json() {
+            self.say(
+                "end",
+                json!({"executionArn": described.execution_arn(), "status": status,
+                       "error": described.error(), "cause": described.cause(),
+                       "seconds": seconds, "targets": lines}),
+                "",
+            );
+        } else {
+            println!("\n{}", render_outcomes(&lines));
+            println!(
+                "execution {status}{}",
+                seconds.map_or_else(String::new, |s| format!(" in {s} s"))
+            );
+            if let Some(error) = described.error() {
+                println!("  Error: {error}");
+                println!("  Cause: {}", described.cause().unwrap_or_default());
+            }
+        }
+        Ok(exit_of(&status))
+    }
+}
+
+/// The refresh a group's rollout child started, from its last step output that names one.
+fn refresh_of(child: &Child) -> Option<String> {
+    child.events.iter().rev().find_map(|e| {
+        succeeded_output(e)?
+            .get("refresh")?
+            .get("id")?
+            .as_str()
+            .map(str::to_string)
+    })
+}
+
+/// A target as the plan names it, from a JSON object with `group`, `account`, `region`.
+fn target_name(v: &Value) -> String {
+    let part = |k: &str| v.get(k).and_then(Value::as_str);
+    rollout_core::model::place_name(part("account"), part("region"), part("group").unwrap_or(""))
+}
