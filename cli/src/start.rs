@@ -147,6 +147,8 @@ pub struct StartArgs {
     /// Follow the execution until it ends, as `watch` does.
     #[arg(long)]
     pub watch: bool,
+    #[command(flatten)]
+    pub pace: crate::watch::Pace,
 }
 
 pub async fn run(context: &Context, out: &Output, args: StartArgs) -> CliResult<u8> {
@@ -174,7 +176,7 @@ pub async fn run(context: &Context, out: &Output, args: StartArgs) -> CliResult<
         println!("  follow it: ami-rollout watch {arn}");
     }
     if args.watch {
-        return crate::watch::follow(context, out, &arn, &crate::watch::Pace::default()).await;
+        return crate::watch::follow(context, out, &arn, &args.pace).await;
     }
     Ok(0)
 }

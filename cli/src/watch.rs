@@ -37,12 +37,6 @@ pub struct Pace {
     pub interval: f64,
 }
 
-impl Default for Pace {
-    fn default() -> Self {
-        Self { interval: 2.0 }
-    }
-}
-
 pub async fn run(context: &Context, out: &Output, args: WatchArgs) -> CliResult<u8> {
     let arn = context.execution_arn(&args.execution).await?;
     follow(context, out, &arn, &args.pace).await

@@ -1,0 +1,103 @@
+"""End to end: the operator CLI `ami-rollout` (the debug binary) against the local AWS, through
+the endpoint variables a user would set (never the control endpoint): `plan` shows the waves and
+targets the execution then runs, `start` refuses what the function would refuse before anything
+starts, `watch --output json` reports every target's end, `drift` names exactly the targets off
+the approved AMI and exits 2.
+
+Run: infra/local/.venv/bin/python -m unittest tests.e2e.test_cli   (make e2e runs it)
+"""
+
+import json
+import os
+import subprocess
+import sys
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra/local"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from localaws import deploy, launcher, rollout  # noqa: E402
+from tests.e2e.test_rollout import Harness  # noqa: E402
+
+CLI = deploy.target_dir() / "debug" / "ami-rollout"
+
+
+class OperatorCli(Harness):
+    def cli(self, *args, timeout=300):
+        """Runs the CLI as a user would, with only the standard AWS variables pointing here."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update({f"AWS_ENDPOINT_URL_{s}": self.moto for s in launcher.MOTO_SERVICES})
+        env.update({f"AWS_ENDPOINT_URL_{s}": self.sfn for s in launcher.MINISTACK_SERVICES})
+        env.update(AWS_REGION=launcher.REGION, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+        done = subprocess.run([str(CLI), *args], env=env, capture_output=True, text=True, timeout=timeout)
+        return done.returncode, done.stdout, done.stderr
+
+    def json_lines(self, text):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def executions(self):
+        return self.sfn_client.list_executions(stateMachineArn=self.machine)["executions"]
+
+    def test_plan_shows_the_waves_the_execution_then_runs_and_watch_reports_every_target(self):
+        before = len(self.executions())
+        code, out, err = self.cli("--output", "json", "plan", "--ami-id", self.golden)
+        self.assertEqual(code, 0, err)
+        planned = [[t["group"] for t in wave] for wave in json.loads(out)["plan"]["waves"]]
+        self.assertEqual(planned, [["web"], sorted(g for g in self.groups if g != "web")])
+        self.assertEqual(len(self.executions()), before, "plan started nothing")
+        self.assertEqual(self.amis("web"), [self.current] * len(self.amis("web")), "plan changed nothing")
+
+        code, out, err = self.cli("--output", "json", "start", "--ami-id", self.golden, "--watch",
+                                  "--interval", "0.3")
+        self.assertEqual(code, 0, err)
+        lines = self.json_lines(out)
+        plan_line = next(line for line in lines if line["type"] == "plan")
+        self.assertEqual(plan_line["waves"], planned)
+        ends = {line["target"]: line for line in lines if line["type"] == "targetEnd"}
+        self.assertEqual(sorted(ends), sorted(self.groups))
+        self.assertTrue(all(e["outcome"] == "rolled out" for e in ends.values()), ends)
+        end = lines[-1]
+        self.assertEqual((end["type"], end["status"]), ("end", "SUCCEEDED"))
+        self.assertEqual({t["target"]: t["amisNow"] for t in end["targets"]},
+                         {g: [self.golden] for g in self.groups})
+        for group in self.groups:
+            self.assert_rolled_out(group, self.golden)
+
+    def test_start_refuses_a_malformed_start_with_the_functions_message_and_starts_nothing(self):
+        settings = json.dumps({"web": {"minHealthyPercentage": 500}})
+        before = len(self.executions())
+        code, out, err = self.cli("start", "--ami-id", self.golden, "--settings", settings)
+        self.assertEqual(code, 2, out)
+        self.assertEqual(len(self.executions()), before, "nothing started")
+        self.assertIn("InvalidInput", err)
+        message = err.strip().split("InvalidInput: ", 1)[1]
+        # The same start given to the state machine directly fails its first step with that message.
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "settings": json.loads(settings)})
+        result = self.watch(execution)
+        self.assertEqual(result["status"], "FAILED")
+        self.assertIn(message, result["cause"])
+        self.assert_untouched()
+
+    def test_drift_names_exactly_the_targets_off_the_approved_ami_and_exits_2(self):
+        code, out, err = self.cli("start", "--ami-id", self.golden, "--target", "web", "--watch", "--interval", "0.3")
+        self.assertEqual(code, 0, out + err)
+        code, out, err = self.cli("--output", "json", "drift", "--ami-id", self.golden)
+        self.assertEqual(code, 2, err)
+        report = json.loads(out)
+        self.assertEqual(sorted(d["target"] for d in report["drifted"]), sorted(g for g in self.groups if g != "web"))
+        self.assertTrue(all(d["amis"] == [self.current] and d["ageDays"] is not None for d in report["drifted"]))
+        self.assertEqual(report["checked"], len(self.groups))
+
+        code, out, err = self.cli("drift", "--ami-id", self.current, "--format", "csv")
+        self.assertEqual(code, 2, err)
+        self.assertEqual([row.split(",")[0] for row in out.splitlines()[1:]], ["web"])
+
+        # The seed's parameter still holds the AMI the fleet ran before: web is the one off it.
+        code, out, err = self.cli("drift", "--parameter-name", "/ami/linux/prod")
+        self.assertEqual(code, 2, out + err)
+        self.assertIn(f"approved in {launcher.REGION}: {self.current}", out)
+        self.assertIn(f"1 of {len(self.groups)} target(s) not on the approved AMI", out)
+
+if __name__ == "__main__":
+    unittest.main()
