@@ -61,6 +61,7 @@ fn run_for(plan: &Plan, group: &str) -> TargetRun {
         refresh: None,
         health: None,
         drain: None,
+        undoing: None,
     }
 }
 

@@ -206,7 +206,7 @@ fn a_failed_target_stops_its_wave_and_aws_not_answering_stops_for_a_redrive() {
         rollback["Wait for the target"]["Next"],
         "Roll back the target"
     );
-    for step in ["Plan the rollback", "Sum up the rollback"] {
+    for step in ["Plan the rollback", "Plan the undo", "Sum up the rollback"] {
         assert_eq!(
             names_in(&states[step], "Catch"),
             rolled_back_names(),
@@ -226,8 +226,13 @@ fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() 
     let take = &states["Take hold of the targets"];
     assert_eq!(take["Parameters"]["action"], "take");
     // Straight to the waves, unless a region needs a copy of the AMI first.
-    let copies = &states[take["Next"].as_str().unwrap()];
+    let undo = &states[take["Next"].as_str().unwrap()];
+    assert_eq!(undo["Choices"][0]["Next"], "Plan the undo");
+    let copies = &states[undo["Default"].as_str().unwrap()];
     assert_eq!(copies["Default"], "Start with the first wave");
+    // An undo runs the rollback's own Map over the plan's targets, then ends as undone.
+    assert_eq!(states["Plan the undo"]["Parameters"]["action"], "planUndo");
+    assert_eq!(states["Plan the undo"]["Next"], "Roll back touched targets");
     // Copies, once made, are protected like the AMIs protected with the holds.
     let protect = &states[states["Is a copy still pending?"]["Default"]
         .as_str()
@@ -286,6 +291,7 @@ fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() 
             "Rollback could not run",
             "Rollback failed",
             "Rollout failed",
+            "Undone",
             "Delete the replaced roots"
         ])
     );
@@ -293,7 +299,7 @@ fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() 
     let delete = &states["Delete the replaced roots"];
     assert_eq!(delete["Next"], "Rollout succeeded");
     assert_eq!(delete["Catch"][0]["Next"], "Rollout succeeded");
-    for step in ["Plan the rollback", "Sum up the rollback"] {
+    for step in ["Plan the rollback", "Plan the undo", "Sum up the rollback"] {
         assert_eq!(states[step]["Catch"][0]["Next"], "Release held targets");
     }
 }

@@ -1,6 +1,6 @@
 //! `ami-rollout`: the operator's command line. It asks before acting (`plan`), starts and follows
-//! executions of the deployed state machine (`start`, `watch`, `list`, `status`, `redrive`), and
-//! tells what is not on the approved image (`drift`). The standard AWS credential chain and
+//! executions of the deployed state machine (`start`, `watch`, `list`, `status`, `redrive`,
+//! `undo`), and tells what is not on the approved image (`drift`). The standard AWS credential chain and
 //! endpoint variables apply, so the same binary works against AWS and the local AWS.
 
 mod context;
@@ -10,6 +10,7 @@ mod fleet_view;
 mod output;
 mod plan;
 mod start;
+mod undo;
 mod watch;
 
 use std::process::ExitCode;
@@ -43,6 +44,9 @@ enum Command {
     Status(executions::ExecutionArg),
     /// Redrive a failed, aborted or timed-out execution from the step that did not complete.
     Redrive(executions::ExecutionArg),
+    /// Roll a successful rollout back, as a new execution: every target it changed returns to its
+    /// rollback point. Shows what it would do and asks first.
+    Undo(undo::UndoArgs),
     /// Groups and standalone instances not on the approved AMI; exit status 2 when any is found.
     Drift(drift::DriftArgs),
     /// Shell completions, written to standard output.
@@ -78,6 +82,7 @@ async fn main() -> ExitCode {
         Command::List(args) => executions::list(&context, &out, args).await,
         Command::Status(args) => executions::status(&context, &out, args).await,
         Command::Redrive(args) => executions::redrive(&context, &out, args).await,
+        Command::Undo(args) => undo::run(&context, &out, args).await,
         Command::Drift(args) => drift::run(&context, &out, args).await,
         Command::Completions { .. } => unreachable!("handled above"),
     };

@@ -156,13 +156,26 @@ pub async fn run(context: &Context, out: &Output, args: StartArgs) -> CliResult<
     let (config, _) = context.as_functions().await?;
     // The checks the execution's first step makes: a start they refuse is never started.
     resolve_ami::accept(&config, &input)?;
+    start(context, out, &input, args.name, args.watch, &args.pace).await
+}
+
+/// Starts an execution of the stack's state machine with `input`, says where to follow it, and
+/// follows it with `watch`.
+pub async fn start(
+    context: &Context,
+    out: &Output,
+    input: &Value,
+    name: Option<String>,
+    watch: bool,
+    pace: &crate::watch::Pace,
+) -> CliResult<u8> {
     let machine = context.state_machine_arn().await?;
     let started = context
         .sfn
         .start_execution()
         .state_machine_arn(&machine)
         .input(input.to_string())
-        .set_name(args.name.clone())
+        .set_name(name)
         .send()
         .await
         .map_err(|e| aws_failed("StartExecution", e))?;
@@ -175,8 +188,8 @@ pub async fn run(context: &Context, out: &Output, args: StartArgs) -> CliResult<
         println!("  console: {console}");
         println!("  follow it: ami-rollout watch {arn}");
     }
-    if args.watch {
-        return crate::watch::follow(context, out, &arn, &args.pace).await;
+    if watch {
+        return crate::watch::follow(context, out, &arn, pace).await;
     }
     Ok(0)
 }

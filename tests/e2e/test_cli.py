@@ -1,8 +1,9 @@
 """End to end: the operator CLI `ami-rollout` (the debug binary) against the local AWS, through
 the endpoint variables a user would set (never the control endpoint): `plan` shows the waves and
 targets the execution then runs, `start` refuses what the function would refuse before anything
-starts, `watch --output json` reports every target's end, `drift` names exactly the targets off
-the approved AMI and exits 2.
+starts, `watch --output json` reports every target's end, `undo` brings a rolled-out fleet back
+to its rollback points and refuses by name a target changed since, `drift` names exactly the
+targets off the approved AMI and exits 2.
 
 Run: infra/local/.venv/bin/python -m unittest tests.e2e.test_cli   (make e2e runs it)
 """
@@ -12,6 +13,7 @@ import os
 import subprocess
 import sys
 import unittest
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra/local"))
@@ -23,15 +25,20 @@ from tests.e2e.test_rollout import Harness  # noqa: E402
 CLI = deploy.target_dir() / "debug" / "ami-rollout"
 
 
+def run_cli(moto, sfn, *args, timeout=300):
+    """Runs the CLI as a user would, with only the standard AWS variables pointing at the local
+    AWS. Returns the exit status, standard output and standard error."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AMI_ROLLOUT_"))}
+    env.update({f"AWS_ENDPOINT_URL_{s}": moto for s in launcher.MOTO_SERVICES})
+    env.update({f"AWS_ENDPOINT_URL_{s}": sfn for s in launcher.MINISTACK_SERVICES})
+    env.update(AWS_REGION=launcher.REGION, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    done = subprocess.run([str(CLI), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr
+
+
 class OperatorCli(Harness):
     def cli(self, *args, timeout=300):
-        """Runs the CLI as a user would, with only the standard AWS variables pointing here."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update({f"AWS_ENDPOINT_URL_{s}": self.moto for s in launcher.MOTO_SERVICES})
-        env.update({f"AWS_ENDPOINT_URL_{s}": self.sfn for s in launcher.MINISTACK_SERVICES})
-        env.update(AWS_REGION=launcher.REGION, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-        done = subprocess.run([str(CLI), *args], env=env, capture_output=True, text=True, timeout=timeout)
-        return done.returncode, done.stdout, done.stderr
+        return run_cli(self.moto, self.sfn, *args, timeout=timeout)
 
     def json_lines(self, text):
         return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -98,6 +105,55 @@ class OperatorCli(Harness):
         self.assertEqual(code, 2, out + err)
         self.assertIn(f"approved in {launcher.REGION}: {self.current}", out)
         self.assertIn(f"1 of {len(self.groups)} target(s) not on the approved AMI", out)
+
+    def test_undo_brings_the_fleet_back_and_refuses_by_name_a_target_changed_since(self):
+        first = f"to-undo-{uuid.uuid4().hex[:8]}"
+        code, out, err = self.cli("start", "--ami-id", self.golden, "--name", first, "--watch", "--interval", "0.3")
+        self.assertEqual(code, 0, out + err)
+        for group in self.groups:
+            self.assert_rolled_out(group, self.golden)
+        # Rolled out again since, by another execution: that group is no longer the first one's.
+        changed = next(g for g in self.groups if g != "web")
+        code, out, err = self.cli("start", "--ami-id", self.current, "--target", changed, "--watch", "--interval", "0.3")
+        self.assertEqual(code, 0, out + err)
+        after_second = (self.reference(changed), self.versions(changed), self.amis(changed))
+
+        before = len(self.executions())
+        code, out, err = self.cli("undo", first, "--yes")
+        self.assertEqual(code, 2, out + err)
+        self.assertIn(f"{changed}: preflight refused the rollout", err)
+        self.assertIn(f"not the one {first} made", err)
+        self.assertEqual(len(self.executions()), before, "a refused undo starts nothing")
+
+        code, out, err = self.cli("--output", "json", "undo", first, "--skip-changed", "--dry-run")
+        self.assertEqual(code, 0, err)
+        shown = json.loads(out)
+        self.assertEqual(sorted(t["group"] for wave in shown["plan"]["waves"] for t in wave),
+                         sorted(g for g in self.groups if g != changed))
+        self.assertEqual([r["group"] for r in shown["refused"]], [changed])
+        self.assertEqual(len(self.executions()), before, "a dry run starts nothing")
+
+        code, out, err = self.cli("--output", "json", "undo", first, "--skip-changed", "--yes", "--watch",
+                                  "--interval", "0.3")
+        self.assertEqual(code, 0, out + err)
+        lines = self.json_lines(out)
+        self.assertEqual((lines[-1]["type"], lines[-1]["status"]), ("end", "SUCCEEDED"))
+        undo = next(line["executionArn"] for line in lines if line["type"] == "started")
+        for group in self.groups:
+            if group == changed:
+                continue
+            self.assertEqual(self.amis(group), [self.current] * len(self.amis(group)), group)
+            # The group and its template name what they named before the first rollout.
+            self.assertEqual(self.reference(group), self.past[group]["reference"], group)
+            self.assertEqual(self.default_version(group), self.past[group]["default"], group)
+        self.assertEqual((self.reference(changed), self.versions(changed), self.amis(changed)), after_second,
+                         "the target changed since is left as it is")
+
+        # An undo is not undone: the AMI is rolled out again instead.
+        code, out, err = self.cli("undo", undo.rsplit(":", 1)[-1], "--yes")
+        self.assertEqual(code, 2, out + err)
+        self.assertIn("it is itself an undo", err)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -266,6 +266,23 @@ class PermissionCoverage(unittest.TestCase):
         self.assertIn("sts:ExternalId", trust["Condition"]["StringEquals"])
         self.assertIn("aws:PrincipalArn", trust["Condition"]["ArnLike"])
 
+    def test_the_operator_role_reads_what_the_cli_reads_there_and_changes_nothing(self):
+        template, matches = decode(str(WORKLOAD_TEMPLATE))
+        assert not matches, matches
+        role = template["Resources"]["OperatorRole"]
+        self.assertEqual(role["Condition"], "WithOperatorRole")
+        granted = set(allowed(role))
+        writes = sorted(a for a in granted if not re.match(r"[a-z0-9]+:(Describe|List|Get)", a))
+        self.assertEqual(writes, [], "the operator role only reads")
+        # plan, drift and undo's check run resolve-ami's own code in workload accounts.
+        reads = {op for op in operations("resolve-ami") if op.split(":")[0] in FLEET_SERVICES}
+        self.assertIn("autoscaling:DescribeAutoScalingGroups", reads, "the scan is broken")
+        missing = sorted(op for op in reads if not any(fnmatch.fnmatchcase(op, g) for g in granted))
+        self.assertEqual(missing, [], "read by the CLI in a workload account but not granted to operators")
+        [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        self.assertEqual(trust["Action"], "sts:AssumeRole")
+        self.assertIn("OperatorPrincipalArn", json.dumps(trust["Principal"]))
+
     def test_no_role_grants_everything(self):
         for role in (*CRATES.values(), "StateMachineRole", "EventsRole"):
             for action in allowed(self.resources[role]):

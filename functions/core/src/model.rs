@@ -280,6 +280,20 @@ pub struct Plan {
     #[serde(default = "one")]
     pub instance_concurrency: u32,
     pub rollback_scope: RollbackScope,
+    /// The rollout this execution undoes: its targets go back to their rollback points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<UndoOf>,
+}
+
+/// The successful rollout an undo execution brings back, and when it started: what it made on a
+/// target (launch template versions, root replacements, ECS identities) is found by its name and
+/// start, as its own rollback would have found them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct UndoOf {
+    pub execution: String,
+    #[serde(with = "execution_start")]
+    pub start_time: Epoch,
 }
 
 fn one() -> u32 {
@@ -393,6 +407,9 @@ pub struct PlanSummary {
     pub skipped_count: usize,
     /// How many groups were left out, by reason.
     pub skipped_by_reason: std::collections::BTreeMap<String, usize>,
+    /// Present on an undo execution (the state machine's choice reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<UndoOf>,
 }
 
 impl PlanSummary {
@@ -482,6 +499,10 @@ pub struct TargetRun {
     /// A standalone ECS container instance being drained before its root is replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<Drain>,
+    /// A rollback run of an undo execution: what it brings back was made by this rollout, not by
+    /// `execution` (whose own are the refreshes and replacements back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undoing: Option<UndoOf>,
 }
 
 /// The drain of a standalone ECS container instance: set DRAINING, so ECS moves its service tasks
@@ -499,6 +520,15 @@ pub struct Drain {
 impl TargetRun {
     pub fn group(&self) -> &str {
         &self.target.group
+    }
+
+    /// The execution that made what a rollback brings back, and its start: the undone rollout's
+    /// on an undo, this execution's otherwise.
+    pub fn changed_by(&self) -> (&str, Epoch) {
+        match &self.undoing {
+            Some(undone) => (&undone.execution, undone.start_time),
+            None => (&self.execution, self.execution_start_time),
+        }
     }
 
     pub fn require_new_version(&self) -> StepResult<i64> {

@@ -55,14 +55,25 @@ impl PlanStore {
     }
 
     pub async fn get_json<T: DeserializeOwned>(&self, bucket: &str, key: &str) -> StepResult<T> {
-        let out = self
-            .s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| StepError::from_sdk("GetObject", e))?;
+        self.find_json(bucket, key)
+            .await?
+            .ok_or_else(|| StepError::invalid(format!("s3://{bucket}/{key} does not exist")))
+    }
+
+    /// `get_json`, with `None` when there is no such object (S3 says so only to a caller allowed
+    /// to list the bucket; to others it is AccessDenied).
+    pub async fn find_json<T: DeserializeOwned>(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> StepResult<Option<T>> {
+        let out = match self.s3.get_object().bucket(bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(err) => return Err(StepError::from_sdk("GetObject", err)),
+        };
         let bytes = out
             .body
             .collect()
@@ -71,9 +82,17 @@ impl PlanStore {
                 operation: "GetObject".into(),
                 message: format!("s3://{bucket}/{key}: reading the body failed: {e}"),
             })?;
-        serde_json::from_slice(&bytes.into_bytes()).map_err(|e| {
-            StepError::invalid(format!("s3://{bucket}/{key} is not what was written: {e}"))
-        })
+        serde_json::from_slice(&bytes.into_bytes())
+            .map(Some)
+            .map_err(|e| {
+                StepError::invalid(format!("s3://{bucket}/{key} is not what was written: {e}"))
+            })
+    }
+
+    /// The whole plan `execution` wrote, while the bucket keeps it.
+    pub async fn plan_of(&self, execution: &str) -> StepResult<Option<Plan>> {
+        let key = format!("{}plan.json", plan_prefix(execution));
+        self.find_json(&self.bucket, &key).await
     }
 
     /// Writes the plan (whole, then each wave's lanes) and returns what the state carries.
@@ -130,6 +149,7 @@ impl PlanStore {
             target_count: plan.target_count,
             skipped_count: plan.skipped_count,
             skipped_by_reason,
+            undo: plan.undo.clone(),
         })
     }
 
@@ -338,6 +358,7 @@ mod tests {
             max_concurrency: 5,
             instance_concurrency: 1,
             rollback_scope: Default::default(),
+            undo: None,
         }
     }
 

@@ -520,7 +520,13 @@ pub async fn take(
     let mut taken = Vec::new();
     // In key order, so two executions taking the same targets meet on the same first one.
     for (key, target) in &keyed {
-        match hold_one(clients, key, execution, &target.ami.id, now).await? {
+        // The AMI the execution brings the target to: an undo's is its rollback point's, so two
+        // undos of one rollout are duplicates, and a rollout of another AMI holds the undo off.
+        let ami = match plan.undo {
+            Some(_) => target.rollback_point.image_id(),
+            None => target.ami.id.as_str(),
+        };
+        match hold_one(clients, key, execution, ami, now).await? {
             Hold::Taken => taken.push(*target),
             Hold::HeldForSameAmi(holder) => {
                 release(clients, execution).await?;

@@ -41,6 +41,7 @@ fn plan(waves: &[usize]) -> PlanSummary {
         target_count: waves.iter().sum(),
         skipped_count: 1,
         skipped_by_reason: [("excluded (EXCLUDED_ASGS)".to_string(), 1)].into(),
+        undo: None,
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod drift;
 mod instances;
+pub mod undo;
 
 use instances::PlacedInstance;
 
@@ -33,6 +34,9 @@ use serde_json::Value;
 #[serde(deny_unknown_fields)]
 pub struct ResolveRequest {
     pub execution: String,
+    /// The execution's ARN: an undo finds the rollout it undoes beside it.
+    #[serde(rename = "executionArn", default)]
+    pub execution_arn: Option<String>,
     pub trigger: Value,
 }
 
@@ -51,8 +55,27 @@ pub async fn resolve_and_store(
         return Err(StepError::invalid("execution is empty"));
     }
     let store = clients.store()?;
-    let config = Config::from_env()?;
-    let plan = resolve(clients, &config, &request.execution, &request.trigger, now).await?;
+    let plan = match undo::UndoRequest::of(&request.trigger) {
+        Some(asked) => {
+            let asked = asked?;
+            let own = request.execution_arn.as_deref().ok_or_else(|| {
+                StepError::invalid("an undo needs executionArn (the state machine passes it)")
+            })?;
+            let undone = undo::sibling_execution_arn(own, &asked.undo)?;
+            undo::check(
+                clients,
+                &undone,
+                Some(&request.execution),
+                &request.execution,
+            )
+            .await?
+            .into_plan(asked.skip_changed)?
+        }
+        None => {
+            let config = Config::from_env()?;
+            resolve(clients, &config, &request.execution, &request.trigger, now).await?
+        }
+    };
     let summary = store.write_plan(&request.execution, &plan).await?;
     tracing::info!(ami = %plan.ami.id, targets = plan.target_count, waves = plan.waves.len(), skipped = plan.skipped_count, plan = %summary.key, "planned rollout");
     Ok(summary)
@@ -827,6 +850,7 @@ pub fn plan_with_instances(
         max_concurrency: rollout_core::config::DEFAULT_MAX_CONCURRENCY,
         instance_concurrency: 1,
         rollback_scope: Default::default(),
+        undo: None,
     };
     Ok(plan)
 }

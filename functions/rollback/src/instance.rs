@@ -196,7 +196,26 @@ async fn state(clients: &Clients, run: &TargetRun, point: &RootPoint) -> StepRes
         instance::describe(clients, id),
         instance::volume_state(clients, &point.root_volume_id)
     )?;
+    let (changed_by, changed_since) = run.changed_by();
     let rollback = instance::newest_of(&tasks, &run.execution, Purpose::Rollback).cloned();
+    let rollout = match (
+        instance::newest_of(&tasks, changed_by, Purpose::Rollout),
+        &run.undoing,
+    ) {
+        (Some(task), _) => Some(task.clone()),
+        // AWS does not say how long it lists finished replacement tasks: the undo's plan checked
+        // that the instance still runs the rolled-out AMI, which only the rollout's replacement
+        // gave it.
+        (None, Some(undone)) => Some(Task {
+            id: format!("the rollout of {}", undone.execution),
+            state: TaskState::Succeeded,
+            started_at: Some(undone.start_time),
+            ended_at: Some(undone.start_time),
+            execution: Some(undone.execution.clone()),
+            purpose: Some(Purpose::Rollout.as_str().to_string()),
+        }),
+        (None, None) => None,
+    };
     let status_checks = match (&rollback, &current) {
         (Some(_), Some(_)) => instance::status_checks(clients, id).await?,
         _ => StatusChecks::default(),
@@ -207,8 +226,7 @@ async fn state(clients: &Clients, run: &TargetRun, point: &RootPoint) -> StepRes
             let mut identity = ecs::identity(&views, id, &point.image_id);
             // Only what this execution's replacements left: the fleet's past is not ours to clean.
             identity.stale.retain(|v| {
-                v.registered_at
-                    .is_some_and(|t| t > run.execution_start_time)
+                v.registered_at.is_some_and(|t| t > changed_since)
                     && Some(&v.arn) != point.container_instance_arn.as_ref()
             });
             Some(identity)
@@ -216,7 +234,7 @@ async fn state(clients: &Clients, run: &TargetRun, point: &RootPoint) -> StepRes
         _ => None,
     };
     Ok(InstanceState {
-        rollout: instance::newest_of(&tasks, &run.execution, Purpose::Rollout).cloned(),
+        rollout,
         rollback,
         current_root: current.and_then(|c| c.root_volume_id),
         kept_root_available: kept.as_deref() == Some("available"),

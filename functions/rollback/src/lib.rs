@@ -5,6 +5,8 @@
 //! - `converge`: one target, from its child: each call looks at where the target is and takes the
 //!   next step, so the child calls it again (after a wait) until it is `complete`. Safe under
 //!   Retry and redrive;
+//! - `planUndo`: the same for an undo execution: every target of the plan (resolve-ami checked
+//!   each can go back), whose rollout changes are the undone execution's;
 //! - `summarize`: every child's outcome, read from the Map Run's results, in one Cause;
 //! - `deleteKeptRoots`: once the rollout succeeded, the roots standalone instances had before it.
 //!
@@ -20,7 +22,7 @@ use rollout_core::fleet::{
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
     Failure, PlanSummary, RollbackReport, RollbackScope, RollbackStep, Target, TargetKind,
-    TargetRollback, TargetRun, VersionReference, WaveStop,
+    TargetRollback, TargetRun, UndoOf, VersionReference, WaveStop,
 };
 use rollout_core::refresh::{self, Purpose, RefreshInfo, RefreshStatus, recent_refreshes};
 use rollout_core::store::{ChildResult, ResultWriterDetails, plan_prefix, results_prefix};
@@ -42,11 +44,16 @@ pub enum RollbackRequest {
         plan: Box<PlanSummary>,
         stop: WaveStop,
     },
+    PlanUndo {
+        execution: String,
+        plan: Box<PlanSummary>,
+    },
     Converge {
         run: Box<TargetRun>,
     },
     Summarize {
-        stop: WaveStop,
+        /// Why the targets were rolled back: the plan's `reason`.
+        reason: String,
         results: ResultWriterDetails,
     },
     DeleteKeptRoots {
@@ -63,6 +70,11 @@ pub struct RollbackPlan {
     pub key: String,
     pub results_prefix: String,
     pub targets: usize,
+    /// Why the targets are brought back, the summary's first sentence.
+    pub reason: String,
+    /// The rollout an undo brings back, passed to every target's rollback (always written: a
+    /// JSONPath to an absent field fails).
+    pub undoing: Option<UndoOf>,
 }
 
 pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
@@ -73,14 +85,17 @@ pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
             plan,
             stop,
         } => serde_json::to_value(plan_rollback(clients, &execution, &plan, &stop).await?),
+        RollbackRequest::PlanUndo { execution, plan } => {
+            serde_json::to_value(plan_undo(clients, &execution, &plan).await?)
+        }
         RollbackRequest::Converge { run } => {
             let step = converge(clients, &run).await?;
             tracing::info!(group = run.group(), complete = step.complete, target = ?step.target, "rollback");
             serde_json::to_value(step)
         }
-        RollbackRequest::Summarize { stop, results } => {
+        RollbackRequest::Summarize { reason, results } => {
             let outcomes = clients.store()?.lane_results(&results).await?;
-            serde_json::to_value(summarize(&stop.failure, &outcomes))
+            serde_json::to_value(summarize(&reason, &outcomes))
         }
         RollbackRequest::DeleteKeptRoots { execution, plan } => {
             serde_json::to_value(instance::delete_kept_roots(clients, &execution, &plan).await?)
@@ -216,12 +231,54 @@ pub async fn plan_rollback(
     plan: &PlanSummary,
     stop: &WaveStop,
 ) -> StepResult<RollbackPlan> {
+    let waves = waves_in_scope(plan.rollback_scope, stop.wave, plan.waves.len());
+    write_rollback(
+        clients,
+        execution,
+        plan,
+        waves,
+        stop.failure.describe(),
+        None,
+    )
+    .await
+}
+
+/// Writes every target of an undo's plan for the rollback's Distributed Map.
+pub async fn plan_undo(
+    clients: &Clients,
+    execution: &str,
+    plan: &PlanSummary,
+) -> StepResult<RollbackPlan> {
+    let undoing = plan
+        .undo
+        .clone()
+        .ok_or_else(|| StepError::invalid("planUndo: the plan is not an undo's"))?;
+    let reason = format!("Undo of {}", undoing.execution);
+    write_rollback(
+        clients,
+        execution,
+        plan,
+        0..plan.waves.len(),
+        reason,
+        Some(undoing),
+    )
+    .await
+}
+
+async fn write_rollback(
+    clients: &Clients,
+    execution: &str,
+    plan: &PlanSummary,
+    waves: std::ops::Range<usize>,
+    reason: String,
+    undoing: Option<UndoOf>,
+) -> StepResult<RollbackPlan> {
     if execution.trim().is_empty() {
         return Err(StepError::invalid("execution is empty"));
     }
     let store = clients.store()?;
     let mut targets: Vec<Target> = Vec::new();
-    for index in waves_in_scope(plan.rollback_scope, stop.wave, plan.waves.len()) {
+    for index in waves {
         targets.append(&mut store.wave_targets(plan, &plan.waves[index]).await?);
     }
     let key = format!("{}rollback.json", plan_prefix(execution));
@@ -234,6 +291,8 @@ pub async fn plan_rollback(
         key,
         results_prefix,
         targets: targets.len(),
+        reason,
+        undoing,
     })
 }
 
@@ -248,7 +307,7 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<Rollback
         return Ok(step(instance::converge(clients, run).await?));
     }
     let point = target.template_point()?;
-    let ours = our_versions(clients, &run.execution, target).await?;
+    let ours = our_versions(clients, run.changed_by().0, target).await?;
     // update-template pins a $Latest/$Default group before it creates the version: a failure in
     // between leaves a group changed with no version of ours on it.
     let touched = !ours.is_empty()
@@ -334,8 +393,9 @@ fn outcome(result: &ChildResult) -> TargetRollback {
     }
 }
 
-/// The rollback in one paragraph: why the rollout failed, what was rolled back, what was not.
-pub fn summarize(failure: &Failure, results: &[ChildResult]) -> RollbackReport {
+/// The rollback in one paragraph: why it ran (`reason`: why the rollout failed, or the undo),
+/// what was rolled back, what was not.
+pub fn summarize(reason: &str, results: &[ChildResult]) -> RollbackReport {
     let outcomes: Vec<TargetRollback> = results.iter().map(outcome).collect();
     let rolled_back: Vec<&TargetRollback> = outcomes
         .iter()
@@ -362,11 +422,7 @@ pub fn summarize(failure: &Failure, results: &[ChildResult]) -> RollbackReport {
         rolled_back: rolled_back.len(),
         untouched,
         not_rolled_back: not_rolled_back.len(),
-        cause: format!(
-            "{}. {}.",
-            failure.describe().trim_end_matches('.'),
-            parts.join("; ")
-        ),
+        cause: format!("{}. {}.", reason.trim_end_matches('.'), parts.join("; ")),
     }
 }
 

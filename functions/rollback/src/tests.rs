@@ -299,7 +299,7 @@ fn rolled(group: &str, action: &str, untouched: bool, failed: bool) -> TargetRol
 fn the_cause_names_the_failure_and_what_was_rolled_back() {
     let failure = Failure { error: "TargetUnhealthy".into(), cause: r#"{"errorType":"TargetUnhealthy","errorMessage":"web: unhealthy on ami-00000002: alarm web-5xx is in ALARM"}"#.into() };
     let r = summarize(
-        &failure,
+        &failure.describe(),
         &[
             child(
                 "SUCCEEDED",
@@ -330,7 +330,7 @@ fn the_cause_names_the_failure_and_what_was_rolled_back() {
         "TargetUnhealthy: web: unhealthy on ami-00000002: alarm web-5xx is in ALARM. rolled back: web (back on version 3 (ami-00000001))."
     );
 
-    let nothing = summarize(&failure, &[]);
+    let nothing = summarize(&failure.describe(), &[]);
     assert!(
         !nothing.failed
             && nothing
@@ -351,7 +351,7 @@ fn a_target_not_brought_back_fails_the_rollback_and_is_named_beside_the_others()
     let caught =
         r#"{"errorType":"TargetNotFound","errorMessage":"no rollout target: c was deleted"}"#;
     let r = summarize(
-        &failure,
+        &failure.describe(),
         &[
             child(
                 "SUCCEEDED",
@@ -386,7 +386,7 @@ fn a_wide_rollback_names_ten_targets_and_counts_the_rest() {
             child("SUCCEEDED", &g, Some(rolled(&g, "back", false, false)))
         })
         .collect();
-    let r = summarize(&Failure::default(), &results);
+    let r = summarize(&Failure::default().describe(), &results);
     assert_eq!(r.rolled_back, 25);
     assert!(r.cause.contains("g09 (back) and 15 more"), "{}", r.cause);
     assert!(!r.cause.contains("g10"), "{}", r.cause);
@@ -399,6 +399,8 @@ async fn malformed_request_is_invalid_input_without_aws_calls() {
         serde_json::json!({"execution": "x"}),
         serde_json::json!({"action": "converge"}),
         serde_json::json!({"action": "summarize", "stop": {}}),
+        serde_json::json!({"action": "summarize", "reason": "x"}),
+        serde_json::json!({"action": "planUndo", "execution": "x"}),
     ] {
         let err = handle(&clients, payload.clone()).await.unwrap_err();
         assert_eq!(err.name(), "InvalidInput", "{payload}: {err}");

@@ -471,6 +471,15 @@ WORKLOAD_ROLE_POLICY = {"Version": "2012-10-17", "Statement": [
 ]}
 
 
+# The operator role of workload-account-role.yaml: its reads only, for the CLI.
+OPERATOR_ROLE = "ami-rollout-operator"
+OPERATOR_ROLE_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Resource": "*", "Action": [
+        a for a in WORKLOAD_ROLE_POLICY["Statement"][0]["Action"]
+        if a.split(":")[1].startswith(("Describe", "List", "Get"))]},
+]}
+
+
 def seed_reach(endpoint: str, central: str = "123456789012", workloads=("111111111111", "222222222222"),
                regions=("us-east-1", "eu-west-1"), role_name: str = "ami-rollout-workload",
                external_id: str = "local-external-id", without_role=("333333333333",), golden_missing_in=(),
@@ -481,8 +490,8 @@ def seed_reach(endpoint: str, central: str = "123456789012", workloads=("1111111
     Every workload account (`workloads` and `without_role`) has in every region a network and the
     tagged groups `web` and `api` (`instances` each, template version 1) on that region's `current`;
     with `past`, each group has a past there (`reach_history`). The accounts of `workloads` have
-    the role `role_name`, trusting the central account with `external_id`; the ones in
-    `without_role` do not. Returns the manifest (JSON-able)."""
+    the role `role_name`, trusting the central account with `external_id`, and the read-only
+    operator role `OPERATOR_ROLE` the CLI assumes; the ones in `without_role` have neither. Returns the manifest (JSON-able)."""
     workloads, without_role, regions = list(workloads), list(without_role), list(regions)
     targets = workloads + [a for a in without_role if a not in workloads]
     manifest = {"central": central, "regions": regions, "roleName": role_name, "externalId": external_id,
@@ -514,6 +523,14 @@ def seed_reach(endpoint: str, central: str = "123456789012", workloads=("1111111
                         Description="ami-rollout workload-account role (local seed)")
         iam.put_role_policy(RoleName=role_name, PolicyName="ami-rollout",
                             PolicyDocument=json.dumps(WORKLOAD_ROLE_POLICY))
+        # Trusting the central account itself, as OperatorPrincipalArn may (no ExternalId).
+        iam.create_role(RoleName=OPERATOR_ROLE, MaxSessionDuration=3600,
+                        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+                            "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{central}:root"},
+                            "Action": "sts:AssumeRole"}]}),
+                        Description="ami-rollout operator role, read only (local seed)")
+        iam.put_role_policy(RoleName=OPERATOR_ROLE, PolicyName="ami-rollout-read",
+                            PolicyDocument=json.dumps(OPERATOR_ROLE_POLICY))
     return manifest
 
 

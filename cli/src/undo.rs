@@ -1,0 +1,145 @@
+//! `undo`: a successful rollout rolled back as a new execution of the state machine, so it is
+//! watched, retried and redriven like any other. What it would do comes first, from resolve-ami's
+//! own undo check (read only, the same the execution makes again): every target with the
+//! rollback point it returns to, how it gets there, and what is refused and why. Then it asks.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use clap::Args;
+use resolve_ami::undo::UndoCheck;
+use serde_json::json;
+
+use crate::context::{CliResult, Context, Failure};
+use crate::output::{Output, table};
+use crate::plan::{kind, rollback_point};
+
+/// The session name the operator role is assumed with in workload accounts.
+const SESSION: &str = "ami-rollout-cli-undo";
+
+#[derive(Args, Debug)]
+pub struct UndoArgs {
+    /// The rollout to undo: its execution name or ARN.
+    pub execution: String,
+    /// Leave out the targets changed since the rollout (reported) instead of refusing the undo.
+    #[arg(long)]
+    pub skip_changed: bool,
+    /// Only show what the undo would do.
+    #[arg(long, conflicts_with = "yes")]
+    pub dry_run: bool,
+    /// Start the undo without asking.
+    #[arg(long, short)]
+    pub yes: bool,
+    /// The undo execution's name (Step Functions makes one up otherwise).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Follow the undo until it ends, as `watch` does.
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub pace: crate::watch::Pace,
+}
+
+pub async fn run(context: &Context, out: &Output, args: UndoArgs) -> CliResult<u8> {
+    let arn = context.execution_arn(&args.execution).await?;
+    let (_, clients) = context.as_functions().await?;
+    let check = resolve_ami::undo::check(&clients, &arn, None, SESSION).await?;
+    if out.json() {
+        out.value(&json!({
+            "type": "undoPlan",
+            "plan": check.plan,
+            "refused": check.refused,
+            "notes": check.notes,
+        }));
+    } else {
+        print!("{}", render(&check));
+    }
+    let undone = check
+        .plan
+        .undo
+        .clone()
+        .map(|u| u.execution)
+        .unwrap_or_default();
+    // The refusal the execution would end with, before anything is started.
+    check.into_plan(args.skip_changed)?;
+    if args.dry_run {
+        return Ok(0);
+    }
+    if !args.yes {
+        confirm(&undone)?;
+    }
+    let input = json!({"undo": undone, "skipChanged": args.skip_changed});
+    crate::start::start(context, out, &input, args.name, args.watch, &args.pace).await
+}
+
+/// Asks on the terminal; without one, `--yes` is the only way to say yes.
+fn confirm(undone: &str) -> CliResult<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::refused(
+            "not started: give --yes to undo without a terminal to confirm on",
+        ));
+    }
+    print!("Undo {undone}? Type yes to start: ");
+    std::io::stdout().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).ok();
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Failure::refused("not started: the undo was not confirmed"))
+    }
+}
+
+pub fn render(check: &UndoCheck) -> String {
+    let plan = &check.plan;
+    let mut text = format!(
+        "Undo of {} — nothing was changed\n{} target(s) go back from {} to their rollback points; the undo holds them as a rollout would\n",
+        plan.undo.as_ref().map_or("", |u| u.execution.as_str()),
+        plan.target_count,
+        plan.ami.id,
+    );
+    let rows: Vec<[String; 4]> = plan
+        .waves
+        .iter()
+        .flatten()
+        .map(|t| {
+            let name = t.name();
+            let how = check.notes.iter().find(|n| n.group == name).map_or_else(
+                || "as its own rollback would".to_string(),
+                |n| n.reason.clone(),
+            );
+            [
+                match &t.instance_name {
+                    Some(n) => format!("{name} ({n})"),
+                    None => name,
+                },
+                kind(t).to_string(),
+                format!(
+                    "{} → {} ({})",
+                    t.ami.id,
+                    t.rollback_point.image_id(),
+                    rollback_point(t)
+                ),
+                how,
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        text.push_str(&format!(
+            "{}\n",
+            table(&["target", "kind", "back to", "how"], rows)
+        ));
+    }
+    if !check.refused.is_empty() {
+        text.push_str(&format!(
+            "\nRefused ({}): changed since the rollout, or their rollback point can no longer launch\n",
+            check.refused.len()
+        ));
+        let rows: Vec<[String; 2]> = check
+            .refused
+            .iter()
+            .map(|s| [s.group.clone(), s.reason.clone()])
+            .collect();
+        text.push_str(&format!("{}\n", table(&["target", "reason"], rows)));
+    }
+    text
+}

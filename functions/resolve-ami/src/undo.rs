@@ -1,0 +1,476 @@
+//! Undo: a new execution of the state machine that brings a finished, successful rollout's targets
+//! back to their rollback points. It is planned here like any rollout, read only, from the
+//! rollout's own plan object, after each target is checked again where it lives: one changed
+//! since (another rollout, a refresh, a hand edit) or whose rollback-point AMI can no longer launch
+//! is refused by name. The rollback's own code then brings the targets back.
+
+use std::collections::HashMap;
+
+use rollout_core::ami;
+use rollout_core::fleet::{self, group_template};
+use rollout_core::instance;
+use rollout_core::launch_template::Marker;
+use rollout_core::model::{Plan, Skipped, Target, TargetKind, UndoOf};
+use rollout_core::refresh::recent_refreshes;
+use rollout_core::{Clients, StepError, StepResult};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// An undo's input: `{"undo": "<execution name>"}`; with `skipChanged`, targets changed since are
+/// left out (and reported) instead of refusing the whole undo.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UndoRequest {
+    pub undo: String,
+    #[serde(default)]
+    pub skip_changed: bool,
+}
+
+impl UndoRequest {
+    /// The undo an execution's input asks for; `None` when it is a rollout's trigger.
+    pub fn of(input: &Value) -> Option<StepResult<Self>> {
+        input.get("undo")?;
+        Some(
+            serde_json::from_value(input.clone())
+                .map_err(|e| StepError::invalid(format!("undo: {e}"))),
+        )
+    }
+}
+
+/// What an undo would do, before any refusal: the plan of the targets that can go back, the ones
+/// that cannot (and why), and what is worth saying of the others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UndoCheck {
+    pub plan: Plan,
+    /// Targets changed since the rollout, or whose rollback point can no longer launch.
+    pub refused: Vec<Skipped>,
+    /// Targets that go back differently than the rollout's rollback would have.
+    pub notes: Vec<Skipped>,
+}
+
+impl UndoCheck {
+    /// The plan the undo execution runs: refused when a target cannot go back (unless
+    /// `skip_changed`, which reports them as skipped) or when nothing is left to bring back.
+    pub fn into_plan(self, skip_changed: bool) -> StepResult<Plan> {
+        let undone = self
+            .plan
+            .undo
+            .as_ref()
+            .map(|u| u.execution.clone())
+            .unwrap_or_default();
+        if !self.refused.is_empty() && !skip_changed {
+            return Err(refusal(&undone, &self.refused));
+        }
+        let mut plan = self.plan;
+        if plan.target_count == 0 {
+            return Err(StepError::PreflightFailed {
+                group: format!("execution {undone}"),
+                reason: format!(
+                    "no target it changed can be brought back ({})",
+                    listed(&self.refused)
+                ),
+            });
+        }
+        plan.skipped_count = self.refused.len();
+        plan.skipped = self.refused;
+        Ok(plan)
+    }
+}
+
+fn listed(targets: &[Skipped]) -> String {
+    targets
+        .iter()
+        .map(|t| format!("{}: {}", t.group, t.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn refusal(undone: &str, refused: &[Skipped]) -> StepError {
+    StepError::PreflightFailed {
+        group: refused
+            .iter()
+            .map(|t| t.group.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        reason: format!(
+            "cannot be brought back by an undo of {undone} ({}); nothing was changed. Undo with skipChanged to leave them out",
+            listed(refused)
+        ),
+    }
+}
+
+/// The execution ARN of `name`, a sibling of `own` (an execution ARN of the same state machine).
+pub fn sibling_execution_arn(own: &str, name: &str) -> StepResult<String> {
+    let (machine, _) = own
+        .rsplit_once(':')
+        .filter(|(m, _)| m.contains(":execution:"))
+        .ok_or_else(|| StepError::invalid(format!("{own:?} is not an execution ARN")))?;
+    Ok(format!("{machine}:{name}"))
+}
+
+/// The execution ARN of `name` in `state_machine` (a state machine ARN).
+pub fn execution_arn(state_machine: &str, name: &str) -> String {
+    format!(
+        "{}:{name}",
+        state_machine.replacen(":stateMachine:", ":execution:", 1)
+    )
+}
+
+/// The undone rollout's name and start, refused unless it ended successfully.
+async fn finished_rollout(clients: &Clients, arn: &str, name: &str) -> StepResult<UndoOf> {
+    let conf = clients
+        .sdk_config()
+        .ok_or_else(|| StepError::invalid("no AWS configuration to read the execution"))?;
+    let sfn = aws_sdk_sfn::Client::new(conf);
+    let described = match sfn.describe_execution().execution_arn(arn).send().await {
+        Ok(out) => out,
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_execution_does_not_exist()) =>
+        {
+            return Err(StepError::invalid(format!(
+                "there is no execution {name} of this state machine"
+            )));
+        }
+        Err(err) => return Err(StepError::from_sdk("DescribeExecution", err)),
+    };
+    let status = described.status().as_str();
+    if status != "SUCCEEDED" {
+        return Err(StepError::PreflightFailed {
+            group: format!("execution {name}"),
+            reason: format!(
+                "it is {status}: only a rollout that succeeded is undone (a failed one rolled itself back)"
+            ),
+        });
+    }
+    Ok(UndoOf {
+        execution: name.to_string(),
+        start_time: described.start_date().secs(),
+    })
+}
+
+/// Checks what an undo of the execution `undone_arn` would bring back. `session` names the
+/// sessions in workload accounts; `own_name` is the undo's own execution name, when it runs as one.
+pub async fn check(
+    clients: &Clients,
+    undone_arn: &str,
+    own_name: Option<&str>,
+    session: &str,
+) -> StepResult<UndoCheck> {
+    let name = undone_arn.rsplit(':').next().unwrap_or_default();
+    if name.trim().is_empty() {
+        return Err(StepError::invalid(
+            "undo names no execution: give the name of a rollout that succeeded",
+        ));
+    }
+    if Some(name) == own_name {
+        return Err(StepError::invalid(format!(
+            "execution {name} cannot undo itself"
+        )));
+    }
+    let undone = finished_rollout(clients, undone_arn, name).await?;
+    let store = clients.store()?;
+    let original = store.plan_of(name).await?.ok_or_else(|| {
+        StepError::PreflightFailed {
+            group: format!("execution {name}"),
+            reason: "its plan is no longer in the plans bucket (it keeps plans for PlanRetentionDays, 35 by default): it is too old to undo".into(),
+        }
+    })?;
+    if let Some(earlier) = &original.undo {
+        return Err(StepError::PreflightFailed {
+            group: format!("execution {name}"),
+            reason: format!(
+                "it is itself an undo (of {}): roll the AMI out again instead",
+                earlier.execution
+            ),
+        });
+    }
+    if original.target_count == 0 {
+        return Err(StepError::PreflightFailed {
+            group: format!("execution {name}"),
+            reason: "it changed no target".into(),
+        });
+    }
+
+    let mut places: HashMap<(Option<String>, Option<String>), Clients> = HashMap::new();
+    let mut refused = Vec::new();
+    let mut notes = Vec::new();
+    let mut waves = Vec::new();
+    for wave in &original.waves {
+        let mut kept = Vec::new();
+        for target in wave {
+            let place = (target.account.clone(), target.region.clone());
+            if !places.contains_key(&place) {
+                let there = clients
+                    .at(target.account.as_deref(), target.region.as_deref(), session)
+                    .await?;
+                places.insert(place.clone(), there);
+            }
+            let there = &places[&place];
+            let verdict = match target.kind {
+                TargetKind::AutoScalingGroup => group_verdict(there, target, name).await?,
+                TargetKind::Instance => instance_verdict(there, target).await?,
+            };
+            match verdict {
+                Verdict::Back(note) => {
+                    if let Some(note) = note {
+                        notes.push(Skipped {
+                            group: target.name(),
+                            reason: note,
+                        });
+                    }
+                    kept.push(target.clone());
+                }
+                Verdict::Refused(reason) => refused.push(Skipped {
+                    group: target.name(),
+                    reason,
+                }),
+            }
+        }
+        if !kept.is_empty() {
+            waves.push(kept);
+        }
+    }
+    let target_count = waves.iter().map(Vec::len).sum();
+    Ok(UndoCheck {
+        plan: Plan {
+            trigger: format!("undo of {name}"),
+            copies: Vec::new(),
+            waves,
+            skipped: Vec::new(),
+            skipped_count: 0,
+            target_count,
+            undo: Some(undone),
+            ..original
+        },
+        refused,
+        notes,
+    })
+}
+
+/// Whether one target can go back, and what is worth saying if it goes back differently.
+enum Verdict {
+    Back(Option<String>),
+    Refused(String),
+}
+
+/// A group goes back when it is as the rollout left it: on the version the rollout made, with no
+/// refresh running and every instance on the rolled-out AMI, and its rollback point launchable.
+async fn group_verdict(clients: &Clients, target: &Target, undone: &str) -> StepResult<Verdict> {
+    let point = target.template_point()?;
+    let group = match fleet::describe_group(clients, &target.group).await {
+        Ok(group) => group,
+        Err(StepError::TargetNotFound(_)) => {
+            return Ok(Verdict::Refused("the group no longer exists".into()));
+        }
+        Err(other) => return Err(other),
+    };
+    if let Some(running) = recent_refreshes(clients, &target.group)
+        .await?
+        .into_iter()
+        .find(|r| r.is_active())
+    {
+        return Ok(Verdict::Refused(format!(
+            "instance refresh {} is {} on it",
+            running.id, running.status
+        )));
+    }
+    let template = match group_template(&group) {
+        Ok(t) => t,
+        Err(why) => return Ok(Verdict::Refused(why)),
+    };
+    if template
+        .id
+        .as_deref()
+        .is_some_and(|id| id != point.launch_template_id)
+    {
+        return Ok(Verdict::Refused(format!(
+            "it uses another launch template now, not {}",
+            point.launch_template_id
+        )));
+    }
+    let version = clients
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&point.launch_template_id)
+        .versions(&template.version)
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("DescribeLaunchTemplateVersions", e))?;
+    let version = version.launch_template_versions().first();
+    let made_by_undone = version
+        .and_then(|v| v.version_description())
+        .and_then(Marker::parse)
+        .is_some_and(|m| m.is(undone, &target.group));
+    if !made_by_undone {
+        return Ok(Verdict::Refused(format!(
+            "its launch template version ({} = {}) is not the one {undone} made: it changed since",
+            template.version,
+            version.and_then(|v| v.version_number()).unwrap_or_default()
+        )));
+    }
+    let ids = fleet::in_service_instances(&group);
+    let images = fleet::instance_images(clients, &ids).await?;
+    let mut elsewhere: Vec<String> = images
+        .iter()
+        .filter(|(_, image)| **image != target.ami.id)
+        .map(|(id, image)| format!("{id} runs {image}"))
+        .collect();
+    if !elsewhere.is_empty() {
+        elsewhere.sort();
+        return Ok(Verdict::Refused(format!(
+            "not every instance is on {} now ({})",
+            target.ami.id,
+            elsewhere.join(", ")
+        )));
+    }
+    Ok(match ami::cannot_launch(clients, &point.image_id).await? {
+        Some(reason) => Verdict::Refused(format!(
+            "its rollback point AMI {} {reason}",
+            point.image_id
+        )),
+        None => Verdict::Back(None),
+    })
+}
+
+/// A standalone instance goes back when it still runs the rolled-out AMI with no replacement
+/// running. Its kept root goes back in place; once that was deleted (after the rollout's success,
+/// by default), it gets a fresh root from its previous AMI, which must still launch.
+async fn instance_verdict(clients: &Clients, target: &Target) -> StepResult<Verdict> {
+    let point = target.root_point()?;
+    let Some(now) = instance::describe(clients, &target.group).await? else {
+        return Ok(Verdict::Refused("the instance no longer exists".into()));
+    };
+    if now.state != "running" {
+        return Ok(Verdict::Refused(format!(
+            "it is {}, not running",
+            now.state
+        )));
+    }
+    if now.image_id != target.ami.id {
+        return Ok(Verdict::Refused(format!(
+            "it runs {} now, not {}: it changed since",
+            now.image_id, target.ami.id
+        )));
+    }
+    if let Some(running) = instance::tasks(clients, &target.group)
+        .await?
+        .into_iter()
+        .find(|t| t.is_running())
+    {
+        return Ok(Verdict::Refused(format!(
+            "root volume replacement {} is running on it",
+            running.id
+        )));
+    }
+    let kept = instance::volume_state(clients, &point.root_volume_id).await?;
+    if kept.as_deref() == Some("available") {
+        return Ok(Verdict::Back(None));
+    }
+    Ok(match ami::cannot_launch(clients, &point.image_id).await? {
+        Some(reason) => Verdict::Refused(format!(
+            "its previous root {} is gone and its previous AMI {} {reason}",
+            point.root_volume_id, point.image_id
+        )),
+        None => Verdict::Back(Some(format!(
+            "its previous root {} is gone: it gets a fresh root from {}",
+            point.root_volume_id, point.image_id
+        ))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollout_core::model::Epoch;
+
+    fn check_with(targets: usize, refused: &[&str]) -> UndoCheck {
+        let run = rollout_core::samples::target_run();
+        let plan = Plan {
+            trigger: "undo of rollout-1".into(),
+            ami: run.ami.clone(),
+            regional_amis: Default::default(),
+            copies: Vec::new(),
+            waves: vec![vec![run.target.clone(); targets]],
+            settings: run.settings.clone(),
+            skipped: Vec::new(),
+            skipped_count: 0,
+            target_count: targets,
+            max_concurrency: 5,
+            instance_concurrency: 1,
+            rollback_scope: Default::default(),
+            undo: Some(UndoOf {
+                execution: "rollout-1".into(),
+                start_time: 1_000 as Epoch,
+            }),
+        };
+        UndoCheck {
+            plan,
+            refused: refused
+                .iter()
+                .map(|g| Skipped {
+                    group: g.to_string(),
+                    reason: "it runs ami-00000009 now, not ami-00000002: it changed since".into(),
+                })
+                .collect(),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_undo_is_asked_by_its_key_and_nothing_else_goes_with_it() {
+        assert!(UndoRequest::of(&serde_json::json!({"amiId": "ami-1"})).is_none());
+        let asked = UndoRequest::of(&serde_json::json!({"undo": "rollout-1"}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (asked.undo.as_str(), asked.skip_changed),
+            ("rollout-1", false)
+        );
+        let err = UndoRequest::of(&serde_json::json!({"undo": "rollout-1", "amiId": "ami-1"}))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.name(), "InvalidInput", "{err}");
+    }
+
+    #[test]
+    fn a_target_changed_since_refuses_the_undo_by_name_unless_it_is_left_out() {
+        let err = check_with(1, &["api"]).into_plan(false).unwrap_err();
+        assert_eq!(err.name(), "PreflightFailed");
+        assert!(
+            err.to_string().starts_with("api: preflight refused")
+                && err
+                    .to_string()
+                    .contains("by an undo of rollout-1 (api: it runs ami-00000009"),
+            "{err}"
+        );
+        let plan = check_with(1, &["api"]).into_plan(true).unwrap();
+        assert_eq!((plan.target_count, plan.skipped_count), (1, 1));
+        assert_eq!(plan.skipped[0].group, "api");
+        // Nothing left to bring back is refused too, naming why.
+        let err = check_with(0, &["api"]).into_plan(true).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no target it changed can be brought back (api: it runs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_undone_execution_is_found_beside_the_undo() {
+        let own = "arn:aws:states:us-east-1:123456789012:execution:ami-rollout:undo-7";
+        assert_eq!(
+            sibling_execution_arn(own, "rollout-1").unwrap(),
+            "arn:aws:states:us-east-1:123456789012:execution:ami-rollout:rollout-1"
+        );
+        assert_eq!(
+            execution_arn(
+                "arn:aws:states:us-east-1:123456789012:stateMachine:ami-rollout",
+                "rollout-1"
+            ),
+            "arn:aws:states:us-east-1:123456789012:execution:ami-rollout:rollout-1"
+        );
+        assert!(sibling_execution_arn("undo-7", "rollout-1").is_err());
+    }
+}
