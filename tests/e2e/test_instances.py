@@ -130,6 +130,35 @@ class StandaloneInstances(Harness):
         for group in self.groups:
             self.assertEqual(set(self.amis(group)), {self.golden}, group)
 
+    def test_an_undo_puts_a_kept_root_back_and_gives_a_fresh_root_where_it_was_deleted(self):
+        bastion, build = self.instances["bastion"], self.instances["build-host"]
+        self.configure({**BASE_SETTINGS, bastion["id"]: {"keepReplacedRoot": True}}, EXCLUDED_INSTANCES="scratch")
+        rolled = self.run_rollout()
+        self.assertEqual(rolled["status"], "SUCCEEDED", rolled["log"])
+        self.assertTrue(self.volume_exists(bastion["root"]))
+        self.assertFalse(self.volume_exists(build["root"]))
+        rolled_root = self.root_of(build["id"])
+
+        result = self.watch(rollout.start(self.sfn, self.machine, {"undo": rolled["arn"].rsplit(":", 1)[-1]}))
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        for instance in (bastion, build):
+            self.assertEqual(self.described(instance["id"])["PrivateIpAddress"], instance["ip"])
+            self.assertEqual(self.attached(instance["id"])["/dev/sdf"], instance["data"])
+        # The kept root is back, with what was on it (EC2 goes on reporting the AMI of the last
+        # replacement from an image); the deleted one is replaced by a fresh root from the old AMI.
+        self.assertEqual(self.root_of(bastion["id"]), bastion["root"])
+        self.assertEqual(self.files(bastion["root"]), {"/etc/hostname": "bastion"})
+        self.assertNotIn(self.root_of(build["id"]), (build["root"], rolled_root))
+        self.assertEqual(self.described(build["id"])["ImageId"], self.current)
+        # The ECS node is back on the old AMI as one ACTIVE container instance.
+        self.assertEqual(self.described(self.ecs_node)["ImageId"], self.current)
+        (live,) = self.container_instances(self.ecs_node)
+        self.assertEqual((live["status"], live["agentConnected"], self.ami_attribute(live)),
+                         ("ACTIVE", True, self.current))
+        self.assert_untouched_instance("scratch")
+        for group in self.groups:
+            self.assertEqual(set(self.amis(group)), {self.current}, group)
+
     def test_a_bad_ami_brings_the_replaced_instance_back_onto_its_own_previous_root(self):
         post(f"{self.control}/bad-ami", {"imageId": self.golden, "mode": "boot"})
         bastion = self.instances["bastion"]
