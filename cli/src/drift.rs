@@ -3,10 +3,9 @@
 
 use clap::Args;
 use rollout_core::model::TargetKind;
-use rollout_core::trigger::AmiSource;
 use serde_json::json;
 
-use crate::context::{CliResult, Context, Failure};
+use crate::context::{CliResult, Context};
 use crate::output::{Output, table};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,17 +33,12 @@ pub struct DriftArgs {
 }
 
 pub async fn run(context: &Context, out: &Output, args: DriftArgs) -> CliResult<u8> {
-    let source = match (args.ami_id, args.parameter_name) {
-        (Some(id), _) => {
-            rollout_core::ami::validate_ami_id(&id)?;
-            AmiSource::Id(id)
-        }
-        (None, Some(name)) => AmiSource::Parameter {
-            name: rollout_core::trigger::validate_parameter_name(name)?,
-            version: None,
-        },
-        (None, None) => return Err(Failure::refused("give --ami-id or --parameter-name")),
-    };
+    // The schedule's own reading of the approved AMI.
+    let source = resolve_ami::drift::ApprovedAmi {
+        ami_id: args.ami_id,
+        parameter_name: args.parameter_name,
+    }
+    .source()?;
     let (config, clients) = context.as_functions().await?;
     let report =
         resolve_ami::drift::check(&clients, &config, &source, rollout_core::aws::now()).await?;

@@ -3,7 +3,7 @@ the endpoint variables a user would set (never the control endpoint): `plan` sho
 targets the execution then runs, `start` refuses what the function would refuse before anything
 starts, `watch --output json` reports every target's end, `undo` brings a rolled-out fleet back
 to its rollback points and refuses by name a target changed since, `drift` names exactly the
-targets off the approved AMI and exits 2.
+targets off the approved AMI and exits 2, and the scheduled check puts the same counts as metrics.
 
 Run: infra/local/.venv/bin/python -m unittest tests.e2e.test_cli   (make e2e runs it)
 """
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import unittest
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra/local"))
@@ -105,6 +106,24 @@ class OperatorCli(Harness):
         self.assertEqual(code, 2, out + err)
         self.assertIn(f"approved in {launcher.REGION}: {self.current}", out)
         self.assertIn(f"1 of {len(self.groups)} target(s) not on the approved AMI", out)
+
+        # The template's schedule invokes resolve-ami with the same check, which puts the counts.
+        lam = deploy.clients(self.sfn)[0]
+        answer = lam.invoke(FunctionName="ami-rollout-resolve-ami", Payload=json.dumps(
+            {"driftCheck": {"parameterName": "/ami/linux/prod"}}).encode())
+        scheduled = json.loads(answer["Payload"].read())
+        self.assertEqual([d["target"] for d in scheduled["drifted"]], ["web"], scheduled)
+        cloudwatch = self.aws["cloudwatch"]
+        put = {}
+        for metric in cloudwatch.list_metrics(Namespace="AmiRollout")["Metrics"]:
+            stats = cloudwatch.get_metric_statistics(
+                Namespace="AmiRollout", MetricName=metric["MetricName"], Dimensions=metric["Dimensions"],
+                StartTime=datetime.now(timezone.utc) - timedelta(hours=1),
+                EndTime=datetime.now(timezone.utc) + timedelta(minutes=5), Period=3600, Statistics=["Maximum"])
+            dims = tuple(sorted(d["Value"] for d in metric["Dimensions"]))
+            put[(metric["MetricName"], dims)] = [p["Maximum"] for p in stats["Datapoints"]]
+        self.assertEqual(put[("NonCompliantTargets", ())], [1.0], put)
+        self.assertEqual(put[("CheckedTargets", ())], [float(len(self.groups))], put)
 
     def test_undo_brings_the_fleet_back_and_refuses_by_name_a_target_changed_since(self):
         first = f"to-undo-{uuid.uuid4().hex[:8]}"

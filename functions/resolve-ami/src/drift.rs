@@ -1,5 +1,6 @@
 //! Drift: which targets of the reach are not on the approved AMI. The same selection, reach and
-//! per-region AMI as a plan (what a rollout of the approved AMI would touch), read only.
+//! per-region AMI as a plan (what a rollout of the approved AMI would touch), read only. The CLI's
+//! `drift` runs `check`; a schedule runs `scheduled`, which also publishes the counts as metrics.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -9,7 +10,7 @@ use rollout_core::fleet;
 use rollout_core::model::{Epoch, TargetKind, place_name};
 use rollout_core::trigger::{AmiSource, Overrides};
 use rollout_core::{Clients, StepError, StepResult};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Reach, Selection, regional_amis, select_groups};
 
@@ -184,4 +185,179 @@ pub async fn check(
         }
     }
     Ok(report)
+}
+
+/// The schedule's input: `{"driftCheck": {"parameterName": "/ami/linux/prod"}}` (or `amiId`).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduledCheck {
+    pub drift_check: ApprovedAmi,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovedAmi {
+    #[serde(default)]
+    pub ami_id: Option<String>,
+    #[serde(default)]
+    pub parameter_name: Option<String>,
+}
+
+impl ApprovedAmi {
+    /// Where the approved AMI is read from, checked as a manual start's would be.
+    pub fn source(&self) -> StepResult<AmiSource> {
+        match (&self.ami_id, &self.parameter_name) {
+            (Some(id), None) => {
+                ami::validate_ami_id(id)?;
+                Ok(AmiSource::Id(id.clone()))
+            }
+            (None, Some(name)) => Ok(AmiSource::Parameter {
+                name: rollout_core::trigger::validate_parameter_name(name.clone())?,
+                version: None,
+            }),
+            _ => Err(StepError::invalid(
+                "driftCheck needs exactly one of amiId and parameterName",
+            )),
+        }
+    }
+}
+
+/// The CloudWatch namespace of the drift metrics.
+pub const METRIC_NAMESPACE: &str = "AmiRollout";
+/// Targets not on the approved AMI: per Account and Region, and in all (no dimension, alarmed).
+pub const DRIFTED_METRIC: &str = "NonCompliantTargets";
+pub const CHECKED_METRIC: &str = "CheckedTargets";
+
+/// The scheduled check: `check`, then its counts as metrics in the home account and region.
+pub async fn scheduled(
+    clients: &Clients,
+    request: &ScheduledCheck,
+    now: Epoch,
+) -> StepResult<DriftReport> {
+    let source = request.drift_check.source()?;
+    let config = Config::from_env()?;
+    let report = check(clients, &config, &source, now).await?;
+    // PutMetricData takes at most 1,000 values a call.
+    for data in metrics(&report).chunks(1_000) {
+        clients
+            .cloudwatch
+            .put_metric_data()
+            .namespace(METRIC_NAMESPACE)
+            .set_metric_data(Some(data.to_vec()))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("PutMetricData", e))?;
+    }
+    tracing::info!(
+        checked = report.checked,
+        drifted = report.drifted.len(),
+        "drift check"
+    );
+    Ok(report)
+}
+
+/// The totals, then each place's counts.
+pub fn metrics(report: &DriftReport) -> Vec<aws_sdk_cloudwatch::types::MetricDatum> {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+    let datum = |name: &str, value: usize, place: Option<&PlaceCount>| {
+        let dimensions = place.map(|p| {
+            vec![
+                Dimension::builder()
+                    .name("Account")
+                    .value(&p.account)
+                    .build(),
+                Dimension::builder().name("Region").value(&p.region).build(),
+            ]
+        });
+        MetricDatum::builder()
+            .metric_name(name)
+            .unit(StandardUnit::Count)
+            .value(value as f64)
+            .set_dimensions(dimensions)
+            .build()
+    };
+    let total = |count: fn(&PlaceCount) -> usize| report.places.iter().map(count).sum();
+    let mut data = vec![
+        datum(DRIFTED_METRIC, total(|p| p.drifted), None),
+        datum(CHECKED_METRIC, total(|p| p.checked), None),
+    ];
+    for place in &report.places {
+        data.push(datum(DRIFTED_METRIC, place.drifted, Some(place)));
+        data.push(datum(CHECKED_METRIC, place.checked, Some(place)));
+    }
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_names_exactly_one_approved_ami() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<ScheduledCheck>(v);
+        let asked =
+            parse(serde_json::json!({"driftCheck": {"parameterName": "/ami/linux/prod"}})).unwrap();
+        assert_eq!(
+            asked.drift_check.source().unwrap(),
+            AmiSource::Parameter {
+                name: "/ami/linux/prod".into(),
+                version: None
+            }
+        );
+        for wrong in [
+            serde_json::json!({}),
+            serde_json::json!({"amiId": "ami-0123456789abcdef0", "parameterName": "/a"}),
+            serde_json::json!({"amiId": "not-an-ami"}),
+        ] {
+            let asked = parse(serde_json::json!({"driftCheck": wrong})).unwrap();
+            assert_eq!(
+                asked.drift_check.source().unwrap_err().name(),
+                "InvalidInput",
+                "{wrong}"
+            );
+        }
+        assert!(parse(serde_json::json!({"driftCheck": {"amiID": "ami-1"}})).is_err());
+    }
+
+    #[test]
+    fn the_counts_are_put_in_all_and_per_account_and_region() {
+        let place = |region: &str, checked, drifted| PlaceCount {
+            account: "111111111111".into(),
+            region: region.into(),
+            checked,
+            drifted,
+        };
+        let report = DriftReport {
+            approved: BTreeMap::new(),
+            checked: 5,
+            drifted: vec![],
+            places: vec![place("us-east-1", 3, 0), place("eu-west-1", 2, 2)],
+        };
+        let data = metrics(&report);
+        let seen: Vec<(String, f64, Vec<String>)> = data
+            .iter()
+            .map(|d| {
+                (
+                    d.metric_name().unwrap().to_string(),
+                    d.value().unwrap(),
+                    d.dimensions()
+                        .iter()
+                        .map(|x| format!("{}={}", x.name().unwrap(), x.value().unwrap()))
+                        .collect(),
+                )
+            })
+            .collect();
+        let place_of = |r: &str| vec!["Account=111111111111".to_string(), format!("Region={r}")];
+        assert_eq!(
+            seen,
+            vec![
+                (DRIFTED_METRIC.into(), 2.0, vec![]),
+                (CHECKED_METRIC.into(), 5.0, vec![]),
+                (DRIFTED_METRIC.into(), 0.0, place_of("us-east-1")),
+                (CHECKED_METRIC.into(), 3.0, place_of("us-east-1")),
+                (DRIFTED_METRIC.into(), 2.0, place_of("eu-west-1")),
+                (CHECKED_METRIC.into(), 2.0, place_of("eu-west-1")),
+            ]
+        );
+    }
 }

@@ -40,9 +40,18 @@ pub struct ResolveRequest {
     pub trigger: Value,
 }
 
-pub async fn handle(clients: &Clients, payload: Value) -> StepResult<PlanSummary> {
-    let request: ResolveRequest = rollout_core::error::parse_input("resolve-ami", payload)?;
-    resolve_and_store(clients, &request, rollout_core::aws::now()).await
+/// The state machine's first step (a plan), or the scheduled drift check (`{"driftCheck": ...}`).
+pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
+    let now = rollout_core::aws::now();
+    let out = if payload.get("driftCheck").is_some() {
+        let request: drift::ScheduledCheck =
+            rollout_core::error::parse_input("resolve-ami drift check", payload)?;
+        serde_json::to_value(drift::scheduled(clients, &request, now).await?)
+    } else {
+        let request: ResolveRequest = rollout_core::error::parse_input("resolve-ami", payload)?;
+        serde_json::to_value(resolve_and_store(clients, &request, now).await?)
+    };
+    out.map_err(|e| StepError::invalid(format!("resolve-ami output: {e}")))
 }
 
 /// Plans the rollout and writes the plan objects; the state carries the summary.
