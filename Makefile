@@ -9,13 +9,14 @@ LOCAL_PY := $(LOCAL)/.venv/bin/python
 CHECK := infra/check
 SAM_VERSION := 1.170.0
 
-.PHONY: help build test lint fmt unit e2e check validate deploy package demo bench clean local-venv check-tools local-up local-down local-seed
+.PHONY: help build test lint fmt unit e2e check validate deploy package demo screenshot bench clean local-venv check-tools local-up local-down local-seed
 
 help:
 	@echo "make demo     the main job: a rollout and an automatic rollback on the local AWS"
 	@echo "make test     formatting, clippy, ASL linters, unit + integration + end-to-end tests (CI)"
 	@echo "make build    debug build of the functions and the tests"
 	@echo "make e2e      the end-to-end scenarios only (state machine on local Step Functions)"
+	@echo "make screenshot  the demo, saving its first `ami-rollout watch` as docs/watch.svg (the README picture)"
 	@echo "make package  seven release bootstrap.zip files in $(DIST)/ (cargo-lambda, x86_64)"
 	@echo "make bench    the DESIGN §8 numbers: zip sizes, cold start and memory vs Python, planning 1,000 groups"
 	@echo "make validate cfn-lint, checkov and the IAM permission-coverage test on infra/aws"
@@ -77,6 +78,10 @@ test: lint check unit e2e
 
 demo: local-venv build
 	cd $(LOCAL) && .venv/bin/python -m localaws.demo
+
+# The README's picture: the demo, its first watch saved as docs/watch.svg.
+screenshot: local-venv build
+	cd $(LOCAL) && .venv/bin/python -m localaws.demo --svg $(CURDIR)/docs/watch.svg
 
 # The local AWS's pinned Python environment (moto + extensions, ministack).
 local-venv: $(LOCAL)/.venv/.installed

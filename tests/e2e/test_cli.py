@@ -9,8 +9,6 @@ Run: infra/local/.venv/bin/python -m unittest tests.e2e.test_cli   (make e2e run
 """
 
 import json
-import os
-import subprocess
 import sys
 import unittest
 import uuid
@@ -20,26 +18,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra/local"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from localaws import deploy, launcher, rollout  # noqa: E402
+from localaws import cli, deploy, launcher, rollout  # noqa: E402
 from tests.e2e.test_rollout import Harness  # noqa: E402
-
-CLI = deploy.target_dir() / "debug" / "ami-rollout"
-
-
-def run_cli(moto, sfn, *args, timeout=300):
-    """Runs the CLI as a user would, with only the standard AWS variables pointing at the local
-    AWS. Returns the exit status, standard output and standard error."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AMI_ROLLOUT_"))}
-    env.update({f"AWS_ENDPOINT_URL_{s}": moto for s in launcher.MOTO_SERVICES})
-    env.update({f"AWS_ENDPOINT_URL_{s}": sfn for s in launcher.MINISTACK_SERVICES})
-    env.update(AWS_REGION=launcher.REGION, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    done = subprocess.run([str(CLI), *args], env=env, capture_output=True, text=True, timeout=timeout)
-    return done.returncode, done.stdout, done.stderr
 
 
 class OperatorCli(Harness):
     def cli(self, *args, timeout=300):
-        return run_cli(self.moto, self.sfn, *args, timeout=timeout)
+        return cli.run(self.moto, self.sfn, *args, timeout=timeout)
 
     def json_lines(self, text):
         return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -18,9 +18,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra/local"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from localaws import deploy, launcher, rollout, seed  # noqa: E402
+from localaws import cli, deploy, launcher, rollout, seed  # noqa: E402
 
 CANARY, SECOND, THIRD = "111111111111", "222222222222", "444444444444"
 NO_ROLE = "333333333333"
@@ -203,15 +202,14 @@ class AcrossAccounts(Reach):
         self.assert_untouched()
 
     def test_the_cli_reads_every_account_through_the_read_only_operator_role(self):
-        from tests.e2e.test_cli import run_cli
         golden = self.ami("golden", "us-east-1")
-        code, out, err = run_cli(self.moto, self.sfn, "--output", "json", "drift", "--ami-id", golden)
+        code, out, err = cli.run(self.moto, self.sfn, "--output", "json", "drift", "--ami-id", golden)
         self.assertEqual(code, 2, err)
         report = json.loads(out)
         self.assertEqual(sorted(d["target"] for d in report["drifted"]),
                          sorted(f"{a}/{r}/{g}" for a, r in self.places(self.ACCOUNTS) for g in ("api", "web")))
         # The CLI enters workload accounts as the operator, not with the functions' role.
-        code, out, err = run_cli(self.moto, self.sfn, "--operator-role", "no-such-role", "drift", "--ami-id", golden)
+        code, out, err = cli.run(self.moto, self.sfn, "--operator-role", "no-such-role", "drift", "--ami-id", golden)
         self.assertEqual(code, 2, out + err)
         self.assertIn(f"account {CANARY}", err)
         self.assert_untouched()

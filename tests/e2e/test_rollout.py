@@ -589,6 +589,45 @@ class Overlapping(Harness):
         self.assertEqual(second["status"], "SUCCEEDED", second["log"])
         self.assertEqual(self.amis("web"), [self.bad] * 2)
 
+    def test_two_undos_of_one_rollout_at_once_bring_it_back_once(self):
+        rolled = self.watch(self.start(self.golden))
+        self.assertEqual(rolled["status"], "SUCCEEDED", rolled["log"])
+        name = rolled["arn"].rsplit(":", 1)[-1]
+        undos = [rollout.start(self.sfn, self.machine, {"undo": name}) for _ in range(2)]
+        results = [None, None]
+
+        def follow(i):
+            results[i] = self.watch(undos[i])
+        threads = [threading.Thread(target=follow, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ends = sorted((r["status"], r["error"]) for r in results)
+        # The later one is left out as a duplicate, or refused once the first is changing web.
+        self.assertIn(ends, [[("SUCCEEDED", None)] * 2, [("FAILED", "PreflightFailed"), ("SUCCEEDED", None)]],
+                      "\n".join(r["log"] for r in results))
+        self.assertEqual(self.amis("web"), [self.current] * 2)
+        self.assertEqual((self.reference("web"), self.default_version("web")),
+                         (self.past["web"]["reference"], self.past["web"]["default"]))
+        # The rollout's refresh and one refresh back, not two.
+        self.assertEqual([r["Status"] for r in self.new_refreshes("web")], ["Successful"] * 2)
+        self.assertIsNone(self.hold_tag("web"))
+
+    def test_an_undo_is_refused_while_another_rollout_changes_its_target(self):
+        rolled = self.watch(self.start(self.golden))
+        self.assertEqual(rolled["status"], "SUCCEEDED", rolled["log"])
+        self.configure(self.LONG_BAKE)
+        other = self.start(self.bad)
+        self.wait_held("web", other)
+        undo = self.watch(rollout.start(self.sfn, self.machine, {"undo": rolled["arn"].rsplit(":", 1)[-1]}))
+        self.assertEqual(undo["status"], "FAILED", undo["log"])
+        self.assertIn(undo["error"], ("PreflightFailed", "TargetHeld"), undo["log"])
+        self.assertIn("web", undo["cause"])
+        done = self.watch(other)
+        self.assertEqual(done["status"], "SUCCEEDED", done["log"])
+        self.assertEqual(self.amis("web"), [self.bad] * 2, "the other rollout went on untouched")
+
     def test_an_aborted_holders_groups_are_released(self):
         self.configure(self.LONG_BAKE)
         holder = self.start(self.golden)

@@ -1,16 +1,20 @@
 """The main job: a rollout on the local AWS, then a rollout of a bad AMI and its automatic
-rollback, both started the way EventBridge starts them and shown as a live timeline.
+rollback, both started the way EventBridge starts them and followed live with the operator CLI's
+`ami-rollout watch`, as an operator would follow them against AWS.
+
+`--svg PATH` also saves the first rollout's watch as an SVG picture of the terminal (rich's
+recording console draws it from the very text the CLI printed): the README's picture.
 
 Exits 0 only when the first execution SUCCEEDED with every group on the golden AMI and the
 second FAILED with RolloutFailed with every group back on the golden AMI.
 """
 
+import argparse
 import json
-import os
 import sys
 import time
 
-from . import deploy, launcher, rollout, seed
+from . import cli, deploy, launcher, rollout, seed
 
 # The demo's configuration, passed as the SAM template would pass it: `web` is the canary wave,
 # the ECS groups follow; batches of half a group; a short bake so the demo stays short.
@@ -30,7 +34,28 @@ def group_amis(control: str) -> dict:
     return {g: sorted({i["imageId"] for i in v["instances"]}) for g, v in view["groups"].items()}
 
 
+def watch(moto: str, sfn: str, execution: str, svg: str | None = None) -> dict:
+    """`ami-rollout watch` until the execution ends; its status and error as Step Functions says."""
+    _, lines = cli.follow(moto, sfn, "watch", execution, "--interval", "0.5")
+    if svg:
+        save_svg(lines, svg, execution.rsplit(":", 1)[-1])
+    described = deploy.clients(sfn)[1].describe_execution(executionArn=execution)
+    return {"status": described["status"], "error": described.get("error")}
+
+
+def save_svg(lines: list[str], path: str, title: str) -> None:
+    from rich.console import Console
+    from rich.text import Text
+    console = Console(record=True, width=140, file=open("/dev/null", "w"), force_terminal=True)
+    console.print(Text.from_ansi(f"$ ami-rollout watch {title}\n" + "\n".join(lines)))
+    console.save_svg(path, title=f"ami-rollout watch {title}")
+    print(f"  saved {path}")
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m localaws.demo")
+    parser.add_argument("--svg", help="save the first rollout's watch as an SVG picture here")
+    args = parser.parse_args()
     started_here = launcher.read_state(launcher.DEFAULT_RUN_DIR) is None
     t0 = time.time()
     state = launcher.up(launcher.DEFAULT_RUN_DIR)
@@ -53,14 +78,14 @@ def main() -> int:
         golden, bad = fleet["amis"]["golden"], fleet["amis"]["bad"]
         banner(f"1. /ami/linux/prod := {golden} (golden) — Parameter Store Change → rollout")
         execution, _ = rollout.start_from_parameter_change(sfn, moto, machine, "/ami/linux/prod", golden)
-        first = rollout.watch(sfn, control, execution)
+        first = watch(moto, sfn, execution, args.svg)
         first_ok = first["status"] == "SUCCEEDED" and all(a == [golden] for a in group_amis(control).values())
 
         banner(f"2. /ami/linux/prod := {bad} (instances on it never pass health checks)")
         urllib.request.urlopen(urllib.request.Request(
             f"{control}/bad-ami", data=json.dumps({"imageId": bad, "mode": "boot"}).encode(), method="POST"))
         execution, _ = rollout.start_from_parameter_change(sfn, moto, machine, "/ami/linux/prod", bad)
-        second = rollout.watch(sfn, control, execution)
+        second = watch(moto, sfn, execution)
         second_ok = (second["status"] == "FAILED" and second["error"] == "RolloutFailed"
                      and all(a == [golden] for a in group_amis(control).values()))
 
