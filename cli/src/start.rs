@@ -140,6 +140,13 @@ impl TriggerArgs {
 pub struct StartArgs {
     #[command(flatten)]
     pub trigger: TriggerArgs,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+}
+
+/// How an execution the CLI starts is named and followed (`start`, `undo`).
+#[derive(Args, Debug)]
+pub struct LaunchArgs {
     /// The execution's name (Step Functions makes one up otherwise). Names are unique per state
     /// machine for 90 days: starting the same name twice with the same input starts once.
     #[arg(long)]
@@ -156,18 +163,16 @@ pub async fn run(context: &Context, out: &Output, args: StartArgs) -> CliResult<
     let (config, _) = context.as_functions().await?;
     // The checks the execution's first step makes: a start they refuse is never started.
     resolve_ami::accept(&config, &input)?;
-    start(context, out, &input, args.name, args.watch, &args.pace).await
+    start(context, out, &input, args.launch).await
 }
 
 /// Starts an execution of the stack's state machine with `input`, says where to follow it, and
-/// follows it with `watch`.
+/// follows it when asked.
 pub async fn start(
     context: &Context,
     out: &Output,
     input: &Value,
-    name: Option<String>,
-    watch: bool,
-    pace: &crate::watch::Pace,
+    launch: LaunchArgs,
 ) -> CliResult<u8> {
     let machine = context.state_machine_arn().await?;
     let started = context
@@ -175,7 +180,7 @@ pub async fn start(
         .start_execution()
         .state_machine_arn(&machine)
         .input(input.to_string())
-        .set_name(name)
+        .set_name(launch.name)
         .send()
         .await
         .map_err(|e| aws_failed("StartExecution", e))?;
@@ -188,8 +193,8 @@ pub async fn start(
         println!("  console: {console}");
         println!("  follow it: ami-rollout watch {arn}");
     }
-    if watch {
-        return crate::watch::follow(context, out, &arn, pace).await;
+    if launch.watch {
+        return crate::watch::follow(context, out, &arn, &launch.pace).await;
     }
     Ok(0)
 }

@@ -29,14 +29,8 @@ pub struct UndoArgs {
     /// Start the undo without asking.
     #[arg(long, short)]
     pub yes: bool,
-    /// The undo execution's name (Step Functions makes one up otherwise).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Follow the undo until it ends, as `watch` does.
-    #[arg(long)]
-    pub watch: bool,
     #[command(flatten)]
-    pub pace: crate::watch::Pace,
+    pub launch: crate::start::LaunchArgs,
 }
 
 pub async fn run(context: &Context, out: &Output, args: UndoArgs) -> CliResult<u8> {
@@ -68,7 +62,7 @@ pub async fn run(context: &Context, out: &Output, args: UndoArgs) -> CliResult<u
         confirm(&undone)?;
     }
     let input = json!({"undo": undone, "skipChanged": args.skip_changed});
-    crate::start::start(context, out, &input, args.name, args.watch, &args.pace).await
+    crate::start::start(context, out, &input, args.launch).await
 }
 
 /// Asks on the terminal; without one, `--yes` is the only way to say yes.

@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 
 from tests.e2e.test_rollout import BASE_SETTINGS, Harness, post
-from localaws import rollout, seed  # noqa: E402  (test_rollout puts infra/local on the path)
+from localaws import cli, rollout, seed  # noqa: E402  (test_rollout puts infra/local on the path)
 
 TARGET_TAG = {"Key": "ami-rollout:enabled", "Value": "true"}
 
@@ -139,7 +139,12 @@ class StandaloneInstances(Harness):
         self.assertFalse(self.volume_exists(build["root"]))
         rolled_root = self.root_of(build["id"])
 
-        result = self.watch(rollout.start(self.sfn, self.machine, {"undo": rolled["arn"].rsplit(":", 1)[-1]}))
+        name = rolled["arn"].rsplit(":", 1)[-1]
+        # What the operator is shown before anything happens: how each instance gets back.
+        code, out, err = cli.run(self.moto, self.sfn, "undo", name, "--dry-run")
+        self.assertEqual(code, 0, out + err)
+        self.assertIn(f"its previous root {build['root']} is gone: it gets a fresh root from {self.current}", out)
+        result = self.watch(rollout.start(self.sfn, self.machine, {"undo": name}))
         self.assertEqual(result["status"], "SUCCEEDED", result["log"])
         for instance in (bastion, build):
             self.assertEqual(self.described(instance["id"])["PrivateIpAddress"], instance["ip"])

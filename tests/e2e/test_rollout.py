@@ -530,6 +530,19 @@ class Overlapping(Harness):
     def start(self, ami, targets=("web",)):
         return rollout.start(self.sfn, self.machine, {"amiId": ami, "targets": list(targets)})
 
+    def watch_all(self, executions):
+        """Follows executions that run at once, each to its end, in the order given."""
+        results = [None] * len(executions)
+
+        def follow(i):
+            results[i] = self.watch(executions[i])
+        threads = [threading.Thread(target=follow, args=(i,)) for i in range(len(executions))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
     def wait_held(self, group, execution):
         self.wait_for(f"{execution} to hold {group}", lambda: self.hold_tag(group) == execution)
 
@@ -551,15 +564,7 @@ class Overlapping(Harness):
                                       DataType="aws:ec2:image", Overwrite=True)
         event = rollout.parameter_store_change("/ami/linux/prod")
         executions = [rollout.start(self.sfn, self.machine, event) for _ in range(2)]
-        results = [None, None]
-
-        def follow(i):
-            results[i] = self.watch(executions[i])
-        threads = [threading.Thread(target=follow, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = self.watch_all(executions)
         described = [self.sfn_client.describe_execution(executionArn=e) for e in executions]
         self.assertLess(described[1]["startDate"], described[0]["stopDate"], "the two truly overlapped")
         for result in results:
@@ -593,16 +598,7 @@ class Overlapping(Harness):
         rolled = self.watch(self.start(self.golden))
         self.assertEqual(rolled["status"], "SUCCEEDED", rolled["log"])
         name = rolled["arn"].rsplit(":", 1)[-1]
-        undos = [rollout.start(self.sfn, self.machine, {"undo": name}) for _ in range(2)]
-        results = [None, None]
-
-        def follow(i):
-            results[i] = self.watch(undos[i])
-        threads = [threading.Thread(target=follow, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = self.watch_all([rollout.start(self.sfn, self.machine, {"undo": name}) for _ in range(2)])
         ends = sorted((r["status"], r["error"]) for r in results)
         # The later one is left out as a duplicate, or refused once the first is changing web.
         self.assertIn(ends, [[("SUCCEEDED", None)] * 2, [("FAILED", "PreflightFailed"), ("SUCCEEDED", None)]],

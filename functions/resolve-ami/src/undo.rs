@@ -108,14 +108,6 @@ pub fn sibling_execution_arn(own: &str, name: &str) -> StepResult<String> {
     Ok(format!("{machine}:{name}"))
 }
 
-/// The execution ARN of `name` in `state_machine` (a state machine ARN).
-pub fn execution_arn(state_machine: &str, name: &str) -> String {
-    format!(
-        "{}:{name}",
-        state_machine.replacen(":stateMachine:", ":execution:", 1)
-    )
-}
-
 /// The undone rollout's name and start, refused unless it ended successfully.
 async fn finished_rollout(clients: &Clients, arn: &str, name: &str) -> StepResult<UndoOf> {
     let conf = clients
@@ -462,13 +454,6 @@ mod tests {
         let own = "arn:aws:states:us-east-1:123456789012:execution:ami-rollout:undo-7";
         assert_eq!(
             sibling_execution_arn(own, "rollout-1").unwrap(),
-            "arn:aws:states:us-east-1:123456789012:execution:ami-rollout:rollout-1"
-        );
-        assert_eq!(
-            execution_arn(
-                "arn:aws:states:us-east-1:123456789012:stateMachine:ami-rollout",
-                "rollout-1"
-            ),
             "arn:aws:states:us-east-1:123456789012:execution:ami-rollout:rollout-1"
         );
         assert!(sibling_execution_arn("undo-7", "rollout-1").is_err());
