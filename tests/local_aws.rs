@@ -31,6 +31,7 @@ async fn try_plan(aws: &LocalAws, input: Value) -> Result<Plan, StepError> {
         rollout_core::aws::now(),
     )
     .await
+    .map(|resolved| resolved.into_plan().expect("something to do"))
 }
 
 /// When "the execution" started: the first time a test asked, a second early (no refresh of the

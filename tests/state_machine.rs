@@ -219,10 +219,14 @@ fn a_failed_target_stops_its_wave_and_aws_not_answering_stops_for_a_redrive() {
 fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() {
     let asl = asl();
     let states = &asl["States"];
+    // A trigger with nothing to do for this rollout ends before anything is held or changed.
+    let anything = &states[states["Resolve AMI and plan"]["Next"].as_str().unwrap()];
+    assert_eq!(anything["Choices"][0]["Variable"], "$.plan.nothingToDo");
     assert_eq!(
-        states["Resolve AMI and plan"]["Next"],
-        "Take hold of the targets"
+        states[anything["Choices"][0]["Next"].as_str().unwrap()]["Type"],
+        "Succeed"
     );
+    assert_eq!(anything["Default"], "Take hold of the targets");
     let take = &states["Take hold of the targets"];
     assert_eq!(take["Parameters"]["action"], "take");
     // Straight to the waves, unless a region needs a copy of the AMI first.

@@ -22,8 +22,22 @@ pub struct PlanArgs {
 pub async fn run(context: &Context, out: &Output, args: PlanArgs) -> CliResult<u8> {
     let input = args.trigger.input()?;
     let (config, clients) = context.as_functions().await?;
-    let plan =
+    let resolved =
         resolve_ami::resolve(&clients, &config, SESSION, &input, rollout_core::aws::now()).await?;
+    let plan = match resolved.into_plan() {
+        Ok(plan) => plan,
+        Err(nothing) => {
+            if out.json() {
+                out.value(&json!(nothing));
+            } else {
+                println!(
+                    "{}: nothing to do: {}",
+                    nothing.trigger, nothing.nothing_to_do
+                );
+            }
+            return Ok(0);
+        }
+    };
     let writes = would_write(&plan);
     if out.json() {
         out.value(&json!({"plan": plan, "wouldWrite": writes}));

@@ -109,8 +109,8 @@ pub async fn cannot_launch(clients: &Clients, id: &str) -> StepResult<Option<Str
     Ok(launch_refusal(images.first()))
 }
 
-/// Turns the trigger's AMI source into an AMI id: reads the SSM parameter or finds the AMI that
-/// EC2 Image Builder tagged with the image's ARN.
+/// Turns the trigger's AMI source into an AMI id: reads the SSM parameter, or takes the AMI the
+/// Image Builder build made in this region (the build read beforehand, `ImageBuild::amis`).
 pub async fn resolve_source(clients: &Clients, source: &AmiSource) -> StepResult<String> {
     let id = match source {
         AmiSource::Id(id) => id.clone(),
@@ -120,24 +120,15 @@ pub async fn resolve_source(clients: &Clients, source: &AmiSource) -> StepResult
                 StepError::invalid(format!("SSM parameter {selector} does not exist"))
             })?
         }
-        AmiSource::ImageBuilder { image_arn } => {
-            let images = image_builder_outputs(clients, image_arn).await?;
-            let ids: Vec<&str> = images.iter().filter_map(Image::image_id).collect();
-            match ids.as_slice() {
-                [one] => one.to_string(),
-                [] => {
-                    return Err(StepError::invalid(format!(
-                        "no AMI in this region is tagged Ec2ImageBuilderArn={image_arn}"
-                    )));
-                }
-                many => {
-                    return Err(StepError::invalid(format!(
-                        "several AMIs are tagged Ec2ImageBuilderArn={image_arn}: {}",
-                        many.join(", ")
-                    )));
-                }
-            }
-        }
+        AmiSource::ImageBuilder(build) => build
+            .ami_in(&clients.region, None)
+            .ok_or_else(|| {
+                StepError::invalid(format!(
+                    "image {} has no AMI in {}, where the rollout validates its AMI",
+                    build.image_arn, clients.region
+                ))
+            })?
+            .to_string(),
     };
     validate_ami_id(&id)?;
     Ok(id)
@@ -171,27 +162,8 @@ async fn parameter_ami(clients: &Clients, selector: &str) -> StepResult<Option<S
     Ok(Some(value))
 }
 
-/// The AMIs EC2 Image Builder made for `image_arn` in the clients' region: it tags them
-/// `Ec2ImageBuilderArn`. Only the owning account sees those tags (not the accounts an AMI is
-/// shared with), so this is asked as the home account.
-async fn image_builder_outputs(clients: &Clients, image_arn: &str) -> StepResult<Vec<Image>> {
-    let out = clients
-        .ec2
-        .describe_images()
-        .filters(
-            Filter::builder()
-                .name("tag:Ec2ImageBuilderArn")
-                .values(image_arn)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| StepError::from_sdk("DescribeImages", e))?;
-    Ok(out.images().to_vec())
-}
-
 /// The AMI that stands for `ami` in the clients' region (another region than `ami`'s), or `None`.
-/// In order: the Image Builder output for that region, the AMI the SSM parameter of the same name
+/// In order: the Image Builder build's AMI for that region, the AMI the SSM parameter of the same name
 /// holds there, an AMI of the same name from the same owner there (AMI names are unique per owner
 /// and region).
 pub async fn find_regional(
@@ -200,9 +172,14 @@ pub async fn find_regional(
     ami: &Ami,
 ) -> StepResult<Option<Image>> {
     match source {
-        AmiSource::ImageBuilder { image_arn } => {
-            if let [one] = image_builder_outputs(clients, image_arn).await?.as_slice() {
-                return Ok(Some(one.clone()));
+        AmiSource::ImageBuilder(build) => {
+            if let Some(id) = build.ami_in(&clients.region, None)
+                && let Some(image) = describe_images(clients, &[id.to_string()])
+                    .await?
+                    .into_iter()
+                    .next()
+            {
+                return Ok(Some(image));
             }
         }
         AmiSource::Parameter { name, .. } => {
@@ -388,21 +365,41 @@ mod tests {
         }
 
         #[tokio::test]
-        async fn image_builder_output_is_found_by_its_tag_first() {
-            let tagged = mock!(aws_sdk_ec2::Client::describe_images)
-                .match_requests(|r| {
-                    r.filters().first().and_then(|f| f.name()) == Some("tag:Ec2ImageBuilderArn")
-                })
+        async fn the_image_builder_build_names_the_ami_of_each_region_and_account() {
+            let by_id = mock!(aws_sdk_ec2::Client::describe_images)
+                .match_requests(|r| r.image_ids() == ["ami-0000000000000bbbb"])
                 .then_output(|| images(&["ami-0000000000000bbbb"]));
             let clients = Rules {
-                ec2: vec![&tagged],
+                ec2: vec![&by_id],
                 ..Default::default()
             }
             .clients();
-            let source = AmiSource::ImageBuilder {
+            let built =
+                |region: &str, account: Option<&str>, image: &str| crate::trigger::BuiltAmi {
+                    region: region.into(),
+                    account_id: account.map(str::to_string),
+                    image: image.into(),
+                };
+            let build = crate::trigger::ImageBuild {
                 image_arn: "arn:aws:imagebuilder:eu-west-1:123456789012:image/golden/1.0.4/1"
                     .into(),
+                pipeline: None,
+                amis: Some(vec![
+                    built("eu-west-1", None, "ami-0000000000000aaaa"),
+                    built("us-east-1", Some("111122223333"), "ami-0000000000000cccc"),
+                    built("us-east-1", Some("123456789012"), "ami-0000000000000bbbb"),
+                ]),
             };
+            assert_eq!(
+                build.ami_in("us-east-1", Some("111122223333")),
+                Some("ami-0000000000000cccc")
+            );
+            assert_eq!(
+                build.ami_in("eu-west-1", None),
+                Some("ami-0000000000000aaaa")
+            );
+            assert_eq!(build.ami_in("eu-west-1", Some("111122223333")), None);
+            let source = AmiSource::ImageBuilder(build);
             let image = find_regional(&clients, &source, &source_ami())
                 .await
                 .unwrap();

@@ -207,6 +207,13 @@ pub fn now() -> crate::model::Epoch {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// `epoch` as ISO 8601 in UTC (`2026-12-04T00:00:00Z`), for messages and records.
+pub fn iso_time(epoch: crate::model::Epoch) -> String {
+    aws_smithy_types::DateTime::from_secs(epoch)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_else(|_| format!("{epoch} s after the epoch"))
+}
+
 /// A test harness: clients over aws-smithy-mocks rules, one rule list per service.
 #[cfg(any(test, feature = "test-util"))]
 pub mod mock {

@@ -46,6 +46,9 @@ pub struct Config {
     /// encrypted with. A copy shared with another account needs one (the default EBS key cannot be
     /// shared).
     pub copy_kms_keys: std::collections::BTreeMap<String, String>,
+    /// `IMAGE_BUILDER_PIPELINES`: the Image Builder pipelines (ARNs) whose images roll out. An image
+    /// any other pipeline built is ignored; with none configured, every image is.
+    pub image_builder_pipelines: Vec<String>,
 }
 
 impl Config {
@@ -113,7 +116,25 @@ impl Config {
                 }
             },
             copy_kms_keys: parse_keys(get("AMI_COPY_KMS_KEYS"))?,
+            image_builder_pipelines: checked(
+                parse_list("IMAGE_BUILDER_PIPELINES", get("IMAGE_BUILDER_PIPELINES"))?,
+                validate_pipeline_arn,
+            )?,
         })
+    }
+}
+
+fn validate_pipeline_arn(arn: &str) -> StepResult<()> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    match parts.as_slice() {
+        ["arn", _, "imagebuilder", _, _, resource]
+            if resource.starts_with("image-pipeline/") && resource.len() > 15 =>
+        {
+            Ok(())
+        }
+        _ => Err(StepError::invalid(format!(
+            "IMAGE_BUILDER_PIPELINES: {arn:?} is not an Image Builder pipeline ARN (arn:aws:imagebuilder:<region>:<account>:image-pipeline/<name>)"
+        ))),
     }
 }
 

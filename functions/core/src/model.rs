@@ -21,10 +21,7 @@ pub mod execution_start {
     use super::Epoch;
 
     pub fn serialize<S: serde::Serializer>(epoch: &Epoch, s: S) -> Result<S::Ok, S::Error> {
-        let text = DateTime::from_secs(*epoch)
-            .fmt(Format::DateTime)
-            .map_err(serde::ser::Error::custom)?;
-        s.serialize_str(&text)
+        s.serialize_str(&crate::aws::iso_time(*epoch))
     }
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Epoch, D::Error> {
@@ -283,6 +280,9 @@ pub struct Plan {
     /// The rollout this execution undoes: its targets go back to their rollback points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo: Option<UndoOf>,
+    /// The SSM parameter the AMI was read from (the store records each AMI planned from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
 }
 
 /// The successful rollout an undo execution brings back, and when it started: what it made on a

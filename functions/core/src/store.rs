@@ -34,6 +34,22 @@ pub fn plan_prefix(execution: &str) -> String {
     format!("plans/{execution}/")
 }
 
+/// Where the store records that `execution` planned a rollout of `ami` from the SSM parameter
+/// `name` (kept: the plans bucket expires only plans/ and results/).
+pub fn rolled_out_key(name: &str, ami: &str) -> String {
+    format!(
+        "sources/parameters/{}/{ami}.json",
+        name.trim_start_matches('/')
+    )
+}
+
+/// An execution that planned a rollout of an AMI from a parameter.
+#[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+pub struct RolledOut {
+    pub execution: String,
+    pub at: crate::model::Epoch,
+}
+
 pub fn results_prefix(execution: &str, part: &str) -> String {
     format!("results/{execution}/{part}")
 }
@@ -87,6 +103,12 @@ impl PlanStore {
             .map_err(|e| {
                 StepError::invalid(format!("s3://{bucket}/{key} is not what was written: {e}"))
             })
+    }
+
+    /// Which execution planned `ami` from the parameter `name`, if one did.
+    pub async fn rolled_out(&self, name: &str, ami: &str) -> StepResult<Option<RolledOut>> {
+        self.find_json(&self.bucket, &rolled_out_key(name, ami))
+            .await
     }
 
     /// The whole plan `execution` wrote, while the bucket keeps it.
@@ -359,6 +381,7 @@ mod tests {
             instance_concurrency: 1,
             rollback_scope: Default::default(),
             undo: None,
+            parameter: None,
         }
     }
 

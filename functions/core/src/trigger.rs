@@ -17,10 +17,50 @@ pub enum AmiSource {
         name: String,
         version: Option<i64>,
     },
-    /// The AMI EC2 Image Builder made for this image (it tags the AMI `Ec2ImageBuilderArn`).
-    ImageBuilder {
-        image_arn: String,
-    },
+    /// An image EC2 Image Builder built: the AMIs it distributed.
+    ImageBuilder(ImageBuild),
+}
+
+/// An image EC2 Image Builder built. Its state change event names only the image, so the pipeline
+/// and the AMIs are read with GetImage; its SNS notification carries them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageBuild {
+    pub image_arn: String,
+    pub pipeline: Option<String>,
+    /// Every AMI the build distributed, `None` until read.
+    pub amis: Option<Vec<BuiltAmi>>,
+}
+
+/// One AMI of an image build (`outputResources.amis[]`): a region, and the account it was
+/// distributed to when not the building one.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BuiltAmi {
+    pub region: String,
+    #[serde(default)]
+    pub account_id: Option<String>,
+    pub image: String,
+}
+
+impl ImageBuild {
+    /// The account that built the image (its ARN's).
+    pub fn builder_account(&self) -> Option<&str> {
+        self.image_arn.split(':').nth(4).filter(|a| !a.is_empty())
+    }
+
+    /// The AMI the build made in `region` for `account` (`None`: the building account).
+    pub fn ami_in(&self, region: &str, account: Option<&str>) -> Option<&str> {
+        let account = account.or(self.builder_account());
+        self.amis
+            .iter()
+            .flatten()
+            .find(|a| {
+                a.region == region
+                    && (a.account_id.as_deref() == account
+                        || (a.account_id.is_none() && account == self.builder_account()))
+            })
+            .map(|a| a.image.as_str())
+    }
 }
 
 /// Choices a manual start may make for this execution only.
@@ -62,6 +102,15 @@ pub struct Overrides {
     /// Only these of the configured regions.
     #[serde(default)]
     pub regions: Option<Vec<String>>,
+    /// The soak: an AMI created less than this many hours ago is not rolled out yet (the
+    /// execution has nothing to do). For sources nobody announces, such as AWS's public
+    /// parameters, checked on a schedule.
+    #[serde(default)]
+    pub min_age_hours: Option<u32>,
+    /// An AMI an earlier execution already planned from the same parameter is not rolled out
+    /// again, whatever came of it (a schedule does not retry an AMI that was rolled back).
+    #[serde(default)]
+    pub skip_rolled_out: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +154,32 @@ struct ImageStateChange {
     state: ImageState,
 }
 
+/// The message Image Builder publishes to its SNS topic when a build ends: the image itself.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ImageMessage {
+    arn: String,
+    state: ImageState,
+    #[serde(default)]
+    source_pipeline_arn: Option<String>,
+    #[serde(default)]
+    output_resources: Option<OutputResources>,
+}
+
+#[derive(Deserialize)]
+struct OutputResources {
+    #[serde(default)]
+    amis: Vec<BuiltAmi>,
+}
+
+/// One record of an SQS batch as an EventBridge Pipe hands it to its target.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueueRecord {
+    event_source: String,
+    body: String,
+}
+
 #[derive(Deserialize)]
 struct ImageState {
     status: String,
@@ -114,6 +189,9 @@ impl Trigger {
     /// Reads a trigger: a manual start (`amiId` or `parameterName`, plus overrides) or one of the
     /// EventBridge events the SAM template routes here.
     pub fn parse(input: &Value) -> StepResult<Self> {
+        if input.is_array() {
+            return Self::from_queue(input);
+        }
         if !input.is_object() {
             return Err(StepError::invalid(format!(
                 "the execution input must be a JSON object, got {input}"
@@ -151,6 +229,58 @@ impl Trigger {
         Ok(Self {
             source,
             overrides: manual.overrides,
+            description,
+        })
+    }
+
+    /// What the SAM template's Image Builder pipe delivers: a batch of one SQS record whose body
+    /// is Image Builder's SNS message (raw, or in its SNS envelope).
+    fn from_queue(input: &Value) -> StepResult<Self> {
+        let records: Vec<QueueRecord> = serde_json::from_value(input.clone()).map_err(|e| {
+            StepError::invalid(format!(
+                "an array input must be SQS records as an EventBridge Pipe delivers them: {e}"
+            ))
+        })?;
+        let [record] = records.as_slice() else {
+            return Err(StepError::invalid(format!(
+                "{} SQS records in one input: the pipe's BatchSize must be 1",
+                records.len()
+            )));
+        };
+        if record.event_source != "aws:sqs" {
+            return Err(StepError::invalid(format!(
+                "record from {:?}, not aws:sqs",
+                record.event_source
+            )));
+        }
+        let unreadable = |e: serde_json::Error| {
+            StepError::invalid(format!("the queued message is not JSON: {e}"))
+        };
+        let mut message: Value = serde_json::from_str(&record.body).map_err(unreadable)?;
+        if message.get("Type").and_then(Value::as_str) == Some("Notification") {
+            let inner = message
+                .get("Message")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            message = serde_json::from_str(inner).map_err(unreadable)?;
+        }
+        let image: ImageMessage = serde_json::from_value(message).map_err(|e| {
+            StepError::invalid(format!("not an Image Builder image notification: {e}"))
+        })?;
+        if image.state.status != "AVAILABLE" {
+            return Err(StepError::invalid(format!(
+                "image {} is {}, not AVAILABLE: nothing to roll out",
+                image.arn, image.state.status
+            )));
+        }
+        let description = format!("Image Builder notification of {}", image.arn);
+        Ok(Self {
+            source: AmiSource::ImageBuilder(ImageBuild {
+                image_arn: image.arn,
+                pipeline: image.source_pipeline_arn,
+                amis: Some(image.output_resources.map(|o| o.amis).unwrap_or_default()),
+            }),
+            overrides: Overrides::default(),
             description,
         })
     }
@@ -218,9 +348,11 @@ impl Trigger {
                     .as_deref()
                     .and_then(|r| r.first())
                     .ok_or_else(|| detail("resources[0] (the image ARN)"))?;
-                AmiSource::ImageBuilder {
+                AmiSource::ImageBuilder(ImageBuild {
                     image_arn: arn.clone(),
-                }
+                    pipeline: None,
+                    amis: None,
+                })
             }
             (source, kind) => {
                 return Err(StepError::invalid(format!(
@@ -230,7 +362,7 @@ impl Trigger {
         };
         let subject = match &source {
             AmiSource::Parameter { name, .. } => name,
-            AmiSource::ImageBuilder { image_arn } => image_arn,
+            AmiSource::ImageBuilder(build) => &build.image_arn,
             AmiSource::Id(id) => id,
         };
         let description = format!("{} of {subject}", event.detail_type);
@@ -296,8 +428,83 @@ mod tests {
     fn image_builder_available_event_names_the_image() {
         let t = Trigger::parse(&fixture("imagebuilder-image-available.json")).unwrap();
         assert!(
-            matches!(t.source, AmiSource::ImageBuilder { ref image_arn } if image_arn.contains(":image/golden-linux/1.0.4/1"))
+            matches!(t.source, AmiSource::ImageBuilder(ref build) if build.image_arn.contains(":image/golden-linux/1.0.4/1") && build.amis.is_none())
         );
+    }
+
+    /// The batch an EventBridge Pipe hands the state machine for one queued message.
+    fn queued(body: String) -> Value {
+        json!([{
+            "messageId": "059f36b4-87a3-44ab-83d2-661975830a7d",
+            "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
+            "body": body,
+            "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1545082649183"},
+            "messageAttributes": {},
+            "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ami-rollout-image-builds",
+            "awsRegion": "us-east-1"
+        }])
+    }
+
+    #[test]
+    fn image_builder_notification_through_the_pipe_carries_the_pipeline_and_every_ami() {
+        let message = fixture("imagebuilder-sns-message.json").to_string();
+        let envelope = json!({"Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:123456789012:golden-linux-builds", "Message": message}).to_string();
+        for body in [message.clone(), envelope] {
+            let t = Trigger::parse(&queued(body)).unwrap();
+            let AmiSource::ImageBuilder(build) = &t.source else {
+                panic!("{:?}", t.source)
+            };
+            assert_eq!(
+                build.pipeline.as_deref(),
+                Some("arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/golden-linux")
+            );
+            assert_eq!(
+                build.ami_in("us-east-1", None),
+                Some("ami-0a1b2c3d4e5f60001")
+            );
+            assert_eq!(
+                build.ami_in("eu-west-1", None),
+                Some("ami-0a1b2c3d4e5f60002")
+            );
+            assert_eq!(
+                build.ami_in("us-east-1", Some("111122223333")),
+                Some("ami-0a1b2c3d4e5f60003")
+            );
+            assert!(t.description.starts_with("Image Builder notification of "));
+        }
+    }
+
+    #[test]
+    fn a_pipe_batch_that_is_not_one_image_notification_is_refused() {
+        let mut failed = fixture("imagebuilder-sns-message.json");
+        failed["state"] = json!({"status": "FAILED", "reason": "build failed"});
+        let mut two = queued("{}".into());
+        let record = two[0].clone();
+        two.as_array_mut().unwrap().push(record);
+        let mut kinesis = queued("{}".into());
+        kinesis[0]["eventSource"] = json!("aws:kinesis");
+        let cases = [
+            (queued(failed.to_string()), "is FAILED, not AVAILABLE"),
+            (two, "2 SQS records in one input"),
+            (json!([]), "0 SQS records"),
+            (kinesis, "not aws:sqs"),
+            (queued("not json".into()), "not JSON"),
+            (
+                queued("{\"Records\": []}".into()),
+                "not an Image Builder image notification",
+            ),
+            (
+                json!([1]),
+                "SQS records as an EventBridge Pipe delivers them",
+            ),
+        ];
+        for (input, expected) in cases {
+            let err = Trigger::parse(&input).unwrap_err();
+            assert_eq!(err.name(), "InvalidInput", "{input}");
+            assert!(err.to_string().contains(expected), "{input}: {err}");
+        }
     }
 
     #[test]
@@ -318,7 +525,7 @@ mod tests {
         let mut deleted = fixture("parameter-store-change.json");
         deleted["detail"]["operation"] = json!("Delete");
         let cases = [
-            (json!([1, 2]), "must be a JSON object"),
+            (json!("ami-0123456789abcdef0"), "must be a JSON object"),
             (json!({}), "needs amiId or parameterName"),
             (json!({"amiId": "ami-1", "parameterName": "/x"}), "not both"),
             (

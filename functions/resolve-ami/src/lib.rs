@@ -6,6 +6,7 @@
 
 pub mod drift;
 mod instances;
+pub mod sources;
 pub mod undo;
 
 use instances::PlacedInstance;
@@ -19,14 +20,16 @@ use rollout_core::config::{Config, parse_tag, validate_concurrency};
 use rollout_core::fleet::{self, GroupTemplate, group_template};
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
-    Ami, AmiCopy, EcsCapacity, Epoch, MAX_TARGETS, Plan, PlanSummary, RollbackPoint, Skipped,
-    Target, TargetKind, TemplatePoint, VersionReference, place_name,
+    Ami, AmiCopy, EcsCapacity, Epoch, MAX_TARGETS, Plan, RollbackPoint, Skipped, Target,
+    TargetKind, TemplatePoint, VersionReference, place_name,
 };
 use rollout_core::refresh::recent_refreshes;
 use rollout_core::settings::{REPLACE_ROOT_VOLUME, RefreshSettings, SettingsMap};
+use rollout_core::store::RolledOut;
 use rollout_core::trigger::{AmiSource, Overrides, Trigger};
 use rollout_core::{Clients, StepError, StepResult};
 use serde_json::Value;
+use sources::NothingToDo;
 
 /// What the state machine passes: the execution's name (the plan objects are named after it)
 /// and the trigger, as the execution received it.
@@ -43,23 +46,47 @@ pub struct ResolveRequest {
 /// The state machine's first step (a plan), or the scheduled drift check (`{"driftCheck": ...}`).
 pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
     let now = rollout_core::aws::now();
-    let out = if payload.get("driftCheck").is_some() {
+    if payload.get("driftCheck").is_some() {
         let request: drift::ScheduledCheck =
             rollout_core::error::parse_input("resolve-ami drift check", payload)?;
-        serde_json::to_value(drift::scheduled(clients, &request, now).await?)
+        to_state(&drift::scheduled(clients, &request, now).await?)
     } else {
         let request: ResolveRequest = rollout_core::error::parse_input("resolve-ami", payload)?;
-        serde_json::to_value(resolve_and_store(clients, &request, now).await?)
-    };
-    out.map_err(|e| StepError::invalid(format!("resolve-ami output: {e}")))
+        resolve_and_store(clients, &request, now).await
+    }
 }
 
-/// Plans the rollout and writes the plan objects; the state carries the summary.
+/// What a trigger comes to: a plan, or nothing to do (the execution then ends succeeded).
+#[derive(Debug)]
+pub enum Resolved {
+    Plan(Box<Plan>),
+    NothingToDo(NothingToDo),
+}
+
+impl Resolved {
+    fn nothing_to_do(trigger: &str, reason: String) -> Self {
+        Resolved::NothingToDo(NothingToDo {
+            trigger: trigger.to_string(),
+            nothing_to_do: reason,
+        })
+    }
+
+    /// The plan, or the reason there is none.
+    pub fn into_plan(self) -> Result<Plan, NothingToDo> {
+        match self {
+            Resolved::Plan(plan) => Ok(*plan),
+            Resolved::NothingToDo(nothing) => Err(nothing),
+        }
+    }
+}
+
+/// Plans the rollout and writes the plan objects; the state carries the summary, or only why
+/// there is nothing to do.
 pub async fn resolve_and_store(
     clients: &Clients,
     request: &ResolveRequest,
     now: Epoch,
-) -> StepResult<PlanSummary> {
+) -> StepResult<Value> {
     if request.execution.trim().is_empty() {
         return Err(StepError::invalid("execution is empty"));
     }
@@ -82,12 +109,37 @@ pub async fn resolve_and_store(
         }
         None => {
             let config = Config::from_env()?;
-            resolve(clients, &config, &request.execution, &request.trigger, now).await?
+            match resolve(clients, &config, &request.execution, &request.trigger, now)
+                .await?
+                .into_plan()
+            {
+                Ok(plan) => plan,
+                Err(nothing) => {
+                    tracing::info!(reason = %nothing.nothing_to_do, "nothing to do");
+                    return to_state(&nothing);
+                }
+            }
         }
     };
     let summary = store.write_plan(&request.execution, &plan).await?;
+    if let Some(name) = &plan.parameter {
+        let record = RolledOut {
+            execution: request.execution.clone(),
+            at: now,
+        };
+        store
+            .put_json(
+                &rollout_core::store::rolled_out_key(name, &plan.ami.id),
+                &record,
+            )
+            .await?;
+    }
     tracing::info!(ami = %plan.ami.id, targets = plan.target_count, waves = plan.waves.len(), skipped = plan.skipped_count, plan = %summary.key, "planned rollout");
-    Ok(summary)
+    to_state(&summary)
+}
+
+fn to_state(out: &impl serde::Serialize) -> StepResult<Value> {
+    serde_json::to_value(out).map_err(|e| StepError::invalid(format!("resolve-ami output: {e}")))
 }
 
 /// Reads the trigger, validates the AMI in every region of the reach, and plans the rollout.
@@ -98,14 +150,23 @@ pub async fn resolve(
     execution: &str,
     input: &Value,
     now: Epoch,
-) -> StepResult<Plan> {
+) -> StepResult<Resolved> {
     let Accepted {
-        trigger,
+        mut trigger,
         settings,
         max_concurrency,
         instance_concurrency,
     } = accept(config, input)?;
     let reach = Reach::of(clients, config, &trigger.overrides).await?;
+    if let AmiSource::ImageBuilder(build) = &mut trigger.source {
+        let conf = clients.sdk_config().ok_or_else(|| {
+            StepError::invalid("no AWS configuration to read the Image Builder image")
+        })?;
+        sources::read_build(&aws_sdk_imagebuilder::Client::new(conf), build).await?;
+        if let Some(reason) = sources::ignored_build(config, build, &reach.region_names(clients)) {
+            return Ok(Resolved::nothing_to_do(&trigger.description, reason));
+        }
+    }
 
     let ami_id = ami::resolve_source(clients, &trigger.source).await?;
     let image = describe_images(clients, std::slice::from_ref(&ami_id))
@@ -117,6 +178,20 @@ pub async fn resolve(
         reason: "it does not exist in this account and region".into(),
     })?;
     let ami = usable_ami(&image, &config.allowed_ami_owners, now)?;
+    if let Some(reason) = sources::too_young(&image, trigger.overrides.min_age_hours, now) {
+        return Ok(Resolved::nothing_to_do(&trigger.description, reason));
+    }
+    let parameter = match &trigger.source {
+        AmiSource::Parameter { name, .. } => Some(name.clone()),
+        _ => None,
+    };
+    if let Some(name) = parameter
+        .as_deref()
+        .filter(|_| trigger.overrides.skip_rolled_out)
+        && let Some(reason) = sources::rolled_out_before(&clients.store()?, name, &ami.id).await?
+    {
+        return Ok(Resolved::nothing_to_do(&trigger.description, reason));
+    }
 
     let places = reach.enter(clients, execution).await?;
     let regional = regional_amis(clients, config, &reach, &trigger.source, &ami, now).await?;
@@ -238,6 +313,7 @@ pub async fn resolve(
         .rollback_scope
         .unwrap_or(config.rollback_scope);
     plan.copies = copies;
+    plan.parameter = parameter;
     plan.regional_amis = if reach.regions != [None] {
         // Regions to copy into get their AMI once the copy is made (distribute-ami).
         regional
@@ -249,7 +325,7 @@ pub async fn resolve(
     } else {
         BTreeMap::new()
     };
-    Ok(plan)
+    Ok(Resolved::Plan(Box::new(plan)))
 }
 
 /// A trigger that passed the checks made before anything is read of the fleet.
@@ -266,6 +342,11 @@ pub struct Accepted {
 /// concurrency.
 pub fn accept(config: &Config, input: &Value) -> StepResult<Accepted> {
     let trigger = Trigger::parse(input)?;
+    if trigger.overrides.skip_rolled_out && !matches!(trigger.source, AmiSource::Parameter { .. }) {
+        return Err(StepError::invalid(
+            "skipRolledOut needs parameterName: it remembers the AMIs planned from a parameter",
+        ));
+    }
     let settings = match &trigger.overrides.settings {
         Some(over) => config.settings.overlay(over),
         None => config.settings.clone(),
@@ -296,6 +377,14 @@ pub struct Reach {
 }
 
 impl Reach {
+    /// The regions by name (the home one too).
+    pub fn region_names(&self, clients: &Clients) -> Vec<String> {
+        self.regions
+            .iter()
+            .map(|r| r.clone().unwrap_or_else(|| clients.region.clone()))
+            .collect()
+    }
+
     /// The configured reach, narrowed by a manual start's `accounts` and `regions`.
     pub async fn of(clients: &Clients, config: &Config, overrides: &Overrides) -> StepResult<Self> {
         let mut configured = config.accounts.clone();
@@ -860,6 +949,7 @@ pub fn plan_with_instances(
         instance_concurrency: 1,
         rollback_scope: Default::default(),
         undo: None,
+        parameter: None,
     };
     Ok(plan)
 }

@@ -409,6 +409,8 @@ async fn plans_a_tagged_fleet_from_batched_describes() {
     .unwrap();
     let plan = resolve(&clients, &config, "exec", &json!({"amiId": new}), 0)
         .await
+        .unwrap()
+        .into_plan()
         .unwrap();
     assert_eq!(plan.ami.id, new);
     let points: Vec<(&str, i64, &str)> = plan.waves[0]

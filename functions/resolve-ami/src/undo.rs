@@ -234,6 +234,8 @@ pub async fn check(
             skipped_count: 0,
             target_count,
             undo: Some(undone),
+            // An undo rolls nothing out from the parameter.
+            parameter: None,
             ..original
         },
         refused,
@@ -396,6 +398,7 @@ mod tests {
                 execution: "rollout-1".into(),
                 start_time: 1_000 as Epoch,
             }),
+            parameter: None,
         };
         UndoCheck {
             plan,

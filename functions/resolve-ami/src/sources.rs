@@ -1,0 +1,245 @@
+//! What a trigger's source says before any target is read: the Image Builder build behind an
+//! image (GetImage), and whether there is anything to roll out at all. A source that names
+//! nothing for this rollout (another pipeline's image, AMIs only in other regions) ends the
+//! execution with "nothing to do" and the reason, not a failure.
+
+use aws_sdk_ec2::types::Image;
+use rollout_core::ami::parse_time;
+use rollout_core::config::Config;
+use rollout_core::model::Epoch;
+use rollout_core::store::PlanStore;
+use rollout_core::trigger::{BuiltAmi, ImageBuild};
+use rollout_core::{StepError, StepResult};
+
+/// Why the execution has nothing to do: it ends succeeded with this, having changed nothing.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NothingToDo {
+    /// What started the execution, in a few words.
+    pub trigger: String,
+    pub nothing_to_do: String,
+}
+
+/// Fills in the build's pipeline and AMIs from GetImage when the trigger did not carry them (the
+/// image state change event names only the image).
+pub async fn read_build(
+    imagebuilder: &aws_sdk_imagebuilder::Client,
+    build: &mut ImageBuild,
+) -> StepResult<()> {
+    if build.amis.is_some() {
+        return Ok(());
+    }
+    let out = imagebuilder
+        .get_image()
+        .image_build_version_arn(&build.image_arn)
+        .send()
+        .await;
+    let out = out.map_err(|e| StepError::from_sdk("GetImage", e))?;
+    let image = out.image();
+    build.pipeline = image
+        .and_then(|i| i.source_pipeline_arn())
+        .map(str::to_string);
+    build.amis = Some(
+        image
+            .and_then(|i| i.output_resources())
+            .map(|o| o.amis())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|ami| {
+                Some(BuiltAmi {
+                    region: ami.region()?.to_string(),
+                    account_id: ami.account_id().map(str::to_string),
+                    image: ami.image()?.to_string(),
+                })
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
+/// Why the build is not rolled out here: a pipeline that is not configured, or no AMI in any of
+/// `regions` (the rollout's).
+pub fn ignored_build(config: &Config, build: &ImageBuild, regions: &[String]) -> Option<String> {
+    let image = &build.image_arn;
+    if config.image_builder_pipelines.is_empty() {
+        return Some(format!(
+            "image {image} is ignored: no Image Builder pipeline is configured (IMAGE_BUILDER_PIPELINES)"
+        ));
+    }
+    let configured = config.image_builder_pipelines.join(", ");
+    match &build.pipeline {
+        Some(pipeline) if config.image_builder_pipelines.contains(pipeline) => {}
+        Some(pipeline) => {
+            return Some(format!(
+                "image {image} was built by {pipeline}, which is not a configured pipeline ({configured})"
+            ));
+        }
+        None => {
+            return Some(format!(
+                "image {image} was built outside a pipeline, not by a configured one ({configured})"
+            ));
+        }
+    }
+    let amis = build.amis.as_deref().unwrap_or_default();
+    if regions.iter().any(|r| amis.iter().any(|a| &a.region == r)) {
+        return None;
+    }
+    let made: std::collections::BTreeSet<&str> = amis.iter().map(|a| a.region.as_str()).collect();
+    Some(match made.is_empty() {
+        true => format!("image {image} made no AMI"),
+        false => format!(
+            "image {image} made AMIs only in {}, none in this rollout's regions ({})",
+            made.into_iter().collect::<Vec<_>>().join(", "),
+            regions.join(", ")
+        ),
+    })
+}
+
+/// Why `image` is not rolled out yet: it is younger than the soak of `min_age_hours`.
+pub fn too_young(image: &Image, min_age_hours: Option<u32>, now: Epoch) -> Option<String> {
+    let hours = min_age_hours?;
+    let id = image.image_id().unwrap_or_default();
+    let Some(created) = image.creation_date().and_then(parse_time) else {
+        return Some(format!(
+            "{id} has no creation date, so its soak of {hours} h cannot be told: it is not rolled out"
+        ));
+    };
+    let ready = created + i64::from(hours) * 3600;
+    (now < ready).then(|| {
+        format!(
+            "{id} was created {} h ago, under the soak of {hours} h: it rolls out from {}",
+            (now - created).max(0) / 3600,
+            rollout_core::aws::iso_time(ready)
+        )
+    })
+}
+
+/// Why `ami` is not rolled out again from the parameter `name`: an earlier execution planned it.
+pub async fn rolled_out_before(
+    store: &PlanStore,
+    name: &str,
+    ami: &str,
+) -> StepResult<Option<String>> {
+    Ok(store.rolled_out(name, ami).await?.map(|earlier| {
+        format!(
+            "{ami} from {name} was already rolled out by execution {} at {}",
+            earlier.execution,
+            rollout_core::aws::iso_time(earlier.at)
+        )
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIPELINE: &str =
+        "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/golden-linux";
+
+    fn config(pipelines: &str) -> Config {
+        Config::from_lookup(|name| (name == "IMAGE_BUILDER_PIPELINES").then(|| pipelines.into()))
+            .unwrap()
+    }
+
+    fn build(pipeline: Option<&str>, regions: &[&str]) -> ImageBuild {
+        ImageBuild {
+            image_arn: "arn:aws:imagebuilder:us-east-1:123456789012:image/golden-linux/1.0.4/1"
+                .into(),
+            pipeline: pipeline.map(str::to_string),
+            amis: Some(
+                regions
+                    .iter()
+                    .map(|r| BuiltAmi {
+                        region: r.to_string(),
+                        account_id: None,
+                        image: "ami-0123456789abcdef0".into(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn a_configured_pipelines_image_in_a_rollout_region_rolls_out() {
+        let regions = ["us-east-1".to_string()];
+        assert_eq!(
+            ignored_build(
+                &config(PIPELINE),
+                &build(Some(PIPELINE), &["us-east-1"]),
+                &regions
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn other_pipelines_other_regions_and_no_configuration_are_ignored_with_the_reason() {
+        let regions = ["us-east-1".to_string(), "eu-west-1".to_string()];
+        let other = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/other";
+        let cases = [
+            (
+                config(""),
+                build(Some(PIPELINE), &["us-east-1"]),
+                "no Image Builder pipeline is configured",
+            ),
+            (
+                config(PIPELINE),
+                build(Some(other), &["us-east-1"]),
+                "built by arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/other, which is not a configured pipeline",
+            ),
+            (
+                config(PIPELINE),
+                build(None, &["us-east-1"]),
+                "built outside a pipeline",
+            ),
+            (
+                config(PIPELINE),
+                build(Some(PIPELINE), &["ap-south-1", "sa-east-1"]),
+                "made AMIs only in ap-south-1, sa-east-1, none in this rollout's regions (us-east-1, eu-west-1)",
+            ),
+            (config(PIPELINE), build(Some(PIPELINE), &[]), "made no AMI"),
+        ];
+        for (config, build, expected) in cases {
+            let reason = ignored_build(&config, &build, &regions).expect(expected);
+            assert!(reason.contains(expected), "{reason}");
+        }
+    }
+
+    #[test]
+    fn an_ami_younger_than_its_soak_waits() {
+        let created = "2026-12-01T00:00:00.000Z";
+        let at = parse_time(created).unwrap();
+        let image = Image::builder()
+            .image_id("ami-0123456789abcdef0")
+            .creation_date(created)
+            .build();
+        assert_eq!(too_young(&image, None, at), None);
+        let young = too_young(&image, Some(72), at + 10 * 3600).unwrap();
+        assert!(
+            young.contains(
+                "created 10 h ago, under the soak of 72 h: it rolls out from 2026-12-04T00:00:00Z"
+            ),
+            "{young}"
+        );
+        assert_eq!(too_young(&image, Some(72), at + 72 * 3600), None);
+        let undated = Image::builder().image_id("ami-0123456789abcdef0").build();
+        assert!(
+            too_young(&undated, Some(1), at)
+                .unwrap()
+                .contains("no creation date")
+        );
+    }
+
+    #[test]
+    fn a_malformed_pipeline_setting_is_refused() {
+        let err = Config::from_lookup(|name| {
+            (name == "IMAGE_BUILDER_PIPELINES").then(|| "golden-linux".into())
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not an Image Builder pipeline ARN"),
+            "{err}"
+        );
+    }
+}
