@@ -75,7 +75,8 @@ class HoldsWiring(unittest.TestCase):
         # EventBridge may write to the queue for this rule; the function's role may (Lambda writes
         # an asynchronous invocation's last failure with it).
         (policy,) = [r["Properties"]["PolicyDocument"] for r in self.resources.values()
-                     if r["Type"] == "AWS::SQS::QueuePolicy"]
+                     if r["Type"] == "AWS::SQS::QueuePolicy"
+                     and [symbolic(q) for q in r["Properties"]["Queues"]] == ["${HoldReleaseDeadLetterQueue}"]]
         rule = {"aws:SourceArn": {"${HoldReleaseRule.Arn}"}, "aws:SecureTransport": {"true"}}
         self.assertTrue(admits(policy, "events.amazonaws.com", "sqs:SendMessage", rule))
         other = {"aws:SourceArn": {"${ExecutionStatusRule.Arn}"}, "aws:SecureTransport": {"true"}}

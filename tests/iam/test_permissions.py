@@ -34,7 +34,7 @@ CRATES = {
 # SDK client field (or local binding) name -> IAM service prefix.
 IAM_PREFIX = {"ec2": "ec2", "autoscaling": "autoscaling", "ecs": "ecs", "cloudwatch": "cloudwatch", "ssm": "ssm",
               "dynamodb": "dynamodb", "sfn": "states", "s3": "s3", "sts": "sts", "kms": "kms",
-              "organizations": "organizations"}
+              "organizations": "organizations", "imagebuilder": "imagebuilder"}
 # Core modules whose types' methods make AWS calls: a `.method(` call of one of theirs counts.
 METHOD_MODULES = ("aws", "store", "stop", "reach")
 ASL = ROOT / "statemachine/rollout.asl.json"
@@ -54,6 +54,8 @@ CALL = re.compile(rf"\.({SERVICES})\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)")
 BINDING = re.compile(rf"\blet\s+(?:mut\s+)?([a-z_][a-z0-9_]*)\s*(?::[^=;]*)?=\s*&?\s*[a-z_][a-z0-9_.]*\.({SERVICES})\s*;")
 # `let kms = aws_sdk_kms::Client::new(...)`: calls on `kms` are then KMS calls.
 BINDING_NEW = re.compile(rf"\blet\s+(?:mut\s+)?([a-z_][a-z0-9_]*)\s*=\s*aws_sdk_({SERVICES})::Client::new\b")
+# `imagebuilder: &aws_sdk_imagebuilder::Client` as a function's parameter: calls on it likewise.
+BINDING_PARAM = re.compile(rf"\b([a-z_][a-z0-9_]*)\s*:\s*&\s*aws_sdk_({SERVICES})::Client\b")
 FN = re.compile(r"\bfn\s+([a-z_][a-z0-9_]*)")
 
 
@@ -81,7 +83,7 @@ def functions_in(source: str) -> dict[str, str]:
 
 def calls_of(body: str) -> set[str]:
     found = CALL.findall(body)
-    for name, svc in BINDING.findall(body) + BINDING_NEW.findall(body):
+    for name, svc in BINDING.findall(body) + BINDING_NEW.findall(body) + BINDING_PARAM.findall(body):
         found += [(svc, op) for op in re.findall(rf"(?<![\w.:]){name}\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)", body)]
     return {f"{IAM_PREFIX[svc]}:{camel(op)}" for svc, op in found
             if not op.startswith(("as_", "clone", "config"))}
@@ -183,6 +185,8 @@ class PermissionCoverage(unittest.TestCase):
         # Through a client made in place (`let x = aws_sdk_<service>::Client::new(..)`).
         self.assertIn("organizations:ListAccountsForParent", operations("resolve-ami"))
         self.assertIn("kms:CreateGrant", operations("distribute-ami"))
+        # Through a client passed as a parameter.
+        self.assertIn("imagebuilder:GetImage", operations("resolve-ami"))
 
     def test_the_scan_maps_client_names_to_iam_prefixes(self):
         body = """

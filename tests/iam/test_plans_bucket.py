@@ -31,9 +31,13 @@ class PlansBucket(unittest.TestCase):
                          ["${PlansBucket.Arn}", "${PlansBucket.Arn}/*"])
 
     def test_plans_expire_after_weeks_not_days(self):
-        [rule] = self.bucket["LifecycleConfiguration"]["Rules"]
-        self.assertEqual(rule["Status"], "Enabled")
-        self.assertEqual(symbolic(rule["ExpirationInDays"]), "${PlanRetentionDays}")
+        rules = self.bucket["LifecycleConfiguration"]["Rules"]
+        # Plans and outcomes expire; sources/ (the AMIs planned from each parameter, which keep a
+        # scheduled check from rolling one out twice) is kept.
+        self.assertEqual(sorted(r["Prefix"] for r in rules), ["plans/", "results/"])
+        for rule in rules:
+            self.assertEqual(rule["Status"], "Enabled")
+            self.assertEqual(symbolic(rule["ExpirationInDays"]), "${PlanRetentionDays}")
         self.assertGreaterEqual(self.parameters["PlanRetentionDays"]["Default"], 14)
 
     def test_functions_may_run_as_wide_as_a_wave(self):
