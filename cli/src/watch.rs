@@ -301,7 +301,13 @@ impl<'a> Timeline<'a> {
         };
         let count = |k: &str| output.get(k).and_then(Value::as_u64).unwrap_or(0);
         if is_step(function, "resolve-ami") {
-            if let Ok(summary) = serde_json::from_value::<PlanSummary>(output.clone()) {
+            if let Some(reason) = output.get("nothingToDo").and_then(Value::as_str) {
+                self.say(
+                    "nothingToDo",
+                    json!({"reason": reason}),
+                    format!("  nothing to do: {reason}"),
+                );
+            } else if let Ok(summary) = serde_json::from_value::<PlanSummary>(output.clone()) {
                 self.plan_line(context, &summary).await;
             }
         } else if is_step(function, "hold-targets") {

@@ -33,7 +33,7 @@ BASE_SETTINGS = {"*": {"wave": 2, "minHealthyPercentage": 50, "bakeSeconds": 3},
 WAVE = ["Is there a wave left?", "Pick the wave", "Roll out the wave", "How did the wave go?", "Did a target fail?",
         "Go to the next wave"]
 # Two waves (web first, then the rest), then the end.
-RUNBOOK = (["Resolve AMI and plan", "Take hold of the targets", "Is this an undo?", "Does a region need a copy of the AMI?",
+RUNBOOK = (["Resolve AMI and plan", "Is there anything to do?", "Take hold of the targets", "Is this an undo?", "Does a region need a copy of the AMI?",
             "Start with the first wave"] + WAVE * 2
            + ["Is there a wave left?", "Release held targets", "How did the rollout end?", "Delete the replaced roots",
               "Rollout succeeded"])
@@ -109,6 +109,19 @@ class Harness(unittest.TestCase):
         result["log"] = "\n".join(lines)
         result["arn"] = execution
         return result
+
+    def watch_all(self, executions):
+        """Follows executions that run at once, each to its end, in the order given."""
+        results = [None] * len(executions)
+
+        def follow(i):
+            results[i] = self.watch(executions[i])
+        threads = [threading.Thread(target=follow, args=(i,)) for i in range(len(executions))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
 
     def amis(self, group):
         view = rollout.fleet(self.control)["groups"][group]
@@ -529,19 +542,6 @@ class Overlapping(Harness):
 
     def start(self, ami, targets=("web",)):
         return rollout.start(self.sfn, self.machine, {"amiId": ami, "targets": list(targets)})
-
-    def watch_all(self, executions):
-        """Follows executions that run at once, each to its end, in the order given."""
-        results = [None] * len(executions)
-
-        def follow(i):
-            results[i] = self.watch(executions[i])
-        threads = [threading.Thread(target=follow, args=(i,)) for i in range(len(executions))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return results
 
     def wait_held(self, group, execution):
         self.wait_for(f"{execution} to hold {group}", lambda: self.hold_tag(group) == execution)

@@ -14,6 +14,14 @@ the local AWS. Bodies and answers are JSON; account and region default to moto's
   GET    /_localaws/volume-files?volumeId= the files on a volume (rootvolumes.py)
   GET    /_localaws/fleet                  groups, instances, refreshes, container instances, services
   GET    /_localaws/calls                  how many times each operation was called
+  POST   /_localaws/image-build            {"name", "version", "regions", "accounts", "pipeline",
+                                           "topicArn"}: an Image Builder pipeline finishing a build
+                                           (imagebuilder.py)
+  POST   /_localaws/public-parameter       {"name", "imageName", "creationDate"}: AWS publishing a
+                                           new AMI behind one of its public parameters (events.py)
+  POST   /_localaws/events-flush           waits until every service event so far reached the bus
+
+Requests signed for the imagebuilder service are Image Builder's API (imagebuilder.py).
 """
 
 import json
@@ -22,7 +30,7 @@ from urllib.parse import parse_qs
 from moto.core.base_backend import BackendDict
 from moto.moto_api._internal.models import moto_api_backend
 
-from . import copies, fleet, rootvolumes, state
+from . import copies, events, fleet, imagebuilder, rootvolumes, state
 
 PREFIX = "/_localaws/"
 DEFAULT_ACCOUNT, DEFAULT_REGION = "123456789012", "us-east-1"
@@ -83,6 +91,8 @@ class Control:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
+        if imagebuilder.serves(environ):
+            return imagebuilder.handle(environ, start_response)
         if not path.startswith(PREFIX):
             return self.app(environ, start_response)
         method = environ["REQUEST_METHOD"]
@@ -143,6 +153,20 @@ class Control:
         if (method, action) == ("GET", "volume-files"):
             return _json(start_response, "200 OK", {"volumeId": query.get("volumeId"),
                                                     "files": rootvolumes.files(query.get("volumeId", ""))})
+        if (method, action) == ("POST", "image-build"):
+            if not body.get("name"):
+                return _json(start_response, "400 Bad Request", {"error": "name is required"})
+            return _json(start_response, "200 OK", imagebuilder.build(account, region, body))
+        if (method, action) == ("POST", "public-parameter"):
+            if not str(body.get("name", "")).startswith("/aws/service/") or not body.get("creationDate"):
+                return _json(start_response, "400 Bad Request",
+                             {"error": "name (under /aws/service/) and creationDate are required"})
+            return _json(start_response, "200 OK", events.publish_public_parameter(
+                account, region, body["name"], body.get("imageName", "al2023-ami-ecs-hvm-local-x86_64"),
+                body["creationDate"]))
+        if (method, action) == ("POST", "events-flush"):
+            events.flush()
+            return _json(start_response, "200 OK", {"flushed": True})
         if (method, action) == ("GET", "fleet"):
             return _json(start_response, "200 OK", fleet_view(account, region))
         if (method, action) == ("GET", "calls"):

@@ -1,11 +1,15 @@
-"""Deploy ami-rollout to the local Step Functions, Lambda and EventBridge (ministack) and DynamoDB
-(moto) the way the SAM template deploys it to AWS: seven `provided.al2023` functions whose zips hold
-`bootstrap`, the same environment names, statemachine/rollout.asl.json with the same
-DefinitionSubstitutions, the holds table, the plans bucket, and the EventBridge rule that sends the
-state machine's ABORTED / TIMED_OUT "Step Functions Execution Status Change" events to
-hold-targets. Only the functions' AWS_ENDPOINT_URL_* differ: they point at the local fleet and
-DynamoDB (moto) and at the local Step Functions and S3 (ministack, whose Distributed Maps read the
-plan objects from its own S3 and write the outcomes there)."""
+"""Deploy ami-rollout to the local Step Functions, Lambda, EventBridge, SNS, SQS and Pipes (ministack)
+and DynamoDB (moto) the way the SAM template deploys it to AWS: seven `provided.al2023` functions
+whose zips hold `bootstrap`, the same environment names, statemachine/rollout.asl.json with the same
+DefinitionSubstitutions, the holds table, the plans bucket, the status topic, and the template's own
+EventBridge rules (stack.py reads them): HoldReleaseRule (ABORTED / TIMED_OUT executions to
+hold-targets) and ExecutionStatusRule (every ending to the status topic, which a queue the demo
+reads is subscribed to). With `triggers`, also the rules that start rollouts (Parameter Store
+Change, CloudTrail PutParameter, Image Builder Image State Change) and, when the parameters name an
+Image Builder topic, its notification queue, subscription and pipe. Only the functions'
+AWS_ENDPOINT_URL_* differ: they point at the local fleet and DynamoDB (moto) and at the local Step
+Functions and S3 (ministack, whose Distributed Maps read the plan objects from its own S3 and write
+the outcomes there). Dead-letter queues of rules and functions are not deployed."""
 
 import io
 import json
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import boto3
 
-from . import launcher
+from . import launcher, stack
 
 ROOT = launcher.HERE.parent.parent
 FUNCTIONS = {
@@ -32,13 +36,16 @@ STATE_MACHINE = "ami-rollout"
 ROLE = f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:role/ami-rollout-local"
 HOLDS_TABLE = "ami-rollout-holds"
 PLANS_BUCKET = "ami-rollout-plans"
-# The SAM template's HoldReleaseRule: an execution of this state machine that ends ABORTED or
-# TIMED_OUT invokes hold-targets (asynchronously, with the event as is). Its dead-letter queues
-# (the rule's and the function's) are not deployed here.
-HOLD_RULE = "ami-rollout-hold-release"
-HOLD_TARGET = "release-holds"
 HOLD_STATUSES = ("ABORTED", "TIMED_OUT")
 HOLD_RETRY_POLICY = {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
+# The template's rules deployed with every deploy, and those that start rollouts (`triggers`).
+ALWAYS_RULES = ("HoldReleaseRule", "ExecutionStatusRule")
+TRIGGER_RULES = ("ParameterChangeRule", "PutParameterCallRule", "ImageBuilderRule")
+STATUS_TOPIC = "ami-rollout-status"
+# Subscribed to the status topic: what an operator's e-mail would receive, for the demo to show.
+STATUS_QUEUE = "ami-rollout-status-watch"
+IMAGE_BUILDER_QUEUE = "ami-rollout-image-builder-notifications"
+IMAGE_BUILDER_PIPE = "ami-rollout-image-builder"
 
 
 def target_dir() -> Path:
@@ -125,11 +132,77 @@ def route_status_changes(sfn_endpoint: str, state_machine: str, function_arn: st
     return rule_arn
 
 
+def _topic_and_queue(sfn_endpoint: str, topic: str, queue: str, raw: bool) -> tuple[str, str, str]:
+    """A topic (made if missing) with a queue subscribed to it; (topic ARN, queue URL, queue ARN)."""
+    sns, sqs = _client("sns", sfn_endpoint), _client("sqs", sfn_endpoint)
+    topic_arn = sns.create_topic(Name=topic)["TopicArn"]
+    url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    if not any(s["Endpoint"] == queue_arn for s in sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]):
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
+                      Attributes={"RawMessageDelivery": "true" if raw else "false"})
+    return topic_arn, url, queue_arn
+
+
+def route_rules(sfn_endpoint: str, template: stack.Stack, names) -> dict:
+    """Puts the template's rules `names` (those whose condition holds) on the local bus with their
+    pattern, state and targets, and lets EventBridge invoke the functions among the targets.
+    Returns rule name -> ARN."""
+    events, lam = _client("events", sfn_endpoint), _client("lambda", sfn_endpoint)
+    rules = template.resources("AWS::Events::Rule")
+    arns = {}
+    for name in names:
+        if name not in rules:
+            continue
+        # Dead-letter queues are not deployed here.
+        raw = dict(rules[name]["Properties"])
+        raw["Targets"] = [{k: v for k, v in t.items() if k != "DeadLetterConfig"} for t in raw["Targets"]]
+        props = template.value(raw)
+        arn = events.put_rule(Name=name, EventPattern=json.dumps(props["EventPattern"]),
+                              State=props.get("State", "ENABLED"), Description=props.get("Description", ""))["RuleArn"]
+        targets = props["Targets"]
+        events.put_targets(Rule=name, Targets=targets)
+        for target in targets:
+            if ":function:" not in target["Arn"]:
+                continue
+            try:
+                lam.add_permission(FunctionName=target["Arn"], StatementId=name, Action="lambda:InvokeFunction",
+                                   Principal="events.amazonaws.com", SourceArn=arn, SourceAccount=arn.split(":")[4])
+            except lam.exceptions.ResourceConflictException:
+                pass  # already there from an earlier deploy
+        arns[name] = arn
+    return arns
+
+
+def deploy_image_builder_pipe(sfn_endpoint: str, template: stack.Stack) -> str | None:
+    """The template's Image Builder notification path, when ImageBuilderTopicArn is set: the topic
+    (Image Builder's, made here), the queue subscribed to it as the template subscribes it, and the
+    pipe from the queue to the state machine with the template's source and target parameters."""
+    pipes = template.resources("AWS::Pipes::Pipe")
+    if "ImageBuilderPipe" not in pipes:
+        return None
+    subscription = template.resources("AWS::SNS::Subscription")["ImageBuilderNotificationSubscription"]["Properties"]
+    topic = template.value(subscription["TopicArn"]).rsplit(":", 1)[-1]
+    _, _, queue_arn = _topic_and_queue(sfn_endpoint, topic, IMAGE_BUILDER_QUEUE,
+                                       template.value(subscription["RawMessageDelivery"]))
+    template.physical["ImageBuilderNotificationQueue.Arn"] = queue_arn
+    template.physical["ImageBuilderPipeRole.Arn"] = ROLE
+    props = template.value(pipes["ImageBuilderPipe"]["Properties"])
+    client = _client("pipes", sfn_endpoint)
+    try:
+        client.delete_pipe(Name=IMAGE_BUILDER_PIPE)
+    except client.exceptions.NotFoundException:
+        pass
+    client.create_pipe(Name=IMAGE_BUILDER_PIPE, **props)
+    return queue_arn
+
+
 def deploy(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = None,
-           profile: str = "debug") -> str:
+           profile: str = "debug", triggers: bool = False, parameters: dict | None = None) -> str:
     """Creates or updates the functions and the state machine; returns the state machine ARN.
     `profile` is the cargo profile whose binaries to deploy, or "package" for `make package`'s
-    zips in dist/."""
+    zips in dist/. `triggers` deploys the template's rules that start rollouts as well, with the
+    template `parameters` given (the others at their defaults)."""
     lam, sfn = clients(sfn_endpoint)
     create_holds_table(moto_endpoint)
     create_plans_bucket(sfn_endpoint)
@@ -166,6 +239,51 @@ def deploy(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = Non
     else:
         arn = sfn.create_state_machine(name=STATE_MACHINE, definition=definition, roleArn=ROLE,
                                        type="STANDARD")["stateMachineArn"]
-    route_status_changes(sfn_endpoint, arn, arns["HoldTargetsFunctionArn"], HOLD_RULE,
-                         target_id=HOLD_TARGET, retry_policy=HOLD_RETRY_POLICY)
+    wire(sfn_endpoint, arn, triggers, parameters)
     return arn
+
+
+def wire(sfn_endpoint: str, machine: str, triggers: bool = False, parameters: dict | None = None) -> None:
+    """The template's rules (and with `triggers`, those that start rollouts and the Image Builder
+    pipe) for the deployed state machine `machine`; a wiring without triggers takes them away."""
+    lam = _client("lambda", sfn_endpoint)
+    topic_arn, _, _ = _topic_and_queue(sfn_endpoint, STATUS_TOPIC, STATUS_QUEUE, raw=True)
+    hold_targets = lam.get_function(FunctionName="ami-rollout-hold-targets")["Configuration"]["FunctionArn"]
+    template = stack.Stack({"RolloutStateMachine": machine, "HoldTargetsFunction.Arn": hold_targets,
+                            "StatusTopic": topic_arn, "EventsRole.Arn": ROLE}, parameters,
+                           region=launcher.REGION, account=launcher.MOTO_ACCOUNT, name=STATE_MACHINE)
+    if not triggers:
+        remove_triggers(sfn_endpoint)
+    route_rules(sfn_endpoint, template, ALWAYS_RULES + (TRIGGER_RULES if triggers else ()))
+    if triggers:
+        deploy_image_builder_pipe(sfn_endpoint, template)
+
+
+def remove_triggers(sfn_endpoint: str) -> None:
+    """Takes the rules and the pipe that start rollouts away (a deploy without `triggers`)."""
+    events, pipes = _client("events", sfn_endpoint), _client("pipes", sfn_endpoint)
+    for name in TRIGGER_RULES:
+        if not any(r["Name"] == name for r in events.list_rules(NamePrefix=name)["Rules"]):
+            continue
+        ids = [t["Id"] for t in events.list_targets_by_rule(Rule=name)["Targets"]]
+        if ids:
+            events.remove_targets(Rule=name, Ids=ids)
+        events.delete_rule(Name=name)
+    try:
+        pipes.delete_pipe(Name=IMAGE_BUILDER_PIPE)
+    except pipes.exceptions.NotFoundException:
+        pass
+
+
+def status_messages(sfn_endpoint: str) -> list[str]:
+    """What the status topic said since the last call (its subscribed queue, emptied)."""
+    sqs = _client("sqs", sfn_endpoint)
+    url = sqs.get_queue_url(QueueName=STATUS_QUEUE)["QueueUrl"]
+    said = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return said
+        for m in messages:
+            said.append(m["Body"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])

@@ -24,7 +24,8 @@ import threading
 import urllib.request
 import uuid
 
-from moto.ssm.models import Parameter, SimpleSystemManagementBackend
+from moto.core.utils import utcnow
+from moto.ssm.models import Parameter, SimpleSystemManagerBackend
 
 _outbox: queue.Queue = queue.Queue()
 _sender: threading.Thread | None = None
@@ -42,14 +43,20 @@ def _send_forever() -> None:
     while True:
         entries = _outbox.get()
         url = bus_url()
-        if not url:
-            continue
-        request = urllib.request.Request(url, data=json.dumps({"Entries": entries}).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
         try:
-            urllib.request.urlopen(request, timeout=10).read()
+            if url:
+                request = urllib.request.Request(url, data=json.dumps({"Entries": entries}).encode(),
+                                                 headers={"Content-Type": "application/json"}, method="POST")
+                urllib.request.urlopen(request, timeout=10).read()
         except OSError:
             pass  # best effort, as on AWS: a lost event starts nothing
+        finally:
+            _outbox.task_done()
+
+
+def flush() -> None:
+    """Waits until every event emitted so far reached the bus (tests: before rules change)."""
+    _outbox.join()
 
 
 def emit(entries: list[dict]) -> None:
@@ -97,8 +104,8 @@ def parameter_events(backend, name: str, operation: str, parameter=None, overwri
     return events
 
 
-_original_put = SimpleSystemManagementBackend.put_parameter
-_original_delete = SimpleSystemManagementBackend.delete_parameter
+_original_put = SimpleSystemManagerBackend.put_parameter
+_original_delete = SimpleSystemManagerBackend.delete_parameter
 
 
 def _put_parameter(self, name, description, value, parameter_type, allowed_pattern, keyid,
@@ -123,23 +130,21 @@ def publish_public_parameter(account: str, region: str, name: str, image_name: s
     launches it), and the parameter pointing at it. No event, as on AWS."""
     from moto.ec2.models import ec2_backends
     from moto.ec2.models.amis import Ami
+    from moto.ec2.utils import random_ami_id
 
-    from . import seed  # noqa: F401  (moto's public AMI the image is made from)
+    from . import seed
 
     ec2 = ec2_backends[account][region]
-    image_id = f"ami-{uuid.uuid4().hex[:17]}"
-    source = ec2.amis.get(seed.ECS_AL2023)
-    image = Ami(ec2, image_id, name=image_name, description="Amazon Linux AMI 2023 x86_64 ECS HVM EBS",
-                owner_id=AMAZON, public=True, architecture="x86_64", platform=None,
-                root_device_name=getattr(source, "root_device_name", "/dev/xvda"),
-                creation_date=created)
-    ec2.amis[image_id] = image
+    image_id = random_ami_id()
+    when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    ec2.amis[image_id] = Ami(ec2, image_id, source_ami=ec2.amis.get(seed.ECS_AL2023), name=image_name,
+                             description="Amazon Linux AMI 2023 x86_64 ECS HVM EBS", owner_id=AMAZON,
+                             owner_alias="amazon", public=True, creation_date=when)
     ssm = ssm_backend(account, region)
-    ssm._check_loading_status(name)
     versions = ssm._parameters[name]
     versions.append(Parameter(account_id=account, name=name, value=image_id, parameter_type="String",
                               description=None, allowed_pattern=None, keyid=None,
-                              last_modified_date=datetime.datetime.now(datetime.timezone.utc).timestamp(),
+                              last_modified_date=utcnow(),
                               version=(versions[-1].version + 1) if versions else 1, data_type="aws:ec2:image"))
     return {"name": name, "imageId": image_id, "version": versions[-1].version, "creationDate": created}
 
@@ -151,5 +156,5 @@ def ssm_backend(account: str, region: str):
 
 
 def install() -> None:
-    SimpleSystemManagementBackend.put_parameter = _put_parameter
-    SimpleSystemManagementBackend.delete_parameter = _delete_parameter
+    SimpleSystemManagerBackend.put_parameter = _put_parameter
+    SimpleSystemManagerBackend.delete_parameter = _delete_parameter

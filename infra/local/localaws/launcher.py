@@ -25,10 +25,14 @@ HERE = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = HERE / ".run"
 REGION = "us-east-1"
 # KMS: the keys AMI copies are encrypted with and the grants on them (bookkeeping only, see README).
-MOTO_SERVICES = ("EC2", "AUTO_SCALING", "ECS", "CLOUDWATCH", "SSM", "STS", "DYNAMODB", "ORGANIZATIONS", "KMS")
+# Image Builder: GetImage and builds finishing (imagebuilder.py).
+MOTO_SERVICES = ("EC2", "AUTO_SCALING", "ECS", "CLOUDWATCH", "SSM", "STS", "DYNAMODB", "ORGANIZATIONS", "KMS",
+                 "IMAGEBUILDER")
 MOTO_ACCOUNT = "123456789012"
 # S3 is ministack's own: a Distributed Map's ItemReader and ResultWriter read and write it in-process.
-MINISTACK_SERVICES = ("SFN", "LAMBDA", "IAM", "CLOUDWATCH_LOGS", "EVENTS", "S3")
+# SNS, SQS and Pipes are its own too, so EventBridge rules, topics, queues and pipes deliver in-process
+# (the status topic, Image Builder's notifications through their pipe).
+MINISTACK_SERVICES = ("SFN", "LAMBDA", "IAM", "CLOUDWATCH_LOGS", "EVENTS", "S3", "SNS", "SQS", "PIPES")
 
 
 def _free_port() -> int:
@@ -99,10 +103,13 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
             raise SystemExit(f"localaws: port {port} on 127.0.0.1 is taken; pick another or pass 0 for a free one")
     run_dir.mkdir(parents=True, exist_ok=True)
     pids = {}
+    sfn_port = (sfn_port or _free_port()) if ministack else None
+    # The fleet services send their events (parameter writes, image builds) to ministack's bus.
+    moto_env = dict(os.environ, **({"LOCALAWS_EVENTS": f"http://127.0.0.1:{sfn_port}"} if sfn_port else {}))
     with open(run_dir / "moto.log", "w") as moto_log:  # the child keeps its own descriptor
         moto = subprocess.Popen(
             [sys.executable, "-m", "localaws.server", "--port", str(moto_port)] + (["--plain"] if plain else []),
-            cwd=HERE, stdout=subprocess.PIPE, stderr=moto_log, text=True, start_new_session=True)
+            cwd=HERE, env=moto_env, stdout=subprocess.PIPE, stderr=moto_log, text=True, start_new_session=True)
     first = moto.stdout.readline().split()
     moto.stdout.close()
     if len(first) != 2 or first[0] != "listening":
@@ -111,9 +118,8 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
     pids["moto"] = moto.pid
     _wait_http(f"http://127.0.0.1:{moto_port}/moto-api/data.json", "moto", moto)
     if ministack:
-        sfn_port = sfn_port or _free_port()
         env = dict(os.environ, GATEWAY_PORT=str(sfn_port), BIND_HOST="127.0.0.1", SFN_WAIT_SCALE=os.environ.get("LOCALAWS_SFN_WAIT_SCALE", "0.05"),
-                   SERVICES="stepfunctions,lambda,sts,iam,logs,events,s3", TMPDIR=str(run_dir),
+                   SERVICES="stepfunctions,lambda,sts,iam,logs,events,s3,sns,sqs,pipes", TMPDIR=str(run_dir),
                    # One account across services, as on AWS: moto's default account. Execution
                    # ARNs then name the account that owns the fleet's AMIs.
                    MINISTACK_ACCOUNT_ID=MOTO_ACCOUNT)
@@ -122,8 +128,6 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
                                      stdout=stack_log, stderr=subprocess.STDOUT, start_new_session=True)
         pids["ministack"] = stack.pid
         _wait_http(f"http://127.0.0.1:{sfn_port}/_ministack/health", "ministack", stack)
-    else:
-        sfn_port = None
     record = {"motoPort": moto_port, "sfnPort": sfn_port, "pids": pids, "plain": plain}
     (run_dir / "state.json").write_text(json.dumps(record))
     (run_dir / "env").write_text("".join(f"export {line}\n" for line in env_lines(moto_port, sfn_port)))

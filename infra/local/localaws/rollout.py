@@ -134,7 +134,9 @@ class Timeline:
 
     def task_output(self, function: str, output: dict) -> None:
         name = function.removeprefix("ami-rollout-")
-        if name == "resolve-ami":
+        if name == "resolve-ami" and "nothingToDo" in output:
+            self.line(f"  nothing to do: {output['nothingToDo']}")
+        elif name == "resolve-ami":
             sizes = [w["targets"] for w in output["waves"]]
             self.line(f"  plan: {output['ami']['id']} ({output['ami'].get('name', '')}) for "
                       f"{output['targetCount']} group(s), waves of {sizes}; s3://{output['bucket']}/{output['key']}")

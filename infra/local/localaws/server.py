@@ -14,7 +14,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
-from . import accounts, agents, alarms, control, copies, fleet, grants, images, refresh, rootvolumes, services, state, templates, wire
+from . import accounts, agents, alarms, control, copies, events, fleet, grants, images, refresh, rootvolumes, services, state, templates, wire
 
 
 def tick() -> None:
@@ -43,7 +43,8 @@ def build_app(plain: bool = False):
     app = DomainDispatcherApplication(create_backend_app)
     if plain:
         return Serialised(app, simulate=False)
-    for extension in (wire, accounts, templates, images, copies, grants, fleet, refresh, rootvolumes, agents, services, alarms):
+    for extension in (wire, accounts, templates, images, copies, grants, fleet, refresh, rootvolumes, agents, services, alarms,
+                      events):
         extension.install()
     return Serialised(control.Control(wire.CborShim(app)), simulate=True)
 

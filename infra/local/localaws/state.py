@@ -80,6 +80,8 @@ class Simulation:
     # (account, region, container instance ARN) -> simulated time it was set DRAINING.
     agent_clusters: dict[tuple, str] = field(default_factory=dict)
     drains: dict[tuple, float] = field(default_factory=dict)
+    # Image Builder images (imagebuilder.py): build version ARN -> GetImage's image.
+    builder_images: dict[str, dict] = field(default_factory=dict)
 
 
 def _scale() -> float:

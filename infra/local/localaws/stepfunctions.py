@@ -762,5 +762,10 @@ eventbridge._dispatch_to_lambda = _dispatch_to_lambda
 engine._describe_execution = _describe_execution
 engine.handle_request = handle_request
 
+# The bus's service events, a service's publishes, and pipes from SQS queues (bus.py).
+from . import bus  # noqa: E402
+
+bus.install()
+
 if __name__ == "__main__":
     sys.exit(app.main())
