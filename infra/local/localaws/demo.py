@@ -1,6 +1,8 @@
 """The main job: a rollout on the local AWS, then a rollout of a bad AMI and its automatic
-rollback, both started the way EventBridge starts them and followed live with the operator CLI's
-`ami-rollout watch`, as an operator would follow them against AWS.
+rollback, both started as a user starts them, by writing the SSM parameter (the local EventBridge
+bus turns the write into the template's Parameter Store Change rule's execution), and followed
+live with the operator CLI's `ami-rollout watch`, as an operator would follow them against AWS.
+At the end, what the status topic told its subscribers.
 
 `--svg PATH` also saves the first rollout's watch as an SVG picture of the terminal (rich's
 recording console draws it from the very text the CLI printed): the README's picture.
@@ -71,23 +73,31 @@ def main() -> int:
         for key, group in fleet["groups"].items():
             print(f"  {group['name']:<20} launch template {group['launchTemplateId']} version 1, AMI {fleet['amis']['current']}")
         print(f"  SSM /ami/linux/prod = {fleet['amis']['current']}; clusters prod, batch; alarms {', '.join(fleet['alarms'])}")
-        banner("Deploying the six functions, the state machine and its rules to the local AWS")
-        machine = deploy.deploy(sfn, moto, {"ASG_CONFIGURATIONS": json.dumps(ASG_CONFIGURATIONS)})
+        banner("Deploying the functions, the state machine, its rules and the status topic to the local AWS")
+        # Seeding wrote the parameter: the rules that start rollouts come after it.
+        urllib.request.urlopen(urllib.request.Request(f"{control}/events-flush", data=b"{}", method="POST"))
+        machine = deploy.deploy(sfn, moto, {"ASG_CONFIGURATIONS": json.dumps(ASG_CONFIGURATIONS)}, triggers=True)
         print(f"  {machine}")
+        deploy.status_messages(sfn)
 
         golden, bad = fleet["amis"]["golden"], fleet["amis"]["bad"]
-        banner(f"1. /ami/linux/prod := {golden} (golden) — Parameter Store Change → rollout")
-        execution, _ = rollout.start_from_parameter_change(sfn, moto, machine, "/ami/linux/prod", golden)
+        banner(f"1. aws ssm put-parameter /ami/linux/prod {golden} (golden) — Parameter Store Change → rollout")
+        execution = rollout.write_parameter(sfn, moto, machine, "/ami/linux/prod", golden)
         first = watch(moto, sfn, execution, args.svg)
         first_ok = first["status"] == "SUCCEEDED" and all(a == [golden] for a in group_amis(control).values())
 
-        banner(f"2. /ami/linux/prod := {bad} (instances on it never pass health checks)")
+        banner(f"2. aws ssm put-parameter /ami/linux/prod {bad} (instances on it never pass health checks)")
         urllib.request.urlopen(urllib.request.Request(
             f"{control}/bad-ami", data=json.dumps({"imageId": bad, "mode": "boot"}).encode(), method="POST"))
-        execution, _ = rollout.start_from_parameter_change(sfn, moto, machine, "/ami/linux/prod", bad)
+        execution = rollout.write_parameter(sfn, moto, machine, "/ami/linux/prod", bad)
         second = watch(moto, sfn, execution)
         second_ok = (second["status"] == "FAILED" and second["error"] == "RolloutFailed"
                      and all(a == [golden] for a in group_amis(control).values()))
+
+        banner("What the status topic told its subscribers")
+        time.sleep(1)
+        for message in deploy.status_messages(sfn):
+            print("  " + message.replace("\n", "\n  "))
 
         banner("Outcome")
         print(f"  rollout of the golden AMI: {first['status']} — {'as expected' if first_ok else 'NOT as expected'}")

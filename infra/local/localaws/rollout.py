@@ -1,7 +1,8 @@
 """Start a rollout the way EventBridge does and watch it like an operator would.
 
-`start_from_parameter_change` sets the SSM parameter and starts the state machine with the
-"Parameter Store Change" event AWS emits for it (the event rule passes it unchanged).
+`write_parameter` sets the SSM parameter as a user would and returns the execution the local bus
+started for it (the template's rule, the event AWS emits). `start_from_parameter_change` sets the
+parameter and starts the state machine itself with that event, where no trigger rule is deployed.
 `watch` follows one execution to its end and prints a timeline: the states entered, each wave's
 child executions (one per group: AWS names them, so each is shown by the group its input names),
 each step a group goes through, its refresh as a progress bar, health verdicts with their reasons,
@@ -63,6 +64,21 @@ def start_from_parameter_change(sfn_endpoint, moto_endpoint, state_machine, name
                                                 DataType="aws:ec2:image", Overwrite=True)
     event = parameter_store_change(name)
     return start(sfn_endpoint, state_machine, event), event
+
+
+def write_parameter(sfn_endpoint, moto_endpoint, state_machine, name, ami, timeout: float = 30) -> str:
+    """Writes the parameter; the execution the Parameter Store Change rule started for it."""
+    sfn = _client("stepfunctions", sfn_endpoint)
+    known = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=state_machine)["executions"]}
+    _client("ssm", moto_endpoint).put_parameter(Name=name, Value=ami, Type="String",
+                                                DataType="aws:ec2:image", Overwrite=True)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for e in sfn.list_executions(stateMachineArn=state_machine)["executions"]:
+            if e["executionArn"] not in known:
+                return e["executionArn"]
+        time.sleep(0.2)
+    raise TimeoutError(f"no execution started within {timeout:.0f} s of writing {name}: is the rule deployed?")
 
 
 def fleet(control: str, account: str | None = None, region: str | None = None) -> dict:
