@@ -102,7 +102,7 @@ fn every_fail_state_has_an_error_and_a_cause() {
         .into_iter()
         .filter(|(_, s)| s["Type"] == "Fail")
         .collect();
-    assert_eq!(fails.len(), 5);
+    assert_eq!(fails.len(), 6);
     for (name, state) in fails {
         assert!(
             state["Error"].is_string() || state["ErrorPath"].is_string(),
@@ -343,4 +343,28 @@ fn every_next_names_an_existing_state() {
         }
     }
     check(&asl());
+}
+
+#[test]
+fn a_bake_comes_before_the_plan_and_fails_before_anything_is_held() {
+    let asl = asl();
+    let states = &asl["States"];
+    let first = &states[asl["StartAt"].as_str().unwrap()];
+    assert_eq!(first["Choices"][0]["Variable"], "$.createImageFrom");
+    assert_eq!(first["Default"], "Resolve AMI and plan");
+    let bake = &states[first["Choices"][0]["Next"].as_str().unwrap()];
+    assert_eq!(bake["Parameters"]["action"], "bake");
+    let check = &states[states[bake["Next"].as_str().unwrap()]["Next"]
+        .as_str()
+        .unwrap()];
+    assert_eq!(check["Parameters"]["action"], "bakeStatus");
+    let pending = &states[check["Next"].as_str().unwrap()];
+    assert_eq!(pending["Choices"][0]["Next"], bake["Next"], "waits again");
+    assert_eq!(pending["Default"], "Resolve AMI and plan");
+    // A refused or failed bake ends the execution: no hold was taken, nothing is released.
+    for step in [bake, check] {
+        let failed = &states[step["Catch"][0]["Next"].as_str().unwrap()];
+        assert_eq!(failed["Type"], "Fail");
+        assert_eq!(failed["ErrorPath"], "$.bakeError.Error");
+    }
 }

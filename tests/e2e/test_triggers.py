@@ -1,5 +1,9 @@
 """End to end: every trigger form the seeds use, each started the way AWS starts it.
 
+A CI/CD pipeline's start is CodePipeline's Step Functions invoke action as the snippet
+infra/aws/pipeline-rollout-stage.yaml configures it: its input (variables resolved as CodePipeline
+resolves them), its execution name (prefix and action execution id), and its wait for the outcome.
+
 Parameter writes reach the state machine through the local EventBridge bus, whose rules are the SAM
 template's own (read from infra/aws/template.yaml, not copied); Image Builder builds emit their
 state change event to the same bus and publish their notification to a topic, from which the
@@ -14,6 +18,7 @@ import json
 import sys
 import time
 import unittest
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -25,6 +30,7 @@ from tests.e2e.test_rollout import Harness, post  # noqa: E402
 
 PIPELINE = "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/golden-linux"
 IMAGE_TOPIC = "arn:aws:sns:us-east-1:123456789012:golden-linux-builds"
+PIPELINE_SNIPPET = Path(__file__).resolve().parents[2] / "infra/aws/pipeline-rollout-stage.yaml"
 ECS_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
 PARAMETERS = {"ImageBuilderImageName": "golden-linux", "ImageBuilderPipelineArns": PIPELINE,
               "ImageBuilderTopicArn": IMAGE_TOPIC, "PublicAmiParameter": ECS_PARAMETER}
@@ -210,6 +216,80 @@ class PublicParameterTriggers(TriggerHarness):
         self.assertIn("AccessDenied", str(refused.exception))
         self.publish(hours_ago=100)
         self.none_started()
+
+
+class PipelineStarts(TriggerHarness):
+    """CodePipeline's Step Functions action, and baking the AMI in the pipeline's place."""
+
+    def builder(self):
+        """The instance the pipeline deployed the application to, on the golden AMI."""
+        return self.aws["ec2"].run_instances(ImageId=self.golden, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                                             SubnetId=self.fleet["subnets"][0])["Instances"][0]["InstanceId"]
+
+    def pipeline_action(self, instance):
+        """The snippet's rollout action: its configuration with the template's values filled in."""
+        template = stack.Stack({}, {"RolloutStateMachineArn": self.machine, "RepositoryName": "app",
+                                    "CodeDeployApplication": "app", "CodeDeployGroup": "builder",
+                                    "BuilderInstanceId": instance}, template=stack.load(PIPELINE_SNIPPET))
+        [stage] = [s for s in template.template["Resources"]["Pipeline"]["Properties"]["Stages"] if s["Name"] == "RollOut"]
+        [action] = stage["Actions"]
+        return {k: template.value(v) for k, v in action["Configuration"].items()}
+
+    def run_action(self, configuration, pipeline_execution):
+        """What CodePipeline does: resolve the variables, start <prefix>-<action execution id>, and
+        follow DescribeExecution until the execution ends."""
+        action_execution = str(uuid.uuid4())
+        payload = configuration["Input"].replace("#{codepipeline.PipelineExecutionId}", pipeline_execution)
+        execution = self.sfn_client.start_execution(
+            stateMachineArn=configuration["StateMachineArn"], input=payload,
+            name=f"{configuration['ExecutionNamePrefix']}-{action_execution}")["executionArn"]
+        return execution, self.watch(execution)
+
+    def image(self, image_id):
+        [image] = self.aws["ec2"].describe_images(ImageIds=[image_id])["Images"]
+        return image
+
+    def test_a_pipeline_stage_bakes_the_ami_from_its_builder_and_waits_for_the_rollout(self):
+        instance = self.builder()
+        configuration = self.pipeline_action(instance)
+        self.assertEqual((configuration["InputType"], configuration["ExecutionNamePrefix"]), ("Literal", "pipeline"))
+        execution, result = self.run_action(configuration, pipeline_execution="5e1f0c7a-8a0e-4c1b-9d2e-1b7f2f9e0c11")
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        name = execution.rsplit(":", 1)[-1]
+        self.assertTrue(name.startswith("pipeline-"))
+        entered = [e["stateEnteredEventDetails"]["name"] for e in result["events"] if "stateEnteredEventDetails" in e]
+        self.assertEqual(entered[:5], ["Is an AMI to be baked first?", "Bake the AMI from the instance",
+                                       "Wait for the baked AMI", "Is the baked AMI available?", "Is the bake still pending?"])
+        baked = json.loads(self.sfn_client.describe_execution(executionArn=execution)["output"])["bake"]
+        image = self.image(baked["imageId"])
+        tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
+        self.assertEqual(image["Name"], f"ami-rollout-{name}")
+        self.assertEqual(tags["ami-rollout:baked-by"], name)
+        self.assertEqual(tags["pipeline-execution"], "5e1f0c7a-8a0e-4c1b-9d2e-1b7f2f9e0c11")
+        self.assert_rolled_out("web", baked["imageId"])
+        self.assert_untouched(set(self.groups) - {"web"})
+
+    def test_a_bake_retried_adopts_the_image_it_already_made(self):
+        instance = self.builder()
+        name = f"bake-{uuid.uuid4().hex[:8]}"
+        # The first try's CreateImage went through; its answer was lost, so the step runs again.
+        made = self.aws["ec2"].create_image(InstanceId=instance, Name=f"ami-rollout-{name}")["ImageId"]
+        execution = self.sfn_client.start_execution(stateMachineArn=self.machine, name=name,
+                                                    input=json.dumps({"createImageFrom": instance}))["executionArn"]
+        result = self.watch(execution)
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        self.assertEqual(json.loads(self.described(execution)["output"])["bake"]["imageId"], made)
+        named = self.aws["ec2"].describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [f"ami-rollout-{name}"]}])
+        self.assertEqual([i["ImageId"] for i in named["Images"]], [made], "no second image")
+        self.assert_rolled_out("web", made)
+
+    def test_a_bake_from_an_instance_that_does_not_exist_fails_with_nothing_changed(self):
+        execution = self.sfn_client.start_execution(stateMachineArn=self.machine,
+                                                    input=json.dumps({"createImageFrom": "i-0123456789abcdef0"}))["executionArn"]
+        result = self.watch(execution)
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "InvalidInput"), result["log"])
+        self.assertIn("createImageFrom i-0123456789abcdef0: no such instance", result["cause"])
+        self.assert_untouched()
 
 
 if __name__ == "__main__":

@@ -120,6 +120,12 @@ pub async fn resolve_source(clients: &Clients, source: &AmiSource) -> StepResult
                 StepError::invalid(format!("SSM parameter {selector} does not exist"))
             })?
         }
+        AmiSource::Instance(from) => {
+            return Err(StepError::invalid(format!(
+                "the AMI is still to be baked from {}: the execution bakes it first (plan with its amiId once made)",
+                from.create_image_from
+            )));
+        }
         AmiSource::ImageBuilder(build) => build
             .ami_in(&clients.region, None)
             .ok_or_else(|| {
@@ -189,7 +195,7 @@ pub async fn find_regional(
                 return Ok(Some(image));
             }
         }
-        AmiSource::Id(_) => {}
+        AmiSource::Id(_) | AmiSource::Instance(_) => {}
     }
     let out = clients
         .ec2

@@ -19,6 +19,43 @@ pub enum AmiSource {
     },
     /// An image EC2 Image Builder built: the AMIs it distributed.
     ImageBuilder(ImageBuild),
+    /// An AMI the execution bakes from an instance first (distribute-ami's `bake`); once baked,
+    /// the trigger carries it (`bake`) and the source is its id.
+    Instance(BakeFrom),
+}
+
+/// `createImageFrom` and its options: the instance an execution bakes its AMI from.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BakeFrom {
+    pub create_image_from: String,
+    /// CreateImage without the reboot: crash-consistent snapshots (default: reboot).
+    #[serde(default)]
+    pub no_reboot: bool,
+    /// Tags for the AMI and its snapshots, beside the execution's own.
+    #[serde(default)]
+    pub image_tags: std::collections::BTreeMap<String, String>,
+    /// How long the AMI may stay pending before the execution gives up (default 60).
+    #[serde(default = "default_bake_minutes")]
+    pub bake_timeout_minutes: u32,
+}
+
+fn default_bake_minutes() -> u32 {
+    60
+}
+
+/// The AMI the execution baked (distribute-ami's `bake` and `bakeStatus` answer it).
+#[derive(serde::Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Baked {
+    pub image_id: String,
+    pub name: String,
+    pub instance_id: String,
+    /// When CreateImage was asked (the deadline counts from it).
+    pub started: crate::model::Epoch,
+    pub timeout_minutes: u32,
+    /// Still being made: the state machine waits and asks again.
+    pub pending: bool,
 }
 
 /// An image EC2 Image Builder built. Its state change event names only the image, so the pipeline
@@ -128,6 +165,17 @@ struct ManualStart {
     ami_id: Option<String>,
     #[serde(default)]
     parameter_name: Option<String>,
+    #[serde(default)]
+    create_image_from: Option<String>,
+    #[serde(default)]
+    no_reboot: Option<bool>,
+    #[serde(default)]
+    image_tags: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    bake_timeout_minutes: Option<u32>,
+    /// Written by the bake steps: the AMI baked from `createImageFrom`.
+    #[serde(default)]
+    bake: Option<Baked>,
     #[serde(flatten)]
     overrides: Overrides,
 }
@@ -201,11 +249,25 @@ impl Trigger {
             return Self::from_event(input);
         }
         let manual: ManualStart = serde_json::from_value(input.clone()).map_err(|e| {
-            StepError::invalid(format!("manual start: {e}; expected {{\"amiId\": \"ami-...\"}} or {{\"parameterName\": \"/ami/...\"}} with optional overrides"))
+            StepError::invalid(format!("manual start: {e}; expected {{\"amiId\": \"ami-...\"}}, {{\"parameterName\": \"/ami/...\"}} or {{\"createImageFrom\": \"i-...\"}} with optional overrides"))
         })?;
-        let (source, description) = match (manual.ami_id, manual.parameter_name) {
-            (Some(id), None) => (AmiSource::Id(id.clone()), format!("manual start with {id}")),
-            (None, Some(name)) => {
+        let bake_options = manual.no_reboot.is_some()
+            || manual.image_tags.is_some()
+            || manual.bake_timeout_minutes.is_some();
+        if bake_options && manual.create_image_from.is_none() {
+            return Err(StepError::invalid(
+                "noReboot, imageTags and bakeTimeoutMinutes go with createImageFrom",
+            ));
+        }
+        let (source, description) = match (
+            manual.ami_id,
+            manual.parameter_name,
+            manual.create_image_from,
+        ) {
+            (Some(id), None, None) => {
+                (AmiSource::Id(id.clone()), format!("manual start with {id}"))
+            }
+            (None, Some(name), None) => {
                 let description = format!("manual start from parameter {name}");
                 (
                     AmiSource::Parameter {
@@ -215,14 +277,51 @@ impl Trigger {
                     description,
                 )
             }
-            (Some(_), Some(_)) => {
+            (None, None, Some(instance)) => {
+                let from = BakeFrom {
+                    create_image_from: validate_instance_id(instance)?,
+                    no_reboot: manual.no_reboot.unwrap_or(false),
+                    image_tags: manual.image_tags.unwrap_or_default(),
+                    bake_timeout_minutes: validate_bake_minutes(
+                        manual
+                            .bake_timeout_minutes
+                            .unwrap_or_else(default_bake_minutes),
+                    )?,
+                };
+                match manual.bake {
+                    Some(baked)
+                        if baked.instance_id == from.create_image_from && !baked.pending =>
+                    {
+                        let description = format!(
+                            "manual start with {} baked from {}",
+                            baked.image_id, baked.instance_id
+                        );
+                        (AmiSource::Id(baked.image_id), description)
+                    }
+                    Some(baked) => {
+                        return Err(StepError::invalid(format!(
+                            "bake {} is of {} (pending: {}), not a finished bake of {}",
+                            baked.image_id,
+                            baked.instance_id,
+                            baked.pending,
+                            from.create_image_from
+                        )));
+                    }
+                    None => {
+                        let description =
+                            format!("manual start baking an AMI from {}", from.create_image_from);
+                        (AmiSource::Instance(from), description)
+                    }
+                }
+            }
+            (None, None, None) => {
                 return Err(StepError::invalid(
-                    "give either amiId or parameterName, not both",
+                    "manual start needs amiId, parameterName or createImageFrom",
                 ));
             }
-            (None, None) => {
+            _ => {
                 return Err(StepError::invalid(
-                    "manual start needs amiId or parameterName",
+                    "give one of amiId, parameterName and createImageFrom, not several",
                 ));
             }
         };
@@ -363,6 +462,7 @@ impl Trigger {
         let subject = match &source {
             AmiSource::Parameter { name, .. } => name,
             AmiSource::ImageBuilder(build) => &build.image_arn,
+            AmiSource::Instance(from) => &from.create_image_from,
             AmiSource::Id(id) => id,
         };
         let description = format!("{} of {subject}", event.detail_type);
@@ -371,6 +471,27 @@ impl Trigger {
             overrides: Overrides::default(),
             description,
         })
+    }
+}
+
+fn validate_instance_id(id: String) -> StepResult<String> {
+    let hex = id.strip_prefix("i-").unwrap_or_default();
+    if (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(id)
+    } else {
+        Err(StepError::invalid(format!(
+            "createImageFrom {id:?} is not an instance id (i- followed by 8 or 17 hex digits)"
+        )))
+    }
+}
+
+fn validate_bake_minutes(minutes: u32) -> StepResult<u32> {
+    if (5..=1440).contains(&minutes) {
+        Ok(minutes)
+    } else {
+        Err(StepError::invalid(format!(
+            "bakeTimeoutMinutes {minutes} is not between 5 and 1440"
+        )))
     }
 }
 
@@ -508,6 +629,35 @@ mod tests {
     }
 
     #[test]
+    fn a_bake_from_an_instance_rolls_out_the_ami_once_baked() {
+        let start = json!({"createImageFrom": "i-0123456789abcdef0", "imageTags": {"team": "platform"}, "targets": ["web"]});
+        let t = Trigger::parse(&start).unwrap();
+        let AmiSource::Instance(from) = &t.source else {
+            panic!("{:?}", t.source)
+        };
+        assert_eq!(
+            (
+                from.no_reboot,
+                from.bake_timeout_minutes,
+                from.image_tags.len()
+            ),
+            (false, 60, 1)
+        );
+        let mut baked = start.clone();
+        baked["bake"] = json!({"imageId": "ami-0123456789abcdef0", "name": "ami-rollout-x", "instanceId": "i-0123456789abcdef0", "started": 0, "timeoutMinutes": 60, "pending": false});
+        let t = Trigger::parse(&baked).unwrap();
+        assert_eq!(t.source, AmiSource::Id("ami-0123456789abcdef0".into()));
+        assert_eq!(
+            t.description,
+            "manual start with ami-0123456789abcdef0 baked from i-0123456789abcdef0"
+        );
+        assert_eq!(
+            t.overrides.targets.as_deref(),
+            Some(&["web".to_string()][..])
+        );
+    }
+
+    #[test]
     fn manual_start_with_overrides() {
         let t = Trigger::parse(&json!({"amiId": "ami-0123456789abcdef0", "targets": ["web"], "rollbackScope": "wave", "maxConcurrency": 2})).unwrap();
         assert_eq!(t.source, AmiSource::Id("ami-0123456789abcdef0".into()));
@@ -526,8 +676,28 @@ mod tests {
         deleted["detail"]["operation"] = json!("Delete");
         let cases = [
             (json!("ami-0123456789abcdef0"), "must be a JSON object"),
-            (json!({}), "needs amiId or parameterName"),
-            (json!({"amiId": "ami-1", "parameterName": "/x"}), "not both"),
+            (json!({}), "needs amiId, parameterName or createImageFrom"),
+            (
+                json!({"amiId": "ami-1", "parameterName": "/x"}),
+                "not several",
+            ),
+            (
+                json!({"amiId": "ami-1", "createImageFrom": "i-0123456789abcdef0"}),
+                "not several",
+            ),
+            (json!({"createImageFrom": "web-1"}), "is not an instance id"),
+            (
+                json!({"createImageFrom": "i-0123456789abcdef0", "bakeTimeoutMinutes": 2}),
+                "not between 5 and 1440",
+            ),
+            (
+                json!({"amiId": "ami-0123456789abcdef0", "noReboot": true}),
+                "go with createImageFrom",
+            ),
+            (
+                json!({"createImageFrom": "i-0123456789abcdef0", "bake": {"imageId": "ami-0123456789abcdef0", "name": "n", "instanceId": "i-0123456789abcdef1", "started": 0, "timeoutMinutes": 60, "pending": false}}),
+                "not a finished bake of i-0123456789abcdef0",
+            ),
             (
                 json!({"amiId": "ami-1", "target": ["web"]}),
                 "unknown field `target`",

@@ -8,6 +8,11 @@
 //! grant on the copy's key for each workload account's Auto Scaling service-linked role: a key
 //! policy alone does not let it launch from encrypted snapshots), and writes each copy's id into
 //! the wave objects of its region's targets. The state machine waits between checks.
+//!
+//! It also bakes the AMI when a start asks for one from an instance (`bake`, `bakeStatus`:
+//! see `bake`), before the plan is made.
+
+pub mod bake;
 
 use aws_sdk_ec2::types::{ImageState, LaunchPermission, LaunchPermissionModifications};
 use aws_sdk_kms::types::GrantOperation;
@@ -50,23 +55,38 @@ pub enum DistributeRequest {
         execution: String,
         plan: Box<PlanSummary>,
     },
+    /// Bakes the trigger's AMI from its instance (`createImageFrom`); `execution` is the name.
+    Bake { execution: String, trigger: Value },
+    /// Reads the bake.
+    BakeStatus {
+        execution: String,
+        bake: rollout_core::trigger::Baked,
+    },
 }
 
-pub async fn handle(clients: &Clients, payload: Value) -> StepResult<PlanSummary> {
+pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
     let now = rollout_core::aws::now();
-    match rollout_core::error::parse_input("distribute-ami", payload)? {
-        DistributeRequest::Copy { execution, plan } => copy(clients, &execution, *plan, now).await,
+    let out = match rollout_core::error::parse_input("distribute-ami", payload)? {
+        DistributeRequest::Copy { execution, plan } => {
+            serde_json::to_value(copy(clients, &execution, *plan, now).await?)
+        }
         DistributeRequest::Check { execution, plan } => {
             let timeout = copy_timeout(|name| std::env::var(name).ok())?;
             let config = Config::from_env()?;
-            check(clients, &config, *plan, now, timeout)
-                .await
-                .map(|(plan, _)| plan)
-                .inspect(|plan| {
-                    tracing::info!(execution, pending = plan.copies.len(), "copies checked")
-                })
+            let (plan, _) = check(clients, &config, *plan, now, timeout).await?;
+            tracing::info!(execution, pending = plan.copies.len(), "copies checked");
+            serde_json::to_value(plan)
         }
-    }
+        DistributeRequest::Bake { execution, trigger } => {
+            serde_json::to_value(bake::bake(clients, &execution, &trigger, now).await?)
+        }
+        DistributeRequest::BakeStatus { execution, bake } => {
+            let baked = bake::status(clients, bake, now).await?;
+            tracing::info!(execution, image = %baked.image_id, pending = baked.pending, "bake checked");
+            serde_json::to_value(baked)
+        }
+    };
+    out.map_err(|e| StepError::invalid(format!("distribute-ami output: {e}")))
 }
 
 /// `AMI_COPY_TIMEOUT_SECONDS`: how long a copy may take before the execution gives up on it.

@@ -26,6 +26,8 @@ and accepts any number of AMIs with the same name. Here (ec2 query protocol):
   (the key ARN); so does DescribeSnapshots.
 - ClientToken: the same token (account and region) answers the same image id; with other
   arguments, IdempotentParameterMismatch.
+- CreateImage's TagSpecifications of ResourceType `snapshot` tag the image's snapshot (moto
+  raises NotImplementedError for them).
 - AMI names are unique per owner and region: CopyImage, CreateImage and RegisterImage of a name
   an AMI of the same owner has in that region (deregistered ones excepted) fail
   InvalidAMIName.Duplicate "AMI name <name> is already in use by AMI <id>".
@@ -117,8 +119,16 @@ _original_register_image = AmiBackend.register_image
 
 
 def _create_image(self: AmiBackend, instance_id, name, description, tag_specifications):
+    """CreateImage with the name rule, and TagSpecifications of `snapshot` too (moto refuses
+    them): AWS tags the snapshots the image is made of."""
     _check_name(self, name)
-    return _original_create_image(self, instance_id, name, description, tag_specifications)
+    snapshot_tags = [t for spec in tag_specifications or [] if spec.get("ResourceType") == "snapshot"
+                     for t in spec.get("Tags", [])]
+    others = [spec for spec in tag_specifications or [] if spec.get("ResourceType") != "snapshot"]
+    image = _original_create_image(self, instance_id, name, description, others)
+    for tag in snapshot_tags:
+        image.ebs_snapshot.add_tag(tag["Key"], tag["Value"])
+    return image
 
 
 def _register_image(self: AmiBackend, name=None, description=None):
