@@ -247,11 +247,16 @@ pub async fn resolve(
         if groups.is_empty() && found_instances.is_empty() {
             continue;
         }
-        let place_ami = regional
+        let mut place_ami = regional
             .get(&place.region)
             .cloned()
             .flatten()
             .unwrap_or_else(|| ami.clone());
+        let region = place.region.as_deref().unwrap_or(&clients.region);
+        if let Some(id) = sources::account_ami(&trigger.source, place.account.as_deref(), region) {
+            // The build distributed an AMI of the account's own there: it launches that one.
+            place_ami = account_ami(place, id, config, now).await?;
+        }
         let copied_there = copies
             .iter()
             .any(|c| Some(&c.region) == place.region.as_ref());
@@ -718,6 +723,22 @@ fn plan_copies(
 }
 
 /// Refuses a workload account that cannot see (and so cannot launch) its region's AMI.
+/// The AMI `id` a build distributed to `place`'s account, checked there as the trigger's AMI is.
+async fn account_ami(place: &Place, id: &str, config: &Config, now: Epoch) -> StepResult<Ami> {
+    let image = describe_images(&place.clients, &[id.to_string()])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StepError::AmiNotUsable {
+            ami: id.to_string(),
+            reason: format!(
+                "the build distributed it to {}, which cannot see it",
+                place.describe()
+            ),
+        })?;
+    usable_ami(&image, &config.allowed_ami_owners, now)
+}
+
 async fn ensure_launchable_there(place: &Place, ami: &Ami) -> StepResult<()> {
     let seen = describe_images(&place.clients, std::slice::from_ref(&ami.id)).await?;
     if seen.is_empty() {

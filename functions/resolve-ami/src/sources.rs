@@ -8,7 +8,7 @@ use rollout_core::ami::parse_time;
 use rollout_core::config::Config;
 use rollout_core::model::Epoch;
 use rollout_core::store::PlanStore;
-use rollout_core::trigger::{BuiltAmi, ImageBuild};
+use rollout_core::trigger::{AmiSource, BuiltAmi, ImageBuild};
 use rollout_core::{StepError, StepResult};
 
 /// Why the execution has nothing to do: it ends succeeded with this, having changed nothing.
@@ -93,6 +93,20 @@ pub fn ignored_build(config: &Config, build: &ImageBuild, regions: &[String]) ->
             regions.join(", ")
         ),
     })
+}
+
+/// The AMI an Image Builder build distributed to `account` (a workload account, not the building
+/// one) in `region`: that account's targets launch it rather than the building account's.
+pub fn account_ami<'a>(
+    source: &'a AmiSource,
+    account: Option<&str>,
+    region: &str,
+) -> Option<&'a str> {
+    let AmiSource::ImageBuilder(build) = source else {
+        return None;
+    };
+    let account = account.filter(|a| Some(*a) != build.builder_account())?;
+    build.ami_in(region, Some(account))
 }
 
 /// Why `image` is not rolled out yet: it is younger than the soak of `min_age_hours`.
@@ -203,6 +217,40 @@ mod tests {
             let reason = ignored_build(&config, &build, &regions).expect(expected);
             assert!(reason.contains(expected), "{reason}");
         }
+    }
+
+    #[test]
+    fn a_workload_account_launches_the_ami_distributed_to_it_when_there_is_one() {
+        let mut build = build(Some(PIPELINE), &["us-east-1"]);
+        build.amis.as_mut().unwrap().push(BuiltAmi {
+            region: "us-east-1".into(),
+            account_id: Some("111111111111".into()),
+            image: "ami-0000000000000aaaa".into(),
+        });
+        let source = AmiSource::ImageBuilder(build);
+        assert_eq!(
+            account_ami(&source, Some("111111111111"), "us-east-1"),
+            Some("ami-0000000000000aaaa")
+        );
+        // Another account has none of its own (it launches the shared one); the home account's
+        // is the trigger's AMI already; another source names none.
+        assert_eq!(
+            account_ami(&source, Some("222222222222"), "us-east-1"),
+            None
+        );
+        assert_eq!(
+            account_ami(&source, Some("123456789012"), "us-east-1"),
+            None
+        );
+        assert_eq!(account_ami(&source, None, "us-east-1"), None);
+        assert_eq!(
+            account_ami(
+                &AmiSource::Id("ami-0123456789abcdef0".into()),
+                Some("111111111111"),
+                "us-east-1"
+            ),
+            None
+        );
     }
 
     #[test]
