@@ -169,7 +169,10 @@ fn parent_history(waves: usize) -> usize {
 /// The same, after waiting `checks` times for a copy of the AMI into a region (none: no copy).
 fn parent_history_with_copies(waves: usize, checks: usize) -> usize {
     history(&asl(), |name, visits| match name {
-        "Is an AMI to be baked first?" | "Is there anything to do?" | "Is this an undo?" => None,
+        "Is the input a batch from a pipe?"
+        | "Is an AMI to be baked first?"
+        | "Is there anything to do?"
+        | "Is this an undo?" => None,
         "Does a region need a copy of the AMI?" => (checks > 0).then_some(0),
         "Is a copy still pending?" => (visits < checks).then_some(0),
         "Is there a wave left?" => (visits <= waves).then_some(0),

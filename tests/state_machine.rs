@@ -349,7 +349,13 @@ fn every_next_names_an_existing_state() {
 fn a_bake_comes_before_the_plan_and_fails_before_anything_is_held() {
     let asl = asl();
     let states = &asl["States"];
-    let first = &states[asl["StartAt"].as_str().unwrap()];
+    // A pipe's batch (an array) is wrapped into an object first: a ResultPath needs one.
+    let start = &states[asl["StartAt"].as_str().unwrap()];
+    assert_eq!(start["Choices"][0]["Variable"], "$[0]");
+    let wrap = &states[start["Choices"][0]["Next"].as_str().unwrap()];
+    assert_eq!(wrap["Parameters"]["pipeBatch.$"], "$");
+    assert_eq!(wrap["Next"], start["Default"]);
+    let first = &states[start["Default"].as_str().unwrap()];
     assert_eq!(first["Choices"][0]["Variable"], "$.createImageFrom");
     assert_eq!(first["Default"], "Resolve AMI and plan");
     let bake = &states[first["Choices"][0]["Next"].as_str().unwrap()];

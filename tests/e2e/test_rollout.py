@@ -33,8 +33,9 @@ BASE_SETTINGS = {"*": {"wave": 2, "minHealthyPercentage": 50, "bakeSeconds": 3},
 WAVE = ["Is there a wave left?", "Pick the wave", "Roll out the wave", "How did the wave go?", "Did a target fail?",
         "Go to the next wave"]
 # Two waves (web first, then the rest), then the end.
-RUNBOOK = (["Resolve AMI and plan", "Is there anything to do?", "Take hold of the targets", "Is this an undo?", "Does a region need a copy of the AMI?",
-            "Start with the first wave"] + WAVE * 2
+RUNBOOK = (["Is the input a batch from a pipe?", "Is an AMI to be baked first?", "Resolve AMI and plan",
+            "Is there anything to do?", "Take hold of the targets", "Is this an undo?",
+            "Does a region need a copy of the AMI?", "Start with the first wave"] + WAVE * 2
            + ["Is there a wave left?", "Release held targets", "How did the rollout end?", "Delete the replaced roots",
               "Rollout succeeded"])
 # A child execution stopped by AWS not answering fails its Map Run: AWS's own error for the parent.

@@ -80,7 +80,7 @@ class TriggerHarness(Harness):
         result = self.watch(execution)
         self.assertEqual(result["status"], "SUCCEEDED", result["log"])
         entered = [e["stateEnteredEventDetails"]["name"] for e in result["events"] if "stateEnteredEventDetails" in e]
-        self.assertEqual(entered, ["Resolve AMI and plan", "Is there anything to do?", "Nothing to do"])
+        self.assertEqual(entered[-3:], ["Resolve AMI and plan", "Is there anything to do?", "Nothing to do"])
         return json.loads(self.described(execution)["output"])["plan"]["nothingToDo"]
 
     def put_parameter(self, value):
@@ -210,6 +210,20 @@ class PublicParameterTriggers(TriggerHarness):
         self.assertIn(f"{ready['imageId']} from {ECS_PARAMETER} was already rolled out by execution "
                       f"{first.rsplit(':', 1)[-1]}", reason)
 
+    def test_a_check_refused_by_a_hold_does_not_count_as_rolled_out(self):
+        ready = self.publish(hours_ago=100)
+        # Another rollout holds web (for another AMI) while the check runs.
+        other = self.sfn_client.start_execution(stateMachineArn=self.machine, input=json.dumps(
+            {"amiId": self.golden, "settings": {"web": {"bakeSeconds": 200}}}))["executionArn"]
+        self.wait_for("the other rollout to hold web", lambda: self.hold_tag("web") == other)
+        held = self.watch(self.scheduled_check())
+        self.assertEqual((held["status"], held["error"]), ("FAILED", "TargetHeld"), held["log"])
+        self.assertEqual(self.watch(other)["status"], "SUCCEEDED")
+        # The next check rolls the AMI out: the refused one changed nothing.
+        result = self.watch(self.scheduled_check())
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        self.assertEqual(self.amis("web"), [ready["imageId"]] * 2)
+
     def test_aws_refuses_writes_under_aws_and_the_bus_hears_nothing(self):
         with self.assertRaises(Exception) as refused:
             self.aws["ssm"].put_parameter(Name=ECS_PARAMETER, Value=self.golden, Type="String", Overwrite=True)
@@ -258,13 +272,14 @@ class PipelineStarts(TriggerHarness):
         name = execution.rsplit(":", 1)[-1]
         self.assertTrue(name.startswith("pipeline-"))
         entered = [e["stateEnteredEventDetails"]["name"] for e in result["events"] if "stateEnteredEventDetails" in e]
-        self.assertEqual(entered[:5], ["Is an AMI to be baked first?", "Bake the AMI from the instance",
-                                       "Wait for the baked AMI", "Is the baked AMI available?", "Is the bake still pending?"])
+        self.assertEqual(entered[:6], ["Is the input a batch from a pipe?", "Is an AMI to be baked first?",
+                                       "Bake the AMI from the instance", "Wait for the baked AMI",
+                                       "Is the baked AMI available?", "Is the bake still pending?"])
         baked = json.loads(self.sfn_client.describe_execution(executionArn=execution)["output"])["bake"]
         image = self.image(baked["imageId"])
         tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
         self.assertEqual(image["Name"], f"ami-rollout-{name}")
-        self.assertEqual(tags["ami-rollout:baked-by"], name)
+        self.assertEqual(tags["ami-rollout:baked-by"], execution)
         self.assertEqual(tags["pipeline-execution"], "5e1f0c7a-8a0e-4c1b-9d2e-1b7f2f9e0c11")
         self.assert_rolled_out("web", baked["imageId"])
         self.assert_untouched(set(self.groups) - {"web"})
@@ -273,7 +288,9 @@ class PipelineStarts(TriggerHarness):
         instance = self.builder()
         name = f"bake-{uuid.uuid4().hex[:8]}"
         # The first try's CreateImage went through; its answer was lost, so the step runs again.
-        made = self.aws["ec2"].create_image(InstanceId=instance, Name=f"ami-rollout-{name}")["ImageId"]
+        arn = self.machine.replace(":stateMachine:", ":execution:") + f":{name}"
+        made = self.aws["ec2"].create_image(InstanceId=instance, Name=f"ami-rollout-{name}", TagSpecifications=[
+            {"ResourceType": "image", "Tags": [{"Key": "ami-rollout:baked-by", "Value": arn}]}])["ImageId"]
         execution = self.sfn_client.start_execution(stateMachineArn=self.machine, name=name,
                                                     input=json.dumps({"createImageFrom": instance}))["executionArn"]
         result = self.watch(execution)

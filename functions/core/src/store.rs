@@ -45,8 +45,12 @@ pub fn rolled_out_key(name: &str, ami: &str) -> String {
 
 /// An execution that planned a rollout of an AMI from a parameter.
 #[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct RolledOut {
+    /// Its name.
     pub execution: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
     pub at: crate::model::Epoch,
 }
 

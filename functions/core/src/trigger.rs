@@ -237,6 +237,10 @@ impl Trigger {
     /// Reads a trigger: a manual start (`amiId` or `parameterName`, plus overrides) or one of the
     /// EventBridge events the SAM template routes here.
     pub fn parse(input: &Value) -> StepResult<Self> {
+        // The state machine wraps a pipe's batch (a state is an object); the CLI may pass it bare.
+        if let Some(batch) = input.get("pipeBatch") {
+            return Self::from_queue(batch);
+        }
         if input.is_array() {
             return Self::from_queue(input);
         }
@@ -356,6 +360,7 @@ impl Trigger {
             StepError::invalid(format!("the queued message is not JSON: {e}"))
         };
         let mut message: Value = serde_json::from_str(&record.body).map_err(unreadable)?;
+        // The SNS envelope, for a subscription without raw delivery (the template's has it).
         if message.get("Type").and_then(Value::as_str) == Some("Notification") {
             let inner = message
                 .get("Message")
@@ -573,7 +578,8 @@ mod tests {
         let message = fixture("imagebuilder-sns-message.json").to_string();
         let envelope = json!({"Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:123456789012:golden-linux-builds", "Message": message}).to_string();
         for body in [message.clone(), envelope] {
-            let t = Trigger::parse(&queued(body)).unwrap();
+            let t = Trigger::parse(&json!({"pipeBatch": queued(body.clone())})).unwrap();
+            assert_eq!(t, Trigger::parse(&queued(body)).unwrap(), "wrapped or bare");
             let AmiSource::ImageBuilder(build) = &t.source else {
                 panic!("{:?}", t.source)
             };

@@ -3,7 +3,8 @@
 //!
 //! CreateImage takes no client token. The image is named after the execution, so a retry or a
 //! redrive whose CreateImage meets `InvalidAMIName.Duplicate` adopts the image the execution
-//! already made instead of making a second one.
+//! already made instead of making a second one: the image tagged with this execution's ARN (an
+//! execution of another state machine may have the same name).
 
 use aws_sdk_ec2::types::{Filter, ImageState, ResourceType, Tag, TagSpecification};
 use rollout_core::model::Epoch;
@@ -53,14 +54,14 @@ async fn create_image(
     clients: &Clients,
     from: &BakeFrom,
     name: &str,
-    execution: &str,
+    execution_arn: &str,
 ) -> StepResult<Option<String>> {
     let mut tags: Vec<Tag> = from
         .image_tags
         .iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect();
-    tags.push(Tag::builder().key(BAKED_BY_TAG).value(execution).build());
+    tags.push(Tag::builder().key(BAKED_BY_TAG).value(execution_arn).build());
     let tagged = |kind: ResourceType| {
         TagSpecification::builder()
             .resource_type(kind)
@@ -73,7 +74,7 @@ async fn create_image(
         .instance_id(&from.create_image_from)
         .name(name)
         .description(format!(
-            "Baked by ami-rollout execution {execution} from {}",
+            "Baked by ami-rollout execution {execution_arn} from {}",
             from.create_image_from
         ))
         .no_reboot(from.no_reboot)
@@ -109,8 +110,14 @@ async fn create_image(
     }
 }
 
-/// The image this execution made on an earlier try (found by its name, in this account).
-async fn adopt(clients: &Clients, name: &str) -> StepResult<String> {
+/// The image this execution made on an earlier try (its name, tagged with this execution), and
+/// when it was made (the deadline counts from then).
+async fn adopt(
+    clients: &Clients,
+    name: &str,
+    execution_arn: &str,
+    now: Epoch,
+) -> StepResult<(String, Epoch)> {
     let out = clients
         .ec2
         .describe_images()
@@ -119,14 +126,27 @@ async fn adopt(clients: &Clients, name: &str) -> StepResult<String> {
         .send()
         .await
         .map_err(|e| StepError::from_sdk("DescribeImages", e))?;
-    out.images()
-        .first()
-        .and_then(|i| i.image_id())
-        .map(str::to_string)
-        .ok_or_else(|| StepError::AwsRequestFailed {
+    let Some(image) = out.images().first() else {
+        return Err(StepError::AwsRequestFailed {
             operation: "CreateImage".into(),
             message: format!("the name {name} is taken, but no AMI of this account has it"),
-        })
+        });
+    };
+    let id = image.image_id().unwrap_or_default().to_string();
+    let ours = image
+        .tags()
+        .iter()
+        .any(|t| t.key() == Some(BAKED_BY_TAG) && t.value() == Some(execution_arn));
+    if !ours {
+        return Err(StepError::invalid(format!(
+            "the AMI name {name} is taken by {id}, which this execution did not bake: start it under another name"
+        )));
+    }
+    let started = image
+        .creation_date()
+        .and_then(rollout_core::ami::parse_time)
+        .unwrap_or(now);
+    Ok((id, started))
 }
 
 /// Reads the bake: still pending, done (available), or refused (failed, or past its deadline).
@@ -175,8 +195,10 @@ mod tests {
     use super::*;
     use aws_sdk_ec2::operation::create_image::CreateImageError;
     use aws_smithy_types::error::ErrorMetadata;
-    use rollout_core::aws::mock::{Rules, mock};
+    use rollout_core::aws::mock::{Rule, Rules, mock};
     use serde_json::json;
+
+    const ARN: &str = "arn:aws:states:us-east-1:123456789012:execution:ami-rollout:exec-1";
 
     fn trigger() -> Value {
         json!({"createImageFrom": "i-0123456789abcdef0", "imageTags": {"team": "platform"}})
@@ -192,7 +214,7 @@ mod tests {
                     && r.tag_specifications()[0]
                         .tags()
                         .iter()
-                        .any(|t| t.key() == Some(BAKED_BY_TAG) && t.value() == Some("exec-1"))
+                        .any(|t| t.key() == Some(BAKED_BY_TAG) && t.value() == Some(ARN))
             })
             .then_output(|| {
                 aws_sdk_ec2::operation::create_image::CreateImageOutput::builder()
@@ -204,41 +226,65 @@ mod tests {
             ..Default::default()
         }
         .clients();
-        let baked = bake(&clients, "exec-1", &trigger(), 100).await.unwrap();
+        let baked = bake(&clients, "exec-1", ARN, &trigger(), 100).await.unwrap();
         assert_eq!(
             (baked.image_id.as_str(), baked.pending, baked.started),
             ("ami-0000000000000aaaa", true, 100)
         );
+        assert_eq!(image_name("run #3, by ops"), "ami-rollout-run--3--by ops");
     }
 
-    #[tokio::test]
-    async fn a_retry_adopts_the_image_its_first_try_made() {
-        let duplicate = mock!(aws_sdk_ec2::Client::create_image).then_error(|| {
+    fn named(tag: &str) -> aws_sdk_ec2::operation::describe_images::DescribeImagesOutput {
+        aws_sdk_ec2::operation::describe_images::DescribeImagesOutput::builder()
+            .images(
+                aws_sdk_ec2::types::Image::builder()
+                    .image_id("ami-0000000000000aaaa")
+                    .creation_date("1970-01-01T00:00:40.000Z")
+                    .tags(Tag::builder().key(BAKED_BY_TAG).value(tag).build())
+                    .build(),
+            )
+            .build()
+    }
+
+    fn duplicate() -> Rule {
+        mock!(aws_sdk_ec2::Client::create_image).then_error(|| {
             CreateImageError::generic(
                 ErrorMetadata::builder()
                     .code("InvalidAMIName.Duplicate")
                     .message("AMI name ami-rollout-exec-1 is already in use by AMI ami-0000000000000aaaa")
                     .build(),
             )
-        });
+        })
+    }
+
+    #[tokio::test]
+    async fn a_retry_adopts_the_image_its_first_try_made_and_keeps_its_deadline() {
+        let duplicate = duplicate();
         let found = mock!(aws_sdk_ec2::Client::describe_images)
             .match_requests(|r| r.owners() == ["self"])
-            .then_output(|| {
-                aws_sdk_ec2::operation::describe_images::DescribeImagesOutput::builder()
-                    .images(
-                        aws_sdk_ec2::types::Image::builder()
-                            .image_id("ami-0000000000000aaaa")
-                            .build(),
-                    )
-                    .build()
-            });
+            .then_output(|| named(ARN));
         let clients = Rules {
             ec2: vec![&duplicate, &found],
             ..Default::default()
         }
         .clients();
-        let baked = bake(&clients, "exec-1", &trigger(), 100).await.unwrap();
-        assert_eq!(baked.image_id, "ami-0000000000000aaaa");
+        let baked = bake(&clients, "exec-1", ARN, &trigger(), 100).await.unwrap();
+        assert_eq!((baked.image_id.as_str(), baked.started), ("ami-0000000000000aaaa", 40));
+    }
+
+    #[tokio::test]
+    async fn an_image_of_the_same_name_another_execution_baked_is_not_adopted() {
+        let duplicate = duplicate();
+        let found = mock!(aws_sdk_ec2::Client::describe_images)
+            .then_output(|| named("arn:aws:states:us-east-1:123456789012:execution:other-stack:exec-1"));
+        let clients = Rules {
+            ec2: vec![&duplicate, &found],
+            ..Default::default()
+        }
+        .clients();
+        let err = bake(&clients, "exec-1", ARN, &trigger(), 100).await.unwrap_err();
+        assert_eq!(err.name(), "InvalidInput");
+        assert!(err.to_string().contains("which this execution did not bake"), "{err}");
     }
 
     #[tokio::test]

@@ -55,8 +55,14 @@ pub enum DistributeRequest {
         execution: String,
         plan: Box<PlanSummary>,
     },
-    /// Bakes the trigger's AMI from its instance (`createImageFrom`); `execution` is the name.
-    Bake { execution: String, trigger: Value },
+    /// Bakes the trigger's AMI from its instance (`createImageFrom`).
+    Bake {
+        /// The execution's name (the image's) and ARN (its tag).
+        execution: String,
+        #[serde(rename = "executionArn")]
+        execution_arn: String,
+        trigger: Value,
+    },
     /// Reads the bake.
     BakeStatus {
         execution: String,
@@ -77,9 +83,13 @@ pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
             tracing::info!(execution, pending = plan.copies.len(), "copies checked");
             serde_json::to_value(plan)
         }
-        DistributeRequest::Bake { execution, trigger } => {
-            serde_json::to_value(bake::bake(clients, &execution, &trigger, now).await?)
-        }
+        DistributeRequest::Bake {
+            execution,
+            execution_arn,
+            trigger,
+        } => serde_json::to_value(
+            bake::bake(clients, &execution, &execution_arn, &trigger, now).await?,
+        ),
         DistributeRequest::BakeStatus { execution, bake } => {
             let baked = bake::status(clients, bake, now).await?;
             tracing::info!(execution, image = %baked.image_id, pending = baked.pending, "bake checked");
@@ -360,6 +370,12 @@ pub fn autoscaling_role(account: &str, region: &str) -> String {
     )
 }
 
+/// A target of a workload account that launches an AMI its own account owns (one an Image
+/// Builder build distributed to it): a copy made for its region is not for it.
+fn has_own_ami(target: &Target) -> bool {
+    target.account.as_deref() == Some(target.ami.owner_id.as_str())
+}
+
 /// Puts each region's copy on its targets in the lane objects and in the plan object.
 async fn write_into_waves(
     clients: &Clients,
@@ -379,7 +395,7 @@ async fn write_into_waves(
                 continue;
             };
             let mut targets: Vec<Target> = store.get_json(&plan.bucket, &lane.key).await?;
-            for target in &mut targets {
+            for target in targets.iter_mut().filter(|t| !has_own_ami(t)) {
                 target.ami = ami.clone();
             }
             store.put_json(&lane.key, &targets).await?;
@@ -387,7 +403,7 @@ async fn write_into_waves(
     }
     let mut full: Plan = store.get_json(&plan.bucket, &plan.key).await?;
     for wave in &mut full.waves {
-        for target in wave.iter_mut() {
+        for target in wave.iter_mut().filter(|t| !has_own_ami(t)) {
             if let Some(ami) = copy_for(target.region.as_deref()) {
                 target.ami = ami;
             }

@@ -125,6 +125,7 @@ pub async fn resolve_and_store(
     if let Some(name) = &plan.parameter {
         let record = RolledOut {
             execution: request.execution.clone(),
+            execution_arn: request.execution_arn.clone(),
             at: now,
         };
         store
@@ -188,7 +189,7 @@ pub async fn resolve(
     if let Some(name) = parameter
         .as_deref()
         .filter(|_| trigger.overrides.skip_rolled_out)
-        && let Some(reason) = sources::rolled_out_before(&clients.store()?, name, &ami.id).await?
+        && let Some(reason) = sources::rolled_out_before(clients, execution, name, &ami.id).await?
     {
         return Ok(Resolved::nothing_to_do(&trigger.description, reason));
     }
@@ -221,9 +222,15 @@ pub async fn resolve(
             (place, groups, instances)
         })
         .collect();
+    // The targets that need their region's AMI (found there, or copied): not those of an account
+    // an Image Builder build distributed an AMI of its own to.
     let names_found: Vec<(&Place, Vec<String>)> = found
         .iter()
         .map(|(place, groups, instances)| {
+            let region = place.region.as_deref().unwrap_or(&clients.region);
+            if sources::account_ami(&trigger.source, place.account.as_deref(), region).is_some() {
+                return (*place, Vec::new());
+            }
             let names = groups.keys().cloned();
             (
                 *place,

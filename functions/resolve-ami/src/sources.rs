@@ -7,9 +7,8 @@ use aws_sdk_ec2::types::Image;
 use rollout_core::ami::parse_time;
 use rollout_core::config::Config;
 use rollout_core::model::Epoch;
-use rollout_core::store::PlanStore;
 use rollout_core::trigger::{AmiSource, BuiltAmi, ImageBuild};
-use rollout_core::{StepError, StepResult};
+use rollout_core::{Clients, StepError, StepResult};
 
 /// Why the execution has nothing to do: it ends succeeded with this, having changed nothing.
 #[derive(serde::Serialize, Debug, Clone, PartialEq)]
@@ -128,19 +127,56 @@ pub fn too_young(image: &Image, min_age_hours: Option<u32>, now: Epoch) -> Optio
     })
 }
 
-/// Why `ami` is not rolled out again from the parameter `name`: an earlier execution planned it.
+/// Why `ami` is not rolled out again from the parameter `name`: an earlier execution planned it
+/// and went on to roll it out (or back). A retry of `execution`'s own plan, and an execution that
+/// ended before changing anything, do not count.
 pub async fn rolled_out_before(
-    store: &PlanStore,
+    clients: &Clients,
+    execution: &str,
     name: &str,
     ami: &str,
 ) -> StepResult<Option<String>> {
-    Ok(store.rolled_out(name, ami).await?.map(|earlier| {
-        format!(
-            "{ami} from {name} was already rolled out by execution {} at {}",
-            earlier.execution,
-            rollout_core::aws::iso_time(earlier.at)
-        )
-    }))
+    let Some(earlier) = clients.store()?.rolled_out(name, ami).await? else {
+        return Ok(None);
+    };
+    if earlier.execution == execution {
+        return Ok(None);
+    }
+    if let Some(arn) = &earlier.execution_arn
+        && changed_nothing(clients, arn).await?
+    {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "{ami} from {name} was already rolled out by execution {} at {}",
+        earlier.execution,
+        rollout_core::aws::iso_time(earlier.at)
+    )))
+}
+
+/// Errors an execution ends with after its plan but before any target changed.
+const NOTHING_CHANGED: [&str; 2] = ["TargetHeld", "AmiNotUsable"];
+
+/// Whether the execution `arn` ended failed before any target changed (another execution held
+/// one, or the AMI could not be copied into a region).
+async fn changed_nothing(clients: &Clients, arn: &str) -> StepResult<bool> {
+    let Some(conf) = clients.sdk_config() else {
+        return Ok(false);
+    };
+    let sfn = aws_sdk_sfn::Client::new(conf);
+    match sfn.describe_execution().execution_arn(arn).send().await {
+        Ok(out) => Ok(out.status().as_str() == "FAILED"
+            && out.error().is_some_and(|e| NOTHING_CHANGED.contains(&e))),
+        // Gone (Step Functions keeps closed executions for 90 days): it counts.
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(|e| e.is_execution_does_not_exist()) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(StepError::from_sdk("DescribeExecution", err)),
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ from ministack.services import eventbridge, pipes, sns
 logger = logging.getLogger("localaws.bus")
 _source_parameters: dict[str, dict] = {}  # pipe name -> CreatePipe's SourceParameters
 _poller: threading.Thread | None = None
+_poller_lock = threading.Lock()
 
 
 def _reply(status: int, payload) -> tuple:
@@ -49,7 +50,11 @@ async def _handle_post_body_shortcuts(method, path, headers, body, query_params,
         if path == "/_localaws/events":
             status, _, answer = eventbridge._put_events(data, allow_aws_source=True)
             return status, {"Content-Type": "application/json"}, answer
-        published = sns.publish_internal(data.get("TopicArn", ""), data.get("Message", ""), data.get("Subject", ""))
+        try:
+            published = sns.publish_internal(data.get("TopicArn", ""), data.get("Message", ""),
+                                             data.get("Subject", ""))
+        except sns.SnsPublishError as refused:
+            return _reply(400, {"error": str(refused)})
         if published is None:
             return _reply(404, {"error": f"no topic {data.get('TopicArn')}"})
         return _reply(200, {"MessageId": published["message_id"]})
@@ -64,6 +69,24 @@ def _create_pipe(name, body):
     if answer[0] == 200:
         _source_parameters[name] = body.get("SourceParameters") or {}
         _ensure_poller()
+    return answer
+
+
+_original_update_pipe = pipes._update_pipe
+_original_delete_pipe = pipes._delete_pipe_op
+
+
+def _update_pipe(name, body):
+    answer = _original_update_pipe(name, body)
+    if answer[0] == 200 and "SourceParameters" in body:
+        _source_parameters[name] = body["SourceParameters"] or {}
+    return answer
+
+
+def _delete_pipe_op(name):
+    answer = _original_delete_pipe(name)
+    if answer[0] == 200:
+        _source_parameters.pop(name, None)
     return answer
 
 
@@ -141,11 +164,14 @@ def _poll_forever() -> None:
 
 def _ensure_poller() -> None:
     global _poller
-    if _poller is None:
-        _poller = threading.Thread(target=_poll_forever, daemon=True, name="sqs-pipes")
-        _poller.start()
+    with _poller_lock:
+        if _poller is None:
+            _poller = threading.Thread(target=_poll_forever, daemon=True, name="sqs-pipes")
+            _poller.start()
 
 
 def install() -> None:
     app._handle_post_body_shortcuts = _handle_post_body_shortcuts
     pipes._create_pipe = _create_pipe
+    pipes._update_pipe = _update_pipe
+    pipes._delete_pipe_op = _delete_pipe_op

@@ -36,8 +36,6 @@ STATE_MACHINE = "ami-rollout"
 ROLE = f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:role/ami-rollout-local"
 HOLDS_TABLE = "ami-rollout-holds"
 PLANS_BUCKET = "ami-rollout-plans"
-HOLD_STATUSES = ("ABORTED", "TIMED_OUT")
-HOLD_RETRY_POLICY = {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
 # The template's rules deployed with every deploy, and those that start rollouts (`triggers`).
 ALWAYS_RULES = ("HoldReleaseRule", "ExecutionStatusRule")
 TRIGGER_RULES = ("ParameterChangeRule", "PutParameterCallRule", "ImageBuilderRule")
@@ -109,27 +107,6 @@ def configure(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = 
         lam.update_function_configuration(
             FunctionName=f"ami-rollout-{name}",
             Environment=function_environment(moto_endpoint, environment, sfn_endpoint))
-
-
-def route_status_changes(sfn_endpoint: str, state_machine: str, function_arn: str, rule: str,
-                         statuses=HOLD_STATUSES, target_id: str = "function",
-                         retry_policy: dict | None = None) -> str:
-    """An EventBridge rule on the default bus (ministack's) sending this state machine's "Step
-    Functions Execution Status Change" events with one of `statuses` to the function, and the
-    permission for EventBridge to invoke it. Returns the rule ARN."""
-    events, lam = _client("events", sfn_endpoint), _client("lambda", sfn_endpoint)
-    pattern = {"source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"],
-               "detail": {"status": list(statuses), "stateMachineArn": [state_machine]}}
-    rule_arn = events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")["RuleArn"]
-    target = {"Id": target_id, "Arn": function_arn, **({"RetryPolicy": retry_policy} if retry_policy else {})}
-    events.put_targets(Rule=rule, Targets=[target])
-    try:
-        lam.add_permission(FunctionName=function_arn, StatementId=rule, Action="lambda:InvokeFunction",
-                           Principal="events.amazonaws.com", SourceArn=rule_arn,
-                           SourceAccount=rule_arn.split(":")[4])
-    except lam.exceptions.ResourceConflictException:
-        pass  # already there from an earlier deploy
-    return rule_arn
 
 
 def _topic_and_queue(sfn_endpoint: str, topic: str, queue: str, raw: bool) -> tuple[str, str, str]:

@@ -60,6 +60,12 @@
    ResultWriter manifest lists the SUCCEEDED files of every attempt and this attempt's FAILED and
    PENDING files.
 
+8. A ResultPath needs an object to add to: on an array input (a pipe's batch) the state fails
+   States.ResultPathMatchFailure, as on AWS; ministack puts the result into a new {}.
+
+9. The bus's service events, a service's publishes to a topic, and pipes from SQS queues
+   (bus.py).
+
 Run as `python -m localaws.stepfunctions`, with ministack's own environment variables.
 """
 
@@ -761,6 +767,22 @@ engine._emit_execution_status_event = _emit_execution_status_event
 eventbridge._dispatch_to_lambda = _dispatch_to_lambda
 engine._describe_execution = _describe_execution
 engine.handle_request = handle_request
+
+_original_apply_result_path = engine._apply_result_path_raw
+
+
+def _apply_result_path(result_path, original, result):
+    """AWS: a ResultPath other than `$` (or null) needs an object input to add the result to; on
+    an array (a pipe's batch) or a scalar the state fails States.ResultPathMatchFailure.
+    ministack replaces such an input by {} and goes on."""
+    if result_path not in (None, "$") and not isinstance(original, dict):
+        raise engine._ExecutionError(
+            "States.ResultPathMatchFailure",
+            f"Unable to apply ReferencePath {result_path} to input {json.dumps(original)[:200]}")
+    return _original_apply_result_path(result_path, original, result)
+
+
+engine._apply_result_path_raw = _apply_result_path
 
 # The bus's service events, a service's publishes, and pipes from SQS queues (bus.py).
 from . import bus  # noqa: E402

@@ -1,7 +1,7 @@
 """Execution status change events on the local AWS, as EventBridge delivers them on AWS: an
 execution of a state machine that ends ABORTED or TIMED_OUT invokes the rule's Lambda target
-asynchronously with AWS's "Step Functions Execution Status Change" event (localaws/deploy.py
-creates the rule on ministack's EventBridge; localaws/stepfunctions.py fixes what ministack gets
+asynchronously with AWS's "Step Functions Execution Status Change" event (the tests
+put such a rule on ministack's EventBridge, as deploy.py puts the template's HoldReleaseRule; localaws/stepfunctions.py fixes what ministack gets
 wrong around it). No Rust binaries: the target is a small python3.12 function (ministack runs it
 as a local process) that appends every event it gets to a file.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from localaws import deploy, launcher, rollout  # noqa: E402
+from localaws import deploy, launcher, rollout, stack  # noqa: E402
 
 RECORDER = '''
 import json, os, time
@@ -40,6 +40,30 @@ ROLE = f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:role/test"
 WAIT = 200  # simulated seconds: 10 s at the launcher's SFN_WAIT_SCALE of 0.05
 DETAIL_FIELDS = {"executionArn", "stateMachineArn", "name", "status", "startDate", "stopDate", "input",
                  "output", "inputDetails", "outputDetails", "error", "cause"}
+
+# HoldReleaseRule's RetryPolicy, as the template gives it.
+HOLD_RETRY_POLICY = stack.load()["Resources"]["HoldReleaseRule"]["Properties"]["Targets"][0]["RetryPolicy"]
+
+
+def route_status_changes(sfn_endpoint: str, state_machine: str, function_arn: str, rule: str,
+                         statuses=("ABORTED", "TIMED_OUT"), target_id: str = "function",
+                         retry_policy: dict | None = None) -> str:
+    """An EventBridge rule on the default bus (ministack's) sending this state machine's "Step
+    Functions Execution Status Change" events with one of `statuses` to the function, and the
+    permission for EventBridge to invoke it. Returns the rule ARN."""
+    events, lam = deploy._client("events", sfn_endpoint), deploy._client("lambda", sfn_endpoint)
+    pattern = {"source": ["aws.states"], "detail-type": ["Step Functions Execution Status Change"],
+               "detail": {"status": list(statuses), "stateMachineArn": [state_machine]}}
+    rule_arn = events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")["RuleArn"]
+    target = {"Id": target_id, "Arn": function_arn, **({"RetryPolicy": retry_policy} if retry_policy else {})}
+    events.put_targets(Rule=rule, Targets=[target])
+    try:
+        lam.add_permission(FunctionName=function_arn, StatementId=rule, Action="lambda:InvokeFunction",
+                           Principal="events.amazonaws.com", SourceArn=rule_arn,
+                           SourceAccount=rule_arn.split(":")[4])
+    except lam.exceptions.ResourceConflictException:
+        pass  # already there from an earlier deploy
+    return rule_arn
 
 
 class StatusEvents(unittest.TestCase):
@@ -83,8 +107,8 @@ class StatusEvents(unittest.TestCase):
     def routed(self, machine, **env):
         """A recorder as the target of a rule for `machine`'s ABORTED / TIMED_OUT events."""
         arn, record_to = self.recorder(**env)
-        deploy.route_status_changes(self.sfn_endpoint, machine, arn, f"rule-{uuid.uuid4().hex[:8]}",
-                                    retry_policy=deploy.HOLD_RETRY_POLICY)  # as deploy() routes them
+        route_status_changes(self.sfn_endpoint, machine, arn, f"rule-{uuid.uuid4().hex[:8]}",
+                                    retry_policy=HOLD_RETRY_POLICY)  # the template's
         return record_to
 
     @staticmethod
@@ -142,7 +166,7 @@ class StatusEvents(unittest.TestCase):
         machine, other = self.waiting_machine(), self.waiting_machine()
         record_to = self.routed(machine)
         quick = self.machine({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
-        deploy.route_status_changes(self.sfn_endpoint, quick, self.recorder()[0], f"rule-{uuid.uuid4().hex[:8]}")
+        route_status_changes(self.sfn_endpoint, quick, self.recorder()[0], f"rule-{uuid.uuid4().hex[:8]}")
         elsewhere = self.start(other)
         succeeded = self.start(quick)
         time.sleep(0.5)
