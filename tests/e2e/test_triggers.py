@@ -214,7 +214,7 @@ class PublicParameterTriggers(TriggerHarness):
         ready = self.publish(hours_ago=100)
         # Another rollout holds web (for another AMI) while the check runs.
         other = self.sfn_client.start_execution(stateMachineArn=self.machine, input=json.dumps(
-            {"amiId": self.golden, "settings": {"web": {"bakeSeconds": 200}}}))["executionArn"]
+            {"amiId": self.golden, "settings": {"web": {"bakeSeconds": 30}}}))["executionArn"]
         self.wait_for("the other rollout to hold web", lambda: self.hold_tag("web") == other)
         held = self.watch(self.scheduled_check())
         self.assertEqual((held["status"], held["error"]), ("FAILED", "TargetHeld"), held["log"])

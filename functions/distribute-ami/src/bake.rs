@@ -12,18 +12,25 @@ use rollout_core::trigger::{AmiSource, BakeFrom, Baked, Trigger};
 use rollout_core::{Clients, StepError, StepResult};
 use serde_json::Value;
 
-/// The tag naming the execution that baked an AMI.
+/// The tag naming the execution (its ARN) that baked an AMI.
 pub const BAKED_BY_TAG: &str = "ami-rollout:baked-by";
 
-/// The AMI's name: one per execution (AMI names are unique per owner and region).
+/// The AMI's name: one per execution (AMI names are unique per owner and region). Characters an
+/// execution name may have and an AMI name may not become `-`.
 pub fn image_name(execution: &str) -> String {
-    format!("ami-rollout-{execution}")
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c);
+    let name: String = execution
+        .chars()
+        .map(|c| if allowed(c) { c } else { '-' })
+        .collect();
+    format!("ami-rollout-{name}")
 }
 
 /// Starts the bake the trigger asks for, or adopts the image this execution already made.
 pub async fn bake(
     clients: &Clients,
     execution: &str,
+    execution_arn: &str,
     trigger: &Value,
     now: Epoch,
 ) -> StepResult<Baked> {
@@ -34,16 +41,16 @@ pub async fn bake(
         ));
     };
     let name = image_name(execution);
-    let image_id = match create_image(clients, &from, &name, execution).await? {
-        Some(id) => id,
-        None => adopt(clients, &name).await?,
+    let (image_id, started) = match create_image(clients, &from, &name, execution_arn).await? {
+        Some(id) => (id, now),
+        None => adopt(clients, &name, execution_arn, now).await?,
     };
     tracing::info!(image = %image_id, instance = %from.create_image_from, "baking");
     Ok(Baked {
         image_id,
         name,
         instance_id: from.create_image_from,
-        started: now,
+        started,
         timeout_minutes: from.bake_timeout_minutes,
         pending: true,
     })
@@ -61,7 +68,12 @@ async fn create_image(
         .iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect();
-    tags.push(Tag::builder().key(BAKED_BY_TAG).value(execution_arn).build());
+    tags.push(
+        Tag::builder()
+            .key(BAKED_BY_TAG)
+            .value(execution_arn)
+            .build(),
+    );
     let tagged = |kind: ResourceType| {
         TagSpecification::builder()
             .resource_type(kind)
@@ -226,12 +238,14 @@ mod tests {
             ..Default::default()
         }
         .clients();
-        let baked = bake(&clients, "exec-1", ARN, &trigger(), 100).await.unwrap();
+        let baked = bake(&clients, "exec-1", ARN, &trigger(), 100)
+            .await
+            .unwrap();
         assert_eq!(
             (baked.image_id.as_str(), baked.pending, baked.started),
             ("ami-0000000000000aaaa", true, 100)
         );
-        assert_eq!(image_name("run #3, by ops"), "ami-rollout-run--3--by ops");
+        assert_eq!(image_name("deploy#3,ops+1"), "ami-rollout-deploy-3-ops-1");
     }
 
     fn named(tag: &str) -> aws_sdk_ec2::operation::describe_images::DescribeImagesOutput {
@@ -268,23 +282,35 @@ mod tests {
             ..Default::default()
         }
         .clients();
-        let baked = bake(&clients, "exec-1", ARN, &trigger(), 100).await.unwrap();
-        assert_eq!((baked.image_id.as_str(), baked.started), ("ami-0000000000000aaaa", 40));
+        let baked = bake(&clients, "exec-1", ARN, &trigger(), 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            (baked.image_id.as_str(), baked.started),
+            ("ami-0000000000000aaaa", 40)
+        );
     }
 
     #[tokio::test]
     async fn an_image_of_the_same_name_another_execution_baked_is_not_adopted() {
         let duplicate = duplicate();
-        let found = mock!(aws_sdk_ec2::Client::describe_images)
-            .then_output(|| named("arn:aws:states:us-east-1:123456789012:execution:other-stack:exec-1"));
+        let found = mock!(aws_sdk_ec2::Client::describe_images).then_output(|| {
+            named("arn:aws:states:us-east-1:123456789012:execution:other-stack:exec-1")
+        });
         let clients = Rules {
             ec2: vec![&duplicate, &found],
             ..Default::default()
         }
         .clients();
-        let err = bake(&clients, "exec-1", ARN, &trigger(), 100).await.unwrap_err();
+        let err = bake(&clients, "exec-1", ARN, &trigger(), 100)
+            .await
+            .unwrap_err();
         assert_eq!(err.name(), "InvalidInput");
-        assert!(err.to_string().contains("which this execution did not bake"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("which this execution did not bake"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
