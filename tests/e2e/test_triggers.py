@@ -120,6 +120,13 @@ class ParameterTriggers(TriggerHarness):
         self.assertIn("ended SUCCEEDED", said)
 
 
+class BrownfieldParameterTriggers(ParameterTriggers):
+    """The same write on a fleet with a past: web has refreshes, template versions and a
+    `$Latest`/`$Default` reference of its own, asserted kept by assert_rolled_out."""
+
+    BROWNFIELD = True
+
+
 class CloudTrailTriggers(TriggerHarness):
     """With the template's CloudTrail rule enabled, one write starts two executions (both rules
     match it, as on AWS): they overlap, and the second leaves the group to the first."""

@@ -271,20 +271,23 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn a_retry_adopts_the_image_its_first_try_made_and_keeps_its_deadline() {
+    /// A bake whose CreateImage meets the name taken by an image tagged `baked_by`.
+    async fn bake_over(baked_by: &'static str) -> StepResult<Baked> {
         let duplicate = duplicate();
         let found = mock!(aws_sdk_ec2::Client::describe_images)
             .match_requests(|r| r.owners() == ["self"])
-            .then_output(|| named(ARN));
+            .then_output(move || named(baked_by));
         let clients = Rules {
             ec2: vec![&duplicate, &found],
             ..Default::default()
         }
         .clients();
-        let baked = bake(&clients, "exec-1", ARN, &trigger(), 100)
-            .await
-            .unwrap();
+        bake(&clients, "exec-1", ARN, &trigger(), 100).await
+    }
+
+    #[tokio::test]
+    async fn a_retry_adopts_the_image_its_first_try_made_and_keeps_its_deadline() {
+        let baked = bake_over(ARN).await.unwrap();
         assert_eq!(
             (baked.image_id.as_str(), baked.started),
             ("ami-0000000000000aaaa", 40)
@@ -293,16 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_image_of_the_same_name_another_execution_baked_is_not_adopted() {
-        let duplicate = duplicate();
-        let found = mock!(aws_sdk_ec2::Client::describe_images).then_output(|| {
-            named("arn:aws:states:us-east-1:123456789012:execution:other-stack:exec-1")
-        });
-        let clients = Rules {
-            ec2: vec![&duplicate, &found],
-            ..Default::default()
-        }
-        .clients();
-        let err = bake(&clients, "exec-1", ARN, &trigger(), 100)
+        let err = bake_over("arn:aws:states:us-east-1:123456789012:execution:other-stack:exec-1")
             .await
             .unwrap_err();
         assert_eq!(err.name(), "InvalidInput");

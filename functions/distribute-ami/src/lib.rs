@@ -463,6 +463,24 @@ mod tests {
     }
 
     #[test]
+    fn only_a_target_on_its_own_accounts_ami_keeps_it_when_its_region_gets_a_copy() {
+        let mut target = rollout_core::samples::target_run().target;
+        target.account = Some("111111111111".into());
+        target.ami.owner_id = "123456789012".into();
+        assert!(
+            !has_own_ami(&target),
+            "the shared AMI of the central account"
+        );
+        target.ami.owner_id = "111111111111".into();
+        assert!(
+            has_own_ami(&target),
+            "an Image Builder distribution to the account"
+        );
+        target.account = None;
+        assert!(!has_own_ami(&target), "a target of the home account");
+    }
+
+    #[test]
     fn tokens_are_per_execution_and_region_and_fit_ec2s_limit() {
         let a = client_token("arn:aws:states:us-east-1:1:execution:m:e1", "eu-west-1");
         assert_eq!(

@@ -128,18 +128,11 @@ def publish_public_parameter(account: str, region: str, name: str, image_name: s
     """AWS publishing a new AMI behind one of its public parameters: an AMI owned by Amazon with
     the given creation date, visible to every account (moto's EC2 of `account`, where the fleet
     launches it), and the parameter pointing at it. No event, as on AWS."""
-    from moto.ec2.models import ec2_backends
-    from moto.ec2.models.amis import Ami
-    from moto.ec2.utils import random_ami_id
+    from . import images
 
-    from . import seed
-
-    ec2 = ec2_backends[account][region]
-    image_id = random_ami_id()
     when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
-    ec2.amis[image_id] = Ami(ec2, image_id, source_ami=ec2.amis.get(seed.ECS_AL2023), name=image_name,
-                             description="Amazon Linux AMI 2023 x86_64 ECS HVM EBS", owner_id=AMAZON,
-                             owner_alias="amazon", public=True, creation_date=when)
+    image_id = images.made_like_public(account, region, image_name, "Amazon Linux AMI 2023 x86_64 ECS HVM EBS",
+                                       owner_id=AMAZON, owner_alias="amazon", public=True, creation_date=when).id
     ssm = ssm_backend(account, region)
     versions = ssm._parameters[name]
     versions.append(Parameter(account_id=account, name=name, value=image_id, parameter_type="String",

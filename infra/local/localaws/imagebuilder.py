@@ -18,7 +18,7 @@ import re
 import urllib.request
 import uuid
 
-from . import events, state
+from . import events, images, state
 
 AUTH_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
 
@@ -29,18 +29,8 @@ def image_arn(region: str, account: str, name: str, version: str, build: int) ->
 
 def _make_ami(region: str, name: str, arn: str, owner: str) -> str:
     """One distributed AMI of the build, owned by the account the distribution puts it in."""
-    from moto.ec2.models import ec2_backends
-    from moto.ec2.models.amis import Ami
-    from moto.ec2.utils import random_ami_id
-
-    from . import seed
-
-    ec2 = ec2_backends[owner][region]
-    image = Ami(ec2, random_ami_id(), source_ami=ec2.amis.get(seed.ECS_AL2023), name=name,
-                description=f"Image Builder image {arn}",
-                tags={"Ec2ImageBuilderArn": arn, "CreatedBy": "EC2 Image Builder"})
-    ec2.amis[image.id] = image
-    return image.id
+    return images.made_like_public(owner, region, name, f"Image Builder image {arn}",
+                                   tags={"Ec2ImageBuilderArn": arn, "CreatedBy": "EC2 Image Builder"}).id
 
 
 def build(account: str, region: str, body: dict) -> dict:

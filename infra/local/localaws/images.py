@@ -108,6 +108,20 @@ def protected(account, region, image_id) -> bool:
     return bool(record) and (record["enabled"] or _cooldown_until(record) is not None)
 
 
+def made_like_public(account: str, region: str, name: str, description: str, **attributes) -> Ami:
+    """An AMI in `account`'s EC2 of `region` made from moto's public ECS-optimized AL2023 image (so
+    the fleet launches it like the seeded AMIs), with the given Ami attributes (tags, owner, ...)."""
+    from moto.ec2.utils import random_ami_id
+
+    from . import seed
+
+    ec2 = ec2_backends[account][region]
+    image = Ami(ec2, random_ami_id(), source_ami=ec2.amis.get(seed.ECS_AL2023), name=name,
+                description=description, **attributes)
+    ec2.amis[image.id] = image
+    return image
+
+
 # --- AMIs of other accounts ------------------------------------------------------------------
 
 def _other_backends(account, region):
