@@ -111,6 +111,7 @@ fn child_history_with_drain(polls: usize, instance: bool, drains: usize) -> usiz
     let child = &asl["States"]["Roll out the wave"]["ItemProcessor"]["States"]["Roll out the account-region"]
         ["ItemProcessor"];
     history(child, |name, visits| match name {
+        "Has the target a maintenance window?" => None,
         "Is it a group or an instance?" => instance.then_some(0),
         "Is the root being replaced?" => (visits > drains).then_some(0),
         "Is the target healthy?" | "Is the instance healthy?" => (visits >= polls).then_some(0),
@@ -176,7 +177,7 @@ fn parent_history_with_copies(waves: usize, checks: usize) -> usize {
         "Does a region need a copy of the AMI?" => (checks > 0).then_some(0),
         "Is a copy still pending?" => (visits < checks).then_some(0),
         "Is there a wave left?" => (visits <= waves).then_some(0),
-        "Did a target fail?" | "How did the rollout end?" => None,
+        "Did a target fail?" | "Is an approval due?" | "How did the rollout end?" => None,
         other => panic!("unexpected choice {other}"),
     })
 }
@@ -187,16 +188,16 @@ fn a_child_of_a_30_minute_refresh_with_a_5_minute_bake_stays_far_under_the_bar()
     let events = child_history(polls, false);
     println!("child: {polls} polls, {events} events on AWS");
     assert!(polls > 10, "the policy polls the refresh: {polls}");
-    // The kind's choice (2), create, start, restore (5 each), then per poll a check, a choice and
-    // a wait.
-    assert_eq!(events, 2 + 2 + 5 + 5 + polls * 9 - 2 + 5 + 2);
+    // The window's and the kind's choices (2 each), create, start, restore (5 each), then per
+    // poll a check, a choice and a wait.
+    assert_eq!(events, 2 + 2 + 2 + 5 + 5 + polls * 9 - 2 + 5 + 2);
     assert!(events < HISTORY_BAR, "{events}");
     // A one-hour bake, the case that stopped the old single execution at about 30 groups.
     let long = child_history(self::polls(1_800, 3_600), false);
     assert!(long < HISTORY_BAR, "{long}");
     // A standalone instance: the replacement (and its choice) instead of create and restore.
     let instance = child_history(polls, true);
-    assert_eq!(instance, 2 + 2 + 5 + 2 + polls * 9 - 2 + 2);
+    assert_eq!(instance, 2 + 2 + 2 + 5 + 2 + polls * 9 - 2 + 2);
 }
 
 #[test]

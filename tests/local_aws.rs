@@ -28,7 +28,7 @@ async fn try_plan(aws: &LocalAws, input: Value) -> Result<Plan, StepError> {
         &config(),
         "local-test",
         &input,
-        rollout_core::aws::now(),
+        rollout_core::clock::now(),
     )
     .await
     .map(|resolved| resolved.into_plan().expect("something to do"))
@@ -38,7 +38,7 @@ async fn try_plan(aws: &LocalAws, input: Value) -> Result<Plan, StepError> {
 /// fleet's past is newer).
 fn execution_start() -> i64 {
     static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *START.get_or_init(|| rollout_core::aws::now() - 1)
+    *START.get_or_init(|| rollout_core::clock::now() - 1)
 }
 
 /// The first wave's run for `group`, as the state machine's ItemSelector builds it.
@@ -70,7 +70,7 @@ async fn rollout_start(clients: &Clients, run: TargetRun) -> TargetRun {
     let run = update_template::create_version(clients, run)
         .await
         .expect("create version");
-    start_refresh::start_refresh(clients, run, rollout_core::aws::now())
+    start_refresh::start_refresh(clients, run, rollout_core::clock::now())
         .await
         .expect("start refresh")
 }
@@ -78,7 +78,7 @@ async fn rollout_start(clients: &Clients, run: TargetRun) -> TargetRun {
 /// Calls check-ecs-health until the verdict is final, moving its clock past the bake window
 /// (the local refresh runs on a scaled clock; the bake window is the function's own).
 async fn health_until_final(clients: &Clients, mut run: TargetRun) -> Result<TargetRun, StepError> {
-    let mut now = rollout_core::aws::now();
+    let mut now = rollout_core::clock::now();
     for _ in 0..400 {
         run = check(clients, run, now).await?;
         let health = run.health.as_ref().unwrap();
@@ -89,7 +89,7 @@ async fn health_until_final(clients: &Clients, mut run: TargetRun) -> Result<Tar
             now += health.next_wait_seconds;
         } else {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            now = now.max(rollout_core::aws::now());
+            now = now.max(rollout_core::clock::now());
         }
     }
     panic!("no final verdict");
@@ -310,7 +310,7 @@ async fn a_bad_ami_fails_the_refresh_and_auto_scaling_rolls_it_back() {
     assert_eq!(status, "RollbackSuccessful");
     assert_eq!(aws.group_amis("web"), vec![current.clone(), current]);
 
-    let err = check(&aws.clients, run, rollout_core::aws::now())
+    let err = check(&aws.clients, run, rollout_core::clock::now())
         .await
         .unwrap_err();
     assert_eq!(err.name(), "TargetUnhealthy");
@@ -392,7 +392,7 @@ async fn steady_ecs_services_and_quiet_alarms_are_healthy_until_an_alarm_fires()
         "alarm",
         json!({"name": "prod-api-errors", "state": "ALARM"}),
     );
-    let err = check(&aws.clients, healthy, rollout_core::aws::now())
+    let err = check(&aws.clients, healthy, rollout_core::clock::now())
         .await
         .unwrap_err();
     assert_eq!(err.name(), "TargetUnhealthy");

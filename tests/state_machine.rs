@@ -45,8 +45,10 @@ fn every_error_the_asl_matches_is_one_our_functions_raise() {
             .into_iter()
             .chain(names_in(&state, "Catch"))
         {
+            // An approver rejects a gate's next wave with SendTaskFailure.
             let known = error.starts_with("States.")
                 || error.starts_with("Lambda.")
+                || error == rollout_core::change_control::REJECTED
                 || ours.contains(error.as_str());
             assert!(
                 known,
@@ -91,7 +93,13 @@ fn tasks_call_only_our_seven_functions() {
     let used: BTreeSet<String> = states(&asl())
         .into_iter()
         .filter(|(_, s)| s["Type"] == "Task")
-        .map(|(_, s)| s["Resource"].as_str().unwrap().to_string())
+        .map(|(_, s)| match s["Resource"].as_str().unwrap() {
+            // An approval gate invokes its function with a task token and waits for the answer.
+            "arn:aws:states:::lambda:invoke.waitForTaskToken" => {
+                s["Parameters"]["FunctionName"].as_str().unwrap().to_string()
+            }
+            resource => resource.to_string(),
+        })
         .collect();
     assert_eq!(used, allowed.iter().map(|s| s.to_string()).collect());
 }
@@ -188,6 +196,10 @@ fn a_failed_target_stops_its_wave_and_aws_not_answering_stops_for_a_redrive() {
     );
     assert_eq!(
         states["Did a target fail?"]["Default"],
+        "Is an approval due?"
+    );
+    assert_eq!(
+        states["Is an approval due?"]["Default"],
         "Go to the next wave"
     );
     assert_eq!(

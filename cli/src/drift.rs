@@ -41,7 +41,7 @@ pub async fn run(context: &Context, out: &Output, args: DriftArgs) -> CliResult<
     .source()?;
     let (config, clients) = context.as_functions().await?;
     let report =
-        resolve_ami::drift::check(&clients, &config, &source, rollout_core::aws::now()).await?;
+        resolve_ami::drift::check(&clients, &config, &source, rollout_core::clock::now()).await?;
     let format = if out.json() {
         DriftFormat::Json
     } else {

@@ -1,8 +1,9 @@
 //! `ami-rollout`: the operator's command line. It asks before acting (`plan`), starts and follows
 //! executions of the deployed state machine (`start`, `watch`, `list`, `status`, `redrive`,
-//! `undo`), and tells what is not on the approved image (`drift`). The standard AWS credential chain and
+//! `undo`), answers their approval gates (`approve`, `reject`), and tells what is not on the approved image (`drift`). The standard AWS credential chain and
 //! endpoint variables apply, so the same binary works against AWS and the local AWS.
 
+mod approve;
 mod context;
 mod drift;
 mod executions;
@@ -47,6 +48,11 @@ enum Command {
     /// Roll a successful rollout back, as a new execution: every target it changed returns to its
     /// rollback point. Shows what it would do and asks first.
     Undo(undo::UndoArgs),
+    /// Let an execution waiting at its approval gate go on to its next wave.
+    Approve(approve::ApproveArgs),
+    /// Refuse the next wave of an execution waiting at its approval gate: every target it
+    /// touched is rolled back.
+    Reject(approve::RejectArgs),
     /// Groups and standalone instances not on the approved AMI; exit status 2 when any is found.
     Drift(drift::DriftArgs),
     /// Shell completions, written to standard output.
@@ -84,6 +90,8 @@ async fn main() -> ExitCode {
         Command::Redrive(args) => executions::redrive(&context, &out, args).await,
         Command::Undo(args) => undo::run(&context, &out, args).await,
         Command::Drift(args) => drift::run(&context, &out, args).await,
+        Command::Approve(args) => approve::approve(&context, &out, args).await,
+        Command::Reject(args) => approve::reject(&context, &out, args).await,
         Command::Completions { .. } => unreachable!("handled above"),
     };
     match result {

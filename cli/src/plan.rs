@@ -23,7 +23,7 @@ pub async fn run(context: &Context, out: &Output, args: PlanArgs) -> CliResult<u
     let input = args.trigger.input()?;
     let (config, clients) = context.as_functions().await?;
     let resolved =
-        resolve_ami::resolve(&clients, &config, SESSION, &input, rollout_core::aws::now()).await?;
+        resolve_ami::resolve(&clients, &config, SESSION, &input, rollout_core::clock::now()).await?;
     let plan = match resolved.into_plan() {
         Ok(plan) => plan,
         Err(nothing) => {

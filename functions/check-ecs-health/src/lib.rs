@@ -26,7 +26,7 @@ pub const BAKE_WAIT_SECONDS: i64 = 60;
 
 pub async fn handle(clients: &Clients, payload: Value) -> StepResult<TargetRun> {
     let run: TargetRun = rollout_core::error::parse_input("check-ecs-health", payload)?;
-    check(clients, run, rollout_core::aws::now()).await
+    check(clients, run, rollout_core::clock::now()).await
 }
 
 /// Observes the target, records the verdict, and fails with `TargetUnhealthy` when it is unhealthy.

@@ -200,13 +200,6 @@ impl Clients {
     }
 }
 
-/// The current time in epoch seconds (handlers pass it to the pure decision functions).
-pub fn now() -> crate::model::Epoch {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// `epoch` as ISO 8601 in UTC (`2026-12-04T00:00:00Z`), for messages and records.
 pub fn iso_time(epoch: crate::model::Epoch) -> String {
     aws_smithy_types::DateTime::from_secs(epoch)

@@ -110,6 +110,7 @@ mod tests {
             }),
             mixed_instances: false,
             ecs: None,
+            window: None,
         };
         let description = version_description("exec-1", &target, "ami-new");
         let marker = Marker::parse(&description).unwrap();

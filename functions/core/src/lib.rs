@@ -3,6 +3,8 @@
 
 pub mod ami;
 pub mod aws;
+pub mod change_control;
+pub mod clock;
 pub mod config;
 pub mod ecs;
 pub mod error;

@@ -12,9 +12,9 @@ use crate::settings::SettingsMap;
 /// Seconds since the Unix epoch.
 pub type Epoch = i64;
 
-/// An execution's start (`$$.Execution.StartTime`, ISO 8601 in UTC) as epoch seconds: a refresh
-/// that began before it was never this execution's.
-pub mod execution_start {
+/// A time the state machine reads or writes as ISO 8601 in UTC (`$$.Execution.StartTime`, a Wait's
+/// `TimestampPath`), held as epoch seconds.
+pub mod iso_epoch {
     use aws_smithy_types::date_time::{DateTime, Format};
     use serde::Deserialize;
 
@@ -30,7 +30,7 @@ pub mod execution_start {
             .map(|t| t.secs())
             .map_err(|e| {
                 serde::de::Error::custom(format!(
-                    "executionStartTime {text:?} is not an ISO 8601 UTC timestamp: {e}"
+                    "{text:?} is not an ISO 8601 UTC timestamp: {e}"
                 ))
             })
     }
@@ -174,6 +174,9 @@ pub struct Target {
     pub mixed_instances: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ecs: Option<EcsCapacity>,
+    /// The maintenance window the target's change waits for, as planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<crate::change_control::PlannedWindow>,
 }
 
 impl Target {
@@ -283,6 +286,9 @@ pub struct Plan {
     /// The SSM parameter the AMI was read from (the store records each AMI planned from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameter: Option<String>,
+    /// The approval gates after waves, by wave index.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub approvals: std::collections::BTreeMap<usize, crate::change_control::ApprovalGate>,
 }
 
 /// The successful rollout an undo execution brings back, and when it started: what it made on a
@@ -292,7 +298,7 @@ pub struct Plan {
 #[serde(rename_all = "camelCase")]
 pub struct UndoOf {
     pub execution: String,
-    #[serde(with = "execution_start")]
+    #[serde(with = "iso_epoch")]
     pub start_time: Epoch,
 }
 
@@ -377,6 +383,9 @@ pub struct WaveRef {
     /// The S3 prefix the wave's `ResultWriter` writes under.
     pub results_prefix: String,
     pub targets: usize,
+    /// The pause after this wave until someone approves the next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::change_control::ApprovalGate>,
 }
 
 /// What the execution state carries of the plan: where it is and what it amounts to. The lists
@@ -485,7 +494,7 @@ pub struct TargetRun {
     /// The index of the target's wave.
     #[serde(default)]
     pub wave: usize,
-    #[serde(with = "execution_start")]
+    #[serde(with = "iso_epoch")]
     pub execution_start_time: Epoch,
     pub ami: Ami,
     pub settings: SettingsMap,
@@ -595,6 +604,15 @@ impl Failure {
                     .map(str::to_string)
             })
             .unwrap_or_else(|| self.cause.clone())
+    }
+
+    /// An approver rejected the next wave, or no one answered and the gate rolls back.
+    pub fn is_approval_refused(&self) -> bool {
+        [
+            crate::change_control::REJECTED,
+            crate::change_control::APPROVAL_TIMED_OUT,
+        ]
+        .contains(&self.error.as_str())
     }
 
     /// `Error: message`, as the parent's Cause starts.

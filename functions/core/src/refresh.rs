@@ -382,6 +382,7 @@ mod tests {
                 capacity_provider: Some("cp".into()),
                 managed_termination_protection: true,
             }),
+            window: None,
         }
     }
 

@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::change_control::{
+    DEFAULT_APPROVAL_TIMEOUT_MINUTES, DEFAULT_WINDOW_HORIZON_DAYS, MAX_APPROVAL_TIMEOUT_MINUTES,
+    MaintenanceWindow, OnApprovalTimeout,
+};
 use crate::error::{StepError, StepResult};
 
 /// Bake window after a successful refresh when nothing is configured.
@@ -25,6 +29,8 @@ pub const REPLACE_ROOT_VOLUME: &str = "ReplaceRootVolume";
 /// AWS's limits (RefreshPreferences).
 const MAX_DELAY_SECONDS: i64 = 172_800;
 const MAX_ALARMS: usize = 10;
+/// A plan looks at most this far ahead for a maintenance window.
+const MAX_WINDOW_HORIZON_DAYS: u32 = 366;
 
 /// Settings for one group; every field is optional so layers can be merged.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
@@ -73,6 +79,22 @@ pub struct RefreshSettings {
     /// DRAINING fails the target (nothing replaced; it is set ACTIVE again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_timeout_seconds: Option<i64>,
+    /// The target's change starts only inside this window (a rollback never waits for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_window: Option<MaintenanceWindow>,
+    /// A plan is refused when the target's window does not open within this many days; default 7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_horizon_days: Option<u32>,
+    /// The execution pauses after this target's wave until someone approves the next wave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve_after_wave: Option<bool>,
+    /// How long that pause waits for an answer; default 1440 (a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout_minutes: Option<u32>,
+    /// What an unanswered pause does: `stop` (default: the execution fails and keeps its holds,
+    /// for a redrive) or `rollback` (every touched target is rolled back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_approval_timeout: Option<OnApprovalTimeout>,
 }
 
 impl RefreshSettings {
@@ -122,6 +144,14 @@ impl RefreshSettings {
             refresh_strategy: pick(&over.refresh_strategy, &self.refresh_strategy),
             keep_replaced_root: pick(&over.keep_replaced_root, &self.keep_replaced_root),
             drain_timeout_seconds: pick(&over.drain_timeout_seconds, &self.drain_timeout_seconds),
+            maintenance_window: pick(&over.maintenance_window, &self.maintenance_window),
+            window_horizon_days: pick(&over.window_horizon_days, &self.window_horizon_days),
+            approve_after_wave: pick(&over.approve_after_wave, &self.approve_after_wave),
+            approval_timeout_minutes: pick(
+                &over.approval_timeout_minutes,
+                &self.approval_timeout_minutes,
+            ),
+            on_approval_timeout: pick(&over.on_approval_timeout, &self.on_approval_timeout),
         }
     }
 
@@ -155,6 +185,16 @@ impl RefreshSettings {
 
     pub fn wave(&self) -> u32 {
         self.wave.unwrap_or(1)
+    }
+
+    pub fn window_horizon_days(&self) -> u32 {
+        self.window_horizon_days
+            .unwrap_or(DEFAULT_WINDOW_HORIZON_DAYS)
+    }
+
+    pub fn approval_timeout_minutes(&self) -> u32 {
+        self.approval_timeout_minutes
+            .unwrap_or(DEFAULT_APPROVAL_TIMEOUT_MINUTES)
     }
 
     pub fn alarm_names(&self) -> &[String] {
@@ -214,6 +254,23 @@ impl RefreshSettings {
         {
             return bad(format!(
                 "refreshTimeoutSeconds {v} is outside 60-1209600 (14 days)"
+            ));
+        }
+        if let Some(window) = &self.maintenance_window {
+            window.validate(scope)?;
+        }
+        if let Some(days) = self.window_horizon_days
+            && !(1..=MAX_WINDOW_HORIZON_DAYS).contains(&days)
+        {
+            return bad(format!(
+                "windowHorizonDays {days} is outside 1-{MAX_WINDOW_HORIZON_DAYS}"
+            ));
+        }
+        if let Some(minutes) = self.approval_timeout_minutes
+            && !(1..=MAX_APPROVAL_TIMEOUT_MINUTES).contains(&minutes)
+        {
+            return bad(format!(
+                "approvalTimeoutMinutes {minutes} is outside 1-{MAX_APPROVAL_TIMEOUT_MINUTES}"
             ));
         }
         if self.alarm_names().len() > MAX_ALARMS {

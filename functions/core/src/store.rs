@@ -54,6 +54,29 @@ pub struct RolledOut {
     pub at: crate::model::Epoch,
 }
 
+/// Where an approval gate keeps its task token: the bucket's policy lets only the functions' and
+/// the approvers' roles read under `approvals/` (a token lets its holder move the execution on).
+pub fn approval_key(execution: &str, wave: usize) -> String {
+    format!("approvals/{execution}/wave-{wave:03}.json")
+}
+
+/// What an approval gate stored: what `approve` and `reject` answer, and with what token.
+#[derive(Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRequest {
+    pub execution_arn: String,
+    /// The wave just finished; approving starts the next.
+    pub wave: usize,
+    pub task_token: String,
+    #[serde(with = "crate::model::iso_epoch")]
+    pub asked_at: crate::model::Epoch,
+    #[serde(with = "crate::model::iso_epoch")]
+    pub answer_by: crate::model::Epoch,
+    pub on_timeout: crate::change_control::OnApprovalTimeout,
+    /// What the approvers were told.
+    pub message: String,
+}
+
 pub fn results_prefix(execution: &str, part: &str) -> String {
     format!("results/{execution}/{part}")
 }
@@ -115,6 +138,29 @@ impl PlanStore {
             .await
     }
 
+    /// The approval gates `execution` asked, in wave order (the last is the latest).
+    pub async fn approval_requests(&self, execution: &str) -> StepResult<Vec<ApprovalRequest>> {
+        let prefix = approval_key(execution, 0).replace("wave-000.json", "");
+        let mut keys = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| StepError::from_sdk("ListObjectsV2", e))?;
+            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        }
+        keys.sort();
+        let mut requests = Vec::with_capacity(keys.len());
+        for key in keys {
+            requests.push(self.get_json(&self.bucket, &key).await?);
+        }
+        Ok(requests)
+    }
+
     /// The whole plan `execution` wrote, while the bucket keeps it.
     pub async fn plan_of(&self, execution: &str) -> StepResult<Option<Plan>> {
         let key = format!("{}plan.json", plan_prefix(execution));
@@ -139,6 +185,7 @@ impl PlanStore {
                 key,
                 results_prefix,
                 targets: targets.len(),
+                approval: plan.approvals.get(&index).cloned(),
             });
         }
         let key = format!("{prefix}plan.json");
@@ -386,6 +433,7 @@ mod tests {
             rollback_scope: Default::default(),
             undo: None,
             parameter: None,
+            approvals: Default::default(),
         }
     }
 

@@ -71,7 +71,7 @@ pub enum DistributeRequest {
 }
 
 pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
-    let now = rollout_core::aws::now();
+    let now = rollout_core::clock::now();
     let out = match rollout_core::error::parse_input("distribute-ami", payload)? {
         DistributeRequest::Copy { execution, plan } => {
             serde_json::to_value(copy(clients, &execution, *plan, now).await?)

@@ -14,6 +14,8 @@
 //! - `execution#<arn>`: `targets` and `amis`, what that execution may hold, so a release needs
 //!   nothing but the execution's ARN.
 
+pub mod gates;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_autoscaling::types::{Filter, Tag};
@@ -39,6 +41,9 @@ pub struct HoldClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sfn: aws_sdk_sfn::Client,
     pub table: String,
+    /// Approval gates publish what they ask here (`APPROVAL_TOPIC_ARN`).
+    pub sns: aws_sdk_sns::Client,
+    pub approval_topic: Option<String>,
 }
 
 impl HoldClients {
@@ -72,15 +77,20 @@ impl HoldClients {
         let table = fleet.holds_table.clone().ok_or_else(|| {
             StepError::invalid("HOLDS_TABLE is not set: the function needs the holds table's name")
         })?;
-        let sfn = fleet
+        let conf = fleet
             .sdk_config()
-            .map(aws_sdk_sfn::Client::new)
             .ok_or_else(|| StepError::invalid("no AWS configuration"))?;
+        let (sfn, sns) = (aws_sdk_sfn::Client::new(conf), aws_sdk_sns::Client::new(conf));
+        let approval_topic = std::env::var("APPROVAL_TOPIC_ARN")
+            .ok()
+            .filter(|t| !t.trim().is_empty());
         Ok(Self {
             dynamodb: fleet.dynamodb.clone(),
             fleet,
             sfn,
             table,
+            sns,
+            approval_topic,
         })
     }
 }
@@ -108,6 +118,10 @@ pub enum HoldRequest {
     WaveOutcome { execution: String },
     /// When the execution ends (by success or a finished rollback), or by hand.
     Release { execution: String },
+    /// Before a target's change starts: is it inside its maintenance window?
+    CheckWindow { run: Box<rollout_core::model::TargetRun> },
+    /// After a wave with an approval gate (a task token): store the token, tell the approvers.
+    AskApproval(gates::AskApproval),
 }
 
 /// What a wave came to: the parent rolls back when `failed`.
@@ -152,7 +166,7 @@ pub async fn handle(clients: &HoldClients, payload: Value) -> StepResult<Value> 
     } else {
         match rollout_core::error::parse_input("hold-targets", payload)? {
             HoldRequest::Take { execution, plan } => serde_json::to_value(
-                take(clients, &execution, *plan, rollout_core::aws::now()).await?,
+                take(clients, &execution, *plan, rollout_core::clock::now()).await?,
             ),
             HoldRequest::ProtectCopies { execution, plan } => {
                 protect_copies(clients, &execution, &plan).await?;
@@ -171,6 +185,12 @@ pub async fn handle(clients: &HoldClients, payload: Value) -> StepResult<Value> 
             HoldRequest::Release { execution } => {
                 serde_json::to_value(release(clients, &execution).await?)
             }
+            HoldRequest::CheckWindow { run } => serde_json::to_value(
+                gates::check_window(clients, &run, rollout_core::clock::now()).await?,
+            ),
+            HoldRequest::AskApproval(ask) => serde_json::to_value(
+                gates::ask_approval(clients, &ask, rollout_core::clock::now()).await?,
+            ),
         }
     };
     out.map_err(|e| StepError::invalid(format!("hold-targets output: {e}")))
@@ -193,7 +213,7 @@ pub fn execution_home(execution: &str) -> StepResult<(String, String)> {
 }
 
 /// The short name the console shows for an execution ARN.
-fn execution_name(execution: &str) -> &str {
+pub(crate) fn execution_name(execution: &str) -> &str {
     execution.rsplit(':').next().unwrap_or(execution)
 }
 
@@ -781,7 +801,7 @@ pub async fn release(clients: &HoldClients, execution: &str) -> StepResult<Relea
         .update_expression("SET released = :now")
         .expression_attribute_values(
             ":now",
-            AttributeValue::N(rollout_core::aws::now().to_string()),
+            AttributeValue::N(rollout_core::clock::now().to_string()),
         )
         .return_values(ReturnValue::AllNew)
         .send()

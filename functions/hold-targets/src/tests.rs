@@ -36,6 +36,7 @@ fn plan(waves: &[usize]) -> PlanSummary {
                 key: format!("plans/rollout-2026-12-01/wave-{index:03}.json"),
                 results_prefix: format!("results/rollout-2026-12-01/wave-{index:03}"),
                 targets,
+                approval: None,
             })
             .collect(),
         target_count: waves.iter().sum(),

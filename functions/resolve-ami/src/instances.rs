@@ -219,5 +219,6 @@ pub(crate) fn decide(ami: &Ami, placed: &PlacedInstance) -> Decision {
             capacity_provider: None,
             managed_termination_protection: false,
         }),
+        window: None,
     }))
 }

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter as AsgFilter};
 use aws_sdk_ec2::types::Image;
 use rollout_core::ami::{self, describe_images, usable_ami};
+use rollout_core::change_control;
 use rollout_core::config::{Config, parse_tag, validate_concurrency};
 use rollout_core::fleet::{self, GroupTemplate, group_template};
 use rollout_core::launch_template::{self, Marker};
@@ -45,7 +46,7 @@ pub struct ResolveRequest {
 
 /// The state machine's first step (a plan), or the scheduled drift check (`{"driftCheck": ...}`).
 pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
-    let now = rollout_core::aws::now();
+    let now = rollout_core::clock::now();
     if payload.get("driftCheck").is_some() {
         let request: drift::ScheduledCheck =
             rollout_core::error::parse_input("resolve-ami drift check", payload)?;
@@ -314,6 +315,8 @@ pub async fn resolve(
         &settings,
         trigger.overrides.waves.as_deref(),
     )?;
+    change_control::plan_windows(&mut plan.waves, &settings, now)?;
+    plan.approvals = change_control::approval_gates(&plan.waves, &settings);
     skipped.append(&mut plan.skipped);
     plan.skipped_count = skipped.len();
     plan.skipped = skipped;
@@ -882,6 +885,7 @@ fn decide(ami: &Ami, g: &GroupFacts, settings: &RefreshSettings) -> Decision {
         }),
         mixed_instances: template.mixed_instances,
         ecs: g.ecs.clone(),
+        window: None,
     }))
 }
 
@@ -978,6 +982,7 @@ pub fn plan_with_instances(
         rollback_scope: Default::default(),
         undo: None,
         parameter: None,
+        approvals: BTreeMap::new(),
     };
     Ok(plan)
 }

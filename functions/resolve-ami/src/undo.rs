@@ -399,6 +399,7 @@ mod tests {
                 start_time: 1_000 as Epoch,
             }),
             parameter: None,
+            approvals: Default::default(),
         };
         UndoCheck {
             plan,

@@ -247,7 +247,7 @@ async fn state(clients: &Clients, run: &TargetRun, point: &RootPoint) -> StepRes
 pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<TargetRollback> {
     let point = run.target.root_point()?;
     let state = state(clients, run, point).await?;
-    let action = decide(point, &state, rollout_core::aws::now());
+    let action = decide(point, &state, rollout_core::clock::now());
     let mut report = TargetRollback {
         group: run.target.name(),
         untouched: state.rollout.is_none() && !matches!(action, Action::SettleEcs(_)),

@@ -231,7 +231,12 @@ pub async fn plan_rollback(
     plan: &PlanSummary,
     stop: &WaveStop,
 ) -> StepResult<RollbackPlan> {
-    let waves = waves_in_scope(plan.rollback_scope, stop.wave, plan.waves.len());
+    // A rejected or unanswered approval undoes the whole rollout, whatever the scope set.
+    let scope = match stop.failure.is_approval_refused() {
+        true => RollbackScope::Execution,
+        false => plan.rollback_scope,
+    };
+    let waves = waves_in_scope(scope, stop.wave, plan.waves.len());
     write_rollback(
         clients,
         execution,

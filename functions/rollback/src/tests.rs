@@ -18,6 +18,7 @@ fn target(reference: VersionReference) -> Target {
         }),
         mixed_instances: false,
         ecs: None,
+        window: None,
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 pub async fn handle(clients: &Clients, payload: Value) -> StepResult<TargetRun> {
     let run = rollout_core::error::parse_input("start-refresh", payload)?;
-    start_refresh(clients, run, rollout_core::aws::now()).await
+    start_refresh(clients, run, rollout_core::clock::now()).await
 }
 
 pub async fn start_refresh(

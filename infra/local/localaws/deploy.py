@@ -19,7 +19,7 @@ from pathlib import Path
 
 import boto3
 
-from . import launcher, stack
+from . import clock, launcher, stack
 
 ROOT = launcher.HERE.parent.parent
 FUNCTIONS = {
@@ -40,6 +40,9 @@ PLANS_BUCKET = "ami-rollout-plans"
 ALWAYS_RULES = ("HoldReleaseRule", "ExecutionStatusRule")
 TRIGGER_RULES = ("ParameterChangeRule", "PutParameterCallRule", "ImageBuilderRule")
 STATUS_TOPIC = "ami-rollout-status"
+# Where approval gates tell the approvers, and a queue that reads it (as an email subscriber would).
+APPROVAL_TOPIC = "ami-rollout-approvals"
+APPROVAL_QUEUE = "ami-rollout-approvals-watch"
 # Subscribed to the status topic: what an operator's e-mail would receive, for the demo to show.
 STATUS_QUEUE = "ami-rollout-status-watch"
 IMAGE_BUILDER_QUEUE = "ami-rollout-image-builder-notifications"
@@ -97,6 +100,10 @@ def function_environment(moto_endpoint: str, environment: dict | None, sfn_endpo
                       # The template sets it from AWS::AccountId: the functions' own account.
                       "HOME_ACCOUNT_ID": launcher.MOTO_ACCOUNT,
                       "RUST_LOG": "info", **(environment or {})})
+    variables.setdefault("APPROVAL_TOPIC_ARN", _topic_and_queue(sfn_endpoint, APPROVAL_TOPIC, APPROVAL_QUEUE, raw=True)[0])
+    if clock.VARIABLE in os.environ:
+        # The functions read "now" from the local AWS's calendar clock (clock.py).
+        variables["AMI_ROLLOUT_CLOCK"] = os.environ[clock.VARIABLE]
     return {"Variables": variables}
 
 
@@ -252,10 +259,19 @@ def remove_triggers(sfn_endpoint: str) -> None:
         pass
 
 
+def approval_messages(sfn_endpoint: str) -> list[str]:
+    """What the approval gates told the approvers since the last call (the topic's queue, emptied)."""
+    return _drain(sfn_endpoint, APPROVAL_QUEUE)
+
+
 def status_messages(sfn_endpoint: str) -> list[str]:
     """What the status topic said since the last call (its subscribed queue, emptied)."""
+    return _drain(sfn_endpoint, STATUS_QUEUE)
+
+
+def _drain(sfn_endpoint: str, queue: str) -> list[str]:
     sqs = _client("sqs", sfn_endpoint)
-    url = sqs.get_queue_url(QueueName=STATUS_QUEUE)["QueueUrl"]
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
     said = []
     while True:
         messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])

@@ -27,6 +27,8 @@ import uuid
 from moto.core.utils import utcnow
 from moto.ssm.models import Parameter, SimpleSystemManagerBackend
 
+from . import clock
+
 _outbox: queue.Queue = queue.Queue()
 _sender: threading.Thread | None = None
 # The owner of AWS's public ECS-optimized AMIs.
@@ -70,7 +72,7 @@ def emit(entries: list[dict]) -> None:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return clock.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parameter_events(backend, name: str, operation: str, parameter=None, overwrite=None) -> list[dict]:

@@ -30,7 +30,7 @@ from moto.cloudwatch.models import cloudwatch_backends
 from moto.ec2.models import ec2_backends
 from moto.ecs.models import ecs_backends
 
-from . import images, state
+from . import clock, images, state
 
 # A launch that keeps failing is retried; one Failed activity per group per simulated minute.
 FAILED_LAUNCH_EVERY = 60
@@ -84,7 +84,7 @@ def refusal(group, version=None) -> str | None:
 
 
 def _utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
+    return clock.utcnow()
 
 
 def _failed_launch(group, reason: str, cause: str) -> None:

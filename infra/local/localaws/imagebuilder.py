@@ -18,7 +18,7 @@ import re
 import urllib.request
 import uuid
 
-from . import events, images, state
+from . import clock, events, images, state
 
 AUTH_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
 
@@ -39,7 +39,7 @@ def build(account: str, region: str, body: dict) -> dict:
     name, version = body["name"], body.get("version", "1.0.0")
     builds = [i for i in state.sim().builder_images.values() if i["name"] == name and i["version"] == version]
     arn = image_arn(region, account, name, version, len(builds) + 1)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = clock.utcnow()
     ami_name = f"{name} {now.strftime('%Y-%m-%dT%H-%M-%S.%f')[:-3]}Z"
     amis = []
     for target_region in body.get("regions") or [region]:

@@ -43,7 +43,7 @@ from moto.ec2.models.instances import InstanceBackend
 from moto.ec2.utils import generic_filter
 from moto.ec2.responses.amis import AmisResponse
 
-from . import state
+from . import clock, state
 
 COOLDOWN = 24 * 3600  # simulated seconds protection stays after disabling, with WithCooldown
 
@@ -82,10 +82,11 @@ def _key(account, region, image_id):
 
 
 def _wall(simulated: float) -> str:
-    """The wall-clock time at which the scaled clock reaches `simulated` (AWS's timestamp form)."""
-    clock = state.sim().clock
-    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
-        seconds=(simulated - clock.now()) / clock.scale)
+    """The calendar time (clock.py) at which the scaled clock reaches `simulated` (AWS's timestamp
+    form)."""
+    durations = state.sim().clock
+    wall_seconds = (simulated - durations.now()) / durations.scale
+    at = clock.utcnow() + datetime.timedelta(seconds=wall_seconds * clock.setting()[1])
     return at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 

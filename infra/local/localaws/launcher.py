@@ -21,6 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from . import clock
+
 HERE = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = HERE / ".run"
 REGION = "us-east-1"
@@ -81,7 +83,10 @@ def env_lines(moto_port: int, sfn_port: int | None) -> list[str]:
         "AWS_SECRET_ACCESS_KEY=testing",
         f"LOCALAWS_MOTO={moto}",
         f"LOCALAWS_CONTROL={moto}/_localaws",
-    ] + ([f"LOCALAWS_SFN=http://127.0.0.1:{sfn_port}"] if sfn_port else [])
+    ] + ([f"LOCALAWS_SFN=http://127.0.0.1:{sfn_port}"] if sfn_port else []) + (
+        # The functions' and the CLI's "now" (functions/core/src/clock.rs).
+        [f"{clock.VARIABLE}={os.environ[clock.VARIABLE]}", f"AMI_ROLLOUT_CLOCK={os.environ[clock.VARIABLE]}"]
+        if clock.VARIABLE in os.environ else [])
 
 
 def read_state(run_dir: Path) -> dict | None:
@@ -103,6 +108,8 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
             raise SystemExit(f"localaws: port {port} on 127.0.0.1 is taken; pick another or pass 0 for a free one")
     run_dir.mkdir(parents=True, exist_ok=True)
     pids = {}
+    # One calendar clock for every process, the functions and this one (clock.py).
+    os.environ[clock.VARIABLE] = clock.make(float(os.environ.get("LOCALAWS_CLOCK_RATE", "1")))
     sfn_port = (sfn_port or _free_port()) if ministack else None
     # The fleet services send their events (parameter writes, image builds) to ministack's bus.
     moto_env = dict(os.environ, **({"LOCALAWS_EVENTS": f"http://127.0.0.1:{sfn_port}"} if sfn_port else {}))

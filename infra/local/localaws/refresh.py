@@ -39,7 +39,7 @@ from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
 
-from . import fleet, rootvolumes, state
+from . import clock, fleet, rootvolumes, state
 
 ACTIVE = ("Pending", "InProgress", "Baking", "Cancelling", "RollbackInProgress")
 STALL_TIMEOUT = 3600
@@ -60,7 +60,7 @@ class IrreversibleInstanceRefresh(ServiceException):
 
 
 def _utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
+    return clock.utcnow()
 
 
 @dataclass

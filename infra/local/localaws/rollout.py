@@ -19,7 +19,7 @@ from pathlib import Path
 
 import boto3
 
-from . import deploy, launcher
+from . import clock, deploy, launcher
 
 FIXTURE = deploy.ROOT / "tests/fixtures/parameter-store-change.json"
 STEP_NAMES = {
@@ -40,7 +40,7 @@ def _client(service, endpoint):
 def parameter_store_change(name: str, account: str = "123456789012") -> dict:
     event = json.loads(FIXTURE.read_text())
     event.update(id=str(uuid.uuid4()), account=account,
-                 time=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 time=clock.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
                  resources=[f"arn:aws:ssm:{launcher.REGION}:{account}:parameter{name}"])
     event["detail"].update(name=name, operation="Update")
     return event
@@ -285,7 +285,7 @@ def watch(sfn_endpoint: str, control: str, execution: str, out=print, timeout: f
     sfn = _client("stepfunctions", sfn_endpoint)
     timeline = Timeline(out, _client("s3", sfn_endpoint))
     children = Children(sfn, execution)
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = clock.utcnow()
     before = fleet(control)
     seen = since
     deadline = time.time() + timeout

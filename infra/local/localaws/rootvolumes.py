@@ -46,7 +46,7 @@ from moto.ec2.models.elastic_block_store import EBSBackend
 from moto.ec2.models.instances import Instance
 from moto.ec2.responses.instances import InstanceResponse
 
-from . import state
+from . import clock, state
 
 PENDING_SECONDS = 10.0
 REBOOT_SECONDS = 60.0
@@ -59,7 +59,7 @@ class _Refused(EC2ClientError):
 
 def _now_iso() -> str:
     """As EC2 writes a task's times: UTC, milliseconds, `Z`."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return clock.iso()
 
 
 def root_volume(instance: Instance):

@@ -14,7 +14,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
-from . import accounts, agents, alarms, control, copies, events, fleet, grants, images, refresh, rootvolumes, services, state, templates, wire
+from . import accounts, agents, alarms, clock, control, copies, events, fleet, grants, images, refresh, rootvolumes, services, state, templates, wire
 
 
 def tick() -> None:
@@ -66,6 +66,7 @@ def main(argv=None) -> None:
     parser.add_argument("--plain", action="store_true", help="moto without the extensions")
     parser.add_argument("--parent-pid", type=int, help="exit when this process exits")
     args = parser.parse_args(argv)
+    clock.patch_moto()
     server = make_server(args.host, args.port, build_app(args.plain), threaded=True,
                          request_handler=MotoRequestHandler)
     if args.parent_pid:

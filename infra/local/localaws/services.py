@@ -12,14 +12,14 @@ import datetime
 
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 
-from . import fleet, state
+from . import clock, fleet, state
 
 FAILED_TASK_EVERY = 60
 KEEP_EVENTS = 100
 
 
 def _utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
+    return clock.utcnow()
 
 
 def _event(service, message):

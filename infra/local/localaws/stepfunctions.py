@@ -66,6 +66,18 @@
 9. The bus's service events, a service's publishes to a topic, and pipes from SQS queues
    (bus.py).
 
+10. One calendar clock (clock.py). A Wait with a Timestamp or TimestampPath waits until the
+   clock reaches it, and the times ministack stamps ($$.Execution.StartTime, startDate,
+   $$.State.EnteredTime) are on it, as are moto's and the functions' (AMI_ROLLOUT_CLOCK): after
+   the Wait, the function that runs sees the time it waited for. ministack 1.5.33 sleeps the
+   distance to the timestamp from the wall clock, times SFN_WAIT_SCALE, so a function reading the
+   wall clock after the Wait could find the window it waited for still closed.
+
+11. Callback tasks (.waitForTaskToken) as AWS runs them: TimeoutSecondsPath is read from the
+   state's input (ministack reads TimeoutSeconds only, else waits 99,999 s), the timeout runs on
+   the scale of Wait states, and a Lambda invocation that fails fails the task with its error
+   (ministack swallows it and waits for a callback that never comes).
+
 Run as `python -m localaws.stepfunctions`, with ministack's own environment variables.
 """
 
@@ -75,9 +87,13 @@ import json
 import queue
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 from ministack import app
+from . import clock
+
+clock.patch_ministack()
 from ministack.core.responses import error_response_json, json_response, new_uuid, now_iso
 from ministack.services import eventbridge, lambda_svc
 from ministack.services import stepfunctions as engine
@@ -783,6 +799,75 @@ def _apply_result_path(result_path, original, result):
 
 
 engine._apply_result_path_raw = _apply_result_path
+
+
+def _sleep_until(iso_ts):
+    try:
+        target = datetime.fromisoformat(iso_ts.replace("Z", "+00:00")).timestamp()
+    except (ValueError, TypeError, AttributeError):
+        return
+    left = target - clock.now()
+    if left > 0 and engine._SFN_WAIT_SCALE > 0:
+        time.sleep(clock.wall_seconds(left))
+
+
+engine._sleep_until = _sleep_until
+
+_original_execute_task = engine._execute_task
+
+
+def _path_value(document, path):
+    """A reference path (`$.a.b`) in `document`; None when it selects nothing."""
+    value = document
+    for part in path.removeprefix("$").strip(".").split(".") if path != "$" else []:
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _execute_task(state_def, raw_input, execution, ctx):
+    if "TimeoutSecondsPath" in state_def and isinstance(raw_input, dict):
+        seconds = _path_value(raw_input, state_def["TimeoutSecondsPath"])
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 1:
+            raise engine._ExecutionError(
+                "States.Runtime",
+                f"TimeoutSecondsPath {state_def['TimeoutSecondsPath']} does not select a positive integer")
+        state_def = dict(state_def, TimeoutSeconds=seconds)
+        state_def.pop("TimeoutSecondsPath")
+    return _original_execute_task(state_def, raw_input, execution, ctx)
+
+
+engine._execute_task = _execute_task
+
+
+def _invoke_with_callback(resource, input_data, token, state_def):
+    """A Lambda callback task: invoke (a failed invocation fails the task), then wait for
+    SendTask* or the timeout, on the scale of Wait states."""
+    clean = resource.replace(".waitForTaskToken", "")
+    if "states:::lambda:invoke" not in clean:
+        return _original_invoke_with_callback(resource, input_data, token, state_def)
+    event = threading.Event()
+    engine._task_tokens[token] = {"event": event, "result": None, "error": None, "heartbeat": None}
+    function = engine._resolve_lambda_function_ref(input_data.get("FunctionName", ""), optimized=True)
+    try:
+        engine._call_lambda(function, input_data.get("Payload", {}))
+    except engine._ExecutionError:
+        engine._task_tokens.pop(token, None)
+        raise
+    timeout = state_def.get("TimeoutSeconds", 99999) * engine._SFN_WAIT_SCALE
+    if not event.wait(timeout=timeout if engine._SFN_WAIT_SCALE > 0 else None):
+        engine._task_tokens.pop(token, None)
+        raise engine._ExecutionError("States.Timeout", "Task timed out waiting for callback")
+    info = engine._task_tokens.pop(token, {})
+    if info.get("error"):
+        raise engine._ExecutionError(info["error"].get("Error", "TaskFailed"), info["error"].get("Cause", ""))
+    result = info.get("result", "{}")
+    return json.loads(result) if isinstance(result, str) else result
+
+
+_original_invoke_with_callback = engine._invoke_with_callback
+engine._invoke_with_callback = _invoke_with_callback
 
 # The bus's service events, a service's publishes, and pipes from SQS queues (bus.py).
 from . import bus  # noqa: E402

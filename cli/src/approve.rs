@@ -1,0 +1,125 @@
+//! `approve` and `reject`: the answer to an execution's approval gate. The gate stored its task
+//! token in the plans bucket (where only the functions and the approvers read it); the answer is
+//! `SendTaskSuccess` (the next wave starts) or `SendTaskFailure` with `Rejected` (every target the
+//! execution touched is rolled back).
+
+use clap::Args;
+use rollout_core::change_control::REJECTED;
+use rollout_core::store::ApprovalRequest;
+use serde_json::json;
+
+use crate::context::{CliResult, Context, Failure, aws_failed};
+use crate::output::Output;
+
+#[derive(Args, Debug)]
+pub struct ApproveArgs {
+    /// The execution waiting at its gate: its name or ARN.
+    pub execution: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RejectArgs {
+    #[command(flatten)]
+    pub gate: ApproveArgs,
+    /// Why, for the execution's history and the rollback's cause.
+    #[arg(long)]
+    pub reason: String,
+}
+
+pub async fn approve(context: &Context, out: &Output, args: ApproveArgs) -> CliResult<u8> {
+    let (arn, request) = latest_gate(context, &args.execution).await?;
+    let output = json!({"approved": true, "by": caller(context).await});
+    let sent = context
+        .sfn
+        .send_task_success()
+        .task_token(&request.task_token)
+        .output(output.to_string())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_failed("SendTaskSuccess", e));
+    answered(out, &arn, &request, sent, "approved")
+}
+
+pub async fn reject(context: &Context, out: &Output, args: RejectArgs) -> CliResult<u8> {
+    let reason = args.reason.trim();
+    if reason.is_empty() {
+        return Err(Failure::refused(
+            "--reason is empty: say why the next wave must not go on",
+        ));
+    }
+    let (arn, request) = latest_gate(context, &args.gate.execution).await?;
+    let cause = format!("{reason} (rejected by {})", caller(context).await);
+    let sent = context
+        .sfn
+        .send_task_failure()
+        .task_token(&request.task_token)
+        .error(REJECTED)
+        .cause(cause)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_failed("SendTaskFailure", e));
+    answered(out, &arn, &request, sent, "rejected")
+}
+
+/// The execution's ARN and the gate it asked last.
+async fn latest_gate(context: &Context, execution: &str) -> CliResult<(String, ApprovalRequest)> {
+    let arn = context.execution_arn(execution).await?;
+    let name = arn.rsplit(':').next().unwrap_or(&arn);
+    let (_, clients) = context.as_functions().await?;
+    let latest = clients.store()?.approval_requests(name).await?.pop();
+    let request = latest.ok_or_else(|| {
+        Failure::new(
+            "NoApprovalPending",
+            format!("{name} has asked for no approval"),
+        )
+    })?;
+    Ok((arn, request))
+}
+
+fn answered(
+    out: &Output,
+    arn: &str,
+    request: &ApprovalRequest,
+    sent: CliResult<()>,
+    verb: &str,
+) -> CliResult<u8> {
+    let wave = request.wave + 1;
+    if let Err(failure) = sent {
+        // A spent token: answered already, timed out, or the execution ended.
+        if ["TaskDoesNotExist", "TaskTimedOut", "InvalidToken"]
+            .iter()
+            .any(|code| failure.message.contains(code) || failure.name.contains(code))
+        {
+            return Err(Failure::new(
+                "NoApprovalPending",
+                format!(
+                    "the gate after wave {wave} of {arn} no longer waits (answered, timed out, or the execution ended): {}",
+                    failure.message
+                ),
+            ));
+        }
+        return Err(failure);
+    }
+    if out.json() {
+        out.value(&json!({"type": verb, "executionArn": arn, "wave": wave}));
+    } else {
+        println!("{verb} the gate after wave {wave} of {arn}");
+        println!("  follow it: ami-rollout watch {arn}");
+    }
+    Ok(0)
+}
+
+/// Who answers, for the history: the caller's ARN, or "the operator" when STS does not say.
+async fn caller(context: &Context) -> String {
+    context
+        .clients()
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .ok()
+        .and_then(|id| id.arn().map(str::to_string))
+        .unwrap_or_else(|| "the operator".into())
+}

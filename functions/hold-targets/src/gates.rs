@@ -1,0 +1,255 @@
+//! Change control inside the state machine: a target's maintenance window, checked before its
+//! change starts (the state machine waits for the opening with a timestamp Wait), and the approval
+//! gate after a wave (a task token, stored where only the functions and the approvers read it).
+
+use rollout_core::change_control::{MaintenanceWindow, OnApprovalTimeout, WindowState};
+use rollout_core::model::{Epoch, PlanSummary, Target, TargetRun};
+use rollout_core::store::{ApprovalRequest, ResultWriterDetails, approval_key};
+use rollout_core::{StepError, StepResult};
+use serde::Serialize;
+
+use crate::{HoldClients, execution_name};
+
+/// How far ahead a target that is already running looks for its window's next opening.
+const RUNNING_HORIZON_DAYS: u32 = 366;
+
+/// Whether a target's change may start now; if not, when the state machine should look again.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowCheck {
+    pub open: bool,
+    /// The next opening, for the Wait's `TimestampPath` (ISO 8601 in UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<String>,
+}
+
+/// Refuses (`WaveStopped`) once another target of the wave failed, so a target waiting for its
+/// window does not wait for nothing; then reads the window at `now`.
+pub async fn check_window(
+    clients: &HoldClients,
+    run: &TargetRun,
+    now: Epoch,
+) -> StepResult<WindowCheck> {
+    clients.fleet.ensure_wave_going(run).await?;
+    match &run.target.window {
+        None => Ok(window_check(None)),
+        Some(planned) => window_at(&planned.window, &run.target, now).map(Some).map(window_check),
+    }
+}
+
+fn window_at(window: &MaintenanceWindow, target: &Target, now: Epoch) -> StepResult<WindowState> {
+    match window.state_at(now, RUNNING_HORIZON_DAYS)? {
+        WindowState::Closed { opens_at: None } => Err(StepError::invalid(format!(
+            "{}: its maintenance window ({} in {}) does not open within a year",
+            target.name(),
+            window.cron,
+            window.time_zone
+        ))),
+        state => Ok(state),
+    }
+}
+
+fn window_check(state: Option<WindowState>) -> WindowCheck {
+    let iso = |t: Epoch| Some(rollout_core::aws::iso_time(t));
+    match state {
+        None => WindowCheck {
+            open: true,
+            opens_at: None,
+            closes_at: None,
+        },
+        Some(WindowState::Open { closes_at }) => WindowCheck {
+            open: true,
+            opens_at: None,
+            closes_at: iso(closes_at),
+        },
+        Some(WindowState::Closed { opens_at }) => WindowCheck {
+            open: false,
+            opens_at: opens_at.and_then(iso),
+            closes_at: None,
+        },
+    }
+}
+
+/// What the gate was asked: the wave just finished, where its children's outcomes are, and the
+/// token that moves the execution on.
+#[derive(serde::Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AskApproval {
+    pub execution: String,
+    pub token: String,
+    pub wave: usize,
+    pub plan: Box<PlanSummary>,
+    #[serde(default)]
+    pub wave_results: Option<ResultWriterDetails>,
+}
+
+/// Stores the token and tells the approvers. The state machine then waits for
+/// `SendTaskSuccess` (go on), `SendTaskFailure` with `Rejected` (roll back) or its timeout.
+pub async fn ask_approval(
+    clients: &HoldClients,
+    ask: &AskApproval,
+    now: Epoch,
+) -> StepResult<ApprovalRequest> {
+    let plan = &ask.plan;
+    let (finished, next) = match (plan.waves.get(ask.wave), plan.waves.get(ask.wave + 1)) {
+        (Some(finished), Some(next)) => (finished, next),
+        _ => {
+            return Err(StepError::invalid(format!(
+                "askApproval: the plan has no wave {} followed by another",
+                ask.wave
+            )));
+        }
+    };
+    let gate = finished.approval.clone().ok_or_else(|| {
+        StepError::invalid(format!("askApproval: wave {} has no approval gate", ask.wave))
+    })?;
+    let store = clients.fleet.store()?;
+    let outcomes = match &ask.wave_results {
+        Some(written) => store
+            .lane_results(written)
+            .await?
+            .iter()
+            .filter_map(|r| r.output_as::<Outcome>())
+            .collect(),
+        None => Vec::new(),
+    };
+    let finished_targets = store.wave_targets(plan, finished).await?;
+    let next_targets = store.wave_targets(plan, next).await?;
+    let name = execution_name(&ask.execution);
+    let key = approval_key(name, ask.wave);
+    let request = ApprovalRequest {
+        execution_arn: ask.execution.clone(),
+        wave: ask.wave,
+        task_token: ask.token.clone(),
+        asked_at: now,
+        answer_by: now + gate.timeout_seconds,
+        on_timeout: gate.on_timeout,
+        message: message(
+            ask,
+            &store.bucket,
+            &key,
+            &finished_targets,
+            &outcomes,
+            &next_targets,
+            &plan.settings,
+            now + gate.timeout_seconds,
+            gate.on_timeout,
+        ),
+    };
+    store.put_json(&key, &request).await?;
+    match &clients.approval_topic {
+        Some(topic) => {
+            clients
+                .sns
+                .publish()
+                .topic_arn(topic)
+                .subject(subject(name, ask.wave))
+                .message(&request.message)
+                .send()
+                .await
+                .map_err(|e| StepError::from_sdk("sns:Publish", e))?;
+        }
+        None => tracing::warn!(
+            execution = %ask.execution,
+            "APPROVAL_TOPIC_ARN is not set: the approval request is only in s3://{}/{key}",
+            store.bucket
+        ),
+    }
+    tracing::info!(execution = %ask.execution, wave = ask.wave, key = %key, "asked for approval");
+    // The token stays out of the execution's history: the output names where it is.
+    Ok(ApprovalRequest {
+        task_token: String::new(),
+        ..request
+    })
+}
+
+/// A target child's result, as its last Pass state writes it.
+#[derive(serde::Deserialize, Debug, Clone)]
+struct Outcome {
+    group: String,
+    outcome: String,
+}
+
+/// SNS subjects are at most 100 characters.
+fn subject(execution: &str, wave: usize) -> String {
+    let mut subject = format!("ami-rollout: approve wave {} of {execution}?", wave + 2);
+    subject.truncate(100);
+    subject
+}
+
+#[allow(clippy::too_many_arguments)]
+fn message(
+    ask: &AskApproval,
+    bucket: &str,
+    key: &str,
+    finished: &[Target],
+    outcomes: &[Outcome],
+    next: &[Target],
+    settings: &rollout_core::settings::SettingsMap,
+    answer_by: Epoch,
+    on_timeout: OnApprovalTimeout,
+) -> String {
+    let name = execution_name(&ask.execution);
+    let ami = &ask.plan.ami;
+    let mut text = format!(
+        "Execution {name} rolled wave {} of {} out to {} ({}) and it passed its checks.\n\n",
+        ask.wave + 1,
+        ask.plan.waves.len(),
+        ami.id,
+        ami.name
+    );
+    text.push_str("What the wave did:\n");
+    for target in finished {
+        let outcome = outcomes
+            .iter()
+            .find(|o| o.group == target.group)
+            .map_or("rolled out", |o| match o.outcome.as_str() {
+                "rolledOut" => "rolled out",
+                other => other,
+            });
+        let own = settings.for_group(&target.group);
+        let mut checks = vec![format!("healthy for a {} s bake", own.bake_seconds())];
+        if target.ecs.is_some() {
+            checks.push("ECS services steady".into());
+        }
+        if !own.alarm_names().is_empty() {
+            checks.push(format!("alarms quiet: {}", own.alarm_names().join(", ")));
+        }
+        text.push_str(&format!(
+            "- {} on {}: {outcome}; {}\n",
+            target.name(),
+            target.ami.id,
+            checks.join(", ")
+        ));
+    }
+    text.push_str(&format!(
+        "\nWhat wave {} will do: roll {} target(s) out to {}:\n",
+        ask.wave + 2,
+        next.len(),
+        ami.id
+    ));
+    for target in next {
+        let window = target
+            .window
+            .as_ref()
+            .map(|w| format!(" ({})", w.window.describe()))
+            .unwrap_or_default();
+        text.push_str(&format!("- {}{window}\n", target.name()));
+    }
+    let timeout = match on_timeout {
+        OnApprovalTimeout::Stop => "the execution stops, keeping its holds, for a redrive",
+        OnApprovalTimeout::Rollback => "every target the execution touched is rolled back",
+    };
+    text.push_str(&format!(
+        "\nAnswer by {}; after that, {timeout}.\n\
+         Approve: ami-rollout approve {name}\n\
+         Reject (rolls back every touched target): ami-rollout reject {name} --reason \"...\"\n\
+         Without the CLI: read the task token from s3://{bucket}/{key} (taskToken), then\n  \
+         aws stepfunctions send-task-success --task-token <token> --task-output '{{\"approved\": true}}'\n  \
+         aws stepfunctions send-task-failure --task-token <token> --error Rejected --cause \"...\"\n",
+        rollout_core::aws::iso_time(answer_by)
+    ));
+    text
+}
