@@ -95,9 +95,10 @@ fn tasks_call_only_our_seven_functions() {
         .filter(|(_, s)| s["Type"] == "Task")
         .map(|(_, s)| match s["Resource"].as_str().unwrap() {
             // An approval gate invokes its function with a task token and waits for the answer.
-            "arn:aws:states:::lambda:invoke.waitForTaskToken" => {
-                s["Parameters"]["FunctionName"].as_str().unwrap().to_string()
-            }
+            "arn:aws:states:::lambda:invoke.waitForTaskToken" => s["Parameters"]["FunctionName"]
+                .as_str()
+                .unwrap()
+                .to_string(),
             resource => resource.to_string(),
         })
         .collect();

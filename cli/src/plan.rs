@@ -22,8 +22,14 @@ pub struct PlanArgs {
 pub async fn run(context: &Context, out: &Output, args: PlanArgs) -> CliResult<u8> {
     let input = args.trigger.input()?;
     let (config, clients) = context.as_functions().await?;
-    let resolved =
-        resolve_ami::resolve(&clients, &config, SESSION, &input, rollout_core::clock::now()).await?;
+    let resolved = resolve_ami::resolve(
+        &clients,
+        &config,
+        SESSION,
+        &input,
+        rollout_core::clock::now(),
+    )
+    .await?;
     let plan = match resolved.into_plan() {
         Ok(plan) => plan,
         Err(nothing) => {
@@ -125,13 +131,38 @@ pub fn render(plan: &Plan, writes: &[String]) -> String {
                 kind(t).to_string(),
                 format!("{} → {}", t.rollback_point.image_id(), t.ami.id),
                 rollback_point(t),
+                t.window
+                    .as_ref()
+                    .map_or_else(|| "starts at once".into(), |w| w.describe()),
             ]
         });
-        let rows: Vec<[String; 4]> = rows.collect();
+        let rows: Vec<[String; 5]> = rows.collect();
         text.push_str(&format!(
             "{}\n",
-            table(&["target", "kind", "AMI", "rollback point"], rows)
+            table(
+                &[
+                    "target",
+                    "kind",
+                    "AMI",
+                    "rollback point",
+                    "maintenance window"
+                ],
+                rows
+            )
         ));
+        if let Some(gate) = plan.approvals.get(&index) {
+            text.push_str(&format!(
+                "Then it waits for an approval (asked by {}), at most {} min; unanswered, {}.\n",
+                gate.asked_by.join(", "),
+                gate.timeout_seconds / 60,
+                match gate.on_timeout {
+                    rollout_core::change_control::OnApprovalTimeout::Stop =>
+                        "it stops for a redrive",
+                    rollout_core::change_control::OnApprovalTimeout::Rollback =>
+                        "every touched target is rolled back",
+                }
+            ));
+        }
     }
     if !plan.skipped.is_empty() {
         text.push_str(&format!("\nSkipped ({}):\n", plan.skipped_count));

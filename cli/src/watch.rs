@@ -300,7 +300,14 @@ impl<'a> Timeline<'a> {
                 .to_string()
         };
         let count = |k: &str| output.get(k).and_then(Value::as_u64).unwrap_or(0);
-        if is_step(function, "resolve-ami") {
+        if output.get("approved").and_then(Value::as_bool) == Some(true) {
+            // An approval gate's answer (the approver's SendTaskSuccess output).
+            self.say(
+                "approved",
+                json!({"by": output.get("by")}),
+                format!("  approved by {}: the next wave starts", text("by")),
+            );
+        } else if is_step(function, "resolve-ami") {
             if let Some(reason) = output.get("nothingToDo").and_then(Value::as_str) {
                 self.say(
                     "nothingToDo",
@@ -311,7 +318,28 @@ impl<'a> Timeline<'a> {
                 self.plan_line(context, &summary).await;
             }
         } else if is_step(function, "hold-targets") {
-            if output.get("waves").is_some() {
+            if let (Some(open), Some(child)) = (output.get("open").and_then(Value::as_bool), child)
+            {
+                let name = child.target.name();
+                let (kind, text) = match open {
+                    true => (
+                        "windowOpen",
+                        format!("inside its maintenance window (until {})", text("closesAt")),
+                    ),
+                    false => (
+                        "windowWait",
+                        format!(
+                            "waits for its maintenance window, which opens {}",
+                            text("opensAt")
+                        ),
+                    ),
+                };
+                self.say(
+                    kind,
+                    json!({"target": name, "opensAt": output.get("opensAt"), "closesAt": output.get("closesAt")}),
+                    format!("  {name}: {text}"),
+                );
+            } else if output.get("waves").is_some() {
                 self.say(
                     "held",
                     json!({"targets": count("targetCount")}),

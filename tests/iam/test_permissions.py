@@ -34,7 +34,7 @@ CRATES = {
 # SDK client field (or local binding) name -> IAM service prefix.
 IAM_PREFIX = {"ec2": "ec2", "autoscaling": "autoscaling", "ecs": "ecs", "cloudwatch": "cloudwatch", "ssm": "ssm",
               "dynamodb": "dynamodb", "sfn": "states", "s3": "s3", "sts": "sts", "kms": "kms",
-              "organizations": "organizations", "imagebuilder": "imagebuilder"}
+              "organizations": "organizations", "imagebuilder": "imagebuilder", "sns": "sns"}
 # Core modules whose types' methods make AWS calls: a `.method(` call of one of theirs counts.
 METHOD_MODULES = ("aws", "store", "stop", "reach")
 ASL = ROOT / "statemachine/rollout.asl.json"

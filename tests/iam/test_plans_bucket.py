@@ -24,11 +24,23 @@ class PlansBucket(unittest.TestCase):
     def test_tls_only(self):
         policy = self.resources["PlansBucketPolicy"]["Properties"]
         self.assertEqual(symbolic(policy["Bucket"]), "${PlansBucket}")
-        [deny] = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
-        self.assertEqual((deny["Principal"], deny["Action"]), ("*", "s3:*"))
+        [deny] = [s for s in policy["PolicyDocument"]["Statement"] if s.get("Sid") == "TlsOnly"]
+        self.assertEqual((deny["Effect"], deny["Principal"], deny["Action"]), ("Deny", "*", "s3:*"))
         self.assertEqual(deny["Condition"], {"Bool": {"aws:SecureTransport": "false"}})
         self.assertEqual(sorted(symbolic(r) for r in listed(deny["Resource"])),
                          ["${PlansBucket.Arn}", "${PlansBucket.Arn}/*"])
+
+    def test_approval_tokens_are_read_only_by_the_gate_and_the_approvers(self):
+        policy = self.resources["PlansBucketPolicy"]["Properties"]["PolicyDocument"]
+        [deny] = [s for s in policy["Statement"] if s.get("Sid") == "ApprovalTokensOnlyForTheGateAndTheApprovers"]
+        self.assertEqual((deny["Effect"], deny["Principal"], deny["Action"]), ("Deny", "*", "s3:GetObject"))
+        self.assertEqual(symbolic(deny["Resource"]), "${PlansBucket.Arn}/approvals/*")
+        allowed = deny["Condition"]["ArnNotLike"]["aws:PrincipalArn"]["Fn::If"]
+        self.assertEqual(allowed[0], "HasApprovers")
+        self.assertIn("HoldTargetsRole", str(allowed[1]))
+        self.assertIn("ApproverRoleArns", str(allowed[1]))
+        self.assertIn("HoldTargetsRole", str(allowed[2]))
+        self.assertNotIn("ApproverRoleArns", str(allowed[2]))
 
     def test_plans_expire_after_weeks_not_days(self):
         rules = self.bucket["LifecycleConfiguration"]["Rules"]

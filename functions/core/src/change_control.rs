@@ -160,7 +160,10 @@ pub struct ApprovalGate {
 /// The gates after each wave but the last (there is no next wave to approve), keyed by wave
 /// index: a wave pauses when one of its targets asks (`approveAfterWave`). The shortest timeout
 /// asked wins, and a timeout rolls back when any of them asks for that.
-pub fn approval_gates(waves: &[Vec<Target>], settings: &SettingsMap) -> BTreeMap<usize, ApprovalGate> {
+pub fn approval_gates(
+    waves: &[Vec<Target>],
+    settings: &SettingsMap,
+) -> BTreeMap<usize, ApprovalGate> {
     let mut gates = BTreeMap::new();
     for (index, wave) in waves.iter().enumerate().take(waves.len().saturating_sub(1)) {
         let asking: Vec<(&Target, crate::settings::RefreshSettings)> = wave
@@ -168,7 +171,11 @@ pub fn approval_gates(waves: &[Vec<Target>], settings: &SettingsMap) -> BTreeMap
             .map(|t| (t, settings.for_group(&t.group)))
             .filter(|(_, s)| s.approve_after_wave == Some(true))
             .collect();
-        let Some(timeout) = asking.iter().map(|(_, s)| s.approval_timeout_minutes()).min() else {
+        let Some(timeout) = asking
+            .iter()
+            .map(|(_, s)| s.approval_timeout_minutes())
+            .min()
+        else {
             continue;
         };
         let rollback = asking
@@ -363,6 +370,84 @@ mod tests {
         );
     }
 
+    fn target(group: &str) -> Target {
+        Target {
+            group: group.into(),
+            ..crate::samples::target_run().target
+        }
+    }
+
+    #[test]
+    fn a_wave_pauses_when_one_of_its_targets_asks_and_the_last_wave_never_does() {
+        let settings = SettingsMap::parse(
+            r#"{"*": {"approveAfterWave": false},
+                "canary": {"approveAfterWave": true, "approvalTimeoutMinutes": 60},
+                "web": {"approveAfterWave": true, "approvalTimeoutMinutes": 30, "onApprovalTimeout": "rollback"},
+                "api": {"approveAfterWave": true}}"#,
+        )
+        .unwrap();
+        let waves = vec![
+            vec![target("canary"), target("web"), target("db")],
+            vec![target("worker")],
+            vec![target("api")],
+        ];
+        let gates = approval_gates(&waves, &settings);
+        assert_eq!(gates.keys().collect::<Vec<_>>(), [&0], "{gates:?}");
+        assert_eq!(
+            gates[&0],
+            ApprovalGate {
+                timeout_seconds: 30 * 60,
+                on_timeout: OnApprovalTimeout::Rollback,
+                asked_by: vec!["canary".into(), "web".into()],
+            }
+        );
+        let defaults = approval_gates(
+            &waves,
+            &SettingsMap::parse(r#"{"*": {"approveAfterWave": true}}"#).unwrap(),
+        );
+        assert_eq!(defaults.len(), 2);
+        assert_eq!(
+            (defaults[&1].timeout_seconds, defaults[&1].on_timeout),
+            (86_400, OnApprovalTimeout::Stop)
+        );
+    }
+
+    #[test]
+    fn a_plan_records_each_window_and_refuses_the_targets_whose_window_is_out_of_reach() {
+        let settings = SettingsMap::parse(
+            r#"{"web": {"maintenanceWindow": {"cron": "0 9 * * *", "durationMinutes": 120}},
+                "api": {"maintenanceWindow": {"cron": "0 2 * * 0", "durationMinutes": 60, "timeZone": "America/New_York"}}}"#,
+        )
+        .unwrap();
+        let mut waves = vec![vec![target("web"), target("api"), target("db")]];
+        plan_windows(&mut waves, &settings, SATURDAY_10H).unwrap();
+        let [web, api, db] = &waves[0][..] else {
+            panic!()
+        };
+        let web = web.window.as_ref().unwrap();
+        assert_eq!((web.open, web.closes_at), (true, Some(SATURDAY_10H + 3600)));
+        assert_eq!(
+            web.describe(),
+            "inside its window until 2026-12-05T11:00:00Z"
+        );
+        let api = api.window.as_ref().unwrap();
+        assert_eq!(api.describe(), "its window opens 2026-12-06T07:00:00Z");
+        assert!(db.window.is_none(), "no window: it starts at once");
+
+        let far = SettingsMap::parse(
+            r#"{"*": {"maintenanceWindow": {"cron": "0 0 1 1 *", "durationMinutes": 60}}, "db": {"windowHorizonDays": 366}}"#,
+        )
+        .unwrap();
+        let mut waves = vec![vec![target("web"), target("api"), target("db")]];
+        let err = plan_windows(&mut waves, &far, SATURDAY_10H).unwrap_err();
+        assert_eq!(err.name(), "InvalidInput");
+        assert!(
+            err.to_string()
+                .contains("for web (7 days), api (7 days): nothing would start them"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn bad_windows_are_refused_with_the_field_named() {
         for (w, expected) in [
@@ -370,7 +455,10 @@ mod tests {
             (window("0 0 2 * * *", 60, "UTC"), "has 6 fields"),
             (window("0 25 * * *", 60, "UTC"), "not a cron expression"),
             (window("0 2 * * *", 0, "UTC"), "durationMinutes 0"),
-            (window("0 2 * * *", 60, "Mars/Olympus"), "timeZone \"Mars/Olympus\""),
+            (
+                window("0 2 * * *", 60, "Mars/Olympus"),
+                "timeZone \"Mars/Olympus\"",
+            ),
         ] {
             let err = w.validate("web").unwrap_err();
             assert_eq!(err.name(), "InvalidInput");

@@ -29,9 +29,7 @@ pub mod iso_epoch {
         DateTime::from_str(&text, Format::DateTime)
             .map(|t| t.secs())
             .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "{text:?} is not an ISO 8601 UTC timestamp: {e}"
-                ))
+                serde::de::Error::custom(format!("{text:?} is not an ISO 8601 UTC timestamp: {e}"))
             })
     }
 }

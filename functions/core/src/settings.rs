@@ -437,6 +437,23 @@ mod tests {
                 "standbyInstances",
             ),
             (r#"{"web": {"bakeSecs": 10}}"#, "unknown field"),
+            (
+                r#"{"web": {"maintenanceWindow": {"cron": "0 2 * * 6", "durationMinutes": 60, "timeZone": "Lisbon"}}}"#,
+                "settings for web: maintenanceWindow timeZone \"Lisbon\"",
+            ),
+            (
+                r#"{"web": {"maintenanceWindow": {"cron": "0 2 * * 6"}}}"#,
+                "missing field `durationMinutes`",
+            ),
+            (r#"{"*": {"windowHorizonDays": 0}}"#, "windowHorizonDays 0"),
+            (
+                r#"{"*": {"approvalTimeoutMinutes": 0}}"#,
+                "approvalTimeoutMinutes 0",
+            ),
+            (
+                r#"{"*": {"onApprovalTimeout": "never"}}"#,
+                "unknown variant",
+            ),
             (r#"["web"]"#, "not valid settings JSON"),
         ];
         for (json, expected) in cases {

@@ -151,7 +151,11 @@ impl PlanStore {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| StepError::from_sdk("ListObjectsV2", e))?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
         }
         keys.sort();
         let mut requests = Vec::with_capacity(keys.len());

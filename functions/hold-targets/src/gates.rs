@@ -35,7 +35,9 @@ pub async fn check_window(
     clients.fleet.ensure_wave_going(run).await?;
     match &run.target.window {
         None => Ok(window_check(None)),
-        Some(planned) => window_at(&planned.window, &run.target, now).map(Some).map(window_check),
+        Some(planned) => window_at(&planned.window, &run.target, now)
+            .map(Some)
+            .map(window_check),
     }
 }
 
@@ -91,7 +93,7 @@ pub async fn ask_approval(
     clients: &HoldClients,
     ask: &AskApproval,
     now: Epoch,
-) -> StepResult<ApprovalRequest> {
+) -> StepResult<ApprovalAsked> {
     let plan = &ask.plan;
     let (finished, next) = match (plan.waves.get(ask.wave), plan.waves.get(ask.wave + 1)) {
         (Some(finished), Some(next)) => (finished, next),
@@ -103,7 +105,10 @@ pub async fn ask_approval(
         }
     };
     let gate = finished.approval.clone().ok_or_else(|| {
-        StepError::invalid(format!("askApproval: wave {} has no approval gate", ask.wave))
+        StepError::invalid(format!(
+            "askApproval: wave {} has no approval gate",
+            ask.wave
+        ))
     })?;
     let store = clients.fleet.store()?;
     let outcomes = match &ask.wave_results {
@@ -158,11 +163,19 @@ pub async fn ask_approval(
         ),
     }
     tracing::info!(execution = %ask.execution, wave = ask.wave, key = %key, "asked for approval");
-    // The token stays out of the execution's history: the output names where it is.
-    Ok(ApprovalRequest {
-        task_token: String::new(),
-        ..request
+    Ok(ApprovalAsked {
+        key,
+        answer_by: rollout_core::aws::iso_time(request.answer_by),
     })
+}
+
+/// Where the gate stored its request (never the token itself: the result of a callback task's
+/// invocation may be logged).
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalAsked {
+    pub key: String,
+    pub answer_by: String,
 }
 
 /// A target child's result, as its last Pass state writes it.
@@ -252,4 +265,125 @@ fn message(
         rollout_core::aws::iso_time(answer_by)
     ));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollout_core::change_control::PlannedWindow;
+    use rollout_core::settings::SettingsMap;
+
+    const EXECUTION: &str =
+        "arn:aws:states:eu-west-1:111122223333:execution:ami-rollout:rollout-2026-12-01";
+
+    fn target(group: &str) -> Target {
+        Target {
+            group: group.into(),
+            ..rollout_core::samples::target_run().target
+        }
+    }
+
+    #[test]
+    fn a_window_check_says_when_to_look_again() {
+        assert_eq!(
+            window_check(Some(WindowState::Closed {
+                opens_at: Some(1_796_464_800)
+            })),
+            WindowCheck {
+                open: false,
+                opens_at: Some("2026-12-05T10:00:00Z".into()),
+                closes_at: None
+            }
+        );
+        assert!(window_check(None).open, "no window: start at once");
+        let open = window_check(Some(WindowState::Open {
+            closes_at: 1_796_464_800,
+        }));
+        assert_eq!(
+            (open.open, open.closes_at.as_deref()),
+            (true, Some("2026-12-05T10:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_running_target_whose_window_never_opens_fails_with_its_name() {
+        let mut web = target("web");
+        let window = MaintenanceWindow {
+            cron: "0 0 30 2 *".into(),
+            duration_minutes: 60,
+            time_zone: "UTC".into(),
+        };
+        web.window = Some(PlannedWindow {
+            window: window.clone(),
+            open: false,
+            opens_at: None,
+            closes_at: None,
+        });
+        let err = window_at(&window, &web, 1_796_464_800).unwrap_err();
+        assert_eq!(err.name(), "InvalidInput");
+        assert!(
+            err.to_string()
+                .contains("web: its maintenance window (0 0 30 2 * in UTC)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_approvers_are_told_what_the_wave_did_what_comes_next_and_how_to_answer() {
+        let settings = SettingsMap::parse(
+            r#"{"*": {"bakeSeconds": 600}, "web": {"alarmNames": ["web-5xx"]}}"#,
+        )
+        .unwrap();
+        let mut api = target("api");
+        api.window = Some(PlannedWindow {
+            window: MaintenanceWindow {
+                cron: "0 2 * * 6".into(),
+                duration_minutes: 240,
+                time_zone: "Europe/Lisbon".into(),
+            },
+            open: false,
+            opens_at: Some(1_796_464_800),
+            closes_at: None,
+        });
+        let ask = AskApproval {
+            execution: EXECUTION.into(),
+            token: "secret-token".into(),
+            wave: 0,
+            plan: Box::new(crate::tests::plan(&[1, 2])),
+            wave_results: None,
+        };
+        let outcomes = vec![Outcome {
+            group: "web".into(),
+            outcome: "rolledOut".into(),
+        }];
+        let text = message(
+            &ask,
+            "plans",
+            "approvals/rollout-2026-12-01/wave-000.json",
+            &[target("web")],
+            &outcomes,
+            &[api, target("worker")],
+            &settings,
+            1_796_464_800,
+            OnApprovalTimeout::Rollback,
+        );
+        for expected in [
+            "Execution rollout-2026-12-01 rolled wave 1 of 2 out to ami-00000002",
+            "- web on ",
+            ": rolled out; healthy for a 600 s bake, alarms quiet: web-5xx",
+            "What wave 2 will do: roll 2 target(s) out",
+            "- api (0 2 * * 6 in Europe/Lisbon, for 240 min)",
+            "- worker\n",
+            "Answer by 2026-12-05T10:00:00Z; after that, every target the execution touched is rolled back",
+            "ami-rollout approve rollout-2026-12-01",
+            "s3://plans/approvals/rollout-2026-12-01/wave-000.json",
+            "send-task-failure --task-token <token> --error Rejected",
+        ] {
+            assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+        }
+        assert!(
+            !text.contains("secret-token"),
+            "the token is never in the message"
+        );
+    }
 }

@@ -80,7 +80,10 @@ impl HoldClients {
         let conf = fleet
             .sdk_config()
             .ok_or_else(|| StepError::invalid("no AWS configuration"))?;
-        let (sfn, sns) = (aws_sdk_sfn::Client::new(conf), aws_sdk_sns::Client::new(conf));
+        let (sfn, sns) = (
+            aws_sdk_sfn::Client::new(conf),
+            aws_sdk_sns::Client::new(conf),
+        );
         let approval_topic = std::env::var("APPROVAL_TOPIC_ARN")
             .ok()
             .filter(|t| !t.trim().is_empty());
@@ -119,7 +122,9 @@ pub enum HoldRequest {
     /// When the execution ends (by success or a finished rollback), or by hand.
     Release { execution: String },
     /// Before a target's change starts: is it inside its maintenance window?
-    CheckWindow { run: Box<rollout_core::model::TargetRun> },
+    CheckWindow {
+        run: Box<rollout_core::model::TargetRun>,
+    },
     /// After a wave with an approval gate (a task token): store the token, tell the approvers.
     AskApproval(gates::AskApproval),
 }

@@ -11,7 +11,7 @@ fn target(group: &str) -> Target {
     }
 }
 
-fn plan(waves: &[usize]) -> PlanSummary {
+pub(crate) fn plan(waves: &[usize]) -> PlanSummary {
     PlanSummary {
         trigger: "test".into(),
         ami: Ami {

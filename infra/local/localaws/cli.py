@@ -5,7 +5,7 @@ endpoint. The demo's timeline is its `watch`; the end-to-end tests drive every c
 import os
 import subprocess
 
-from . import deploy, launcher
+from . import clock, deploy, launcher
 
 
 def binary():
@@ -17,6 +17,9 @@ def environment(moto: str, sfn: str) -> dict:
     env.update({f"AWS_ENDPOINT_URL_{s}": moto for s in launcher.MOTO_SERVICES})
     env.update({f"AWS_ENDPOINT_URL_{s}": sfn for s in launcher.MINISTACK_SERVICES})
     env.update(AWS_REGION=launcher.REGION, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    if clock.VARIABLE in os.environ:
+        # The local AWS's calendar clock, which the CLI reads "now" from as the functions do.
+        env["AMI_ROLLOUT_CLOCK"] = os.environ[clock.VARIABLE]
     return env
 
 

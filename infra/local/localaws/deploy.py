@@ -96,6 +96,7 @@ def create_plans_bucket(sfn_endpoint: str) -> None:
 def function_environment(moto_endpoint: str, environment: dict | None, sfn_endpoint: str) -> dict:
     variables = {f"AWS_ENDPOINT_URL_{s}": moto_endpoint for s in launcher.MOTO_SERVICES}
     variables.update({"AWS_ENDPOINT_URL_SFN": sfn_endpoint, "AWS_ENDPOINT_URL_S3": sfn_endpoint,
+                      "AWS_ENDPOINT_URL_SNS": sfn_endpoint,
                       "HOLDS_TABLE": HOLDS_TABLE, "PLANS_BUCKET": PLANS_BUCKET,
                       # The template sets it from AWS::AccountId: the functions' own account.
                       "HOME_ACCOUNT_ID": launcher.MOTO_ACCOUNT,

@@ -1,0 +1,219 @@
+"""End to end: change control. A target with a maintenance window starts only inside it, waiting for
+the opening without polling; a window that closes mid-rollout lets the target finish; an approval
+gate after the canary wave waits for a person, goes on when approved (CLI), rolls every touched
+target back when rejected (the AWS API with the stored token), and when no one answers does what
+its settings say: roll back, or stop for a redrive that asks again.
+
+The local AWS runs on its calendar clock at 20 times the wall clock (localaws/clock.py), the rate at
+which its Step Functions shortens Waits, so an hour's wait takes three wall minutes and a window
+that opens four minutes from now opens in twelve seconds. Every time asserted here (when a refresh
+started, when a launch template version was made, when a window opened) is on that clock, as the
+functions read it.
+
+Run: infra/local/.venv/bin/python -m unittest tests.e2e.test_change_control   (make e2e runs it)
+"""
+
+import json
+import math
+import os
+import sys
+import unittest
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra/local"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from localaws import cli, clock, deploy, rollout  # noqa: E402
+from tests.e2e.test_rollout import BASE_SETTINGS, Harness  # noqa: E402
+
+RATE = 20
+CANARY_GATED = {**BASE_SETTINGS, "web": {"wave": 1, "approveAfterWave": True}}
+
+
+def at(epoch):
+    return datetime.fromtimestamp(epoch, timezone.utc)
+
+
+def stamp(value):
+    """A time AWS returned (datetime or ISO text), as an aware datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+class ChangeControl(Harness):
+    @classmethod
+    def setUpClass(cls):
+        os.environ["LOCALAWS_CLOCK_RATE"] = str(RATE)
+        try:
+            super().setUpClass()
+        finally:
+            os.environ.pop("LOCALAWS_CLOCK_RATE")
+        cls.s3 = deploy._client("s3", cls.sfn)
+
+    def setUp(self):
+        super().setUp()
+        deploy.approval_messages(self.sfn)  # what earlier scenarios left on the approvals topic
+
+    def window_opening_in(self, seconds, minutes=10):
+        """A daily window (UTC) that opens at the first whole minute `seconds` from now."""
+        opens = math.ceil((clock.now() + seconds) / 60) * 60
+        when = at(opens)
+        return {"cron": f"{when.minute} {when.hour} * * *", "durationMinutes": minutes}, when
+
+    def changes_started(self, group):
+        """When the group's first new launch template version was made and its first refresh began."""
+        versions = self.aws["ec2"].describe_launch_template_versions(
+            LaunchTemplateId=self.templates[group])["LaunchTemplateVersions"]
+        made = min(stamp(v["CreateTime"]) for v in versions
+                   if (v["VersionNumber"], v["LaunchTemplateData"]["ImageId"]) not in self.past[group]["versions"])
+        return made, stamp(self.new_refreshes(group)[-1]["StartTime"])
+
+    def child_states(self, result):
+        return [e["stateEnteredEventDetails"]["name"] for child in result["children"].values()
+                for e in child["events"] if "stateEnteredEventDetails" in e]
+
+    def gate(self, execution, asked_after=None):
+        """The approval request the execution stored, once it has (a newer one than
+        `asked_after`, after a redrive)."""
+        key = f"approvals/{execution.rsplit(':', 1)[-1]}/wave-000.json"
+        found = {}
+
+        def stored():
+            try:
+                body = self.s3.get_object(Bucket=deploy.PLANS_BUCKET, Key=key)["Body"].read()
+            except self.s3.exceptions.NoSuchKey:
+                return False
+            found.update(json.loads(body))
+            return found["askedAt"] != asked_after
+        self.wait_for("the approval gate", stored)
+        return found
+
+    # --- maintenance windows ---------------------------------------------------------------------
+
+    def test_a_target_outside_its_window_waits_and_starts_when_it_opens_never_before(self):
+        window, opens = self.window_opening_in(240)
+        self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 60}, "web": {"maintenanceWindow": window}})
+        code, out, err = cli.run(self.moto, self.sfn, "--output", "json", "plan", "--ami-id", self.golden,
+                                 "--target", "web")
+        self.assertEqual(code, 0, err)
+        [[planned]] = json.loads(out)["plan"]["waves"]
+        self.assertEqual((planned["window"]["open"], stamp(planned["window"]["opensAt"])), (False, opens), planned)
+        code, text, err = cli.run(self.moto, self.sfn, "plan", "--ami-id", self.golden, "--target", "web")
+        self.assertIn(f"its window opens {opens.strftime('%Y-%m-%dT%H:%M:%SZ')}", text, text)
+
+        result = self.run_rollout(payload={"amiId": self.golden, "targets": ["web"]})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        self.assert_rolled_out("web", self.golden)
+        made, refreshed = self.changes_started("web")
+        self.assertGreaterEqual(made, opens, "no launch template version before the window opens")
+        self.assertGreaterEqual(refreshed, opens, "no refresh before the window opens")
+        entered = self.child_states(result)
+        self.assertEqual(entered.count("Wait for the maintenance window"), 1, "one Wait, no polling")
+        self.assertEqual(entered.count("Is the target inside its window?"), 2, "read before and after the Wait")
+
+    def test_a_window_that_closes_mid_rollout_lets_the_target_finish(self):
+        now = at(clock.now())
+        # Open now (this minute's opening), closing at least 30 s from now: before the bake ends.
+        minutes = 1 if now.second < 30 else 2
+        window = {"cron": f"{now.minute} {now.hour} * * *", "durationMinutes": minutes}
+        closes = now.replace(second=0, microsecond=0) + timedelta(minutes=minutes)
+        self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 300}, "web": {"maintenanceWindow": window}})
+        result = self.run_rollout(payload={"amiId": self.golden, "targets": ["web"]})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        self.assert_rolled_out("web", self.golden)
+        _, refreshed = self.changes_started("web")
+        self.assertLess(refreshed, closes, "the refresh started inside the window")
+        ended = stamp(self.sfn_client.describe_execution(executionArn=result["arn"])["stopDate"])
+        self.assertGreater(ended, closes, "and the rollout went on after the window closed")
+        self.assertNotIn("Wait for the maintenance window", self.child_states(result))
+
+    def test_a_plan_whose_window_does_not_open_within_the_horizon_is_refused_naming_the_target(self):
+        later = at(clock.now()) + timedelta(days=15)
+        window = {"cron": f"0 0 {later.day} {later.month} *", "durationMinutes": 60, "timeZone": "Europe/Lisbon"}
+        self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 3}, "web": {"maintenanceWindow": window}})
+        other = next(g for g in self.groups if g != "web")
+        result = self.run_rollout(payload={"amiId": self.golden, "targets": ["web", other]})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "InvalidInput"), result["log"])
+        self.assertIn("web (7 days)", result["cause"])
+        self.assertNotIn(other, result["cause"], "only the targets without a window in reach are named")
+        self.assertIn("windowHorizonDays", result["cause"])
+        self.assert_untouched(["web", other])
+
+    # --- approval gates --------------------------------------------------------------------------
+
+    def test_an_approved_gate_goes_on_to_the_next_wave(self):
+        self.configure(CANARY_GATED)
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden})
+        name = execution.rsplit(":", 1)[-1]
+        request = self.gate(execution)
+        self.assertEqual((request["wave"], request["onTimeout"]), (0, "stop"))
+        self.assertNotIn("taskToken", json.dumps(self.sfn_client.get_execution_history(executionArn=execution), default=str))
+        [told] = deploy.approval_messages(self.sfn)
+        self.assertIn(f"Execution {name} rolled wave 1 of 2 out to {self.golden}", told)
+        self.assertIn("- web on ", told)
+        for group in set(self.groups) - {"web"}:
+            self.assertIn(f"- {group}", told, "the next wave's targets are named")
+        self.assertIn(f"ami-rollout approve {name}", told)
+        self.assertIn("send-task-success", told)
+        self.assertEqual(self.amis("web"), [self.golden] * 2, "the canary rolled out")
+        self.assert_untouched(set(self.groups) - {"web"})
+
+        code, out, err = cli.run(self.moto, self.sfn, "approve", name)
+        self.assertEqual(code, 0, err)
+        self.assertIn("approved the gate after wave 1", out)
+        result = self.watch(execution)
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        for group in self.groups:
+            self.assert_rolled_out(group, self.golden)
+        code, _, err = cli.run(self.moto, self.sfn, "approve", name)
+        self.assertEqual(code, 1, "a spent token is refused")
+        self.assertIn("NoApprovalPending", err)
+
+    def test_a_rejected_gate_rolls_back_every_touched_target(self):
+        # Wave scope would roll back only a failed wave; a rejection undoes the whole rollout.
+        self.configure(CANARY_GATED)
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "rollbackScope": "wave"})
+        request = self.gate(execution)
+        self.sfn_client.send_task_failure(taskToken=request["taskToken"], error="Rejected",
+                                          cause="p99 latency doubled on the canary")
+        result = self.watch(execution)
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        self.assertIn("Rejected: p99 latency doubled on the canary", result["cause"])
+        self.assert_back_as_before("web")
+        self.assert_untouched(set(self.groups) - {"web"})
+        self.assertIsNone(self.hold_tag("web"), "released after the rollback")
+
+    def test_an_unanswered_gate_rolls_back_when_its_settings_say_so(self):
+        self.configure({**BASE_SETTINGS, "web": {"wave": 1, "approveAfterWave": True, "approvalTimeoutMinutes": 2,
+                                                 "onApprovalTimeout": "rollback"}})
+        result = self.run_rollout(payload={"amiId": self.golden})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        self.assertIn("ApprovalTimedOut: No one answered the approval gate within 120 seconds", result["cause"])
+        self.assert_back_as_before("web")
+        self.assert_untouched(set(self.groups) - {"web"})
+
+    def test_an_unanswered_gate_stops_for_a_redrive_that_asks_again(self):
+        self.configure({**BASE_SETTINGS, "web": {"wave": 1, "approveAfterWave": True, "approvalTimeoutMinutes": 2}})
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden})
+        first = self.gate(execution)
+        stopped = self.watch(execution)
+        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", "States.Timeout"), stopped["log"])
+        self.assertEqual(self.amis("web"), [self.golden] * 2, "the canary stays on the new AMI")
+        self.assertEqual(self.hold_tag("web"), execution, "and held, for the redrive")
+        self.assert_untouched(set(self.groups) - {"web"})
+
+        rollout.redrive(self.sfn, execution)
+        again = self.gate(execution, asked_after=first["askedAt"])
+        self.assertNotEqual(again["taskToken"], first["taskToken"])
+        code, _, err = cli.run(self.moto, self.sfn, "approve", execution)
+        self.assertEqual(code, 0, err)
+        result = self.watch(execution)
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        for group in self.groups:
+            self.assert_rolled_out(group, self.golden)
+
+
+if __name__ == "__main__":
+    unittest.main()
