@@ -238,7 +238,9 @@ class PermissionCoverage(unittest.TestCase):
         self.assertIn("execution:${AWS::StackName}/*", resources_for("states:StopExecution"))
         self.assertIn("PlansBucket.Arn", resources_for("s3:GetObject"))
         self.assertIn("PlansBucket.Arn}/results/*", resources_for("s3:PutObject"))
-        tasks = {s["Resource"] for s in _all_states(definition) if s["Type"] == "Task"}
+        # A callback task (an approval gate) names its function in its parameters.
+        tasks = {s["Parameters"]["FunctionName"] if s["Resource"].endswith(":lambda:invoke.waitForTaskToken")
+                 else s["Resource"] for s in _all_states(definition) if s["Type"] == "Task"}
         invokable = resources_for("lambda:InvokeFunction")
         for task in tasks:
             resource = task.strip("${}").removesuffix("Arn")

@@ -224,7 +224,7 @@ fn message(
             });
         let own = settings.for_group(&target.group);
         let mut checks = vec![format!("healthy for a {} s bake", own.bake_seconds())];
-        if target.ecs.is_some() {
+        if Option::is_some(&target.ecs) {
             checks.push("ECS services steady".into());
         }
         if !own.alarm_names().is_empty() {
@@ -370,7 +370,7 @@ mod tests {
         for expected in [
             "Execution rollout-2026-12-01 rolled wave 1 of 2 out to ami-00000002",
             "- web on ",
-            ": rolled out; healthy for a 600 s bake, alarms quiet: web-5xx",
+            ": rolled out; healthy for a 600 s bake, ECS services steady, alarms quiet: web-5xx",
             "What wave 2 will do: roll 2 target(s) out",
             "- api (0 2 * * 6 in Europe/Lisbon, for 240 min)",
             "- worker\n",
