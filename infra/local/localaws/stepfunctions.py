@@ -334,6 +334,9 @@ def _add_event(execution, event_type, details=None):
         elif run_.replayed_top_level:
             run_.replayed_top_level = False
             return None
+    if event_type == "TaskScheduled" and _task_parameters.get() is not None:
+        # AWS records what the task was called with (a callback task's token included).
+        details["taskScheduledEventDetails"]["parameters"] = _task_parameters.get()
     return _original_add_event(execution, event_type, details)
 
 
@@ -826,7 +829,26 @@ def _path_value(document, path):
     return value
 
 
+# The resolved parameters of the Task being scheduled, for its TaskScheduled event.
+_task_parameters = contextvars.ContextVar("task_parameters", default=None)
+
+
+_original_apply_parameters = engine._apply_parameters
+
+
+def _apply_parameters(state_def, data, ctx=None):
+    """ministack resolves a Task's parameters just before its TaskScheduled event: kept for it."""
+    parameters = _original_apply_parameters(state_def, data, ctx)
+    if state_def.get("Type") == "Task":
+        _task_parameters.set(json.dumps(parameters))
+    return parameters
+
+
+engine._apply_parameters = _apply_parameters
+
+
 def _execute_task(state_def, raw_input, execution, ctx):
+    _task_parameters.set(None)
     if "TimeoutSecondsPath" in state_def and isinstance(raw_input, dict):
         seconds = _path_value(raw_input, state_def["TimeoutSecondsPath"])
         if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 1:
