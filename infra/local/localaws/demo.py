@@ -2,6 +2,8 @@
 rollback, both started as a user starts them, by writing the SSM parameter (the local EventBridge
 bus turns the write into the template's Parameter Store Change rule's execution), and followed
 live with the operator CLI's `ami-rollout watch`, as an operator would follow them against AWS.
+The first waits after its canary wave for an approval (an approver reads the approvals topic and
+runs `ami-rollout approve`), and one group of its second wave waits for its maintenance window.
 At the end, what the status topic told its subscribers.
 
 `--svg PATH` also saves the first rollout's watch as an SVG picture of the terminal (rich's
@@ -12,11 +14,15 @@ second FAILED with RolloutFailed with every group back on the golden AMI.
 """
 
 import argparse
+import datetime
 import json
+import math
+import os
 import sys
+import threading
 import time
 
-from . import cli, deploy, launcher, rollout, seed
+from . import cli, clock, deploy, launcher, rollout, seed
 
 # The demo's configuration, passed as the SAM template would pass it: `web` is the canary wave,
 # the ECS groups follow; batches of half a group; a short bake so the demo stays short.
@@ -25,6 +31,38 @@ ASG_CONFIGURATIONS = {
     "web": {"wave": 1, "alarmNames": ["web-5xx"]},
     "ecs-prod-capacity": {"alarmNames": ["prod-api-errors"]},
 }
+
+
+# The demo's calendar runs 20 times the wall clock (clock.py), so a maintenance window a few
+# minutes away opens within seconds.
+CLOCK_RATE = "20"
+
+
+def with_change_control(settings: dict) -> dict:
+    """The demo's settings, with the canary's wave gated by an approval and the batch capacity
+    given a maintenance window that opens about twenty wall-clock seconds from now."""
+    lead = 20 * clock.setting()[1]
+    opens = datetime.datetime.fromtimestamp(math.ceil((clock.now() + lead) / 60) * 60, datetime.timezone.utc)
+    window = {"cron": f"{opens.minute} {opens.hour} * * *", "durationMinutes": 120, "timeZone": "UTC"}
+    return {**settings, "web": {**settings["web"], "approveAfterWave": True},
+            "ecs-batch-capacity": {**settings.get("ecs-batch-capacity", {}), "maintenanceWindow": window}}
+
+
+def approve_when_asked(moto: str, sfn: str, execution: str) -> threading.Thread:
+    """An approver: reads the gate's message on the approvals topic, then `ami-rollout approve`."""
+    def approve():
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            told = deploy.approval_messages(sfn)
+            if told:
+                print("\n  [approvals topic] " + told[0].replace("\n", "\n  [approvals topic] "), flush=True)
+                code, out, err = cli.run(moto, sfn, "approve", execution)
+                print(f"  $ ami-rollout approve {execution.rsplit(':', 1)[-1]}\n  {(out or err).strip()}", flush=True)
+                return
+            time.sleep(0.5)
+    thread = threading.Thread(target=approve, daemon=True)
+    thread.start()
+    return thread
 
 
 def banner(text: str) -> None:
@@ -60,6 +98,7 @@ def main() -> int:
     args = parser.parse_args()
     started_here = launcher.read_state(launcher.DEFAULT_RUN_DIR) is None
     t0 = time.time()
+    os.environ.setdefault("LOCALAWS_CLOCK_RATE", CLOCK_RATE)
     state = launcher.up(launcher.DEFAULT_RUN_DIR)
     moto = f"http://127.0.0.1:{state['motoPort']}"
     sfn = f"http://127.0.0.1:{state['sfnPort']}"
@@ -81,9 +120,18 @@ def main() -> int:
         deploy.status_messages(sfn)
 
         golden, bad = fleet["amis"]["golden"], fleet["amis"]["bad"]
+        deploy.approval_messages(sfn)
+        # The window is counted from now, so it opens while the rollout runs.
+        settings = with_change_control(ASG_CONFIGURATIONS)
+        deploy.configure(sfn, moto, {"ASG_CONFIGURATIONS": json.dumps(settings)})
+        window = settings["ecs-batch-capacity"]["maintenanceWindow"]
         banner(f"1. aws ssm put-parameter /ami/linux/prod {golden} (golden) — Parameter Store Change → rollout")
+        print(f"  the canary wave (web) waits for an approval; ecs-batch-capacity waits for its maintenance window "
+              f"({window['cron']} UTC, on the demo's calendar: {clock.setting()[1]:g}x the wall clock)")
         execution = rollout.write_parameter(sfn, moto, machine, "/ami/linux/prod", golden)
+        approver = approve_when_asked(moto, sfn, execution)
         first = watch(moto, sfn, execution, args.svg)
+        approver.join(timeout=5)
         first_ok = first["status"] == "SUCCEEDED" and all(a == [golden] for a in group_amis(control).values())
 
         banner(f"2. aws ssm put-parameter /ami/linux/prod {bad} (instances on it never pass health checks)")
