@@ -1,8 +1,8 @@
 """End to end: change control. A target with a maintenance window starts only inside it, waiting for
 the opening without polling; a window that closes mid-rollout lets the target finish; an approval
 gate after the canary wave waits for a person, goes on when approved (CLI), rolls every touched
-target back when rejected (the AWS API with the stored token), and when no one answers does what
-its settings say: roll back, or stop for a redrive that asks again.
+target back when rejected (the AWS API with the stored token), without waiting for a window, and
+when no one answers does what its settings say: roll back, or stop for a redrive that asks again.
 
 The local AWS runs on its calendar clock at 20 times the wall clock (localaws/clock.py), the rate at
 which its Step Functions shortens Waits, so an hour's wait takes three wall minutes and a window
@@ -62,6 +62,13 @@ class ChangeControl(Harness):
         when = at(opens)
         return {"cron": f"{when.minute} {when.hour} * * *", "durationMinutes": minutes}, when
 
+    def open_window(self):
+        """A daily window open now, closing at least 30 calendar seconds from now; and its close."""
+        now = at(clock.now())
+        minutes = 1 if now.second < 30 else 2
+        closes = now.replace(second=0, microsecond=0) + timedelta(minutes=minutes)
+        return {"cron": f"{now.minute} {now.hour} * * *", "durationMinutes": minutes}, closes
+
     def changes_started(self, group):
         """When the group's first new launch template version was made and its first refresh began."""
         versions = self.aws["ec2"].describe_launch_template_versions(
@@ -114,11 +121,8 @@ class ChangeControl(Harness):
         self.assertEqual(entered.count("Is the target inside its window?"), 2, "read before and after the Wait")
 
     def test_a_window_that_closes_mid_rollout_lets_the_target_finish(self):
-        now = at(clock.now())
-        # Open now (this minute's opening), closing at least 30 s from now: before the bake ends.
-        minutes = 1 if now.second < 30 else 2
-        window = {"cron": f"{now.minute} {now.hour} * * *", "durationMinutes": minutes}
-        closes = now.replace(second=0, microsecond=0) + timedelta(minutes=minutes)
+        # Open now, closing before the bake ends.
+        window, closes = self.open_window()
         self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 300}, "web": {"maintenanceWindow": window}})
         result = self.run_rollout(payload={"amiId": self.golden, "targets": ["web"]})
         self.assertEqual(result["status"], "SUCCEEDED", result["log"])
@@ -171,11 +175,15 @@ class ChangeControl(Harness):
         self.assertEqual(code, 1, "a spent token is refused")
         self.assertIn("NoApprovalPending", err)
 
-    def test_a_rejected_gate_rolls_back_every_touched_target(self):
-        # Wave scope would roll back only a failed wave; a rejection undoes the whole rollout.
-        self.configure(CANARY_GATED)
+    def test_a_rejected_gate_rolls_back_every_touched_target_without_waiting_for_its_window(self):
+        # The canary's window closes before the rejection: its rollback does not wait for the
+        # next one (a day later). Wave scope would roll back only a failed wave; a rejection
+        # undoes the whole rollout.
+        window, closes = self.open_window()
+        self.configure({**BASE_SETTINGS, "web": {**CANARY_GATED["web"], "maintenanceWindow": window}})
         execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "rollbackScope": "wave"})
         request = self.gate(execution)
+        self.wait_for("the canary's window to close", lambda: at(clock.now()) > closes)
         self.sfn_client.send_task_failure(taskToken=request["taskToken"], error="Rejected",
                                           cause="p99 latency doubled on the canary")
         result = self.watch(execution)
