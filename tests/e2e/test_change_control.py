@@ -163,6 +163,10 @@ class ChangeControl(Harness):
         self.assertIn("send-task-success", told)
         self.assertEqual(self.amis("web"), [self.golden] * 2, "the canary rolled out")
         self.assert_untouched(set(self.groups) - {"web"})
+        # While it waits, it still holds its targets: an overlapping rollout of them is refused.
+        other = self.watch(rollout.start(self.sfn, self.machine, {"amiId": self.bad, "targets": ["web"]}))
+        self.assertEqual((other["status"], other["error"]), ("FAILED", "TargetHeld"), other["log"])
+        self.assertEqual(self.amis("web"), [self.golden] * 2)
 
         code, out, err = cli.run(self.moto, self.sfn, "approve", name)
         self.assertEqual(code, 0, err)
@@ -221,6 +225,18 @@ class ChangeControl(Harness):
         self.assertEqual(result["status"], "SUCCEEDED", result["log"])
         for group in self.groups:
             self.assert_rolled_out(group, self.golden)
+
+
+
+class BrownfieldChangeControl(ChangeControl):
+    """A window and a gate on a fleet rolled out before: many template versions, `$Latest`,
+    `$Default` and pinned references, finished refreshes."""
+
+    BROWNFIELD = True
+    test_a_window_that_closes_mid_rollout_lets_the_target_finish = None
+    test_a_plan_whose_window_does_not_open_within_the_horizon_is_refused_naming_the_target = None
+    test_an_unanswered_gate_rolls_back_when_its_settings_say_so = None
+    test_an_unanswered_gate_stops_for_a_redrive_that_asks_again = None
 
 
 if __name__ == "__main__":

@@ -131,17 +131,16 @@ pub async fn ask_approval(
         asked_at: now,
         answer_by: now + gate.timeout_seconds,
         on_timeout: gate.on_timeout,
-        message: message(
+        message: Briefing {
             ask,
-            &store.bucket,
-            &key,
-            &finished_targets,
-            &outcomes,
-            &next_targets,
-            &plan.settings,
-            now + gate.timeout_seconds,
-            gate.on_timeout,
-        ),
+            location: format!("s3://{}/{key}", store.bucket),
+            finished: &finished_targets,
+            outcomes: &outcomes,
+            next: &next_targets,
+            answer_by: now + gate.timeout_seconds,
+            on_timeout: gate.on_timeout,
+        }
+        .message(),
     };
     store.put_json(&key, &request).await?;
     match &clients.approval_topic {
@@ -154,7 +153,7 @@ pub async fn ask_approval(
                 .message(&request.message)
                 .send()
                 .await
-                .map_err(|e| StepError::from_sdk("sns:Publish", e))?;
+                .map_err(|e| StepError::from_sdk("Publish", e))?;
         }
         None => tracing::warn!(
             execution = %ask.execution,
@@ -192,79 +191,93 @@ fn subject(execution: &str, wave: usize) -> String {
     subject
 }
 
-#[allow(clippy::too_many_arguments)]
-fn message(
-    ask: &AskApproval,
-    bucket: &str,
-    key: &str,
-    finished: &[Target],
-    outcomes: &[Outcome],
-    next: &[Target],
-    settings: &rollout_core::settings::SettingsMap,
+/// What the approvers are told: what the finished wave did and its checks, what the next wave
+/// will do, and how to answer (never the token).
+struct Briefing<'a> {
+    ask: &'a AskApproval,
+    /// Where the request, token included, is stored.
+    location: String,
+    finished: &'a [Target],
+    outcomes: &'a [Outcome],
+    next: &'a [Target],
     answer_by: Epoch,
     on_timeout: OnApprovalTimeout,
-) -> String {
-    let name = execution_name(&ask.execution);
-    let ami = &ask.plan.ami;
-    let mut text = format!(
-        "Execution {name} rolled wave {} of {} out to {} ({}) and it passed its checks.\n\n",
-        ask.wave + 1,
-        ask.plan.waves.len(),
-        ami.id,
-        ami.name
-    );
-    text.push_str("What the wave did:\n");
-    for target in finished {
-        let outcome = outcomes
-            .iter()
-            .find(|o| o.group == target.group)
-            .map_or("rolled out", |o| match o.outcome.as_str() {
-                "rolledOut" => "rolled out",
-                other => other,
-            });
-        let own = settings.for_group(&target.group);
-        let mut checks = vec![format!("healthy for a {} s bake", own.bake_seconds())];
-        if Option::is_some(&target.ecs) {
-            checks.push("ECS services steady".into());
-        }
-        if !own.alarm_names().is_empty() {
-            checks.push(format!("alarms quiet: {}", own.alarm_names().join(", ")));
+}
+
+impl Briefing<'_> {
+    fn message(&self) -> String {
+        let Briefing {
+            ask,
+            finished,
+            outcomes,
+            next,
+            ..
+        } = self;
+        let settings = &ask.plan.settings;
+        let name = execution_name(&ask.execution);
+        let ami = &ask.plan.ami;
+        let mut text = format!(
+            "Execution {name} rolled wave {} of {} out to {} ({}) and it passed its checks.\n\n",
+            ask.wave + 1,
+            ask.plan.waves.len(),
+            ami.id,
+            ami.name
+        );
+        text.push_str("What the wave did:\n");
+        for target in finished.iter() {
+            let outcome =
+                outcomes
+                    .iter()
+                    .find(|o| o.group == target.group)
+                    .map_or("rolled out", |o| match o.outcome.as_str() {
+                        "rolledOut" => "rolled out",
+                        other => other,
+                    });
+            let own = settings.for_group(&target.group);
+            let mut checks = vec![format!("healthy for a {} s bake", own.bake_seconds())];
+            if Option::is_some(&target.ecs) {
+                checks.push("ECS services steady".into());
+            }
+            if !own.alarm_names().is_empty() {
+                checks.push(format!("alarms quiet: {}", own.alarm_names().join(", ")));
+            }
+            text.push_str(&format!(
+                "- {} on {}: {outcome}; {}\n",
+                target.name(),
+                target.ami.id,
+                checks.join(", ")
+            ));
         }
         text.push_str(&format!(
-            "- {} on {}: {outcome}; {}\n",
-            target.name(),
-            target.ami.id,
-            checks.join(", ")
+            "\nWhat wave {} will do: roll {} target(s) out to {}:\n",
+            ask.wave + 2,
+            next.len(),
+            ami.id
         ));
-    }
-    text.push_str(&format!(
-        "\nWhat wave {} will do: roll {} target(s) out to {}:\n",
-        ask.wave + 2,
-        next.len(),
-        ami.id
-    ));
-    for target in next {
-        let window = target
-            .window
-            .as_ref()
-            .map(|w| format!(" ({})", w.window.describe()))
-            .unwrap_or_default();
-        text.push_str(&format!("- {}{window}\n", target.name()));
-    }
-    let timeout = match on_timeout {
-        OnApprovalTimeout::Stop => "the execution stops, keeping its holds, for a redrive",
-        OnApprovalTimeout::Rollback => "every target the execution touched is rolled back",
-    };
-    text.push_str(&format!(
+        for target in next.iter() {
+            let window = target
+                .window
+                .as_ref()
+                .map(|w| format!(" ({})", w.window.describe()))
+                .unwrap_or_default();
+            text.push_str(&format!("- {}{window}\n", target.name()));
+        }
+        let timeout = match self.on_timeout {
+            OnApprovalTimeout::Stop => "the execution stops, keeping its holds, for a redrive",
+            OnApprovalTimeout::Rollback => "every target the execution touched is rolled back",
+        };
+        text.push_str(&format!(
         "\nAnswer by {}; after that, {timeout}.\n\
          Approve: ami-rollout approve {name}\n\
          Reject (rolls back every touched target): ami-rollout reject {name} --reason \"...\"\n\
-         Without the CLI: read the task token from s3://{bucket}/{key} (taskToken), then\n  \
+         Without the CLI: read the task token from {} (taskToken), then\n  \
          aws stepfunctions send-task-success --task-token <token> --task-output '{{\"approved\": true}}'\n  \
          aws stepfunctions send-task-failure --task-token <token> --error Rejected --cause \"...\"\n",
-        rollout_core::aws::iso_time(answer_by)
+        rollout_core::aws::iso_time(self.answer_by),
+        self.location
     ));
-    text
+        text
+    }
 }
 
 #[cfg(test)]
@@ -349,24 +362,26 @@ mod tests {
             execution: EXECUTION.into(),
             token: "secret-token".into(),
             wave: 0,
-            plan: Box::new(crate::tests::plan(&[1, 2])),
+            plan: Box::new(PlanSummary {
+                settings,
+                ..crate::tests::plan(&[1, 2])
+            }),
             wave_results: None,
         };
         let outcomes = vec![Outcome {
             group: "web".into(),
             outcome: "rolledOut".into(),
         }];
-        let text = message(
-            &ask,
-            "plans",
-            "approvals/rollout-2026-12-01/wave-000.json",
-            &[target("web")],
-            &outcomes,
-            &[api, target("worker")],
-            &settings,
-            1_796_464_800,
-            OnApprovalTimeout::Rollback,
-        );
+        let text = Briefing {
+            ask: &ask,
+            location: "s3://plans/approvals/rollout-2026-12-01/wave-000.json".into(),
+            finished: &[target("web")],
+            outcomes: &outcomes,
+            next: &[api, target("worker")],
+            answer_by: 1_796_464_800,
+            on_timeout: OnApprovalTimeout::Rollback,
+        }
+        .message();
         for expected in [
             "Execution rollout-2026-12-01 rolled wave 1 of 2 out to ami-00000002",
             "- web on ",
