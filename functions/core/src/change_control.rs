@@ -293,6 +293,7 @@ mod optional_iso_epoch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::samples::target;
 
     /// 2026-12-05T10:00:00Z, a Saturday.
     const SATURDAY_10H: Epoch = 1_796_464_800;
@@ -368,13 +369,6 @@ mod tests {
                 closes_at: SATURDAY_10H + 86_400 + 300
             }
         );
-    }
-
-    fn target(group: &str) -> Target {
-        Target {
-            group: group.into(),
-            ..crate::samples::target_run().target
-        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Sample step payloads, shared by the functions' tests and checked against `statemachine/samples`.
 
-use crate::model::TargetRun;
+use crate::model::{Target, TargetRun};
 
 /// The Map iteration's input, as `statemachine/samples/target-run.json` holds it.
 pub fn target_run() -> TargetRun {
@@ -8,6 +8,14 @@ pub fn target_run() -> TargetRun {
         "../../../statemachine/samples/target-run.json"
     ))
     .expect("statemachine/samples/target-run.json is a TargetRun")
+}
+
+/// The sample's target, named `group`.
+pub fn target(group: &str) -> Target {
+    Target {
+        group: group.into(),
+        ..target_run().target
+    }
 }
 
 /// A running x86_64 HVM instance with an EBS root `vol-<id>` of `root_size` GiB at `/dev/xvda`,

@@ -286,15 +286,8 @@ mod tests {
     use rollout_core::change_control::PlannedWindow;
     use rollout_core::settings::SettingsMap;
 
-    const EXECUTION: &str =
-        "arn:aws:states:eu-west-1:111122223333:execution:ami-rollout:rollout-2026-12-01";
-
-    fn target(group: &str) -> Target {
-        Target {
-            group: group.into(),
-            ..rollout_core::samples::target_run().target
-        }
-    }
+    use crate::tests::EXECUTION;
+    use rollout_core::samples::target;
 
     #[test]
     fn a_window_check_says_when_to_look_again() {

@@ -1,15 +1,10 @@
 use super::*;
 use rollout_core::model::{Ami, RollbackScope, WaveRef};
 
-const EXECUTION: &str =
+pub(crate) const EXECUTION: &str =
     "arn:aws:states:eu-west-1:111122223333:execution:ami-rollout:rollout-2026-12-01";
 
-fn target(group: &str) -> Target {
-    Target {
-        group: group.into(),
-        ..rollout_core::samples::target_run().target
-    }
-}
+use rollout_core::samples::target;
 
 pub(crate) fn plan(waves: &[usize]) -> PlanSummary {
     PlanSummary {
