@@ -31,7 +31,7 @@ from localaws import deploy, launcher, rollout, seed  # noqa: E402
 
 BASE_SETTINGS = {"*": {"wave": 2, "minHealthyPercentage": 50, "bakeSeconds": 3}, "web": {"wave": 1}}
 WAVE = ["Is there a wave left?", "Pick the wave", "Roll out the wave", "How did the wave go?", "Did a target fail?",
-        "Go to the next wave"]
+        "Is an approval due?", "Go to the next wave"]
 # Two waves (web first, then the rest), then the end.
 RUNBOOK = (["Is the input a batch from a pipe?", "Is an AMI to be baked first?", "Resolve AMI and plan",
             "Is there anything to do?", "Take hold of the targets", "Is this an undo?",
