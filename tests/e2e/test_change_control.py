@@ -1,5 +1,5 @@
-"""End to end: change control. A target with a maintenance window starts only inside it, waiting for
-the opening without polling; a window that closes mid-rollout lets the target finish; an approval
+"""End to end: change control. A target with a maintenance window (a group, or a standalone
+instance) starts only inside it, waiting for the opening without polling; a window that closes mid-rollout lets the target finish; an approval
 gate after the canary wave waits for a person, goes on when approved (CLI), rolls every touched
 target back when rejected (the AWS API with the stored token), without waiting for a window, and
 when no one answers does what its settings say: roll back, or stop for a redrive that asks again.
@@ -120,6 +120,23 @@ class ChangeControl(Harness):
         self.assertEqual(entered.count("Wait for the maintenance window"), 1, "one Wait, no polling")
         self.assertEqual(entered.count("Is the target inside its window?"), 2, "read before and after the Wait")
 
+    def test_a_standalone_instance_waits_for_its_window_before_its_root_is_replaced(self):
+        ec2 = self.aws["ec2"]
+        instance = ec2.run_instances(ImageId=self.current, MinCount=1, MaxCount=1, SubnetId=self.fleet["subnets"][0],
+                                     TagSpecifications=[{"ResourceType": "instance",
+                                                         "Tags": [{"Key": "Name", "Value": "bastion"}]}])
+        bastion = instance["Instances"][0]["InstanceId"]
+        window, opens = self.window_opening_in(240)
+        self.configure({"*": {"bakeSeconds": 60}, bastion: {"maintenanceWindow": window}})
+        result = self.run_rollout(payload={"amiId": self.golden, "instances": [bastion]})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        described = ec2.describe_instances(InstanceIds=[bastion])["Reservations"][0]["Instances"][0]
+        self.assertEqual(described["ImageId"], self.golden)
+        [task] = ec2.describe_replace_root_volume_tasks(
+            Filters=[{"Name": "instance-id", "Values": [bastion]}])["ReplaceRootVolumeTasks"]
+        self.assertGreaterEqual(stamp(task["StartTime"]), opens, "no root replaced before the window opens")
+        self.assertEqual(self.child_states(result).count("Wait for the maintenance window"), 1)
+
     def test_a_window_that_closes_mid_rollout_lets_the_target_finish(self):
         # Open now, closing before the bake ends.
         window, closes = self.open_window()
@@ -234,6 +251,7 @@ class BrownfieldChangeControl(ChangeControl):
 
     BROWNFIELD = True
     test_a_window_that_closes_mid_rollout_lets_the_target_finish = None
+    test_a_standalone_instance_waits_for_its_window_before_its_root_is_replaced = None
     test_a_plan_whose_window_does_not_open_within_the_horizon_is_refused_naming_the_target = None
     test_an_unanswered_gate_rolls_back_when_its_settings_say_so = None
     test_an_unanswered_gate_stops_for_a_redrive_that_asks_again = None
