@@ -43,6 +43,7 @@ def stamp(value):
 
 
 class ChangeControl(Harness):
+    REJECT_WITH_CLI = False  # the brownfield run rejects with `ami-rollout reject`
     @classmethod
     def setUpClass(cls):
         os.environ["LOCALAWS_CLOCK_RATE"] = str(RATE)
@@ -205,8 +206,14 @@ class ChangeControl(Harness):
         execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "rollbackScope": "wave"})
         request = self.gate(execution)
         self.wait_for("the canary's window to close", lambda: at(clock.now()) > closes)
-        self.sfn_client.send_task_failure(taskToken=request["taskToken"], error="Rejected",
-                                          cause="p99 latency doubled on the canary")
+        if self.REJECT_WITH_CLI:
+            code, out, err = cli.run(self.moto, self.sfn, "reject", execution, "--reason",
+                                     "p99 latency doubled on the canary")
+            self.assertEqual(code, 0, err)
+            self.assertIn("rejected the gate after wave 1", out)
+        else:  # the AWS API with the stored token, as `aws stepfunctions send-task-failure`
+            self.sfn_client.send_task_failure(taskToken=request["taskToken"], error="Rejected",
+                                              cause="p99 latency doubled on the canary")
         result = self.watch(execution)
         self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
         self.assertIn("Rejected: p99 latency doubled on the canary", result["cause"])
@@ -250,6 +257,7 @@ class BrownfieldChangeControl(ChangeControl):
     `$Default` and pinned references, finished refreshes."""
 
     BROWNFIELD = True
+    REJECT_WITH_CLI = True
     test_a_window_that_closes_mid_rollout_lets_the_target_finish = None
     test_a_standalone_instance_waits_for_its_window_before_its_root_is_replaced = None
     test_a_plan_whose_window_does_not_open_within_the_horizon_is_refused_naming_the_target = None
