@@ -3,6 +3,7 @@
 //! the protection of rollback-point AMIs are what the execution would write, and are only said.
 
 use clap::Args;
+use rollout_core::change_control::WindowTimes;
 use rollout_core::model::{Plan, RollbackPoint, Target, TargetKind};
 use serde_json::json;
 
@@ -133,7 +134,8 @@ pub fn render(plan: &Plan, writes: &[String]) -> String {
                 rollback_point(t),
                 t.window
                     .as_ref()
-                    .map_or_else(|| "starts at once".into(), |w| w.describe()),
+                    .map_or(WindowTimes::NO_WINDOW, |w| w.times)
+                    .describe(),
             ]
         });
         let rows: Vec<[String; 5]> = rows.collect();

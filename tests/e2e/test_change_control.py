@@ -6,7 +6,7 @@ when no one answers does what its settings say: roll back, or stop for a redrive
 
 The local AWS runs on its calendar clock at 20 times the wall clock (localaws/clock.py), the rate at
 which its Step Functions shortens Waits, so an hour's wait takes three wall minutes and a window
-that opens four minutes from now opens in twelve seconds. Every time asserted here (when a refresh
+that opens six minutes from now opens in eighteen seconds. Every time asserted here (when a refresh
 started, when a launch template version was made, when a window opened) is on that clock, as the
 functions read it.
 
@@ -101,7 +101,7 @@ class ChangeControl(Harness):
     # --- maintenance windows ---------------------------------------------------------------------
 
     def test_a_target_outside_its_window_waits_and_starts_when_it_opens_never_before(self):
-        window, opens = self.window_opening_in(240)
+        window, opens = self.window_opening_in(360)
         self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 60}, "web": {"maintenanceWindow": window}})
         code, out, err = cli.run(self.moto, self.sfn, "--output", "json", "plan", "--ami-id", self.golden,
                                  "--target", "web")
@@ -111,7 +111,13 @@ class ChangeControl(Harness):
         code, text, err = cli.run(self.moto, self.sfn, "plan", "--ami-id", self.golden, "--target", "web")
         self.assertIn(f"its window opens {opens.strftime('%Y-%m-%dT%H:%M:%SZ')}", text, text)
 
-        result = self.run_rollout(payload={"amiId": self.golden, "targets": ["web"]})
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "targets": ["web"]})
+        # While it waits for the window it holds its target: an overlapping rollout is refused.
+        self.wait_for("the hold", lambda: self.hold_tag("web") == execution)
+        other = self.watch(rollout.start(self.sfn, self.machine, {"amiId": self.bad, "targets": ["web"]}))
+        self.assertEqual((other["status"], other["error"]), ("FAILED", "TargetHeld"), other["log"])
+        self.assertEqual(self.new_versions("web"), [], "nothing changed before the window opens")
+        result = self.watch(execution)
         self.assertEqual(result["status"], "SUCCEEDED", result["log"])
         self.assert_rolled_out("web", self.golden)
         made, refreshed = self.changes_started("web")

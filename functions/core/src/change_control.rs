@@ -197,14 +197,11 @@ pub fn approval_gates(
     gates
 }
 
-/// A target's window as the plan records it: the window, and when it opens next (or opened,
-/// when the plan was made inside it).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+/// Where a window stands, as the plan records it and the state machine reads it: `open`, and
+/// when it closes or next opens (ISO 8601 in UTC: a Wait's `TimestampPath`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct PlannedWindow {
-    #[serde(flatten)]
-    pub window: MaintenanceWindow,
-    /// Open when planned: it then closes at `closes_at`.
+pub struct WindowTimes {
     pub open: bool,
     #[serde(
         default,
@@ -220,17 +217,50 @@ pub struct PlannedWindow {
     pub closes_at: Option<Epoch>,
 }
 
-impl PlannedWindow {
+impl WindowTimes {
+    /// A target without a window: it starts at once.
+    pub const NO_WINDOW: WindowTimes = WindowTimes {
+        open: true,
+        opens_at: None,
+        closes_at: None,
+    };
+
     /// When the window opens, in a few words for plans and timelines.
     pub fn describe(&self) -> String {
-        match (self.open, self.opens_at, self.closes_at) {
-            (true, _, Some(closes)) => {
+        match (self.opens_at, self.closes_at) {
+            (_, Some(closes)) => {
                 format!("inside its window until {}", crate::aws::iso_time(closes))
             }
-            (_, Some(opens), _) => format!("its window opens {}", crate::aws::iso_time(opens)),
-            _ => format!("window {}", self.window.describe()),
+            (Some(opens), _) => format!("its window opens {}", crate::aws::iso_time(opens)),
+            (None, None) => "starts at once".into(),
         }
     }
+}
+
+impl From<WindowState> for WindowTimes {
+    fn from(state: WindowState) -> Self {
+        match state {
+            WindowState::Open { closes_at } => WindowTimes {
+                closes_at: Some(closes_at),
+                ..Self::NO_WINDOW
+            },
+            WindowState::Closed { opens_at } => WindowTimes {
+                open: false,
+                opens_at,
+                closes_at: None,
+            },
+        }
+    }
+}
+
+/// A target's window as the plan records it: the window, and where it stood when planned.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedWindow {
+    #[serde(flatten)]
+    pub window: MaintenanceWindow,
+    #[serde(flatten)]
+    pub times: WindowTimes,
 }
 
 /// Writes each target's window into the plan. Refuses the plan, naming them, when some targets'
@@ -247,20 +277,17 @@ pub fn plan_windows(
             continue;
         };
         let horizon = own.window_horizon_days();
-        let (open, opens_at, closes_at) = match window.state_at(now, horizon)? {
-            WindowState::Open { closes_at } => (true, None, Some(closes_at)),
-            WindowState::Closed { opens_at: Some(at) } => (false, Some(at), None),
+        match window.state_at(now, horizon)? {
             WindowState::Closed { opens_at: None } => {
                 never.push(format!("{} ({} days)", target.name(), horizon));
-                continue;
             }
-        };
-        target.window = Some(PlannedWindow {
-            window,
-            open,
-            opens_at,
-            closes_at,
-        });
+            state => {
+                target.window = Some(PlannedWindow {
+                    window,
+                    times: state.into(),
+                });
+            }
+        }
     }
     if never.is_empty() {
         return Ok(());
@@ -418,13 +445,13 @@ mod tests {
         let [web, api, db] = &waves[0][..] else {
             panic!()
         };
-        let web = web.window.as_ref().unwrap();
+        let web = web.window.as_ref().unwrap().times;
         assert_eq!((web.open, web.closes_at), (true, Some(SATURDAY_10H + 3600)));
         assert_eq!(
             web.describe(),
             "inside its window until 2026-12-05T11:00:00Z"
         );
-        let api = api.window.as_ref().unwrap();
+        let api = api.window.as_ref().unwrap().times;
         assert_eq!(api.describe(), "its window opens 2026-12-06T07:00:00Z");
         assert!(db.window.is_none(), "no window: it starts at once");
 

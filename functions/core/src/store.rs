@@ -57,7 +57,11 @@ pub struct RolledOut {
 /// Where an approval gate keeps its task token: the bucket's policy lets only the functions' and
 /// the approvers' roles read under `approvals/` (a token lets its holder move the execution on).
 pub fn approval_key(execution: &str, wave: usize) -> String {
-    format!("approvals/{execution}/wave-{wave:03}.json")
+    format!("{}wave-{wave:03}.json", approvals_prefix(execution))
+}
+
+fn approvals_prefix(execution: &str) -> String {
+    format!("approvals/{execution}/")
 }
 
 /// What an approval gate stored: what `approve` and `reject` answer, and with what token.
@@ -140,7 +144,7 @@ impl PlanStore {
 
     /// The approval gates `execution` asked, in wave order (the last is the latest).
     pub async fn approval_requests(&self, execution: &str) -> StepResult<Vec<ApprovalRequest>> {
-        let prefix = approval_key(execution, 0).replace("wave-000.json", "");
+        let prefix = approvals_prefix(execution);
         let mut keys = Vec::new();
         let mut pages = self
             .s3

@@ -2,7 +2,9 @@
 //! change starts (the state machine waits for the opening with a timestamp Wait), and the approval
 //! gate after a wave (a task token, stored where only the functions and the approvers read it).
 
-use rollout_core::change_control::{MaintenanceWindow, OnApprovalTimeout, WindowState};
+use rollout_core::change_control::{
+    MaintenanceWindow, OnApprovalTimeout, WindowState, WindowTimes,
+};
 use rollout_core::model::{Epoch, PlanSummary, Target, TargetRun};
 use rollout_core::store::{ApprovalRequest, ResultWriterDetails, approval_key};
 use rollout_core::{StepError, StepResult};
@@ -13,31 +15,18 @@ use crate::{HoldClients, execution_name};
 /// How far ahead a target that is already running looks for its window's next opening.
 const RUNNING_HORIZON_DAYS: u32 = 366;
 
-/// Whether a target's change may start now; if not, when the state machine should look again.
-#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct WindowCheck {
-    pub open: bool,
-    /// The next opening, for the Wait's `TimestampPath` (ISO 8601 in UTC).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub opens_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub closes_at: Option<String>,
-}
-
 /// Refuses (`WaveStopped`) once another target of the wave failed, so a target waiting for its
-/// window does not wait for nothing; then reads the window at `now`.
+/// window does not wait for nothing; then reads the window at `now`: open, or when the state
+/// machine should look again (`opensAt`).
 pub async fn check_window(
     clients: &HoldClients,
     run: &TargetRun,
     now: Epoch,
-) -> StepResult<WindowCheck> {
+) -> StepResult<WindowTimes> {
     clients.fleet.ensure_wave_going(run).await?;
     match &run.target.window {
-        None => Ok(window_check(None)),
-        Some(planned) => window_at(&planned.window, &run.target, now)
-            .map(Some)
-            .map(window_check),
+        None => Ok(WindowTimes::NO_WINDOW),
+        Some(planned) => window_at(&planned.window, &run.target, now).map(WindowTimes::from),
     }
 }
 
@@ -50,27 +39,6 @@ fn window_at(window: &MaintenanceWindow, target: &Target, now: Epoch) -> StepRes
             window.time_zone
         ))),
         state => Ok(state),
-    }
-}
-
-fn window_check(state: Option<WindowState>) -> WindowCheck {
-    let iso = |t: Epoch| Some(rollout_core::aws::iso_time(t));
-    match state {
-        None => WindowCheck {
-            open: true,
-            opens_at: None,
-            closes_at: None,
-        },
-        Some(WindowState::Open { closes_at }) => WindowCheck {
-            open: true,
-            opens_at: None,
-            closes_at: iso(closes_at),
-        },
-        Some(WindowState::Closed { opens_at }) => WindowCheck {
-            open: false,
-            opens_at: opens_at.and_then(iso),
-            closes_at: None,
-        },
     }
 }
 
@@ -290,42 +258,35 @@ mod tests {
     use rollout_core::samples::target;
 
     #[test]
-    fn a_window_check_says_when_to_look_again() {
+    fn a_window_check_says_when_to_look_again_in_the_wait_s_timestamp_form() {
+        let closed = WindowTimes::from(WindowState::Closed {
+            opens_at: Some(1_796_464_800),
+        });
         assert_eq!(
-            window_check(Some(WindowState::Closed {
-                opens_at: Some(1_796_464_800)
-            })),
-            WindowCheck {
-                open: false,
-                opens_at: Some("2026-12-05T10:00:00Z".into()),
-                closes_at: None
-            }
+            serde_json::to_value(closed).unwrap(),
+            serde_json::json!({"open": false, "opensAt": "2026-12-05T10:00:00Z"})
         );
-        assert!(window_check(None).open, "no window: start at once");
-        let open = window_check(Some(WindowState::Open {
+        let open = WindowTimes::from(WindowState::Open {
             closes_at: 1_796_464_800,
-        }));
+        });
         assert_eq!(
-            (open.open, open.closes_at.as_deref()),
-            (true, Some("2026-12-05T10:00:00Z"))
+            serde_json::to_value(open).unwrap(),
+            serde_json::json!({"open": true, "closesAt": "2026-12-05T10:00:00Z"})
+        );
+        assert_eq!(
+            serde_json::to_value(WindowTimes::NO_WINDOW).unwrap(),
+            serde_json::json!({"open": true})
         );
     }
 
     #[test]
     fn a_running_target_whose_window_never_opens_fails_with_its_name() {
-        let mut web = target("web");
         let window = MaintenanceWindow {
             cron: "0 0 30 2 *".into(),
             duration_minutes: 60,
             time_zone: "UTC".into(),
         };
-        web.window = Some(PlannedWindow {
-            window: window.clone(),
-            open: false,
-            opens_at: None,
-            closes_at: None,
-        });
-        let err = window_at(&window, &web, 1_796_464_800).unwrap_err();
+        let err = window_at(&window, &target("web"), 1_796_464_800).unwrap_err();
         assert_eq!(err.name(), "InvalidInput");
         assert!(
             err.to_string()
@@ -347,9 +308,10 @@ mod tests {
                 duration_minutes: 240,
                 time_zone: "Europe/Lisbon".into(),
             },
-            open: false,
-            opens_at: Some(1_796_464_800),
-            closes_at: None,
+            times: WindowState::Closed {
+                opens_at: Some(1_796_464_800),
+            }
+            .into(),
         });
         let ask = AskApproval {
             execution: EXECUTION.into(),

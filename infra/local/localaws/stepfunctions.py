@@ -819,16 +819,6 @@ engine._sleep_until = _sleep_until
 _original_execute_task = engine._execute_task
 
 
-def _path_value(document, path):
-    """A reference path (`$.a.b`) in `document`; None when it selects nothing."""
-    value = document
-    for part in path.removeprefix("$").strip(".").split(".") if path != "$" else []:
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 # The resolved parameters of the Task being scheduled, for its TaskScheduled event.
 _task_parameters = contextvars.ContextVar("task_parameters", default=None)
 
@@ -850,7 +840,7 @@ engine._apply_parameters = _apply_parameters
 def _execute_task(state_def, raw_input, execution, ctx):
     _task_parameters.set(None)
     if "TimeoutSecondsPath" in state_def and isinstance(raw_input, dict):
-        seconds = _path_value(raw_input, state_def["TimeoutSecondsPath"])
+        seconds = engine._resolve_path(state_def["TimeoutSecondsPath"], raw_input)
         if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 1:
             raise engine._ExecutionError(
                 "States.Runtime",

@@ -89,8 +89,10 @@ class ClockAndCallbacks(unittest.TestCase):
         self.assertLess(time.time() - started, 60, "on the calendar clock, not the wall's")
 
     def test_services_stamp_times_on_the_calendar_clock(self):
+        # Once the calendar is well ahead of the wall, a wall-clock stamp is told from a calendar one.
+        while clock.now() - time.time() < 120:
+            time.sleep(0.5)
         before = clock.now()
-        self.assertGreater(before - time.time(), -1)
         fleet = seed.clients(self.moto, launcher.REGION)
         template = fleet["ec2"].create_launch_template(
             LaunchTemplateName=f"t-{uuid.uuid4().hex[:8]}", LaunchTemplateData={"ImageId": "ami-12345678"})
