@@ -133,7 +133,9 @@ def main() -> int:
         trigger = {"execution": "bench", "trigger": {"amiId": fleet["amis"]["golden"], "targets": ["ecs-prod-capacity"]}}
         rows = {"resolve-ami": measure(aws, rust["resolve-ami"], trigger, env)}
         plan = rows["resolve-ami"]["body"]
-        [target], _ = aws.object(plan["waves"][0]["key"])
+        # A wave's object lists its lanes (one per account-region); a lane's, its targets.
+        [lane], _ = aws.object(plan["waves"][0]["key"])
+        [target], _ = aws.object(lane["key"])
         run = {"execution": "bench", "executionStartTime": "2026-01-01T00:00:00Z", "ami": plan["ami"],
                "settings": plan["settings"], "target": target}
         rows["update-template"] = measure(aws, rust["update-template"], {"action": "createVersion", "run": run}, env)
@@ -184,7 +186,10 @@ def main() -> int:
         describes = sum(n for op, n in planned["calls"].items() if op.startswith(("Describe", "List", "Get")))
         groups = planned["body"]["targetCount"]
         state = len(json.dumps(planned["body"]))
-        objects = sum(aws.object(w["key"])[1] for w in planned["body"]["waves"]) + aws.object(planned["body"]["key"])[1]
+        objects = aws.object(planned["body"]["key"])[1]
+        for wave in planned["body"]["waves"]:
+            lanes, size = aws.object(wave["key"])
+            objects += size + sum(aws.object(lane["key"])[1] for lane in lanes)
         print(f"  {groups:,} groups planned in {planned['seconds']:.2f} s with {describes} describe calls "
               f"({', '.join(f'{k} {v}' for k, v in sorted(planned['calls'].items()))}); "
               f"state {state:,} bytes, plan objects {objects:,} bytes")

@@ -4,7 +4,7 @@ gate after the canary wave waits for a person, goes on when approved (CLI), roll
 target back when rejected (the AWS API with the stored token), without waiting for a window, and
 when no one answers does what its settings say: roll back, or stop for a redrive that asks again.
 
-The local AWS runs on its calendar clock at 20 times the wall clock (localaws/clock.py), the rate at
+The local AWS runs on the suite's calendar clock, 20 times the wall clock (tests/e2e/case.py), the rate at
 which its Step Functions shortens Waits, so an hour's wait takes three wall minutes and a window
 that opens six minutes from now opens in eighteen seconds. Every time asserted here (when a refresh
 started, when a launch template version was made, when a window opened) is on that clock, as the
@@ -15,7 +15,6 @@ Run: infra/local/.venv/bin/python -m unittest tests.e2e.test_change_control   (m
 
 import json
 import math
-import os
 import sys
 import unittest
 from datetime import datetime, timedelta, timezone
@@ -27,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from localaws import cli, clock, deploy, rollout  # noqa: E402
 from tests.e2e.test_rollout import BASE_SETTINGS, Harness  # noqa: E402
 
-RATE = 20
 CANARY_GATED = {**BASE_SETTINGS, "web": {"wave": 1, "approveAfterWave": True}}
 
 
@@ -45,12 +43,8 @@ def stamp(value):
 class ChangeControl(Harness):
     REJECT_WITH_CLI = False  # the brownfield run rejects with `ami-rollout reject`
     @classmethod
-    def setUpClass(cls):
-        os.environ["LOCALAWS_CLOCK_RATE"] = str(RATE)
-        try:
-            super().setUpClass()
-        finally:
-            os.environ.pop("LOCALAWS_CLOCK_RATE")
+    def deployed(cls):
+        super().deployed()
         cls.s3 = deploy._client("s3", cls.sfn)
 
     def setUp(self):

@@ -10,16 +10,15 @@ Run: infra/local/.venv/bin/python -m unittest tests.e2e.test_reach   (make e2e r
 import json
 import re
 import sys
-import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra/local"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from localaws import cli, deploy, launcher, rollout, seed  # noqa: E402
+from tests.e2e.case import LocalAwsCase  # noqa: E402  (it puts infra/local on the path)
+from localaws import cli, deploy, rollout, seed  # noqa: E402
 
 CANARY, SECOND, THIRD = "111111111111", "222222222222", "444444444444"
 NO_ROLE = "333333333333"
@@ -28,12 +27,7 @@ EXTERNAL_ID = "local-external-id"
 SETTINGS = {"*": {"minHealthyPercentage": 50, "bakeSeconds": 3}, "api": {"alarmNames": ["api-errors"]}}
 
 
-def post(url, body):
-    return json.load(urllib.request.urlopen(urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST")))
-
-
-class Reach(unittest.TestCase):
+class Reach(LocalAwsCase):
     """A local AWS with ami-rollout deployed in the central account, reaching three workload
     accounts in two regions; a fourth workload account has no workload role."""
 
@@ -41,13 +35,10 @@ class Reach(unittest.TestCase):
     GOLDEN_MISSING_IN = ()
     PAST = False  # each group with a past (seed.reach_history)
 
+    RUN_DIR_PREFIX = "ami-rollout-e2e-reach-"
+
     @classmethod
-    def setUpClass(cls):
-        cls.run_dir = Path(tempfile.mkdtemp(prefix="ami-rollout-e2e-reach-"))
-        state = launcher.up(cls.run_dir)
-        cls.moto = f"http://127.0.0.1:{state['motoPort']}"
-        cls.sfn = f"http://127.0.0.1:{state['sfnPort']}"
-        cls.control = f"{cls.moto}/_localaws"
+    def deployed(cls):
         cls.machine = deploy.deploy(cls.sfn, cls.moto, cls.environment(cls.ACCOUNTS))
 
     @staticmethod
@@ -55,22 +46,13 @@ class Reach(unittest.TestCase):
         return {"ASG_CONFIGURATIONS": json.dumps(SETTINGS), "TARGET_ACCOUNTS": ",".join(accounts),
                 "TARGET_REGIONS": ",".join(REGIONS), "WORKLOAD_EXTERNAL_ID": EXTERNAL_ID}
 
-    @classmethod
-    def tearDownClass(cls):
-        launcher.down(cls.run_dir, quiet=True)
-
     def setUp(self):
-        self.started = time.time()
-        post(f"{self.control}/reset", {})
-        deploy.create_holds_table(self.moto)
+        super().setUp()
+        self.reset()
         self.fleet = seed.seed_reach(self.moto, workloads=self.ACCOUNTS, regions=REGIONS,
                                      external_id=EXTERNAL_ID, without_role=(NO_ROLE,),
                                      golden_missing_in=self.GOLDEN_MISSING_IN, past=self.PAST)
         deploy.configure(self.sfn, self.moto, self.environment(self.ACCOUNTS))
-
-    def tearDown(self):
-        print(f"  [{type(self).__name__}.{self._testMethodName}: {time.time() - self.started:.1f} s]",
-              file=sys.stderr)
 
     # --- what the operator sees ----------------------------------------------------------------
 
@@ -423,9 +405,8 @@ class FromAnOrganizationalUnit(Reach):
     time from the central account, which manages the organization here."""
 
     def setUp(self):
-        self.started = time.time()
-        post(f"{self.control}/reset", {})
-        deploy.create_holds_table(self.moto)
+        LocalAwsCase.setUp(self)
+        self.reset()
         self.organization = seed.make_organization(self.moto)
         self.fleet = seed.seed_reach(self.moto, workloads=self.organization["accounts"], regions=REGIONS,
                                      external_id=EXTERNAL_ID, without_role=())

@@ -16,7 +16,6 @@ starts from a reset, freshly seeded fleet.
 
 import json
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -25,8 +24,9 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra/local"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.e2e.case import LocalAwsCase, post  # noqa: E402  (it puts infra/local on the path)
 from localaws import deploy, launcher, rollout, seed  # noqa: E402
 
 BASE_SETTINGS = {"*": {"wave": 2, "minHealthyPercentage": 50, "bakeSeconds": 3}, "web": {"wave": 1}}
@@ -43,36 +43,20 @@ MAP_RUN_FAILED = "States.ExceedToleratedFailureThreshold"
 HOLD_TAG = "ami-rollout:held-by"
 
 
-def post(url, body):
-    return json.load(urllib.request.urlopen(urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST")))
-
-
-class Harness(unittest.TestCase):
+class Harness(LocalAwsCase):
     """A local AWS with ami-rollout deployed, and what an operator looks at."""
 
     BROWNFIELD = False
     EXTRA_GROUPS = 0  # plain groups of one instance each, beside the three main ones
 
     @classmethod
-    def setUpClass(cls):
-        cls.run_dir = Path(tempfile.mkdtemp(prefix="ami-rollout-e2e-"))
-        state = launcher.up(cls.run_dir)
-        cls.moto = f"http://127.0.0.1:{state['motoPort']}"
-        cls.sfn = f"http://127.0.0.1:{state['sfnPort']}"
-        cls.control = f"{cls.moto}/_localaws"
+    def deployed(cls):
         deploy.create_holds_table(cls.moto)
         cls.machine = deploy.deploy(cls.sfn, cls.moto, {"ASG_CONFIGURATIONS": json.dumps(BASE_SETTINGS)})
-        cls.sfn_client = deploy.clients(cls.sfn)[1]
-
-    @classmethod
-    def tearDownClass(cls):
-        launcher.down(cls.run_dir, quiet=True)
 
     def setUp(self):
-        self.started = time.time()
-        post(f"{self.control}/reset", {})
-        deploy.create_holds_table(self.moto)
+        super().setUp()
+        self.reset()
         self.fleet = seed.seed(self.moto, brownfield=self.BROWNFIELD, extra_groups=self.EXTRA_GROUPS)
         self.current, self.golden, self.bad = (self.fleet["amis"][k] for k in ("current", "golden", "bad"))
         self.aws = seed.clients(self.moto, launcher.REGION)
@@ -83,11 +67,6 @@ class Harness(unittest.TestCase):
                          "reference": self.reference(g), "default": self.default_version(g)}
                      for g in self.groups}
         self.configure()
-
-    def tearDown(self):
-        # Each scenario's run time, for the record (timing is never asserted).
-        print(f"  [{type(self).__name__}.{self._testMethodName}: {time.time() - self.started:.1f} s]",
-              file=sys.stderr)
 
     def configure(self, settings=None, **env):
         env = {"ASG_CONFIGURATIONS": json.dumps(settings or BASE_SETTINGS), **env}

@@ -14,6 +14,7 @@ the outcomes there). Dead-letter queues of rules and functions are not deployed.
 import io
 import json
 import os
+import shlex
 import zipfile
 from pathlib import Path
 
@@ -54,12 +55,15 @@ def target_dir() -> Path:
 
 
 def bootstrap_zip(binary: Path) -> bytes:
+    """The code of a function built in the target directory: a `bootstrap` that runs the binary
+    where cargo left it. The local Lambda runs the real binary either way; zipping a debug build
+    (seven of 70 to 95 MB) took 18 s of every deploy and 420 MB of disk per local AWS. The release
+    zips of `make package` (profile "package") are deployed as they are."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
         info = zipfile.ZipInfo("bootstrap")
         info.external_attr = 0o755 << 16
-        info.compress_type = zipfile.ZIP_DEFLATED
-        z.writestr(info, binary.read_bytes())
+        z.writestr(info, f"#!/bin/sh\nexec {shlex.quote(str(binary.resolve()))} \"$@\"\n")
     return buffer.getvalue()
 
 

@@ -31,6 +31,9 @@ REGION = "us-east-1"
 MOTO_SERVICES = ("EC2", "AUTO_SCALING", "ECS", "CLOUDWATCH", "SSM", "STS", "DYNAMODB", "ORGANIZATIONS", "KMS",
                  "IMAGEBUILDER")
 MOTO_ACCOUNT = "123456789012"
+# One clock (clock.py): the calendar runs this many times the wall clock, and Step Functions
+# shortens its Waits by as much, so a Wait and the functions reading the time agree.
+DEFAULT_CLOCK_RATE = 20
 # S3 is ministack's own: a Distributed Map's ItemReader and ResultWriter read and write it in-process.
 # SNS, SQS and Pipes are its own too, so EventBridge rules, topics, queues and pipes deliver in-process
 # (the status topic, Image Builder's notifications through their pipe).
@@ -96,7 +99,10 @@ def read_state(run_dir: Path) -> dict | None:
         return None
 
 
-def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = True, plain: bool = False) -> dict:
+def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = True, plain: bool = False,
+       clock_rate: float | None = None, quiet: bool = False) -> dict:
+    """Starts the local AWS; its calendar runs `clock_rate` times the wall clock (default:
+    LOCALAWS_CLOCK_RATE, else 1)."""
     current = read_state(run_dir)
     if current and all(_alive(p) for p in current["pids"].values()):
         print(f"localaws: already up (moto :{current['motoPort']}, ministack :{current.get('sfnPort')}); env in {run_dir / 'env'}")
@@ -109,7 +115,8 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
     run_dir.mkdir(parents=True, exist_ok=True)
     pids = {}
     # One calendar clock for every process, the functions and this one (clock.py).
-    os.environ[clock.VARIABLE] = clock.make(float(os.environ.get("LOCALAWS_CLOCK_RATE", "1")))
+    rate = clock_rate if clock_rate is not None else float(os.environ.get("LOCALAWS_CLOCK_RATE", DEFAULT_CLOCK_RATE))
+    os.environ[clock.VARIABLE] = clock.make(rate)
     sfn_port = (sfn_port or _free_port()) if ministack else None
     # The fleet services send their events (parameter writes, image builds) to ministack's bus.
     moto_env = dict(os.environ, **({"LOCALAWS_EVENTS": f"http://127.0.0.1:{sfn_port}"} if sfn_port else {}))
@@ -125,7 +132,7 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
     pids["moto"] = moto.pid
     _wait_http(f"http://127.0.0.1:{moto_port}/moto-api/data.json", "moto", moto)
     if ministack:
-        env = dict(os.environ, GATEWAY_PORT=str(sfn_port), BIND_HOST="127.0.0.1", SFN_WAIT_SCALE=os.environ.get("LOCALAWS_SFN_WAIT_SCALE", "0.05"),
+        env = dict(os.environ, GATEWAY_PORT=str(sfn_port), BIND_HOST="127.0.0.1", SFN_WAIT_SCALE=os.environ.get("LOCALAWS_SFN_WAIT_SCALE", f"{1 / rate:g}"),
                    SERVICES="stepfunctions,lambda,sts,iam,logs,events,s3,sns,sqs,pipes", TMPDIR=str(run_dir),
                    # One account across services, as on AWS: moto's default account. Execution
                    # ARNs then name the account that owns the fleet's AMIs.
@@ -138,8 +145,9 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
     record = {"motoPort": moto_port, "sfnPort": sfn_port, "pids": pids, "plain": plain}
     (run_dir / "state.json").write_text(json.dumps(record))
     (run_dir / "env").write_text("".join(f"export {line}\n" for line in env_lines(moto_port, sfn_port)))
-    print(f"localaws: up (moto :{moto_port}{', ministack :' + str(sfn_port) if sfn_port else ''}); "
-          f"env in {run_dir / 'env'}")
+    if not quiet:
+        print(f"localaws: up (moto :{moto_port}{', ministack :' + str(sfn_port) if sfn_port else ''}); "
+              f"env in {run_dir / 'env'}")
     return record
 
 
