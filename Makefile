@@ -45,7 +45,7 @@ lint:
 
 unit: local-venv
 	@if cargo nextest --version >/dev/null 2>&1; then cargo nextest run --workspace; else cargo test --workspace; fi
-	$(LOCAL_PY) -m unittest discover -s $(LOCAL)/tests
+	$(LOCAL_PY) -m pytest $(LOCAL)/tests -n $(E2E_WORKERS) --dist loadfile -p no:cacheprovider -q
 
 # The ASL linters see the definition with its substitutions filled in (render_asl.py).
 check: check-tools validate

@@ -10,6 +10,7 @@ twentieth of their time on the wall, and keep their order and meaning.
 """
 
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -30,6 +31,7 @@ def post(url, body):
 CLOCK_RATE = 20
 HISTORY_TAIL = 12  # events of each execution's history shown for a failing scenario
 LOG_TAIL = 40  # lines of each local AWS log shown for a failing scenario
+ANSWERED = re.compile(r'"[A-Z]+ \S+ HTTP/1\.1" 2\d\d ')  # an access log line of a request that succeeded
 
 
 class LocalAwsCase(unittest.TestCase):
@@ -100,12 +102,13 @@ class LocalAwsCase(unittest.TestCase):
                                                             reverseOrder=True)["events"][:HISTORY_TAIL]
             for event in reversed(history):
                 details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
-                out.append(f"  {event['id']:>4} {event['type']:<28} {json.dumps(details, default=str)[:300]}")
+                said = {k: details[k] for k in ("name", "resource", "error", "cause") if k in details}
+                out.append(f"  {event['id']:>4} {event['type']:<28} {json.dumps(said)[:400]}")
         for log in self.logs():
             with open(log, errors="replace") as f:
                 f.seek(self.log_offsets.get(log.name, 0))
-                lines = f.read().splitlines()[-LOG_TAIL:]
-            out.append(f"--- {log.name}: its last {len(lines)} lines of this scenario")
+                lines = [line for line in f.read().splitlines() if not ANSWERED.search(line)][-LOG_TAIL:]
+            out.append(f"--- {log.name}: its last {len(lines)} lines of this scenario (answered requests left out)")
             out += lines
         return "\n".join(out)
 

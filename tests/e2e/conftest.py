@@ -29,7 +29,7 @@ def pytest_configure(config):
 
 def pytest_runtest_logreport(report):
     """One line per scenario with its run time and worker, as it ends (never asserted)."""
-    if report.when != "call" or not _config:
+    if report.when != "call" or not _config or hasattr(report, "context"):  # a subtest's report
         return
     reporter = _config[0].pluginmanager.get_plugin("terminalreporter")
     scenario = report.nodeid.split("::", 1)[-1].replace("::", ".")

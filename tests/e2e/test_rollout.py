@@ -419,6 +419,31 @@ class FreshFleet(Scenarios, Harness):
             self.assertEqual(len(versions), 1, "nothing changed on the refused group's templates")
 
 
+    def test_a_reset_leaves_nothing_of_the_scenario_before(self):
+        """Scenarios share a local AWS: what one leaves (an execution still running and holding a
+        group, a fault, a bad AMI, an alarm in ALARM, a changed group) is gone for the next."""
+        self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 600, "alarmNames": ["web-5xx"]}})
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "targets": ["web"]})
+        self.wait_for("the refresh", lambda: self.new_refreshes("web"))
+        post(f"{self.control}/faults", {"operation": "DescribeImages", "code": "Throttling", "count": 100})
+        post(f"{self.control}/bad-ami", {"imageId": self.current, "mode": "boot"})
+        post(f"{self.control}/alarm", {"name": "web-5xx", "state": "ALARM"})
+        self.setUp()  # what the next scenario starts from
+        self.assertEqual(self.sfn_client.describe_execution(executionArn=execution)["status"], "ABORTED")
+        self.assertEqual(post(f"{self.control}/bad-ami", {"imageId": self.golden, "mode": None}), {"badAmis": {}})
+        self.aws["ec2"].describe_images(ImageIds=[self.golden])  # no fault left to refuse it
+        [alarm] = self.aws["cloudwatch"].describe_alarms(AlarmNames=["web-5xx"])["MetricAlarms"]
+        self.assertNotEqual(alarm["StateValue"], "ALARM")
+        holds = deploy._client("dynamodb", self.moto).scan(TableName=deploy.HOLDS_TABLE)["Items"]
+        self.assertEqual(holds, [])
+        time.sleep(2)  # the aborted execution, had it gone on, would have acted by now
+        self.assert_untouched()
+        for group in self.groups:
+            self.assertIsNone(self.hold_tag(group), group)
+        result = self.run_rollout(payload={"amiId": self.golden, "targets": ["web"]})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+
+
 class BrownfieldFleet(Scenarios, Harness):
     BROWNFIELD = True
 

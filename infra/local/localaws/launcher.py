@@ -53,6 +53,12 @@ def _port_taken(port: int) -> bool:
 
 def _alive(pid: int) -> bool:
     try:
+        # A server this process started stays a zombie, which signal 0 still finds, until reaped.
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # started by another process (`python -m localaws up`)
+    try:
         os.kill(pid, 0)
         return True
     except OSError:

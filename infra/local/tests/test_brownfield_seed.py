@@ -5,7 +5,6 @@ the fresh seed is what it always was.
 Run: infra/local/.venv/bin/python -m unittest discover -s infra/local/tests -v
 """
 
-import datetime
 import json
 import shutil
 import sys
@@ -19,7 +18,7 @@ from botocore.exceptions import ClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from localaws import launcher, seed  # noqa: E402
+from localaws import clock, launcher, seed  # noqa: E402
 
 FINISHED = set(seed.FINISHED)
 MAIN = {"web": "web", "ecs-prod": "ecs-prod-capacity", "ecs-batch": "ecs-batch-capacity", "mixed": "mixed-capacity"}
@@ -55,7 +54,7 @@ class Brownfield(unittest.TestCase):
         reset()
         started = time.monotonic()
         cls.fleet = seed.seed(MOTO, brownfield=True)
-        cls.seeded_at = datetime.datetime.now(datetime.timezone.utc)
+        cls.seeded_at = clock.utcnow()  # the local AWS stamps times on its calendar clock
         print(f"\nbrownfield seed: {time.monotonic() - started:.2f} s", file=sys.stderr)
         cls.aws = seed.clients(MOTO, launcher.REGION)
         cls.current = cls.fleet["amis"]["current"]
