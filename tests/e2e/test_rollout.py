@@ -9,9 +9,10 @@ versions; $Latest, $Default and pinned references; a mixed-instances group), bec
 "a refresh to version N" or "our versions" must hold on fleets with a past. Executions that truly
 overlap, and the holds and AMI protection between them, run on the brownfield fleet.
 
-Run: infra/local/.venv/bin/python -m unittest discover -s tests/e2e -t .   (make e2e does it)
-Needs the debug binaries (make build). One local AWS serves each class's scenarios; each scenario
-starts from a reset, freshly seeded fleet.
+Run: make e2e (pytest-xdist over E2E_WORKERS), or one class:
+infra/local/.venv/bin/python -m pytest tests/e2e/test_rollout.py::FreshFleet
+Needs the debug binaries (make build). One local AWS serves each class's scenarios (tests/e2e/case.py);
+each scenario starts from a reset, freshly seeded fleet.
 """
 
 import json
@@ -51,7 +52,6 @@ class Harness(LocalAwsCase):
 
     @classmethod
     def deployed(cls):
-        deploy.create_holds_table(cls.moto)
         cls.machine = deploy.deploy(cls.sfn, cls.moto, {"ASG_CONFIGURATIONS": json.dumps(BASE_SETTINGS)})
 
     def setUp(self):

@@ -108,7 +108,7 @@ def read_state(run_dir: Path) -> dict | None:
 def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = True, plain: bool = False,
        clock_rate: float | None = None, quiet: bool = False) -> dict:
     """Starts the local AWS; its calendar runs `clock_rate` times the wall clock (default:
-    LOCALAWS_CLOCK_RATE, else 1)."""
+    LOCALAWS_CLOCK_RATE, else DEFAULT_CLOCK_RATE)."""
     current = read_state(run_dir)
     if current and all(_alive(p) for p in current["pids"].values()):
         print(f"localaws: already up (moto :{current['motoPort']}, ministack :{current.get('sfnPort')}); env in {run_dir / 'env'}")
