@@ -14,11 +14,12 @@ authorized to perform: sts:AssumeRole on resource: <role arn>`) is refused unles
 - with session `Tags` or `TransitiveTagKeys`, `sts:TagSession` is allowed the same way (AWS
   authorises it as an action of its own: the refusal then names `sts:TagSession`).
 
-Conditions evaluated: `StringEquals`, `StringLike`, `StringNotEquals`, `StringNotLike` (and their
-`...IfExists` forms) on `sts:ExternalId`; a missing ExternalId fails StringEquals/StringLike as on
-AWS. Every other condition key or operator (e.g. `ArnLike` on `aws:PrincipalArn`, `aws:RequestTag/`)
-is ignored, i.e. taken as satisfied. Identity policies of the caller, SCPs, permission boundaries
-and session policies are not evaluated (moto evaluates no IAM at all).
+Conditions are evaluated as in identity policies (policy.py): `sts:ExternalId` (a missing one fails
+StringEquals/StringLike as on AWS), `aws:PrincipalArn` (the caller's role for a session),
+`aws:PrincipalAccount`; a key or operator the local AWS does not model fails closed. The caller's
+own identity policies are checked by authorization.py (`sts:AssumeRole`, `sts:TagSession`); SCPs,
+permission boundaries and session policies are not evaluated. A `{"Service": ...}` principal
+matches the local Lambda assuming a function's execution role (SERVICE_HEADER).
 
 Validation as AWS: RoleSessionName must match `[\\w+=,.@-]{2,64}`, ExternalId `[\\w+=,.@:/-]{2,1224}`,
 DurationSeconds must not exceed the role's MaxSessionDuration (ValidationError, 400).
@@ -43,9 +44,14 @@ from moto.iam.models import iam_backends
 from moto.sts.exceptions import STSValidationError
 from moto.sts.responses import TokenResponse
 
+from .policy import Request, Resource, decide
+
 SESSION_NAME = re.compile(r"[\w+=,.@-]*")
 EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]*")
 ROLE_ARN = re.compile(r"arn:(aws[a-z-]*):iam::(\d{12}):role/(.+)")
+# Sent only by the local AWS's own Lambda (stepfunctions.py) when it assumes a function's
+# execution role, as the Lambda service does on AWS; not an AWS header.
+SERVICE_HEADER = "x-localaws-service-principal"
 
 
 class AccessDenied(ServiceException):
@@ -64,20 +70,6 @@ def _listed(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def _wildcard(pattern: str, value: str, case_sensitive: bool = True) -> bool:
-    """IAM's `*` (any run) and `?` (one character) wildcards."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, 0 if case_sensitive else re.IGNORECASE) is not None
-
-
-def _action_matches(statement: dict, action: str) -> bool:
-    if "Action" in statement:
-        return any(_wildcard(a, action, case_sensitive=False) for a in _listed(statement["Action"]))
-    if "NotAction" in statement:
-        return not any(_wildcard(a, action, case_sensitive=False) for a in _listed(statement["NotAction"]))
-    return False
-
-
 def _principal_matches(statement: dict, caller: dict) -> bool:
     principal = statement.get("Principal")
     if principal is None:
@@ -86,44 +78,12 @@ def _principal_matches(statement: dict, caller: dict) -> bool:
         return True
     if not isinstance(principal, dict):
         return False
+    if caller.get("service"):
+        return caller["service"] in _listed(principal.get("Service"))
     for named in _listed(principal.get("AWS")):
         if named == "*" or named in caller["principals"]:
             return True
     return False
-
-
-_STRING_OPERATORS = {
-    "stringequals": lambda want, have: have in want,
-    "stringlike": lambda want, have: any(_wildcard(w, have) for w in want),
-    "stringnotequals": lambda want, have: have not in want,
-    "stringnotlike": lambda want, have: not any(_wildcard(w, have) for w in want),
-}
-
-
-def _conditions_hold(statement: dict, context: dict) -> bool:
-    """The statement's conditions we evaluate (string operators on keys in `context`); any other
-    operator or key is ignored."""
-    for operator, block in (statement.get("Condition") or {}).items():
-        name = operator.lower()
-        if_exists = name.endswith("ifexists")
-        if if_exists:
-            name = name[:-len("ifexists")]
-        test = _STRING_OPERATORS.get(name)
-        if test is None or not isinstance(block, dict):
-            continue
-        for key, wanted in block.items():
-            key = key.lower()
-            if key not in context:
-                continue  # a key we do not evaluate: ignored
-            have = context[key]
-            want = [str(w) for w in _listed(wanted)]
-            if have is None:
-                if if_exists or name.startswith("stringnot"):
-                    continue
-                return False
-            if not test(want, have):
-                return False
-    return True
 
 
 def _statements(document) -> list:
@@ -137,26 +97,31 @@ def _statements(document) -> list:
 
 
 def allowed(document, action: str, caller: dict, context: dict) -> bool:
-    """Whether the trust policy `document` lets `caller` perform `action` on the role."""
-    matching = [s for s in _statements(document)
-                if _action_matches(s, action) and _principal_matches(s, caller) and _conditions_hold(s, context)]
-    if any(s.get("Effect") == "Deny" for s in matching):
-        return False
-    return any(s.get("Effect") == "Allow" for s in matching)
+    """Whether the trust policy `document` lets `caller` perform `action` on the role: the
+    statements naming the caller, evaluated as identity policies are (policy.py)."""
+    statements = [s for s in _statements(document) if _principal_matches(s, caller)]
+    context = {"aws:principalarn": caller.get("role") or caller["arn"], "aws:principalaccount": caller.get("account"),
+               **context}
+    return decide([{"Statement": statements}], Request(action, [Resource("*")], context)).allowed
 
 
 # --- AssumeRole --------------------------------------------------------------------------------
 
 def _caller(response: TokenResponse) -> dict:
     """The caller as moto resolves the request's credentials: its ARN and the principal names a
-    trust policy may use for it."""
+    trust policy may use for it. The local AWS's Lambda assumes a function's execution role as
+    the Lambda service (SERVICE_HEADER)."""
+    service = response.headers.get(SERVICE_HEADER)
+    if service:
+        return {"arn": service, "service": service, "principals": set()}
     user_id, arn, account = response.backend.get_caller_identity(response.get_access_key(), response.region)
     partition = response.partition
     principals = {account, f"arn:{partition}:iam::{account}:root", arn}
     session = response.backend.get_assumed_role_from_access_key(response.get_access_key())
     if session is not None:
         principals.add(session.role_arn)  # a trust policy names the role, not its sessions
-    return {"arn": arn, "account": account, "principals": principals}
+    return {"arn": arn, "account": account, "principals": principals,
+            "role": session.role_arn if session is not None else None}
 
 
 def _check(field: str, value, low: int, high: int, pattern, shown: str) -> None:

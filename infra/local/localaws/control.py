@@ -1,7 +1,8 @@
 """The control endpoint, `/_localaws/...` on the moto port: what tests and the demo use to steer
 the local AWS. Bodies and answers are JSON; account and region default to moto's.
 
-  POST   /_localaws/reset                  moto's backends and every extension's state
+  POST   /_localaws/reset                  moto's backends and every extension's state, but the
+                                           deployed roles and their sessions (authorization.py)
   POST   /_localaws/bad-ami                {"imageId", "mode": "boot"|"ecs"|"root"|null}
   POST   /_localaws/faults                 {"operation", "code", "status": 400, "count": 1, "after": 0}
   DELETE /_localaws/faults
@@ -30,7 +31,7 @@ from urllib.parse import parse_qs
 from moto.core.base_backend import BackendDict
 from moto.moto_api._internal.models import moto_api_backend
 
-from . import copies, events, fleet, imagebuilder, rootvolumes, state
+from . import authorization, copies, events, fleet, imagebuilder, rootvolumes, state
 
 PREFIX = "/_localaws/"
 DEFAULT_ACCOUNT, DEFAULT_REGION = "123456789012", "us-east-1"
@@ -107,7 +108,9 @@ class Control:
         action = path[len(PREFIX):].strip("/")
         sim = state.sim()
         if (method, action) == ("POST", "reset"):
+            kept = authorization.deployment()
             moto_api_backend.reset()
+            authorization.restore(kept)
             state.reset()
             return _json(start_response, "200 OK", {"reset": True})
         if (method, action) == ("POST", "bad-ami"):

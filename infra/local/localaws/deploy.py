@@ -34,7 +34,11 @@ FUNCTIONS = {
     "distribute-ami": "DistributeAmiFunctionArn",
 }
 STATE_MACHINE = "ami-rollout"
+# The state machine's, the rules' and the pipe's role (their permissions are not evaluated here).
 ROLE = f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:role/ami-rollout-local"
+# Roles the deploy makes in moto's IAM survive POST /_localaws/reset, as a stack's roles outlive
+# any change to the fleet (control.py keeps them and their sessions).
+DEPLOYMENT_TAG = {"Key": "localaws:deployment", "Value": STATE_MACHINE}
 HOLDS_TABLE = "ami-rollout-holds"
 PLANS_BUCKET = "ami-rollout-plans"
 # The template's rules deployed with every deploy, and those that start rollouts (`triggers`).
@@ -48,6 +52,65 @@ APPROVAL_QUEUE = "ami-rollout-approvals-watch"
 STATUS_QUEUE = "ami-rollout-status-watch"
 IMAGE_BUILDER_QUEUE = "ami-rollout-image-builder-notifications"
 IMAGE_BUILDER_PIPE = "ami-rollout-image-builder"
+
+
+def function_role(name: str) -> str:
+    """The template's role of a function ("resolve-ami" -> "ResolveAmiRole")."""
+    return "".join(part.capitalize() for part in name.split("-")) + "Role"
+
+
+def role_name(logical: str) -> str:
+    """A role's name as CloudFormation makes it, `<stack>-<logical id>-<suffix>`, without the
+    random suffix: it matches the workload role's trust (`role/<central stack>-*`)."""
+    return f"{STATE_MACHINE}-{logical}"
+
+
+def _physical() -> dict:
+    """What the stack's references in the roles' policies name here."""
+    account, region = launcher.MOTO_ACCOUNT, launcher.REGION
+    physical = {
+        "PlansBucket": PLANS_BUCKET, "PlansBucket.Arn": f"arn:aws:s3:::{PLANS_BUCKET}",
+        "HoldsTable.Arn": f"arn:aws:dynamodb:{region}:{account}:table/{HOLDS_TABLE}",
+        "ApprovalTopic": f"arn:aws:sns:{region}:{account}:{APPROVAL_TOPIC}",
+        "StatusTopic": f"arn:aws:sns:{region}:{account}:{STATUS_TOPIC}",
+        # The topics are not encrypted here (fidelity table): a key ARN of the same form.
+        "StatusTopicKey.Arn": f"arn:aws:kms:{region}:{account}:key/ami-rollout-status-topic",
+        "HoldReleaseDeadLetterQueue.Arn": f"arn:aws:sqs:{region}:{account}:{STATE_MACHINE}-hold-release-dlq",
+        "RolloutStateMachine": f"arn:aws:states:{region}:{account}:stateMachine:{STATE_MACHINE}",
+        "ImageBuilderNotificationQueue.Arn": f"arn:aws:sqs:{region}:{account}:{IMAGE_BUILDER_QUEUE}",
+    }
+    for name in FUNCTIONS:
+        logical = function_role(name).removesuffix("Role")
+        physical[f"{logical}Function.Arn"] = f"arn:aws:lambda:{region}:{account}:function:{STATE_MACHINE}-{name}"
+        physical[f"{logical}Logs.Arn"] = f"arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{STATE_MACHINE}-{name}:*"
+    return physical
+
+
+def create_roles(moto_endpoint: str, parameters: dict | None = None) -> dict:
+    """The functions' roles as the template makes them, in moto's IAM (the central account): the
+    trust policy and every inline policy, with the template's references evaluated. Returns
+    function name -> role ARN. An existing role gets the template's policies again."""
+    template = stack.Stack(_physical(), parameters, region=launcher.REGION, account=launcher.MOTO_ACCOUNT,
+                           name=STATE_MACHINE)
+    iam = _client("iam", moto_endpoint)
+    arns = {}
+    for name in FUNCTIONS:
+        logical = function_role(name)
+        props = template.value(template.template["Resources"][logical]["Properties"])
+        role = role_name(logical)
+        trust = json.dumps(props["AssumeRolePolicyDocument"])
+        try:
+            arns[name] = iam.get_role(RoleName=role)["Role"]["Arn"]
+            iam.update_assume_role_policy(RoleName=role, PolicyDocument=trust)
+            for old in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+                iam.delete_role_policy(RoleName=role, PolicyName=old)
+        except iam.exceptions.NoSuchEntityException:
+            arns[name] = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust,
+                                         Tags=[DEPLOYMENT_TAG])["Role"]["Arn"]
+        for policy in props.get("Policies", []):
+            iam.put_role_policy(RoleName=role, PolicyName=policy["PolicyName"],
+                                PolicyDocument=json.dumps(policy["PolicyDocument"]))
+    return arns
 
 
 def target_dir() -> Path:
@@ -195,6 +258,7 @@ def deploy(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = Non
     lam, sfn = clients(sfn_endpoint)
     create_holds_table(moto_endpoint)
     create_plans_bucket(sfn_endpoint)
+    roles = create_roles(moto_endpoint, parameters)
     arns = {}
     for name, key in FUNCTIONS.items():
         if profile == "package":
@@ -208,7 +272,7 @@ def deploy(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = Non
                 raise SystemExit(f"deploy: {binary} is missing; run `make build` first")
             code = bootstrap_zip(binary)
         function = f"ami-rollout-{name}"
-        config = dict(Runtime="provided.al2023", Handler="bootstrap", Role=ROLE, Timeout=120,
+        config = dict(Runtime="provided.al2023", Handler="bootstrap", Role=roles[name], Timeout=120,
                       MemorySize=512, Environment=function_environment(moto_endpoint, environment, sfn_endpoint),
                       LoggingConfig={"LogFormat": "JSON"})
         try:

@@ -29,8 +29,11 @@ import json
 import os
 import sys
 import urllib.request
+from pathlib import Path
 
 import boto3
+
+from . import stack
 
 ECS_AL2023 = "ami-05fb4f257abd42992"  # moto's copy of the public ECS-optimized AL2023 AMI
 TAG = {"Key": "ami-rollout:enabled", "Value": "true", "PropagateAtLaunch": False}
@@ -443,41 +446,34 @@ def account_clients(endpoint: str, region: str, account: str) -> dict:
     return {s: account_client(endpoint, s, region, account) for s in ("ec2", "autoscaling", "ecs", "cloudwatch", "ssm")}
 
 
-def workload_trust_policy(central: str, external_id: str) -> dict:
-    """The trust policy of infra/aws/workload-account-role.yaml, with sts:TagSession (the functions
-    tag their sessions with the execution ARN, which AWS authorises as sts:TagSession)."""
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow",
-        "Principal": {"AWS": f"arn:aws:iam::{central}:root"},
-        "Action": ["sts:AssumeRole", "sts:TagSession"],
-        "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
-    }]}
-
-
-# The workload role's permissions (infra/aws/workload-account-role.yaml, loosely: moto does not
-# enforce identity policies).
-WORKLOAD_ROLE_POLICY = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Resource": "*", "Action": [
-        "ec2:DescribeImages", "ec2:DescribeInstances", "ec2:DescribeLaunchTemplates",
-        "ec2:DescribeLaunchTemplateVersions", "ec2:CreateLaunchTemplateVersion", "ec2:ModifyLaunchTemplate",
-        "ec2:DeleteLaunchTemplateVersions", "ec2:RunInstances",
-        "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeInstanceRefreshes",
-        "autoscaling:StartInstanceRefresh", "autoscaling:CancelInstanceRefresh",
-        "autoscaling:RollbackInstanceRefresh", "autoscaling:UpdateAutoScalingGroup",
-        "ecs:ListClusters", "ecs:DescribeCapacityProviders", "ecs:DescribeClusters",
-        "ecs:ListContainerInstances", "ecs:ListServices", "ecs:DescribeContainerInstances", "ecs:ListTasks",
-        "ecs:DescribeServices", "ecs:DescribeTasks", "cloudwatch:DescribeAlarms", "ssm:GetParameter",
-        "iam:PassRole"]},
-]}
-
-
-# The operator role of workload-account-role.yaml: its reads only, for the CLI.
+# The operator role of workload-account-role.yaml, for the CLI.
 OPERATOR_ROLE = "ami-rollout-operator"
-OPERATOR_ROLE_POLICY = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Resource": "*", "Action": [
-        a for a in WORKLOAD_ROLE_POLICY["Statement"][0]["Action"]
-        if a.split(":")[1].startswith(("Describe", "List", "Get"))]},
-]}
+WORKLOAD_TEMPLATE = Path(__file__).resolve().parents[3] / "infra/aws/workload-account-role.yaml"
+
+
+def workload_roles(iam, account: str, central: str, role_name: str, external_id: str) -> None:
+    """The roles of infra/aws/workload-account-role.yaml in `account`, as that template makes them
+    (its trust policies and permissions, evaluated for these parameters): the workload role the
+    functions assume, and the read-only operator role, trusting the central account itself."""
+    template = stack.Stack({}, {"CentralAccountId": central, "ExternalId": external_id, "RoleName": role_name,
+                                "OperatorPrincipalArn": f"arn:aws:iam::{central}:root"},
+                           account=account, template=stack.load(WORKLOAD_TEMPLATE))
+    resources = template.template["Resources"]
+    fleet_read = iam.create_policy(
+        PolicyName="ami-rollout-FleetReadPolicy",
+        PolicyDocument=json.dumps(template.value(resources["FleetReadPolicy"]["Properties"]["PolicyDocument"])),
+    )["Policy"]["Arn"]
+    template.physical["FleetReadPolicy"] = fleet_read
+    for logical in ("WorkloadRole", "OperatorRole"):
+        props = template.value(resources[logical]["Properties"])
+        iam.create_role(RoleName=props["RoleName"], MaxSessionDuration=props["MaxSessionDuration"],
+                        AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
+                        Description=f"ami-rollout {logical} (local seed, from workload-account-role.yaml)")
+        for arn in props.get("ManagedPolicyArns", []):
+            iam.attach_role_policy(RoleName=props["RoleName"], PolicyArn=arn)
+        for policy in props.get("Policies", []):
+            iam.put_role_policy(RoleName=props["RoleName"], PolicyName=policy["PolicyName"],
+                                PolicyDocument=json.dumps(policy["PolicyDocument"]))
 
 
 def seed_reach(endpoint: str, central: str = "123456789012", workloads=("111111111111", "222222222222"),
@@ -517,20 +513,7 @@ def seed_reach(endpoint: str, central: str = "123456789012", workloads=("1111111
                 for name, reference in reach_history(Past(w, endpoint, instances), groups, amis).items():
                     manifest["accounts"][account][region]["groups"][name]["reference"] = reference
     for account in workloads:
-        iam = account_client(endpoint, "iam", regions[0], account)
-        iam.create_role(RoleName=role_name, MaxSessionDuration=3600,
-                        AssumeRolePolicyDocument=json.dumps(workload_trust_policy(central, external_id)),
-                        Description="ami-rollout workload-account role (local seed)")
-        iam.put_role_policy(RoleName=role_name, PolicyName="ami-rollout",
-                            PolicyDocument=json.dumps(WORKLOAD_ROLE_POLICY))
-        # Trusting the central account itself, as OperatorPrincipalArn may (no ExternalId).
-        iam.create_role(RoleName=OPERATOR_ROLE, MaxSessionDuration=3600,
-                        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
-                            "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{central}:root"},
-                            "Action": "sts:AssumeRole"}]}),
-                        Description="ami-rollout operator role, read only (local seed)")
-        iam.put_role_policy(RoleName=OPERATOR_ROLE, PolicyName="ami-rollout-read",
-                            PolicyDocument=json.dumps(OPERATOR_ROLE_POLICY))
+        workload_roles(account_client(endpoint, "iam", regions[0], account), account, central, role_name, external_id)
     return manifest
 
 

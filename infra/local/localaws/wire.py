@@ -3,6 +3,8 @@
 - CloudWatch over Smithy rpc-v2-cbor: today's aws-sdk-cloudwatch speaks only CBOR, which moto
   does not parse. The middleware turns a CBOR request into moto's awsJson1_0 and the answer back
   into CBOR, tagging timestamps (CBOR tag 1) from botocore's shape model.
+- Authorization: a request signed by a role session is checked against the role's policies
+  (authorization.py) before anything else, and refused in the service's own shape.
 - Fault injection and AWS-shaped errors: every action goes through `guarded_call_action`, which
   answers an injected fault, and turns a moto crash or a missing action into a modelled AWS error
   in the request's own protocol instead of Werkzeug's HTML 500.
@@ -17,7 +19,7 @@ import cbor2
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult, BaseResponse
 
-from . import state
+from . import authorization, state
 
 CBOR_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
 _cloudwatch_model = botocore.session.get_session().get_service_model("cloudwatch")
@@ -127,10 +129,34 @@ def _serialized_error(response: BaseResponse, code: str, message: str, status: i
 _original_call_action = BaseResponse.call_action
 
 
+def _params(response: BaseResponse) -> dict:
+    """The request's parameters under botocore's names (what authorization reads)."""
+    try:
+        response.parse_parameters(response.normalized_request)
+        return dict(response.params)
+    except Exception:  # a protocol botocore's parser does not take here: JSON bodies as sent
+        try:
+            return json.loads(response.body or "{}")
+        except (TypeError, ValueError):
+            return {}
+
+
+def _authorization_refusal(response: BaseResponse, action: str):
+    session = authorization.session_of(response.get_access_key())
+    if session is None or not authorization.ENFORCED:
+        return None
+    prefix = {"monitoring": "cloudwatch"}.get(response.service_name, response.service_name)
+    call = authorization.Call(_params(response), response.current_account, response.region)
+    return authorization.check(session, f"{prefix}:{action}", call)
+
+
 def guarded_call_action(self: BaseResponse):
     action = self._get_action()
     sim = state.sim()
     sim.calls[action] = sim.calls.get(action, 0) + 1
+    refused = _authorization_refusal(self, action)
+    if refused is not None:
+        return _serialized_error(self, refused.code, refused.message, refused.status)
     for fault in sim.faults:
         if fault.operation == action and fault.count > 0:
             if fault.after > 0:
