@@ -12,6 +12,7 @@ class PlansBucket(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         template = load()
+        cls.template = template
         cls.resources, cls.parameters = template["Resources"], template["Parameters"]
         cls.bucket = cls.resources["PlansBucket"]["Properties"]
 
@@ -52,10 +53,12 @@ class PlansBucket(unittest.TestCase):
             self.assertEqual(symbolic(rule["ExpirationInDays"]), "${PlanRetentionDays}")
         self.assertGreaterEqual(self.parameters["PlanRetentionDays"]["Default"], 14)
 
-    def test_functions_may_run_as_wide_as_a_wave(self):
-        concurrency = self.parameters["FunctionConcurrency"]["Default"]
-        self.assertGreaterEqual(concurrency, self.parameters["MaxConcurrency"]["Default"] * 4,
-                                "a wave's children start together: four functions per target in the first minute")
+    def test_functions_reserve_no_concurrency_unless_asked(self):
+        # Seven functions reserving 100 each need 800 of the account's concurrency (100 stay
+        # unreserved), which new accounts do not have: a deploy would fail.
+        self.assertEqual(self.parameters["FunctionConcurrency"]["Default"], "")
+        reserved = self.template["Globals"]["Function"]["ReservedConcurrentExecutions"]
+        self.assertIn("HasFunctionConcurrency", str(reserved))
 
 
 if __name__ == "__main__":

@@ -136,6 +136,9 @@ fn is_throttling(code: &str) -> bool {
             | "RequestLimitExceeded"
             | "TooManyRequestsException"
             | "RequestThrottled"
+            // S3 (503) and SNS name their throttling so.
+            | "SlowDown"
+            | "Throttled"
     )
 }
 
@@ -302,6 +305,8 @@ mod tests {
             ("Throttling", true, false),
             ("RequestLimitExceeded", true, false),
             ("ThrottlingException", true, false),
+            ("SlowDown", true, false),
+            ("Throttled", true, false),
             ("InternalError", false, true),
             ("ServiceUnavailable", false, true),
             ("AccessDenied", false, false),

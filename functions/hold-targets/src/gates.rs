@@ -152,11 +152,16 @@ struct Outcome {
     outcome: String,
 }
 
-/// SNS subjects are at most 100 characters.
+/// SNS takes a subject of "less than 100 characters", without line breaks or control characters
+/// (Publish API reference). Counted in characters: an execution name may hold non-ASCII ones.
+const SUBJECT_MAX_CHARS: usize = 99;
+
 fn subject(execution: &str, wave: usize) -> String {
-    let mut subject = format!("ami-rollout: approve wave {} of {execution}?", wave + 2);
-    subject.truncate(100);
-    subject
+    format!("ami-rollout: approve wave {} of {execution}?", wave + 2)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(SUBJECT_MAX_CHARS)
+        .collect()
 }
 
 /// What the approvers are told: what the finished wave did and its checks, what the next wave
@@ -256,6 +261,15 @@ mod tests {
 
     use crate::tests::EXECUTION;
     use rollout_core::samples::target;
+
+    #[test]
+    fn a_subject_is_under_100_characters_whatever_the_execution_name() {
+        let name = "ü".repeat(80);
+        let said = subject(&name, 0);
+        assert_eq!(said.chars().count(), SUBJECT_MAX_CHARS);
+        assert!(said.starts_with("ami-rollout: approve wave 2 of üü"), "{said}");
+        assert_eq!(subject("nightly\nrun", 1), "ami-rollout: approve wave 3 of nightlyrun?");
+    }
 
     #[test]
     fn a_window_check_says_when_to_look_again_in_the_wait_s_timestamp_form() {

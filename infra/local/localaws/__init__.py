@@ -3,6 +3,8 @@
 Modules, one concern each:
   state      the simulation's shared state (scaled clock, bad AMIs, faults, refreshes) and its reset
   wire       protocol plumbing: CBOR for CloudWatch, fault injection, AWS-shaped errors
+  policy     IAM policy evaluation (Allow/Deny, wildcards, conditions; unmodelled keys fail closed)
+  authorization  every request of a role session checked against its role's policies, per operation
   accounts   STS AssumeRole refused as AWS does: the role must exist and its trust policy allow the caller
   templates  launch template versions: SourceVersion, ClientToken, deletion, paging
   images     AMIs: deregistration protection, disabled AMIs, no launches from deregistered/disabled ones,
@@ -18,6 +20,7 @@ Modules, one concern each:
   control    the /_localaws control endpoint
   server     the moto server with all of the above loaded
   stepfunctions  ministack with a Map-failure fix
+  execution_roles  the local Lambda runs each function with its execution role's session
   deploy     the functions and the state machine to ministack, as the SAM template would
   rollout    start a rollout as EventBridge does; watch it as a timeline
   demo       the main job (make demo)

@@ -135,6 +135,17 @@ def _kms_key(call: Call, key_id: str) -> Resource:
         return Resource(call.arn("kms", f"key/{key_id}"))
 
 
+def _organization_parent(call: Call, parent: str) -> list:
+    """ou/o-<org>/ou-<id> or root/o-<org>/r-<id>, in the management account (SAR)."""
+    from moto.organizations.models import organizations_backends
+
+    org = getattr(organizations_backends[call.account][PARTITION], "org", None)
+    if org is None:  # no organization: Organizations answers AWSOrganizationsNotInUseException after
+        return STAR
+    kind = "root" if parent.startswith("r-") else "ou"
+    return [Resource(f"arn:{PARTITION}:organizations::{org.master_account_id}:{kind}/{org.id}/{parent}")]
+
+
 STAR = [Resource("*")]
 
 # (IAM action) -> (call -> (resources, context)). Reads answer "*" where the SAR lists no resource
@@ -234,6 +245,15 @@ RESOURCES = {
     **{f"kms:{op}": (lambda call: ([_kms_key(call, call.params["KeyId"])], {}))
        for op in ("CreateGrant", "DescribeKey", "ListGrants", "RevokeGrant", "RetireGrant")},
 }
+RESOURCES.update({
+    # Organizations: the parent listed, an OU or the root (SAR).
+    f"organizations:{op}": (lambda call: (_organization_parent(call, call.params["ParentId"]), {}))
+    for op in ("ListAccountsForParent", "ListOrganizationalUnitsForParent")})
+# Where AWS authorizes otherwise than the Service Authorization Reference says, with the source.
+ERRATA = {
+    "ecs:ListTasks": "by service, with no container instance, on \"*\" (report: cdklabs/construct-hub PR 1207, "
+                     "\"not authorized to perform: ecs:ListTasks on resource: *\"); the SAR lists container-instance",
+}
 # Needs no permission (STS API reference: "No permissions are required to perform this operation").
 UNCHECKED = {"sts:GetCallerIdentity"}
 
@@ -281,7 +301,7 @@ def role_policies(session: Session) -> list:
         return []
     documents = [json.loads(d) if isinstance(d, str) else d for d in role.policies.values()]
     for policy in role.managed_policies.values():
-        document = policy.default_version.document if hasattr(policy, "default_version") else policy.document
+        document = next(v.document for v in policy.versions if v.is_default)
         documents.append(json.loads(document) if isinstance(document, str) else document)
     return documents
 

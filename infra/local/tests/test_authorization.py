@@ -179,7 +179,8 @@ class Authorization(LocalServerTestCase):
         target = f"arn:aws:iam::{workload}:role/ami-rollout-workload"
         roles = deploy.create_roles(self.endpoint)
         sts = self.client("sts", self.session(roles["start-refresh"]))
-        sts.assume_role(RoleArn=target, RoleSessionName="rollout", ExternalId="local-external-id")
+        keys = sts.assume_role(RoleArn=target, RoleSessionName="rollout", ExternalId="local-external-id")["Credentials"]
+        self.client("autoscaling", keys).describe_auto_scaling_groups()  # its managed FleetReadPolicy
         other = self.client("sts", self.session(self.role("other-stack-fn", [
             {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}])))
         self.refused(lambda: other.assume_role(RoleArn=target, RoleSessionName="rollout", ExternalId="local-external-id"),
