@@ -208,6 +208,23 @@ class AcrossAccounts(Reach):
                     self.assertEqual(images, [self.ami("current", region)], f"{account}/{region}/{group}")
 
 
+    def test_a_workload_role_without_the_refresh_statement_refuses_it_there_and_changes_nothing_after(self):
+        # The workload role is workload-account-role.yaml's; here its refresh statement is taken
+        # out in one account, and the rollout is refused there as AWS would refuse it.
+        iam = seed.account_client(self.moto, "iam", REGIONS[0], SECOND)
+        role = self.fleet["roleName"]
+        policy = iam.get_role_policy(RoleName=role, PolicyName="roll-out-and-back")["PolicyDocument"]
+        policy["Statement"] = [s for s in policy["Statement"] if "autoscaling:StartInstanceRefresh" not in s["Action"]]
+        iam.put_role_policy(RoleName=role, PolicyName="roll-out-and-back", PolicyDocument=json.dumps(policy))
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "accounts": [SECOND],
+                                   "regions": ["eu-west-1"]})
+        self.assertEqual(result["status"], "FAILED", result["log"])
+        self.assertIn(f"assumed-role/{role}/", result["log"])
+        self.assertIn("is not authorized to perform: autoscaling:StartInstanceRefresh", result["log"])
+        for group, images in self.amis_on(SECOND, "eu-west-1").items():
+            self.assertEqual(images, [self.ami("current", "eu-west-1")], group)
+
+
 class WithAPast(Reach):
     """Every workload group was rolled out before: `web` on `$Latest` after three refreshes (one of
     them to a bad AMI, rolled back by hand), `api` on `$Default` after one; executions overlap."""
@@ -325,6 +342,22 @@ class AmiMissingInARegion(Reach):
         self.assertIn("in eu-west-1", result["cause"])
         self.assertIn(f"{CANARY}/eu-west-1/web", result["cause"])
         self.assert_untouched()
+
+    def test_without_its_copy_statement_distribute_ami_is_refused_and_nothing_changes(self):
+        central = self.fleet["central"]
+        keys = seed.make_copy_keys(self.moto, central, REGIONS, workloads=self.ACCOUNTS)
+        deploy.configure(self.sfn, self.moto, {**self.environment(self.ACCOUNTS), "AMI_DISTRIBUTION": "copy",
+                                               "AMI_COPY_KMS_KEYS": json.dumps({"eu-west-1": keys["eu-west-1"]})})
+        deploy.create_roles(self.moto, without={"distribute-ami": "ec2:CopyImage"})
+        try:
+            result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "maxConcurrency": 12})
+        finally:
+            deploy.create_roles(self.moto)
+        self.assertEqual(result["status"], "FAILED", result["log"])
+        self.assertIn("is not authorized to perform: ec2:CopyImage", result["log"])
+        for account, region in self.places():
+            for group, images in self.amis_on(account, region).items():
+                self.assertEqual(images, [self.ami("current", region)], f"{account}/{region}/{group}")
 
     def test_with_copy_on_the_ami_is_copied_encrypted_and_shared_then_rolled_out(self):
         central = self.fleet["central"]

@@ -86,10 +86,12 @@ def _physical() -> dict:
     return physical
 
 
-def create_roles(moto_endpoint: str, parameters: dict | None = None) -> dict:
+def create_roles(moto_endpoint: str, parameters: dict | None = None, without: dict | None = None) -> dict:
     """The functions' roles as the template makes them, in moto's IAM (the central account): the
     trust policy and every inline policy, with the template's references evaluated. Returns
-    function name -> role ARN. An existing role gets the template's policies again."""
+    function name -> role ARN. An existing role gets the template's policies again. `without`
+    (function name -> action) leaves out the statements of that role granting the action, to show
+    what needs them."""
     template = stack.Stack(_physical(), parameters, region=launcher.REGION, account=launcher.MOTO_ACCOUNT,
                            name=STATE_MACHINE)
     iam = _client("iam", moto_endpoint)
@@ -108,9 +110,17 @@ def create_roles(moto_endpoint: str, parameters: dict | None = None) -> dict:
             arns[name] = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust,
                                          Tags=[DEPLOYMENT_TAG])["Role"]["Arn"]
         for policy in props.get("Policies", []):
-            iam.put_role_policy(RoleName=role, PolicyName=policy["PolicyName"],
-                                PolicyDocument=json.dumps(policy["PolicyDocument"]))
+            document = dict(policy["PolicyDocument"])
+            if (without or {}).get(name):
+                document["Statement"] = [s for s in document["Statement"]
+                                         if without[name] not in _listed(s.get("Action"))]
+            if document["Statement"]:
+                iam.put_role_policy(RoleName=role, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
     return arns
+
+
+def _listed(value) -> list:
+    return [value] if isinstance(value, str) else list(value or [])
 
 
 def target_dir() -> Path:
