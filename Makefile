@@ -27,7 +27,7 @@ help:
 	@echo "make screenshot  the demo, saving its first `ami-rollout watch` as docs/watch.svg (the README picture)"
 	@echo "make package  seven release bootstrap.zip files in $(DIST)/ (cargo-lambda, x86_64)"
 	@echo "make bench    the DESIGN §8 numbers: zip sizes, cold start and memory vs Python, planning 1,000 groups"
-	@echo "make validate cfn-lint, checkov and the IAM permission-coverage test on infra/aws"
+	@echo "make validate cfn-lint, checkov, parliament and the IAM permission-coverage test on infra/aws"
 	@echo "make deploy   package, then sam deploy (guided the first time)"
 	@echo "make local-up / local-down / local-seed   the local AWS by hand (infra/local/README.md)"
 
@@ -62,11 +62,13 @@ tests/bench/.venv/.installed: tests/bench/requirements.txt
 	tests/bench/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
 	touch $@
 
-# Templates: cfn-lint, checkov (suppressions are justified in the templates), and the test that
-# every AWS call in a function's code is allowed by its role.
+# Templates: cfn-lint, checkov and parliament (an IAM linter; suppressions are justified in the
+# templates, with their source), and the test that every AWS call in a function's code is allowed
+# by its role.
 validate: check-tools
 	$(CHECK)/.venv/bin/cfn-lint infra/aws/*.yaml
 	$(CHECK)/.venv/bin/checkov -d infra/aws --framework cloudformation --quiet --compact --skip-download
+	$(CHECK)/.venv/bin/python $(CHECK)/iam_lint.py
 	$(CHECK)/.venv/bin/python -m unittest discover -s tests/iam
 
 # First use: guided (asks for the stack name, region and parameters, saves samconfig.toml).

@@ -106,6 +106,8 @@ class Stack:
         if name == "Select":
             index, items = self.value(arg[0]), self.value(arg[1])
             return items[int(index)]
+        if name == "Split":
+            return str(self.value(arg[1])).split(self.value(arg[0]))
         if name == "Join":
             return self.value(arg[0]).join(str(v) for v in self.value(arg[1]))
         if name == "If":
