@@ -195,6 +195,13 @@ impl Context {
     /// The rollout's configuration and clients as the functions have them, except that workload
     /// accounts are entered through the operator role, read-only.
     pub async fn as_functions(&self) -> CliResult<(Config, Clients)> {
+        let (config, clients) = self.functions_environment().await?;
+        let document = clients.store()?.settings().await?;
+        Ok((config.with_settings(document), clients))
+    }
+
+    /// `as_functions` without reading the settings document.
+    pub async fn functions_environment(&self) -> CliResult<(Config, Clients)> {
         let env = self.function_environment().await?;
         let lookup = |name: &str| {
             env.get(name)

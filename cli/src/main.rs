@@ -10,6 +10,7 @@ mod executions;
 mod fleet_view;
 mod output;
 mod plan;
+mod settings;
 mod start;
 mod undo;
 mod watch;
@@ -55,6 +56,8 @@ enum Command {
     Reject(approve::RejectArgs),
     /// Groups and standalone instances not on the approved AMI; exit status 2 when any is found.
     Drift(drift::DriftArgs),
+    /// The per-target settings the functions plan with: show them, validate a file, put it.
+    Settings(settings::SettingsArgs),
     /// Shell completions, written to standard output.
     Completions {
         #[arg(value_enum)]
@@ -92,6 +95,7 @@ async fn main() -> ExitCode {
         Command::Drift(args) => drift::run(&context, &out, args).await,
         Command::Approve(args) => approve::approve(&context, &out, args).await,
         Command::Reject(args) => approve::reject(&context, &out, args).await,
+        Command::Settings(args) => settings::run(&context, &out, args).await,
         Command::Completions { .. } => unreachable!("handled above"),
     };
     match result {

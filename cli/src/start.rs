@@ -38,7 +38,7 @@ pub struct TriggerArgs {
     /// An explicit wave, its targets comma-separated; repeat for each wave, in order.
     #[arg(long = "wave", value_name = "T1,T2,...")]
     pub waves: Vec<String>,
-    /// Settings over the configured ones, as ASG_CONFIGURATIONS takes them: JSON or @file.
+    /// Settings over the settings document's, in its form: JSON or @file.
     #[arg(long, value_name = "JSON|@FILE")]
     pub settings: Option<String>,
     /// `execution` (every touched target) or `wave` (the failed wave only).

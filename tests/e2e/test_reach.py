@@ -208,6 +208,18 @@ class AcrossAccounts(Reach):
                     self.assertEqual(images, [self.ami("current", region)], f"{account}/{region}/{group}")
 
 
+    def test_a_group_chosen_by_name_that_the_workload_role_may_not_change_is_refused_before_anything_changes(self):
+        group = self.fleet["accounts"][SECOND]["eu-west-1"]["groups"]["web"]["name"]
+        seed.account_client(self.moto, "autoscaling", "eu-west-1", SECOND).delete_tags(Tags=[
+            {"ResourceId": group, "ResourceType": "auto-scaling-group", "Key": "ami-rollout:enabled"}])
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "targets": [group],
+                                   "accounts": [SECOND], "regions": ["eu-west-1"]})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "PreflightFailed"), result["log"])
+        self.assertIn(f"{SECOND}/eu-west-1/{group}", result["cause"])
+        self.assertIn("not tagged ami-rollout:enabled=true", result["cause"])
+        for name, images in self.amis_on(SECOND, "eu-west-1").items():
+            self.assertEqual(images, [self.ami("current", "eu-west-1")], name)
+
     def test_a_workload_role_without_the_refresh_statement_refuses_it_there_and_changes_nothing_after(self):
         # The workload role is workload-account-role.yaml's; here its refresh statement is taken
         # out in one account, and the rollout is refused there as AWS would refuse it.

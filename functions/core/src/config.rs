@@ -27,7 +27,11 @@ pub struct Config {
     /// How many standalone instances of one account-region have their root replaced at once
     /// (`INSTANCE_MAX_CONCURRENCY`, default 1: each replacement reboots its instance).
     pub instance_concurrency: u32,
+    /// Per-target settings, from the settings document (`store::SETTINGS_KEY`): too large for
+    /// the functions' environment, which AWS caps at 4 KB.
     pub settings: SettingsMap,
+    /// The settings document's object version these settings came from (pinned in each plan).
+    pub settings_version: Option<String>,
     pub allowed_ami_owners: Vec<String>,
     pub rollback_scope: RollbackScope,
     pub max_concurrency: u32,
@@ -56,6 +60,15 @@ impl Config {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// The configuration with the settings document's settings (none put: the defaults).
+    pub fn with_settings(mut self, document: Option<crate::store::SettingsDocument>) -> Self {
+        if let Some(document) = document {
+            self.settings = document.settings;
+            self.settings_version = document.version;
+        }
+        self
+    }
+
     /// Reads the configuration through `lookup` (the environment in production, a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> StepResult<Self> {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_string());
@@ -63,10 +76,6 @@ impl Config {
             None => Some(parse_tag(DEFAULT_TARGET_TAG)?),
             Some(tag) if tag.is_empty() => None,
             Some(tag) => Some(parse_tag(&tag)?),
-        };
-        let settings = match get("ASG_CONFIGURATIONS") {
-            Some(json) if !json.is_empty() => SettingsMap::parse(&json)?,
-            _ => SettingsMap::default(),
         };
         let rollback_scope = match get("ROLLBACK_SCOPE") {
             Some(scope) if !scope.is_empty() => scope.parse()?,
@@ -87,7 +96,9 @@ impl Config {
             target_instances: parse_list("TARGET_INSTANCES", get("TARGET_INSTANCES"))?,
             excluded_instances: parse_list("EXCLUDED_INSTANCES", get("EXCLUDED_INSTANCES"))?,
             instance_concurrency: validate_concurrency(instance_concurrency)?,
-            settings,
+            // The settings document's, read by `with_settings_document`.
+            settings: SettingsMap::default(),
+            settings_version: None,
             allowed_ami_owners: parse_list("ALLOWED_AMI_OWNERS", get("ALLOWED_AMI_OWNERS"))?,
             rollback_scope,
             max_concurrency: validate_concurrency(max_concurrency)?,
@@ -284,10 +295,6 @@ mod tests {
             ),
             (vec![("AMI_COPY_KMS_KEYS", "[\"k\"]")], "AMI_COPY_KMS_KEYS"),
             (vec![("AMI_COPY_KMS_KEYS", r#"{"moon": "k"}"#)], "\"moon\""),
-            (
-                vec![("ASG_CONFIGURATIONS", "{not json")],
-                "ASG_CONFIGURATIONS",
-            ),
         ] {
             let err = config(&vars).unwrap_err();
             assert_eq!(err.name(), "InvalidInput");

@@ -269,6 +269,9 @@ pub struct Plan {
     pub copies: Vec<AmiCopy>,
     pub waves: Vec<Vec<Target>>,
     pub settings: SettingsMap,
+    /// The version of the settings document the settings came from (before a start's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_version: Option<String>,
     /// Groups left out, with the reason.
     pub skipped: Vec<Skipped>,
     pub skipped_count: usize,

@@ -16,6 +16,24 @@ use crate::error::{StepError, StepResult};
 pub const DEFAULT_WORKLOAD_ROLE: &str = "ami-rollout-workload";
 /// The session tag that carries the full execution ARN (the session name holds only 64 characters).
 pub const SESSION_TAG: &str = "ami-rollout:execution";
+/// The tag a group or instance of a workload account must carry for the workload role to change
+/// it (the role template's `ResourceTag` conditions): what preflight checks there.
+pub const WORKLOAD_OPT_IN: (&str, &str) = ("ami-rollout:enabled", "true");
+
+/// Why a target of a workload account that lacks WORKLOAD_OPT_IN cannot be rolled out, or None.
+pub fn workload_opt_in_refusal(
+    account: Option<&str>,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    let account = account?;
+    let (key, value) = WORKLOAD_OPT_IN;
+    (tags.get(key).map(String::as_str) != Some(value)).then(|| {
+        format!(
+            "it is not tagged {key}={value}, and the workload role of account {account} changes only \
+             targets that are (infra/aws/workload-account-role.yaml): tag it, or leave it out"
+        )
+    })
+}
 /// Session names are at most 64 characters (IAM).
 const MAX_SESSION_NAME: usize = 64;
 
@@ -220,6 +238,16 @@ pub fn validate_region(region: &str) -> StepResult<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_opt_in_tag_is_the_one_the_workload_role_requires() {
+        let role = include_str!("../../../infra/aws/workload-account-role.yaml");
+        let (key, value) = WORKLOAD_OPT_IN;
+        assert!(
+            role.contains(&format!("ResourceTag/{key}\": \"{value}\"")),
+            "the role template's ResourceTag conditions name {key}={value}"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -1,5 +1,5 @@
 //! Per-group rollout settings: one default layer (`"*"`) and per-group overrides, as operators
-//! write them in `ASG_CONFIGURATIONS` or in a manual start's `settings`.
+//! write them in the settings document (`ami-rollout settings put`, store.rs) or in a manual start's `settings`.
 
 use std::collections::BTreeMap;
 
@@ -313,13 +313,10 @@ pub struct SettingsMap(pub BTreeMap<String, RefreshSettings>);
 impl SettingsMap {
     pub const DEFAULT_KEY: &'static str = "*";
 
-    /// Parses the `ASG_CONFIGURATIONS` JSON object.
+    /// Parses a settings JSON object (the settings document, a start's `settings`).
     pub fn parse(json: &str) -> StepResult<Self> {
-        let map: Self = serde_json::from_str(json).map_err(|e| {
-            StepError::invalid(format!(
-                "ASG_CONFIGURATIONS is not valid settings JSON: {e}"
-            ))
-        })?;
+        let map: Self = serde_json::from_str(json)
+            .map_err(|e| StepError::invalid(format!("not valid settings JSON: {e}")))?;
         map.validate()?;
         Ok(map)
     }

@@ -12,6 +12,10 @@
 //!   `lane-<m>/`.
 //!
 //! The bucket's lifecycle rule expires them after a few weeks.
+//!
+//! `settings/settings.json` is the settings document: the per-target settings (`SettingsMap`),
+//! too large for the functions' environment (AWS caps it at 4 KB). The bucket is versioned: each
+//! plan records the version it was made from, and earlier versions stay readable.
 
 use aws_sdk_s3::primitives::ByteStream;
 use serde::de::DeserializeOwned;
@@ -19,6 +23,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{StepError, StepResult};
 use crate::model::{Lane, LaneConcurrency, Plan, PlanSummary, Target, TargetKind, WaveRef};
+use crate::settings::SettingsMap;
+
+/// Where the settings document lives in the plans bucket.
+pub const SETTINGS_KEY: &str = "settings/settings.json";
+
+/// The settings document as read: its settings and the object version they came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingsDocument {
+    pub settings: SettingsMap,
+    pub version: Option<String>,
+    pub text: String,
+}
 
 /// The plans bucket and a client for it.
 #[derive(Clone, Debug)]
@@ -134,6 +150,59 @@ impl PlanStore {
             .map_err(|e| {
                 StepError::invalid(format!("s3://{bucket}/{key} is not what was written: {e}"))
             })
+    }
+
+    /// The settings document, `None` when none was put (every target then has the defaults).
+    pub async fn settings(&self) -> StepResult<Option<SettingsDocument>> {
+        let out = match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(SETTINGS_KEY)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(err) => return Err(StepError::from_sdk("GetObject", err)),
+        };
+        let version = out.version_id().map(str::to_string);
+        let location = format!("s3://{}/{SETTINGS_KEY}", self.bucket);
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StepError::AwsTransient {
+                operation: "GetObject".into(),
+                message: format!("{location}: reading the body failed: {e}"),
+            })?;
+        let text = String::from_utf8(bytes.into_bytes().to_vec())
+            .map_err(|e| StepError::invalid(format!("{location} is not UTF-8: {e}")))?;
+        let settings = SettingsMap::parse(&text)
+            .map_err(|e| StepError::invalid(format!("the settings document {location}: {e}")))?;
+        Ok(Some(SettingsDocument {
+            settings,
+            version,
+            text,
+        }))
+    }
+
+    /// Validates `text` as settings and puts it as the settings document; returns its version.
+    pub async fn put_settings(&self, text: &str) -> StepResult<Option<String>> {
+        SettingsMap::parse(text)?;
+        let out = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(SETTINGS_KEY)
+            .content_type("application/json")
+            .body(ByteStream::from(text.as_bytes().to_vec()))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("PutObject", e))?;
+        Ok(out.version_id().map(str::to_string))
     }
 
     /// Which execution planned `ami` from the parameter `name`, if one did.
@@ -435,6 +504,7 @@ mod tests {
                 })
                 .collect(),
             skipped_count: skipped.len(),
+            settings_version: None,
             target_count: waves.iter().map(|w| w.len()).sum(),
             max_concurrency: 5,
             instance_concurrency: 1,

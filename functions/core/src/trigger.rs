@@ -123,7 +123,7 @@ pub struct Overrides {
     /// Explicit waves of group names, in order; groups not named run in a last wave.
     #[serde(default)]
     pub waves: Option<Vec<Vec<String>>>,
-    /// Settings layered over `ASG_CONFIGURATIONS`.
+    /// Settings layered over the settings document's.
     #[serde(default)]
     pub settings: Option<SettingsMap>,
     #[serde(default)]

@@ -267,8 +267,14 @@ mod tests {
         let name = "ü".repeat(80);
         let said = subject(&name, 0);
         assert_eq!(said.chars().count(), SUBJECT_MAX_CHARS);
-        assert!(said.starts_with("ami-rollout: approve wave 2 of üü"), "{said}");
-        assert_eq!(subject("nightly\nrun", 1), "ami-rollout: approve wave 3 of nightlyrun?");
+        assert!(
+            said.starts_with("ami-rollout: approve wave 2 of üü"),
+            "{said}"
+        );
+        assert_eq!(
+            subject("nightly\nrun", 1),
+            "ami-rollout: approve wave 3 of nightlyrun?"
+        );
     }
 
     #[test]

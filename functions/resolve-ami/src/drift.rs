@@ -235,7 +235,7 @@ pub async fn scheduled(
     now: Epoch,
 ) -> StepResult<DriftReport> {
     let source = request.drift_check.source()?;
-    let config = Config::from_env()?;
+    let config = Config::from_env()?.with_settings(clients.store()?.settings().await?);
     let report = check(clients, &config, &source, now).await?;
     // PutMetricData takes at most 1,000 values a call.
     for data in metrics(&report).chunks(1_000) {

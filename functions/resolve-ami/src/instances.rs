@@ -166,6 +166,11 @@ pub(crate) fn wave_from_tag(settings: &mut SettingsMap, facts: &InstanceFacts) {
 pub(crate) fn decide(ami: &Ami, placed: &PlacedInstance) -> Decision {
     let ami = placed.ami.as_ref().unwrap_or(ami);
     let facts = &placed.facts;
+    if let Some(reason) =
+        rollout_core::reach::workload_opt_in_refusal(placed.account.as_deref(), &facts.tags)
+    {
+        return Decision::Refuse(reason);
+    }
     if let Some((owner, _)) = facts.owner() {
         return Decision::Skip(format!(
             "{owner}, which replaces its own instances: not a standalone instance"

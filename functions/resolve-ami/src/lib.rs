@@ -109,7 +109,7 @@ pub async fn resolve_and_store(
             .into_plan(asked.skip_changed)?
         }
         None => {
-            let config = Config::from_env()?;
+            let config = Config::from_env()?.with_settings(store.settings().await?);
             match resolve(clients, &config, &request.execution, &request.trigger, now)
                 .await?
                 .into_plan()
@@ -321,6 +321,7 @@ pub async fn resolve(
     plan.skipped_count = skipped.len();
     plan.skipped = skipped;
     plan.trigger = trigger.description;
+    plan.settings_version = config.settings_version.clone();
     plan.max_concurrency = max_concurrency;
     plan.instance_concurrency = instance_concurrency;
     plan.rollback_scope = trigger
@@ -788,6 +789,8 @@ pub struct GroupFacts {
     /// Execution whose refresh to the new AMI is running on the group right now.
     pub rollout_in_progress: Option<String>,
     pub ecs: Option<EcsCapacity>,
+    /// The group's tags (the workload role changes only opted-in groups).
+    pub tags: BTreeMap<String, String>,
 }
 
 impl GroupFacts {
@@ -805,6 +808,11 @@ pub(crate) enum Decision {
 
 fn decide(ami: &Ami, g: &GroupFacts, settings: &RefreshSettings) -> Decision {
     let ami = g.ami.as_ref().unwrap_or(ami);
+    if let Some(reason) =
+        rollout_core::reach::workload_opt_in_refusal(g.account.as_deref(), &g.tags)
+    {
+        return Decision::Refuse(reason);
+    }
     let template = match &g.template {
         Some(Ok(t)) => t,
         Some(Err(reason)) => return Decision::Refuse(reason.clone()),
@@ -976,6 +984,7 @@ pub fn plan_with_instances(
         settings: settings.retain_groups(names.iter().map(String::as_str)),
         skipped,
         skipped_count: 0,
+        settings_version: None,
         target_count,
         max_concurrency: rollout_core::config::DEFAULT_MAX_CONCURRENCY,
         instance_concurrency: 1,
@@ -1253,6 +1262,11 @@ async fn gather_facts(
                 ecs,
                 template: Some(template),
                 name,
+                tags: g
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                    .collect(),
                 ..Default::default()
             }
         })

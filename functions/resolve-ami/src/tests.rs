@@ -445,12 +445,42 @@ async fn plans_a_tagged_fleet_from_batched_describes() {
 
 /// `group` in `account` and `region`, whose region's AMI is `ami` there.
 fn placed(name: &str, account: &str, region: &str, ami_there: Option<Ami>) -> GroupFacts {
+    let (key, value) = rollout_core::reach::WORKLOAD_OPT_IN;
     GroupFacts {
         account: Some(account.into()),
         region: Some(region.into()),
         ami: ami_there,
+        tags: [(key.to_string(), value.to_string())].into(),
         ..group(name, "3", OLD)
     }
+}
+
+#[test]
+fn a_workload_group_the_workload_role_may_not_change_is_refused_before_anything_changes() {
+    let untagged = GroupFacts {
+        tags: Default::default(),
+        ..placed("web", "111111111111", "eu-west-1", None)
+    };
+    let err = plan(&ami(), vec![untagged], &SettingsMap::default(), None).unwrap_err();
+    assert_eq!(err.name(), "PreflightFailed");
+    let said = err.to_string();
+    assert!(said.contains("111111111111/eu-west-1/web"), "{said}");
+    assert!(
+        said.contains("not tagged ami-rollout:enabled=true"),
+        "{said}"
+    );
+    assert!(
+        said.contains("workload role of account 111111111111"),
+        "{said}"
+    );
+    // At home the functions' own roles change any group the reach names.
+    plan(
+        &ami(),
+        vec![group("web", "3", OLD)],
+        &SettingsMap::default(),
+        None,
+    )
+    .unwrap();
 }
 
 fn in_eu() -> Ami {

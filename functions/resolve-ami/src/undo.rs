@@ -390,6 +390,7 @@ mod tests {
             settings: run.settings.clone(),
             skipped: Vec::new(),
             skipped_count: 0,
+            settings_version: None,
             target_count: targets,
             max_concurrency: 5,
             instance_concurrency: 1,

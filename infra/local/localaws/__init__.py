@@ -20,7 +20,7 @@ Modules, one concern each:
   control    the /_localaws control endpoint
   server     the moto server with all of the above loaded
   stepfunctions  ministack with a Map-failure fix
-  execution_roles  the local Lambda runs each function with its execution role's session
+  lambda_service  the local Lambda: each function runs with its execution role's session; 4 KB environments
   deploy     the functions and the state machine to ministack, as the SAM template would
   rollout    start a rollout as EventBridge does; watch it as a timeline
   demo       the main job (make demo)

@@ -162,12 +162,36 @@ def create_holds_table(moto_endpoint: str) -> None:
 
 
 def create_plans_bucket(sfn_endpoint: str) -> None:
-    """The plans bucket as the SAM template makes it, if missing (ministack serves S3)."""
+    """The plans bucket as the SAM template makes it, if missing (ministack serves S3): versioned,
+    for the settings document."""
     s3 = _client("s3", sfn_endpoint)
     try:
         s3.create_bucket(Bucket=PLANS_BUCKET)
     except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
         pass
+    s3.put_bucket_versioning(Bucket=PLANS_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+
+
+# The settings document (functions/core/src/store.rs SETTINGS_KEY), which `ami-rollout settings put`
+# writes on AWS.
+SETTINGS_KEY = "settings/settings.json"
+SETTINGS = "ASG_CONFIGURATIONS"
+
+
+def put_settings(sfn_endpoint: str, environment: dict | None) -> dict:
+    """`environment` without its per-target settings, which go into the settings document as
+    `ami-rollout settings put` puts them (the tests and the demo give them as ASG_CONFIGURATIONS,
+    the variable they once were; without it, the document is deleted: every target has the
+    defaults, as a configuration without the variable had). Returns the rest, for the functions'
+    environment."""
+    environment = dict(environment or {})
+    s3 = _client("s3", sfn_endpoint)
+    if SETTINGS in environment:
+        s3.put_object(Bucket=PLANS_BUCKET, Key=SETTINGS_KEY, Body=environment.pop(SETTINGS).encode(),
+                      ContentType="application/json")
+    else:
+        s3.delete_object(Bucket=PLANS_BUCKET, Key=SETTINGS_KEY)
+    return environment
 
 
 def function_environment(moto_endpoint: str, environment: dict | None, sfn_endpoint: str) -> dict:
@@ -188,6 +212,7 @@ def function_environment(moto_endpoint: str, environment: dict | None, sfn_endpo
 def configure(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = None) -> None:
     """Changes only the functions' configuration (what a SAM parameter change does)."""
     lam, _ = clients(sfn_endpoint)
+    environment = put_settings(sfn_endpoint, environment)
     for name in FUNCTIONS:
         lam.update_function_configuration(
             FunctionName=f"ami-rollout-{name}",
@@ -268,6 +293,7 @@ def deploy(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = Non
     lam, sfn = clients(sfn_endpoint)
     create_holds_table(moto_endpoint)
     create_plans_bucket(sfn_endpoint)
+    environment = put_settings(sfn_endpoint, environment)
     roles = create_roles(moto_endpoint, parameters)
     arns = {}
     for name, key in FUNCTIONS.items():

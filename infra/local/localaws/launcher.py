@@ -143,7 +143,7 @@ def up(run_dir: Path, moto_port: int = 0, sfn_port: int = 0, ministack: bool = T
                    # One account across services, as on AWS: moto's default account. Execution
                    # ARNs then name the account that owns the fleet's AMIs.
                    MINISTACK_ACCOUNT_ID=MOTO_ACCOUNT,
-                   # Lambda assumes each function's execution role in moto's STS (execution_roles.py).
+                   # Lambda assumes each function's execution role in moto's STS (lambda_service.py).
                    LOCALAWS_MOTO=f"http://127.0.0.1:{moto_port}")
         with open(run_dir / "ministack.log", "w") as stack_log:
             stack = subprocess.Popen([sys.executable, "-m", "localaws.stepfunctions"], cwd=HERE, env=env,

@@ -883,9 +883,9 @@ engine._invoke_with_callback = _invoke_with_callback
 
 # The bus's service events, a service's publishes, and pipes from SQS queues (bus.py).
 from . import bus  # noqa: E402
-from . import execution_roles  # noqa: E402
+from . import lambda_service  # noqa: E402
 
-execution_roles.install()
+lambda_service.install()
 
 bus.install()
 

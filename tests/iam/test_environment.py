@@ -1,0 +1,70 @@
+"""The functions' environment fits Lambda's 4 KB whatever the parameters: Lambda refuses a
+function whose environment variables (names and values) exceed 4 KB in total (Lambda quotas).
+Each variable's largest value is bounded by its parameter (MaxLength, MaxValue, AllowedValues,
+AllowedPattern) or by what CloudFormation names the resource; per-target settings, which have no
+bound, live in the settings document in S3 instead (store.rs, `ami-rollout settings`)."""
+
+import re
+import unittest
+
+from policies import load
+
+LAMBDA_ENVIRONMENT_LIMIT = 4096
+STACK_NAME_MAX = 128  # CloudFormation
+# What a reference to a stack resource names at most: CloudFormation names it
+# `<stack>-<logical id>-<13 random characters>`, within the service's own limits.
+REFERENCED = {
+    "AWS::AccountId": 12,
+    "PlansBucket": 63,  # S3 bucket names are at most 63 characters
+    # arn:aws:sns:<region>:<account>:<stack>-ApprovalTopic-<suffix>
+    "ApprovalTopic": len("arn:aws-us-gov:sns:ap-southeast-3:123456789012:") + STACK_NAME_MAX + len("-ApprovalTopic-") + 13,
+    "HoldsTable": STACK_NAME_MAX + len("-HoldsTable-") + 13,
+}
+
+
+def largest(parameter: dict) -> int:
+    if "AllowedValues" in parameter:
+        return max(len(str(v)) for v in parameter["AllowedValues"])
+    if parameter["Type"] == "Number":
+        return len(str(parameter["MaxValue"]))
+    if "MaxLength" in parameter:
+        return int(parameter["MaxLength"])
+    bound = re.search(r"\{\d+,(\d+)\}", parameter.get("AllowedPattern", ""))
+    if bound:
+        return int(bound.group(1))
+    raise AssertionError(f"unbounded: {parameter}")
+
+
+class FunctionEnvironment(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.template = load()
+
+    def sizes(self) -> dict:
+        parameters = self.template["Parameters"]
+        variables = self.template["Globals"]["Function"]["Environment"]["Variables"]
+        sizes = {}
+        for name, value in variables.items():
+            ref = value.get("Ref") if isinstance(value, dict) else None
+            self.assertIsNotNone(ref, f"{name}: only references are bounded here")
+            if ref in parameters:
+                sizes[name] = len(name) + largest(parameters[ref])
+            else:
+                self.assertIn(ref, REFERENCED, f"{name}: how large can {ref} be?")
+                sizes[name] = len(name) + REFERENCED[ref]
+        return sizes
+
+    def test_every_variable_is_bounded_and_together_they_fit_4_kb(self):
+        sizes = self.sizes()
+        # Measured as AWS's refusal shows it: the variables as JSON ("name":"value", commas, braces).
+        measured = sum(sizes.values()) + 6 * len(sizes) + 1
+        self.assertLessEqual(measured, LAMBDA_ENVIRONMENT_LIMIT, sizes)
+
+    def test_per_target_settings_are_not_in_the_environment(self):
+        variables = self.template["Globals"]["Function"]["Environment"]["Variables"]
+        self.assertNotIn("ASG_CONFIGURATIONS", variables)
+        self.assertNotIn("AsgConfigurations", self.template["Parameters"])
+
+
+if __name__ == "__main__":
+    unittest.main()
