@@ -35,7 +35,7 @@ pub enum SettingsAction {
 pub async fn run(context: &Context, out: &Output, args: SettingsArgs) -> CliResult<u8> {
     match args.action {
         SettingsAction::Validate { file } => {
-            let settings = read(&file)?;
+            let (_, settings) = read(&file)?;
             if out.json() {
                 out.value(&json!({"valid": true, "targets": settings.0.len()}));
             } else {
@@ -59,9 +59,7 @@ pub async fn run(context: &Context, out: &Output, args: SettingsArgs) -> CliResu
             Ok(0)
         }
         SettingsAction::Put { file } => {
-            read(&file)?;
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| Failure::refused(format!("{file}: {e}")))?;
+            let (text, _) = read(&file)?;
             let store = store(context).await?;
             let version = store.put_settings(&text).await?;
             let location = format!("s3://{}/{SETTINGS_KEY}", store.bucket);
@@ -78,11 +76,13 @@ pub async fn run(context: &Context, out: &Output, args: SettingsArgs) -> CliResu
     }
 }
 
-/// The file's settings, refused with what is wrong before anything is sent.
-fn read(file: &str) -> CliResult<SettingsMap> {
+/// The file and its settings, refused with what is wrong before anything is sent.
+fn read(file: &str) -> CliResult<(String, SettingsMap)> {
     let text =
         std::fs::read_to_string(file).map_err(|e| Failure::refused(format!("{file}: {e}")))?;
-    SettingsMap::parse(&text).map_err(|e| Failure::refused(format!("{file}: {e}")))
+    let settings =
+        SettingsMap::parse(&text).map_err(|e| Failure::refused(format!("{file}: {e}")))?;
+    Ok((text, settings))
 }
 
 /// The deployed stack's plans bucket, as the functions know it.

@@ -28,7 +28,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "infra/local"))
 
 import boto3  # noqa: E402
-from localaws import launcher, seed  # noqa: E402
+from localaws import deploy, launcher, seed  # noqa: E402
 
 import fleet_scale  # noqa: E402
 import reach_planning  # noqa: E402
@@ -121,7 +121,10 @@ def main() -> int:
         fleet = seed.seed(aws.endpoint)
         aws.plans_bucket()
         settings = {"*": {"minHealthyPercentage": 50, "bakeSeconds": 3, "alarmNames": ["prod-api-errors"]}}
-        env = {"ASG_CONFIGURATIONS": json.dumps(settings)}
+        aws.s3.put_object(Bucket=PLANS_BUCKET, Key="settings/settings.json", Body=json.dumps(settings))
+        # Each function as deployed: its own role's session (the Python baseline runs with the same).
+        roles = deploy.create_roles(aws.endpoint)
+        env = {name: deploy.assume_as_lambda(aws.endpoint, arn, f"ami-rollout-{name}") for name, arn in roles.items()}
 
         print("\nZip size (limit 6,000,000 bytes)")
         for name in ZIPS:
@@ -132,27 +135,29 @@ def main() -> int:
 
         print(f"\nCold start, median of {RUNS} (process start → response posted), peak RSS")
         trigger = {"execution": "bench", "trigger": {"amiId": fleet["amis"]["golden"], "targets": ["ecs-prod-capacity"]}}
-        rows = {"resolve-ami": measure(aws, rust["resolve-ami"], trigger, env)}
+        rows = {"resolve-ami": measure(aws, rust["resolve-ami"], trigger, env["resolve-ami"])}
         plan = rows["resolve-ami"]["body"]
         # A wave's object lists its lanes (one per account-region); a lane's, its targets.
         [lane], _ = aws.object(plan["waves"][0]["key"])
         [target], _ = aws.object(lane["key"])
         run = {"execution": "bench", "executionStartTime": "2026-01-01T00:00:00Z", "ami": plan["ami"],
                "settings": plan["settings"], "target": target}
-        rows["update-template"] = measure(aws, rust["update-template"], {"action": "createVersion", "run": run}, env)
+        rows["update-template"] = measure(aws, rust["update-template"], {"action": "createVersion", "run": run}, env["update-template"])
         run = rows["update-template"]["body"]
-        rows["start-refresh"] = measure(aws, rust["start-refresh"], run, env)
-        checked = until_refresh_succeeded(aws, rust["check-ecs-health"], rows["start-refresh"]["body"], env)
-        rows["check-ecs-health"] = measure(aws, rust["check-ecs-health"], checked, env)
+        rows["start-refresh"] = measure(aws, rust["start-refresh"], run, env["start-refresh"])
+        checked = until_refresh_succeeded(aws, rust["check-ecs-health"], rows["start-refresh"]["body"],
+                                          env["check-ecs-health"])
+        rows["check-ecs-health"] = measure(aws, rust["check-ecs-health"], checked, env["check-ecs-health"])
         baseline = {
-            name: measure(aws, python, event, {**env, **python_env, "BENCH_FUNCTION": name})
+            name: measure(aws, python, event, {**env[name], **python_env, "BENCH_FUNCTION": name})
             for name, event in (("resolve-ami", trigger), ("check-ecs-health", checked))
         }
         # What the language costs by itself: init (runtime, config, five clients) and one answer, no
         # AWS call (our function refuses the empty event; the Python one returns at once).
-        rows["no AWS call"] = measure(aws, rust["check-ecs-health"], {}, env, refused=True)
-        baseline["no AWS call"] = measure(aws, python, {}, {**env, **python_env, "BENCH_FUNCTION": "none"})
-        rows["rollback"] = measure(aws, rust["rollback"], {"action": "converge", "run": run}, env)
+        rows["no AWS call"] = measure(aws, rust["check-ecs-health"], {}, env["check-ecs-health"], refused=True)
+        baseline["no AWS call"] = measure(aws, python, {}, {**env["check-ecs-health"], **python_env,
+                                                             "BENCH_FUNCTION": "none"})
+        rows["rollback"] = measure(aws, rust["rollback"], {"action": "converge", "run": run}, env["rollback"])
         print(f"  {'function':<18} {'Rust':>9} {'Python':>9} {'ratio':>7} {'Rust MiB':>9} {'Py MiB':>7} {'ratio':>6}  calls")
         for name in (*FUNCTIONS, "no AWS call"):
             r, p = rows[name], baseline.get(name)
@@ -181,10 +186,13 @@ def main() -> int:
         urllib.request.urlopen(urllib.request.Request(f"{aws.control}/reset", data=b"{}", method="POST"))
         fleet = seed.seed(aws.endpoint, extra_groups=GROUPS - 3)  # the three main groups + plain ones
         aws.plans_bucket()
+        aws.s3.put_object(Bucket=PLANS_BUCKET, Key="settings/settings.json", Body=json.dumps(settings))
         print(f"  seeded in {time.monotonic() - started:.0f} s")
         planned = measure(aws, rust["resolve-ami"], {"execution": "bench-1000", "trigger": {"amiId": fleet["amis"]["golden"]}},
-                          env, runs=1)
-        describes = sum(n for op, n in planned["calls"].items() if op.startswith(("Describe", "List", "Get")))
+                          env["resolve-ami"], runs=1)
+        # The fleet's reads; GetObject is the settings document, in the stack's own bucket.
+        describes = sum(n for op, n in planned["calls"].items()
+                        if op.startswith(("Describe", "List", "Get")) and op != "GetObject")
         groups = planned["body"]["targetCount"]
         state = len(json.dumps(planned["body"]))
         objects = aws.object(planned["body"]["key"])[1]

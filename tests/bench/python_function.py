@@ -21,6 +21,8 @@ def resolve_ami(request):
     then write the plan to S3 (one object per wave, one for the whole plan)."""
     ec2, asg, ecs = clients["ec2"], clients["autoscaling"], clients["ecs"]
     event, prefix = request["trigger"], f"plans/{request['execution']}/"
+    # The settings document, as the Rust planner reads it.
+    json.load(clients["s3"].get_object(Bucket=os.environ["PLANS_BUCKET"], Key="settings/settings.json")["Body"])
     ami = ec2.describe_images(ImageIds=[event["amiId"]])["Images"][0]
     groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=event["targets"])["AutoScalingGroups"]
     # Like the Rust planner: $Latest and $Default of every template in one call.

@@ -80,8 +80,11 @@ def run(groups: int, profile: str = "package", out=print) -> tuple[dict, list]:
         out(f"  seeded {groups:,} groups over {len(ACCOUNTS)} accounts x {len(REGIONS)} regions "
             f"in {time.monotonic() - started:.0f} s")
         env = {f"AWS_ENDPOINT_URL_{s}": endpoint for s in (*launcher.MOTO_SERVICES, "S3")}
-        env.update(AWS_REGION=launcher.REGION, AWS_DEFAULT_REGION=launcher.REGION, AWS_ACCESS_KEY_ID="testing",
-                   AWS_SECRET_ACCESS_KEY="testing", PLANS_BUCKET=PLANS_BUCKET, HOME_ACCOUNT_ID=fleet["central"],
+        # resolve-ami as deployed: its own role, which the workload roles trust.
+        role = deploy.create_roles(endpoint)["resolve-ami"]
+        env.update(deploy.assume_as_lambda(endpoint, role, "ami-rollout-resolve-ami"))
+        env.update(AWS_REGION=launcher.REGION, AWS_DEFAULT_REGION=launcher.REGION,
+                   PLANS_BUCKET=PLANS_BUCKET, HOME_ACCOUNT_ID=fleet["central"],
                    TARGET_ACCOUNTS=",".join(ACCOUNTS), TARGET_REGIONS=",".join(REGIONS),
                    WORKLOAD_EXTERNAL_ID=EXTERNAL_ID)
         urllib.request.urlopen(urllib.request.Request(f"{control}/calls", method="DELETE"))
@@ -90,7 +93,9 @@ def run(groups: int, profile: str = "package", out=print) -> tuple[dict, list]:
         calls = json.load(urllib.request.urlopen(f"{control}/calls"))
         if not invocation.ok:
             raise RuntimeError(f"resolve-ami refused the plan: {invocation.body}")
-        describes = sum(n for op, n in calls.items() if op.startswith(("Describe", "List", "Get")))
+        # The fleet's reads; GetObject is the settings document, in the stack's own bucket.
+        describes = sum(n for op, n in calls.items()
+                        if op.startswith(("Describe", "List", "Get")) and op != "GetObject")
         planned = invocation.body["targetCount"]
         out(f"  {planned:,} groups planned across {len(ACCOUNTS) * len(REGIONS)} account-regions in "
             f"{invocation.seconds:.2f} s with {describes} describe calls "

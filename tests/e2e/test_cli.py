@@ -72,6 +72,28 @@ class OperatorCli(Harness):
         self.assertIn(message, result["cause"])
         self.assert_untouched()
 
+    def test_settings_are_validated_put_shown_and_the_next_plan_uses_them(self):
+        bad, good = Path(self.run_dir) / "bad.json", Path(self.run_dir) / "good.json"
+        bad.write_text(json.dumps({"web": {"minHealthyPercentage": 500}}))
+        good.write_text(json.dumps({"*": {"wave": 2, "bakeSeconds": 5}, "api-canary": {"wave": 1}}))
+        code, _, err = self.cli("settings", "validate", str(bad))
+        self.assertEqual(code, 2)
+        self.assertIn("minHealthyPercentage", err)
+        code, _, err = self.cli("settings", "put", str(bad))
+        self.assertEqual(code, 2, "refused before anything is sent")
+        code, out, err = self.cli("--output", "json", "settings", "show")
+        self.assertEqual((code, json.loads(out)["settings"]["web"]), (0, {"wave": 1}), err)  # still the harness's
+        code, out, err = self.cli("--output", "json", "settings", "put", str(good))
+        self.assertEqual(code, 0, err)
+        version = json.loads(out)["version"]
+        code, out, err = self.cli("--output", "json", "settings", "show")
+        shown = json.loads(out)
+        self.assertEqual((shown["version"], shown["settings"]["*"]["bakeSeconds"]), (version, 5), err)
+        # The next plan reads them: every group in wave 2, none named in wave 1.
+        code, out, err = self.cli("--output", "json", "plan", "--ami-id", self.golden)
+        self.assertEqual(code, 0, err)
+        self.assertEqual([[t["group"] for t in w] for w in json.loads(out)["plan"]["waves"]], [sorted(self.groups)])
+
     def test_drift_names_exactly_the_targets_off_the_approved_ami_and_exits_2(self):
         code, out, err = self.cli("start", "--ami-id", self.golden, "--target", "web", "--watch", "--interval", "0.3")
         self.assertEqual(code, 0, out + err)

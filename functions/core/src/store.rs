@@ -130,6 +130,18 @@ impl PlanStore {
         bucket: &str,
         key: &str,
     ) -> StepResult<Option<T>> {
+        let Some((bytes, _)) = self.object(bucket, key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| {
+                StepError::invalid(format!("s3://{bucket}/{key} is not what was written: {e}"))
+            })
+    }
+
+    /// An object's bytes and version, `None` when there is no such object.
+    async fn object(&self, bucket: &str, key: &str) -> StepResult<Option<(Vec<u8>, Option<String>)>> {
         let out = match self.s3.get_object().bucket(bucket).key(key).send().await {
             Ok(out) => out,
             Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
@@ -137,6 +149,7 @@ impl PlanStore {
             }
             Err(err) => return Err(StepError::from_sdk("GetObject", err)),
         };
+        let version = out.version_id().map(str::to_string);
         let bytes = out
             .body
             .collect()
@@ -145,40 +158,16 @@ impl PlanStore {
                 operation: "GetObject".into(),
                 message: format!("s3://{bucket}/{key}: reading the body failed: {e}"),
             })?;
-        serde_json::from_slice(&bytes.into_bytes())
-            .map(Some)
-            .map_err(|e| {
-                StepError::invalid(format!("s3://{bucket}/{key} is not what was written: {e}"))
-            })
+        Ok(Some((bytes.into_bytes().to_vec(), version)))
     }
 
     /// The settings document, `None` when none was put (every target then has the defaults).
     pub async fn settings(&self) -> StepResult<Option<SettingsDocument>> {
-        let out = match self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(SETTINGS_KEY)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                return Ok(None);
-            }
-            Err(err) => return Err(StepError::from_sdk("GetObject", err)),
+        let Some((bytes, version)) = self.object(&self.bucket, SETTINGS_KEY).await? else {
+            return Ok(None);
         };
-        let version = out.version_id().map(str::to_string);
         let location = format!("s3://{}/{SETTINGS_KEY}", self.bucket);
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StepError::AwsTransient {
-                operation: "GetObject".into(),
-                message: format!("{location}: reading the body failed: {e}"),
-            })?;
-        let text = String::from_utf8(bytes.into_bytes().to_vec())
+        let text = String::from_utf8(bytes)
             .map_err(|e| StepError::invalid(format!("{location} is not UTF-8: {e}")))?;
         let settings = SettingsMap::parse(&text)
             .map_err(|e| StepError::invalid(format!("the settings document {location}: {e}")))?;

@@ -110,8 +110,8 @@ def _cluster_arn(call: Call) -> str:
     return call.arn("ecs", f"cluster/{_cluster_name(call.params.get('cluster'))}")
 
 
-def _tag_context(tags: list, key="Key", value="Value") -> dict:
-    return {"aws:tagkeys": [t[key] for t in tags], "aws:requesttag": {t[key]: t.get(value, "") for t in tags}}
+def _tag_context(tags: list) -> dict:
+    return {"aws:tagkeys": [t["Key"] for t in tags], "aws:requesttag": {t["Key"]: t.get("Value", "") for t in tags}}
 
 
 def _parameter_arn(call: Call, name: str) -> str:
@@ -337,18 +337,22 @@ def check(session: Session, action: str, call: Call) -> Refusal | None:
         log.warning("IAM: the local AWS has no authorization row for %s; refused", action)
         return refusal_for(session, action, "(no row in localaws/authorization.py)", False)
     resources, context = row(call)
-    context = {**context, "aws:principalarn": session.role_arn, "aws:principalaccount": session.account,
-               "aws:requestedregion": call.region, "aws:securetransport": "true"}
-    decision = decide(role_policies(session), Request(action, resources, context))
+    decision = _decide(session, action, resources, {**context, "aws:requestedregion": call.region})
     if not decision.allowed:
         return refusal_for(session, action, decision.resource, decision.explicit)
     return _implied(session, action, call)
 
 
-def allowed(session: Session, action: str, resources: list, context: dict) -> tuple[bool, str]:
+def _decide(session: Session, action: str, resources: list, context: dict):
+    """The role's policies on the request, with the global keys of the caller (requests over the
+    loopback count as TLS: aws:SecureTransport)."""
     context = {**context, "aws:principalarn": session.role_arn, "aws:principalaccount": session.account,
                "aws:securetransport": "true"}
-    decision = decide(role_policies(session), Request(action, resources, context))
+    return decide(role_policies(session), Request(action, resources, context))
+
+
+def allowed(session: Session, action: str, resources: list, context: dict) -> tuple[bool, str]:
+    decision = _decide(session, action, resources, context)
     return decision.allowed, decision.resource
 
 

@@ -123,6 +123,20 @@ def _listed(value) -> list:
     return [value] if isinstance(value, str) else list(value or [])
 
 
+def assume_as_lambda(moto_endpoint: str, role_arn: str, session_name: str) -> dict:
+    """A function's credentials as the local Lambda gives them: its role, assumed in moto's STS as
+    the Lambda service (accounts.SERVICE_HEADER), as environment variables."""
+    sts = _client("sts", moto_endpoint)
+
+    def as_lambda(request, **_):
+        request.headers["x-localaws-service-principal"] = "lambda.amazonaws.com"
+
+    sts.meta.events.register("before-sign.sts.AssumeRole", as_lambda)
+    keys = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name[:64])["Credentials"]
+    return {"AWS_ACCESS_KEY_ID": keys["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": keys["SessionToken"]}
+
+
 def target_dir() -> Path:
     return Path(os.environ.get("CARGO_TARGET_DIR") or Path.home() / ".cache/ami-rollout/target")
 

@@ -23,31 +23,15 @@ import json
 import os
 import re
 
-import boto3
 from ministack.core import lambda_runtime
 from ministack.core.responses import error_response_json
 from ministack.services import lambda_svc
 
-SERVICE_HEADER = "x-localaws-service-principal"  # accounts.SERVICE_HEADER (moto's process)
-
-
-def _sts():
-    client = boto3.client("sts", endpoint_url=os.environ["LOCALAWS_MOTO"], region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-
-    def as_lambda(request, **_):
-        request.headers[SERVICE_HEADER] = "lambda.amazonaws.com"
-
-    client.meta.events.register("before-sign.sts.AssumeRole", as_lambda)
-    return client
-
+from . import deploy
 
 def execution_credentials(config: dict) -> dict:
-    answer = _sts().assume_role(RoleArn=config.get("Role", ""),
-                                RoleSessionName=config.get("FunctionName", "function")[:64])
-    keys = answer["Credentials"]
-    return {"AWS_ACCESS_KEY_ID": keys["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"],
-            "AWS_SESSION_TOKEN": keys["SessionToken"]}
+    return deploy.assume_as_lambda(os.environ["LOCALAWS_MOTO"], config.get("Role", ""),
+                                   config.get("FunctionName", "function"))
 
 
 ENVIRONMENT_LIMIT = 4096
