@@ -133,15 +133,17 @@ impl PlanStore {
         let Some((bytes, _)) = self.object(bucket, key).await? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| {
-                StepError::invalid(format!("s3://{bucket}/{key} is not what was written: {e}"))
-            })
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            StepError::invalid(format!("s3://{bucket}/{key} is not what was written: {e}"))
+        })
     }
 
     /// An object's bytes and version, `None` when there is no such object.
-    async fn object(&self, bucket: &str, key: &str) -> StepResult<Option<(Vec<u8>, Option<String>)>> {
+    async fn object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> StepResult<Option<(Vec<u8>, Option<String>)>> {
         let out = match self.s3.get_object().bucket(bucket).key(key).send().await {
             Ok(out) => out,
             Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {

@@ -3,6 +3,7 @@ allow (authorization.py, policy.py), with the template's own roles (deploy.creat
 workload role of workload-account-role.yaml (seed.workload_roles)."""
 
 import json
+import os
 import sys
 import unittest
 from pathlib import Path
@@ -19,7 +20,9 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
 
-class Authorization(LocalServerTestCase):
+class RoleSessions(LocalServerTestCase):
+    """A private local AWS, and role sessions as the local Lambda gets them."""
+
     def setUp(self):
         request(f"{self.control}/reset")
         self.admin = {s: self.client(s) for s in ("ec2", "autoscaling", "iam", "ecs", "sts", "kms")}
@@ -71,6 +74,9 @@ class Authorization(LocalServerTestCase):
                                       Tags=[{"Key": "ami-rollout:enabled", "Value": "true", "PropagateAtLaunch": False}])
         return lt
 
+
+
+class Authorization(RoleSessions):
     # --- the evaluation ------------------------------------------------------------------------
 
     def test_a_role_session_does_only_what_its_policies_allow(self):
@@ -185,6 +191,23 @@ class Authorization(LocalServerTestCase):
             {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}])))
         self.refused(lambda: other.assume_role(RoleArn=target, RoleSessionName="rollout", ExternalId="local-external-id"),
                      "AccessDenied")
+
+
+class WithoutEnforcement(RoleSessions):
+    """LOCALAWS_IAM=off: the local AWS serves role sessions unchecked (to see what the check finds)."""
+
+    @classmethod
+    def setUpClass(cls):
+        os.environ["LOCALAWS_IAM"] = "off"
+        try:
+            super().setUpClass()
+        finally:
+            del os.environ["LOCALAWS_IAM"]
+
+    def test_a_role_session_is_not_checked(self):
+        keys = self.session(self.role("nothing", [{"Effect": "Allow", "Action": "ec2:DescribeImages",
+                                                     "Resource": "*"}]))
+        self.client("ec2", keys).describe_instances()
 
 
 if __name__ == "__main__":
