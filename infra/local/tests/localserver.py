@@ -13,6 +13,23 @@ from pathlib import Path
 LOCAL = Path(__file__).resolve().parents[1]
 
 
+def lambda_role(moto_endpoint: str, name: str = "test") -> str:
+    """A role the local Lambda may assume for a test's functions (it assumes each function's role
+    in moto's STS, as Lambda does: the role must exist and trust lambda.amazonaws.com), allowed
+    everything: these tests are about the engine, not IAM. Tagged as deployed, it outlives
+    POST /_localaws/reset as the functions using it do."""
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=moto_endpoint, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+        Tags=[{"Key": "localaws:deployment", "Value": "tests"}])["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="all", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    return arn
+
+
 def request(url, body=None, method="POST"):
     """A call to the control endpoint: JSON in, JSON out."""
     data = json.dumps(body).encode() if body is not None else None

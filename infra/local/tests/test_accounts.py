@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 LOCAL = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(LOCAL))
 
-from localaws import seed  # noqa: E402
+from localaws import deploy, seed  # noqa: E402
 from localserver import LocalServerTestCase
 
 CENTRAL, W1, W2, NO_ROLE = "123456789012", "111111111111", "222222222222", "333333333333"
@@ -29,7 +29,10 @@ REGIONS = ("us-east-1", "eu-west-1")
 ROLE = "ami-rollout-workload"
 EXTERNAL_ID = "local-external-id"
 CONFIG = Config(retries={"max_attempts": 1})
-DEFAULT_CALLER = f"arn:aws:sts::{CENTRAL}:user/moto"
+# The caller: a role of the central stack (the workload role trusts only `role/<stack>-*`), with the
+# session the local Lambda would give a function of it.
+CALLER_ROLE = "ami-rollout-test-caller"
+DEFAULT_CALLER = f"arn:aws:sts::{CENTRAL}:assumed-role/{CALLER_ROLE}/ami-rollout-test"
 
 
 def role_arn(account, name=ROLE):
@@ -43,6 +46,16 @@ class Accounts(LocalServerTestCase):
         request = urllib.request.Request(f"{cls.endpoint}/_localaws/reset", data=b"{}", method="POST")
         urllib.request.urlopen(request).close()
         cls.reach = seed.seed_reach(cls.endpoint, golden_missing_in=("eu-west-1",))
+        iam = seed.account_client(cls.endpoint, "iam", "us-east-1", CENTRAL)
+        arn = iam.create_role(RoleName=CALLER_ROLE, AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                    "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+        iam.put_role_policy(RoleName=CALLER_ROLE, PolicyName="assume", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"],
+                                                    "Resource": "*"}]}))
+        keys = deploy.assume_as_lambda(cls.endpoint, arn, "ami-rollout-test")
+        cls.caller = {"AccessKeyId": keys["AWS_ACCESS_KEY_ID"], "SecretAccessKey": keys["AWS_SECRET_ACCESS_KEY"],
+                      "SessionToken": keys["AWS_SESSION_TOKEN"]}
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -57,7 +70,12 @@ class Accounts(LocalServerTestCase):
 
     def assume(self, account=W1, name=ROLE, credentials=None, **kwargs):
         kwargs.setdefault("RoleSessionName", "ami-rollout-test")
-        return self.client("sts", credentials=credentials).assume_role(RoleArn=role_arn(account, name), **kwargs)
+        return self.client("sts", credentials=credentials or self.caller).assume_role(
+            RoleArn=role_arn(account, name), **kwargs)
+
+    def in_account(self, account, service, region):
+        """The workload account's own administrator (what its role may not do, the account may)."""
+        return seed.account_client(self.endpoint, service, region, account)
 
     def workload(self, account=W1):
         return self.assume(account, ExternalId=EXTERNAL_ID)["Credentials"]
@@ -122,17 +140,24 @@ class Accounts(LocalServerTestCase):
         self.denied(W1)
 
     def test_an_untrusted_principal_is_refused(self):
-        # A session in workload account 1 is not the central account that workload 2 trusts.
-        session = self.workload(W1)
-        caller = f"arn:aws:sts::{W1}:assumed-role/{ROLE}/ami-rollout-test"
+        # A session of a role in workload account 1, allowed to assume roles, is not the central
+        # account that workload 2 trusts.
+        self.make_role(W1, "chainer", {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{CENTRAL}:root"}, "Action": "sts:AssumeRole"}]})
+        iam = seed.account_client(self.endpoint, "iam", "us-east-1", W1)
+        iam.put_role_policy(RoleName="chainer", PolicyName="assume", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))
+        self.addCleanup(iam.delete_role_policy, RoleName="chainer", PolicyName="assume")
+        session = self.assume(W1, "chainer")["Credentials"]
+        caller = f"arn:aws:sts::{W1}:assumed-role/chainer/ami-rollout-test"
         self.denied(W2, caller=caller, credentials=session, ExternalId=EXTERNAL_ID)
         # A role that trusts only another account refuses the central account.
         self.make_role(W2, "other-trust", {"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"}, "Action": "sts:AssumeRole"}]})
         self.denied(W2, "other-trust")
-        # A role that trusts the workload role by ARN takes that role's sessions (role chaining).
+        # A role that trusts another role by ARN takes that role's sessions (role chaining).
         self.make_role(W2, "chained", {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": [role_arn(W1)]}, "Action": "sts:AssumeRole"}]})
+            {"Effect": "Allow", "Principal": {"AWS": [role_arn(W1, "chainer")]}, "Action": "sts:AssumeRole"}]})
         chained = self.assume(W2, "chained", credentials=session)
         self.assertEqual(chained["AssumedRoleUser"]["Arn"], f"arn:aws:sts::{W2}:assumed-role/chained/ami-rollout-test")
         self.denied(W2, "chained")
@@ -151,7 +176,7 @@ class Accounts(LocalServerTestCase):
         self.make_role(W2, "wildcards", {"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"AWS": CENTRAL}, "Action": "sts:*",
             "Condition": {"StringLike": {"sts:ExternalId": "local-*"},
-                          # not evaluated here: ignored
+                          # the caller is a role of the central stack
                           "ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{CENTRAL}:role/ami-rollout-*"}}}]})
         self.assume(W2, "wildcards", ExternalId="local-anything", Tags=[{"Key": "k", "Value": "v"}])
         self.denied(W2, "wildcards", ExternalId="remote-anything")
@@ -174,7 +199,7 @@ class Accounts(LocalServerTestCase):
     # --- AMIs shared across accounts -------------------------------------------------------------
 
     def test_shared_amis_are_visible_in_the_workload_account_by_id_owner_and_filter(self):
-        ec2 = self.client("ec2", "us-east-1", self.workload(W1))
+        ec2 = self.in_account(W1, "ec2", "us-east-1")
         amis = self.reach["amis"]["us-east-1"]
         by_id = ec2.describe_images(ImageIds=[amis["current"], amis["golden"]])["Images"]
         self.assertEqual(sorted(i["ImageId"] for i in by_id), sorted([amis["current"], amis["golden"]]))
@@ -199,17 +224,17 @@ class Accounts(LocalServerTestCase):
 
     def test_unshared_amis_and_other_regions_are_not_visible(self):
         private = self.central_image()
-        ec2 = self.client("ec2", "us-east-1", self.workload(W1))
+        ec2 = self.in_account(W1, "ec2", "us-east-1")
         self.refused("InvalidAMIID.NotFound", 400, ec2.describe_images, ImageIds=[private])
         self.assertNotIn(private, {i["ImageId"] for i in ec2.describe_images(Owners=[CENTRAL])["Images"]})
-        eu = self.client("ec2", "eu-west-1", self.workload(W1))
+        eu = self.in_account(W1, "ec2", "eu-west-1")
         self.refused("InvalidAMIID.NotFound", 400, eu.describe_images,
                      ImageIds=[self.reach["amis"]["us-east-1"]["current"]])
         self.assertEqual({i["Name"] for i in eu.describe_images(Owners=[CENTRAL])["Images"]},
                          {"ami-rollout-current", "ami-rollout-bad"}, "no golden in eu-west-1")
 
     def test_launches_in_a_workload_account_need_the_ami_shared(self):
-        ec2 = self.client("ec2", "us-east-1", self.workload(W1))
+        ec2 = self.in_account(W1, "ec2", "us-east-1")
         private = self.central_image(name="private-launch")
         message = self.refused("InvalidAMIID.NotFound", 400, ec2.run_instances, ImageId=private, MinCount=1, MaxCount=1)
         self.assertIn(private, message)
@@ -228,8 +253,7 @@ class Accounts(LocalServerTestCase):
         self.refused("InvalidAMIID.NotFound", 400, ec2.run_instances, ImageId=private, MinCount=1, MaxCount=1)
 
     def test_a_group_in_a_workload_account_launches_from_a_shared_ami(self):
-        credentials = self.workload(W2)
-        autoscaling = self.client("autoscaling", "eu-west-1", credentials)
+        autoscaling = self.in_account(W2, "autoscaling", "eu-west-1")
         autoscaling.set_desired_capacity(AutoScalingGroupName="web", DesiredCapacity=2)
         view = self.fleet(W2, "eu-west-1")["groups"]["web"]
         self.assertEqual([i["imageId"] for i in view["instances"]], [self.reach["amis"]["eu-west-1"]["current"]] * 2)
@@ -288,7 +312,9 @@ class Accounts(LocalServerTestCase):
             if isinstance(trust, str):
                 trust = json.loads(trust)
             self.assertEqual(trust["Statement"][0]["Principal"], {"AWS": f"arn:aws:iam::{CENTRAL}:root"})
-            self.assertEqual(trust["Statement"][0]["Condition"], {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}})
+            self.assertEqual(trust["Statement"][0]["Condition"], {
+                "StringEquals": {"sts:ExternalId": EXTERNAL_ID},
+                "ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{CENTRAL}:role/ami-rollout-*"}})
         self.refused("NoSuchEntity", 404, seed.account_client(self.endpoint, "iam", "us-east-1", NO_ROLE).get_role,
                      RoleName=ROLE)
 

@@ -84,7 +84,7 @@ class Authorization(RoleSessions):
         ec2 = self.client("ec2", keys)
         ec2.describe_images(Owners=["amazon"])
         message = self.refused(lambda: ec2.describe_instances(), "UnauthorizedOperation")
-        self.assertIn(f"assumed-role/reader/fn is not authorized to perform: ec2:DescribeInstances on resource: *",
+        self.assertIn("assumed-role/reader/fn is not authorized to perform: ec2:DescribeInstances on resource: *",
                       message)
         asg = self.client("autoscaling", keys)
         self.refused(lambda: asg.describe_auto_scaling_groups(), "AccessDenied")

@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from localaws import clock, deploy, launcher, rollout, seed  # noqa: E402
+from localserver import lambda_role  # noqa: E402
 
 RATE = 20
 ROLE = f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:role/test"
@@ -51,6 +52,7 @@ class ClockAndCallbacks(unittest.TestCase):
             os.environ.pop("LOCALAWS_CLOCK_RATE")
         cls.moto = f"http://127.0.0.1:{state['motoPort']}"
         cls.sfn_endpoint = f"http://127.0.0.1:{state['sfnPort']}"
+        lambda_role(cls.moto)
         cls.lam, cls.sfn = deploy.clients(cls.sfn_endpoint)
         code = io.BytesIO()
         with zipfile.ZipFile(code, "w") as z:

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from localaws import deploy, launcher, rollout  # noqa: E402
+from localserver import lambda_role  # noqa: E402
 
 ROLE = f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:role/test"
 BUCKET = "rollout-runs"
@@ -71,6 +72,7 @@ class DistributedMap(unittest.TestCase):
         cls.run_dir = Path(tempfile.mkdtemp(prefix="localaws-distributed-map-"))
         state = launcher.up(cls.run_dir)
         cls.endpoint = f"http://127.0.0.1:{state['sfnPort']}"
+        lambda_role(f"http://127.0.0.1:{state['motoPort']}")
         cls.lam, cls.sfn = deploy.clients(cls.endpoint)
         cls.s3 = deploy._client("s3", cls.endpoint)  # as AWS_ENDPOINT_URL_S3 points the SDKs
         cls.s3.create_bucket(Bucket=BUCKET)

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from localaws import deploy, launcher, rollout, stack  # noqa: E402
+from localserver import lambda_role  # noqa: E402
 
 RECORDER = '''
 import json, os, time
@@ -74,6 +75,7 @@ class StatusEvents(unittest.TestCase):
         cls.moto = f"http://127.0.0.1:{state['motoPort']}"
         cls.sfn_endpoint = f"http://127.0.0.1:{state['sfnPort']}"
         cls.lam, cls.sfn = deploy.clients(cls.sfn_endpoint)
+        lambda_role(cls.moto)
 
     @classmethod
     def tearDownClass(cls):
