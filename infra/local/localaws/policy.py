@@ -21,16 +21,14 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger("localaws.policy")
 
-GLOBAL_KEYS = {"aws:principalarn", "aws:principalaccount", "aws:principaltype", "aws:requestedregion",
-               "aws:securetransport", "aws:tagkeys", "aws:userid", "aws:username"}
+# The keys modelled: these global ones (set on every request), the tag keys (above), and the
+# service keys a request of authorization.py's table sets where AWS sets them. Any other key, even
+# one AWS would send, is not modelled and fails closed.
+GLOBAL_KEYS = {"aws:principalarn", "aws:principalaccount", "aws:requestedregion", "aws:securetransport",
+               "aws:tagkeys"}
 # Keys whose presence depends on the request: absent unless the request context carries them.
-SERVICE_KEYS = {
-    "ec2:createaction", "ec2:launchtemplate", "ec2:islaunchtemplateresource", "ec2:region", "ecs:cluster", "iam:passedtoservice",
-    "cloudwatch:namespace", "autoscaling:imageid", "autoscaling:launchtemplateversionspecified",
-    "sts:externalid", "sts:rolesessionname", "kms:grantisforawsresource", "kms:viaservice",
-    "kms:calleraccount", "kms:grantoperations", "dynamodb:leadingkeys", "s3:prefix",
-    "ssm:recursive",
-}
+SERVICE_KEYS = {"ec2:createaction", "ec2:launchtemplate", "ec2:islaunchtemplateresource", "ecs:cluster",
+                "iam:passedtoservice", "cloudwatch:namespace", "sts:externalid"}
 NEGATED = {"stringnotequals", "stringnotequalsignorecase", "stringnotlike", "arnnotequals", "arnnotlike",
            "numericnotequals"}
 

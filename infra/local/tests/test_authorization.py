@@ -106,6 +106,13 @@ class Authorization(RoleSessions):
             {"Effect": "Allow", "Action": "ec2:DescribeImages", "Resource": "*",
              "Condition": {"StringEquals": {"aws:SourceVpc": "vpc-1"}}}]))
         self.refused(lambda: self.client("ec2", keys).describe_images(Owners=["amazon"]), "UnauthorizedOperation")
+        # A Deny carrying such a key applies (AWS would send aws:SourceIp; the local AWS does not model it).
+        keys = self.session(self.role("deny-by-ip", [
+            {"Effect": "Allow", "Action": "ec2:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "ec2:DescribeImages", "Resource": "*",
+             "Condition": {"StringNotEquals": {"aws:SourceIp": "10.0.0.1"}}}]))
+        self.refused(lambda: self.client("ec2", keys).describe_images(Owners=["amazon"]), "UnauthorizedOperation")
+        self.client("ec2", keys).describe_instances()
 
     def test_resource_tags_are_read_from_the_resource(self):
         lt = self.group_with_tagging_template(tagged=False)
