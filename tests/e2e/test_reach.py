@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.e2e.case import LocalAwsCase  # noqa: E402  (it puts infra/local on the path)
+from tests.e2e.case import LocalAwsCase, post  # noqa: E402  (it puts infra/local on the path)
 from localaws import cli, deploy, rollout, seed  # noqa: E402
 
 CANARY, SECOND, THIRD = "111111111111", "222222222222", "444444444444"
@@ -403,7 +403,7 @@ class AmiMissingInARegion(Reach):
         self.assertTrue(all(v["KmsKeyId"] == keys["eu-west-1"] for v in volumes), copy)
         self.assertIn({"Key": "Name", "Value": "ami-rollout-golden"}, copy.get("Tags", []))
         # Shared with every workload account: launch permission, and a grant on the key for each
-        # one's Auto Scaling service-linked role (the local AWS does not enforce KMS: asserted here).
+        # one's Auto Scaling service-linked role (without it their launches would fail).
         permissions = ec2.describe_image_attribute(ImageId=copy["ImageId"], Attribute="launchPermission")
         self.assertEqual({p["UserId"] for p in permissions["LaunchPermissions"]}, set(self.ACCOUNTS))
         kms = seed.account_client(self.moto, "kms", "eu-west-1", central)
@@ -421,6 +421,33 @@ class AmiMissingInARegion(Reach):
             for group, images in self.amis_on(account, "eu-west-1").items():
                 self.assertEqual(images, [copy["ImageId"]], f"{account}/eu-west-1/{group}")
         self.assertIn("Wait for the copies", result["log"])
+
+    def test_an_account_with_only_standalone_instances_gets_the_copy_without_a_grant_to_a_role_it_lacks(self):
+        # An account that never used Auto Scaling has no Auto Scaling role: a grant to it would be
+        # refused (InvalidArnException). Its instance's root is built by its workload role instead.
+        central, lone = self.fleet["central"], "555555555555"
+        seed.workload_roles(seed.account_client(self.moto, "iam", "us-east-1", lone), lone, central,
+                            self.fleet["roleName"], EXTERNAL_ID)
+        seed.account_client(self.moto, "ec2", "eu-west-1", central).modify_image_attribute(
+            ImageId=self.ami("current", "eu-west-1"), LaunchPermission={"Add": [{"UserId": lone}]})
+        instance = seed.account_client(self.moto, "ec2", "eu-west-1", lone).run_instances(
+            ImageId=self.ami("current", "eu-west-1"), MinCount=1, MaxCount=1, TagSpecifications=[
+                {"ResourceType": "instance", "Tags": [{"Key": "ami-rollout:enabled", "Value": "true"}]}])[
+            "Instances"][0]["InstanceId"]
+        accounts = self.ACCOUNTS + (lone,)
+        keys = seed.make_copy_keys(self.moto, central, REGIONS, workloads=accounts)
+        deploy.configure(self.sfn, self.moto, {**self.environment(accounts), "AMI_DISTRIBUTION": "copy",
+                                               "AMI_COPY_KMS_KEYS": json.dumps({"eu-west-1": keys["eu-west-1"]})})
+        result = self.run_rollout({"amiId": self.ami("golden", "us-east-1"), "maxConcurrency": 12})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        kms = seed.account_client(self.moto, "kms", "eu-west-1", central)
+        grantees = {g["GranteePrincipal"].split(":")[4] for g in kms.list_grants(KeyId=keys["eu-west-1"])["Grants"]}
+        self.assertEqual(grantees, set(self.ACCOUNTS))
+        ec2 = seed.account_client(self.moto, "ec2", "eu-west-1", lone)
+        [copy] = seed.account_client(self.moto, "ec2", "eu-west-1", central).describe_images(
+            Owners=["self"], Filters=[{"Name": "name", "Values": ["ami-rollout-golden"]}])["Images"]
+        described = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+        self.assertEqual(described["ImageId"], copy["ImageId"])
 
     def test_a_copy_that_fails_ends_the_execution_with_the_holds_released_and_nothing_changed(self):
         # EC2 checks the key asynchronously: the copy starts, then fails.
@@ -443,6 +470,83 @@ class AmiMissingInARegion(Reach):
         self.assertEqual((result["status"], result["error"]), ("FAILED", "InvalidInput"), result["log"])
         self.assertIn("AMI_COPY_KMS_KEYS has no key for eu-west-1", result["cause"])
         self.assert_untouched()
+
+
+class EncryptedAmi(Reach):
+    """The golden AMI's snapshots are encrypted under a customer managed key of the central account
+    (one per region, as seed.make_copy_keys makes them). A workload account launches from it only
+    if the key's policy lets the account use it and, for its groups, its Auto Scaling role has a
+    grant on the key; otherwise every launch there fails (the local AWS refuses it as AWS does), so
+    preflight refuses the account, naming it and the key, before anything changes."""
+
+    ROLE = "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+    OPERATIONS = ["Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GenerateDataKey",
+                  "GenerateDataKeyWithoutPlaintext", "DescribeKey", "CreateGrant"]
+
+    def sealed(self, key_users, granted):
+        """The golden AMI of each region copied encrypted under that region's key (whose policy lets
+        `key_users` use it), shared with every workload account, with grants to the Auto Scaling
+        roles of `granted`. Returns ({region: AMI id}, {region: key ARN})."""
+        central = self.fleet["central"]
+        keys = seed.make_copy_keys(self.moto, central, REGIONS, workloads=key_users)
+        post(f"{self.control}/copy-time", {"seconds": 1})
+        amis = {}
+        for region in REGIONS:
+            ec2 = seed.account_client(self.moto, "ec2", region, central)
+            amis[region] = ec2.copy_image(SourceImageId=self.ami("golden", region), SourceRegion=region,
+                                          Name="ami-rollout-sealed", Encrypted=True, KmsKeyId=keys[region])["ImageId"]
+        post(f"{self.control}/advance", {"seconds": 3600})
+        for region in REGIONS:
+            ec2 = seed.account_client(self.moto, "ec2", region, central)
+            ec2.modify_image_attribute(ImageId=amis[region], LaunchPermission={
+                "Add": [{"UserId": account} for account in self.ACCOUNTS]})
+            kms = seed.account_client(self.moto, "kms", region, central)
+            for account in granted:
+                kms.create_grant(KeyId=keys[region], GranteePrincipal=f"arn:aws:iam::{account}:{self.ROLE}",
+                                 Operations=self.OPERATIONS)
+        return amis, keys
+
+    def standalone(self, account, region="us-east-1"):
+        """A standalone instance of `account` opted in with the rollout's tag, on `current`."""
+        ec2 = seed.account_client(self.moto, "ec2", region, account)
+        return ec2.run_instances(ImageId=self.ami("current", region), MinCount=1, MaxCount=1, TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": "ami-rollout:enabled", "Value": "true"}]}])[
+            "Instances"][0]["InstanceId"]
+
+    def test_an_account_whose_auto_scaling_role_has_no_grant_is_refused_with_the_grant_to_make(self):
+        amis, keys = self.sealed(key_users=self.ACCOUNTS, granted=(CANARY, THIRD))
+        result = self.run_rollout({"amiId": amis["us-east-1"]})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "PreflightFailed"), result["log"])
+        self.assertIn(f"Auto Scaling's role in account {SECOND} has no grant on the KMS key", result["cause"])
+        self.assertIn(f"--grantee-principal arn:aws:iam::{SECOND}:{self.ROLE}", result["cause"])
+        self.assertTrue(any(key in result["cause"] for key in keys.values()), result["cause"])
+        self.assert_untouched()
+
+    def test_an_account_whose_instances_the_keys_policy_leaves_out_is_refused_naming_account_and_key(self):
+        amis, keys = self.sealed(key_users=(CANARY, SECOND), granted=self.ACCOUNTS)
+        instance = self.standalone(THIRD)
+        result = self.run_rollout({"amiId": amis["us-east-1"]})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "PreflightFailed"), result["log"])
+        self.assertIn(f"account {THIRD} may not use the KMS key {keys['us-east-1']}", result["cause"])
+        self.assertIn("root volume replacement", result["cause"])
+        self.assert_untouched()
+        ec2 = seed.account_client(self.moto, "ec2", "us-east-1", THIRD)
+        described = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+        self.assertEqual(described["ImageId"], self.ami("current", "us-east-1"))
+
+    def test_groups_launch_by_their_grant_and_instances_by_the_key_policy(self):
+        # The third account is left out of the key policy: its groups launch by their grant alone.
+        amis, _ = self.sealed(key_users=(CANARY, SECOND), granted=self.ACCOUNTS)
+        instance = self.standalone(SECOND)
+        result = self.run_rollout({"amiId": amis["us-east-1"], "maxConcurrency": 12})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        for account, region in self.places(self.ACCOUNTS):
+            for group, images in self.amis_on(account, region).items():
+                self.assertEqual(images, [amis[region]], f"{account}/{region}/{group}")
+        # The workload role had the instance's root built from the encrypted AMI through EC2.
+        ec2 = seed.account_client(self.moto, "ec2", "us-east-1", SECOND)
+        described = ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]
+        self.assertEqual(described["ImageId"], amis["us-east-1"])
 
 
 class FromAnOrganizationalUnit(Reach):

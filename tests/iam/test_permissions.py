@@ -41,12 +41,15 @@ ASL = ROOT / "statemachine/rollout.asl.json"
 WORKLOAD_TEMPLATE = ROOT / "infra/aws/workload-account-role.yaml"
 # The services the functions that enter workload accounts call there (every fleet client acts
 # wherever its target lives); the plans bucket, holds table, STS and Step Functions stay home.
-FLEET_SERVICES = ("ec2", "autoscaling", "ecs", "cloudwatch", "ssm")
+FLEET_SERVICES = ("ec2", "autoscaling", "ecs", "cloudwatch", "ssm", "kms")
 # Granted without a call of their own: Auto Scaling checks that whoever points a group at a launch
-# template may launch from it and pass its instance profile's role.
-IMPLIED = {"ec2:RunInstances", "iam:PassRole"}
-# Fleet-service calls made only with the home account's clients: the drift check's metrics.
-HOME_ONLY = {"cloudwatch:PutMetricData"}
+# template may launch from it and pass its instance profile's role; EC2 builds a root volume from
+# an encrypted AMI with the caller's rights on its key (kms:ViaService).
+IMPLIED = {"ec2:RunInstances", "iam:PassRole", "kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext",
+           "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:CreateGrant"}
+# Fleet-service calls made only with the home account's clients: the drift check's metrics, and
+# the snapshots of an AMI the home account owns (preflight reads their keys there).
+HOME_ONLY = {"cloudwatch:PutMetricData", "ec2:DescribeSnapshots"}
 SERVICES = "|".join(IAM_PREFIX)
 CALL = re.compile(rf"\.({SERVICES})\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)")
 # `let ec2 = &clients.fleet.ec2;`: calls on `ec2` are then EC2 calls (only such bindings, so an
@@ -55,6 +58,8 @@ BINDING = re.compile(rf"\blet\s+(?:mut\s+)?([a-z_][a-z0-9_]*)\s*(?::[^=;]*)?=\s*
 # `let kms = aws_sdk_kms::Client::new(...)`: calls on `kms` are then KMS calls.
 BINDING_NEW = re.compile(rf"\blet\s+(?:mut\s+)?([a-z_][a-z0-9_]*)\s*=\s*aws_sdk_({SERVICES})::Client::new\b")
 # `imagebuilder: &aws_sdk_imagebuilder::Client` as a function's parameter: calls on it likewise.
+# `let kms = there.kms()?;`: a client made where the clients act; calls on `kms` likewise.
+BINDING_METHOD = re.compile(rf"\blet\s+(?:mut\s+)?([a-z_][a-z0-9_]*)\s*=\s*[a-z_][a-z0-9_.]*\.({SERVICES})\(\)\??\s*;")
 BINDING_PARAM = re.compile(rf"\b([a-z_][a-z0-9_]*)\s*:\s*&\s*aws_sdk_({SERVICES})::Client\b")
 FN = re.compile(r"\bfn\s+([a-z_][a-z0-9_]*)")
 
@@ -83,7 +88,9 @@ def functions_in(source: str) -> dict[str, str]:
 
 def calls_of(body: str) -> set[str]:
     found = CALL.findall(body)
-    for name, svc in BINDING.findall(body) + BINDING_NEW.findall(body) + BINDING_PARAM.findall(body):
+    bindings = BINDING.findall(body) + BINDING_NEW.findall(body) + BINDING_METHOD.findall(body) \
+        + BINDING_PARAM.findall(body)
+    for name, svc in bindings:
         found += [(svc, op) for op in re.findall(rf"(?<![\w.:]){name}\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)", body)]
     return {f"{IAM_PREFIX[svc]}:{camel(op)}" for svc, op in found
             if not op.startswith(("as_", "clone", "config"))}
@@ -210,6 +217,8 @@ class PermissionCoverage(unittest.TestCase):
         # Through a client made in place (`let x = aws_sdk_<service>::Client::new(..)`).
         self.assertIn("organizations:ListAccountsForParent", operations("resolve-ami"))
         self.assertIn("kms:CreateGrant", operations("distribute-ami"))
+        # Through a client the clients make where they act (`let kms = there.kms()?;`).
+        self.assertIn("kms:ListGrants", operations("resolve-ami"))
         # Through a client passed as a parameter.
         self.assertIn("imagebuilder:GetImage", operations("resolve-ami"))
 
@@ -225,10 +234,13 @@ class PermissionCoverage(unittest.TestCase):
             aws_sdk_ec2::Client::new(&conf);
             let kms = aws_sdk_kms::Client::new(&regional);
             kms.create_grant().key_id(k);
+            let keys = there.kms()?;
+            keys.list_grants().key_id(k);
             if ecs.is_some() { sfn.not_a_client(); }
         """
         self.assertEqual(calls_of(body), {"dynamodb:PutItem", "states:DescribeExecution",
-                                          "ec2:EnableImageDeregistrationProtection", "kms:CreateGrant"})
+                                          "ec2:EnableImageDeregistrationProtection", "kms:CreateGrant",
+                                          "kms:ListGrants"})
 
     def test_the_state_machine_role_allows_what_its_distributed_maps_and_tasks_need(self):
         role = self.resources["StateMachineRole"]

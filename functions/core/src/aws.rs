@@ -37,6 +37,9 @@ pub struct Clients {
     /// The configuration the clients were built from, to build clients for other places
     /// (absent in mocked tests, which stay in the home account and region).
     conf: Option<aws_config::SdkConfig>,
+    /// The configuration the fleet clients act with (region and credentials of the place), for
+    /// the clients made only where needed (KMS).
+    fleet_conf: Option<aws_config::SdkConfig>,
 }
 
 impl Clients {
@@ -68,7 +71,16 @@ impl Clients {
             home_account: None,
             workload: WorkloadRole::default(),
             conf: Some(conf.clone()),
+            fleet_conf: Some(conf.clone()),
         }
+    }
+
+    /// A KMS client acting where the fleet clients act (their region and credentials).
+    pub fn kms(&self) -> StepResult<aws_sdk_kms::Client> {
+        self.fleet_conf
+            .as_ref()
+            .map(aws_sdk_kms::Client::new)
+            .ok_or_else(|| StepError::invalid("no AWS configuration for KMS"))
     }
 
     /// The configuration the home clients were built from.
@@ -246,6 +258,7 @@ pub mod mock {
                 home_account: Some("123456789012".into()),
                 workload: crate::reach::WorkloadRole::default(),
                 conf: None,
+                fleet_conf: None,
             }
         }
     }

@@ -153,6 +153,9 @@ fn is_transient(code: &str) -> bool {
             | "Unavailable"
             | "ServerException"
             | "ResourceContention"
+            // KMS's own.
+            | "KMSInternalException"
+            | "DependencyTimeoutException"
     )
 }
 

@@ -10,6 +10,7 @@ pub mod ecs;
 pub mod error;
 pub mod fleet;
 pub mod instance;
+pub mod keys;
 pub mod launch_template;
 pub mod model;
 pub mod reach;

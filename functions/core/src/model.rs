@@ -340,6 +340,11 @@ pub struct AmiCopy {
     /// Workload accounts with targets in the region: the copy is shared with them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<String>,
+    /// Those of `accounts` whose Auto Scaling groups launch from the copy: their Auto Scaling
+    /// role gets a grant on its key (an account with only standalone instances may have no such
+    /// role, and a grant to a role that does not exist is refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_accounts: Vec<String>,
     /// The copy, once started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,

@@ -5,8 +5,9 @@
 //!
 //! Two actions, each one short call: `copy` starts every copy not started yet; `check` reads
 //! them, and once all are available validates them, shares them (launch permission, and a KMS
-//! grant on the copy's key for each workload account's Auto Scaling service-linked role: a key
-//! policy alone does not let it launch from encrypted snapshots), and writes each copy's id into
+//! grant on the copy's key for the Auto Scaling service-linked role of each workload account whose
+//! groups launch from it: a key policy alone does not let that role launch from encrypted
+//! snapshots), and writes each copy's id into
 //! the wave objects of its region's targets. The state machine waits between checks.
 //!
 //! It also bakes the AMI when a start asks for one from an instance (`bake`, `bakeStatus`:
@@ -15,33 +16,17 @@
 pub mod bake;
 
 use aws_sdk_ec2::types::{ImageState, LaunchPermission, LaunchPermissionModifications};
-use aws_sdk_kms::types::GrantOperation;
 use rollout_core::ami::{describe_images, usable_ami};
 use rollout_core::config::Config;
+use rollout_core::keys::{GRANT_OPERATIONS, autoscaling_role};
 use rollout_core::model::{Ami, AmiCopy, Epoch, Plan, PlanSummary, Target};
-use rollout_core::reach::{fnv1a, partition};
+use rollout_core::reach::fnv1a;
 use rollout_core::{Clients, StepError, StepResult};
 use serde::Deserialize;
 use serde_json::Value;
 
 /// How long a copy may stay pending when `AMI_COPY_TIMEOUT_SECONDS` is not set.
 pub const DEFAULT_COPY_TIMEOUT_SECONDS: i64 = 2 * 3600;
-/// The role Auto Scaling launches with in each workload account.
-const AUTOSCALING_SERVICE_ROLE: &str =
-    "aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling";
-/// What Auto Scaling's role needs on the key to launch from encrypted snapshots (EC2 user guide,
-/// "Required AWS KMS key policy for use with encrypted volumes").
-const GRANT_OPERATIONS: [GrantOperation; 8] = [
-    GrantOperation::Encrypt,
-    GrantOperation::Decrypt,
-    GrantOperation::ReEncryptFrom,
-    GrantOperation::ReEncryptTo,
-    GrantOperation::GenerateDataKey,
-    GrantOperation::GenerateDataKeyWithoutPlaintext,
-    GrantOperation::DescribeKey,
-    GrantOperation::CreateGrant,
-];
-
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "action", rename_all = "camelCase", deny_unknown_fields)]
 pub enum DistributeRequest {
@@ -328,15 +313,7 @@ async fn share(there: &Clients, copy: &AmiCopy, ami: &Ami) -> StepResult<()> {
     let Some(key) = &copy.kms_key_id else {
         return Ok(());
     };
-    let conf = there
-        .sdk_config()
-        .ok_or_else(|| StepError::invalid("no AWS configuration for KMS"))?;
-    let kms = aws_sdk_kms::Client::new(
-        &conf
-            .to_builder()
-            .region(aws_config::Region::new(copy.region.clone()))
-            .build(),
-    );
+    let kms = there.kms()?;
     // CreateGrant takes a key id or ARN, never an alias: resolve what was configured.
     let key = kms
         .describe_key()
@@ -347,7 +324,7 @@ async fn share(there: &Clients, copy: &AmiCopy, ami: &Ami) -> StepResult<()> {
         .key_metadata()
         .map(|k| k.arn().unwrap_or(k.key_id()).to_string())
         .unwrap_or_else(|| key.clone());
-    for account in &copy.accounts {
+    for account in &copy.group_accounts {
         kms.create_grant()
             .key_id(&key)
             .grantee_principal(autoscaling_role(account, &copy.region))
@@ -360,14 +337,6 @@ async fn share(there: &Clients, copy: &AmiCopy, ami: &Ami) -> StepResult<()> {
     }
     tracing::info!(region = copy.region, image = ami.id, accounts = ?copy.accounts, "copy shared");
     Ok(())
-}
-
-/// The Auto Scaling service-linked role of `account`.
-pub fn autoscaling_role(account: &str, region: &str) -> String {
-    format!(
-        "arn:{}:iam::{account}:role/{AUTOSCALING_SERVICE_ROLE}",
-        partition(region)
-    )
 }
 
 /// A target of a workload account that launches an AMI its own account owns (one an Image
@@ -424,6 +393,7 @@ mod tests {
             source_region: "us-east-1".into(),
             kms_key_id: Some("arn:aws:kms:eu-west-1:123456789012:key/k".into()),
             accounts: vec!["111111111111".into()],
+            group_accounts: vec!["111111111111".into()],
             image_id: Some("ami-0000000000000c0c0".into()),
             started_at: Some(started_at),
         }

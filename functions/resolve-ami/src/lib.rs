@@ -11,7 +11,7 @@ pub mod undo;
 
 use instances::PlacedInstance;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter as AsgFilter};
 use aws_sdk_ec2::types::Image;
@@ -19,6 +19,7 @@ use rollout_core::ami::{self, describe_images, usable_ami};
 use rollout_core::change_control;
 use rollout_core::config::{Config, parse_tag, validate_concurrency};
 use rollout_core::fleet::{self, GroupTemplate, group_template};
+use rollout_core::keys;
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
     Ami, AmiCopy, EcsCapacity, Epoch, MAX_TARGETS, Plan, RollbackPoint, Skipped, Target,
@@ -241,8 +242,22 @@ pub async fn resolve(
             )
         })
         .collect();
+    // The workload account-regions whose groups launch: Auto Scaling's role there needs the key.
+    let launching_groups: BTreeSet<(Option<String>, String)> = found
+        .iter()
+        .filter(|(_, groups, _)| !groups.is_empty())
+        .filter_map(|(place, _, _)| Some((place.region.clone(), place.account.clone()?)))
+        .collect();
     let copies = if config.copy_missing_amis {
-        plan_copies(clients, config, &reach, &ami, &regional, &names_found)?
+        plan_copies(
+            clients,
+            config,
+            &reach,
+            &ami,
+            &regional,
+            &names_found,
+            &launching_groups,
+        )?
     } else {
         refuse_missing_amis(&ami, &regional, &names_found)?;
         Vec::new()
@@ -268,8 +283,15 @@ pub async fn resolve(
         let copied_there = copies
             .iter()
             .any(|c| Some(&c.region) == place.region.as_ref());
-        if place.account.is_some() && !copied_there {
-            ensure_launchable_there(place, &place_ami).await?;
+        if let Some(account) = place.account.as_deref()
+            && !copied_there
+        {
+            let seen = ensure_launchable_there(place, &place_ami).await?;
+            let launchers = keys::Launchers {
+                groups: !groups.is_empty(),
+                instances: !found_instances.is_empty(),
+            };
+            ensure_key_usable(clients, place, account, &place_ami, &seen, launchers).await?;
         }
         if !found_instances.is_empty() {
             // A copy is made later, the same image as its source: preflight against the source.
@@ -696,6 +718,7 @@ fn plan_copies(
     ami: &Ami,
     regional: &BTreeMap<Option<String>, Option<Ami>>,
     found: &[(&Place, Vec<String>)],
+    launching_groups: &BTreeSet<(Option<String>, String)>,
 ) -> StepResult<Vec<AmiCopy>> {
     let mut copies: BTreeMap<String, AmiCopy> = BTreeMap::new();
     for (place, targets) in found {
@@ -711,6 +734,7 @@ fn plan_copies(
             source_region: clients.region.clone(),
             kms_key_id: config.copy_kms_keys.get(region).cloned(),
             accounts: Vec::new(),
+            group_accounts: Vec::new(),
             image_id: None,
             started_at: None,
         });
@@ -719,6 +743,9 @@ fn plan_copies(
             && !copy.accounts.contains(account)
         {
             copy.accounts.push(account.clone());
+            if launching_groups.contains(&(place.region.clone(), account.clone())) {
+                copy.group_accounts.push(account.clone());
+            }
         }
     }
     for copy in copies.values() {
@@ -750,10 +777,11 @@ async fn account_ami(place: &Place, id: &str, config: &Config, now: Epoch) -> St
     usable_ami(&image, &config.allowed_ami_owners, now)
 }
 
-async fn ensure_launchable_there(place: &Place, ami: &Ami) -> StepResult<()> {
+async fn ensure_launchable_there(place: &Place, ami: &Ami) -> StepResult<Image> {
     let seen = describe_images(&place.clients, std::slice::from_ref(&ami.id)).await?;
-    if seen.is_empty() {
-        return Err(StepError::PreflightFailed {
+    seen.into_iter()
+        .next()
+        .ok_or_else(|| StepError::PreflightFailed {
             group: format!("account {}", place.account.as_deref().unwrap_or("?")),
             reason: format!(
                 "{} cannot see {} ({}): share it with the account (launch permission, and the KMS key of its snapshots)",
@@ -761,7 +789,47 @@ async fn ensure_launchable_there(place: &Place, ami: &Ami) -> StepResult<()> {
                 ami.id,
                 ami.name
             ),
-        });
+        })
+}
+
+/// Refuses a workload account that could see the AMI but not launch from it: its snapshots are
+/// encrypted under a key the account (or, for groups, its Auto Scaling role) may not use. The
+/// keys are read where the snapshots are visible, in the AMI's owner account when that is home.
+async fn ensure_key_usable(
+    clients: &Clients,
+    place: &Place,
+    account: &str,
+    ami: &Ami,
+    seen: &Image,
+    launchers: keys::Launchers,
+) -> StepResult<()> {
+    if keys::encrypted_snapshots(seen).is_empty() {
+        return Ok(());
+    }
+    let home = clients.home_account().await?;
+    let owner = match ami.owner_id == home {
+        true => Some(clients.in_place(place.region.as_deref(), None)?),
+        false => None,
+    };
+    for key in keys::snapshot_keys(owner.as_ref(), seen).await? {
+        let key_home = match keys::key_account(&key) == Some(home.as_str()) {
+            true => Some(clients.in_place(keys::key_region(&key), None)?),
+            false => None,
+        };
+        if let Some(reason) =
+            keys::launch_refusal(&place.clients, key_home.as_ref(), account, &key, launchers)
+                .await?
+        {
+            return Err(StepError::PreflightFailed {
+                group: format!("account {account}"),
+                reason: format!(
+                    "{} ({}) in {}: {reason}",
+                    ami.id,
+                    ami.name,
+                    place.describe()
+                ),
+            });
+        }
     }
     Ok(())
 }

@@ -10,7 +10,9 @@ Modules, one concern each:
   images     AMIs: deregistration protection, disabled AMIs, no launches from deregistered/disabled ones,
              AMIs shared across accounts (launch permissions)
   copies     CopyImage: pending on the scaled clock, tags, encryption recorded, ClientToken; unique AMI names
-  grants     KMS grants as AWS keeps them (Name retries, cross-account key ARNs, ListGrants); bookkeeping only
+  grants     KMS grants as AWS keeps them (Name retries, cross-account key ARNs, ListGrants)
+  keys       KMS as one question: may this principal use this key (state, grants, key policy, its own
+             policies), asked for KMS requests, Auto Scaling launches and root replacements
   alarms     DescribeAlarms with its filters combined
   fleet      group instances: launch/terminate, per-instance version, failed launches, ECS container instances
   refresh    instance refresh: Start/Describe/Cancel/Rollback and the replacement engine

@@ -29,6 +29,7 @@ from moto.ec2.models import ec2_backends
 from moto.iam.models import iam_backends
 from moto.sts.models import sts_backends
 
+from . import keys
 from .policy import Request, Resource, decide
 
 log = logging.getLogger("localaws.authorization")
@@ -337,10 +338,28 @@ def check(session: Session, action: str, call: Call) -> Refusal | None:
         log.warning("IAM: the local AWS has no authorization row for %s; refused", action)
         return refusal_for(session, action, "(no row in localaws/authorization.py)", False)
     resources, context = row(call)
+    if action.startswith("kms:"):
+        return _key_refusal(session, action, resources, call)
     decision = _decide(session, action, resources, {**context, "aws:requestedregion": call.region})
     if not decision.allowed:
         return refusal_for(session, action, decision.resource, decision.explicit)
     return _implied(session, action, call)
+
+
+def principal(session: Session) -> keys.Principal:
+    return keys.Principal(session.role_arn, session.account, role_policies(session), shown=session.session_arn)
+
+
+def _key_refusal(session: Session, action: str, resources: list, call: Call) -> Refusal | None:
+    """A KMS request: the key's policy and grants with the caller's policies (keys.py). An
+    unknown key is left to KMS, which answers NotFoundException."""
+    key = keys.find(resources[0].arn, call.account, call.region)
+    if key is None:
+        decision = _decide(session, action, resources, {"aws:requestedregion": call.region})
+        return None if decision.allowed else refusal_for(session, action, decision.resource, decision.explicit)
+    why = keys.refusal(principal(session), key, [action.split(":", 1)[1]],
+                       {"aws:requestedregion": call.region, "kms:calleraccount": session.account})
+    return None if why is None else Refusal("AccessDeniedException", 400, why)
 
 
 def _decide(session: Session, action: str, resources: list, context: dict):
@@ -475,16 +494,16 @@ def deployment() -> list:
         if not roles:
             continue
         arns = {r.arn for r in roles}
-        keys = {k: v for k, v in iam.access_keys.items() if getattr(v, "role_arn", None) in arns}
+        access_keys = {k: v for k, v in iam.access_keys.items() if getattr(v, "role_arn", None) in arns}
         sessions = [s for s in sts_backends[account][PARTITION].assumed_roles if s.role_arn in arns]
-        kept.append((account, roles, keys, sessions))
+        kept.append((account, roles, access_keys, sessions))
     return kept
 
 
 def restore(kept: list) -> None:
-    for account, roles, keys, sessions in kept:
+    for account, roles, access_keys, sessions in kept:
         iam = iam_backends[account][PARTITION]
         for role in roles:
             iam.roles[role.id] = role
-        iam.access_keys.update(keys)
+        iam.access_keys.update(access_keys)
         sts_backends[account][PARTITION].assumed_roles.extend(sessions)

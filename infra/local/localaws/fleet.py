@@ -14,12 +14,13 @@ EC2 instance failed."), served by DescribeScalingActivities, and `launch` return
 """
 
 import base64
-import datetime
 import json
+import logging
 import re
 import uuid
 
 from moto.autoscaling.models import (
+    AutoScalingBackend,
     FakeAutoScalingGroup,
     InstanceState,
     autoscaling_backends,
@@ -30,7 +31,9 @@ from moto.cloudwatch.models import cloudwatch_backends
 from moto.ec2.models import ec2_backends
 from moto.ecs.models import ecs_backends
 
-from . import clock, images, state
+from . import clock, images, keys, state
+
+log = logging.getLogger("localaws.fleet")
 
 # A launch that keeps failing is retried; one Failed activity per group per simulated minute.
 FAILED_LAUNCH_EVERY = 60
@@ -79,8 +82,19 @@ def refusal(group, version=None) -> str | None:
     """Why EC2 refuses to launch the group's instances from `version` of its template (default: the
     group's version), as the failed scaling activity's StatusMessage puts it; None if it launches."""
     account, region = _account_region(group)
-    error = images.refusal(account, region, _image_of(group, version))
-    return f"{error.message}. Launching EC2 instance failed." if error else None
+    image_id = _image_of(group, version)
+    error = images.refusal(account, region, image_id)
+    if error:
+        return f"{error.message}. Launching EC2 instance failed."
+    # Auto Scaling builds the volumes as its service-linked role: without the key of an encrypted
+    # snapshot the instance is terminated at once (Auto Scaling troubleshooting guide, "Client.
+    # InternalError: Client error on launch").
+    why = keys.volume_refusal(keys.autoscaling_role(account), images.find(account, region, image_id), region)
+    if why:
+        log.info("Auto Scaling launch refused: %s", why)
+        return ("Instance became unhealthy while waiting for instance to be in InService state. "
+                "Termination Reason: Client.InternalError: Client error on launch")
+    return None
 
 
 def _utcnow():
@@ -273,7 +287,19 @@ def describe_scaling_activities(self: AutoScalingResponse):
     return ActionResult(result)
 
 
+_original_create_group = AutoScalingBackend.create_auto_scaling_group
+
+
+def _create_auto_scaling_group(self: AutoScalingBackend, *args, **kwargs):
+    """The account's first group makes its Auto Scaling service-linked role (AWS User Guide,
+    "Service-linked roles for Amazon EC2 Auto Scaling"): recorded for keys.role_exists."""
+    group = _original_create_group(self, *args, **kwargs)
+    state.sim().autoscaling_accounts.add(self.account_id)
+    return group
+
+
 def install() -> None:
+    AutoScalingBackend.create_auto_scaling_group = _create_auto_scaling_group
     FakeAutoScalingGroup.replace_autoscaling_group_instances = _recording_replace
     InstanceState.launch_template = property(_instance_launch_template)
     FakeAutoScalingGroup.launch_template = property(_group_launch_template)

@@ -10,7 +10,8 @@ IssuingAccount or CreationDate. Here (awsJson1_1):
   original GrantId (and a new GrantToken that retires it too), as AWS documents; without a Name
   every call makes a new grant. GranteePrincipal may be any principal ARN, another account's
   (e.g. `arn:aws:iam::<workload>:role/aws-service-role/autoscaling.amazonaws.com/
-  AWSServiceRoleForAutoScaling`); it is not checked to exist.
+  AWSServiceRoleForAutoScaling`); one that does not exist is InvalidArnException (keys.role_exists:
+  an account's Auto Scaling service-linked role exists once the account has a group).
 - Operations outside the GrantOperation enum: ValidationException ("1 validation error detected:
   ..." as AWS words constraint failures); for a symmetric encryption key, Sign / Verify /
   GetPublicKey / GenerateMac / VerifyMac / DeriveSharedSecret: ValidationException (AWS documents
@@ -27,8 +28,8 @@ IssuingAccount or CreationDate. Here (awsJson1_1):
   CreationDate; filters GrantId and GranteePrincipal; pages with Limit (1-100, default 50) and
   Marker/NextMarker.
 
-Bookkeeping only: neither key policies nor grants are evaluated anywhere; nothing refuses a launch,
-a copy or a Decrypt for want of a grant.
+Grants and key policies are evaluated by keys.py, wherever AWS asks (every KMS request of a role
+session, Auto Scaling launches, root volume replacements).
 """
 
 import contextlib
@@ -41,6 +42,8 @@ from moto.kms.models import Grant, Key, KmsBackend, kms_backends
 from moto.kms.responses import KmsResponse
 from moto.moto_api._internal import mock_random
 from moto.utilities.utils import get_partition
+
+from . import keys
 
 GRANT_OPERATIONS = (
     "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo",
@@ -129,6 +132,10 @@ def create_grant(self: KmsResponse) -> str:
         if bool(grantee) == bool(service_grantee):
             raise ValidationException("You must specify either GranteePrincipal or GranteeServicePrincipal, "
                                       "but not both.")
+        if grantee and not keys.role_exists(grantee):
+            # A principal that does not exist (yet) is refused (report: hashicorp/terraform-provider-aws
+            # PR 3038, InvalidArnException for a role not yet made); the message is ours.
+            raise KmsError("InvalidArnException", f"ARN does not refer to a valid principal: {grantee}")
         grantee = grantee or service_grantee
         for grant in key.grants.values():
             if name and grant.name == name and grant.grantee_principal == grantee \

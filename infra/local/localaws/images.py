@@ -152,6 +152,18 @@ def foreign(account, region, image_id):
     return None
 
 
+def find(account, region, image_id) -> Ami | None:
+    """The AMI `image_id` names for `account` in `region`: its own, or another account's (its
+    owner's record, with the snapshots); None if unknown or deregistered."""
+    if not image_id:
+        return None
+    ami = ec2_backends[account][region].amis.get(image_id)
+    if ami is not None:
+        return ami
+    elsewhere = foreign(account, region, image_id)
+    return elsewhere[1] if elsewhere is not None else None
+
+
 class SharedImage(Ami):
     """Another account's AMI as an account it is shared with sees it: no tags (they are the
     owner's). A copy of the Ami's attributes, made per request."""
@@ -325,7 +337,15 @@ def _run_instances(self: InstanceBackend, image_id, count, user_data, security_g
     error = refusal(self.account_id, self.region_name, image)
     if error:
         raise error
-    return _original_run_instances(self, image_id, count, user_data, security_group_names, **kwargs)
+    reservation = _original_run_instances(self, image_id, count, user_data, security_group_names, **kwargs)
+    shared = find(self.account_id, self.region_name, image)
+    if shared is not None and shared.owner_id != self.account_id:
+        # moto reads the AMI's attributes in the launching account only: from a shared AMI, as AWS
+        # launches it, not moto's defaults (paravirtual, x86_64).
+        for instance in reservation.instances:
+            for attribute in ("platform", "virtualization_type", "architecture", "root_device_name", "kernel_id"):
+                setattr(instance, attribute, getattr(shared, attribute, getattr(instance, attribute)))
+    return reservation
 
 
 def install() -> None:

@@ -28,7 +28,8 @@ GLOBAL_KEYS = {"aws:principalarn", "aws:principalaccount", "aws:requestedregion"
                "aws:tagkeys"}
 # Keys whose presence depends on the request: absent unless the request context carries them.
 SERVICE_KEYS = {"ec2:createaction", "ec2:launchtemplate", "ec2:islaunchtemplateresource", "ecs:cluster",
-                "iam:passedtoservice", "cloudwatch:namespace", "sts:externalid"}
+                "iam:passedtoservice", "cloudwatch:namespace", "sts:externalid", "kms:viaservice",
+                "kms:grantisforawsresource", "kms:calleraccount"}
 NEGATED = {"stringnotequals", "stringnotequalsignorecase", "stringnotlike", "arnnotequals", "arnnotlike",
            "numericnotequals"}
 
@@ -62,7 +63,7 @@ def _statements(document) -> list:
 
 
 def _listed(value) -> list:
-    return [] if value is None else [value] if isinstance(value, str) else list(value)
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _wildcard(pattern: str, value: str, case_sensitive: bool) -> bool:

@@ -23,7 +23,9 @@ checks always pass. Here (ec2 query protocol):
   instance reports that AMI (ImageId); otherwise its ImageId stays (AWS documents only the AMI
   case). `failing-detached` / `failed-detached` (an instance left without a root) are not modelled.
 - A bad AMI (POST /_localaws/bad-ami): mode `root` makes the task fail (`failing`, then `failed`;
-  the original root stays attached); mode `boot` lets the task succeed and the instance's status
+  the original root stays attached), as does an AMI whose encrypted snapshot's key the caller may
+  not use through EC2 (keys.py; that the task fails rather than the call is **ours**: AWS
+  documents neither); mode `boot` lets the task succeed and the instance's status
   checks fail (`impaired`), as an AMI that does not boot on that instance would. The checks follow
   the AMI the current root was made from, so a root put back with VolumeId boots again.
 - DescribeReplaceRootVolumeTasks: by ReplaceRootVolumeTaskIds or the `instance-id` filter.
@@ -36,7 +38,7 @@ Timing (simulated seconds): PENDING_SECONDS, then REBOOT_SECONDS in progress.
 """
 
 import copy as _copy
-import datetime
+import logging
 import secrets
 
 from moto.core.responses import ActionResult
@@ -46,7 +48,9 @@ from moto.ec2.models.elastic_block_store import EBSBackend
 from moto.ec2.models.instances import Instance
 from moto.ec2.responses.instances import InstanceResponse
 
-from . import clock, state
+from . import authorization, clock, images, keys, state
+
+log = logging.getLogger("localaws.rootvolumes")
 
 PENDING_SECONDS = 10.0
 REBOOT_SECONDS = 60.0
@@ -119,7 +123,12 @@ def create_replace_root_volume_task(self: InstanceResponse):
     if any(t["InstanceId"] == instance_id and t["TaskState"] in RUNNING for t in sim.root_tasks.get(place, [])):
         raise _Refused("IncorrectState", f"A root volume replacement task is already in progress for '{instance_id}'.")
     if image_id:
-        image = backend.describe_images(ami_ids=[image_id])[0]  # InvalidAMIID.NotFound
+        refused = images.refusal(self.current_account, self.region, image_id)
+        if refused is not None:
+            raise refused  # not shared with the account, deregistered, disabled
+        # The account's own AMI or one shared with it (moto's backend knows only its own).
+        image = images.find(self.current_account, self.region, image_id) \
+            or backend.describe_images(ami_ids=[image_id])[0]  # InvalidAMIID.NotFound
         for attribute, name in (("architecture", "architecture"), ("virtualization_type", "virtualization type")):
             mine = getattr(backend.amis.get(instance.image_id), attribute, None) if instance.image_id in backend.amis \
                 else getattr(instance, attribute, None)
@@ -156,6 +165,8 @@ def create_replace_root_volume_task(self: InstanceResponse):
     }
     if image_id:
         task["ImageId"] = image_id
+        # EC2 builds the new root for the caller: with its rights on the key of an encrypted AMI.
+        task["_key_refused"] = _key_refusal(self, image_id)
     if snapshot_id:
         task["SnapshotId"] = snapshot_id
     if volume_id:
@@ -164,6 +175,19 @@ def create_replace_root_volume_task(self: InstanceResponse):
     if token:
         sim.root_tokens[place + (token,)] = task["ReplaceRootVolumeTaskId"]
     return ActionResult({"ReplaceRootVolumeTask": _public(task)})
+
+
+def _key_refusal(response: InstanceResponse, image_id: str) -> str | None:
+    """Why the caller cannot have a volume built from the AMI's encrypted snapshot (keys.py);
+    the account's administrator is not checked."""
+    session = authorization.session_of(response.get_access_key())
+    if session is None or not authorization.ENFORCED:
+        return None
+    account, region = response.current_account, response.region
+    why = keys.volume_refusal(authorization.principal(session), images.find(account, region, image_id), region)
+    if why:
+        log.info("root volume replacement from %s will fail: %s", image_id, why)
+    return why
 
 
 def describe_replace_root_volume_tasks(self: InstanceResponse):
@@ -218,7 +242,7 @@ def _swap(backend, instance: Instance, device: str, old, new, delete_old: bool) 
 
 
 def _ami_root_size(backend, image_id: str, old) -> int:
-    image = backend.amis.get(image_id)
+    image = images.find(backend.account_id, backend.region_name, image_id)
     return (_image_root_size(image) if image else None) or old.size
 
 
@@ -265,7 +289,7 @@ def tick() -> None:
             if task["TaskState"] == "pending" and elapsed >= PENDING_SECONDS:
                 task["TaskState"] = "in-progress"
             if task["TaskState"] == "in-progress" and elapsed >= PENDING_SECONDS + REBOOT_SECONDS:
-                if sim.bad_amis.get(task.get("ImageId")) == "root":
+                if sim.bad_amis.get(task.get("ImageId")) == "root" or task.get("_key_refused"):
                     task["TaskState"] = "failing"
                 else:
                     instance = backend.get_instance(task["InstanceId"])

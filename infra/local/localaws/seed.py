@@ -32,6 +32,7 @@ import urllib.request
 from pathlib import Path
 
 import boto3
+from botocore.exceptions import ClientError
 
 from . import stack
 
@@ -45,8 +46,21 @@ def clients(endpoint: str, region: str):
     return {s: boto3.client(s, **kw) for s in ("ec2", "autoscaling", "ecs", "cloudwatch", "ssm")}
 
 
+def _base_ami(ec2) -> str:
+    """moto's ECS-optimized AL2023 AMI where its catalogue has it; elsewhere (moto's catalogue
+    differs per region) an HVM x86_64 Amazon AMI of the region, so that every region's AMIs are
+    HVM as on AWS (an unknown id would launch a paravirtual builder)."""
+    try:
+        ec2.describe_images(ImageIds=[ECS_AL2023])
+        return ECS_AL2023
+    except ClientError:
+        images = ec2.describe_images(Owners=["amazon"], Filters=[
+            {"Name": "virtualization-type", "Values": ["hvm"]}, {"Name": "architecture", "Values": ["x86_64"]}])
+        return min(i["ImageId"] for i in images["Images"])
+
+
 def make_ami(ec2, subnet, name: str) -> str:
-    builder = ec2.run_instances(ImageId=ECS_AL2023, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+    builder = ec2.run_instances(ImageId=_base_ami(ec2), MinCount=1, MaxCount=1, InstanceType="t3.micro",
                                 SubnetId=subnet)["Instances"][0]["InstanceId"]
     image = ec2.create_image(InstanceId=builder, Name=name,
                              TagSpecifications=[{"ResourceType": "image", "Tags": [{"Key": "Name", "Value": name}]}])
@@ -545,7 +559,7 @@ COPY_KEY_ALIAS = "alias/ami-rollout-copies"
 def copy_key_policy(central: str, workloads) -> dict:
     """The key policy of a region's AMI-copy key: the central account administers it; the workload
     accounts may use it and create grants for AWS resources (their Auto Scaling service-linked role),
-    as the EC2 user guide's cross-account policy for encrypted AMIs has it. Not enforced locally."""
+    as the EC2 user guide's cross-account policy for encrypted AMIs has it (enforced: keys.py)."""
     accounts = [f"arn:aws:iam::{account}:root" for account in workloads]
     return {"Version": "2012-10-17", "Id": "ami-rollout-copies", "Statement": [
         {"Sid": "Enable IAM User Permissions", "Effect": "Allow",

@@ -82,6 +82,9 @@ class Simulation:
     drains: dict[tuple, float] = field(default_factory=dict)
     # Image Builder images (imagebuilder.py): build version ARN -> GetImage's image.
     builder_images: dict[str, dict] = field(default_factory=dict)
+    # Accounts that made an Auto Scaling group: AWS made their Auto Scaling service-linked role,
+    # which stays when the groups go (keys.role_exists).
+    autoscaling_accounts: set = field(default_factory=set)
 
 
 def _scale() -> float:

@@ -199,6 +199,81 @@ class Authorization(RoleSessions):
         self.refused(lambda: other.assume_role(RoleArn=target, RoleSessionName="rollout", ExternalId="local-external-id"),
                      "AccessDenied")
 
+    # --- KMS: the key policy, grants and the caller's policies (keys.py) ---------------------------
+
+    def key(self, policy=None):
+        kms = self.admin["kms"]
+        return kms.create_key(**({"Policy": json.dumps(policy)} if policy else {}))["KeyMetadata"]["Arn"]
+
+    def test_a_kms_request_needs_the_key_policy_and_the_callers_policy(self):
+        delegated = self.key()  # the default key policy: the account's IAM decides
+        reader = self.client("kms", self.session(self.role("kms-reader", [
+            {"Effect": "Allow", "Action": "kms:DescribeKey", "Resource": "*"}])))
+        reader.describe_key(KeyId=delegated)
+        nothing = self.client("kms", self.session(self.role("no-kms", [
+            {"Effect": "Allow", "Action": "ec2:DescribeImages", "Resource": "*"}])))
+        message = self.refused(lambda: nothing.describe_key(KeyId=delegated), "AccessDeniedException")
+        self.assertIn("because no identity-based policy allows the kms:DescribeKey action", message)
+        # A key policy that names neither the role nor its account: no IAM policy can open it.
+        closed = self.key({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/someone-else"},
+             "Action": "kms:*", "Resource": "*"}]})
+        message = self.refused(lambda: reader.describe_key(KeyId=closed), "AccessDeniedException")
+        self.assertIn("because no resource-based policy allows the kms:DescribeKey action", message)
+        # A key policy naming the role itself is enough in the key's account.
+        direct = self.key({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/no-kms"},
+             "Action": "kms:DescribeKey", "Resource": "*"}]})
+        nothing.describe_key(KeyId=direct)
+
+    def test_another_accounts_key_needs_its_key_policy_and_the_workload_roles_policy(self):
+        workload = "111111111111"
+        seed.workload_roles(seed.account_client(self.endpoint, "iam", REGION, workload), workload, ACCOUNT,
+                            "ami-rollout-workload", "local-external-id")
+        sts = self.client("sts", self.session(deploy.create_roles(self.endpoint)["resolve-ami"]))
+        keys = sts.assume_role(RoleArn=f"arn:aws:iam::{workload}:role/ami-rollout-workload", RoleSessionName="rollout",
+                               ExternalId="local-external-id")["Credentials"]
+        kms = self.client("kms", keys)
+        shared = self.key(seed.copy_key_policy(ACCOUNT, [workload]))
+        self.assertEqual(kms.describe_key(KeyId=shared)["KeyMetadata"]["Arn"], shared)
+        other = self.key(seed.copy_key_policy(ACCOUNT, ["222222222222"]))
+        message = self.refused(lambda: kms.describe_key(KeyId=other), "AccessDeniedException")
+        self.assertIn("no resource-based policy", message)
+
+    def test_a_root_replacement_from_an_encrypted_ami_needs_the_key_through_ec2(self):
+        ec2 = self.admin["ec2"]
+        request(f"{self.control}/copy-time", {"seconds": 1})
+        base = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        builder = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, SubnetId=subnet)["Instances"][0]["InstanceId"]
+        plain = ec2.create_image(InstanceId=builder, Name="golden")["ImageId"]
+        encrypted = ec2.copy_image(SourceImageId=plain, SourceRegion=REGION, Name="golden-encrypted", Encrypted=True,
+                                   KmsKeyId=self.key())["ImageId"]
+        request(f"{self.control}/advance", {"seconds": 3600})
+        replace = {"Effect": "Allow", "Action": ["ec2:CreateReplaceRootVolumeTask", "ec2:DescribeReplaceRootVolumeTasks"],
+                   "Resource": "*"}
+        use_key = {"Effect": "Allow", "Resource": "*",
+                   "Action": ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKeyWithoutPlaintext",
+                              "kms:ReEncryptFrom", "kms:ReEncryptTo"],
+                   "Condition": {"StringLike": {"kms:ViaService": "ec2.*.amazonaws.com"}}}
+
+        def replaced_by(role):
+            instance = ec2.run_instances(ImageId=plain, MinCount=1, MaxCount=1, SubnetId=subnet)["Instances"][0]["InstanceId"]
+            caller = self.client("ec2", self.session(role))
+            task = caller.create_replace_root_volume_task(InstanceId=instance, ImageId=encrypted)["ReplaceRootVolumeTask"]
+            for _ in range(2):  # in progress, then ended
+                request(f"{self.control}/advance", {"seconds": 600})
+            [task] = caller.describe_replace_root_volume_tasks(
+                ReplaceRootVolumeTaskIds=[task["ReplaceRootVolumeTaskId"]])["ReplaceRootVolumeTasks"]
+            return task["TaskState"]
+
+        self.assertEqual(replaced_by(self.role("replacer", [replace])), "failed")
+        self.assertEqual(replaced_by(self.role("replacer-with-key", [replace, use_key])), "succeeded")
+        # The key used outside EC2 is not what that statement allows.
+        kms = self.client("kms", self.session(self.role("ec2-only-key", [use_key])))
+        self.refused(lambda: kms.describe_key(KeyId=self.key()), "AccessDeniedException")
+
 
 class WithoutEnforcement(RoleSessions):
     """LOCALAWS_IAM=off: the local AWS serves role sessions unchecked (to see what the check finds)."""

@@ -77,6 +77,23 @@ class Copies(LocalServerTestCase):
     def ebs(self, image):
         return [m["Ebs"] for m in image["BlockDeviceMappings"] if "Ebs" in m]
 
+    def group(self, account, region, image_id, desired=1):
+        """A group of `account` in `region` launching `image_id`; its scaling activities and instances.
+        An account's first group also makes its Auto Scaling service-linked role, as on AWS."""
+        ec2, asg = self.client("ec2", region, account), self.client("autoscaling", region, account)
+        template = ec2.create_launch_template(LaunchTemplateName=f"web-{len(asg.describe_auto_scaling_groups()['AutoScalingGroups'])}",
+                                              LaunchTemplateData={"ImageId": image_id, "InstanceType": "t3.micro"})
+        name = template["LaunchTemplate"]["LaunchTemplateName"]
+        asg.create_auto_scaling_group(AutoScalingGroupName=name, MinSize=0, MaxSize=2, DesiredCapacity=desired,
+                                      AvailabilityZones=[f"{region}a"],
+                                      LaunchTemplate={"LaunchTemplateId": template["LaunchTemplate"]["LaunchTemplateId"],
+                                                      "Version": "1"})
+        [group] = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        return asg.describe_scaling_activities(AutoScalingGroupName=name)["Activities"], group["Instances"]
+
+    def uses_auto_scaling(self, account, region):
+        self.group(account, region, BASE, desired=0)
+
     # --- timing --------------------------------------------------------------------------------
 
     def test_a_copy_is_pending_until_its_copy_time_has_passed_on_the_scaled_clock(self):
@@ -286,6 +303,7 @@ class Copies(LocalServerTestCase):
 
     def test_a_grant_to_another_accounts_auto_scaling_role_is_listed_with_its_operations(self):
         key = self.key()
+        self.uses_auto_scaling(WORKLOAD, AWAY)
         kms = self.client("kms", AWAY)
         grantee = f"arn:aws:iam::{WORKLOAD}:{AUTOSCALING_ROLE}"
         created = kms.create_grant(KeyId=key["Arn"], GranteePrincipal=grantee, Operations=GRANT_OPERATIONS,
@@ -309,6 +327,7 @@ class Copies(LocalServerTestCase):
 
     def test_a_grant_made_by_the_workload_account_on_the_central_key(self):
         key = self.key()
+        self.uses_auto_scaling(WORKLOAD, AWAY)
         theirs = self.client("kms", AWAY, WORKLOAD)
         theirs.create_grant(KeyId=key["Arn"], GranteePrincipal=f"arn:aws:iam::{WORKLOAD}:{AUTOSCALING_ROLE}",
                             Operations=["Decrypt", "CreateGrant"])
@@ -336,6 +355,58 @@ class Copies(LocalServerTestCase):
         self.assertEqual(self.assert_error("DisabledException", kms.create_grant, KeyId=key["Arn"],
                                            GranteePrincipal=grantee, Operations=["Decrypt"]),
                          f"{key['Arn']} is disabled.")
+
+    def test_a_grant_to_an_auto_scaling_role_an_account_does_not_have_yet_is_refused(self):
+        key, grantee = self.key(), f"arn:aws:iam::{WORKLOAD}:{AUTOSCALING_ROLE}"
+        kms = self.client("kms", AWAY)
+        message = self.assert_error("InvalidArnException", kms.create_grant, KeyId=key["Arn"],
+                                    GranteePrincipal=grantee, Operations=["Decrypt"])
+        self.assertIn(grantee, message)
+        self.uses_auto_scaling(WORKLOAD, HOME)  # the role is global: a group in any region makes it
+        kms.create_grant(KeyId=key["Arn"], GranteePrincipal=grantee, Operations=["Decrypt"])
+
+    # --- keys in use (keys.py) -------------------------------------------------------------------
+
+    def encrypted_for(self, account, key_policy_accounts=(WORKLOAD,)):
+        """An AMI of the central account in AWAY encrypted under a key whose policy lets
+        `key_policy_accounts` use it, shared with `account`; (image id, key ARN)."""
+        request(f"{self.control}/copy-time", {"seconds": 1})
+        key = self.key(Policy=json.dumps(seed.copy_key_policy(CENTRAL, key_policy_accounts)))
+        image = self.copy(Encrypted=True, KmsKeyId=key["Arn"])
+        self.finish_copies()
+        self.away.modify_image_attribute(ImageId=image, LaunchPermission={"Add": [{"UserId": account}]})
+        return image, key["Arn"]
+
+    def test_auto_scaling_launches_from_an_encrypted_ami_only_with_a_grant_for_its_service_linked_role(self):
+        image, key = self.encrypted_for(WORKLOAD)
+        # The key policy lets the workload account use the key, but its Auto Scaling role's own
+        # policy has no KMS action: the instance is terminated at launch.
+        activities, instances = self.group(WORKLOAD, AWAY, image)
+        self.assertEqual(instances, [])
+        self.assertEqual(activities[0]["StatusCode"], "Failed")
+        self.assertIn("Client.InternalError: Client error on launch", activities[0]["StatusMessage"])
+        self.client("kms", AWAY).create_grant(KeyId=key, GranteePrincipal=f"arn:aws:iam::{WORKLOAD}:{AUTOSCALING_ROLE}",
+                                              Operations=GRANT_OPERATIONS)
+        _, instances = self.group(WORKLOAD, AWAY, image)
+        self.assertEqual(len(instances), 1)
+
+    def test_a_grant_without_decrypt_does_not_let_auto_scaling_launch(self):
+        image, key = self.encrypted_for(WORKLOAD)
+        self.uses_auto_scaling(WORKLOAD, AWAY)
+        self.client("kms", AWAY).create_grant(KeyId=key, GranteePrincipal=f"arn:aws:iam::{WORKLOAD}:{AUTOSCALING_ROLE}",
+                                              Operations=["DescribeKey", "CreateGrant"])
+        _, instances = self.group(WORKLOAD, AWAY, image)
+        self.assertEqual(instances, [])
+
+    def test_a_disabled_key_stops_every_launch_from_its_amis(self):
+        image, key = self.encrypted_for(WORKLOAD)
+        self.uses_auto_scaling(WORKLOAD, AWAY)
+        self.client("kms", AWAY).create_grant(KeyId=key, GranteePrincipal=f"arn:aws:iam::{WORKLOAD}:{AUTOSCALING_ROLE}",
+                                              Operations=GRANT_OPERATIONS)
+        self.client("kms", AWAY).disable_key(KeyId=key.rsplit("/", 1)[-1])
+        activities, instances = self.group(WORKLOAD, AWAY, image)
+        self.assertEqual(instances, [])
+        self.assertIn("Client error on launch", activities[0]["StatusMessage"])
 
     # --- seed and launcher ----------------------------------------------------------------------
 
