@@ -124,7 +124,8 @@ def main() -> int:
         aws.s3.put_object(Bucket=PLANS_BUCKET, Key="settings/settings.json", Body=json.dumps(settings))
         # Each function as deployed: its own role's session (the Python baseline runs with the same).
         roles = deploy.create_roles(aws.endpoint)
-        env = {name: deploy.assume_as_lambda(aws.endpoint, arn, f"ami-rollout-{name}") for name, arn in roles.items()}
+        env = {name: deploy.assume_as_lambda(aws.endpoint, arn, f"ami-rollout-{name}") for name, arn in roles.items()
+               if name in deploy.FUNCTIONS}
 
         print("\nZip size (limit 6,000,000 bytes)")
         for name in ZIPS:

@@ -77,11 +77,27 @@ class LocalAwsCase(unittest.TestCase):
         (it would act on the fleet seeded next), then moto's backends and the extensions' state
         (fleet, faults, bad AMIs, alarms, clocks of refreshes and copies) emptied, and an empty
         holds table. The functions, the state machine and the rules stay deployed."""
-        for e in self.sfn_client.list_executions(stateMachineArn=self.machine, statusFilter="RUNNING")["executions"]:
-            self.sfn_client.stop_execution(executionArn=e["executionArn"], error="ScenarioEnded",
+        stopped = [e["executionArn"] for e in self.sfn_client.list_executions(
+            stateMachineArn=self.machine, statusFilter="RUNNING")["executions"]]
+        for arn in stopped:
+            self.sfn_client.stop_execution(executionArn=arn, error="ScenarioEnded",
                                            cause="the scenario that started it ended")
+        self.wait_for_releases(stopped)
         post(f"{self.control}/reset", {})
         deploy.create_holds_table(self.moto)
+
+    def wait_for_releases(self, executions, timeout=20.0):
+        """A stopped execution's holds are released by its status event, asynchronously (as on
+        AWS): wait for each release's record, so that none lands in the next scenario's table."""
+        dynamodb = deploy._client("dynamodb", self.moto)
+        deadline = time.time() + timeout
+        for arn in executions:
+            while time.time() < deadline:
+                item = dynamodb.get_item(TableName=deploy.HOLDS_TABLE,
+                                         Key={"key": {"S": f"execution#{arn}"}}).get("Item") or {}
+                if "released" in item:
+                    break
+                time.sleep(0.1)
 
     def logs(self):
         return sorted(self.run_dir.glob("*.log"))

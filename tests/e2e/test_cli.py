@@ -72,6 +72,23 @@ class OperatorCli(Harness):
         self.assertIn(message, result["cause"])
         self.assert_untouched()
 
+    def test_the_cli_runs_as_the_operator_role_and_is_refused_what_it_does_not_grant(self):
+        # Every command runs with the template's OperatorRole: without its StartExecution
+        # statement, start is refused by name and starts nothing; plan (reads only) still runs.
+        deploy.create_roles(self.moto, without={deploy.OPERATOR_ROLE: "states:StartExecution"})
+        try:
+            before = len(self.executions())
+            code, _, err = self.cli("start", "--ami-id", self.golden)
+            self.assertNotEqual(code, 0)
+            self.assertIn("assumed-role/ami-rollout-OperatorRole/", err)
+            self.assertIn("is not authorized to perform: states:StartExecution", err)
+            self.assertEqual(len(self.executions()), before, "nothing started")
+            code, _, err = self.cli("plan", "--ami-id", self.golden)
+            self.assertEqual(code, 0, err)
+        finally:
+            deploy.create_roles(self.moto)
+        self.assert_untouched()
+
     def test_settings_are_validated_put_shown_and_the_next_plan_uses_them(self):
         bad, good = Path(self.run_dir) / "bad.json", Path(self.run_dir) / "good.json"
         bad.write_text(json.dumps({"web": {"minHealthyPercentage": 500}}))

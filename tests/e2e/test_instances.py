@@ -199,6 +199,24 @@ class StandaloneInstances(Harness):
         self.assertEqual(self.files(bastion["root"]), {"/etc/hostname": "bastion"})
         self.assert_untouched_instance("build-host")
 
+    def test_an_instance_stopped_during_its_bake_fails_its_target_and_keeps_its_previous_root(self):
+        # An operator stops the bastion once its new root is in: EC2 reports a stopped instance's
+        # checks "not-applicable", which is no pass. The rollout never succeeds, and the root kept
+        # for going back is never deleted.
+        bastion = self.instances["bastion"]
+        self.aws["ec2"].create_tags(Resources=[bastion["id"]], Tags=[{"Key": "ami-rollout:wave", "Value": "0"}])
+        self.configure({"*": {**BASE_SETTINGS["*"], "bakeSeconds": 1800}, "web": {"wave": 1}},
+                       EXCLUDED_INSTANCES="scratch")
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden})
+        self.wait_for("the bastion's new root", lambda: self.described(bastion["id"])["ImageId"] == self.golden)
+        self.aws["ec2"].stop_instances(InstanceIds=[bastion["id"]])
+        result = self.watch(execution)
+        self.assertEqual(result["status"], "FAILED", result["log"])
+        self.assertIn(f"instance {bastion['id']} is stopped", result["log"])
+        self.assertTrue(self.volume_exists(bastion["root"]), "the previous root is kept")
+        self.assertEqual(self.files(bastion["root"]), {"/etc/hostname": "bastion"})
+        self.assert_untouched_instance("build-host")
+
     def test_an_instance_that_cannot_take_the_ami_is_refused_by_name_and_nothing_changes(self):
         build_host = self.instances["build-host"]
         self.aws["ec2"].stop_instances(InstanceIds=[build_host["id"]])

@@ -1,7 +1,8 @@
-"""Each function's role holds what its steps need, and the local AWS proves it: with one statement
-of a role left out, the step that needs it is refused as AWS refuses it, and the rollout ends
-failed (or rolled back) naming the action. The roles are the template's (deploy.create_roles);
-every other scenario runs with all of their statements."""
+"""Each function's role, and the state machine's, holds what its steps need, and the local AWS proves
+it: with one statement of a role left out, the step that needs it is refused as AWS refuses it
+(whether moto or ministack serves the call), and the rollout ends failed (or rolled back) naming
+the action. The roles are the template's (deploy.create_roles); every other scenario runs with all
+of their statements."""
 
 import unittest
 
@@ -64,6 +65,34 @@ class LeastPrivilege(Harness):
         self.without("hold-targets", "dynamodb:UpdateItem")
         result = self.run_rollout()
         self.assert_refused(result, "dynamodb:UpdateItem")
+        self.assert_untouched()
+
+    def test_resolve_ami_without_writing_the_plan_refuses_before_anything_changes(self):
+        # S3 is served by ministack: the function's session is checked there too.
+        self.without("resolve-ami", "s3:PutObject")
+        result = self.run_rollout()
+        self.assert_refused(result, "s3:PutObject")
+        self.assertIn("AccessDenied", result["cause"])
+        self.assert_untouched()
+
+    def test_the_state_machine_without_invoking_the_functions_starts_nothing(self):
+        self.without(deploy.STATE_MACHINE_ROLE, "lambda:InvokeFunction")
+        result = self.run_rollout()
+        self.assertEqual(result["error"], "Lambda.AWSLambdaException", result["log"])
+        self.assert_refused(result, "lambda:InvokeFunction")
+        self.assert_untouched()
+
+    def test_the_state_machine_without_starting_its_children_rolls_out_no_wave(self):
+        self.without(deploy.STATE_MACHINE_ROLE, "states:StartExecution")
+        result = self.run_rollout()
+        self.assert_refused(result, "states:StartExecution")
+        self.assert_untouched()
+
+    def test_the_state_machine_without_reading_the_waves_rolls_out_no_wave(self):
+        self.without(deploy.STATE_MACHINE_ROLE, "s3:GetObject")
+        result = self.run_rollout()
+        self.assert_refused(result, "s3:GetObject")
+        self.assertIn("States.ItemReaderFailed", result["log"])
         self.assert_untouched()
 
 

@@ -419,6 +419,18 @@ class FreshFleet(Scenarios, Harness):
             self.assertEqual(len(versions), 1, "nothing changed on the refused group's templates")
 
 
+    def test_a_group_with_launch_suspended_is_refused_by_name_and_nothing_changes(self):
+        # On AWS "InstanceRefresh does not replace instances" while Launch is suspended: the
+        # refresh would sit until its timeout, naming nothing. Preflight names the group and
+        # the process instead.
+        self.aws["autoscaling"].suspend_processes(AutoScalingGroupName="web", ScalingProcesses=["Launch", "AZRebalance"])
+        result = self.run_rollout()
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "PreflightFailed"), result["log"])
+        self.assertIn("web", result["cause"])
+        self.assertIn("its Launch process is suspended", result["cause"])
+        self.assertIn("--scaling-processes Launch", result["cause"])
+        self.assert_untouched()
+
     def test_a_reset_leaves_nothing_of_the_scenario_before(self):
         """Scenarios share a local AWS: what one leaves (an execution still running and holding a
         group, a fault, a bad AMI, an alarm in ALARM, a changed group) is gone for the next."""

@@ -33,7 +33,7 @@ CRATES = {
 }
 # SDK client field (or local binding) name -> IAM service prefix.
 IAM_PREFIX = {"ec2": "ec2", "autoscaling": "autoscaling", "ecs": "ecs", "cloudwatch": "cloudwatch", "ssm": "ssm",
-              "dynamodb": "dynamodb", "sfn": "states", "s3": "s3", "sts": "sts", "kms": "kms",
+              "dynamodb": "dynamodb", "sfn": "states", "s3": "s3", "sts": "sts", "kms": "kms", "lambda": "lambda",
               "organizations": "organizations", "imagebuilder": "imagebuilder", "sns": "sns"}
 # Core modules whose types' methods make AWS calls: a `.method(` call of one of theirs counts.
 METHOD_MODULES = ("aws", "store", "stop", "reach")
@@ -50,6 +50,8 @@ IMPLIED = {"ec2:RunInstances", "iam:PassRole", "kms:Decrypt", "kms:GenerateDataK
 # Fleet-service calls made only with the home account's clients: the drift check's metrics, and
 # the snapshots of an AMI the home account owns (preflight reads their keys there).
 HOME_ONLY = {"cloudwatch:PutMetricData", "ec2:DescribeSnapshots"}
+# What planning's code writes that the CLI never has it write: plan objects, the drift metrics.
+HOME_ONLY_WRITES = {"s3:PutObject", "cloudwatch:PutMetricData"}
 SERVICES = "|".join(IAM_PREFIX)
 CALL = re.compile(rf"\.({SERVICES})\s*\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)")
 # `let ec2 = &clients.fleet.ec2;`: calls on `ec2` are then EC2 calls (only such bindings, so an
@@ -190,7 +192,7 @@ class PermissionCoverage(unittest.TestCase):
     def test_every_operation_the_code_calls_is_allowed(self):
         for crate, role in CRATES.items():
             with self.subTest(function=crate):
-                granted = allowed(self.resources[role])
+                granted = allowed(self.resources[role], self.resources)
                 called = operations(crate)
                 self.assertTrue(called, f"no AWS calls found for {crate}: the scan is broken")
                 missing = sorted(op for op in called if not any(fnmatch.fnmatchcase(op, g) for g in granted))
@@ -200,7 +202,7 @@ class PermissionCoverage(unittest.TestCase):
         for crate, role in CRATES.items():
             with self.subTest(function=crate):
                 called = operations(crate)
-                stale = sorted(g for g in allowed(self.resources[role])
+                stale = sorted(g for g in allowed(self.resources[role], self.resources)
                                if not g.startswith("logs:") and g not in called and g not in GRANTED_FOR_AWS)
                 self.assertEqual(stale, [], f"{role} grants what {crate} never calls")
 
@@ -286,7 +288,7 @@ class PermissionCoverage(unittest.TestCase):
     def test_functions_that_enter_workload_accounts_may_assume_the_workload_role_only(self):
         for crate, role in CRATES.items():
             if "sts:AssumeRole" not in operations(crate):
-                self.assertNotIn("sts:AssumeRole", allowed(self.resources[role]), crate)
+                self.assertNotIn("sts:AssumeRole", allowed(self.resources[role], self.resources), crate)
                 continue
             with self.subTest(function=crate):
                 statements = [st for policy in self.resources[role]["Properties"]["Policies"]
@@ -334,9 +336,28 @@ class PermissionCoverage(unittest.TestCase):
         self.assertEqual(trust["Action"], "sts:AssumeRole")
         self.assertIn("OperatorPrincipalArn", json.dumps(trust["Principal"]))
 
+    def test_the_central_operator_role_runs_the_cli_and_changes_no_fleet(self):
+        role = self.resources["OperatorRole"]
+        self.assertEqual(role["Condition"], "WithOperatorRole")
+        granted = set(allowed(role, self.resources))
+        # The CLI's own calls (cli/src), and planning's reads (plan, drift, undo's check run
+        # resolve-ami's planning code), in the home account.
+        cli = calls_of("".join(p.read_text() for p in sorted((ROOT / "cli/src").glob("*.rs"))))
+        self.assertIn("states:StartExecution", cli, "the scan is broken")
+        reads = {op for op in operations("resolve-ami") if op.split(":")[0] in FLEET_SERVICES + ("imagebuilder",)}
+        # Approving is ApproverPolicy's; GetCallerIdentity needs no permission.
+        needed = (cli | reads) - HOME_ONLY_WRITES - {"states:SendTaskSuccess", "states:SendTaskFailure",
+                                                     "sts:GetCallerIdentity"}
+        missing = sorted(op for op in needed if not any(fnmatch.fnmatchcase(op, g) for g in granted))
+        self.assertEqual(missing, [], "called by the CLI but not granted to operators")
+        fleet_writes = sorted(a for a in granted if a.split(":")[0] in FLEET_SERVICES
+                              and not re.match(r"[a-z0-9]+:(Describe|List|Get)", a))
+        self.assertEqual(fleet_writes, [], "the operator role changes no fleet")
+        self.assertNotIn("states:SendTaskSuccess", granted, "approving is ApproverPolicy's")
+
     def test_no_role_grants_everything(self):
-        for role in (*CRATES.values(), "StateMachineRole", "EventsRole"):
-            for action in allowed(self.resources[role]):
+        for role in (*CRATES.values(), "StateMachineRole", "EventsRole", "OperatorRole"):
+            for action in allowed(self.resources[role], self.resources):
                 self.assertNotIn(action, ("*", "ec2:*", "autoscaling:*", "ecs:*"), role)
 
 

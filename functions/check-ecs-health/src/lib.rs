@@ -97,6 +97,14 @@ fn inspect_fleet(o: &Observation, ami: &str, ecs: Option<&EcsCapacity>) -> Findi
                     .iter()
                     .map(move |what| format!("instance {id} fails its {what} status check"))
             }))
+            // Stopped (or stopping, terminated) is never healthy, whoever stopped it.
+            .chain(o.instances.first().and_then(|(id, _)| {
+                o.status_checks
+                    .not_running
+                    .as_deref()
+                    .filter(|state| *state != "pending")
+                    .map(|state| format!("instance {id} is {state}, so it is not healthy"))
+            }))
             .collect(),
         settling: Vec::new(),
         passed: 0,
@@ -113,6 +121,9 @@ fn inspect_fleet(o: &Observation, ami: &str, ecs: Option<&EcsCapacity>) -> Findi
     }
     // Status checks are read for a standalone instance only, the one instance observed.
     if let Some((id, _)) = o.instances.first() {
+        if o.status_checks.not_running.as_deref() == Some("pending") {
+            check(false, format!("instance {id} is pending"));
+        }
         for what in &o.status_checks.pending {
             check(
                 false,

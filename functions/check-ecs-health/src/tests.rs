@@ -439,8 +439,8 @@ fn a_standalone_instance_is_healthy_on_the_new_ami_with_its_status_checks_passin
 #[test]
 fn a_standalone_instance_waits_for_its_status_checks_and_fails_on_an_impaired_one() {
     let initializing = StatusChecks {
-        impaired: vec![],
         pending: vec!["instance".into()],
+        ..StatusChecks::default()
     };
     let (run, o) = replaced_instance(NEW, initializing);
     let health = verdict(&run, &o, 2_000);
@@ -451,7 +451,7 @@ fn a_standalone_instance_waits_for_its_status_checks_and_fails_on_an_impaired_on
     );
     let impaired = StatusChecks {
         impaired: vec!["instance".into()],
-        pending: vec![],
+        ..StatusChecks::default()
     };
     let (run, o) = replaced_instance(NEW, impaired);
     let health = verdict(&run, &o, 2_000);
@@ -460,6 +460,28 @@ fn a_standalone_instance_waits_for_its_status_checks_and_fails_on_an_impaired_on
         health.reasons,
         ["instance i-0123456789abcdef0 fails its instance status check"]
     );
+}
+
+#[test]
+fn a_stopped_standalone_instance_is_never_healthy_whatever_its_checks_say() {
+    // EC2 reports a stopped instance's checks `not-applicable`: no failure, and no pass either.
+    let stopped = StatusChecks {
+        not_running: Some("stopped".into()),
+        ..StatusChecks::default()
+    };
+    let (run, o) = replaced_instance(NEW, stopped);
+    let health = verdict(&run, &o, 2_000);
+    assert_eq!(health.verdict, Verdict::Unhealthy);
+    assert_eq!(
+        health.reasons,
+        ["instance i-0123456789abcdef0 is stopped, so it is not healthy"]
+    );
+    let starting = StatusChecks {
+        not_running: Some("pending".into()),
+        ..StatusChecks::default()
+    };
+    let (run, o) = replaced_instance(NEW, starting);
+    assert_eq!(verdict(&run, &o, 2_000).verdict, Verdict::Verifying);
 }
 
 #[test]

@@ -188,6 +188,39 @@ pub async fn instance_images(
     Ok(images)
 }
 
+/// The processes whose suspension stops an instance refresh: while `Launch` is suspended
+/// "InstanceRefresh does not replace instances", and `Terminate` or `InstanceRefresh` itself
+/// suspended stop it too (Auto Scaling User Guide, "How suspended processes affect other
+/// processes"). AWS suspends processes itself after a day of failed launches.
+pub const REFRESH_STOPPERS: [&str; 3] = ["Launch", "Terminate", "InstanceRefresh"];
+
+/// The names of the group's suspended processes.
+pub fn suspended_processes(group: &AutoScalingGroup) -> Vec<String> {
+    group
+        .suspended_processes()
+        .iter()
+        .filter_map(|p| p.process_name().map(str::to_string))
+        .collect()
+}
+
+/// Why a group with these processes suspended cannot be refreshed (`None`: it can be).
+pub fn suspension_refusal(group: &str, suspended: &[String]) -> Option<String> {
+    let stoppers: Vec<&str> = REFRESH_STOPPERS
+        .into_iter()
+        .filter(|p| suspended.iter().any(|s| s == p))
+        .collect();
+    if stoppers.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "its {} process{} suspended, so an instance refresh would replace none of its instances: resume {} (aws autoscaling resume-processes --auto-scaling-group-name {group} --scaling-processes {}) or leave the group out",
+        stoppers.join(" and "),
+        if stoppers.len() == 1 { " is" } else { "es are" },
+        if stoppers.len() == 1 { "it" } else { "them" },
+        stoppers.join(" ")
+    ))
+}
+
 /// Ids of the group's instances that count toward its capacity (not terminating, not in standby).
 pub fn in_service_instances(group: &AutoScalingGroup) -> Vec<String> {
     use aws_sdk_autoscaling::types::LifecycleState as S;
@@ -328,5 +361,19 @@ mod tests {
             .launch_template()
             .unwrap();
         assert_eq!(lt.overrides()[0].image_id(), Some("ami-new"));
+    }
+
+    #[test]
+    fn a_group_with_a_refresh_stopping_process_suspended_is_refused_naming_it() {
+        assert_eq!(suspension_refusal("web", &["AZRebalance".into()]), None);
+        let one = suspension_refusal("web", &["Launch".into(), "AZRebalance".into()]).unwrap();
+        assert!(one.starts_with("its Launch process is suspended"), "{one}");
+        assert!(one.contains("--scaling-processes Launch)"), "{one}");
+        let two =
+            suspension_refusal("web", &["InstanceRefresh".into(), "Terminate".into()]).unwrap();
+        assert!(
+            two.starts_with("its Terminate and InstanceRefresh processes are suspended"),
+            "{two}"
+        );
     }
 }

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{
-    Filter, Image, Instance, ReplaceRootVolumeTask, ReplaceRootVolumeTaskState, ResourceType,
-    SummaryStatus, Tag, TagSpecification,
+    Filter, Image, Instance, InstanceStateName, ReplaceRootVolumeTask, ReplaceRootVolumeTaskState,
+    ResourceType, SummaryStatus, Tag, TagSpecification,
 };
 use aws_smithy_types::date_time::{DateTime, Format};
 
@@ -490,6 +490,9 @@ pub struct StatusChecks {
     pub impaired: Vec<String>,
     /// Checks with no result yet (`initializing`, `insufficient-data`, or not reported).
     pub pending: Vec<String>,
+    /// The instance's state when it is not `running` (`stopped`, `stopping`, `pending`, ...): EC2
+    /// reports the checks of a stopped instance `not-applicable`, which is no pass.
+    pub not_running: Option<String>,
 }
 
 pub async fn status_checks(clients: &Clients, instance: &str) -> StepResult<StatusChecks> {
@@ -502,7 +505,14 @@ pub async fn status_checks(clients: &Clients, instance: &str) -> StepResult<Stat
         .await
         .map_err(|e| StepError::from_sdk("DescribeInstanceStatus", e))?;
     let status = out.instance_statuses().first();
-    let mut checks = StatusChecks::default();
+    let mut checks = StatusChecks {
+        not_running: status
+            .and_then(|s| s.instance_state())
+            .and_then(|s| s.name())
+            .filter(|name| *name != &InstanceStateName::Running)
+            .map(|name| name.as_str().to_string()),
+        ..StatusChecks::default()
+    };
     for (what, summary) in [
         (
             "instance",

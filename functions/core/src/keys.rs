@@ -186,7 +186,8 @@ pub async fn launch_refusal(
 
 /// The key's state as `clients` see it, or the code KMS refused them with.
 async fn describe(clients: &Clients, key: &str) -> StepResult<Result<KeyState, String>> {
-    match clients.kms()?.describe_key().key_id(key).send().await {
+    let kms = clients.kms()?;
+    match kms.describe_key().key_id(key).send().await {
         Ok(out) => Ok(Ok(out
             .key_metadata()
             .and_then(|k| k.key_state())

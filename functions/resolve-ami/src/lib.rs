@@ -859,6 +859,8 @@ pub struct GroupFacts {
     pub ecs: Option<EcsCapacity>,
     /// The group's tags (the workload role changes only opted-in groups).
     pub tags: BTreeMap<String, String>,
+    /// Its suspended processes (`Launch`, `Terminate`, `InstanceRefresh` stop a refresh).
+    pub suspended: Vec<String>,
 }
 
 impl GroupFacts {
@@ -879,6 +881,9 @@ fn decide(ami: &Ami, g: &GroupFacts, settings: &RefreshSettings) -> Decision {
     if let Some(reason) =
         rollout_core::reach::workload_opt_in_refusal(g.account.as_deref(), &g.tags)
     {
+        return Decision::Refuse(reason);
+    }
+    if let Some(reason) = fleet::suspension_refusal(&g.name, &g.suspended) {
         return Decision::Refuse(reason);
     }
     let template = match &g.template {
@@ -1335,6 +1340,7 @@ async fn gather_facts(
                     .iter()
                     .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
                     .collect(),
+                suspended: fleet::suspended_processes(g),
                 ..Default::default()
             }
         })

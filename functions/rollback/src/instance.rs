@@ -56,6 +56,8 @@ pub struct InstanceState {
     /// The volume at the root device now; none when the instance is gone.
     pub current_root: Option<String>,
     pub kept_root_available: bool,
+    /// The instance's state (`running`, `stopped`, ...); none when it is gone.
+    pub instance_state: Option<String>,
     pub status_checks: StatusChecks,
     /// A container instance's ECS identities; the stale ones only those this execution's
     /// replacements left.
@@ -166,6 +168,18 @@ fn decide_root(point: &RootPoint, state: &InstanceState) -> Action {
                 rollout.id
             ),
         ),
+        // EC2 replaces the root of a running instance only: an operator stopped it.
+        _ if state
+            .instance_state
+            .as_deref()
+            .is_some_and(|s| s != "running") =>
+        {
+            Action::Failed(format!(
+                "it is {}, and a stopped instance's root cannot be replaced: its previous root {} is kept (start it and redrive, or attach it by hand)",
+                state.instance_state.as_deref().unwrap_or_default(),
+                point.root_volume_id
+            ))
+        }
         _ if state.kept_root_available => Action::PutBack(Source::KeptRoot),
         _ => Action::PutBack(Source::PreviousImage),
     }
@@ -236,6 +250,7 @@ async fn state(clients: &Clients, run: &TargetRun, point: &RootPoint) -> StepRes
     Ok(InstanceState {
         rollout,
         rollback,
+        instance_state: current.as_ref().map(|c| c.state.clone()),
         current_root: current.and_then(|c| c.root_volume_id),
         kept_root_available: kept.as_deref() == Some("available"),
         status_checks,
@@ -428,9 +443,22 @@ mod tests {
             rollback: None,
             current_root: Some("vol-new".into()),
             kept_root_available: true,
+            instance_state: Some("running".into()),
             status_checks: StatusChecks::default(),
             ecs: None,
         }
+    }
+
+    #[test]
+    fn a_stopped_instance_keeps_its_new_root_and_its_previous_root_is_named() {
+        let stopped = InstanceState {
+            instance_state: Some("stopped".into()),
+            ..replaced()
+        };
+        assert!(matches!(
+            decide(&point(), &stopped, 0),
+            Action::Failed(why) if why.starts_with("it is stopped") && why.contains("vol-old is kept")
+        ));
     }
 
     #[test]
@@ -485,8 +513,8 @@ mod tests {
             ..replaced()
         };
         let initializing = StatusChecks {
-            impaired: vec![],
             pending: vec!["instance".into()],
+            ..StatusChecks::default()
         };
         assert!(matches!(
             decide(
@@ -514,7 +542,7 @@ mod tests {
         ));
         let impaired = StatusChecks {
             impaired: vec!["instance".into()],
-            pending: vec![],
+            ..StatusChecks::default()
         };
         assert!(matches!(
             decide(&point(), &back(TaskState::Succeeded, "vol-old", impaired), 0),

@@ -18,6 +18,7 @@ pub mod instance;
 use rollout_core::ami;
 use rollout_core::fleet::{
     describe_group, group_version, in_service_instances, instance_images, set_group_version,
+    suspended_processes, suspension_refusal,
 };
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
@@ -124,6 +125,8 @@ pub struct TargetState {
     pub instances_on_new_ami: usize,
     /// Why the rollback point's AMI can no longer launch (deregistered, disabled), if it cannot.
     pub rollback_ami_refusal: Option<String>,
+    /// Why no refresh replaces the group's instances now (a process suspended), if none does.
+    pub suspension: Option<String>,
 }
 
 /// The next step for one target.
@@ -141,6 +144,17 @@ pub enum Action {
 }
 
 pub fn decide(target: &Target, state: &TargetState) -> Action {
+    let action = decide_way_back(target, state);
+    match (&action, &state.suspension) {
+        // Both ways back replace instances: say so now rather than start what would sit.
+        (Action::RollbackNatively(_) | Action::RefreshToRollbackPoint, Some(reason)) => {
+            Action::Failed(format!("it cannot be brought back now: {reason}"))
+        }
+        _ => action,
+    }
+}
+
+fn decide_way_back(target: &Target, state: &TargetState) -> Action {
     use RefreshStatus as S;
     let point = match target.template_point() {
         Ok(point) => point,
@@ -649,6 +663,7 @@ async fn target_state(
             .filter(|id| images.get(*id) == Some(new_ami))
             .count(),
         rollback_ami_refusal,
+        suspension: suspension_refusal(&target.group, &suspended_processes(&asg)),
     })
 }
 

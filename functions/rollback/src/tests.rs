@@ -46,7 +46,33 @@ fn at_point() -> TargetState {
         refresh_back: None,
         instances_on_new_ami: 0,
         rollback_ami_refusal: None,
+        suspension: None,
     }
+}
+
+#[test]
+fn a_group_whose_launch_is_suspended_is_not_refreshed_back_but_failed_with_the_reason() {
+    let target = target(VersionReference::Pinned);
+    let suspended = TargetState {
+        group_version: 4,
+        group_reference: "4".into(),
+        suspension: rollout_core::fleet::suspension_refusal("web", &["Launch".into()]),
+        ..at_point()
+    };
+    match decide(&target, &suspended) {
+        Action::Failed(reason) => assert!(
+            reason.contains("its Launch process is suspended"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Restoring references replaces no instance: it goes on.
+    let refs = TargetState {
+        group_version: 3,
+        group_reference: "4".into(),
+        ..suspended
+    };
+    assert_eq!(decide(&target, &refs), Action::RestoreReferences);
 }
 
 #[test]

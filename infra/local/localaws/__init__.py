@@ -22,6 +22,8 @@ Modules, one concern each:
   control    the /_localaws control endpoint
   server     the moto server with all of the above loaded
   stepfunctions  ministack with a Map-failure fix
+  ministack_iam  IAM for what ministack serves: role sessions' requests and the state machine's own
+             calls, decided by moto (authorization.answer)
   lambda_service  the local Lambda: each function runs with its execution role's session; 4 KB environments
   deploy     the functions and the state machine to ministack, as the SAM template would
   rollout    start a rollout as EventBridge does; watch it as a timeline

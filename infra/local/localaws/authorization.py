@@ -362,6 +362,30 @@ def _key_refusal(session: Session, action: str, resources: list, call: Call) -> 
     return None if why is None else Refusal("AccessDeniedException", 400, why)
 
 
+def answer(question: dict) -> dict:
+    """For a request another server of the local AWS serves (ministack_iam.py): may the session of
+    `accessKey`, or the role `roleArn` itself (a service acting as it), perform `action` on
+    `resource`? {"allowed": true}, or {"allowed": false, "principal", "message", "explicit"}."""
+    if question.get("roleArn"):
+        role = question["roleArn"]
+        session = Session(role.split(":")[4], role, role)
+    else:
+        session = session_of(question.get("accessKey") or "")
+    if session is None or not ENFORCED:
+        return {"allowed": True}
+    action, resource = question["action"], question.get("resource") or "*"
+    context = {k.lower(): v for k, v in (question.get("context") or {}).items()}
+    region = question.get("region")
+    if region:
+        context["aws:requestedregion"] = region
+    decision = _decide(session, action, [Resource(resource)], context)
+    if decision.allowed:
+        return {"allowed": True}
+    refused = refusal_for(session, action, decision.resource, decision.explicit)
+    return {"allowed": False, "principal": session.session_arn, "message": refused.message,
+            "explicit": decision.explicit}
+
+
 def _decide(session: Session, action: str, resources: list, context: dict):
     """The role's policies on the request, with the global keys of the caller (requests over the
     loopback count as TLS: aws:SecureTransport)."""

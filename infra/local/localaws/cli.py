@@ -1,6 +1,6 @@
 """The operator CLI `ami-rollout` (the debug build) run as a user runs it against the local AWS:
-with only the standard AWS variables set, the endpoint ones pointing here, never the control
-endpoint. The demo's timeline is its `watch`; the end-to-end tests drive every command this way."""
+with only the standard AWS variables set (the credentials of a session of the template's
+operator role), the endpoint ones pointing here, never the control endpoint. The demo's timeline is its `watch`; the end-to-end tests drive every command this way."""
 
 import os
 import subprocess
@@ -16,7 +16,8 @@ def environment(moto: str, sfn: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AMI_ROLLOUT_"))}
     env.update({f"AWS_ENDPOINT_URL_{s}": moto for s in launcher.MOTO_SERVICES})
     env.update({f"AWS_ENDPOINT_URL_{s}": sfn for s in launcher.MINISTACK_SERVICES})
-    env.update(AWS_REGION=launcher.REGION, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    # As an operator runs it: with the template's operator role (its policies are enforced).
+    env.update(AWS_REGION=launcher.REGION, **deploy.operator_credentials(moto))
     if clock.VARIABLE in os.environ:
         # The local AWS's calendar clock, which the CLI reads "now" from as the functions do.
         env["AMI_ROLLOUT_CLOCK"] = os.environ[clock.VARIABLE]

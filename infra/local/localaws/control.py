@@ -170,6 +170,8 @@ class Control:
         if (method, action) == ("POST", "events-flush"):
             events.flush()
             return _json(start_response, "200 OK", {"flushed": True})
+        if (method, action) == ("POST", "authorize"):
+            return _json(start_response, "200 OK", authorization.answer(body))
         if (method, action) == ("GET", "fleet"):
             return _json(start_response, "200 OK", fleet_view(account, region))
         if (method, action) == ("GET", "calls"):

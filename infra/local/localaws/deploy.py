@@ -34,8 +34,17 @@ FUNCTIONS = {
     "distribute-ami": "DistributeAmiFunctionArn",
 }
 STATE_MACHINE = "ami-rollout"
-# The state machine's, the rules' and the pipe's role (their permissions are not evaluated here).
+# The rules' and the pipe's role (their permissions are not evaluated here; the state machine has
+# the template's own, STATE_MACHINE_ROLE).
 ROLE = f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:role/ami-rollout-local"
+# The state machine's role and the operators' (the CLI's) in create_roles' answer, beside the
+# functions'. Locally the account's administrator may assume the operator role.
+STATE_MACHINE_ROLE = "state-machine"
+OPERATOR_ROLE = "operator"
+OTHER_ROLES = {STATE_MACHINE_ROLE: "StateMachineRole", OPERATOR_ROLE: "OperatorRole"}
+# Here the operators also answer approval gates: the deploy attaches ApproverPolicy to their role,
+# as a stack listing it in ApproverRoleArns would have it attached.
+ATTACHED = {OPERATOR_ROLE: ["ApproverPolicy"]}
 # Roles the deploy makes in moto's IAM survive POST /_localaws/reset, as a stack's roles outlive
 # any change to the fleet (control.py keeps them and their sessions).
 DEPLOYMENT_TAG = {"Key": "localaws:deployment", "Value": STATE_MACHINE}
@@ -78,6 +87,8 @@ def _physical() -> dict:
         "HoldReleaseDeadLetterQueue.Arn": f"arn:aws:sqs:{region}:{account}:{STATE_MACHINE}-hold-release-dlq",
         "RolloutStateMachine": f"arn:aws:states:{region}:{account}:stateMachine:{STATE_MACHINE}",
         "ImageBuilderNotificationQueue.Arn": f"arn:aws:sqs:{region}:{account}:{IMAGE_BUILDER_QUEUE}",
+        **{policy: f"arn:aws:iam::{account}:policy/{STATE_MACHINE}-{policy}"
+           for policy in ("FleetReadPolicy", "OperatorPolicy", "ApproverPolicy")},
     }
     for name in FUNCTIONS:
         logical = function_role(name).removesuffix("Role")
@@ -87,18 +98,24 @@ def _physical() -> dict:
 
 
 def create_roles(moto_endpoint: str, parameters: dict | None = None, without: dict | None = None) -> dict:
-    """The functions' roles as the template makes them, in moto's IAM (the central account): the
-    trust policy and every inline policy, with the template's references evaluated. Returns
-    function name -> role ARN. An existing role gets the template's policies again. `without`
-    (function name -> action) leaves out the statements of that role granting the action, to show
-    what needs them."""
+    """The functions' roles and the state machine's as the template makes them, in moto's IAM
+    (the central account): the trust policy and every inline policy, with the template's references
+    evaluated. Returns function name (or STATE_MACHINE_ROLE) -> role ARN. An existing role gets the
+    template's policies again. `without` (name -> action) leaves out the statements of that role
+    granting the action, to show what needs them."""
+    parameters = {"OperatorPrincipalArn": f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:root", **(parameters or {})}
     template = stack.Stack(_physical(), parameters, region=launcher.REGION, account=launcher.MOTO_ACCOUNT,
                            name=STATE_MACHINE)
+    resources = template.template["Resources"]
     iam = _client("iam", moto_endpoint)
     arns = {}
-    for name in FUNCTIONS:
-        logical = function_role(name)
-        props = template.value(template.template["Resources"][logical]["Properties"])
+    for name in (*FUNCTIONS, *OTHER_ROLES):
+        logical = OTHER_ROLES.get(name) or function_role(name)
+        props = template.value(resources[logical]["Properties"])
+        # A managed policy of the stack, put on the role inline: the same statements evaluated.
+        attached = [ref.value for ref in resources[logical]["Properties"].get("ManagedPolicyArns", [])]
+        managed = [{"PolicyName": policy, **template.value(resources[policy]["Properties"])}
+                   for policy in attached + ATTACHED.get(name, [])]
         role = role_name(logical)
         trust = json.dumps(props["AssumeRolePolicyDocument"])
         try:
@@ -109,7 +126,7 @@ def create_roles(moto_endpoint: str, parameters: dict | None = None, without: di
         except iam.exceptions.NoSuchEntityException:
             arns[name] = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust,
                                          Tags=[DEPLOYMENT_TAG])["Role"]["Arn"]
-        for policy in props.get("Policies", []):
+        for policy in [*props.get("Policies", []), *managed]:
             document = dict(policy["PolicyDocument"])
             if (without or {}).get(name):
                 document["Statement"] = [s for s in document["Statement"]
@@ -121,6 +138,16 @@ def create_roles(moto_endpoint: str, parameters: dict | None = None, without: di
 
 def _listed(value) -> list:
     return [value] if isinstance(value, str) else list(value or [])
+
+
+def operator_credentials(moto_endpoint: str) -> dict:
+    """The operator role's session (the template's OperatorRole, which trusts the account's
+    administrator here), as the environment variables the CLI reads."""
+    sts = _client("sts", moto_endpoint)
+    role = f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:role/{role_name(OTHER_ROLES[OPERATOR_ROLE])}"
+    keys = sts.assume_role(RoleArn=role, RoleSessionName="operator")["Credentials"]
+    return {"AWS_ACCESS_KEY_ID": keys["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": keys["SessionToken"]}
 
 
 def assume_as_lambda(moto_endpoint: str, role_arn: str, session_name: str) -> dict:
@@ -338,9 +365,9 @@ def deploy(sfn_endpoint: str, moto_endpoint: str, environment: dict | None = Non
     existing = [m for m in sfn.list_state_machines()["stateMachines"] if m["name"] == STATE_MACHINE]
     if existing:
         arn = existing[0]["stateMachineArn"]
-        sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=ROLE)
+        sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=roles[STATE_MACHINE_ROLE])
     else:
-        arn = sfn.create_state_machine(name=STATE_MACHINE, definition=definition, roleArn=ROLE,
+        arn = sfn.create_state_machine(name=STATE_MACHINE, definition=definition, roleArn=roles[STATE_MACHINE_ROLE],
                                        type="STANDARD")["stateMachineArn"]
     wire(sfn_endpoint, arn, triggers, parameters)
     return arn

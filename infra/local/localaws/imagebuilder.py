@@ -12,15 +12,15 @@ moto port for requests signed for the imagebuilder service (`AWS_ENDPOINT_URL_IM
 REST-JSON `GET /GetImage?imageBuildVersionArn=`; an unknown ARN is ResourceNotFoundException.
 """
 
-import datetime
 import json
 import re
 import urllib.request
 import uuid
 
-from . import clock, events, images, state
+from . import authorization, clock, events, images, state
 
 AUTH_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
+CREDENTIAL = re.compile(r"Credential=([^/]+)/")
 
 
 def image_arn(region: str, account: str, name: str, version: str, build: int) -> str:
@@ -101,6 +101,13 @@ def handle(environ, start_response):
     if (method, path) != ("GET", "/GetImage"):
         return answer("400 Bad Request", {"message": f"{method} {path} is not served here"}, "InvalidRequestException")
     arn = parse_qs(environ.get("QUERY_STRING", "")).get("imageBuildVersionArn", [""])[0]
+    # A role session's GetImage is authorized on the image build version (SAR) like any request;
+    # Image Builder refuses with ForbiddenException (403, its model's error for it).
+    key = CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+    decided = authorization.answer({"accessKey": key.group(1) if key else "", "action": "imagebuilder:GetImage",
+                                    "resource": arn})
+    if not decided["allowed"]:
+        return answer("403 Forbidden", {"message": decided["message"]}, "ForbiddenException")
     image = state.sim().builder_images.get(arn)
     if image is None:
         return answer("404 Not Found", {"message": f"The resource {arn} does not exist."}, "ResourceNotFoundException")

@@ -59,6 +59,11 @@ class IrreversibleInstanceRefresh(ServiceException):
     code = "IrreversibleInstanceRefresh"
 
 
+# Suspended processes that stop a refresh from replacing instances (Auto Scaling User Guide, "How
+# suspended processes affect other processes").
+HALTING_PROCESSES = ("Launch", "Terminate", "InstanceRefresh")
+
+
 def _utcnow():
     return clock.utcnow()
 
@@ -309,7 +314,7 @@ def start(self: AutoScalingResponse):
         _check_replace_root(desired)
     if active(self.current_account, self.region, name):
         raise InstanceRefreshInProgress(
-            f"An Instance Refresh is already in progress and blocks the execution of this Instance Refresh.")
+            "An Instance Refresh is already in progress and blocks the execution of this Instance Refresh.")
     if group.ec2_launch_template is None:
         raise ValidationError("Instance refresh requires a launch template on the group in this local AWS.")
     template = group.ec2_launch_template
@@ -482,6 +487,12 @@ def _step(account, region, group, rec: Refresh, now: float) -> None:
     if rec.status == "Baking":
         if now >= rec.bake_until:
             _succeed(group, rec)
+        return
+    halted = [p["ProcessName"] for p in group.suspended_processes if p["ProcessName"] in HALTING_PROCESSES]
+    if halted:
+        # "InstanceRefresh does not replace instances" while Launch is suspended (Auto Scaling
+        # User Guide); Terminate and InstanceRefresh itself stop it too. It sits; the wording is ours.
+        rec.reason = f"Waiting: the {', '.join(halted)} process is suspended, so no instance is replaced."
         return
     warmup = prefs.get("InstanceWarmup", group.health_check_grace_period or DEFAULT_WARMUP)
     if rec.batch:

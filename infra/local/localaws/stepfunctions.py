@@ -84,6 +84,7 @@ Run as `python -m localaws.stepfunctions`, with ministack's own environment vari
 import contextvars
 import copy
 import json
+import os
 import queue
 import sys
 import threading
@@ -91,7 +92,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from ministack import app
-from . import clock
+from . import clock, ministack_iam
 
 clock.patch_ministack()
 from ministack.core.responses import error_response_json, json_response, new_uuid, now_iso
@@ -377,6 +378,7 @@ def _run_distributed_map(state_def, raw_input, effective, iterator, execution, c
     parent = execution["executionArn"]
     if not _live(parent):
         raise _Stopped()  # e.g. a Retry of the Map state after a stop
+    ministack_iam.acting_role.set(ministack_iam.role_of(execution, engine))
     record = _executions.get(parent)
     walk = record.run.number if record and record.run else 0
     key = (parent, _scope.get(), _position.get(), ctx["State"]["Name"])
@@ -388,8 +390,20 @@ def _run_distributed_map(state_def, raw_input, effective, iterator, execution, c
         with _lock:
             _map_run_by_state[key] = mr
         indices = list(range(len(mr.children)))
+    # A Map Run's children are executions of the state machine itself (IAM: StartExecution on it,
+    # the Step Functions Developer Guide's Distributed Map policy), whatever label the Map Run has.
+    why = ministack_iam.refusal_for_role(ministack_iam.acting_role.get(), "states:StartExecution",
+                                         mr.machine.split("/", 1)[0])
+    if why:
+        raise engine._ExecutionError("States.Runtime", why)
     outcome = _drive(mr, parent, indices)
     mr.record.update(status=outcome, stopDate=now_iso())
+    if mr.writer:
+        prefix = "/".join(p for p in ((mr.writer.get("Prefix") or "").strip("/"), "*") if p)
+        why = ministack_iam.refusal_for_role(ministack_iam.acting_role.get(), "s3:PutObject",
+                                             f"arn:aws:s3:::{mr.writer.get('Bucket')}/{prefix}")
+        if why:
+            raise engine._ExecutionError("States.ResultWriterFailed", why)
     details = _write_results(mr) if mr.writer else None
     _count(mr)
     if outcome == "ABORTED":
@@ -839,6 +853,7 @@ engine._apply_parameters = _apply_parameters
 
 def _execute_task(state_def, raw_input, execution, ctx):
     _task_parameters.set(None)
+    ministack_iam.acting_role.set(ministack_iam.role_of(execution, engine))
     if "TimeoutSecondsPath" in state_def and isinstance(raw_input, dict):
         seconds = engine._resolve_path(state_def["TimeoutSecondsPath"], raw_input)
         if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 1:
@@ -886,6 +901,8 @@ from . import bus  # noqa: E402
 from . import lambda_service  # noqa: E402
 
 lambda_service.install()
+if os.environ.get("LOCALAWS_MOTO") and os.environ.get("LOCALAWS_IAM", "on") != "off":
+    ministack_iam.install(engine)
 
 bus.install()
 

@@ -199,6 +199,17 @@ class Authorization(RoleSessions):
         self.refused(lambda: other.assume_role(RoleArn=target, RoleSessionName="rollout", ExternalId="local-external-id"),
                      "AccessDenied")
 
+    def test_image_builders_get_image_is_authorized_on_the_image_build_version(self):
+        arn = f"arn:aws:imagebuilder:{REGION}:{ACCOUNT}:image/golden/1.0.0/1"
+        reader = self.client("imagebuilder", self.session(self.role("image-reader", [
+            {"Effect": "Allow", "Action": "imagebuilder:GetImage",
+             "Resource": f"arn:aws:imagebuilder:{REGION}:{ACCOUNT}:image/*"}])))
+        self.refused(lambda: reader.get_image(imageBuildVersionArn=arn), "ResourceNotFoundException")
+        nothing = self.client("imagebuilder", self.session(self.role("no-images", [
+            {"Effect": "Allow", "Action": "ec2:DescribeImages", "Resource": "*"}])))
+        message = self.refused(lambda: nothing.get_image(imageBuildVersionArn=arn), "ForbiddenException")
+        self.assertIn(f"imagebuilder:GetImage on resource: {arn}", message)
+
     # --- KMS: the key policy, grants and the caller's policies (keys.py) ---------------------------
 
     def key(self, policy=None):
