@@ -88,16 +88,22 @@ class LocalAwsCase(unittest.TestCase):
 
     def wait_for_releases(self, executions, timeout=20.0):
         """A stopped execution's holds are released by its status event, asynchronously (as on
-        AWS): wait for each release's record, so that none lands in the next scenario's table."""
+        AWS): wait until each release has ended (its record marked, no target held by it, no AMI
+        relying on it), so that none of it lands in the next scenario's table."""
         dynamodb = deploy._client("dynamodb", self.moto)
         deadline = time.time() + timeout
-        for arn in executions:
-            while time.time() < deadline:
-                item = dynamodb.get_item(TableName=deploy.HOLDS_TABLE,
-                                         Key={"key": {"S": f"execution#{arn}"}}).get("Item") or {}
-                if "released" in item:
-                    break
-                time.sleep(0.1)
+
+        def released(items, arn):
+            marked = any(i["key"]["S"] == f"execution#{arn}" and "released" in i for i in items)
+            held = any(i.get("holder", {}).get("S") == arn or arn in i.get("users", {}).get("SS", [])
+                       for i in items)
+            return marked and not held
+
+        while executions and time.time() < deadline:
+            items = dynamodb.scan(TableName=deploy.HOLDS_TABLE)["Items"]
+            if all(released(items, arn) for arn in executions):
+                return
+            time.sleep(0.1)
 
     def logs(self):
         return sorted(self.run_dir.glob("*.log"))

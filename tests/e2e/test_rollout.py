@@ -375,9 +375,24 @@ class Scenarios:
         self.assert_untouched(["ecs-batch-capacity"])
         self.assert_rolled_out("ecs-prod-capacity", self.golden)
 
+    def test_an_event_for_a_parameter_the_deployment_does_not_follow_has_nothing_to_do(self):
+        # A second rule, a replay or a hand start naming another parameter: the functions know
+        # which parameters the deployment follows (AmiParameterNames), not only the rule.
+        self.aws["ssm"].put_parameter(Name="/ami/linux/other", Value=self.golden, Type="String",
+                                      DataType="aws:ec2:image")
+        event = {"version": "0", "id": "e", "detail-type": "Parameter Store Change", "source": "aws.ssm",
+                 "account": "123456789012", "time": "2026-12-07T00:00:00Z", "region": "us-east-1",
+                 "resources": ["arn:aws:ssm:us-east-1:123456789012:parameter/ami/linux/other"],
+                 "detail": {"operation": "Update", "name": "/ami/linux/other", "type": "String"}}
+        for payload in (event, {"parameterName": "/ami/linux/other"}):
+            with self.subTest(payload=payload):
+                result = self.run_rollout(payload=payload)
+                self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+                self.assertIn("/ami/linux/other is not one this deployment follows", result["log"])
+        self.assert_untouched()
+
     def test_bad_trigger_input_fails_with_its_name_and_changes_nothing(self):
         cases = [
-            ({"parameterName": "/ami/does/not/exist"}, "InvalidInput"),
             ({"detail-type": "Parameter Store Change", "source": "aws.ssm", "detail": {}}, "InvalidInput"),
             ({"amiId": "ami-0123456789abcdef0"}, "AmiNotUsable"),
         ]
@@ -507,6 +522,40 @@ class BrownfieldFleet(Scenarios, Harness):
             self.assertGreaterEqual(self.past[group]["refreshes"], 3, group)
             self.assertGreaterEqual(len(self.past[group]["versions"]), 5, group)
         self.assertIn("mixed-capacity", self.groups)
+
+
+class InterferedWith(Harness):
+    """People interfere: an operator stops a rollout, another starts, the first is redriven."""
+
+    def test_a_redriven_aborted_execution_leaves_the_targets_another_execution_now_holds(self):
+        # A rolls golden out to web and is stopped mid-refresh (its holds are released); an
+        # operator cancels its refresh; B takes web for another AMI; A is redriven while B holds
+        # web. A must change nothing of B's: its steps end TargetHeld, its rollback leaves web.
+        self.configure({"*": {**BASE_SETTINGS["*"], "bakeSeconds": 300}, "web": {"wave": 1}})
+        sfn = self.sfn_client
+        a = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "targets": ["web"]})
+        self.wait_for("A's refresh", lambda: self.new_refreshes("web"))
+        sfn.stop_execution(executionArn=a, error="Operator", cause="stopped by hand")
+        self.wait_for("A's holds released", lambda: self.hold_tag("web") is None)
+        self.aws["autoscaling"].cancel_instance_refresh(AutoScalingGroupName="web")
+        self.wait_for("the refresh cancelled", lambda: self.new_refreshes("web")[0]["Status"] == "Cancelled")
+        member = self.aws["autoscaling"].describe_auto_scaling_groups(
+            AutoScalingGroupNames=["web"])["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
+        other = self.aws["ec2"].create_image(InstanceId=member, Name="ami-rollout-golden-2")["ImageId"]
+        b = rollout.start(self.sfn, self.machine, {"amiId": other, "targets": ["web"]})
+        self.wait_for("B's hold", lambda: self.hold_tag("web") == b)
+        self.wait_for("B's refresh", lambda: len(self.new_refreshes("web")) == 2)
+        sfn.redrive_execution(executionArn=a)
+        results = self.watch_all([a, b])
+        self.assertEqual(results[0]["status"], "FAILED", results[0]["log"])
+        self.assertIn(f"held by execution {b}", results[0]["log"])
+        self.assertEqual(results[1]["status"], "SUCCEEDED", results[1]["log"])
+        # web is as B left it: on B's AMI, naming B's version, with no refresh of A's after B's.
+        self.assertEqual(self.amis("web"), [other] * 2)
+        newest = self.new_versions("web")[-1]
+        self.assertEqual(newest[1], other)
+        self.assertEqual(self.reference("web"), str(newest[0]))
+        self.assertEqual(len(self.new_refreshes("web")), 2, "A started no refresh after B took web")
 
 
 class WideWave(Harness):

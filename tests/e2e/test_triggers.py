@@ -51,7 +51,8 @@ class TriggerHarness(Harness):
         self.known = self.executions()
 
     def configure(self, settings=None, **env):
-        super().configure(settings, TARGET_TAG="", TARGET_ASGS="web", IMAGE_BUILDER_PIPELINES=PIPELINE, **env)
+        super().configure(settings, TARGET_TAG="", TARGET_ASGS="web", IMAGE_BUILDER_PIPELINES=PIPELINE,
+                          PUBLIC_AMI_PARAMETER=ECS_PARAMETER, **env)
 
     def executions(self):
         return {e["executionArn"] for e in self.sfn_client.list_executions(stateMachineArn=self.machine)["executions"]}

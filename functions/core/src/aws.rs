@@ -202,13 +202,30 @@ impl Clients {
         })
     }
 
-    /// Refuses (`WaveStopped`) to go on with a target once another of its wave has failed. A
-    /// target run outside the state machine's Map (no parent execution ARN) has no wave to stop.
+    /// Refuses (`WaveStopped`) to go on with a target once another of its wave has failed, and
+    /// (`TargetHeld`) to change a target its execution does not hold. A target run outside the
+    /// state machine's Map (no parent execution ARN) has no wave to stop and no hold.
     pub async fn ensure_wave_going(&self, run: &crate::model::TargetRun) -> StepResult<()> {
         if run.execution_arn.is_none() {
             return Ok(());
         }
-        self.stop_signal()?.ensure_going(run).await
+        self.stop_signal()?.ensure_going(run).await?;
+        match self.hold_refusal(run).await? {
+            Some(refused) => Err(refused),
+            None => Ok(()),
+        }
+    }
+
+    /// Why `run`'s execution may not change its target (it does not hold it), if it may not.
+    pub async fn hold_refusal(
+        &self,
+        run: &crate::model::TargetRun,
+    ) -> StepResult<Option<StepError>> {
+        if run.execution_arn.is_none() {
+            return Ok(None); // run outside the state machine: no hold
+        }
+        let signal = self.stop_signal()?;
+        crate::holds::refusal(&signal.dynamodb, &signal.table, run).await
     }
 }
 

@@ -35,6 +35,12 @@ pub enum StepError {
         holder: String,
         holder_ami: String,
     },
+    /// This execution's hold on the target was released (it was stopped, then redriven): the
+    /// target is not its to change any more. Nothing was changed. Reported as `TargetHeld`.
+    #[error(
+        "{group}: this execution no longer holds it (its holds were released when it was stopped); nothing was changed. Start a new execution to roll it out"
+    )]
+    HoldReleased { group: String },
     /// The fleet did not prove healthy on the new AMI.
     #[error("{group}: unhealthy on {ami}: {reasons}")]
     TargetUnhealthy {
@@ -74,7 +80,7 @@ impl StepError {
             Self::TargetNotFound(_) => "TargetNotFound",
             Self::PreflightFailed { .. } => "PreflightFailed",
             Self::RefreshConflict { .. } => "RefreshConflict",
-            Self::TargetHeld { .. } => "TargetHeld",
+            Self::TargetHeld { .. } | Self::HoldReleased { .. } => "TargetHeld",
             Self::TargetUnhealthy { .. } => "TargetUnhealthy",
             Self::AwsThrottled { .. } => "AwsThrottled",
             Self::AwsTransient { .. } => "AwsTransient",
@@ -242,6 +248,7 @@ mod tests {
                 holder: s(),
                 holder_ami: s(),
             },
+            StepError::HoldReleased { group: s() },
             StepError::TargetUnhealthy {
                 group: s(),
                 ami: s(),
@@ -270,7 +277,8 @@ mod tests {
 
     #[test]
     fn error_names_list_every_variant_once() {
-        let names: Vec<&str> = every_variant().iter().map(StepError::name).collect();
+        let mut names: Vec<&str> = every_variant().iter().map(StepError::name).collect();
+        names.dedup(); // HoldReleased is reported as TargetHeld, beside it
         let listed: Vec<&str> = ERROR_NAMES.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, listed);
     }

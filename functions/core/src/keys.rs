@@ -166,22 +166,33 @@ pub async fn launch_refusal(
         && let Err(code) = describe(there, key).await?
     {
         return Ok(Some(format!(
-            "account {account} may not use the KMS key {key} its snapshots are encrypted with ({code}): a root volume replacement needs the key policy to let the account use it (kms:DescribeKey, Decrypt, ReEncrypt*, GenerateDataKeyWithoutPlaintext, CreateGrant)"
+            "account {account} may not use the KMS key {key} its snapshots are encrypted with ({code}): a root volume replacement builds the new root with the workload role's rights, so the key policy must let the account use the key (kms:Decrypt, ReEncrypt*, GenerateDataKeyWithoutPlaintext, CreateGrant, DescribeKey)"
         )));
+    }
+    // A key of the account's own may name Auto Scaling's role in its policy instead of a grant:
+    // only another account's key needs one.
+    if !launchers.groups || key_account(key) == Some(account) {
+        return Ok(None);
     }
     let region = key_region(key).unwrap_or(&there.region);
     let role = autoscaling_role(account, region);
-    if launchers.groups && !has_grant(reader, key, &role).await? {
-        let operations: Vec<&str> = GRANT_OPERATIONS
-            .iter()
-            .map(GrantOperation::as_str)
-            .collect();
-        return Ok(Some(format!(
-            "Auto Scaling's role in account {account} has no grant on the KMS key {key} its snapshots are encrypted with, so every launch fails: aws kms create-grant --region {region} --key-id {key} --grantee-principal {role} --operations {}",
-            operations.join(" ")
-        )));
-    }
-    Ok(None)
+    let operations: Vec<&str> = GRANT_OPERATIONS
+        .iter()
+        .map(GrantOperation::as_str)
+        .collect();
+    let create = format!(
+        "aws kms create-grant --region {region} --key-id {key} --grantee-principal {role} --operations {}",
+        operations.join(" ")
+    );
+    Ok(match granted(reader, key, &role).await? {
+        Ok(true) => None,
+        Ok(false) => Some(format!(
+            "Auto Scaling's role in account {account} has no grant on the KMS key {key} its snapshots are encrypted with, so every launch fails: {create}"
+        )),
+        Err(code) => Some(format!(
+            "the grants of the KMS key {key} its snapshots are encrypted with cannot be read from account {account} ({code}), so whether Auto Scaling may launch there is unknown: let the account list them (kms:ListGrants in the key policy), or make sure of the grant and leave the account out of this rollout; the grant: {create}"
+        )),
+    })
 }
 
 /// The key's state as `clients` see it, or the code KMS refused them with.
@@ -200,31 +211,38 @@ async fn describe(clients: &Clients, key: &str) -> StepResult<Result<KeyState, S
     }
 }
 
-/// Whether `grantee` has a grant on `key` that lets EBS build volumes (VOLUME_OPERATIONS).
-async fn has_grant(clients: &Clients, key: &str, grantee: &str) -> StepResult<bool> {
+/// Whether `grantee`'s grants on `key` give together what EBS needs to build volumes
+/// (VOLUME_OPERATIONS), or the code KMS refused the listing with.
+async fn granted(clients: &Clients, key: &str, grantee: &str) -> StepResult<Result<bool, String>> {
     let kms = clients.kms()?;
+    let mut given = Vec::new();
     let mut marker = None;
     loop {
-        let out = kms
+        let listed = kms
             .list_grants()
             .key_id(key)
             .grantee_principal(grantee)
             .set_marker(marker)
             .send()
-            .await
-            .map_err(|e| StepError::from_sdk("ListGrants", e))?;
-        if out.grants().iter().any(|g| {
-            VOLUME_OPERATIONS
-                .iter()
-                .all(|needed| g.operations().contains(needed))
-        }) {
-            return Ok(true);
-        }
+            .await;
+        let out = match listed {
+            Ok(out) => out,
+            Err(err) => match err.as_service_error().and_then(|e| e.code()) {
+                Some(code @ ("AccessDeniedException" | "NotFoundException")) => {
+                    return Ok(Err(code.into()));
+                }
+                _ => return Err(StepError::from_sdk("ListGrants", err)),
+            },
+        };
+        given.extend(out.grants().iter().flat_map(|g| g.operations().to_vec()));
         match out.next_marker() {
             Some(next) if out.truncated() => marker = Some(next.to_string()),
-            _ => return Ok(false),
+            _ => break,
         }
     }
+    Ok(Ok(VOLUME_OPERATIONS
+        .iter()
+        .all(|needed| given.contains(needed))))
 }
 
 #[cfg(test)]

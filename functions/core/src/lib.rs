@@ -9,6 +9,7 @@ pub mod config;
 pub mod ecs;
 pub mod error;
 pub mod fleet;
+pub mod holds;
 pub mod instance;
 pub mod keys;
 pub mod launch_template;

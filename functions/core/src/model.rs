@@ -342,14 +342,22 @@ pub struct AmiCopy {
     pub accounts: Vec<String>,
     /// Those of `accounts` whose Auto Scaling groups launch from the copy: their Auto Scaling
     /// role gets a grant on its key (an account with only standalone instances may have no such
-    /// role, and a grant to a role that does not exist is refused).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub group_accounts: Vec<String>,
+    /// role, and a grant to a role that does not exist is refused). Absent in a plan made before
+    /// it existed: every account of `accounts` then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_accounts: Option<Vec<String>>,
     /// The copy, once started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Epoch>,
+}
+
+impl AmiCopy {
+    /// The accounts whose Auto Scaling role gets a grant on the copy's key.
+    pub fn granted_accounts(&self) -> &[String] {
+        self.group_accounts.as_deref().unwrap_or(&self.accounts)
+    }
 }
 
 /// The most targets one execution rolls out. Every wave's targets are one S3 object and each

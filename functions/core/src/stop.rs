@@ -124,7 +124,12 @@ mod tests {
 
     fn recorded(group: &'static str) -> aws_smithy_mocks::Rule {
         mock!(aws_sdk_dynamodb::Client::get_item)
-            .match_requests(|r| r.consistent_read() == Some(true))
+            .match_requests(|r| {
+                r.consistent_read() == Some(true)
+                    && r.key()
+                        .and_then(|k| k.get("key"))
+                        .is_some_and(|k| k.as_s().is_ok_and(|k| k.starts_with("execution#")))
+            })
             .then_output(move || {
                 GetItemOutput::builder()
                     .item(
@@ -173,8 +178,20 @@ mod tests {
     #[tokio::test]
     async fn once_a_target_failed_the_others_of_its_execution_stop_and_it_goes_on() {
         let failed = recorded("a");
+        // Its execution holds its target (the hold's item names it).
+        let held = mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| {
+                r.key()
+                    .and_then(|k| k.get("key"))
+                    .is_some_and(|k| k.as_s().is_ok_and(|k| k.starts_with("target#")))
+            })
+            .then_output(|| {
+                GetItemOutput::builder()
+                    .item("holder", AttributeValue::S(EXECUTION.into()))
+                    .build()
+            });
         let clients = Rules {
-            dynamodb: vec![&failed],
+            dynamodb: vec![&failed, &held],
             ..Default::default()
         }
         .clients();
@@ -189,6 +206,33 @@ mod tests {
         );
         run.target.group = "a".into();
         clients.ensure_wave_going(&run).await.unwrap();
+        // Held by another execution now (this one was stopped, its holds released, then
+        // redriven): refused, nothing changed.
+        let other = mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| {
+                r.key()
+                    .and_then(|k| k.get("key"))
+                    .is_some_and(|k| k.as_s().is_ok_and(|k| k.starts_with("target#")))
+            })
+            .then_output(|| {
+                GetItemOutput::builder()
+                    .item(
+                        "holder",
+                        AttributeValue::S(
+                            "arn:aws:states:eu-west-1:1:execution:ami-rollout:b".into(),
+                        ),
+                    )
+                    .item("ami", AttributeValue::S("ami-2".into()))
+                    .build()
+            });
+        let elsewhere = Rules {
+            dynamodb: vec![&failed, &other],
+            ..Default::default()
+        }
+        .clients();
+        let err = elsewhere.ensure_wave_going(&run).await.unwrap_err();
+        assert_eq!(err.name(), "TargetHeld");
+        assert!(err.to_string().contains("ami-rollout:b"), "{err}");
         // Outside the state machine's Map (no execution ARN) there is no wave to stop.
         run.execution_arn = None;
         run.target.group = "b".into();

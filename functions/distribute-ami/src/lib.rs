@@ -324,7 +324,7 @@ async fn share(there: &Clients, copy: &AmiCopy, ami: &Ami) -> StepResult<()> {
         .key_metadata()
         .map(|k| k.arn().unwrap_or(k.key_id()).to_string())
         .unwrap_or_else(|| key.clone());
-    for account in &copy.group_accounts {
+    for account in copy.granted_accounts() {
         kms.create_grant()
             .key_id(&key)
             .grantee_principal(autoscaling_role(account, &copy.region))
@@ -393,7 +393,7 @@ mod tests {
             source_region: "us-east-1".into(),
             kms_key_id: Some("arn:aws:kms:eu-west-1:123456789012:key/k".into()),
             accounts: vec!["111111111111".into()],
-            group_accounts: vec!["111111111111".into()],
+            group_accounts: Some(vec!["111111111111".into()]),
             image_id: Some("ami-0000000000000c0c0".into()),
             started_at: Some(started_at),
         }

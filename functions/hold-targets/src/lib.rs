@@ -25,6 +25,8 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_sfn::types::{ExecutionRedriveStatus, ExecutionStatus};
 use rollout_core::ami::describe_images;
+pub use rollout_core::holds::execution_home;
+use rollout_core::holds::{self, INSTANCE_KEY_KIND};
 use rollout_core::model::{Epoch, PlanSummary, Target, TargetKind, WaveStop};
 use rollout_core::stop::{StopSignal, execution_key};
 use rollout_core::{Clients, StepError, StepResult};
@@ -201,40 +203,15 @@ pub async fn handle(clients: &HoldClients, payload: Value) -> StepResult<Value> 
     out.map_err(|e| StepError::invalid(format!("hold-targets output: {e}")))
 }
 
-/// The account and region an execution ARN names
-/// (`arn:<partition>:states:<region>:<account>:execution:<state machine>:<name>`).
-pub fn execution_home(execution: &str) -> StepResult<(String, String)> {
-    let parts: Vec<&str> = execution.split(':').collect();
-    match parts.as_slice() {
-        ["arn", _, "states", region, account, "execution", _, name]
-            if !region.is_empty() && !account.is_empty() && !name.is_empty() =>
-        {
-            Ok((account.to_string(), region.to_string()))
-        }
-        _ => Err(StepError::invalid(format!(
-            "{execution:?} is not a Step Functions execution ARN"
-        ))),
-    }
-}
-
 /// The short name the console shows for an execution ARN.
 pub(crate) fn execution_name(execution: &str) -> &str {
     execution.rsplit(':').next().unwrap_or(execution)
 }
 
-/// The hold key of `target`: its own account and region, or the execution's (`home`) for a target
-/// that names none.
+/// The hold key of `target` (core's `holds::target_key`, where every step reads it).
 fn target_key(home: &Home, target: &Target) -> String {
-    let kind = match target.kind {
-        TargetKind::AutoScalingGroup => "asg",
-        TargetKind::Instance => INSTANCE_KEY_KIND,
-    };
-    let (account, region) = home.place_of(target);
-    format!("target#{kind}#{account}#{region}#{}", target.group)
+    holds::target_key(&home.account, &home.region, target)
 }
-
-/// The kind part of a standalone instance's hold key.
-const INSTANCE_KEY_KIND: &str = "instance";
 
 fn is_instance_key(key: &str) -> bool {
     key.split('#').nth(1) == Some(INSTANCE_KEY_KIND)

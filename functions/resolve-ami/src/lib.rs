@@ -171,6 +171,11 @@ pub async fn resolve(
         }
     }
 
+    if let AmiSource::Parameter { name, .. } = &trigger.source
+        && let Some(reason) = sources::unfollowed_parameter(config, name)
+    {
+        return Ok(Resolved::nothing_to_do(&trigger.description, reason));
+    }
     let ami_id = ami::resolve_source(clients, &trigger.source).await?;
     let image = describe_images(clients, std::slice::from_ref(&ami_id))
         .await?
@@ -734,7 +739,7 @@ fn plan_copies(
             source_region: clients.region.clone(),
             kms_key_id: config.copy_kms_keys.get(region).cloned(),
             accounts: Vec::new(),
-            group_accounts: Vec::new(),
+            group_accounts: Some(Vec::new()),
             image_id: None,
             started_at: None,
         });
@@ -743,8 +748,10 @@ fn plan_copies(
             && !copy.accounts.contains(account)
         {
             copy.accounts.push(account.clone());
-            if launching_groups.contains(&(place.region.clone(), account.clone())) {
-                copy.group_accounts.push(account.clone());
+            if launching_groups.contains(&(place.region.clone(), account.clone()))
+                && let Some(granted) = copy.group_accounts.as_mut()
+            {
+                granted.push(account.clone());
             }
         }
     }

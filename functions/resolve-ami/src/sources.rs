@@ -56,6 +56,18 @@ pub async fn read_build(
     Ok(())
 }
 
+/// Why a trigger naming the parameter `name` is not rolled out here: the deployment follows other
+/// parameters (an event of a second rule, a replay, a start by hand).
+pub fn unfollowed_parameter(config: &Config, name: &str) -> Option<String> {
+    let followed = &config.followed_parameters;
+    (!followed.is_empty() && !followed.iter().any(|p| p == name)).then(|| {
+        format!(
+            "parameter {name} is not one this deployment follows ({}: AMI_PARAMETER_NAMES, PUBLIC_AMI_PARAMETER)",
+            followed.join(", ")
+        )
+    })
+}
+
 /// Why the build is not rolled out here: a pipeline that is not configured, or no AMI in any of
 /// `regions` (the rollout's).
 pub fn ignored_build(config: &Config, build: &ImageBuild, regions: &[String]) -> Option<String> {

@@ -168,6 +168,10 @@ fn decide_root(point: &RootPoint, state: &InstanceState) -> Action {
                 rollout.id
             ),
         ),
+        // Starting: look again once it runs.
+        _ if state.instance_state.as_deref() == Some("pending") => {
+            Action::Wait("it is starting".into())
+        }
         // EC2 replaces the root of a running instance only: an operator stopped it.
         _ if state
             .instance_state

@@ -320,6 +320,18 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<Rollback
     if run.execution.trim().is_empty() {
         return Err(StepError::invalid("execution is empty"));
     }
+    // Only what this execution holds: a redriven execution whose holds were released leaves its
+    // targets as their new holder (or nobody) has them.
+    if let Some(refused) = clients.hold_refusal(run).await? {
+        return Ok(step(TargetRollback {
+            group: run.target.name(),
+            untouched: false,
+            refresh_id: None,
+            action: format!("not brought back, and left as it is: {refused}"),
+            done: false,
+            failed: true,
+        }));
+    }
     let clients = &clients.for_run(run).await?;
     let target = &run.target;
     if target.kind == TargetKind::Instance {

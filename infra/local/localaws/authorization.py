@@ -124,16 +124,9 @@ def _parameter_arn(call: Call, name: str) -> str:
 
 
 def _kms_key(call: Call, key_id: str) -> Resource:
-    if key_id.startswith("arn:") and ":key/" in key_id:
-        return Resource(key_id)
-    from moto.kms.models import kms_backends
-
-    backend = kms_backends[call.account][call.region]
-    try:
-        key = backend.describe_key(key_id)
-        return Resource(key.arn)
-    except Exception:  # unknown key: moto answers NotFoundException after
-        return Resource(call.arn("kms", f"key/{key_id}"))
+    key = keys.find(key_id, call.account, call.region)
+    # An unknown key is checked in the form AWS checks (moto answers NotFoundException after).
+    return Resource(key.arn if key is not None else call.arn("kms", f"key/{key_id}"))
 
 
 def _organization_parent(call: Call, parent: str) -> list:
@@ -373,7 +366,10 @@ def answer(question: dict) -> dict:
         session = session_of(question.get("accessKey") or "")
     if session is None or not ENFORCED:
         return {"allowed": True}
-    action, resource = question["action"], question.get("resource") or "*"
+    action, resource = question.get("action"), question.get("resource") or "*"
+    if not action:
+        return {"allowed": False, "principal": session.session_arn, "explicit": False,
+                "message": "the local AWS was asked about a request with no action: refused"}
     context = {k.lower(): v for k, v in (question.get("context") or {}).items()}
     region = question.get("region")
     if region:

@@ -11,6 +11,7 @@ AWS_ENDPOINT_URL_* differ: they point at the local fleet and DynamoDB (moto) and
 Functions and S3 (ministack, whose Distributed Maps read the plan objects from its own S3 and write
 the outcomes there). Dead-letter queues of rules and functions are not deployed."""
 
+import functools
 import io
 import json
 import os
@@ -235,6 +236,12 @@ def put_settings(sfn_endpoint: str, environment: dict | None) -> dict:
     return environment
 
 
+@functools.cache
+def _followed_parameters() -> str:
+    """AmiParameterNames at the template's default, as the deployed functions get it."""
+    return stack.load()["Parameters"]["AmiParameterNames"]["Default"]
+
+
 def function_environment(moto_endpoint: str, environment: dict | None, sfn_endpoint: str) -> dict:
     variables = {f"AWS_ENDPOINT_URL_{s}": moto_endpoint for s in launcher.MOTO_SERVICES}
     variables.update({"AWS_ENDPOINT_URL_SFN": sfn_endpoint, "AWS_ENDPOINT_URL_S3": sfn_endpoint,
@@ -242,7 +249,10 @@ def function_environment(moto_endpoint: str, environment: dict | None, sfn_endpo
                       "HOLDS_TABLE": HOLDS_TABLE, "PLANS_BUCKET": PLANS_BUCKET,
                       # The template sets it from AWS::AccountId: the functions' own account.
                       "HOME_ACCOUNT_ID": launcher.MOTO_ACCOUNT,
-                      "RUST_LOG": "info", **(environment or {})})
+                      "RUST_LOG": "info",
+                      # The parameters the deployment follows: the template's default, unless given.
+                      "AMI_PARAMETER_NAMES": _followed_parameters(),
+                      **(environment or {})})
     variables.setdefault("APPROVAL_TOPIC_ARN", _topic_and_queue(sfn_endpoint, APPROVAL_TOPIC, APPROVAL_QUEUE, raw=True)[0])
     if clock.VARIABLE in os.environ:
         # The functions read "now" from the local AWS's calendar clock (clock.py).

@@ -10,7 +10,7 @@ IssuingAccount or CreationDate. Here (awsJson1_1):
   original GrantId (and a new GrantToken that retires it too), as AWS documents; without a Name
   every call makes a new grant. GranteePrincipal may be any principal ARN, another account's
   (e.g. `arn:aws:iam::<workload>:role/aws-service-role/autoscaling.amazonaws.com/
-  AWSServiceRoleForAutoScaling`); one that does not exist is InvalidArnException (keys.role_exists:
+  AWSServiceRoleForAutoScaling`); one that does not exist is InvalidArnException (keys.principal_exists:
   an account's Auto Scaling service-linked role exists once the account has a group).
 - Operations outside the GrantOperation enum: ValidationException ("1 validation error detected:
   ..." as AWS words constraint failures); for a symmetric encryption key, Sign / Verify /
@@ -28,8 +28,9 @@ IssuingAccount or CreationDate. Here (awsJson1_1):
   CreationDate; filters GrantId and GranteePrincipal; pages with Limit (1-100, default 50) and
   Marker/NextMarker.
 
-Grants and key policies are evaluated by keys.py, wherever AWS asks (every KMS request of a role
-session, Auto Scaling launches, root volume replacements).
+Grants and key policies are evaluated by keys.py, wherever AWS asks: the KMS requests of a role
+session that authorization.py has a row for (DescribeKey and the grant operations), Auto Scaling
+launches and root volume replacements.
 """
 
 import contextlib
@@ -132,7 +133,7 @@ def create_grant(self: KmsResponse) -> str:
         if bool(grantee) == bool(service_grantee):
             raise ValidationException("You must specify either GranteePrincipal or GranteeServicePrincipal, "
                                       "but not both.")
-        if grantee and not keys.role_exists(grantee):
+        if grantee and not keys.principal_exists(grantee):
             # A principal that does not exist (yet) is refused (report: hashicorp/terraform-provider-aws
             # PR 3038, InvalidArnException for a role not yet made); the message is ours.
             raise KmsError("InvalidArnException", f"ARN does not refer to a valid principal: {grantee}")

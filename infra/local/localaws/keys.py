@@ -24,9 +24,8 @@ import json
 from dataclasses import dataclass, field
 
 from moto.iam.models import iam_backends
-from moto.kms.models import kms_backends
 
-from . import state
+from . import copies, state
 from .policy import Request, Resource, decide
 
 PARTITION = "aws"
@@ -56,16 +55,13 @@ def autoscaling_role(account: str) -> Principal:
 
 
 def find(key_ref: str, account: str, region: str):
-    """The key a key id or key ARN names, seen from `account` in `region` (None: unknown)."""
+    """The key a key id, key ARN or alias names, seen from `account` in `region` (None: unknown).
+    A key ARN names its own region."""
     if key_ref.startswith("arn:"):
         parts = key_ref.split(":", 5)
-        if len(parts) != 6 or not parts[5].startswith("key/"):
-            return None
-        region, account, key_id = parts[3], parts[4], parts[5][len("key/"):]
-    else:
-        key_id = key_ref
-    backend = dict.get(dict.get(kms_backends, account) or {}, region)
-    return backend.keys.get(key_id) if backend is not None else None
+        if len(parts) == 6:
+            region = parts[3]
+    return copies.find_key(account, region, key_ref)
 
 
 def _names(statement: dict) -> list:
@@ -112,45 +108,61 @@ def state_refusal(key) -> str | None:
     return f"{key.arn} is {'pending deletion' if key.key_state == 'PendingDeletion' else 'disabled'}."
 
 
+def _aws_managed_allows(key, principal: Principal, request: Request) -> bool:
+    """An AWS managed key (aws/ebs) has a policy AWS writes: every principal of the key's account
+    may use it through the service it is for (KMS Developer Guide, "AWS managed keys"; moto gives
+    it a root-only default policy instead)."""
+    context = request.context
+    via = str(context.get("kms:viaservice", ""))
+    return principal.account == key.arn.split(":")[4] and (not via or via.startswith("ec2."))
+
+
 def refusal(principal: Principal, key, operations, context: dict | None = None) -> str | None:
     """Why `principal` may not perform each of `operations` ("Decrypt", ...) on `key` by the
-    policies and grants, or None. The key's state is state_refusal's."""
+    policies and grants, or None. The key's state is state_refusal's. An explicit Deny, in the key
+    policy or the principal's own policies, wins over every Allow and every grant."""
     key_account = key.arn.split(":")[4]
+    shown = principal.shown or principal.arn
     for operation in operations:
-        if _granted(key, principal, operation):
-            continue
         keys = {k: v for k, v in (context or {}).items()
                 if k != "kms:grantisforawsresource" or operation in GRANT_MANAGEMENT}
         request = Request(f"kms:{operation}", [Resource(key.arn)],
                           {"aws:principalarn": principal.arn, "aws:principalaccount": principal.account,
                            "aws:securetransport": "true", **keys})
         denied, direct, delegated = _key_policy(key, principal, request)
-        identity = principal.identity is None or decide(principal.identity, request).allowed
+        own = decide(principal.identity, request) if principal.identity is not None else None
+        if denied or (own is not None and own.explicit):
+            side = "resource-based" if denied else "identity-based"
+            return (f"User: {shown} is not authorized to perform: kms:{operation} on resource: {key.arn} "
+                    f"with an explicit deny in a {side} policy")
+        if _granted(key, principal, operation) or (copies.aws_managed(key.arn)
+                                                   and _aws_managed_allows(key, principal, request)):
+            continue
+        identity = own is None or own.allowed
         same_account = principal.account == key_account
-        if not denied and ((same_account and direct) or ((direct or delegated) and identity)):
+        if (same_account and direct) or ((direct or delegated) and identity):
             continue
         side = "resource-based" if identity else "identity-based"
-        return (f"User: {principal.shown or principal.arn} is not authorized to perform: kms:{operation} on resource: {key.arn} "
+        return (f"User: {shown} is not authorized to perform: kms:{operation} on resource: {key.arn} "
                 f"because no {side} policy allows the kms:{operation} action")
     return None
 
 
-def role_exists(arn: str) -> bool:
-    """Whether an IAM principal ARN names something that exists: an account root, a role or user
-    of moto's IAM, or an account's Auto Scaling service-linked role, which AWS makes the first time
-    the account uses Auto Scaling (here: once the account made a group, in any region)."""
+def principal_exists(arn: str) -> bool:
+    """Whether a principal ARN names something that exists: an account root, a role or user of
+    moto's IAM, or an account's Auto Scaling service-linked role, which AWS makes the first time the
+    account uses Auto Scaling (here: once the account made a group, in any region, or made the role).
+    An ARN that is not IAM's is left to the caller (True)."""
     parts = arn.split(":", 5)
     if len(parts) != 6 or parts[2] != "iam":
         return True  # not a principal ARN this model knows: left to the caller
     account, resource = parts[4], parts[5]
     if resource == "root":
         return True
-    if resource == AUTOSCALING_ROLE:
-        return account in state.sim().autoscaling_accounts
     iam = dict.get(dict.get(iam_backends, account) or {}, PARTITION)
-    if iam is None:
-        return False
-    return any(r.arn == arn for r in iam.roles.values()) or any(u.arn == arn for u in iam.users.values())
+    in_iam = iam is not None and (any(r.arn == arn for r in iam.roles.values())
+                                  or any(u.arn == arn for u in iam.users.values()))
+    return in_iam or (resource == AUTOSCALING_ROLE and account in state.sim().autoscaling_accounts)
 
 
 def snapshot_key(image):

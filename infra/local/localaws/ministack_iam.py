@@ -34,11 +34,17 @@ acting_role = contextvars.ContextVar("acting_role", default=None)
 
 
 def ask(question: dict) -> dict:
-    """moto's answer: {"allowed": true} or {"allowed": false, "message": ...}."""
+    """moto's answer: {"allowed": true} or {"allowed": false, "message": ...}. When moto cannot
+    answer, the request is refused (fails closed) with a message that says so."""
     request = urllib.request.Request(f"{os.environ['LOCALAWS_MOTO']}/_localaws/authorize",
                                      data=json.dumps(question).encode(), method="POST")
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.load(answer)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.load(answer)
+    except (OSError, ValueError) as failure:
+        log.error("IAM: moto did not answer for %s: %s; refused", question.get("action"), failure)
+        return {"allowed": False, "explicit": False, "principal": question.get("roleArn") or "(a role session)",
+                "message": f"the local AWS could not decide {question.get('action')} ({failure}): refused"}
 
 
 def refusal_for_role(role_arn: str | None, action: str, resource: str) -> str | None:

@@ -166,7 +166,7 @@ def create_replace_root_volume_task(self: InstanceResponse):
     if image_id:
         task["ImageId"] = image_id
         # EC2 builds the new root for the caller: with its rights on the key of an encrypted AMI.
-        task["_key_refused"] = _key_refusal(self, image_id)
+        task["_key_refused"] = _volume_key_refusal(self, image_id)
     if snapshot_id:
         task["SnapshotId"] = snapshot_id
     if volume_id:
@@ -177,7 +177,7 @@ def create_replace_root_volume_task(self: InstanceResponse):
     return ActionResult({"ReplaceRootVolumeTask": _public(task)})
 
 
-def _key_refusal(response: InstanceResponse, image_id: str) -> str | None:
+def _volume_key_refusal(response: InstanceResponse, image_id: str) -> str | None:
     """Why the caller cannot have a volume built from the AMI's encrypted snapshot (keys.py);
     the account's administrator is not checked."""
     session = authorization.session_of(response.get_access_key())
