@@ -52,7 +52,7 @@ class TriggerHarness(Harness):
 
     def configure(self, settings=None, **env):
         super().configure(settings, TARGET_TAG="", TARGET_ASGS="web", IMAGE_BUILDER_PIPELINES=PIPELINE,
-                          PUBLIC_AMI_PARAMETER=ECS_PARAMETER, **env)
+                          FOLLOWED_PARAMETERS=f"/ami/linux/prod,{ECS_PARAMETER}", **env)
 
     def executions(self):
         return {e["executionArn"] for e in self.sfn_client.list_executions(stateMachineArn=self.machine)["executions"]}

@@ -40,19 +40,25 @@ class FunctionEnvironment(unittest.TestCase):
     def setUpClass(cls):
         cls.template = load()
 
-    def sizes(self) -> dict:
+    def bound(self, name: str, value) -> int:
+        """The longest `value` can be: a reference's bound, or a join's parts and separators."""
+        self.assertIsInstance(value, dict, f"{name}: only references and joins of them are bounded here")
+        if "Fn::Join" in value:
+            separator, parts = value["Fn::Join"]
+            if isinstance(parts, dict):  # a list parameter joined: as long as the parameter
+                return self.bound(name, parts)
+            return sum(self.bound(name, p) for p in parts) + len(separator) * (len(parts) - 1)
+        ref = value.get("Ref")
+        self.assertIsNotNone(ref, f"{name}: only references and joins of them are bounded here")
         parameters = self.template["Parameters"]
+        if ref in parameters:
+            return largest(parameters[ref])
+        self.assertIn(ref, REFERENCED, f"{name}: how large can {ref} be?")
+        return REFERENCED[ref]
+
+    def sizes(self) -> dict:
         variables = self.template["Globals"]["Function"]["Environment"]["Variables"]
-        sizes = {}
-        for name, value in variables.items():
-            ref = value.get("Ref") if isinstance(value, dict) else None
-            self.assertIsNotNone(ref, f"{name}: only references are bounded here")
-            if ref in parameters:
-                sizes[name] = len(name) + largest(parameters[ref])
-            else:
-                self.assertIn(ref, REFERENCED, f"{name}: how large can {ref} be?")
-                sizes[name] = len(name) + REFERENCED[ref]
-        return sizes
+        return {name: len(name) + self.bound(name, value) for name, value in variables.items()}
 
     def test_every_variable_is_bounded_and_together_they_fit_4_kb(self):
         sizes = self.sizes()

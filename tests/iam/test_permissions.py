@@ -71,7 +71,7 @@ def camel(snake: str) -> str:
 
 
 def functions_in(source: str) -> dict[str, str]:
-    """Each `fn name` with its body (brace-matched), outside `mod tests`."""
+    """Each `fn name` with its signature and body (brace-matched), outside `mod tests`."""
     source = source.split("#[cfg(test)]")[0]
     bodies = {}
     for match in FN.finditer(source):
@@ -84,7 +84,8 @@ def functions_in(source: str) -> dict[str, str]:
             if depth == 0:
                 break
             i += 1
-        bodies[match.group(1)] = bodies.get(match.group(1), "") + source[start:i + 1]
+        # The signature too: a client passed as a parameter binds its name there.
+        bodies[match.group(1)] = bodies.get(match.group(1), "") + source[match.start():i + 1]
     return bodies
 
 

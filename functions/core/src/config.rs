@@ -53,8 +53,8 @@ pub struct Config {
     /// `IMAGE_BUILDER_PIPELINES`: the Image Builder pipelines (ARNs) whose images roll out. An image
     /// any other pipeline built is ignored; with none configured, every image is.
     pub image_builder_pipelines: Vec<String>,
-    /// The SSM parameters this deployment follows (`AMI_PARAMETER_NAMES`, and the public one of
-    /// `PUBLIC_AMI_PARAMETER`): a trigger naming another has nothing to do here. Empty: any.
+    /// The SSM parameters this deployment follows (`FOLLOWED_PARAMETERS`: AmiParameterNames and
+    /// PublicAmiParameter): a trigger naming another has nothing to do here. Empty: any.
     pub followed_parameters: Vec<String>,
 }
 
@@ -134,10 +134,7 @@ impl Config {
                 parse_list("IMAGE_BUILDER_PIPELINES", get("IMAGE_BUILDER_PIPELINES"))?,
                 validate_pipeline_arn,
             )?,
-            followed_parameters: parse_list("AMI_PARAMETER_NAMES", get("AMI_PARAMETER_NAMES"))?
-                .into_iter()
-                .chain(get("PUBLIC_AMI_PARAMETER").filter(|p| !p.trim().is_empty()))
-                .collect(),
+            followed_parameters: parse_list("FOLLOWED_PARAMETERS", get("FOLLOWED_PARAMETERS"))?,
         })
     }
 }

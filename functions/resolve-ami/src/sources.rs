@@ -62,7 +62,7 @@ pub fn unfollowed_parameter(config: &Config, name: &str) -> Option<String> {
     let followed = &config.followed_parameters;
     (!followed.is_empty() && !followed.iter().any(|p| p == name)).then(|| {
         format!(
-            "parameter {name} is not one this deployment follows ({}: AMI_PARAMETER_NAMES, PUBLIC_AMI_PARAMETER)",
+            "parameter {name} is not one this deployment follows ({}: FOLLOWED_PARAMETERS, from AmiParameterNames and PublicAmiParameter)",
             followed.join(", ")
         )
     })

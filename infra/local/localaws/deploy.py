@@ -251,7 +251,7 @@ def function_environment(moto_endpoint: str, environment: dict | None, sfn_endpo
                       "HOME_ACCOUNT_ID": launcher.MOTO_ACCOUNT,
                       "RUST_LOG": "info",
                       # The parameters the deployment follows: the template's default, unless given.
-                      "AMI_PARAMETER_NAMES": _followed_parameters(),
+                      "FOLLOWED_PARAMETERS": _followed_parameters(),
                       **(environment or {})})
     variables.setdefault("APPROVAL_TOPIC_ARN", _topic_and_queue(sfn_endpoint, APPROVAL_TOPIC, APPROVAL_QUEUE, raw=True)[0])
     if clock.VARIABLE in os.environ:
