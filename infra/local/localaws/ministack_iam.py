@@ -9,7 +9,8 @@ the roles and their sessions live (POST /_localaws/authorize).
   keys (the account's administrator: the seed, the tests, the demo) are not checked, as in moto.
 - The state machine acts as its role (the `roleArn` it was created with), where Step Functions
   calls other services for it: a Task's Lambda invoke (`lambda:InvokeFunction` on the function),
-  a Distributed Map's ItemReader (`s3:GetObject`), ResultWriter (`s3:PutObject`) and its child
+  a Distributed Map's ItemReader of a JSON object (`s3:GetObject`; a `listObjectsV2` reader, which
+  the rollout does not use, is not checked), ResultWriter (`s3:PutObject`) and its child
   executions (`states:StartExecution` on the state machine). A refusal fails the state as AWS
   reports it: `Lambda.AWSLambdaException` for an invoke (from public reports: "... is not
   authorized to perform: lambda:InvokeFunction ..."), `States.ItemReaderFailed`,
