@@ -21,6 +21,7 @@ import threading
 import time
 import unittest
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 from botocore.exceptions import ClientError
@@ -28,7 +29,7 @@ from botocore.exceptions import ClientError
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.e2e.case import LocalAwsCase, post  # noqa: E402  (it puts infra/local on the path)
-from localaws import deploy, launcher, rollout, seed  # noqa: E402
+from localaws import clock, deploy, launcher, rollout, seed  # noqa: E402
 
 BASE_SETTINGS = {"*": {"wave": 2, "minHealthyPercentage": 50, "bakeSeconds": 3}, "web": {"wave": 1}}
 WAVE = ["Is there a wave left?", "Pick the wave", "Roll out the wave", "How did the wave go?", "Did a target fail?",
@@ -433,6 +434,17 @@ class FreshFleet(Scenarios, Harness):
             versions = ec2.describe_launch_template_versions(LaunchTemplateId=template)["LaunchTemplateVersions"]
             self.assertEqual(len(versions), 1, "nothing changed on the refused group's templates")
 
+
+    def test_a_deprecated_ami_is_refused_with_its_date_and_nothing_changes(self):
+        # Deprecated two calendar minutes from now (EC2 rounds to the minute), then waited out.
+        at = clock.utcnow() + timedelta(minutes=2)
+        self.aws["ec2"].enable_image_deprecation(ImageId=self.golden, DeprecateAt=at)
+        [image] = self.aws["ec2"].describe_images(ImageIds=[self.golden], IncludeDeprecated=True)["Images"]
+        time.sleep(clock.wall_seconds(150))
+        result = self.run_rollout()
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "AmiNotUsable"), result["log"])
+        self.assertIn(f"it was deprecated at {image['DeprecationTime']}", result["cause"])
+        self.assert_untouched()
 
     def test_a_group_with_launch_suspended_is_refused_by_name_and_nothing_changes(self):
         # On AWS "InstanceRefresh does not replace instances" while Launch is suspended: the

@@ -281,11 +281,56 @@ def describe_images(self: AmisResponse):
             raise
         images = []  # asked only for AMIs shared with this account
     images = images + [i for i in shared if i.id not in {own.id for own in images}]
+    include_deprecated = str(self._get_param("IncludeDeprecated", False)).lower() == "true"
+    # Deprecated AMIs are left out unless asked for; their owner sees them all.
+    images = [i for i in images if include_deprecated or i.owner_id == self.current_account or not _deprecated(i)]
     include_disabled = str(self._get_param("IncludeDisabled", False)).lower() == "true"
     # A disabled AMI is private to its owner, and listed only when asked for (by id or flag).
     images = [i for i in images if i.state != "disabled"
               or ((include_disabled or i.id in ami_ids) and i.owner_id == self.current_account)]
     return ActionResult({"Images": images})
+
+
+# --- deprecation -----------------------------------------------------------------------------
+
+DEPRECATION_LIMIT = datetime.timedelta(days=365 * 10)  # "up to 10 years in the future"
+
+
+def _deprecation_time(self: Ami) -> str | None:
+    return getattr(self, "localaws_deprecation", None)
+
+
+def _deprecated(ami: Ami) -> bool:
+    at = _deprecation_time(ami)
+    return at is not None and datetime.datetime.fromisoformat(at.replace("Z", "+00:00")) <= clock.utcnow()
+
+
+def enable_image_deprecation(self: AmisResponse):
+    """EC2 User Guide, "Deprecate an AMI": the owner sets when; seconds are rounded to the minute;
+    not in the past, at most 10 years ahead (InvalidParameterValue, the message ours)."""
+    image_id = _image(self)
+    self.error_on_dryrun()
+    given = str(self._get_param("DeprecateAt"))
+    try:
+        at = datetime.datetime.fromisoformat(given.replace("Z", "+00:00"))
+    except ValueError:
+        raise EC2ClientError("InvalidParameterValue", f"Invalid value '{given}' for DeprecateAt")
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=datetime.timezone.utc)
+    at = (at + datetime.timedelta(seconds=30)).replace(second=0, microsecond=0)  # to the nearest minute
+    now = clock.utcnow()
+    if at < now.replace(second=0, microsecond=0) or at > now + DEPRECATION_LIMIT:
+        raise EC2ClientError("InvalidParameterValue",
+                             f"DeprecateAt {given} must be in the future and at most 10 years from now")
+    self.ec2_backend.amis[image_id].localaws_deprecation = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return ActionResult({"Return": True})
+
+
+def disable_image_deprecation(self: AmisResponse):
+    image_id = _image(self)
+    self.error_on_dryrun()
+    self.ec2_backend.amis[image_id].localaws_deprecation = None
+    return ActionResult({"Return": True})
 
 
 _original_describe_image_attribute = AmisResponse.describe_image_attribute
@@ -352,6 +397,9 @@ def install() -> None:
     AmisResponse.enable_image_deregistration_protection = enable_image_deregistration_protection
     AmisResponse.disable_image_deregistration_protection = disable_image_deregistration_protection
     AmisResponse.describe_images = describe_images
+    AmisResponse.enable_image_deprecation = enable_image_deprecation
+    AmisResponse.disable_image_deprecation = disable_image_deprecation
+    Ami.deprecation_time = property(_deprecation_time)
     AmisResponse.describe_image_attribute = describe_image_attribute
     Ami.deregistration_protection = property(_deregistration_protection)
     AmiBackend.deregister_image = _deregister_image

@@ -8,6 +8,7 @@ loopback port, as tests/support/mod.rs does; LOCALAWS_PLAIN=1 runs the same agai
 where these tests fail.
 """
 
+import datetime
 import json
 import time
 import unittest
@@ -259,3 +260,56 @@ class Images(LocalServerTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Deprecation(LocalServerTestCase):
+    """EnableImageDeprecation / DisableImageDeprecation (moto lacks them), on a calendar clock
+    running 600 times the wall clock so a deprecation time comes within the test."""
+
+    @classmethod
+    def setUpClass(cls):
+        import os
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from localaws import clock
+
+        cls.clock = clock
+        os.environ[clock.VARIABLE] = clock.make(600)  # the server's calendar, and this process's
+        super().setUpClass()
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+        cls.ec2 = session.client("ec2", endpoint_url=cls.endpoint, config=Config(retries={"max_attempts": 1}))
+
+    @classmethod
+    def tearDownClass(cls):
+        import os
+
+        os.environ.pop(cls.clock.VARIABLE, None)
+        super().tearDownClass()
+
+    def test_a_deprecated_ami_is_left_out_unless_asked_for_and_its_owner_sees_it(self):
+        from localaws import seed
+
+        base = self.ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        builder = self.ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+        image = self.ec2.create_image(InstanceId=builder, Name="to-deprecate")["ImageId"]
+        workload = "111111111111"
+        self.ec2.modify_image_attribute(ImageId=image, LaunchPermission={"Add": [{"UserId": workload}]})
+        theirs = seed.account_client(self.endpoint, "ec2", REGION, workload)
+        past = self.clock.utcnow() - datetime.timedelta(hours=1)
+        with self.assertRaises(ClientError) as refused:
+            self.ec2.enable_image_deprecation(ImageId=image, DeprecateAt=past)
+        self.assertEqual(refused.exception.response["Error"]["Code"], "InvalidParameterValue")
+        at = self.clock.utcnow() + datetime.timedelta(minutes=30)  # 3 s of wall time: room under load
+        self.assertTrue(self.ec2.enable_image_deprecation(ImageId=image, DeprecateAt=at)["Return"])
+        [mine] = self.ec2.describe_images(ImageIds=[image])["Images"]
+        self.assertTrue(mine["DeprecationTime"].endswith(":00.000Z"), mine["DeprecationTime"])  # to the minute
+        self.assertEqual(len(theirs.describe_images(ImageIds=[image])["Images"]), 1, "not deprecated yet")
+        time.sleep(self.clock.wall_seconds(32 * 60))
+        self.assertEqual(theirs.describe_images(ImageIds=[image])["Images"], [])
+        self.assertEqual(len(theirs.describe_images(ImageIds=[image], IncludeDeprecated=True)["Images"]), 1)
+        self.assertEqual(len(self.ec2.describe_images(ImageIds=[image])["Images"]), 1, "the owner sees it")
+        self.ec2.disable_image_deprecation(ImageId=image)
+        self.assertNotIn("DeprecationTime", self.ec2.describe_images(ImageIds=[image])["Images"][0])
+        self.assertEqual(len(theirs.describe_images(ImageIds=[image])["Images"]), 1)
