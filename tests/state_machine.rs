@@ -80,6 +80,21 @@ fn every_retryable_error_is_retried_by_every_task_and_no_terminal_one_is() {
 }
 
 #[test]
+fn every_throttling_retrier_has_jitter_so_children_that_start_together_do_not_retry_together() {
+    for (name, state) in states(&asl())
+        .into_iter()
+        .filter(|(_, s)| s["Type"] == "Task")
+    {
+        for retrier in state["Retry"].as_array().into_iter().flatten() {
+            let errors = retrier["ErrorEquals"].to_string();
+            if errors.contains("Lambda.TooManyRequestsException") || errors.contains("AwsThrottled") {
+                assert_eq!(retrier["JitterStrategy"], "FULL", "task {name:?}: {errors}");
+            }
+        }
+    }
+}
+
+#[test]
 fn tasks_call_only_our_seven_functions() {
     let allowed = [
         "${HoldTargetsFunctionArn}",

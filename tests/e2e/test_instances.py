@@ -217,6 +217,23 @@ class StandaloneInstances(Harness):
         self.assertEqual(self.files(bastion["root"]), {"/etc/hostname": "bastion"})
         self.assert_untouched_instance("build-host")
 
+    def test_an_instance_stopped_during_its_replacement_never_succeeds_and_keeps_its_previous_root(self):
+        bastion = self.instances["bastion"]
+        self.aws["ec2"].create_tags(Resources=[bastion["id"]], Tags=[{"Key": "ami-rollout:wave", "Value": "0"}])
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden})
+
+        def replacing():
+            tasks = self.aws["ec2"].describe_replace_root_volume_tasks(
+                Filters=[{"Name": "instance-id", "Values": [bastion["id"]]}])["ReplaceRootVolumeTasks"]
+            return [t for t in tasks if t["TaskState"] in ("pending", "in-progress")]
+
+        self.wait_for("the bastion's replacement", replacing)
+        self.aws["ec2"].stop_instances(InstanceIds=[bastion["id"]])
+        result = self.watch(execution)
+        self.assertEqual(result["status"], "FAILED", result["log"])
+        self.assertTrue(self.volume_exists(bastion["root"]), "the previous root is never deleted")
+        self.assertEqual(self.files(bastion["root"]), {"/etc/hostname": "bastion"})
+
     def test_an_instance_that_cannot_take_the_ami_is_refused_by_name_and_nothing_changes(self):
         build_host = self.instances["build-host"]
         self.aws["ec2"].stop_instances(InstanceIds=[build_host["id"]])

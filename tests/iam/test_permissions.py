@@ -276,6 +276,9 @@ class PermissionCoverage(unittest.TestCase):
         # Children of this state machine only, and the plans bucket only.
         self.assertIn("stateMachine:${AWS::StackName}", resources_for("states:StartExecution"))
         self.assertIn("execution:${AWS::StackName}/*", resources_for("states:StopExecution"))
+        # Both forms the Developer Guide and nested Map Runs use.
+        self.assertIn("execution:${AWS::StackName}:*", resources_for("states:DescribeExecution"))
+        self.assertIn("stateMachine:${AWS::StackName}/*", resources_for("states:StartExecution"))
         self.assertIn("PlansBucket.Arn", resources_for("s3:GetObject"))
         self.assertIn("PlansBucket.Arn}/results/*", resources_for("s3:PutObject"))
         # A callback task (an approval gate) names its function in its parameters.
