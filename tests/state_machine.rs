@@ -87,7 +87,8 @@ fn every_throttling_retrier_has_jitter_so_children_that_start_together_do_not_re
     {
         for retrier in state["Retry"].as_array().into_iter().flatten() {
             let errors = retrier["ErrorEquals"].to_string();
-            if errors.contains("Lambda.TooManyRequestsException") || errors.contains("AwsThrottled") {
+            if errors.contains("Lambda.TooManyRequestsException") || errors.contains("AwsThrottled")
+            {
                 assert_eq!(retrier["JitterStrategy"], "FULL", "task {name:?}: {errors}");
             }
         }
