@@ -175,21 +175,27 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn once_a_target_failed_the_others_of_its_execution_stop_and_it_goes_on() {
-        let failed = recorded("a");
-        // Its execution holds its target (the hold's item names it).
-        let held = mock!(aws_sdk_dynamodb::Client::get_item)
+    /// The hold item of any target, naming `holder`.
+    fn hold(holder: &'static str) -> aws_smithy_mocks::Rule {
+        mock!(aws_sdk_dynamodb::Client::get_item)
             .match_requests(|r| {
                 r.key()
                     .and_then(|k| k.get("key"))
                     .is_some_and(|k| k.as_s().is_ok_and(|k| k.starts_with("target#")))
             })
-            .then_output(|| {
+            .then_output(move || {
                 GetItemOutput::builder()
-                    .item("holder", AttributeValue::S(EXECUTION.into()))
+                    .item("holder", AttributeValue::S(holder.into()))
+                    .item("ami", AttributeValue::S("ami-2".into()))
                     .build()
-            });
+            })
+    }
+
+    #[tokio::test]
+    async fn once_a_target_failed_the_others_of_its_execution_stop_and_it_goes_on() {
+        let failed = recorded("a");
+        // Its execution holds its target (the hold's item names it).
+        let held = hold(EXECUTION);
         let clients = Rules {
             dynamodb: vec![&failed, &held],
             ..Default::default()
@@ -208,23 +214,7 @@ mod tests {
         clients.ensure_wave_going(&run).await.unwrap();
         // Held by another execution now (this one was stopped, its holds released, then
         // redriven): refused, nothing changed.
-        let other = mock!(aws_sdk_dynamodb::Client::get_item)
-            .match_requests(|r| {
-                r.key()
-                    .and_then(|k| k.get("key"))
-                    .is_some_and(|k| k.as_s().is_ok_and(|k| k.starts_with("target#")))
-            })
-            .then_output(|| {
-                GetItemOutput::builder()
-                    .item(
-                        "holder",
-                        AttributeValue::S(
-                            "arn:aws:states:eu-west-1:1:execution:ami-rollout:b".into(),
-                        ),
-                    )
-                    .item("ami", AttributeValue::S("ami-2".into()))
-                    .build()
-            });
+        let other = hold("arn:aws:states:eu-west-1:1:execution:ami-rollout:b");
         let elsewhere = Rules {
             dynamodb: vec![&failed, &other],
             ..Default::default()
