@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use rollout_core::error::{ERROR_NAMES, OnFailure};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn asl() -> Value {
     serde_json::from_str(include_str!("../statemachine/rollout.asl.json")).unwrap()
@@ -45,9 +45,11 @@ fn every_error_the_asl_matches_is_one_our_functions_raise() {
             .into_iter()
             .chain(names_in(&state, "Catch"))
         {
-            // An approver rejects a gate's next wave with SendTaskFailure.
+            // An approver rejects a gate's next wave with SendTaskFailure; Lambda reports a
+            // function that ran past its timeout as Sandbox.Timedout.
             let known = error.starts_with("States.")
                 || error.starts_with("Lambda.")
+                || error == "Sandbox.Timedout"
                 || error == rollout_core::change_control::REJECTED
                 || ours.contains(error.as_str());
             assert!(
@@ -92,6 +94,30 @@ fn every_throttling_retrier_has_jitter_so_children_that_start_together_do_not_re
                 assert_eq!(retrier["JitterStrategy"], "FULL", "task {name:?}: {errors}");
             }
         }
+    }
+}
+
+#[test]
+fn every_task_retries_a_function_timeout_once() {
+    // Lambda's timeout reaches a task as Sandbox.Timedout; every step adopts what an earlier
+    // attempt made, so one more attempt is safe, and a second timeout fails as any other error.
+    for (name, state) in states(&asl())
+        .into_iter()
+        .filter(|(_, s)| s["Type"] == "Task")
+    {
+        let retriers: Vec<&Value> = state["Retry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["ErrorEquals"].to_string().contains("Sandbox.Timedout"))
+            .collect();
+        assert_eq!(retriers.len(), 1, "task {name:?}");
+        assert_eq!(
+            retriers[0]["ErrorEquals"],
+            json!(["Sandbox.Timedout"]),
+            "task {name:?}"
+        );
+        assert_eq!(retriers[0]["MaxAttempts"], 1, "task {name:?}");
     }
 }
 

@@ -166,6 +166,15 @@ pub fn render(plan: &Plan, writes: &[String]) -> String {
             ));
         }
     }
+    if !plan.notes.is_empty() {
+        text.push_str("\nWorth knowing:\n");
+        let rows: Vec<[String; 2]> = plan
+            .notes
+            .iter()
+            .map(|n| [n.target.clone(), n.note.clone()])
+            .collect();
+        text.push_str(&format!("{}\n", table(&["target", "note"], rows)));
+    }
     if !plan.skipped.is_empty() {
         text.push_str(&format!("\nSkipped ({}):\n", plan.skipped_count));
         let rows: Vec<[String; 2]> = plan

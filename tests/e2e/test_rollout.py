@@ -570,6 +570,59 @@ class InterferedWith(Harness):
         self.assertEqual(len(self.new_refreshes("web")), 2, "A started no refresh after B took web")
 
 
+class LaunchHooks(Harness):
+    """A group with a launch lifecycle hook: new instances wait in Pending:Wait until something
+    (a validation function, on AWS) answers the hook, or its heartbeat timeout applies the
+    default result."""
+
+    def put_hook(self, default_result):
+        self.aws["autoscaling"].put_lifecycle_hook(
+            AutoScalingGroupName="web", LifecycleHookName="validate-boot", HeartbeatTimeout=60,
+            LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING", DefaultResult=default_result)
+
+    def answer_hooks(self, rejected_ami, stop):
+        """What a validation hook does: abandons new instances on `rejected_ami`, lets the others
+        go on, until `stop` is set."""
+        asg, ec2 = self.aws["autoscaling"], self.aws["ec2"]
+        while not stop.is_set():
+            [group] = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"]
+            for member in group["Instances"]:
+                if member["LifecycleState"] != "Pending:Wait":
+                    continue
+                [reservation] = ec2.describe_instances(InstanceIds=[member["InstanceId"]])["Reservations"]
+                image = reservation["Instances"][0]["ImageId"]
+                try:
+                    asg.complete_lifecycle_action(
+                        AutoScalingGroupName="web", LifecycleHookName="validate-boot",
+                        InstanceId=member["InstanceId"],
+                        LifecycleActionResult="ABANDON" if image == rejected_ami else "CONTINUE")
+                except ClientError:
+                    pass  # answered already, or its heartbeat ran out meanwhile
+            time.sleep(0.2)
+
+    def test_a_hook_that_abandons_the_new_instances_rolls_the_group_back_naming_the_hook(self):
+        self.put_hook("ABANDON")
+        stop = threading.Event()
+        handler = threading.Thread(target=self.answer_hooks, args=(self.golden, stop), daemon=True)
+        handler.start()
+        try:
+            result = self.run_rollout(payload={"amiId": self.golden, "targets": ["web"]})
+        finally:
+            stop.set()
+            handler.join()
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        self.assertIn("launch lifecycle hook validate-boot abandoned its new instances", result["cause"])
+        self.assertIn("was abandoned", result["cause"])
+        self.assert_back_as_before("web")
+
+    def test_a_hook_that_lets_instances_go_on_rolls_out(self):
+        # Nobody answers: each new instance waits out the heartbeat, then goes on (CONTINUE).
+        self.put_hook("CONTINUE")
+        result = self.run_rollout(payload={"amiId": self.golden, "targets": ["web"]})
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        self.assert_rolled_out("web", self.golden)
+
+
 class WideWave(Harness):
     """One wave of eight groups, three at a time, one of which fails."""
 

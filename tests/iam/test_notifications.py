@@ -143,10 +143,10 @@ class NotificationsArrive(unittest.TestCase):
         self.assertEqual(notification_problems(self.template), [])
 
     def test_the_publishers_are_found(self):
-        # Guards the derivation: the status rule and the three alarms publish to the status topic.
+        # Guards the derivation: the status rule and the four alarms publish to the status topic.
         self.assertEqual({n: p.service for n, p in self.senders.items()}, {
             "ExecutionStatusRule": EVENTS, "ExecutionsFailedAlarm": CLOUDWATCH, "HoldReleaseFailedAlarm": CLOUDWATCH,
-            "DriftAlarm": CLOUDWATCH})
+            "DriftAlarm": CLOUDWATCH, "ScheduleFailedAlarm": CLOUDWATCH})
 
     def test_the_status_topic_key_is_a_customer_managed_key_of_this_template(self):
         key, problem = topic_key(self.resources, "StatusTopic")
@@ -246,7 +246,8 @@ class TheCheckCatchesBrokenShapes(unittest.TestCase):
     def test_no_key_statement_for_cloudwatch(self):
         policy = self.resources["StatusTopicKey"]["Properties"]["KeyPolicy"]
         policy["Statement"].remove(self.key_statement(CLOUDWATCH))
-        self.assertEqual(len(notification_problems(self.template)), 6)
+        # Each of the four alarms, for each of the two KMS actions.
+        self.assertEqual(len(notification_problems(self.template)), 8)
 
     def test_an_alarm_the_key_policy_does_not_name(self):
         self.resources["ExecutionsFailedAlarm"]["Properties"]["AlarmName"] = "rollouts-failed"
@@ -269,7 +270,8 @@ class TheCheckCatchesBrokenShapes(unittest.TestCase):
     def test_an_unconditional_deny(self):
         policy = self.resources["StatusTopicPolicy"]["Properties"]["PolicyDocument"]
         policy["Statement"][-1].pop("Condition")
-        self.assertEqual(len(notification_problems(self.template)), 4)
+        # One per publisher.
+        self.assertEqual(len(notification_problems(self.template)), 5)
 
     def key_statement(self, service: str) -> dict:
         (statement,) = [s for s in self.resources["StatusTopicKey"]["Properties"]["KeyPolicy"]["Statement"]

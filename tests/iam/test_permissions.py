@@ -322,6 +322,27 @@ class PermissionCoverage(unittest.TestCase):
         self.assertIn("sts:ExternalId", trust["Condition"]["StringEquals"])
         self.assertIn("aws:PrincipalArn", trust["Condition"]["ArnLike"])
 
+    def test_the_workload_role_trusts_the_function_roles_by_path_whatever_the_stack_names_length(self):
+        # CloudFormation names a role `<stack>-<logical id>-<suffix>` cut to 64 characters, so a
+        # long stack name loses its end: the trust names the roles' path, which is never cut.
+        entering = [role for crate, role in CRATES.items() if "sts:AssumeRole" in operations(crate)]
+        self.assertIn("ResolveAmiRole", entering)
+        for role in entering:
+            self.assertEqual(json.dumps(self.resources[role]["Properties"]["Path"]), json.dumps({"Fn::Sub": "/${AWS::StackName}/"}), role)
+        template, matches = decode(str(WORKLOAD_TEMPLATE))
+        assert not matches, matches
+        [trust] = template["Resources"]["WorkloadRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        principal = json.dumps(trust["Condition"]["ArnLike"]["aws:PrincipalArn"])
+        self.assertIn(":role/${CentralStackName}/*", principal)
+        # Fixed names fit IAM's 64 characters: each is a parameter held to IAM's pattern.
+        for path, resources, parameters in ((TEMPLATE, self.resources, None), (WORKLOAD_TEMPLATE, template["Resources"], template["Parameters"])):
+            named = [r["Properties"]["RoleName"] for r in resources.values()
+                     if r["Type"] == "AWS::IAM::Role" and "RoleName" in r["Properties"]]
+            for name in named:
+                with self.subTest(template=path.name, name=name):
+                    self.assertEqual(set(name), {"Ref"}, "a role name built from the stack name may pass 64 characters")
+                    self.assertEqual(parameters[name["Ref"]]["AllowedPattern"], "[\\w+=,.@-]{1,64}")
+
     def test_the_operator_role_reads_what_the_cli_reads_there_and_changes_nothing(self):
         template, matches = decode(str(WORKLOAD_TEMPLATE))
         assert not matches, matches

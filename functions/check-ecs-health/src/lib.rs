@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use aws_sdk_ecs::types::{DesiredStatus, LaunchType, TaskStopCode};
 use rollout_core::ecs::{self, ContainerInstanceView, container_instances};
-use rollout_core::fleet::{describe_group, in_service_instances, instance_images};
+use rollout_core::fleet::{self, describe_group, in_service_instances, instance_images};
 use rollout_core::instance::{self, StatusChecks, Task, TaskState};
 use rollout_core::model::{EcsCapacity, Epoch, Health, TargetKind, TargetRun, Verdict};
 use rollout_core::refresh::{RefreshInfo, RefreshStatus, recent_refreshes};
@@ -64,6 +64,8 @@ pub struct Observation {
     /// Tasks of those services that failed since the rollout began: "service: reason".
     pub failed_tasks: Vec<String>,
     pub alarms_in_alarm: Vec<String>,
+    /// The group's launch lifecycle hooks, read when the refresh says one abandoned an instance.
+    pub launch_hooks: Vec<String>,
     /// A standalone instance's status checks, once its replacement succeeded.
     pub status_checks: StatusChecks,
 }
@@ -230,10 +232,18 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
             )],
         );
     };
+    let hooks = match o.launch_hooks.as_slice() {
+        [] => String::new(),
+        [one] => format!(" (the group's launch lifecycle hook {one} abandoned its new instances)"),
+        many => format!(
+            " (one of the group's launch lifecycle hooks {} abandoned its new instances)",
+            many.join(", ")
+        ),
+    };
     let reason = refresh
         .reason
         .as_deref()
-        .map(|r| format!(": {r}"))
+        .map(|r| format!(": {r}{hooks}"))
         .unwrap_or_default();
     match &refresh.status {
         S::Pending | S::InProgress
@@ -361,6 +371,13 @@ pub async fn observe(clients: &Clients, run: &TargetRun) -> StepResult<Observati
         alarms_in_alarm,
         ..Default::default()
     };
+    if o.refresh
+        .as_ref()
+        .and_then(|r| r.reason.as_deref())
+        .is_some_and(fleet::abandoned_by_a_hook)
+    {
+        o.launch_hooks = fleet::launch_hooks(clients, run.group()).await?;
+    }
     if o.refresh
         .as_ref()
         .is_none_or(|r| r.status != RefreshStatus::Successful)

@@ -139,6 +139,34 @@ fn every_refresh_status_has_a_verdict() {
 }
 
 #[test]
+fn a_refresh_that_a_launch_hook_stopped_names_the_hook() {
+    let abandoned = "Instance failed to complete user's Lifecycle Action: Lifecycle Action with token t-1 was abandoned: Heartbeat Timeout";
+    assert!(rollout_core::fleet::abandoned_by_a_hook(abandoned));
+    assert!(!rollout_core::fleet::abandoned_by_a_hook(
+        "instances failed health checks"
+    ));
+    let mut o = fleet(NEW);
+    o.refresh = refresh("Failed", 0, Some(2_000));
+    o.refresh.as_mut().unwrap().reason = Some(format!("Instance refresh failed: {abandoned}"));
+    o.launch_hooks = vec!["validate-boot".into()];
+    let h = verdict(&run(), &o, 2_010);
+    assert_eq!(h.verdict, Verdict::Unhealthy);
+    assert!(
+        h.reasons[0].ends_with("Heartbeat Timeout (the group's launch lifecycle hook validate-boot abandoned its new instances)"),
+        "{:?}",
+        h.reasons
+    );
+    o.launch_hooks.push("register-dns".into());
+    let h = verdict(&run(), &o, 2_010);
+    assert!(
+        h.reasons[0]
+            .contains("one of the group's launch lifecycle hooks validate-boot, register-dns"),
+        "{:?}",
+        h.reasons
+    );
+}
+
+#[test]
 fn a_vanished_refresh_is_unhealthy() {
     let mut o = fleet(NEW);
     o.refresh = None;

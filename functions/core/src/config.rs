@@ -11,6 +11,11 @@ pub const DEFAULT_MAX_CONCURRENCY: u32 = 5;
 /// could run 10,000): Auto Scaling shares one throttle bucket per account and region, and every
 /// running group polls it.
 pub const MAX_CONCURRENCY_LIMIT: u32 = 1_000;
+/// How long a copy may stay pending when `AMI_COPY_TIMEOUT_SECONDS` is not set.
+pub const DEFAULT_COPY_TIMEOUT_SECONDS: i64 = 2 * 3600;
+/// How long the plans bucket keeps an execution's objects when `PLAN_RETENTION_DAYS` is not set
+/// (the template's PlanRetentionDays default).
+pub const DEFAULT_PLAN_RETENTION_DAYS: u32 = 35;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -56,6 +61,11 @@ pub struct Config {
     /// The SSM parameters this deployment follows (`FOLLOWED_PARAMETERS`: AmiParameterNames and
     /// PublicAmiParameter): a trigger naming another has nothing to do here. Empty: any.
     pub followed_parameters: Vec<String>,
+    /// `AMI_COPY_TIMEOUT_SECONDS`: how long a copy may take before the execution gives up on it.
+    pub copy_timeout_seconds: i64,
+    /// `PLAN_RETENTION_DAYS`: how long the plans bucket keeps a plan and its results (the
+    /// template's PlanRetentionDays); a plan that could run longer is refused.
+    pub plan_retention_days: u32,
 }
 
 impl Config {
@@ -135,6 +145,18 @@ impl Config {
                 validate_pipeline_arn,
             )?,
             followed_parameters: parse_list("FOLLOWED_PARAMETERS", get("FOLLOWED_PARAMETERS"))?,
+            copy_timeout_seconds: match get("AMI_COPY_TIMEOUT_SECONDS").as_deref() {
+                None | Some("") => DEFAULT_COPY_TIMEOUT_SECONDS,
+                Some(v) => v.parse().ok().filter(|n| *n >= 60).ok_or_else(|| {
+                    StepError::invalid(format!(
+                        "AMI_COPY_TIMEOUT_SECONDS {v:?} is not a number of seconds (at least 60)"
+                    ))
+                })?,
+            },
+            plan_retention_days: match number("PLAN_RETENTION_DAYS", DEFAULT_PLAN_RETENTION_DAYS)? {
+                0 => return Err(StepError::invalid("PLAN_RETENTION_DAYS must be at least 1")),
+                days => days,
+            },
         })
     }
 }
@@ -269,6 +291,18 @@ mod tests {
     }
 
     #[test]
+    fn copies_and_plans_have_the_templates_defaults_unless_configured() {
+        let c = config(&[]).unwrap();
+        assert_eq!((c.copy_timeout_seconds, c.plan_retention_days), (7200, 35));
+        let c = config(&[
+            ("AMI_COPY_TIMEOUT_SECONDS", "900"),
+            ("PLAN_RETENTION_DAYS", "400"),
+        ])
+        .unwrap();
+        assert_eq!((c.copy_timeout_seconds, c.plan_retention_days), (900, 400));
+    }
+
+    #[test]
     fn the_reach_is_the_home_place_unless_configured() {
         let c = config(&[]).unwrap();
         assert!(c.accounts.is_empty() && c.regions.is_empty());
@@ -299,6 +333,17 @@ mod tests {
             ),
             (vec![("AMI_COPY_KMS_KEYS", "[\"k\"]")], "AMI_COPY_KMS_KEYS"),
             (vec![("AMI_COPY_KMS_KEYS", r#"{"moon": "k"}"#)], "\"moon\""),
+            (
+                vec![("AMI_COPY_TIMEOUT_SECONDS", "soon")],
+                "AMI_COPY_TIMEOUT_SECONDS \"soon\"",
+            ),
+            (vec![("AMI_COPY_TIMEOUT_SECONDS", "10")], "at least 60"),
+            (vec![("AMI_COPY_TIMEOUT_SECONDS", "-5")], "at least 60"),
+            (vec![("PLAN_RETENTION_DAYS", "0")], "PLAN_RETENTION_DAYS"),
+            (
+                vec![("PLAN_RETENTION_DAYS", "a month")],
+                "PLAN_RETENTION_DAYS",
+            ),
         ] {
             let err = config(&vars).unwrap_err();
             assert_eq!(err.name(), "InvalidInput");

@@ -162,6 +162,29 @@ pub async fn describe_group(clients: &Clients, name: &str) -> StepResult<AutoSca
     })
 }
 
+/// The group's launch lifecycle hooks, by name: what holds a new instance in `Pending:Wait`, and
+/// what abandons it. A scaling activity or refresh names only the action's token, never the hook.
+pub async fn launch_hooks(clients: &Clients, group: &str) -> StepResult<Vec<String>> {
+    let out = clients
+        .autoscaling
+        .describe_lifecycle_hooks()
+        .auto_scaling_group_name(group)
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("DescribeLifecycleHooks", e))?;
+    Ok(out
+        .lifecycle_hooks()
+        .iter()
+        .filter(|h| h.lifecycle_transition() == Some("autoscaling:EC2_INSTANCE_LAUNCHING"))
+        .filter_map(|h| h.lifecycle_hook_name().map(str::to_string))
+        .collect())
+}
+
+/// Whether Auto Scaling's words say a lifecycle action abandoned an instance.
+pub fn abandoned_by_a_hook(reason: &str) -> bool {
+    reason.contains("Lifecycle Action") && reason.contains("abandoned")
+}
+
 /// The AMI each running or pending instance was launched from, by instance id.
 pub async fn instance_images(
     clients: &Clients,
@@ -219,6 +242,32 @@ pub fn suspension_refusal(group: &str, suspended: &[String]) -> Option<String> {
         if stoppers.len() == 1 { "it" } else { "them" },
         stoppers.join(" ")
     ))
+}
+
+/// Suspended processes that let a refresh run but change how it goes, and how.
+const REFRESH_CHANGERS: [(&str, &str); 3] = [
+    (
+        "HealthCheck",
+        "Auto Scaling marks no instance unhealthy, so one that fails its checks stays in service (this rollout's own health check still reads it)",
+    ),
+    (
+        "ReplaceUnhealthy",
+        "an instance marked unhealthy is not replaced",
+    ),
+    (
+        "AZRebalance",
+        "the zones are not rebalanced after the refresh",
+    ),
+];
+
+/// What the plan says of a group refreshed with these processes suspended (`None`: nothing).
+pub fn suspension_note(suspended: &[String]) -> Option<String> {
+    let notes: Vec<String> = REFRESH_CHANGERS
+        .into_iter()
+        .filter(|(p, _)| suspended.iter().any(|s| s == p))
+        .map(|(process, effect)| format!("{process} is suspended: {effect}"))
+        .collect();
+    (!notes.is_empty()).then(|| notes.join("; "))
 }
 
 /// Ids of the group's instances that count toward its capacity (not terminating, not in standby).
@@ -366,6 +415,21 @@ mod tests {
     #[test]
     fn a_group_with_a_refresh_stopping_process_suspended_is_refused_naming_it() {
         assert_eq!(suspension_refusal("web", &["AZRebalance".into()]), None);
+        assert_eq!(
+            suspension_note(&["Launch".into(), "AlarmNotification".into()]),
+            None
+        );
+        let note = suspension_note(&["AZRebalance".into(), "HealthCheck".into()]).unwrap();
+        assert!(
+            note.starts_with("HealthCheck is suspended: Auto Scaling marks no instance unhealthy"),
+            "{note}"
+        );
+        assert!(
+            note.ends_with(
+                "; AZRebalance is suspended: the zones are not rebalanced after the refresh"
+            ),
+            "{note}"
+        );
         let one = suspension_refusal("web", &["Launch".into(), "AZRebalance".into()]).unwrap();
         assert!(one.starts_with("its Launch process is suspended"), "{one}");
         assert!(one.contains("--scaling-processes Launch)"), "{one}");

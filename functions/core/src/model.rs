@@ -290,6 +290,17 @@ pub struct Plan {
     /// The approval gates after waves, by wave index.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub approvals: std::collections::BTreeMap<usize, crate::change_control::ApprovalGate>,
+    /// What people should know about planned targets (a suspended process that changes how the
+    /// refresh goes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<PlanNote>,
+}
+
+/// A remark on one planned target.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PlanNote {
+    pub target: String,
+    pub note: String,
 }
 
 /// The successful rollout an undo execution brings back, and when it started: what it made on a

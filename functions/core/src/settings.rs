@@ -95,6 +95,22 @@ pub struct RefreshSettings {
     /// for a redrive) or `rollback` (every touched target is rolled back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_approval_timeout: Option<OnApprovalTimeout>,
+    /// What a plan does with a group whose suspended processes stop a refresh: `refuse`
+    /// (default) or `skip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_suspended_processes: Option<OnSuspendedProcesses>,
+}
+
+/// What a plan does with a group that has `Launch`, `Terminate` or `InstanceRefresh` suspended
+/// (no refresh would replace an instance of it).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum OnSuspendedProcesses {
+    /// The plan is refused, naming the group and the processes.
+    #[default]
+    Refuse,
+    /// The group is left out of the rollout; the plan lists it as skipped, with the processes.
+    Skip,
 }
 
 impl RefreshSettings {
@@ -152,6 +168,10 @@ impl RefreshSettings {
                 &self.approval_timeout_minutes,
             ),
             on_approval_timeout: pick(&over.on_approval_timeout, &self.on_approval_timeout),
+            on_suspended_processes: pick(
+                &over.on_suspended_processes,
+                &self.on_suspended_processes,
+            ),
         }
     }
 

@@ -503,6 +503,7 @@ mod tests {
             undo: None,
             parameter: None,
             approvals: Default::default(),
+            notes: Vec::new(),
         }
     }
 

@@ -25,8 +25,6 @@ use rollout_core::{Clients, StepError, StepResult};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// How long a copy may stay pending when `AMI_COPY_TIMEOUT_SECONDS` is not set.
-pub const DEFAULT_COPY_TIMEOUT_SECONDS: i64 = 2 * 3600;
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "action", rename_all = "camelCase", deny_unknown_fields)]
 pub enum DistributeRequest {
@@ -62,9 +60,9 @@ pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
             serde_json::to_value(copy(clients, &execution, *plan, now).await?)
         }
         DistributeRequest::Check { execution, plan } => {
-            let timeout = copy_timeout(|name| std::env::var(name).ok())?;
             let config = Config::from_env()?;
-            let (plan, _) = check(clients, &config, *plan, now, timeout).await?;
+            let (plan, _) =
+                check(clients, &config, *plan, now, config.copy_timeout_seconds).await?;
             tracing::info!(execution, pending = plan.copies.len(), "copies checked");
             serde_json::to_value(plan)
         }
@@ -82,20 +80,6 @@ pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
         }
     };
     out.map_err(|e| StepError::invalid(format!("distribute-ami output: {e}")))
-}
-
-/// `AMI_COPY_TIMEOUT_SECONDS`: how long a copy may take before the execution gives up on it.
-pub fn copy_timeout(lookup: impl Fn(&str) -> Option<String>) -> StepResult<i64> {
-    match lookup("AMI_COPY_TIMEOUT_SECONDS").map(|v| v.trim().to_string()) {
-        None => Ok(DEFAULT_COPY_TIMEOUT_SECONDS),
-        Some(v) if v.is_empty() => Ok(DEFAULT_COPY_TIMEOUT_SECONDS),
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n >= 60 => Ok(n),
-            _ => Err(StepError::invalid(format!(
-                "AMI_COPY_TIMEOUT_SECONDS {v:?} is not a number of seconds (at least 60)"
-            ))),
-        },
-    }
 }
 
 /// The copy's idempotency token: a retry or a redrive of the same execution gets the same copy.
@@ -475,18 +459,5 @@ mod tests {
             "arn:aws:iam::111111111111:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
         );
         assert_eq!(GRANT_OPERATIONS.len(), 8);
-    }
-
-    #[test]
-    fn the_timeout_is_read_and_checked() {
-        assert_eq!(
-            copy_timeout(|_| None).unwrap(),
-            DEFAULT_COPY_TIMEOUT_SECONDS
-        );
-        assert_eq!(copy_timeout(|_| Some("900".into())).unwrap(), 900);
-        for bad in ["soon", "10", "-5"] {
-            let err = copy_timeout(|_| Some(bad.to_string())).unwrap_err();
-            assert_eq!(err.name(), "InvalidInput", "{bad}");
-        }
     }
 }

@@ -22,11 +22,13 @@ use rollout_core::fleet::{self, GroupTemplate, group_template};
 use rollout_core::keys;
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
-    Ami, AmiCopy, EcsCapacity, Epoch, MAX_TARGETS, Plan, RollbackPoint, Skipped, Target,
+    Ami, AmiCopy, EcsCapacity, Epoch, MAX_TARGETS, Plan, PlanNote, RollbackPoint, Skipped, Target,
     TargetKind, TemplatePoint, VersionReference, place_name,
 };
 use rollout_core::refresh::recent_refreshes;
-use rollout_core::settings::{REPLACE_ROOT_VOLUME, RefreshSettings, SettingsMap};
+use rollout_core::settings::{
+    OnSuspendedProcesses, REPLACE_ROOT_VOLUME, RefreshSettings, SettingsMap,
+};
 use rollout_core::store::RolledOut;
 use rollout_core::trigger::{AmiSource, Overrides, Trigger};
 use rollout_core::{Clients, StepError, StepResult};
@@ -344,6 +346,21 @@ pub async fn resolve(
     )?;
     change_control::plan_windows(&mut plan.waves, &settings, now)?;
     plan.approvals = change_control::approval_gates(&plan.waves, &settings);
+    let copying = if copies.is_empty() {
+        0
+    } else {
+        config.copy_timeout_seconds
+    };
+    change_control::refuse_too_long(
+        change_control::longest_run(
+            &plan.waves,
+            &plan.approvals,
+            &settings,
+            (max_concurrency, instance_concurrency),
+            copying,
+        ),
+        config.plan_retention_days,
+    )?;
     skipped.append(&mut plan.skipped);
     plan.skipped_count = skipped.len();
     plan.skipped = skipped;
@@ -891,7 +908,10 @@ fn decide(ami: &Ami, g: &GroupFacts, settings: &RefreshSettings) -> Decision {
         return Decision::Refuse(reason);
     }
     if let Some(reason) = fleet::suspension_refusal(&g.name, &g.suspended) {
-        return Decision::Refuse(reason);
+        return match settings.on_suspended_processes.unwrap_or_default() {
+            OnSuspendedProcesses::Refuse => Decision::Refuse(reason),
+            OnSuspendedProcesses::Skip => Decision::Skip(reason),
+        };
     }
     let template = match &g.template {
         Some(Ok(t)) => t,
@@ -1055,6 +1075,17 @@ pub fn plan_with_instances(
     let target_count = targets.len();
     check_size(target_count)?;
     let names: Vec<String> = targets.iter().map(|t| t.group.clone()).collect();
+    let planned: BTreeSet<String> = targets.iter().map(Target::name).collect();
+    let notes = groups
+        .iter()
+        .filter(|g| planned.contains(&g.target_name()))
+        .filter_map(|g| {
+            fleet::suspension_note(&g.suspended).map(|note| PlanNote {
+                target: g.target_name(),
+                note,
+            })
+        })
+        .collect();
     let plan = Plan {
         trigger: String::new(),
         ami: ami.clone(),
@@ -1072,6 +1103,7 @@ pub fn plan_with_instances(
         undo: None,
         parameter: None,
         approvals: BTreeMap::new(),
+        notes,
     };
     Ok(plan)
 }

@@ -938,3 +938,64 @@ fn replace_root_volume_is_refused_for_a_group_aws_would_refuse_it_for() {
         .unwrap_err();
     assert!(err.to_string().contains("refreshStrategy"), "{err}");
 }
+
+#[test]
+fn a_group_that_cannot_be_refreshed_is_refused_or_skipped_as_its_settings_say() {
+    let mut stopped = group("batch", "1", OLD);
+    stopped.suspended = vec!["Launch".into()];
+    let groups = vec![group("web", "1", OLD), stopped];
+    let err = plan(&ami(), groups.clone(), &SettingsMap::default(), None).unwrap_err();
+    assert_eq!(err.name(), "PreflightFailed");
+    assert!(
+        err.to_string().contains("its Launch process is suspended"),
+        "{err}"
+    );
+    let skip = SettingsMap::parse(r#"{"batch": {"onSuspendedProcesses": "skip"}}"#).unwrap();
+    let plan = plan(&ami(), groups, &skip, None).unwrap();
+    assert_eq!(plan.target_count, 1);
+    assert_eq!(plan.skipped[0].group, "batch");
+    assert!(
+        plan.skipped[0].reason.contains(
+            "resume-processes --auto-scaling-group-name batch --scaling-processes Launch"
+        )
+    );
+}
+
+#[test]
+fn the_plan_says_which_suspended_processes_change_a_refresh() {
+    let mut web = group("web", "1", OLD);
+    web.suspended = vec!["AZRebalance".into(), "AlarmNotification".into()];
+    let mut api = group("api", "1", OLD);
+    api.suspended = vec!["ReplaceUnhealthy".into()];
+    let plan = plan(
+        &ami(),
+        vec![web, api, group("db", "1", OLD)],
+        &SettingsMap::default(),
+        None,
+    )
+    .unwrap();
+    let notes: Vec<(&str, &str)> = plan
+        .notes
+        .iter()
+        .map(|n| (n.target.as_str(), n.note.as_str()))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            (
+                "web",
+                "AZRebalance is suspended: the zones are not rebalanced after the refresh"
+            ),
+            (
+                "api",
+                "ReplaceUnhealthy is suspended: an instance marked unhealthy is not replaced"
+            ),
+        ]
+    );
+    assert_eq!(
+        SettingsMap::parse(r#"{"web": {"onSuspendedProcesses": "ignore"}}"#)
+            .unwrap_err()
+            .name(),
+        "InvalidInput"
+    );
+}

@@ -236,6 +236,7 @@ pub async fn check(
             undo: Some(undone),
             // An undo rolls nothing out from the parameter.
             parameter: None,
+            notes: Vec::new(),
             ..original
         },
         refused,
@@ -401,6 +402,7 @@ mod tests {
             }),
             parameter: None,
             approvals: Default::default(),
+            notes: Vec::new(),
         };
         UndoCheck {
             plan,

@@ -15,6 +15,7 @@ Modules, one concern each:
              policies), asked for KMS requests, Auto Scaling launches and root replacements
   alarms     DescribeAlarms with its filters combined
   fleet      group instances: launch/terminate, per-instance version, failed launches, ECS container instances
+  lifecycle  lifecycle hooks that fire: Pending:Wait / Terminating:Wait, Complete/RecordLifecycleAction*, timeouts
   refresh    instance refresh: Start/Describe/Cancel/Rollback and the replacement engine
   rootvolumes  CreateReplaceRootVolumeTask / DescribeReplaceRootVolumeTasks, status checks, volume content
   agents     standalone ECS agents whose identity lives on the root volume; container instances that drain

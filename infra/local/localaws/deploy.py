@@ -71,7 +71,8 @@ def function_role(name: str) -> str:
 
 def role_name(logical: str) -> str:
     """A role's name as CloudFormation makes it, `<stack>-<logical id>-<suffix>`, without the
-    random suffix: it matches the workload role's trust (`role/<central stack>-*`)."""
+    random suffix. A function role is also under the template's path `/<stack>/`, which the workload
+    role's trust names (`role/<central stack>/*`)."""
     return f"{STATE_MACHINE}-{logical}"
 
 
@@ -125,7 +126,7 @@ def create_roles(moto_endpoint: str, parameters: dict | None = None, without: di
             for old in iam.list_role_policies(RoleName=role)["PolicyNames"]:
                 iam.delete_role_policy(RoleName=role, PolicyName=old)
         except iam.exceptions.NoSuchEntityException:
-            arns[name] = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust,
+            arns[name] = iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust, Path=props.get("Path", "/"),
                                          Tags=[DEPLOYMENT_TAG])["Role"]["Arn"]
         for policy in [*props.get("Policies", []), *managed]:
             document = dict(policy["PolicyDocument"])

@@ -11,6 +11,10 @@ never registers.
 A launch from an AMI that EC2 refuses (deregistered or disabled, see images.py) creates no
 instance: as on AWS, the group records a Failed scaling activity with EC2's error ("... Launching
 EC2 instance failed."), served by DescribeScalingActivities, and `launch` returns no instances.
+
+An instance counts toward the group's capacity from its launch (Pending, Pending:Wait, ...) until
+it starts terminating or enters Standby; moto counts InService ones only, and so launched extra
+instances for those still launching whenever the desired capacity was set.
 """
 
 import base64
@@ -19,6 +23,7 @@ import logging
 import re
 import uuid
 
+from moto.autoscaling.exceptions import ValidationError
 from moto.autoscaling.models import (
     AutoScalingBackend,
     FakeAutoScalingGroup,
@@ -101,37 +106,50 @@ def _utcnow():
     return clock.utcnow()
 
 
-def _failed_launch(group, reason: str, cause: str) -> None:
-    """Record a Failed launch activity (`cause` follows "At <time> ")."""
+REFRESH_CAUSE = "an instance was launched in response to an instance refresh."
+
+
+def capacity_cause(current: int, count: int) -> str:
+    """Why a group launched `count` instances when it had `current` (an activity's Cause)."""
+    return ("an instance was started in response to a difference between desired and actual capacity, "
+            f"increasing the capacity from {current} to {current + count}.")
+
+
+def record_activity(group, status: str, description: str, message: str, cause: str, started, details: dict) -> None:
+    """Add a finished scaling activity to what DescribeScalingActivities answers, newest first
+    (`cause` follows "At <started> ", as AWS writes it)."""
     account, region = _account_region(group)
     records = state.sim().activities.setdefault((account, region, group.name), [])
-    now = state.sim().clock.now()
-    if records and records[0][1]["StatusMessage"] == reason and now - records[0][0] < FAILED_LAUNCH_EVERY:
-        return
-    at = _utcnow()
-    subnet = (group.vpc_zone_identifier or "").split(",")[0]
-    records.insert(0, (now, {
+    records.insert(0, (state.sim().clock.now(), {
         "ActivityId": str(uuid.uuid4()),
         "AutoScalingGroupName": group.name,
         "AutoScalingGroupARN": group.arn,
-        "Description": f"Launching a new EC2 instance.  Status Reason: {reason}",
-        "Cause": f"At {at:%Y-%m-%dT%H:%M:%SZ} {cause}",
-        "StartTime": at,
-        "EndTime": at,
-        "StatusCode": "Failed",
-        "StatusMessage": reason,
+        "Description": f"{description}.  Status Reason: {message}",
+        "Cause": f"At {started:%Y-%m-%dT%H:%M:%SZ} {cause}",
+        "StartTime": started,
+        "EndTime": _utcnow(),
+        "StatusCode": status,
+        "StatusMessage": message,
         "Progress": 100,
-        "Details": json.dumps({"Subnet ID": subnet} if subnet else {}),
+        "Details": json.dumps({k: v for k, v in details.items() if v}),
     }))
     del records[KEEP_ACTIVITIES:]
+
+
+def _failed_launch(group, reason: str, cause: str) -> None:
+    """Record a Failed launch activity, at most one a minute for the same reason (it is retried)."""
+    records = state.sim().activities.get((*_account_region(group), group.name)) or []
+    if records and records[0][1]["StatusMessage"] == reason and \
+            state.sim().clock.now() - records[0][0] < FAILED_LAUNCH_EVERY:
+        return
+    record_activity(group, "Failed", "Launching a new EC2 instance", reason, cause, _utcnow(),
+                    {"Subnet ID": (group.vpc_zone_identifier or "").split(",")[0]})
 
 
 def _recording_replace(self, count_needed, propagated_tags):
     reason = refusal(self)
     if reason:
-        current = len(self.instance_states)
-        _failed_launch(self, reason, "an instance was started in response to a difference between desired "
-                       f"and actual capacity, increasing the capacity from {current} to {current + count_needed}.")
+        _failed_launch(self, reason, capacity_cause(len(self.instance_states), count_needed))
         return
     before = {s.instance.id for s in self.instance_states}
     _original_replace(self, count_needed, propagated_tags)
@@ -169,32 +187,44 @@ def _group_launch_template(self):
 
 
 def launch(group, version: int, count: int) -> list:
-    """Launch `count` instances from `version` of the group's template; they start Pending.
+    """Launch `count` instances for a refresh from `version` of the group's template; they start
+    Pending (Pending:Wait with a launch lifecycle hook) and the refresh puts them in service.
 
     If EC2 refuses the launch (its AMI is deregistered or disabled), nothing is launched and the
     answer is []: the group records a Failed activity and `refusal(group, version)` says why."""
     reason = refusal(group, version)
     if reason:
-        _failed_launch(group, reason, "an instance was launched in response to an instance refresh.")
+        _failed_launch(group, reason, REFRESH_CAUSE)
         return []
     saved = group.launch_template_version
     group.launch_template_version = str(version)
     try:
         before = {s.instance.id for s in group.instance_states}
-        _recording_replace(group, count, group.get_propagated_tags())
+        # Through the class, so that the launch lifecycle hooks (lifecycle.py) apply.
+        group.replace_autoscaling_group_instances(count, group.get_propagated_tags())
     finally:
         group.launch_template_version = saved
     fresh = [s for s in group.instance_states if s.instance.id not in before]
     for s in fresh:
-        s.lifecycle_state = "Pending"
+        if s.lifecycle_state == "InService":
+            s.lifecycle_state = "Pending"
+    state.sim().warming.update(s.instance.id for s in fresh)
     return fresh
 
 
 def terminate(group, states: list) -> None:
+    """Remove instances from the group and terminate them now (lifecycle.terminate runs the
+    group's terminating hooks first)."""
     ids = [s.instance.id for s in states]
     group.instance_states = [s for s in group.instance_states if s.instance.id not in ids]
+    state.sim().warming.difference_update(ids)
     if ids:
         group.ec2_backend.terminate_instances(ids)
+
+
+def _active_instances(self) -> list:
+    """The instances that count toward the group's capacity."""
+    return [s for s in self.instance_states if not s.lifecycle_state.startswith(("Terminating", "Standby", "Detach"))]
 
 
 def boots(image_id: str) -> bool:
@@ -243,8 +273,9 @@ def reconcile_container_instances(account, region) -> None:
     serving = _provider_clusters(backend)
     live = {}
     for group in autoscaling_backends[account][region].autoscaling_groups.values():
-        running = [s for s in group.instance_states
-                   if s.lifecycle_state == "InService" and s.instance.state == "running"]
+        # The agent stays connected while a terminating lifecycle hook holds the instance.
+        running = [s for s in group.instance_states if s.instance.state == "running"
+                   and (s.lifecycle_state == "InService" or s.lifecycle_state.startswith("Terminating"))]
         cluster = cluster_of(group, backend, serving) if running else None
         if cluster and cluster in backend.clusters:
             for s in running:
@@ -267,8 +298,9 @@ def reconcile_container_instances(account, region) -> None:
 
 
 def describe_scaling_activities(self: AutoScalingResponse):
-    """The activities recorded here (failed launches), newest first, with AWS's filters and paging.
-    moto records none; successful launches and terminations are not recorded either."""
+    """The activities recorded here (failed launches, launches a lifecycle hook abandoned), newest
+    first, with AWS's filters and paging. moto records none; successful launches and terminations
+    are not recorded either."""
     name = self._get_param("AutoScalingGroupName")
     ids = self._get_param("ActivityIds") or []
     found = [
@@ -298,7 +330,15 @@ def _create_auto_scaling_group(self: AutoScalingBackend, *args, **kwargs):
     return group
 
 
+def named_group(backend: AutoScalingBackend, name: str):
+    group = backend.autoscaling_groups.get(name)
+    if group is None:
+        raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {name} not found")
+    return group
+
+
 def install() -> None:
+    FakeAutoScalingGroup.active_instances = _active_instances
     AutoScalingBackend.create_auto_scaling_group = _create_auto_scaling_group
     FakeAutoScalingGroup.replace_autoscaling_group_instances = _recording_replace
     InstanceState.launch_template = property(_instance_launch_template)

@@ -12,6 +12,20 @@ once AWS's one-hour stall timeout has passed. With AutoRollback, or on RollbackI
 the replaced instances are replaced again from the configuration saved before the refresh.
 All durations run on the scaled clock (state.Clock).
 
+Lifecycle hooks (lifecycle.py) apply to the instances a refresh launches and terminates, as the
+Auto Scaling User Guide's "Lifecycle hook availability" lists them. A new instance in
+`Pending:Wait` is not healthy: the batch waits for it (its hook's own timeout bounds the wait),
+and its warmup starts once it proceeds. One its launch hook abandons (CONTINUE never came) is
+terminated by the group and not counted as replaced: the refresh launches another in its place,
+as AWS does with new instances that fail ("terminates and replaces them"); if no new instance of
+the batch completes its launch within the one-hour stall timeout, the refresh fails (rolls back
+with AutoRollback), its StatusReason quoting the last Cancelled scaling activity's message, which
+names the abandoned action's token. AWS documents neither that wording nor whether a refresh
+stops sooner; waiting the hour and retrying is the conservative reading of "If it cannot launch
+any healthy instances, the instance refresh will eventually fail". Old instances with a
+terminating hook wait in `Terminating:Wait`, out of the group's capacity, while the refresh goes
+on.
+
 A group with a MixedInstancesPolicy is refreshed through DesiredConfiguration.MixedInstancesPolicy:
 the version comes from its LaunchTemplate.LaunchTemplateSpecification, and on success the group's
 policy takes it (parts of the policy not given keep the group's values, as UpdateAutoScalingGroup
@@ -39,7 +53,7 @@ from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
 
-from . import clock, fleet, rootvolumes, state
+from . import clock, fleet, lifecycle, rootvolumes, state
 
 ACTIVE = ("Pending", "InProgress", "Baking", "Cancelling", "RollbackInProgress")
 STALL_TIMEOUT = 3600
@@ -94,6 +108,7 @@ class Refresh:
     rollback: dict | None = None
     launch_failed_since: float | None = None  # EC2 refuses the launches (deregistered/disabled AMI)
     strategy: str = "Rolling"
+    abandoned: str = ""  # the last launch of this batch a lifecycle hook abandoned: its activity's message
     replaced_roots: list = field(default_factory=list)  # ReplaceRootVolume: volume ids, deleted on success
 
     @property
@@ -139,13 +154,6 @@ def _records(account, region, group):
 
 def active(account, region, group) -> Refresh | None:
     return next((r for r in _records(account, region, group) if r.status in ACTIVE), None)
-
-
-def _group(backend: AutoScalingBackend, name: str):
-    group = backend.autoscaling_groups.get(name)
-    if group is None:
-        raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {name} not found")
-    return group
 
 
 def desired_spec(desired: dict | None) -> dict:
@@ -269,6 +277,8 @@ def _selectable(group, prefs) -> list:
     """The instances this refresh is allowed to replace now."""
     out = []
     for s in group.instance_states:
+        if s.lifecycle_state.startswith("Terminating"):
+            continue  # on its way out already
         if s.lifecycle_state.startswith("Standby") and prefs.get("StandbyInstances", "Ignore") != "Terminate":
             continue
         if s.protected_from_scale_in and prefs.get("ScaleInProtectedInstances", "Ignore") != "Refresh":
@@ -298,7 +308,7 @@ def _plan(rec: Refresh, group, skip_matching: bool) -> None:
     rec.pending = [s.instance.id for s in _selectable(group, rec.preferences)
                    if not (skip_matching and matching(s))]
     rec.total = len(rec.pending)
-    rec.batch, rec.batch_old = [], []
+    rec.batch, rec.batch_old, rec.abandoned = [], [], ""
 
 
 def start(self: AutoScalingResponse):
@@ -307,7 +317,7 @@ def start(self: AutoScalingResponse):
     desired = self._get_param("DesiredConfiguration")
     strategy = self._get_param("Strategy") or "Rolling"
     backend = self.autoscaling_backend
-    group = _group(backend, name)
+    group = fleet.named_group(backend, name)
     if strategy not in ("Rolling", "ReplaceRootVolume"):
         raise ValidationError(f"Strategy {strategy} is not one of Rolling, ReplaceRootVolume.")
     if strategy == "ReplaceRootVolume":
@@ -355,7 +365,7 @@ def start(self: AutoScalingResponse):
 
 def describe(self: AutoScalingResponse):
     name = self._get_param("AutoScalingGroupName")
-    _group(self.autoscaling_backend, name)
+    fleet.named_group(self.autoscaling_backend, name)
     ids = self._get_param("InstanceRefreshIds") or []
     records = [r for r in reversed(_records(self.current_account, self.region, name)) if not ids or r.id in ids]
     start_at = int(self._get_param("NextToken") or 0)
@@ -369,7 +379,7 @@ def describe(self: AutoScalingResponse):
 
 def cancel(self: AutoScalingResponse):
     name = self._get_param("AutoScalingGroupName")
-    _group(self.autoscaling_backend, name)
+    fleet.named_group(self.autoscaling_backend, name)
     rec = active(self.current_account, self.region, name)
     if rec is None or rec.status == "Cancelling":
         raise ActiveInstanceRefreshNotFound("No in progress or pending Instance Refresh found for Auto Scaling group " + name)
@@ -379,7 +389,7 @@ def cancel(self: AutoScalingResponse):
 
 def rollback(self: AutoScalingResponse):
     name = self._get_param("AutoScalingGroupName")
-    group = _group(self.autoscaling_backend, name)
+    group = fleet.named_group(self.autoscaling_backend, name)
     rec = active(self.current_account, self.region, name)
     if rec is None or rec.status in ("Cancelling", "RollbackInProgress"):
         raise ActiveInstanceRefreshNotFound("No in progress or pending Instance Refresh found for Auto Scaling group " + name)
@@ -405,7 +415,7 @@ def _start_rollback(rec: Refresh, group, reason: str) -> None:
     # New instances still warming up are dropped at once (they never served); the old ones of a
     # launch-first batch are still there and stay. Roots being replaced are replaced again.
     if rec.strategy != "ReplaceRootVolume":
-        fleet.terminate(group, [s for s in group.instance_states if s.instance.id in rec.batch])
+        lifecycle.terminate(group, [s for s in group.instance_states if s.instance.id in rec.batch])
     rec.status, rec.reason = "RollbackInProgress", reason
     rec.target_version = rec.saved_version
     rec.checkpoint_until, rec.bake_until, rec.waiting_since = None, None, None
@@ -415,6 +425,7 @@ def _start_rollback(rec: Refresh, group, reason: str) -> None:
 
 def _finish(rec: Refresh, status: str, reason: str) -> None:
     rec.status, rec.reason, rec.end_time = status, reason, _utcnow()
+    state.sim().warming.difference_update(rec.batch)  # the group's own now (lifecycle.py)
 
 
 def _fail(rec: Refresh, group, reason: str) -> None:
@@ -471,12 +482,12 @@ def _step(account, region, group, rec: Refresh, now: float) -> None:
         rec.status = "InProgress"
     if rec.status == "Cancelling":
         if rec.batch_old:  # launch-first batch: the group keeps its old instances
-            fleet.terminate(group, [s for s in group.instance_states if s.instance.id in rec.batch])
+            lifecycle.terminate(group, [s for s in group.instance_states if s.instance.id in rec.batch])
         for s in group.instance_states:
-            if s.instance.id in rec.batch:
+            if s.instance.id in rec.batch and s.lifecycle_state != "Pending:Wait":  # that one waits on
                 s.lifecycle_state = "InService"
-        rec.batch, rec.batch_old = [], []
         _finish(rec, "Cancelled", "Instance refresh cancelled.")
+        rec.batch, rec.batch_old = [], []
         return
     alarms = prefs.get("AlarmSpecification", {}).get("Alarms", [])
     if not rec.rolling_back and alarms:
@@ -496,27 +507,47 @@ def _step(account, region, group, rec: Refresh, now: float) -> None:
         return
     warmup = prefs.get("InstanceWarmup", group.health_check_grace_period or DEFAULT_WARMUP)
     if rec.batch:
-        fresh = [s for s in group.instance_states if s.instance.id in rec.batch]
+        present = {s.instance.id: s for s in group.instance_states}
+        fresh = [present[i] for i in rec.batch if i in present]
+        lost = [i for i in rec.batch if i not in present]  # abandoned by a launch hook, terminated
+        rec.abandoned = next(filter(None, (lifecycle.abandonment(group, i) for i in lost)), rec.abandoned)
         for s in fresh:
-            _, _, launched = state.sim().launched[s.instance.id]
-            if fleet.boots(s.instance.image_id) and now >= launched + warmup:
+            # Its warmup starts once its launch hooks let it proceed.
+            started = max(state.sim().launched[s.instance.id][2], lifecycle.proceeded_at(s.instance.id) or 0)
+            if s.lifecycle_state != "Pending:Wait" and fleet.boots(s.instance.image_id) and now >= started + warmup:
                 s.lifecycle_state = "InService"
-        if all(s.lifecycle_state == "InService" for s in fresh):
-            fleet.terminate(group, [s for s in group.instance_states if s.instance.id in rec.batch_old])
-            rec.batch, rec.batch_old = [], []
-        elif now - rec.batch_started > STALL_TIMEOUT:
+        waiting = [s for s in fresh if s.lifecycle_state == "Pending:Wait"]
+        # Time spent waiting on a hook that then let the instance proceed does not count.
+        since = max([rec.batch_started] + [lifecycle.proceeded_at(s.instance.id) or 0 for s in fresh])
+        if not lost and all(s.lifecycle_state == "InService" for s in fresh):
+            lifecycle.terminate(group, [s for s in group.instance_states if s.instance.id in rec.batch_old])
+            state.sim().warming.difference_update(rec.batch)
+            rec.batch, rec.batch_old, rec.abandoned = [], [], ""
+        elif now - since > STALL_TIMEOUT and (lost or not waiting):
             for s in fresh:
-                if s.lifecycle_state != "InService":
+                if s.lifecycle_state not in ("InService", "Pending:Wait"):
                     s.health_status = "Unhealthy"
-            _fail(rec, group, "Instance refresh failed: new instances did not pass their health checks "
+            _fail(rec, group, f"Instance refresh failed: new instances did not complete their launch within "
+                  f"{STALL_TIMEOUT} seconds. {rec.abandoned}" if rec.abandoned else
+                  "Instance refresh failed: new instances did not pass their health checks "
                   f"within {STALL_TIMEOUT} seconds ({fresh[0].instance.image_id}).")
+            return
+        elif lost:
+            relaunched = fleet.launch(group, rec.target_version, len(lost))
+            if relaunched:  # else EC2 refused (a Failed activity): retried on the next step
+                rec.batch = [s.instance.id for s in fresh + relaunched]
+            rec.reason = f"Replacing {len(lost)} new instance(s) a launch lifecycle hook abandoned. {rec.abandoned}"
+            return
+        elif waiting:
+            rec.reason = (f"Waiting for {len(waiting)} new instance(s) to complete their launch lifecycle actions. "
+                          f"For example: {waiting[0].instance.id} is in Pending:Wait. {rec.abandoned}").rstrip()
             return
         else:
             rec.reason = f"Waiting for {len(fresh)} new instance(s) to warm up and pass health checks."
             return
-    present = {s.instance.id for s in group.instance_states}
+    present = {s.instance.id for s in group.instance_states if not s.lifecycle_state.startswith("Terminating")}
     rec.pending = [i for i in rec.pending if i in present]
-    deficit = (group.desired_capacity or 0) - len(group.instance_states)
+    deficit = (group.desired_capacity or 0) - len(group.active_instances())
     if deficit > 0:
         # The group keeps its desired capacity: instances dropped on failure are replaced first.
         if _launch(rec, group, deficit, now):
@@ -557,7 +588,7 @@ def _step(account, region, group, rec: Refresh, now: float) -> None:
             return  # the old instances stay in service and in the plan
         rec.batch_old = [s.instance.id for s in old]
     else:
-        fleet.terminate(group, old)
+        lifecycle.terminate(group, old)
         if not _launch(rec, group, size, now):
             return  # the group is short; the deficit branch above retries the launch
     rec.pending = rec.pending[size:]

@@ -14,11 +14,13 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
-from . import accounts, agents, alarms, clock, control, copies, events, fleet, grants, images, refresh, rootvolumes, services, state, templates, wire
+from . import (accounts, agents, alarms, clock, control, copies, events, fleet, grants, images, lifecycle, refresh,
+               rootvolumes, services, state, templates, wire)
 
 
 def tick() -> None:
     copies.tick()
+    lifecycle.tick()  # before the refresh, which reads what the hooks decided
     refresh.tick()
     rootvolumes.tick()
     for account, region in list(fleet.regions()):
@@ -43,8 +45,9 @@ def build_app(plain: bool = False):
     app = DomainDispatcherApplication(create_backend_app)
     if plain:
         return Serialised(app, simulate=False)
-    for extension in (wire, accounts, templates, images, copies, grants, fleet, refresh, rootvolumes, agents, services, alarms,
-                      events):
+    # lifecycle after fleet: it wraps fleet's launches.
+    for extension in (wire, accounts, templates, images, copies, grants, fleet, lifecycle, refresh, rootvolumes, agents,
+                      services, alarms, events):
         extension.install()
     return Serialised(control.Control(wire.CborShim(app)), simulate=True)
 

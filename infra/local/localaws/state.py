@@ -58,7 +58,8 @@ class Simulation:
     last_failed_task: dict[tuple, float] = field(default_factory=dict)
     # (account, region, image id) -> deregistration protection (images.py).
     image_protection: dict[tuple, dict] = field(default_factory=dict)
-    # (account, region, group) -> Auto Scaling activities we record (failed launches), newest first.
+    # (account, region, group) -> Auto Scaling activities we record (failed launches, launches a
+    # lifecycle hook abandoned), newest first.
     activities: dict[tuple, list] = field(default_factory=dict)
     # (account, region, image id) -> a CopyImage still pending: its key and when it ends (copies.py).
     copies: dict[tuple, dict] = field(default_factory=dict)
@@ -85,6 +86,12 @@ class Simulation:
     # Accounts that made an Auto Scaling group: AWS made their Auto Scaling service-linked role,
     # which stays when the groups go (keys.role_exists).
     autoscaling_accounts: set = field(default_factory=set)
+    # Lifecycle hooks (lifecycle.py): the open lifecycle actions; instance id -> (account, region,
+    # group, simulated time) of an instance whose actions all ended CONTINUE; instance ids a refresh
+    # launched and puts in service itself after their warmup (refresh.py).
+    lifecycle_actions: list = field(default_factory=list)
+    proceeded: dict[str, tuple] = field(default_factory=dict)
+    warming: set = field(default_factory=set)
 
 
 def _scale() -> float:

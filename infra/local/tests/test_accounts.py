@@ -29,7 +29,7 @@ REGIONS = ("us-east-1", "eu-west-1")
 ROLE = "ami-rollout-workload"
 EXTERNAL_ID = "local-external-id"
 CONFIG = Config(retries={"max_attempts": 1})
-# The caller: a role of the central stack (the workload role trusts only `role/<stack>-*`), with the
+# The caller: a role of the central stack (the workload role trusts only `role/<stack>/*`), with the
 # session the local Lambda would give a function of it.
 CALLER_ROLE = "ami-rollout-test-caller"
 DEFAULT_CALLER = f"arn:aws:sts::{CENTRAL}:assumed-role/{CALLER_ROLE}/ami-rollout-test"
@@ -47,7 +47,9 @@ class Accounts(LocalServerTestCase):
         urllib.request.urlopen(request).close()
         cls.reach = seed.seed_reach(cls.endpoint, golden_missing_in=("eu-west-1",))
         iam = seed.account_client(cls.endpoint, "iam", "us-east-1", CENTRAL)
-        arn = iam.create_role(RoleName=CALLER_ROLE, AssumeRolePolicyDocument=json.dumps({
+        # Under the central stack's path, as its function roles are (the seeded workload role
+        # trusts `role/ami-rollout/*`).
+        arn = iam.create_role(RoleName=CALLER_ROLE, Path="/ami-rollout/", AssumeRolePolicyDocument=json.dumps({
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                                                     "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
         iam.put_role_policy(RoleName=CALLER_ROLE, PolicyName="assume", PolicyDocument=json.dumps({
@@ -177,7 +179,7 @@ class Accounts(LocalServerTestCase):
             "Effect": "Allow", "Principal": {"AWS": CENTRAL}, "Action": "sts:*",
             "Condition": {"StringLike": {"sts:ExternalId": "local-*"},
                           # the caller is a role of the central stack
-                          "ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{CENTRAL}:role/ami-rollout-*"}}}]})
+                          "ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{CENTRAL}:role/ami-rollout/*"}}}]})
         self.assume(W2, "wildcards", ExternalId="local-anything", Tags=[{"Key": "k", "Value": "v"}])
         self.denied(W2, "wildcards", ExternalId="remote-anything")
         self.make_role(W2, "denied", {"Version": "2012-10-17", "Statement": [
@@ -314,7 +316,7 @@ class Accounts(LocalServerTestCase):
             self.assertEqual(trust["Statement"][0]["Principal"], {"AWS": f"arn:aws:iam::{CENTRAL}:root"})
             self.assertEqual(trust["Statement"][0]["Condition"], {
                 "StringEquals": {"sts:ExternalId": EXTERNAL_ID},
-                "ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{CENTRAL}:role/ami-rollout-*"}})
+                "ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{CENTRAL}:role/ami-rollout/*"}})
         self.refused("NoSuchEntity", 404, seed.account_client(self.endpoint, "iam", "us-east-1", NO_ROLE).get_role,
                      RoleName=ROLE)
 
