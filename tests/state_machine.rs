@@ -122,6 +122,43 @@ fn every_task_retries_a_function_timeout_once() {
 }
 
 #[test]
+fn no_choice_rule_reads_a_path_it_only_tests_for_in_the_same_rule() {
+    // AWS does not document that And stops at its first false member: a rule that tests a path
+    // for presence and reads under it in the same And may read an absent path (States.Runtime).
+    fn rules(choice: &Value) -> Vec<&Value> {
+        let mut found = vec![choice];
+        for key in ["And", "Or"] {
+            for member in choice[key].as_array().into_iter().flatten() {
+                found.extend(rules(member));
+            }
+        }
+        found
+    }
+    for (name, state) in states(&asl())
+        .into_iter()
+        .filter(|(_, s)| s["Type"] == "Choice")
+    {
+        for choice in state["Choices"].as_array().unwrap() {
+            let all = rules(choice);
+            let tested: Vec<&str> = all
+                .iter()
+                .filter(|r| r["IsPresent"] == true)
+                .filter_map(|r| r["Variable"].as_str())
+                .collect();
+            for rule in all.iter().filter(|r| r.get("IsPresent").is_none()) {
+                let Some(read) = rule["Variable"].as_str() else {
+                    continue;
+                };
+                assert!(
+                    !tested.iter().any(|t| read.starts_with(&format!("{t}."))),
+                    "{name:?} reads {read} in the rule that tests whether it is there"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn tasks_call_only_our_seven_functions() {
     let allowed = [
         "${HoldTargetsFunctionArn}",
@@ -334,15 +371,20 @@ fn holds_are_taken_before_the_first_change_and_released_at_every_finished_end() 
         states["Release held targets"]["Parameters"]["action"],
         "release"
     );
-    let ends: BTreeSet<&str> = states["How did the rollout end?"]["Choices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["Next"].as_str().unwrap())
-        .chain([states["How did the rollout end?"]["Default"]
-            .as_str()
-            .unwrap()])
-        .collect();
+    let outcomes = |choice: &str| -> Vec<String> {
+        states[choice]["Choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| &c["Next"])
+            .chain([&states[choice]["Default"]])
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut ends: BTreeSet<String> = outcomes("How did the rollout end?").into_iter().collect();
+    assert!(ends.remove("Did the rollback bring everything back?"));
+    ends.extend(outcomes("Did the rollback bring everything back?"));
+    let ends: BTreeSet<&str> = ends.iter().map(String::as_str).collect();
     assert_eq!(
         ends,
         BTreeSet::from([

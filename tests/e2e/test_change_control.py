@@ -163,6 +163,26 @@ class ChangeControl(Harness):
         self.assertIn("windowHorizonDays", result["cause"])
         self.assert_untouched(["web", other])
 
+    def test_a_plan_that_could_outlive_its_plan_objects_or_a_year_is_refused_with_the_days(self):
+        # Two waves behind monthly windows looked for 60 days ahead, and a 30-day gate between
+        # them: the plans bucket keeps a plan 35 days (PlanRetentionDays), so a later wave or the
+        # rollback could find its plan gone.
+        window = {"cron": "0 0 1 * *", "durationMinutes": 600}
+        self.configure({"*": {"wave": 2, "minHealthyPercentage": 50, "maintenanceWindow": window, "windowHorizonDays": 60},
+                        "web": {"wave": 1, "approveAfterWave": True, "approvalTimeoutMinutes": 43200}})
+        result = self.run_rollout(payload={"amiId": self.golden})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "InvalidInput"), result["log"])
+        self.assertRegex(result["cause"], r"the plan could run \d+ days")
+        self.assertIn("than the plans bucket keeps its plan (35 days). Raise PlanRetentionDays", result["cause"])
+        self.assert_untouched()
+        # A year of approvals between three waves: more than one execution may run.
+        self.configure({"*": {"wave": 3, "approveAfterWave": True, "approvalTimeoutMinutes": 525600},
+                        "web": {"wave": 1}, "ecs-batch-capacity": {"wave": 2}})
+        result = self.run_rollout(payload={"amiId": self.golden})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "InvalidInput"), result["log"])
+        self.assertIn("past a Step Functions execution's year", result["cause"])
+        self.assert_untouched()
+
     # --- approval gates --------------------------------------------------------------------------
 
     def test_an_approved_gate_goes_on_to_the_next_wave(self):

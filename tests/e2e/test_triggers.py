@@ -48,6 +48,7 @@ class TriggerHarness(Harness):
         post(f"{self.control}/events-flush", {})
         deploy.wire(self.sfn, self.machine, triggers=True, parameters=self.PARAMETERS)
         deploy.status_messages(self.sfn)  # what earlier scenarios left on the status topic
+        self.said = []  # what the status topic said during this scenario
         self.known = self.executions()
 
     def configure(self, settings=None, **env):
@@ -82,7 +83,7 @@ class TriggerHarness(Harness):
         self.assertEqual(result["status"], "SUCCEEDED", result["log"])
         entered = [e["stateEnteredEventDetails"]["name"] for e in result["events"] if "stateEnteredEventDetails" in e]
         self.assertEqual(entered[-3:], ["Resolve AMI and plan", "Is there anything to do?", "Nothing to do"])
-        return json.loads(self.described(execution)["output"])["plan"]["nothingToDo"]
+        return json.loads(self.described(execution)["output"])["nothingToDo"]
 
     def put_parameter(self, value):
         self.aws["ssm"].put_parameter(Name="/ami/linux/prod", Value=value, Type="String",
@@ -96,14 +97,13 @@ class TriggerHarness(Harness):
     def wait_for_status(self, name, timeout=20):
         """The status topic's message about execution `name`, as a subscriber receives it."""
         deadline = time.time() + timeout
-        said = []
         while time.time() < deadline:
-            said += deploy.status_messages(self.sfn)
-            for message in said:
+            self.said += deploy.status_messages(self.sfn)
+            for message in self.said:
                 if name in message:
                     return message
             time.sleep(0.5)
-        self.fail(f"the status topic said nothing about {name}: {said}")
+        self.fail(f"the status topic said nothing about {name}: {self.said}")
 
 
 class ParameterTriggers(TriggerHarness):
@@ -204,7 +204,8 @@ class PublicParameterTriggers(TriggerHarness):
     def test_the_schedule_waits_out_the_soak_then_rolls_out_once(self):
         self.assertEqual(self.schedule_input(), {"parameterName": ECS_PARAMETER, "minAgeHours": 72, "skipRolledOut": True})
         young = self.publish(hours_ago=10)
-        reason = self.nothing_to_do(self.scheduled_check())
+        quiet = self.scheduled_check()
+        reason = self.nothing_to_do(quiet)
         self.assertIn(f"{young['imageId']} was created 10 h ago, under the soak of 72 h", reason)
         self.assert_untouched()
 
@@ -213,6 +214,11 @@ class PublicParameterTriggers(TriggerHarness):
         result = self.watch(first)
         self.assertEqual(result["status"], "SUCCEEDED", result["log"])
         self.assert_rolled_out("web", ready["imageId"])
+        # Told of the rollout, cleanly; not of the check that found nothing to do before it.
+        said = self.wait_for_status(first.rsplit(":", 1)[-1])
+        self.assertIn("ended SUCCEEDED.", said)
+        self.assertNotIn("Error", said)
+        self.assertFalse([m for m in self.said if quiet.rsplit(":", 1)[-1] in m], self.said)
 
         reason = self.nothing_to_do(self.scheduled_check())
         self.assertIn(f"{ready['imageId']} from {ECS_PARAMETER} was already rolled out by execution "

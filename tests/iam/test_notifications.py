@@ -143,9 +143,10 @@ class NotificationsArrive(unittest.TestCase):
         self.assertEqual(notification_problems(self.template), [])
 
     def test_the_publishers_are_found(self):
-        # Guards the derivation: the status rule and the four alarms publish to the status topic.
+        # Guards the derivation: the two status rules and the four alarms publish to the status topic.
         self.assertEqual({n: p.service for n, p in self.senders.items()}, {
-            "ExecutionStatusRule": EVENTS, "ExecutionsFailedAlarm": CLOUDWATCH, "HoldReleaseFailedAlarm": CLOUDWATCH,
+            "ExecutionStatusRule": EVENTS, "ExecutionSucceededRule": EVENTS,
+            "ExecutionsFailedAlarm": CLOUDWATCH, "HoldReleaseFailedAlarm": CLOUDWATCH,
             "DriftAlarm": CLOUDWATCH, "ScheduleFailedAlarm": CLOUDWATCH})
 
     def test_the_status_topic_key_is_a_customer_managed_key_of_this_template(self):
@@ -186,35 +187,51 @@ class NotificationsArrive(unittest.TestCase):
         self.assertFalse(admits(self.resources[key]["Properties"]["KeyPolicy"], CLOUDWATCH, "kms:Decrypt",
                                 request(stranger, "key")))
 
-    def test_the_status_message_is_short_readable_text(self):
-        (target,) = self.resources["ExecutionStatusRule"]["Properties"]["Targets"]
+    def rendered(self, rule: str, detail: dict) -> str:
+        """The text a subscriber of the status topic reads for an event with this `detail`."""
+        (target,) = self.resources[rule]["Properties"]["Targets"]
         self.assertIn("InputTransformer", target, "the topic would get the raw event JSON")
         transformer = target["InputTransformer"]
         paths = transformer["InputPathsMap"]
         for variable, path in paths.items():
             self.assertRegex(path, r"^\$\.detail\.\w+$", variable)
             self.assertIn(path.removeprefix("$.detail."), EXECUTION_DETAIL, variable)
-        self.assertTrue({"$.detail.name", "$.detail.status", "$.detail.error", "$.detail.cause",
-                         "$.detail.executionArn"} <= set(paths.values()))
         template = symbolic(transformer["InputTemplate"])
         used = set(re.findall(r"<([\w.-]+)>", template))
         self.assertEqual(used, set(paths), "every placeholder is defined and every variable used")
         # Text output: each line one JSON string (EventBridge's documented multi-line form).
-        lines = template.splitlines()
-        for line in lines:
+        for line in template.splitlines():
             self.assertIsInstance(json.loads(line), str, line)
-        detail = {"name": "run-1", "status": "FAILED", "error": "RolloutFailed", "cause": "group web: rolled back",
-                  "executionArn": "arn:aws:states:eu-west-1:123456789012:execution:ami-rollout:run-1"}
-        rendered = template.replace("${AWS::StackName}", "ami-rollout").replace("${AWS::Region}", "eu-west-1")
+        text = template.replace("${AWS::StackName}", "ami-rollout").replace("${AWS::Region}", "eu-west-1")
         for variable, path in paths.items():
-            rendered = rendered.replace(f"<{variable}>", detail[path.removeprefix("$.detail.")])
-        text = "\n".join(json.loads(line) for line in rendered.splitlines())
-        self.assertEqual(text, (
+            text = text.replace(f"<{variable}>", detail[path.removeprefix("$.detail.")])
+        return "\n".join(json.loads(line) for line in text.splitlines())
+
+    def test_the_status_message_is_short_readable_text(self):
+        arn = "arn:aws:states:eu-west-1:123456789012:execution:ami-rollout:run-1"
+        link = ("Execution: https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1"
+                f"#/v2/executions/details/{arn}")
+        failed = {"name": "run-1", "status": "FAILED", "error": "RolloutFailed", "cause": "group web: rolled back",
+                  "executionArn": arn}
+        self.assertEqual(self.rendered("ExecutionStatusRule", failed), (
             "State machine ami-rollout: execution run-1 ended FAILED.\n"
             "Error: RolloutFailed\n"
-            "Cause: group web: rolled back\n"
-            "Execution: https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1"
-            "#/v2/executions/details/arn:aws:states:eu-west-1:123456789012:execution:ami-rollout:run-1"))
+            "Cause: group web: rolled back\n" + link))
+        # A success has no Error and Cause to show (they would read "null").
+        succeeded = {"name": "run-1", "status": "SUCCEEDED", "executionArn": arn}
+        self.assertEqual(self.rendered("ExecutionSucceededRule", succeeded),
+                         "State machine ami-rollout: execution run-1 ended SUCCEEDED.\n" + link)
+
+    def test_every_ending_but_nothing_to_do_is_told_once(self):
+        patterns = {rule: self.resources[rule]["Properties"]["EventPattern"]["detail"]
+                    for rule in ("ExecutionStatusRule", "ExecutionSucceededRule")}
+        statuses = [status for p in patterns.values() for status in p["status"]]
+        self.assertEqual(sorted(statuses), ["ABORTED", "FAILED", "SUCCEEDED", "TIMED_OUT"])
+        # The state machine's "Nothing to do" ends with the plan's answer as its output, which the
+        # success rule leaves out.
+        asl = json.loads((Path(__file__).resolve().parents[2] / "statemachine/rollout.asl.json").read_text())
+        self.assertEqual(asl["States"]["Nothing to do"]["OutputPath"], "$.plan")
+        self.assertEqual(patterns["ExecutionSucceededRule"]["output"], [{"anything-but": {"wildcard": '*"nothingToDo"*'}}])
         # The state machine is named after the stack, as the first line says.
         self.assertEqual(symbolic(self.resources["RolloutStateMachine"]["Properties"]["Name"]), "${AWS::StackName}")
 
@@ -240,8 +257,9 @@ class TheCheckCatchesBrokenShapes(unittest.TestCase):
         statement["Condition"] = {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
                                   "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["ExecutionStatusRule", "Arn"]}}}
         self.assertEqual(notification_problems(self.template), [
-            f"StatusTopicKey's key policy does not let {EVENTS} {action} for ExecutionStatusRule "
-            "(publishing to StatusTopic)" for action in KMS_ACTIONS])
+            f"StatusTopicKey's key policy does not let {EVENTS} {action} for {rule} "
+            "(publishing to StatusTopic)" for rule in ("ExecutionStatusRule", "ExecutionSucceededRule")
+            for action in KMS_ACTIONS])
 
     def test_no_key_statement_for_cloudwatch(self):
         policy = self.resources["StatusTopicKey"]["Properties"]["KeyPolicy"]
@@ -271,7 +289,7 @@ class TheCheckCatchesBrokenShapes(unittest.TestCase):
         policy = self.resources["StatusTopicPolicy"]["Properties"]["PolicyDocument"]
         policy["Statement"][-1].pop("Condition")
         # One per publisher.
-        self.assertEqual(len(notification_problems(self.template)), 5)
+        self.assertEqual(len(notification_problems(self.template)), 6)
 
     def key_statement(self, service: str) -> dict:
         (statement,) = [s for s in self.resources["StatusTopicKey"]["Properties"]["KeyPolicy"]["Statement"]

@@ -3,7 +3,7 @@ and DynamoDB (moto) the way the SAM template deploys it to AWS: seven `provided.
 whose zips hold `bootstrap`, the same environment names, statemachine/rollout.asl.json with the same
 DefinitionSubstitutions, the holds table, the plans bucket, the status topic, and the template's own
 EventBridge rules (stack.py reads them): HoldReleaseRule (ABORTED / TIMED_OUT executions to
-hold-targets) and ExecutionStatusRule (every ending to the status topic, which a queue the demo
+hold-targets), ExecutionStatusRule and ExecutionSucceededRule (endings to the status topic, which a queue the demo
 reads is subscribed to). With `triggers`, also the rules that start rollouts (Parameter Store
 Change, CloudTrail PutParameter, Image Builder Image State Change) and, when the parameters name an
 Image Builder topic, its notification queue, subscription and pipe. Only the functions'
@@ -52,7 +52,7 @@ DEPLOYMENT_TAG = {"Key": "localaws:deployment", "Value": STATE_MACHINE}
 HOLDS_TABLE = "ami-rollout-holds"
 PLANS_BUCKET = "ami-rollout-plans"
 # The template's rules deployed with every deploy, and those that start rollouts (`triggers`).
-ALWAYS_RULES = ("HoldReleaseRule", "ExecutionStatusRule")
+ALWAYS_RULES = ("HoldReleaseRule", "ExecutionStatusRule", "ExecutionSucceededRule")
 TRIGGER_RULES = ("ParameterChangeRule", "PutParameterCallRule", "ImageBuilderRule")
 STATUS_TOPIC = "ami-rollout-status"
 # Where approval gates tell the approvers, and a queue that reads it (as an email subscriber would).
