@@ -22,6 +22,8 @@ fn asl() -> Value {
 /// state is entered and exited.
 fn events_of(state: &Value) -> usize {
     match state["Type"].as_str().unwrap() {
+        // A callback task also records that its invocation returned (TaskSubmitted).
+        "Task" if state["Resource"].as_str().unwrap().ends_with(".waitForTaskToken") => 6,
         "Task" => 5,
         "Map" => 4,
         _ => 2,
@@ -117,6 +119,33 @@ fn child_history_with_drain(polls: usize, instance: bool, drains: usize) -> usiz
         "Is the target healthy?" | "Is the instance healthy?" => (visits >= polls).then_some(0),
         other => panic!("unexpected choice {other}"),
     })
+}
+
+/// A group's child that first parks `parks` times until its window opens (a window a year away
+/// parks twice: a task token lives at most a year, so one park lasts at most 364 days).
+fn child_history_behind_window(polls: usize, parks: usize) -> usize {
+    let asl = asl();
+    let child = &asl["States"]["Roll out the wave"]["ItemProcessor"]["States"]["Roll out the account-region"]
+        ["ItemProcessor"];
+    history(child, |name, visits| match name {
+        "Has the target a maintenance window?" => Some(0),
+        "Is the window open?" => (visits > parks).then_some(0),
+        "Is it a group or an instance?" => None,
+        "Is the target healthy?" => (visits >= polls).then_some(0),
+        other => panic!("unexpected choice {other}"),
+    })
+}
+
+#[test]
+fn a_target_waiting_a_year_for_its_window_parks_instead_of_polling() {
+    let polls = polls(1_800, 300);
+    let at_once = child_history_behind_window(polls, 0);
+    // Each park: the window read (a task), its choice, and the callback task that waits.
+    let a_year = child_history_behind_window(polls, 2);
+    assert_eq!(a_year, at_once + 2 * (5 + 2 + 6));
+    assert!(a_year < HISTORY_BAR, "{a_year}");
+    // A poll of the wave's stop every five minutes for that year would record 9 events each.
+    assert!(a_year * 100 < 366 * 24 * 12 * 9);
 }
 
 /// Looks at a drain whose tasks take `seconds` to leave, with start-refresh's own wait policy.

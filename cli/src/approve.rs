@@ -1,11 +1,12 @@
-//! `approve` and `reject`: the answer to an execution's approval gate. The gate stored its task
-//! token in the plans bucket (where only the functions and the approvers read it); the answer is
-//! `SendTaskSuccess` (the next wave starts) or `SendTaskFailure` with `Rejected` (every target the
-//! execution touched is rolled back).
+//! `approve` and `reject`: the answer to an execution's approval gate. The answer is a decision
+//! written under `decisions/` in the plans bucket, which only the approver roles may write; then
+//! the gate's task token (stored where only the functions and the approvers read it) wakes the
+//! gate, which reads the decision: approved, the next wave starts; rejected, every target the
+//! execution touched is rolled back. The token alone decides nothing.
 
 use clap::Args;
 use rollout_core::change_control::REJECTED;
-use rollout_core::store::ApprovalRequest;
+use rollout_core::store::{ApprovalDecision, ApprovalRequest, decision_key};
 use serde_json::json;
 
 use crate::context::{CliResult, Context, Failure, aws_failed};
@@ -28,7 +29,9 @@ pub struct RejectArgs {
 
 pub async fn approve(context: &Context, out: &Output, args: ApproveArgs) -> CliResult<u8> {
     let (arn, request) = latest_gate(context, &args.execution).await?;
-    let output = json!({"approved": true, "by": caller(context).await});
+    let by = caller(context).await;
+    decide(context, &arn, &request, true, &by, None).await?;
+    let output = json!({"approved": true, "by": by});
     let sent = context
         .sfn
         .send_task_success()
@@ -49,18 +52,43 @@ pub async fn reject(context: &Context, out: &Output, args: RejectArgs) -> CliRes
         ));
     }
     let (arn, request) = latest_gate(context, &args.gate.execution).await?;
-    let cause = format!("{reason} (rejected by {})", caller(context).await);
+    let by = caller(context).await;
+    decide(context, &arn, &request, false, &by, Some(reason)).await?;
     let sent = context
         .sfn
         .send_task_failure()
         .task_token(&request.task_token)
         .error(REJECTED)
-        .cause(cause)
+        .cause(format!("{reason} (rejected by {by})"))
         .send()
         .await
         .map(|_| ())
         .map_err(|e| aws_failed("SendTaskFailure", e));
     answered(out, &arn, &request, sent, "rejected")
+}
+
+/// Writes the approver's decision, which the woken gate obeys.
+async fn decide(
+    context: &Context,
+    arn: &str,
+    request: &ApprovalRequest,
+    approved: bool,
+    by: &str,
+    reason: Option<&str>,
+) -> CliResult<()> {
+    let name = arn.rsplit(':').next().unwrap_or(arn);
+    let (_, clients) = context.as_functions().await?;
+    let decision = ApprovalDecision {
+        approved,
+        by: by.to_string(),
+        reason: reason.map(str::to_string),
+        decided_at: rollout_core::clock::now(),
+    };
+    clients
+        .store()?
+        .put_json(&decision_key(name, request.wave), &decision)
+        .await?;
+    Ok(())
 }
 
 /// The execution's ARN and the gate it asked last.

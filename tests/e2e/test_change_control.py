@@ -17,13 +17,17 @@ import json
 import math
 import sys
 import unittest
+
+import boto3
+from botocore.exceptions import ClientError
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra/local"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from localaws import cli, clock, deploy, rollout  # noqa: E402
+from localaws import cli, clock, deploy, launcher, rollout  # noqa: E402
+from tests.e2e.case import post  # noqa: E402
 from tests.e2e.test_rollout import BASE_SETTINGS, Harness  # noqa: E402
 
 CANARY_GATED = {**BASE_SETTINGS, "web": {"wave": 1, "approveAfterWave": True}}
@@ -76,9 +80,9 @@ class ChangeControl(Harness):
         return [e["stateEnteredEventDetails"]["name"] for child in result["children"].values()
                 for e in child["events"] if "stateEnteredEventDetails" in e]
 
-    def gate(self, execution, asked_after=None):
+    def gate(self, execution, asked_after=None, token_not=None):
         """The approval request the execution stored, once it has (a newer one than
-        `asked_after`, after a redrive)."""
+        `asked_after`, after a redrive; one with another token than `token_not`, asked again)."""
         key = f"approvals/{execution.rsplit(':', 1)[-1]}/wave-000.json"
         found = {}
 
@@ -88,9 +92,28 @@ class ChangeControl(Harness):
             except self.s3.exceptions.NoSuchKey:
                 return False
             found.update(json.loads(body))
-            return found["askedAt"] != asked_after
+            return found["askedAt"] != asked_after and found["taskToken"] != token_not
         self.wait_for("the approval gate", stored)
         return found
+
+    def session(self, name, statements):
+        """A role of the central account with these statements, assumed: a client factory
+        (service, endpoint) acting as it."""
+        admin = dict(endpoint_url=self.moto, region_name=launcher.REGION, aws_access_key_id="testing",
+                     aws_secret_access_key="testing")
+        iam, sts = boto3.client("iam", **admin), boto3.client("sts", **admin)
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                         "Principal": {"AWS": f"arn:aws:iam::{launcher.MOTO_ACCOUNT}:root"}}]}
+        try:
+            arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        except iam.exceptions.EntityAlreadyExistsException:
+            arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+        iam.put_role_policy(RoleName=name, PolicyName="only-this",
+                            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}))
+        keys = sts.assume_role(RoleArn=arn, RoleSessionName=name)["Credentials"]
+        return lambda service, endpoint: boto3.client(
+            service, endpoint_url=endpoint, region_name=launcher.REGION, aws_access_key_id=keys["AccessKeyId"],
+            aws_secret_access_key=keys["SecretAccessKey"], aws_session_token=keys["SessionToken"])
 
     # --- maintenance windows ---------------------------------------------------------------------
 
@@ -118,8 +141,8 @@ class ChangeControl(Harness):
         self.assertGreaterEqual(made, opens, "no launch template version before the window opens")
         self.assertGreaterEqual(refreshed, opens, "no refresh before the window opens")
         entered = self.child_states(result)
-        self.assertEqual(entered.count("Wait for the maintenance window"), 1, "one Wait, no polling")
-        self.assertEqual(entered.count("Is the target inside its window?"), 2, "read before and after the Wait")
+        self.assertEqual(entered.count("Wait for the maintenance window"), 1, "parked once, no polling")
+        self.assertEqual(entered.count("Is the target inside its window?"), 2, "read before and after the park")
 
     def test_a_standalone_instance_waits_for_its_window_before_its_root_is_replaced(self):
         ec2 = self.aws["ec2"]
@@ -150,6 +173,27 @@ class ChangeControl(Harness):
         ended = stamp(self.sfn_client.describe_execution(executionArn=result["arn"])["stopDate"])
         self.assertGreater(ended, closes, "and the rollout went on after the window closed")
         self.assertNotIn("Wait for the maintenance window", self.child_states(result))
+
+    def test_a_wave_failing_elsewhere_wakes_a_target_parked_a_week_for_its_window(self):
+        # web waits six days for its window; the other target of its wave fails on the bad AMI.
+        # The failure wakes web at once (no poll, no six days): it ends stopped, untouched.
+        post(f"{self.control}/bad-ami", {"imageId": self.bad, "mode": "boot"})
+        later = at(clock.now()) + timedelta(days=6)
+        window = {"cron": f"{later.minute} {later.hour} {later.day} {later.month} *", "durationMinutes": 60}
+        self.configure({"*": {"wave": 1, "minHealthyPercentage": 50, "bakeSeconds": 3},
+                        "web": {"maintenanceWindow": window}})
+        started = clock.now()
+        result = self.run_rollout(payload={"amiId": self.bad, "targets": ["web", "ecs-batch-capacity"]})
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        self.assertIn("ecs-batch-capacity", result["cause"])
+        self.assertLess(clock.now() - started, 86_400, "ended within a day of calendar time, not at web's window")
+        self.assert_untouched(["web"])
+        self.assert_back_as_before("ecs-batch-capacity")
+        [web] = [c for c in result["children"].values()
+                 if any("Wait for the maintenance window" in json.dumps(e, default=str) for e in c["events"])]
+        entered = [e["stateEnteredEventDetails"]["name"] for e in web["events"] if "stateEnteredEventDetails" in e]
+        self.assertEqual(entered.count("Wait for the maintenance window"), 1)
+        self.assertEqual(entered[-1], "Target stopped")
 
     def test_a_plan_whose_window_does_not_open_within_the_horizon_is_refused_naming_the_target(self):
         later = at(clock.now()) + timedelta(days=15)
@@ -231,9 +275,13 @@ class ChangeControl(Harness):
                                      "p99 latency doubled on the canary")
             self.assertEqual(code, 0, err)
             self.assertIn("rejected the gate after wave 1", out)
-        else:  # the AWS API with the stored token, as `aws stepfunctions send-task-failure`
-            self.sfn_client.send_task_failure(taskToken=request["taskToken"], error="Rejected",
-                                              cause="p99 latency doubled on the canary")
+        else:  # without the CLI: the decision written, then the stored token wakes the gate
+            name = execution.rsplit(":", 1)[-1]
+            decision = {"approved": False, "by": "alice", "reason": "p99 latency doubled on the canary",
+                        "decidedAt": at(clock.now()).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            self.s3.put_object(Bucket=deploy.PLANS_BUCKET, Key=f"decisions/{name}/wave-000.json",
+                               Body=json.dumps(decision).encode())
+            self.sfn_client.send_task_success(taskToken=request["taskToken"], output="{}")
         result = self.watch(execution)
         self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
         self.assertIn("Rejected: p99 latency doubled on the canary", result["cause"])
@@ -255,7 +303,8 @@ class ChangeControl(Harness):
         execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden})
         first = self.gate(execution)
         stopped = self.watch(execution)
-        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", "States.Timeout"), stopped["log"])
+        self.assertEqual((stopped["status"], stopped["error"]), ("FAILED", "ApprovalTimedOut"), stopped["log"])
+        self.assertIn("redrive the execution to ask again", stopped["cause"])
         self.assertEqual(self.amis("web"), [self.golden] * 2, "the canary stays on the new AMI")
         self.assertEqual(self.hold_tag("web"), execution, "and held, for the redrive")
         self.assert_untouched(set(self.groups) - {"web"})
@@ -270,6 +319,45 @@ class ChangeControl(Harness):
         for group in self.groups:
             self.assert_rolled_out(group, self.golden)
 
+
+    def test_the_token_alone_neither_passes_nor_rejects_a_gate(self):
+        # Someone who may read the history (where the task token is) and call SendTaskSuccess and
+        # SendTaskFailure, but is not an approver: the token only wakes the gate, which finds no
+        # decision and asks again. Only an approver's decision moves it.
+        self.configure(CANARY_GATED)
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden})
+        name = execution.rsplit(":", 1)[-1]
+        first = self.gate(execution)
+        reader = self.session("history-reader", [
+            {"Effect": "Allow", "Action": ["states:GetExecutionHistory", "states:DescribeExecution",
+                                           "states:SendTaskSuccess", "states:SendTaskFailure"], "Resource": "*"},
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{deploy.PLANS_BUCKET}/*"}])
+        sfn, s3 = reader("stepfunctions", self.sfn), reader("s3", self.sfn)
+        history = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+        token = next(json.loads(e["taskScheduledEventDetails"]["parameters"])["Payload"]["token"]
+                     for e in reversed(history) if "taskScheduledEventDetails" in e
+                     and "askApproval" in e["taskScheduledEventDetails"]["parameters"])
+        self.assertEqual(token, first["taskToken"], "the history holds the token")
+        with self.assertRaises(ClientError) as refused:
+            s3.put_object(Bucket=deploy.PLANS_BUCKET, Key=f"decisions/{name}/wave-000.json",
+                          Body=b'{"approved": true, "by": "mallory", "decidedAt": "2026-12-07T00:00:00Z"}')
+        self.assertEqual(refused.exception.response["Error"]["Code"], "AccessDenied")
+        asked = first
+        for answer in (lambda t: sfn.send_task_success(taskToken=t, output='{"approved": true}'),
+                       lambda t: sfn.send_task_failure(taskToken=t, error="Rejected", cause="mallory says no")):
+            answer(asked["taskToken"])
+            asked = self.gate(execution, asked_after=None, token_not=asked["taskToken"])
+            self.assertEqual(asked["askedAt"], first["askedAt"], "asked again with the same deadline")
+            self.assertEqual(self.sfn_client.describe_execution(executionArn=execution)["status"], "RUNNING")
+            self.assert_untouched(set(self.groups) - {"web"})
+        self.assertEqual(deploy.approval_messages(self.sfn)[1:], [], "the approvers were told once")
+
+        code, _, err = cli.run(self.moto, self.sfn, "approve", name)
+        self.assertEqual(code, 0, err)
+        result = self.watch(execution)
+        self.assertEqual(result["status"], "SUCCEEDED", result["log"])
+        for group in self.groups:
+            self.assert_rolled_out(group, self.golden)
 
 
 class BrownfieldChangeControl(ChangeControl):

@@ -43,6 +43,28 @@ class PlansBucket(unittest.TestCase):
         self.assertIn("HoldTargetsRole", str(allowed[2]))
         self.assertNotIn("ApproverRoleArns", str(allowed[2]))
 
+    def test_only_the_approvers_write_the_decisions_a_gate_obeys(self):
+        # A task token is in the execution's history; the gate obeys only a decision, which no
+        # one but the approvers may write, whatever else their policies allow.
+        policy = self.resources["PlansBucketPolicy"]["Properties"]["PolicyDocument"]
+        [deny] = [s for s in policy["Statement"] if s.get("Sid") == "DecisionsOnlyByTheApprovers"]
+        self.assertEqual((deny["Effect"], deny["Principal"]), ("Deny", "*"))
+        self.assertEqual(sorted(listed(deny["Action"])), ["s3:DeleteObject", "s3:PutObject"])
+        self.assertEqual(symbolic(deny["Resource"]), "${PlansBucket.Arn}/decisions/*")
+        has_approvers, with_approvers, without = deny["Condition"]["Fn::If"]
+        self.assertEqual(has_approvers, "HasApprovers")
+        self.assertEqual(list(with_approvers), ["ArnNotLike"])
+        self.assertIn("ApproverRoleArns", str(with_approvers))
+        self.assertNotIn("HoldTargetsRole", str(with_approvers), "the gate reads decisions, never writes one")
+        self.assertEqual(without, {"Ref": "AWS::NoValue"}, "no approvers: no one decides")
+        # The approvers' policy writes them; the gate's role only reads them.
+        approver = self.resources["ApproverPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        self.assertIn("${PlansBucket.Arn}/decisions/*", [symbolic(s["Resource"]) for s in approver
+                                                          if "s3:PutObject" in listed(s["Action"])])
+        gate = [st for p in self.resources["HoldTargetsRole"]["Properties"]["Policies"]
+                for st in p["PolicyDocument"]["Statement"] if "s3:PutObject" in listed(st["Action"])]
+        self.assertNotIn("${PlansBucket.Arn}/decisions/*", [symbolic(r) for st in gate for r in listed(st["Resource"])])
+
     def test_plans_expire_after_weeks_not_days(self):
         rules = self.bucket["LifecycleConfiguration"]["Rules"]
         # Plans and outcomes expire; sources/ (the AMIs planned from each parameter, which keep a

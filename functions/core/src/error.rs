@@ -69,6 +69,10 @@ pub enum StepError {
     /// A target could not be brought back to its rollback point.
     #[error("rollback did not complete: {0}")]
     RollbackFailed(String),
+    /// No approver answered a gate whose settings say to stop (`onApprovalTimeout: stop`): the
+    /// execution stops there, keeping its holds, and a redrive asks again.
+    #[error("{0}")]
+    ApprovalTimedOut(String),
 }
 
 impl StepError {
@@ -87,6 +91,7 @@ impl StepError {
             Self::AwsRequestFailed { .. } => "AwsRequestFailed",
             Self::WaveStopped { .. } => "WaveStopped",
             Self::RollbackFailed(_) => "RollbackFailed",
+            Self::ApprovalTimedOut(_) => crate::change_control::APPROVAL_TIMED_OUT,
         }
     }
 
@@ -200,6 +205,7 @@ pub const ERROR_NAMES: &[(&str, OnFailure)] = &[
     ("AwsRequestFailed", OnFailure::RollBack),
     ("WaveStopped", OnFailure::EndTarget),
     ("RollbackFailed", OnFailure::RollBack),
+    ("ApprovalTimedOut", OnFailure::StopForRedrive),
 ];
 
 impl From<StepError> for Diagnostic {

@@ -68,16 +68,7 @@ impl StopSignal {
             .send()
             .await
             .map_err(|e| StepError::from_sdk("GetItem", e))?;
-        let Some(text) = item
-            .item()
-            .and_then(|i| i.get(ATTRIBUTE))
-            .and_then(|v| v.as_s().ok())
-        else {
-            return Ok(None);
-        };
-        serde_json::from_str(text)
-            .map(Some)
-            .map_err(|e| StepError::invalid(format!("the recorded wave stop is unreadable: {e}")))
+        item.item().map_or(Ok(None), stop_in)
     }
 
     /// Refuses (`WaveStopped`) to go on with `run` once another target has failed.
@@ -94,6 +85,18 @@ impl StopSignal {
             _ => Ok(()),
         }
     }
+}
+
+/// The stop an execution's record holds, if a target has failed.
+pub fn stop_in(
+    record: &std::collections::HashMap<String, AttributeValue>,
+) -> StepResult<Option<WaveStop>> {
+    let Some(text) = record.get(ATTRIBUTE).and_then(|v| v.as_s().ok()) else {
+        return Ok(None);
+    };
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| StepError::invalid(format!("the recorded wave stop is unreadable: {e}")))
 }
 
 #[cfg(test)]

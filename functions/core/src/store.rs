@@ -76,6 +76,12 @@ pub fn approval_key(execution: &str, wave: usize) -> String {
     format!("{}wave-{wave:03}.json", approvals_prefix(execution))
 }
 
+/// Where an approver's answer to the gate after `wave` is written: only the approver roles may
+/// write under `decisions/` (the bucket policy); the gate reads it when woken.
+pub fn decision_key(execution: &str, wave: usize) -> String {
+    format!("decisions/{execution}/wave-{wave:03}.json")
+}
+
 fn approvals_prefix(execution: &str) -> String {
     format!("approvals/{execution}/")
 }
@@ -95,6 +101,23 @@ pub struct ApprovalRequest {
     pub on_timeout: crate::change_control::OnApprovalTimeout,
     /// What the approvers were told.
     pub message: String,
+    /// The execution's redrive count when it asked: a redrive asks again, with a new deadline.
+    #[serde(default)]
+    pub redrive_count: u32,
+}
+
+/// An approver's answer to a gate. The task token only wakes the gate; this is what it obeys.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalDecision {
+    pub approved: bool,
+    /// Who answered (their caller identity).
+    pub by: String,
+    /// Why, for a rejection: the rollback's cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(with = "crate::model::iso_epoch")]
+    pub decided_at: crate::model::Epoch,
 }
 
 pub fn results_prefix(execution: &str, part: &str) -> String {

@@ -1,33 +1,181 @@
 //! Change control inside the state machine: a target's maintenance window, checked before its
-//! change starts (the state machine waits for the opening with a timestamp Wait), and the approval
-//! gate after a wave (a task token, stored where only the functions and the approvers read it).
+//! change starts, and the approval gate after a wave.
+//!
+//! Both wait with a callback task (a task token), so what they wait for can end the wait early:
+//! a target waiting for its window parks its token where the wave's stop finds it (a failure
+//! elsewhere in the wave wakes it at once, and it ends as stopped); a gate's token is stored where
+//! the approvers read it, but it only wakes the gate, which then reads the approvers' decision.
 
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use rollout_core::change_control::{
-    MaintenanceWindow, OnApprovalTimeout, WindowState, WindowTimes,
+    MaintenanceWindow, OnApprovalTimeout, REJECTED, WindowState, WindowTimes,
 };
 use rollout_core::model::{Epoch, PlanSummary, Target, TargetRun};
-use rollout_core::store::{ApprovalRequest, ResultWriterDetails, approval_key};
+use rollout_core::stop::{execution_key, stop_in};
+use rollout_core::store::{
+    ApprovalDecision, ApprovalRequest, ResultWriterDetails, approval_key, decision_key,
+};
 use rollout_core::{StepError, StepResult};
 use serde::Serialize;
 
-use crate::{HoldClients, execution_name};
+use crate::{HoldClients, execution_name, s};
 
 /// How far ahead a target that is already running looks for its window's next opening.
 const RUNNING_HORIZON_DAYS: u32 = 366;
+/// A task token lives at most a year: a longer wait parks again when it times out.
+const LONGEST_PARK_SECONDS: i64 = 364 * 86_400;
+/// The execution record's set of the targets parked until their window opens.
+const WAITERS: &str = "windowWaiters";
+
+/// Where the window stands, and how long the state machine parks the target if it is closed.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowCheck {
+    #[serde(flatten)]
+    pub times: WindowTimes,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<i64>,
+}
 
 /// Refuses (`WaveStopped`) once another target of the wave failed, so a target waiting for its
-/// window does not wait for nothing; then reads the window at `now`: open, or when the state
-/// machine should look again (`opensAt`).
+/// window does not wait for nothing; then reads the window at `now`: open, or how long to park.
+/// A target that parked before is no longer waiting: its token is forgotten first.
 pub async fn check_window(
     clients: &HoldClients,
     run: &TargetRun,
     now: Epoch,
-) -> StepResult<WindowTimes> {
-    clients.fleet.ensure_wave_going(run).await?;
-    match &run.target.window {
-        None => Ok(WindowTimes::NO_WINDOW),
-        Some(planned) => window_at(&planned.window, &run.target, now).map(WindowTimes::from),
+) -> StepResult<WindowCheck> {
+    if let (Some(execution), Some(_)) = (&run.execution_arn, &run.target.window) {
+        stop_waiting(clients, execution, &run.target.name()).await?;
     }
+    clients.fleet.ensure_wave_going(run).await?;
+    let times = match &run.target.window {
+        None => WindowTimes::NO_WINDOW,
+        Some(planned) => window_at(&planned.window, &run.target, now)?.into(),
+    };
+    Ok(WindowCheck {
+        times,
+        wait_seconds: times
+            .opens_at
+            .map(|opens| (opens - now).clamp(1, LONGEST_PARK_SECONDS)),
+    })
+}
+
+fn waiter_key(execution: &str, target: &str) -> String {
+    format!("window-wait#{execution}#{target}")
+}
+
+/// Parks `run`'s target until its window opens: keeps its callback `token` where the wave's stop
+/// finds it. Written before the name joins the record, so a stop that sees the name finds the
+/// token; a stop already recorded wakes the target at once.
+pub async fn wait_for_window(
+    clients: &HoldClients,
+    run: &TargetRun,
+    token: &str,
+) -> StepResult<()> {
+    let execution = run
+        .execution_arn
+        .as_deref()
+        .ok_or_else(|| StepError::invalid("waitForWindow: the run has no executionArn"))?;
+    let name = run.target.name();
+    clients
+        .dynamodb
+        .put_item()
+        .table_name(&clients.table)
+        .item("key", s(waiter_key(execution, &name)))
+        .item("token", s(token))
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("PutItem", e))?;
+    let record = clients
+        .update(execution_key(execution))
+        .update_expression("ADD #waiters :name")
+        .expression_attribute_names("#waiters", WAITERS)
+        .expression_attribute_values(":name", AttributeValue::Ss(vec![name.clone()]))
+        .return_values(ReturnValue::AllNew)
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("UpdateItem", e))?;
+    let stopped = record.attributes().map_or(Ok(None), stop_in)?;
+    if stopped.is_some_and(|stop| stop.target_name() != name) {
+        wake(clients, token).await?;
+    }
+    Ok(())
+}
+
+/// The wave stopped: wakes every target parked until its window, so each ends as stopped now
+/// rather than at its opening. Returns how many were woken.
+pub async fn wake_waiters(clients: &HoldClients, execution: &str) -> StepResult<usize> {
+    let record = clients
+        .get(execution_key(execution))
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("GetItem", e))?;
+    let names: Vec<String> = record
+        .item()
+        .and_then(|i| i.get(WAITERS))
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default();
+    let tokens = futures_util::future::try_join_all(names.iter().map(|name| async move {
+        let item = clients
+            .get(waiter_key(execution, name))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("GetItem", e))?;
+        Ok::<_, StepError>(token_in(item.item()))
+    }))
+    .await?;
+    let tokens: Vec<String> = tokens.into_iter().flatten().collect();
+    futures_util::future::try_join_all(tokens.iter().map(|t| wake(clients, t))).await?;
+    Ok(tokens.len())
+}
+
+fn token_in(item: Option<&HashMap<String, AttributeValue>>) -> Option<String> {
+    item?.get("token")?.as_s().ok().cloned()
+}
+
+/// Ends a parked target's wait (it then reads the wave's stop). A token already spent (the
+/// window opened meanwhile, or the execution ended) has nothing to wake.
+async fn wake(clients: &HoldClients, token: &str) -> StepResult<()> {
+    match clients
+        .sfn
+        .send_task_success()
+        .task_token(token)
+        .output(r#"{"woken":"the wave stopped"}"#)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(err)
+            if err.as_service_error().is_some_and(|e| {
+                e.is_task_does_not_exist() || e.is_task_timed_out() || e.is_invalid_token()
+            }) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(StepError::from_sdk("SendTaskSuccess", err)),
+    }
+}
+
+/// The target is no longer parked: forgets its token.
+async fn stop_waiting(clients: &HoldClients, execution: &str, name: &str) -> StepResult<()> {
+    clients
+        .update(execution_key(execution))
+        .update_expression("DELETE #waiters :name")
+        .expression_attribute_names("#waiters", WAITERS)
+        .expression_attribute_values(":name", AttributeValue::Ss(vec![name.to_string()]))
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("UpdateItem", e))?;
+    clients
+        .delete(waiter_key(execution, name))
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("DeleteItem", e))?;
+    Ok(())
 }
 
 fn window_at(window: &MaintenanceWindow, target: &Target, now: Epoch) -> StepResult<WindowState> {
@@ -53,10 +201,15 @@ pub struct AskApproval {
     pub plan: Box<PlanSummary>,
     #[serde(default)]
     pub wave_results: Option<ResultWriterDetails>,
+    /// `$$.Execution.RedriveCount`: a redrive asks anew, with a new deadline.
+    #[serde(default)]
+    pub redrive_count: u32,
 }
 
-/// Stores the token and tells the approvers. The state machine then waits for
-/// `SendTaskSuccess` (go on), `SendTaskFailure` with `Rejected` (roll back) or its timeout.
+/// Stores the token and tells the approvers. The token only wakes the gate (`SendTaskSuccess` or
+/// `SendTaskFailure`, by anyone who may call them), which then reads the approvers' decision
+/// (`read_decision`); woken without one, it asks again with a new token, keeping its deadline and
+/// telling no one again.
 pub async fn ask_approval(
     clients: &HoldClients,
     ask: &AskApproval,
@@ -92,6 +245,16 @@ pub async fn ask_approval(
     let next_targets = store.wave_targets(plan, next).await?;
     let name = execution_name(&ask.execution);
     let key = approval_key(name, ask.wave);
+    let asked: Option<ApprovalRequest> = store.find_json(&store.bucket, &key).await?;
+    if let Some(mut asked) = asked.filter(|a| a.redrive_count == ask.redrive_count) {
+        asked.task_token = ask.token.clone();
+        store.put_json(&key, &asked).await?;
+        tracing::info!(execution = %ask.execution, wave = ask.wave, "asked again, woken with no decision");
+        return Ok(ApprovalAsked {
+            key,
+            answer_by: rollout_core::aws::iso_time(asked.answer_by),
+        });
+    }
     let request = ApprovalRequest {
         execution_arn: ask.execution.clone(),
         wave: ask.wave,
@@ -102,6 +265,7 @@ pub async fn ask_approval(
         message: Briefing {
             ask,
             location: format!("s3://{}/{key}", store.bucket),
+            bucket: &store.bucket,
             finished: &finished_targets,
             outcomes: &outcomes,
             next: &next_targets,
@@ -109,6 +273,7 @@ pub async fn ask_approval(
             on_timeout: gate.on_timeout,
         }
         .message(),
+        redrive_count: ask.redrive_count,
     };
     store.put_json(&key, &request).await?;
     match &clients.approval_topic {
@@ -134,6 +299,109 @@ pub async fn ask_approval(
         key,
         answer_by: rollout_core::aws::iso_time(request.answer_by),
     })
+}
+
+/// Which gate to read, when woken or timed out.
+#[derive(serde::Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadDecision {
+    pub execution: String,
+    pub wave: usize,
+    /// `$$.Execution.RedriveCount`.
+    #[serde(default)]
+    pub redrive_count: u32,
+}
+
+/// What the gate does next.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Decision {
+    Approved,
+    Rejected,
+    /// No decision yet: ask again, for `waitSeconds`.
+    Waiting,
+    /// No decision in time, and the gate's settings roll back.
+    TimedOut,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GateState {
+    pub decision: Decision,
+    /// How long the gate still waits (at least 1 s: a callback task's timeout).
+    pub wait_seconds: i64,
+    /// A rejection, as the wave's failure: `Rejected` and the approver's reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<rollout_core::model::Failure>,
+}
+
+/// The gate obeys only a decision an approver wrote (`decisions/`, which only the approver roles
+/// may write): a token sent by anyone else wakes it to find none, and it waits on to its
+/// deadline. Past the deadline with no decision it times out as its settings say; a gate that
+/// stopped (`ApprovalTimedOut`) and was redriven asks again for its whole timeout.
+pub async fn read_decision(
+    clients: &HoldClients,
+    read: &ReadDecision,
+    now: Epoch,
+) -> StepResult<GateState> {
+    let store = clients.fleet.store()?;
+    let name = execution_name(&read.execution);
+    let request: ApprovalRequest = store
+        .get_json(&store.bucket, &approval_key(name, read.wave))
+        .await?;
+    let decision: Option<ApprovalDecision> = store
+        .find_json(&store.bucket, &decision_key(name, read.wave))
+        .await?;
+    if let Some(decision) = &decision {
+        tracing::info!(execution = %read.execution, wave = read.wave, approved = decision.approved, by = %decision.by, "decided");
+    }
+    gate_state(&request, decision, read.redrive_count, now)
+}
+
+/// What a gate asked by `request` does at `now`, given the approvers' `decision`, if any.
+fn gate_state(
+    request: &ApprovalRequest,
+    decision: Option<ApprovalDecision>,
+    redrive_count: u32,
+    now: Epoch,
+) -> StepResult<GateState> {
+    let state = |decision, wait_seconds: i64| GateState {
+        decision,
+        wait_seconds: wait_seconds.max(1),
+        failure: None,
+    };
+    if let Some(decision) = decision {
+        if decision.approved {
+            return Ok(state(Decision::Approved, 1));
+        }
+        let reason = decision.reason.as_deref().unwrap_or("no reason given");
+        return Ok(GateState {
+            failure: Some(rollout_core::model::Failure {
+                error: REJECTED.into(),
+                cause: format!("{reason} (rejected by {})", decision.by),
+            }),
+            ..state(Decision::Rejected, 1)
+        });
+    }
+    if redrive_count > request.redrive_count {
+        return Ok(state(
+            Decision::Waiting,
+            request.answer_by - request.asked_at,
+        ));
+    }
+    let left = request.answer_by - now;
+    if left > 0 {
+        return Ok(state(Decision::Waiting, left));
+    }
+    match request.on_timeout {
+        OnApprovalTimeout::Rollback => Ok(state(Decision::TimedOut, 1)),
+        OnApprovalTimeout::Stop => Err(StepError::ApprovalTimedOut(format!(
+            "no approver answered the gate after wave {} of {} by {}; it keeps its holds: redrive the execution to ask again",
+            request.wave + 1,
+            execution_name(&request.execution_arn),
+            rollout_core::aws::iso_time(request.answer_by)
+        ))),
+    }
 }
 
 /// Where the gate stored its request (never the token itself: the result of a callback task's
@@ -170,6 +438,8 @@ struct Briefing<'a> {
     ask: &'a AskApproval,
     /// Where the request, token included, is stored.
     location: String,
+    /// The plans bucket, where an approver writes the decision.
+    bucket: &'a str,
     finished: &'a [Target],
     outcomes: &'a [Outcome],
     next: &'a [Target],
@@ -243,10 +513,14 @@ impl Briefing<'_> {
         "\nAnswer by {}; after that, {timeout}.\n\
          Approve: ami-rollout approve {name}\n\
          Reject (rolls back every touched target): ami-rollout reject {name} --reason \"...\"\n\
-         Without the CLI: read the task token from {} (taskToken), then\n  \
-         aws stepfunctions send-task-success --task-token <token> --task-output '{{\"approved\": true}}'\n  \
-         aws stepfunctions send-task-failure --task-token <token> --error Rejected --cause \"...\"\n",
+         Without the CLI: write your decision to s3://{}/{}\n  \
+         ({{\"approved\": true|false, \"by\": \"<you>\", \"reason\": \"...\", \"decidedAt\": \"<ISO 8601 time>\"}}),\n\
+         then wake the gate with the task token in {} (taskToken):\n  \
+         aws stepfunctions send-task-success --task-token <token> --task-output '{{}}'\n\
+         The gate obeys the decision; the token alone decides nothing.\n",
         rollout_core::aws::iso_time(self.answer_by),
+        self.bucket,
+        decision_key(name, ask.wave),
         self.location
     ));
         text
@@ -316,6 +590,70 @@ mod tests {
     }
 
     #[test]
+    fn a_gate_obeys_only_a_decision_and_keeps_its_deadline() {
+        let request = ApprovalRequest {
+            execution_arn: EXECUTION.into(),
+            wave: 0,
+            task_token: "t".into(),
+            asked_at: 1_000,
+            answer_by: 4_600,
+            on_timeout: OnApprovalTimeout::Stop,
+            message: String::new(),
+            redrive_count: 0,
+        };
+        let decided = |approved| {
+            Some(ApprovalDecision {
+                approved,
+                by: "arn:aws:sts::1:assumed-role/approver/alice".into(),
+                reason: (!approved).then(|| "p99 doubled".into()),
+                decided_at: 2_000,
+            })
+        };
+        // Woken with no decision (a token sent by someone else): wait on, to the same deadline.
+        let woken = gate_state(&request, None, 0, 3_000).unwrap();
+        assert_eq!(
+            (woken.decision, woken.wait_seconds),
+            (Decision::Waiting, 1_600)
+        );
+        assert_eq!(
+            gate_state(&request, decided(true), 0, 3_000)
+                .unwrap()
+                .decision,
+            Decision::Approved
+        );
+        let rejected = gate_state(&request, decided(false), 0, 3_000).unwrap();
+        assert_eq!(rejected.decision, Decision::Rejected);
+        let failure = rejected.failure.unwrap();
+        assert_eq!(failure.error, "Rejected");
+        assert_eq!(
+            failure.cause,
+            "p99 doubled (rejected by arn:aws:sts::1:assumed-role/approver/alice)"
+        );
+        // Past the deadline: a stopping gate stops for a redrive, one that rolls back times out.
+        let err = gate_state(&request, None, 0, 4_600).unwrap_err();
+        assert_eq!(err.name(), "ApprovalTimedOut");
+        assert!(
+            err.to_string()
+                .contains("redrive the execution to ask again"),
+            "{err}"
+        );
+        let rolling = ApprovalRequest {
+            on_timeout: OnApprovalTimeout::Rollback,
+            ..request.clone()
+        };
+        assert_eq!(
+            gate_state(&rolling, None, 0, 5_000).unwrap().decision,
+            Decision::TimedOut
+        );
+        // Redriven: asked again for its whole timeout.
+        let again = gate_state(&request, None, 1, 9_000).unwrap();
+        assert_eq!(
+            (again.decision, again.wait_seconds),
+            (Decision::Waiting, 3_600)
+        );
+    }
+
+    #[test]
     fn the_approvers_are_told_what_the_wave_did_what_comes_next_and_how_to_answer() {
         let settings = SettingsMap::parse(
             r#"{"*": {"bakeSeconds": 600}, "web": {"alarmNames": ["web-5xx"]}}"#,
@@ -342,6 +680,7 @@ mod tests {
                 ..crate::tests::plan(&[1, 2])
             }),
             wave_results: None,
+            redrive_count: 0,
         };
         let outcomes = vec![Outcome {
             group: "web".into(),
@@ -350,6 +689,7 @@ mod tests {
         let text = Briefing {
             ask: &ask,
             location: "s3://plans/approvals/rollout-2026-12-01/wave-000.json".into(),
+            bucket: "plans",
             finished: &[target("web")],
             outcomes: &outcomes,
             next: &[api, target("worker")],
@@ -367,7 +707,8 @@ mod tests {
             "Answer by 2026-12-05T10:00:00Z; after that, every target the execution touched is rolled back",
             "ami-rollout approve rollout-2026-12-01",
             "s3://plans/approvals/rollout-2026-12-01/wave-000.json",
-            "send-task-failure --task-token <token> --error Rejected",
+            "send-task-success --task-token <token>",
+            "write your decision to s3://plans/decisions/rollout-2026-12-01/wave-000.json",
         ] {
             assert!(text.contains(expected), "{expected:?} not in:\n{text}");
         }

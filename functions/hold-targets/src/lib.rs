@@ -127,8 +127,16 @@ pub enum HoldRequest {
     CheckWindow {
         run: Box<rollout_core::model::TargetRun>,
     },
+    /// Outside it: park the target's callback token until the window opens (its timeout) or the
+    /// wave stops (the stop wakes it).
+    WaitForWindow {
+        run: Box<rollout_core::model::TargetRun>,
+        token: String,
+    },
     /// After a wave with an approval gate (a task token): store the token, tell the approvers.
     AskApproval(gates::AskApproval),
+    /// The gate woke (or timed out): what did the approvers decide?
+    ReadDecision(gates::ReadDecision),
 }
 
 /// What a wave came to: the parent rolls back when `failed`.
@@ -180,7 +188,10 @@ pub async fn handle(clients: &HoldClients, payload: Value) -> StepResult<Value> 
                 serde_json::to_value(plan)
             }
             HoldRequest::StopWave { execution, stop } => {
-                serde_json::to_value(stop_signal(clients).raise(&execution, &stop).await?)
+                let stop = stop_signal(clients).raise(&execution, &stop).await?;
+                let woken = gates::wake_waiters(clients, &execution).await?;
+                tracing::info!(execution, woken, "wave stopped");
+                serde_json::to_value(stop)
             }
             HoldRequest::WaveOutcome { execution } => {
                 let stop = stop_signal(clients).read(&execution).await?;
@@ -195,8 +206,15 @@ pub async fn handle(clients: &HoldClients, payload: Value) -> StepResult<Value> 
             HoldRequest::CheckWindow { run } => serde_json::to_value(
                 gates::check_window(clients, &run, rollout_core::clock::now()).await?,
             ),
+            HoldRequest::WaitForWindow { run, token } => {
+                gates::wait_for_window(clients, &run, &token).await?;
+                Ok(Value::Null)
+            }
             HoldRequest::AskApproval(ask) => serde_json::to_value(
                 gates::ask_approval(clients, &ask, rollout_core::clock::now()).await?,
+            ),
+            HoldRequest::ReadDecision(read) => serde_json::to_value(
+                gates::read_decision(clients, &read, rollout_core::clock::now()).await?,
             ),
         }
     };
