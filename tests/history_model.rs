@@ -23,7 +23,14 @@ fn asl() -> Value {
 fn events_of(state: &Value) -> usize {
     match state["Type"].as_str().unwrap() {
         // A callback task also records that its invocation returned (TaskSubmitted).
-        "Task" if state["Resource"].as_str().unwrap().ends_with(".waitForTaskToken") => 6,
+        "Task"
+            if state["Resource"]
+                .as_str()
+                .unwrap()
+                .ends_with(".waitForTaskToken") =>
+        {
+            6
+        }
         "Task" => 5,
         "Map" => 4,
         _ => 2,

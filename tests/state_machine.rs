@@ -240,7 +240,10 @@ fn a_failed_target_stops_its_wave_and_aws_not_answering_stops_for_a_redrive() {
         if name == "Wait for the maintenance window" {
             // Parked until the window opens: its timeout is the opening, so the window is read again.
             assert_eq!(caught.pop().as_deref(), Some("States.Timeout"));
-            assert_eq!(state["Catch"][2]["Next"], "Is the target inside its window?");
+            assert_eq!(
+                state["Catch"][2]["Next"],
+                "Is the target inside its window?"
+            );
         }
         assert_eq!(
             caught,
