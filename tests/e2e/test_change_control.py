@@ -371,6 +371,10 @@ class BrownfieldChangeControl(ChangeControl):
     test_a_plan_whose_window_does_not_open_within_the_horizon_is_refused_naming_the_target = None
     test_an_unanswered_gate_rolls_back_when_its_settings_say_so = None
     test_an_unanswered_gate_stops_for_a_redrive_that_asks_again = None
+    # About the state machine's gates and waits, not the fleet's past: once is enough.
+    test_the_token_alone_neither_passes_nor_rejects_a_gate = None
+    test_a_wave_failing_elsewhere_wakes_a_target_parked_a_week_for_its_window = None
+    test_a_plan_that_could_outlive_its_plan_objects_or_a_year_is_refused_with_the_days = None
 
 
 if __name__ == "__main__":

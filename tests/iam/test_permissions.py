@@ -13,6 +13,7 @@ the results) and the functions its tasks call. Run with infra/check's venv
 """
 
 import fnmatch
+import functools
 import json
 import re
 import unittest
@@ -99,6 +100,7 @@ def calls_of(body: str) -> set[str]:
             if not op.startswith(("as_", "clone", "config"))}
 
 
+@functools.cache
 def core_functions() -> dict[tuple[str, str], str]:
     """(module, function) -> body, for every function in rollout-core."""
     bodies = {}
@@ -119,7 +121,8 @@ def uses(text: str, module: str, name: str) -> bool:
     return bool(imported) and re.search(rf"(?<![.:\w]){name}\s*\(", text) is not None
 
 
-def operations(crate: str) -> set[str]:
+@functools.cache
+def operations(crate: str) -> frozenset[str]:
     src = ROOT / f"functions/{crate}/src"
     if not src.is_dir():
         raise AssertionError(f"functions/{crate}/src does not exist: no code to check {CRATES[crate]} against")
@@ -139,7 +142,7 @@ def operations(crate: str) -> set[str]:
                 source = (ROOT / f"functions/core/src/{module}.rs").read_text()
                 pending.append((module, body + "\n" + "\n".join(
                     line for line in source.splitlines() if line.startswith("use "))))
-    return found
+    return frozenset(found)
 
 
 def _all_states(definition: dict) -> list[dict]:

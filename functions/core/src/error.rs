@@ -278,6 +278,7 @@ mod tests {
                 reason: s(),
             },
             StepError::RollbackFailed(s()),
+            StepError::ApprovalTimedOut(s()),
         ]
     }
 
