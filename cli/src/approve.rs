@@ -6,7 +6,7 @@
 
 use clap::Args;
 use rollout_core::change_control::REJECTED;
-use rollout_core::store::{ApprovalDecision, ApprovalRequest, decision_key};
+use rollout_core::store::{ApprovalDecision, ApprovalRequest, decision_key, execution_name};
 use serde_json::json;
 
 use crate::context::{CliResult, Context, Failure, aws_failed};
@@ -28,20 +28,7 @@ pub struct RejectArgs {
 }
 
 pub async fn approve(context: &Context, out: &Output, args: ApproveArgs) -> CliResult<u8> {
-    let (arn, request) = latest_gate(context, &args.execution).await?;
-    let by = caller(context).await;
-    decide(context, &arn, &request, true, &by, None).await?;
-    let output = json!({"approved": true, "by": by});
-    let sent = context
-        .sfn
-        .send_task_success()
-        .task_token(&request.task_token)
-        .output(output.to_string())
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| aws_failed("SendTaskSuccess", e));
-    answered(out, &arn, &request, sent, "approved")
+    answer(context, out, &args.execution, None).await
 }
 
 pub async fn reject(context: &Context, out: &Output, args: RejectArgs) -> CliResult<u8> {
@@ -51,20 +38,76 @@ pub async fn reject(context: &Context, out: &Output, args: RejectArgs) -> CliRes
             "--reason is empty: say why the next wave must not go on",
         ));
     }
-    let (arn, request) = latest_gate(context, &args.gate.execution).await?;
+    answer(context, out, &args.gate.execution, Some(reason)).await
+}
+
+/// Writes the decision (`reason`: a rejection), then wakes the gate with its token. A gate woken
+/// meanwhile by someone else has asked again with a new token: that one is used.
+async fn answer(
+    context: &Context,
+    out: &Output,
+    execution: &str,
+    reason: Option<&str>,
+) -> CliResult<u8> {
+    let (arn, mut request) = latest_gate(context, execution).await?;
     let by = caller(context).await;
-    decide(context, &arn, &request, false, &by, Some(reason)).await?;
-    let sent = context
-        .sfn
-        .send_task_failure()
-        .task_token(&request.task_token)
-        .error(REJECTED)
-        .cause(format!("{reason} (rejected by {by})"))
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| aws_failed("SendTaskFailure", e));
-    answered(out, &arn, &request, sent, "rejected")
+    decide(context, &arn, &request, reason.is_none(), &by, reason).await?;
+    let verb = if reason.is_none() {
+        "approved"
+    } else {
+        "rejected"
+    };
+    let mut sent = wake(context, &request, &by, reason).await;
+    for _ in 0..3 {
+        if !sent.as_ref().is_err_and(spent) {
+            break;
+        }
+        let (_, latest) = latest_gate(context, execution).await?;
+        if latest.task_token == request.task_token {
+            break;
+        }
+        request = latest;
+        sent = wake(context, &request, &by, reason).await;
+    }
+    answered(out, &arn, &request, sent, verb)
+}
+
+/// Wakes the gate: `SendTaskSuccess`, or `SendTaskFailure` (`Rejected`) for a rejection, so the
+/// history reads as the answer. The gate obeys the decision either way.
+async fn wake(
+    context: &Context,
+    request: &ApprovalRequest,
+    by: &str,
+    reason: Option<&str>,
+) -> CliResult<()> {
+    match reason {
+        None => context
+            .sfn
+            .send_task_success()
+            .task_token(&request.task_token)
+            .output(json!({"approved": true, "by": by}).to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_failed("SendTaskSuccess", e)),
+        Some(reason) => context
+            .sfn
+            .send_task_failure()
+            .task_token(&request.task_token)
+            .error(REJECTED)
+            .cause(format!("{reason} (rejected by {by})"))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_failed("SendTaskFailure", e)),
+    }
+}
+
+/// A token that moves nothing any more: answered, timed out, asked again, or the execution ended.
+fn spent(failure: &Failure) -> bool {
+    ["TaskDoesNotExist", "TaskTimedOut", "InvalidToken"]
+        .iter()
+        .any(|code| failure.message.contains(code) || failure.name.contains(code))
 }
 
 /// Writes the approver's decision, which the woken gate obeys.
@@ -76,8 +119,8 @@ async fn decide(
     by: &str,
     reason: Option<&str>,
 ) -> CliResult<()> {
-    let name = arn.rsplit(':').next().unwrap_or(arn);
-    let (_, clients) = context.as_functions().await?;
+    // Only the plans bucket: an approver's role reads nothing else of it (ApproverPolicy).
+    let (_, clients) = context.functions_environment().await?;
     let decision = ApprovalDecision {
         approved,
         by: by.to_string(),
@@ -86,7 +129,7 @@ async fn decide(
     };
     clients
         .store()?
-        .put_json(&decision_key(name, request.wave), &decision)
+        .put_json(&decision_key(execution_name(arn), request.wave), &decision)
         .await?;
     Ok(())
 }
@@ -94,8 +137,8 @@ async fn decide(
 /// The execution's ARN and the gate it asked last.
 async fn latest_gate(context: &Context, execution: &str) -> CliResult<(String, ApprovalRequest)> {
     let arn = context.execution_arn(execution).await?;
-    let name = arn.rsplit(':').next().unwrap_or(&arn);
-    let (_, clients) = context.as_functions().await?;
+    let name = execution_name(&arn);
+    let (_, clients) = context.functions_environment().await?;
     let latest = clients.store()?.approval_requests(name).await?.pop();
     let request = latest.ok_or_else(|| {
         Failure::new(
@@ -115,11 +158,7 @@ fn answered(
 ) -> CliResult<u8> {
     let wave = request.wave + 1;
     if let Err(failure) = sent {
-        // A spent token: answered already, timed out, or the execution ended.
-        if ["TaskDoesNotExist", "TaskTimedOut", "InvalidToken"]
-            .iter()
-            .any(|code| failure.message.contains(code) || failure.name.contains(code))
-        {
+        if spent(&failure) {
             return Err(Failure::new(
                 "NoApprovalPending",
                 format!(

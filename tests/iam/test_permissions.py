@@ -337,6 +337,8 @@ class PermissionCoverage(unittest.TestCase):
         [trust] = template["Resources"]["WorkloadRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         principal = json.dumps(trust["Condition"]["ArnLike"]["aws:PrincipalArn"])
         self.assertIn(":role/${CentralStackName}/*", principal)
+        # The pre-path form, for one release (either stack may be updated first).
+        self.assertIn(":role/${CentralStackName}-*", principal)
         # Fixed names fit IAM's 64 characters: each is a parameter held to IAM's pattern.
         for path, resources, parameters in ((TEMPLATE, self.resources, None), (WORKLOAD_TEMPLATE, template["Resources"], template["Parameters"])):
             named = [r["Properties"]["RoleName"] for r in resources.values()

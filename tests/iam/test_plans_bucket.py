@@ -67,9 +67,9 @@ class PlansBucket(unittest.TestCase):
 
     def test_plans_expire_after_weeks_not_days(self):
         rules = self.bucket["LifecycleConfiguration"]["Rules"]
-        # Plans and outcomes expire; sources/ (the AMIs planned from each parameter, which keep a
-        # scheduled check from rolling one out twice) is kept.
-        self.assertEqual(sorted(r["Prefix"] for r in rules), ["plans/", "results/"])
+        # Plans, outcomes, gates' requests and decisions expire; sources/ (the AMIs planned from
+        # each parameter, which keep a scheduled check from rolling one out twice) is kept.
+        self.assertEqual(sorted(r["Prefix"] for r in rules), ["approvals/", "decisions/", "plans/", "results/"])
         for rule in rules:
             self.assertEqual(rule["Status"], "Enabled")
             self.assertEqual(symbolic(rule["ExpirationInDays"]), "${PlanRetentionDays}")

@@ -35,7 +35,7 @@ pub async fn check(clients: &Clients, mut run: TargetRun, now: Epoch) -> StepRes
     clients.ensure_wave_going(&run).await?;
     let clients = &clients.for_run(&run).await?;
     let observation = match run.target.kind {
-        TargetKind::AutoScalingGroup => observe(clients, &run).await?,
+        TargetKind::AutoScalingGroup => observe(clients, &run, now).await?,
         TargetKind::Instance => observe_instance(clients, &run).await?,
     };
     let health = verdict(&run, &observation, now);
@@ -64,7 +64,10 @@ pub struct Observation {
     /// Tasks of those services that failed since the rollout began: "service: reason".
     pub failed_tasks: Vec<String>,
     pub alarms_in_alarm: Vec<String>,
-    /// The group's launch lifecycle hooks, read when the refresh says one abandoned an instance.
+    /// What Auto Scaling wrote of a launch a lifecycle action abandoned since the refresh began
+    /// (its scaling activity), read when the refresh failed or ran past its timeout.
+    pub abandoned_launch: Option<String>,
+    /// The group's launch lifecycle hooks, read when a launch was abandoned.
     pub launch_hooks: Vec<String>,
     /// A standalone instance's status checks, once its replacement succeeded.
     pub status_checks: StatusChecks,
@@ -240,11 +243,17 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
             many.join(", ")
         ),
     };
-    let reason = refresh
-        .reason
-        .as_deref()
-        .map(|r| format!(": {r}{hooks}"))
-        .unwrap_or_default();
+    // Auto Scaling's own words, then the abandoned launch's activity if they do not say it.
+    let mut said: Vec<&str> = refresh.reason.as_deref().into_iter().collect();
+    if let Some(activity) = o.abandoned_launch.as_deref()
+        && !said.iter().any(|r| r.contains(activity))
+    {
+        said.push(activity);
+    }
+    let reason = match said.is_empty() {
+        true => String::new(),
+        false => format!(": {}{hooks}", said.join("; ")),
+    };
     match &refresh.status {
         S::Pending | S::InProgress
             if refresh
@@ -254,7 +263,7 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
             unhealthy(
                 health,
                 vec![format!(
-                    "{change} {} is still {} at {}% after {}s (refreshTimeoutSeconds {})",
+                    "{change} {} is still {} at {}% after {}s (refreshTimeoutSeconds {}){reason}",
                     refresh.id,
                     refresh.status,
                     percentage,
@@ -359,7 +368,7 @@ pub fn progress_wait(
 
 /// Reads the refresh, the alarms and, once the refresh succeeded, the fleet and its ECS services.
 /// Reads that do not depend on each other run concurrently: each poll costs a few round trips.
-pub async fn observe(clients: &Clients, run: &TargetRun) -> StepResult<Observation> {
+pub async fn observe(clients: &Clients, run: &TargetRun, now: Epoch) -> StepResult<Observation> {
     let refresh_ref = run.require_refresh()?;
     let settings = run.settings.for_group(run.group());
     let (refreshes, alarms_in_alarm) = tokio::try_join!(
@@ -371,11 +380,26 @@ pub async fn observe(clients: &Clients, run: &TargetRun) -> StepResult<Observati
         alarms_in_alarm,
         ..Default::default()
     };
-    if o.refresh
-        .as_ref()
-        .and_then(|r| r.reason.as_deref())
-        .is_some_and(fleet::abandoned_by_a_hook)
-    {
+    // A refresh that failed or stalls may be a launch hook abandoning its new instances: Auto
+    // Scaling says so in the launch's scaling activity, which names the action's token, not the
+    // hook, so the hooks are read too.
+    let ending = o.refresh.as_ref().is_some_and(|r| {
+        use RefreshStatus as S;
+        let going = matches!(
+            r.status,
+            S::Pending | S::InProgress | S::Baking | S::Successful | S::Unknown(_)
+        );
+        let stalled = r
+            .started_at
+            .is_some_and(|t| now - t > settings.refresh_timeout_seconds());
+        !going || stalled
+    });
+    if ending {
+        o.abandoned_launch =
+            fleet::abandoned_launch(clients, run.group(), refresh_ref.started_at).await?;
+    }
+    let said = o.refresh.as_ref().and_then(|r| r.reason.as_deref());
+    if o.abandoned_launch.is_some() || said.is_some_and(fleet::abandoned_by_a_hook) {
         o.launch_hooks = fleet::launch_hooks(clients, run.group()).await?;
     }
     if o.refresh

@@ -156,6 +156,20 @@ fn a_refresh_that_a_launch_hook_stopped_names_the_hook() {
         "{:?}",
         h.reasons
     );
+    // Auto Scaling's refresh reason may not say it: the launch's scaling activity does.
+    o.refresh.as_mut().unwrap().reason = Some("instances failed to launch".into());
+    o.abandoned_launch = Some(abandoned.into());
+    let h = verdict(&run(), &o, 2_010);
+    assert!(
+        h.reasons[0].contains(
+            "instances failed to launch; Instance failed to complete user's Lifecycle Action"
+        ),
+        "{:?}",
+        h.reasons
+    );
+    assert!(h.reasons[0].ends_with(
+        "(the group's launch lifecycle hook validate-boot abandoned its new instances)"
+    ));
     o.launch_hooks.push("register-dns".into());
     let h = verdict(&run(), &o, 2_010);
     assert!(

@@ -180,6 +180,31 @@ pub async fn launch_hooks(clients: &Clients, group: &str) -> StepResult<Vec<Stri
         .collect())
 }
 
+/// The newest scaling activity of `group` since `since` whose launch a lifecycle action
+/// abandoned, as Auto Scaling words it ("Instance failed to complete user's Lifecycle Action:
+/// Lifecycle Action with token ... was abandoned: ...").
+pub async fn abandoned_launch(
+    clients: &Clients,
+    group: &str,
+    since: crate::model::Epoch,
+) -> StepResult<Option<String>> {
+    let out = clients
+        .autoscaling
+        .describe_scaling_activities()
+        .auto_scaling_group_name(group)
+        .max_records(20)
+        .send()
+        .await
+        .map_err(|e| StepError::from_sdk("DescribeScalingActivities", e))?;
+    Ok(out
+        .activities()
+        .iter()
+        .filter(|a| a.start_time().is_some_and(|t| t.secs() >= since))
+        .filter_map(|a| a.status_message())
+        .find(|m| abandoned_by_a_hook(m))
+        .map(str::to_string))
+}
+
 /// Whether Auto Scaling's words say a lifecycle action abandoned an instance.
 pub fn abandoned_by_a_hook(reason: &str) -> bool {
     reason.contains("Lifecycle Action") && reason.contains("abandoned")

@@ -76,6 +76,11 @@ pub fn approval_key(execution: &str, wave: usize) -> String {
     format!("{}wave-{wave:03}.json", approvals_prefix(execution))
 }
 
+/// The short name the console shows for an execution ARN (the last `:` part).
+pub fn execution_name(execution: &str) -> &str {
+    execution.rsplit(':').next().unwrap_or(execution)
+}
+
 /// Where an approver's answer to the gate after `wave` is written: only the approver roles may
 /// write under `decisions/` (the bucket policy); the gate reads it when woken.
 pub fn decision_key(execution: &str, wave: usize) -> String {
@@ -104,6 +109,13 @@ pub struct ApprovalRequest {
     /// The execution's redrive count when it asked: a redrive asks again, with a new deadline.
     #[serde(default)]
     pub redrive_count: u32,
+    /// The asking execution's start: a request of an earlier execution of the same name is not
+    /// this one's.
+    #[serde(default, with = "crate::model::iso_epoch")]
+    pub execution_start_time: crate::model::Epoch,
+    /// How often the gate was woken with no decision (it stops listening past `MAX_WAKES`).
+    #[serde(default)]
+    pub wakes: u32,
 }
 
 /// An approver's answer to a gate. The task token only wakes the gate; this is what it obeys.

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use futures_util::{StreamExt, TryStreamExt, stream};
 use rollout_core::change_control::{
     MaintenanceWindow, OnApprovalTimeout, REJECTED, WindowState, WindowTimes,
 };
@@ -24,7 +25,7 @@ use crate::{HoldClients, execution_name, s};
 
 /// How far ahead a target that is already running looks for its window's next opening.
 const RUNNING_HORIZON_DAYS: u32 = 366;
-/// A task token lives at most a year: a longer wait parks again when it times out.
+/// A task token lives at most a year (365 days): a longer wait parks again when it times out.
 const LONGEST_PARK_SECONDS: i64 = 364 * 86_400;
 /// The execution record's set of the targets parked until their window opens.
 const WAITERS: &str = "windowWaiters";
@@ -48,7 +49,7 @@ pub async fn check_window(
     now: Epoch,
 ) -> StepResult<WindowCheck> {
     if let (Some(execution), Some(_)) = (&run.execution_arn, &run.target.window) {
-        stop_waiting(clients, execution, &run.target.name()).await?;
+        forget_parked_token(clients, execution, &run.target.name()).await?;
     }
     clients.fleet.ensure_wave_going(run).await?;
     let times = match &run.target.window {
@@ -119,18 +120,46 @@ pub async fn wake_waiters(clients: &HoldClients, execution: &str) -> StepResult<
         .and_then(|v| v.as_ss().ok())
         .cloned()
         .unwrap_or_default();
-    let tokens = futures_util::future::try_join_all(names.iter().map(|name| async move {
+    // A few at once: Step Functions throttles SendTaskSuccess per account.
+    let woken: Vec<bool> = stream::iter(names.iter().map(|name| async move {
         let item = clients
             .get(waiter_key(execution, name))
             .send()
             .await
             .map_err(|e| StepError::from_sdk("GetItem", e))?;
-        Ok::<_, StepError>(token_in(item.item()))
+        match token_in(item.item()) {
+            Some(token) => wake(clients, &token).await.map(|()| true),
+            None => Ok(false),
+        }
     }))
+    .buffer_unordered(WAKE_CONCURRENCY)
+    .try_collect()
     .await?;
-    let tokens: Vec<String> = tokens.into_iter().flatten().collect();
-    futures_util::future::try_join_all(tokens.iter().map(|t| wake(clients, t))).await?;
-    Ok(tokens.len())
+    Ok(woken.into_iter().filter(|w| *w).count())
+}
+
+/// Parked targets woken at once by a wave's stop.
+const WAKE_CONCURRENCY: usize = 10;
+
+/// The execution has ended: forgets every token it parked (a park's item, by target name).
+pub async fn forget_parked(
+    clients: &HoldClients,
+    execution: &str,
+    record: Option<&HashMap<String, AttributeValue>>,
+) -> StepResult<()> {
+    let names = record
+        .and_then(|r| r.get(WAITERS))
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default();
+    for name in names {
+        clients
+            .delete(waiter_key(execution, &name))
+            .send()
+            .await
+            .map_err(|e| StepError::from_sdk("DeleteItem", e))?;
+    }
+    Ok(())
 }
 
 fn token_in(item: Option<&HashMap<String, AttributeValue>>) -> Option<String> {
@@ -161,7 +190,7 @@ async fn wake(clients: &HoldClients, token: &str) -> StepResult<()> {
 }
 
 /// The target is no longer parked: forgets its token.
-async fn stop_waiting(clients: &HoldClients, execution: &str, name: &str) -> StepResult<()> {
+async fn forget_parked_token(clients: &HoldClients, execution: &str, name: &str) -> StepResult<()> {
     clients
         .update(execution_key(execution))
         .update_expression("DELETE #waiters :name")
@@ -204,7 +233,16 @@ pub struct AskApproval {
     /// `$$.Execution.RedriveCount`: a redrive asks anew, with a new deadline.
     #[serde(default)]
     pub redrive_count: u32,
+    /// `$$.Execution.StartTime`: a request or decision left by an earlier execution of the same
+    /// name is not this one's.
+    #[serde(with = "rollout_core::model::iso_epoch")]
+    pub execution_start_time: Epoch,
 }
+
+/// Woken with no decision this many times, a gate stops listening to its token and reads the
+/// decision at its deadline: each wake costs about 13 history events, and a token is readable by
+/// whoever reads the history.
+pub const MAX_WAKES: u32 = 20;
 
 /// Stores the token and tells the approvers. The token only wakes the gate (`SendTaskSuccess` or
 /// `SendTaskFailure`, by anyone who may call them), which then reads the approvers' decision
@@ -215,6 +253,23 @@ pub async fn ask_approval(
     ask: &AskApproval,
     now: Epoch,
 ) -> StepResult<ApprovalAsked> {
+    let store = clients.fleet.store()?;
+    let name = execution_name(&ask.execution);
+    let key = approval_key(name, ask.wave);
+    let asked: Option<ApprovalRequest> = store.find_json(&store.bucket, &key).await?;
+    let this_run = |a: &ApprovalRequest| {
+        a.redrive_count == ask.redrive_count && a.execution_start_time == ask.execution_start_time
+    };
+    if let Some(mut asked) = asked.filter(this_run) {
+        asked.task_token = ask.token.clone();
+        asked.wakes += 1;
+        store.put_json(&key, &asked).await?;
+        tracing::info!(execution = %ask.execution, wave = ask.wave, wakes = asked.wakes, "asked again, woken with no decision");
+        return Ok(ApprovalAsked {
+            key,
+            answer_by: rollout_core::aws::iso_time(asked.answer_by),
+        });
+    }
     let plan = &ask.plan;
     let (finished, next) = match (plan.waves.get(ask.wave), plan.waves.get(ask.wave + 1)) {
         (Some(finished), Some(next)) => (finished, next),
@@ -231,7 +286,6 @@ pub async fn ask_approval(
             ask.wave
         ))
     })?;
-    let store = clients.fleet.store()?;
     let outcomes = match &ask.wave_results {
         Some(written) => store
             .lane_results(written)
@@ -243,18 +297,6 @@ pub async fn ask_approval(
     };
     let finished_targets = store.wave_targets(plan, finished).await?;
     let next_targets = store.wave_targets(plan, next).await?;
-    let name = execution_name(&ask.execution);
-    let key = approval_key(name, ask.wave);
-    let asked: Option<ApprovalRequest> = store.find_json(&store.bucket, &key).await?;
-    if let Some(mut asked) = asked.filter(|a| a.redrive_count == ask.redrive_count) {
-        asked.task_token = ask.token.clone();
-        store.put_json(&key, &asked).await?;
-        tracing::info!(execution = %ask.execution, wave = ask.wave, "asked again, woken with no decision");
-        return Ok(ApprovalAsked {
-            key,
-            answer_by: rollout_core::aws::iso_time(asked.answer_by),
-        });
-    }
     let request = ApprovalRequest {
         execution_arn: ask.execution.clone(),
         wave: ask.wave,
@@ -274,8 +316,11 @@ pub async fn ask_approval(
         }
         .message(),
         redrive_count: ask.redrive_count,
+        execution_start_time: ask.execution_start_time,
+        wakes: 0,
     };
-    store.put_json(&key, &request).await?;
+    // Told before the request is stored: a retry after a failed store tells them again, where
+    // the other order could leave a stored request no one was told of.
     match &clients.approval_topic {
         Some(topic) => {
             clients
@@ -294,6 +339,7 @@ pub async fn ask_approval(
             store.bucket
         ),
     }
+    store.put_json(&key, &request).await?;
     tracing::info!(execution = %ask.execution, wave = ask.wave, key = %key, "asked for approval");
     Ok(ApprovalAsked {
         key,
@@ -310,6 +356,9 @@ pub struct ReadDecision {
     /// `$$.Execution.RedriveCount`.
     #[serde(default)]
     pub redrive_count: u32,
+    /// `$$.Execution.StartTime`: only a decision made since counts.
+    #[serde(with = "rollout_core::model::iso_epoch")]
+    pub execution_start_time: Epoch,
 }
 
 /// What the gate does next.
@@ -320,6 +369,8 @@ pub enum Decision {
     Rejected,
     /// No decision yet: ask again, for `waitSeconds`.
     Waiting,
+    /// No decision yet, and woken too often: wait `waitSeconds` without a token, then read again.
+    WaitOut,
     /// No decision in time, and the gate's settings roll back.
     TimedOut,
 }
@@ -355,6 +406,8 @@ pub async fn read_decision(
     if let Some(decision) = &decision {
         tracing::info!(execution = %read.execution, wave = read.wave, approved = decision.approved, by = %decision.by, "decided");
     }
+    // A decision older than this execution is another execution's (one of the same name).
+    let decision = decision.filter(|d| d.decided_at >= read.execution_start_time);
     gate_state(&request, decision, read.redrive_count, now)
 }
 
@@ -390,6 +443,9 @@ fn gate_state(
         ));
     }
     let left = request.answer_by - now;
+    if left > 0 && request.wakes >= MAX_WAKES {
+        return Ok(state(Decision::WaitOut, left));
+    }
     if left > 0 {
         return Ok(state(Decision::Waiting, left));
     }
@@ -600,6 +656,8 @@ mod tests {
             on_timeout: OnApprovalTimeout::Stop,
             message: String::new(),
             redrive_count: 0,
+            execution_start_time: 900,
+            wakes: 0,
         };
         let decided = |approved| {
             Some(ApprovalDecision {
@@ -651,6 +709,15 @@ mod tests {
             (again.decision, again.wait_seconds),
             (Decision::Waiting, 3_600)
         );
+        // Woken too often: it waits out its deadline without a token, then reads again.
+        let pestered = ApprovalRequest {
+            wakes: MAX_WAKES,
+            ..request.clone()
+        };
+        let out = gate_state(&pestered, None, 0, 3_000).unwrap();
+        assert_eq!((out.decision, out.wait_seconds), (Decision::WaitOut, 1_600));
+        let approved = gate_state(&pestered, decided(true), 0, 3_000).unwrap();
+        assert_eq!(approved.decision, Decision::Approved);
     }
 
     #[test]
@@ -681,6 +748,7 @@ mod tests {
             }),
             wave_results: None,
             redrive_count: 0,
+            execution_start_time: 0,
         };
         let outcomes = vec![Outcome {
             group: "web".into(),

@@ -7,12 +7,15 @@
 //! by a finished rollback; EventBridge releases them for executions that end without running
 //! another state (ABORTED, TIMED_OUT). An execution stopped for a redrive keeps them.
 //!
-//! The table holds three kinds of items, by `key`:
+//! The table holds four kinds of items, by `key`:
 //! - `target#asg#<account>#<region>#<group>`: `holder` (execution ARN), `ami`, `since`;
 //! - `ami#<account>#<region>#<image>`: `users` (the executions relying on it), `previous` (its
 //!   deregistration protection before the first of them);
 //! - `execution#<arn>`: `targets` and `amis`, what that execution may hold, so a release needs
-//!   nothing but the execution's ARN.
+//!   nothing but the execution's ARN; `waveStop`, the first failure of a wave; `windowWaiters`,
+//!   the targets parked until their window;
+//! - `window-wait#<arn>#<target>`: `token`, a parked target's callback token (gates.rs), gone
+//!   once it wakes or its execution is released.
 
 pub mod gates;
 
@@ -221,10 +224,7 @@ pub async fn handle(clients: &HoldClients, payload: Value) -> StepResult<Value> 
     out.map_err(|e| StepError::invalid(format!("hold-targets output: {e}")))
 }
 
-/// The short name the console shows for an execution ARN.
-pub(crate) fn execution_name(execution: &str) -> &str {
-    execution.rsplit(':').next().unwrap_or(execution)
-}
+pub(crate) use rollout_core::store::execution_name;
 
 /// The hold key of `target` (core's `holds::target_key`, where every step reads it).
 fn target_key(home: &Home, target: &Target) -> String {
@@ -811,6 +811,7 @@ pub async fn release(clients: &HoldClients, execution: &str) -> StepResult<Relea
         execution: execution.to_string(),
         ..Default::default()
     };
+    gates::forget_parked(clients, execution, recorded.attributes()).await?;
     let targets = set(recorded.attributes(), "targets");
     for key in &targets {
         let deleted = clients
