@@ -316,7 +316,8 @@ class Accounts(LocalServerTestCase):
             self.assertEqual(trust["Statement"][0]["Principal"], {"AWS": f"arn:aws:iam::{CENTRAL}:root"})
             self.assertEqual(trust["Statement"][0]["Condition"], {
                 "StringEquals": {"sts:ExternalId": EXTERNAL_ID},
-                "ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{CENTRAL}:role/ami-rollout/*"}})
+                "ArnLike": {"aws:PrincipalArn": [f"arn:aws:iam::{CENTRAL}:role/ami-rollout/*",
+                                                 f"arn:aws:iam::{CENTRAL}:role/ami-rollout-*"]}})
         self.refused("NoSuchEntity", 404, seed.account_client(self.endpoint, "iam", "us-east-1", NO_ROLE).get_role,
                      RoleName=ROLE)
 
