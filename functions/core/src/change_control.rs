@@ -279,7 +279,7 @@ pub fn refuse_too_long(longest_seconds: i64, retention_days: u32) -> StepResult<
 }
 
 /// Where a window stands, as the plan records it and the state machine reads it: `open`, and
-/// when it closes or next opens (ISO 8601 in UTC: a Wait's `TimestampPath`).
+/// when it closes or next opens (ISO 8601 in UTC), which a parked target waits for.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct WindowTimes {
