@@ -2,6 +2,7 @@
 //! the AWS configuration from the standard chain, and the operator role it reads workload
 //! accounts through.
 
+use rollout_core::FromSdk;
 use std::collections::HashMap;
 
 use clap::Args;

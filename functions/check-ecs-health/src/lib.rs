@@ -4,6 +4,7 @@
 //! decides from what was observed and the previous verdict, the same way for both kinds, and says
 //! how long the state machine should wait before asking again.
 
+use rollout_core::FromSdk;
 use std::collections::HashSet;
 
 use aws_sdk_ecs::types::{DesiredStatus, LaunchType, TaskStopCode};

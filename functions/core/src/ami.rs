@@ -1,5 +1,6 @@
 //! Finding the AMI a trigger points at and deciding whether it may be rolled out.
 
+use crate::error::FromSdk;
 use aws_sdk_ec2::types::{Filter, Image, ImageState};
 use aws_smithy_types::date_time::Format;
 
@@ -8,17 +9,7 @@ use crate::error::{StepError, StepResult};
 use crate::model::{Ami, Epoch};
 use crate::trigger::AmiSource;
 
-/// Refuses anything that is not shaped like an AMI id before it reaches AWS.
-pub fn validate_ami_id(id: &str) -> StepResult<()> {
-    let hex = id.strip_prefix("ami-").unwrap_or("");
-    if (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(())
-    } else {
-        Err(StepError::invalid(format!(
-            "{id:?} is not an AMI id (ami- followed by 8 or 17 hex digits)"
-        )))
-    }
-}
+pub use crate::model::validate_ami_id;
 
 /// A time as EC2 writes an image's (`2026-12-02T10:00:00.000Z`), in epoch seconds.
 pub fn parse_time(text: &str) -> Option<Epoch> {

@@ -9,6 +9,7 @@
 //! stop signal). Both live in the home account and region, whatever account and region the fleet
 //! clients act in (`Clients::at`).
 
+use crate::error::FromSdk;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::error::{StepError, StepResult};
@@ -229,12 +230,7 @@ impl Clients {
     }
 }
 
-/// `epoch` as ISO 8601 in UTC (`2026-12-04T00:00:00Z`), for messages and records.
-pub fn iso_time(epoch: crate::model::Epoch) -> String {
-    aws_smithy_types::DateTime::from_secs(epoch)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| format!("{epoch} s after the epoch"))
-}
+pub use rollout_model::time::iso_time;
 
 /// A test harness: clients over aws-smithy-mocks rules, one rule list per service.
 #[cfg(any(test, feature = "test-util"))]

@@ -9,6 +9,7 @@
 //! so the identity of a replaced root is deregistered only with the root, once the rollout has
 //! succeeded.
 
+use crate::error::FromSdk;
 use aws_sdk_ecs::types::ContainerInstanceStatus;
 
 use crate::aws::Clients;

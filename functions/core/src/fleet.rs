@@ -1,6 +1,7 @@
 //! Auto Scaling groups and their launch templates: how a group refers to its template, how to
 //! point it (or a refresh) at a version, and how to read what its instances run.
 
+use crate::error::FromSdk;
 use std::collections::HashMap;
 
 use aws_sdk_autoscaling::types::{

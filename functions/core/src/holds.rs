@@ -4,6 +4,7 @@
 //! a target only while its own execution holds it: a redriven execution whose holds were released
 //! (it had been stopped) leaves its targets alone, whoever holds them now.
 
+use crate::error::FromSdk;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::error::{StepError, StepResult};

@@ -3,6 +3,7 @@
 //! the instance id, data volumes, network interfaces and their addresses, tags and instance
 //! profile stay. The replaced root is kept, so a rollback puts the very same volume back.
 
+use crate::error::FromSdk;
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{

@@ -9,6 +9,7 @@
 //! (Auto Scaling User Guide, "Required AWS KMS key policy for use with encrypted volumes"; KMS
 //! Developer Guide, "Allowing users in other accounts to use a KMS key").
 
+use crate::error::FromSdk;
 use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::Image;

@@ -13,18 +13,17 @@ pub mod holds;
 pub mod instance;
 pub mod keys;
 pub mod launch_template;
-pub mod model;
 pub mod reach;
 pub mod refresh;
 #[cfg(any(test, feature = "test-util"))]
 pub mod samples;
-pub mod settings;
 pub mod stop;
 pub mod store;
-pub mod trigger;
 
 pub use aws::Clients;
-pub use error::{StepError, StepResult};
+// The model's modules, where every step and the CLI have always found them.
+pub use error::{FromSdk, StepError, StepResult};
+pub use rollout_model::{gate, model, settings, time, trigger, window};
 
 /// Sets up JSON logs when the function runs with `LogFormat: JSON` (plain text otherwise).
 pub fn init_logging() {
@@ -43,7 +42,7 @@ pub async fn serve<C, O: serde::Serialize>(
             // limit once inside the runtime's own futures.
             let step: std::pin::Pin<Box<dyn Future<Output = StepResult<O>> + '_>> =
                 Box::pin(handle(&clients, event.payload));
-            step.await.map_err(lambda_runtime::Diagnostic::from)
+            step.await.map_err(error::diagnostic)
         },
     ))
     .await

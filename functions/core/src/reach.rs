@@ -6,6 +6,7 @@
 //! chaining, which caps the session at one hour, so credentials never outlive the invocation
 //! (and so never cross a Wait).
 
+use crate::error::FromSdk;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 

@@ -1,6 +1,7 @@
 //! Instance refreshes: the preferences we send, how we recognise our own refresh, and starting
 //! one safely when a retry or redrive may already have started it.
 
+use crate::error::FromSdk;
 use aws_sdk_autoscaling::types::{
     AlarmSpecification, AutoScalingGroup, InstanceRefresh, RefreshPreferences, RefreshStrategy,
     ScaleInProtectedInstances, StandbyInstances,

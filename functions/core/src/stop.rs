@@ -4,6 +4,7 @@
 //! a change, and the targets still polling end early. The wave's Distributed Map then ends and
 //! the parent reads the signal to decide on the rollback.
 
+use crate::error::FromSdk;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::error::{StepError, StepResult};

@@ -17,6 +17,7 @@
 //! too large for the functions' environment (AWS caps it at 4 KB). The bucket is versioned: each
 //! plan records the version it was made from, and earlier versions stay readable.
 
+use crate::error::FromSdk;
 use aws_sdk_s3::primitives::ByteStream;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

@@ -7,6 +7,7 @@
 //! execution of another state machine may have the same name).
 
 use aws_sdk_ec2::types::{Filter, ImageState, ResourceType, Tag, TagSpecification};
+use rollout_core::FromSdk;
 use rollout_core::model::Epoch;
 use rollout_core::trigger::{AmiSource, BakeFrom, Baked, Trigger};
 use rollout_core::{Clients, StepError, StepResult};

@@ -16,6 +16,7 @@
 pub mod bake;
 
 use aws_sdk_ec2::types::{ImageState, LaunchPermission, LaunchPermissionModifications};
+use rollout_core::FromSdk;
 use rollout_core::ami::{describe_images, usable_ami};
 use rollout_core::config::Config;
 use rollout_core::keys::{GRANT_OPERATIONS, autoscaling_role};

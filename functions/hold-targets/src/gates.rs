@@ -6,6 +6,7 @@
 //! elsewhere in the wave wakes it at once, and it ends as stopped); a gate's token is stored where
 //! the approvers read it, but it only wakes the gate, which then reads the approvers' decision.
 
+use rollout_core::FromSdk;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};

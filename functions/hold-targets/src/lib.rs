@@ -19,6 +19,7 @@
 
 pub mod gates;
 
+use rollout_core::FromSdk;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_autoscaling::types::{Filter, Tag};

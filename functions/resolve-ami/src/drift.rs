@@ -2,6 +2,7 @@
 //! per-region AMI as a plan (what a rollout of the approved AMI would touch), read only. The CLI's
 //! `drift` runs `check`; a schedule runs `scheduled`, which also publishes the counts as metrics.
 
+use rollout_core::FromSdk;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rollout_core::ami::{self, describe_images, usable_ami};

@@ -10,6 +10,7 @@ pub mod sources;
 pub mod undo;
 
 use instances::PlacedInstance;
+use rollout_core::FromSdk;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 

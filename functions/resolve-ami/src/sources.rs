@@ -4,6 +4,7 @@
 //! execution with "nothing to do" and the reason, not a failure.
 
 use aws_sdk_ec2::types::Image;
+use rollout_core::FromSdk;
 use rollout_core::ami::parse_time;
 use rollout_core::config::Config;
 use rollout_core::model::Epoch;

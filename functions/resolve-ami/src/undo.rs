@@ -4,6 +4,7 @@
 //! since (another rollout, a refresh, a hand edit) or whose rollback-point AMI can no longer launch
 //! is refused by name. The rollback's own code then brings the targets back.
 
+use rollout_core::FromSdk;
 use std::collections::HashMap;
 
 use rollout_core::ami;

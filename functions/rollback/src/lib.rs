@@ -15,6 +15,7 @@
 
 pub mod instance;
 
+use rollout_core::FromSdk;
 use rollout_core::ami;
 use rollout_core::fleet::{
     describe_group, group_version, in_service_instances, instance_images, set_group_version,

@@ -4,6 +4,7 @@
 //! It never points the group at the new version before the refresh: the refresh's desired
 //! configuration does that, so Auto Scaling's native rollback returns to the rollback point.
 
+use rollout_core::FromSdk;
 use rollout_core::fleet::{describe_group, group_version, set_group_version};
 use rollout_core::launch_template;
 use rollout_core::model::{TargetRun, VersionReference};

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::change_control::{
-    DEFAULT_APPROVAL_TIMEOUT_MINUTES, DEFAULT_WINDOW_HORIZON_DAYS, MAX_APPROVAL_TIMEOUT_MINUTES,
-    MaintenanceWindow, OnApprovalTimeout,
-};
 use crate::error::{StepError, StepResult};
+use crate::gate::{
+    DEFAULT_APPROVAL_TIMEOUT_MINUTES, MAX_APPROVAL_TIMEOUT_MINUTES, OnApprovalTimeout,
+};
+use crate::window::{DEFAULT_WINDOW_HORIZON_DAYS, MaintenanceWindow};
 
 /// Bake window after a successful refresh when nothing is configured.
 pub const DEFAULT_BAKE_SECONDS: i64 = 300;

@@ -9,28 +9,17 @@ use serde::{Deserialize, Serialize};
 use crate::error::{StepError, StepResult};
 use crate::settings::SettingsMap;
 
-/// Seconds since the Unix epoch.
-pub type Epoch = i64;
+pub use crate::time::{Epoch, iso_epoch};
 
-/// A time the state machine reads or writes as ISO 8601 in UTC (`$$.Execution.StartTime`, a Wait's
-/// `TimestampPath`), held as epoch seconds.
-pub mod iso_epoch {
-    use aws_smithy_types::date_time::{DateTime, Format};
-    use serde::Deserialize;
-
-    use super::Epoch;
-
-    pub fn serialize<S: serde::Serializer>(epoch: &Epoch, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::aws::iso_time(*epoch))
-    }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Epoch, D::Error> {
-        let text = String::deserialize(d)?;
-        DateTime::from_str(&text, Format::DateTime)
-            .map(|t| t.secs())
-            .map_err(|e| {
-                serde::de::Error::custom(format!("{text:?} is not an ISO 8601 UTC timestamp: {e}"))
-            })
+/// Refuses anything that is not shaped like an AMI id before it reaches AWS.
+pub fn validate_ami_id(id: &str) -> StepResult<()> {
+    let hex = id.strip_prefix("ami-").unwrap_or("");
+    if (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(StepError::invalid(format!(
+            "{id:?} is not an AMI id (ami- followed by 8 or 17 hex digits)"
+        )))
     }
 }
 
@@ -174,7 +163,7 @@ pub struct Target {
     pub ecs: Option<EcsCapacity>,
     /// The maintenance window the target's change waits for, as planned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<crate::change_control::PlannedWindow>,
+    pub window: Option<crate::window::PlannedWindow>,
 }
 
 impl Target {
@@ -289,7 +278,7 @@ pub struct Plan {
     pub parameter: Option<String>,
     /// The approval gates after waves, by wave index.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub approvals: std::collections::BTreeMap<usize, crate::change_control::ApprovalGate>,
+    pub approvals: std::collections::BTreeMap<usize, crate::gate::ApprovalGate>,
     /// What people should know about planned targets (a suspended process that changes how the
     /// refresh goes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -410,7 +399,7 @@ pub struct WaveRef {
     pub targets: usize,
     /// The pause after this wave until someone approves the next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approval: Option<crate::change_control::ApprovalGate>,
+    pub approval: Option<crate::gate::ApprovalGate>,
 }
 
 /// What the execution state carries of the plan: where it is and what it amounts to. The lists
@@ -591,7 +580,7 @@ impl TargetRun {
         if self.target.group.trim().is_empty() {
             return Err(StepError::invalid("target.group is empty"));
         }
-        crate::ami::validate_ami_id(&self.ami.id)?;
+        validate_ami_id(&self.ami.id)?;
         match (self.target.kind, &self.target.rollback_point) {
             (TargetKind::AutoScalingGroup, RollbackPoint::Template(point)) if point.version < 1 => {
                 Err(StepError::invalid(format!(
@@ -633,11 +622,7 @@ impl Failure {
 
     /// An approver rejected the next wave, or no one answered and the gate rolls back.
     pub fn is_approval_refused(&self) -> bool {
-        [
-            crate::change_control::REJECTED,
-            crate::change_control::APPROVAL_TIMED_OUT,
-        ]
-        .contains(&self.error.as_str())
+        [crate::error::REJECTED, crate::error::APPROVAL_TIMED_OUT].contains(&self.error.as_str())
     }
 
     /// `Error: message`, as the parent's Cause starts.
