@@ -23,7 +23,7 @@ fn config() -> Config {
 }
 
 async fn try_plan(aws: &LocalAws, input: Value) -> Result<Plan, StepError> {
-    resolve_ami::resolve(
+    rollout_planner::resolve(
         &aws.clients,
         &config(),
         "local-test",

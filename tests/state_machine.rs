@@ -50,7 +50,7 @@ fn every_error_the_asl_matches_is_one_our_functions_raise() {
             let known = error.starts_with("States.")
                 || error.starts_with("Lambda.")
                 || error == "Sandbox.Timedout"
-                || error == rollout_core::change_control::REJECTED
+                || error == rollout_core::error::REJECTED
                 || ours.contains(error.as_str());
             assert!(
                 known,

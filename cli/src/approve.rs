@@ -5,7 +5,7 @@
 //! execution touched is rolled back. The token alone decides nothing.
 
 use clap::Args;
-use rollout_core::change_control::REJECTED;
+use rollout_core::error::REJECTED;
 use rollout_core::store::{ApprovalDecision, ApprovalRequest, decision_key, execution_name};
 use serde_json::json;
 

@@ -34,14 +34,15 @@ pub struct DriftArgs {
 
 pub async fn run(context: &Context, out: &Output, args: DriftArgs) -> CliResult<u8> {
     // The schedule's own reading of the approved AMI.
-    let source = resolve_ami::drift::ApprovedAmi {
+    let source = rollout_planner::drift::ApprovedAmi {
         ami_id: args.ami_id,
         parameter_name: args.parameter_name,
     }
     .source()?;
     let (config, clients) = context.as_functions().await?;
     let report =
-        resolve_ami::drift::check(&clients, &config, &source, rollout_core::clock::now()).await?;
+        rollout_planner::drift::check(&clients, &config, &source, rollout_core::clock::now())
+            .await?;
     let format = if out.json() {
         DriftFormat::Json
     } else {

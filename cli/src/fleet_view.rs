@@ -16,7 +16,7 @@ const SESSION: &str = "ami-rollout-cli";
 
 pub struct Places {
     home: Clients,
-    entered: HashMap<String, (SharedCredentialsProvider, Instant)>,
+    entered: HashMap<String, (Option<SharedCredentialsProvider>, Instant)>,
 }
 
 /// A target as the fleet shows it now.
@@ -42,24 +42,19 @@ impl Places {
         account: Option<&str>,
         region: Option<&str>,
     ) -> StepResult<Clients> {
-        let credentials = match account {
-            Some(account) if Some(account) != self.home.home_account.as_deref() => {
-                let fresh = self
-                    .entered
-                    .get(account)
-                    .filter(|(_, at)| at.elapsed() < SESSION_REUSE)
-                    .map(|(c, _)| c.clone());
-                match fresh {
-                    Some(c) => Some(c),
-                    None => {
-                        let c = self.home.enter(account, SESSION).await?;
-                        self.entered
-                            .insert(account.to_string(), (c.clone(), Instant::now()));
-                        Some(c)
-                    }
-                }
+        let key = account.unwrap_or_default().to_string();
+        let fresh = self
+            .entered
+            .get(&key)
+            .filter(|(_, at)| at.elapsed() < SESSION_REUSE)
+            .map(|(c, _)| c.clone());
+        let credentials = match fresh {
+            Some(c) => c,
+            None => {
+                let c = self.home.credentials_for(account, SESSION).await?;
+                self.entered.insert(key, (c.clone(), Instant::now()));
+                c
             }
-            _ => None,
         };
         self.home.in_place(region, credentials)
     }

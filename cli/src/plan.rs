@@ -3,8 +3,8 @@
 //! the protection of rollback-point AMIs are what the execution would write, and are only said.
 
 use clap::Args;
-use rollout_core::change_control::WindowTimes;
 use rollout_core::model::{Plan, RollbackPoint, Target, TargetKind};
+use rollout_core::window::WindowTimes;
 use serde_json::json;
 
 use crate::context::{CliResult, Context};
@@ -23,7 +23,7 @@ pub struct PlanArgs {
 pub async fn run(context: &Context, out: &Output, args: PlanArgs) -> CliResult<u8> {
     let input = args.trigger.input()?;
     let (config, clients) = context.as_functions().await?;
-    let resolved = resolve_ami::resolve(
+    let resolved = rollout_planner::resolve(
         &clients,
         &config,
         SESSION,
@@ -158,9 +158,8 @@ pub fn render(plan: &Plan, writes: &[String]) -> String {
                 gate.asked_by.join(", "),
                 gate.timeout_seconds / 60,
                 match gate.on_timeout {
-                    rollout_core::change_control::OnApprovalTimeout::Stop =>
-                        "it stops for a redrive",
-                    rollout_core::change_control::OnApprovalTimeout::Rollback =>
+                    rollout_core::gate::OnApprovalTimeout::Stop => "it stops for a redrive",
+                    rollout_core::gate::OnApprovalTimeout::Rollback =>
                         "every touched target is rolled back",
                 }
             ));

@@ -162,7 +162,7 @@ pub async fn run(context: &Context, out: &Output, args: StartArgs) -> CliResult<
     let input = args.trigger.input()?;
     let (config, _) = context.as_functions().await?;
     // The checks the execution's first step makes: a start they refuse is never started.
-    resolve_ami::accept(&config, &input)?;
+    rollout_planner::accept(&config, &input)?;
     start(context, out, &input, args.launch).await
 }
 

@@ -6,7 +6,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
-use resolve_ami::undo::UndoCheck;
+use rollout_planner::undo::UndoCheck;
 use serde_json::json;
 
 use crate::context::{CliResult, Context, Failure};
@@ -36,7 +36,7 @@ pub struct UndoArgs {
 pub async fn run(context: &Context, out: &Output, args: UndoArgs) -> CliResult<u8> {
     let arn = context.execution_arn(&args.execution).await?;
     let (_, clients) = context.as_functions().await?;
-    let check = resolve_ami::undo::check(&clients, &arn, None, SESSION).await?;
+    let check = rollout_planner::undo::check(&clients, &arn, None, SESSION).await?;
     if out.json() {
         out.value(&json!({
             "type": "undoPlan",

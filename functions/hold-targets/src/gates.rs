@@ -11,14 +11,14 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use futures_util::{StreamExt, TryStreamExt, stream};
-use rollout_core::change_control::{
-    MaintenanceWindow, OnApprovalTimeout, REJECTED, WindowState, WindowTimes,
-};
+use rollout_core::error::REJECTED;
+use rollout_core::gate::OnApprovalTimeout;
 use rollout_core::model::{Epoch, PlanSummary, Target, TargetRun};
 use rollout_core::stop::{execution_key, stop_in};
 use rollout_core::store::{
     ApprovalDecision, ApprovalRequest, ResultWriterDetails, approval_key, decision_key,
 };
+use rollout_core::window::{MaintenanceWindow, WindowState, WindowTimes};
 use rollout_core::{StepError, StepResult};
 use serde::Serialize;
 
@@ -587,8 +587,8 @@ impl Briefing<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rollout_core::change_control::PlannedWindow;
     use rollout_core::settings::SettingsMap;
+    use rollout_core::window::PlannedWindow;
 
     use crate::tests::EXECUTION;
     use rollout_core::samples::target;

@@ -215,7 +215,7 @@ def create_plans_bucket(sfn_endpoint: str) -> None:
     s3.put_bucket_versioning(Bucket=PLANS_BUCKET, VersioningConfiguration={"Status": "Enabled"})
 
 
-# The settings document (functions/core/src/store.rs SETTINGS_KEY), which `ami-rollout settings put`
+# The settings document (crates/core/src/store.rs SETTINGS_KEY), which `ami-rollout settings put`
 # writes on AWS.
 SETTINGS_KEY = "settings/settings.json"
 SETTINGS = "ASG_CONFIGURATIONS"

@@ -93,7 +93,7 @@ def env_lines(moto_port: int, sfn_port: int | None) -> list[str]:
         f"LOCALAWS_MOTO={moto}",
         f"LOCALAWS_CONTROL={moto}/_localaws",
     ] + ([f"LOCALAWS_SFN=http://127.0.0.1:{sfn_port}"] if sfn_port else []) + (
-        # The functions' and the CLI's "now" (functions/core/src/clock.rs).
+        # The functions' and the CLI's "now" (crates/core/src/clock.rs).
         [f"{clock.VARIABLE}={os.environ[clock.VARIABLE]}", f"AMI_ROLLOUT_CLOCK={os.environ[clock.VARIABLE]}"]
         if clock.VARIABLE in os.environ else [])
 

@@ -1,5 +1,17 @@
-use super::*;
+use crate::groups::*;
+use crate::instances;
+use crate::reach::*;
+use crate::resolve::*;
+use crate::selection::*;
+use crate::waves::*;
+
+use rollout_core::StepError;
 use rollout_core::aws::mock::{Rules, mock};
+use rollout_core::config::Config;
+use rollout_core::fleet::GroupTemplate;
+use rollout_core::model::{Ami, MAX_TARGETS, Plan, Skipped, Target, TargetKind, VersionReference};
+use rollout_core::settings::SettingsMap;
+use rollout_core::trigger::Overrides;
 use serde_json::json;
 
 fn ami() -> Ami {

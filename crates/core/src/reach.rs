@@ -10,7 +10,6 @@ use crate::error::FromSdk;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-use crate::aws::Clients;
 use crate::error::{StepError, StepResult};
 
 /// The workload role's name when `WORKLOAD_ROLE_NAME` is not set (the role template's default).
@@ -95,13 +94,13 @@ impl WorkloadRole {
     /// answering stays retryable.
     pub async fn assume(
         &self,
-        clients: &Clients,
+        sts: &aws_sdk_sts::Client,
+        region: &str,
         account: &str,
         execution: &str,
     ) -> StepResult<SharedCredentialsProvider> {
-        let role = self.arn(account, &clients.region);
-        let mut call = clients
-            .sts
+        let role = self.arn(account, region);
+        let mut call = sts
             .assume_role()
             .role_arn(&role)
             .role_session_name(session_name(execution))

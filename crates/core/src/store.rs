@@ -104,7 +104,7 @@ pub struct ApprovalRequest {
     pub asked_at: crate::model::Epoch,
     #[serde(with = "crate::model::iso_epoch")]
     pub answer_by: crate::model::Epoch,
-    pub on_timeout: crate::change_control::OnApprovalTimeout,
+    pub on_timeout: crate::gate::OnApprovalTimeout,
     /// What the approvers were told.
     pub message: String,
     /// The execution's redrive count when it asked: a redrive asks again, with a new deadline.

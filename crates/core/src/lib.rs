@@ -3,7 +3,6 @@
 
 pub mod ami;
 pub mod aws;
-pub mod change_control;
 pub mod clock;
 pub mod config;
 pub mod ecs;

@@ -13,7 +13,10 @@ use rollout_core::trigger::{AmiSource, Overrides};
 use rollout_core::{Clients, StepError, StepResult};
 use serde::{Deserialize, Serialize};
 
-use crate::{Reach, Selection, regional_amis, select_groups};
+use crate::amis::regional_amis;
+use crate::groups::select_groups;
+use crate::reach::Reach;
+use crate::selection::Selection;
 
 /// One target not on its region's approved AMI.
 #[derive(Serialize, Debug, Clone, PartialEq)]

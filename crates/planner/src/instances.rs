@@ -13,7 +13,8 @@ use rollout_core::model::{
 use rollout_core::settings::SettingsMap;
 use rollout_core::{Clients, StepError, StepResult};
 
-use crate::{Decision, Place};
+use crate::decision::Decision;
+use crate::reach::Place;
 
 /// Instances named (ids or Name tags), the tag that selects running ones, and exclusions (ids,
 /// Name tags, or target names such as `111111111111/eu-west-1/i-0123…`).

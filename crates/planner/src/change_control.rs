@@ -1,4 +1,4 @@
-//! Change control: when a target may start changing (its maintenance window), and where an
+//! Planning change control: when a target may start changing (its maintenance window), and where an
 //! execution waits for a person between waves (an approval gate).
 //!
 //! A window opens at each time its cron expression names, in its time zone, and stays open
@@ -7,14 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{StepError, StepResult};
-use crate::model::{Epoch, Target};
-use crate::settings::SettingsMap;
-
-/// The window and gate types are the model's; planning them is here.
-pub use crate::error::{APPROVAL_TIMED_OUT, REJECTED};
-pub use rollout_model::gate::*;
-pub use rollout_model::window::*;
+use rollout_model::error::{StepError, StepResult};
+use rollout_model::gate::*;
+use rollout_model::model::{Epoch, Target};
+use rollout_model::settings::SettingsMap;
+use rollout_model::window::*;
 
 /// The gates after each wave but the last (there is no next wave to approve), keyed by wave
 /// index: a wave pauses when one of its targets asks (`approveAfterWave`). The shortest timeout
@@ -25,7 +22,7 @@ pub fn approval_gates(
 ) -> BTreeMap<usize, ApprovalGate> {
     let mut gates = BTreeMap::new();
     for (index, wave) in waves.iter().enumerate().take(waves.len().saturating_sub(1)) {
-        let asking: Vec<(&Target, crate::settings::RefreshSettings)> = wave
+        let asking: Vec<(&Target, rollout_model::settings::RefreshSettings)> = wave
             .iter()
             .map(|t| (t, settings.for_group(&t.group)))
             .filter(|(_, s)| s.approve_after_wave == Some(true))
@@ -72,7 +69,7 @@ pub fn longest_run(
     (concurrency, instance_concurrency): (u32, u32),
     copy_seconds: i64,
 ) -> i64 {
-    use crate::model::TargetKind;
+    use rollout_model::model::TargetKind;
     let work = |target: &Target| {
         let own = settings.for_group(&target.group);
         let change = match target.kind {
@@ -175,7 +172,7 @@ pub fn plan_windows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::samples::target;
+    use rollout_core::samples::target;
 
     /// 2026-12-05T10:00:00Z, a Saturday.
     const SATURDAY_10H: Epoch = 1_796_464_800;
@@ -290,9 +287,7 @@ mod tests {
 
     /// Seconds since the epoch of a UTC time written `YYYY-MM-DDTHH:MM:SSZ`.
     fn utc(text: &str) -> Epoch {
-        chrono::DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .timestamp()
+        rollout_model::time::parse_iso_time(text).unwrap()
     }
 
     #[test]

@@ -114,7 +114,9 @@ impl Clients {
         account: &str,
         execution: &str,
     ) -> StepResult<SharedCredentialsProvider> {
-        self.workload.assume(self, account, execution).await
+        self.workload
+            .assume(&self.sts, &self.region, account, execution)
+            .await
     }
 
     /// Fleet clients acting in `region` with `credentials` (from `enter`; `None`: the functions'
@@ -160,13 +162,23 @@ impl Clients {
         region: Option<&str>,
         execution: &str,
     ) -> StepResult<Self> {
-        let credentials = match account {
-            Some(account) if account != self.home_account().await? => {
-                Some(self.enter(account, execution).await?)
-            }
-            _ => None,
-        };
+        let credentials = self.credentials_for(account, execution).await?;
         self.in_place(region, credentials)
+    }
+
+    /// Credentials for `account` (an account ARN's id), entered for `execution`; `None` for the
+    /// home account or none named, where the functions act with their own.
+    pub async fn credentials_for(
+        &self,
+        account: Option<&str>,
+        execution: &str,
+    ) -> StepResult<Option<SharedCredentialsProvider>> {
+        match account {
+            Some(account) if account != self.home_account().await? => {
+                Ok(Some(self.enter(account, execution).await?))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Fleet clients where the run's target lives.
