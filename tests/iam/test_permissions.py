@@ -3,9 +3,10 @@ template, so a deploy never fails on AccessDenied.
 
 The operations are derived from the code: each `clients.<service>.<operation>()` call (or
 `<name>.<operation>()` on a client bound to a local name, as in `let ec2 = &clients.fleet.ec2;`) is
-found in the function body that makes it (functions/core included), and a function crate is
-charged with the calls of every core function it uses, transitively; the methods of core's clients
-and storage types (`aws`, `store`, `stop`) count when called by name as methods. The SDK client field names map to IAM
+found in the function body that makes it (the libraries crates/core and crates/planner
+included), and a function crate is charged with the calls of every library function it uses,
+transitively; the methods of core's clients and storage types (`aws`, `store`, `stop`, `reach`)
+and of the planner's types count when called by name as methods. The SDK client field names map to IAM
 service prefixes (`sfn` is `states`). The state machine's role is checked against what the ASL's
 Distributed Maps need (start, describe, stop and redrive their children; read the items, write
 the results) and the functions its tasks call. Run with infra/check's venv
@@ -100,25 +101,55 @@ def calls_of(body: str) -> set[str]:
             if not op.startswith(("as_", "clone", "config"))}
 
 
+# The libraries a function crate's calls may live in (crate name in code -> source folder): the
+# adapters and the planner (resolve-ami is the planner's handler).
+LIBRARIES = {"rollout_core": "crates/core/src", "rollout_planner": "crates/planner/src"}
+
+
 @functools.cache
-def core_functions() -> dict[tuple[str, str], str]:
-    """(module, function) -> body, for every function in rollout-core."""
+def library_functions() -> dict[tuple[str, str, str], str]:
+    """(library, module, function) -> body, for every function of the libraries."""
     bodies = {}
-    for path in sorted((ROOT / "functions/core/src").glob("*.rs")):
-        for name, body in functions_in(path.read_text()).items():
-            bodies[(path.stem, name)] = body
+    for library, folder in LIBRARIES.items():
+        for path in sorted((ROOT / folder).glob("*.rs")):
+            for name, body in functions_in(path.read_text()).items():
+                bodies[(library, path.stem, name)] = body
     return bodies
 
 
-def uses(text: str, module: str, name: str) -> bool:
-    """Whether `text` calls core's `module::name`: by path, or imported by name, or (inside
-    core) bare, or as a method of one of the storage types."""
-    if re.search(rf"\b{module}::{name}\s*\(", text):
+def uses(text: str, home: str | None, library: str, module: str, name: str) -> bool:
+    """Whether `text` (code of the library `home`, or of a function crate) calls the library's
+    `module::name`: by its whole path; through the module imported (`use lib::module;`,
+    `use lib::{module, ..}`, `crate::` inside the library); by name imported; or as a method of
+    one of core's storage types."""
+    prefix = rf"(?:{library}|crate)" if home == library else library
+    if re.search(rf"\b{prefix}::{module}::{name}\s*\(", text):
         return True
-    if module in METHOD_MODULES and re.search(rf"\.\s*{name}\s*\(", text):
+    module_imported = re.search(rf"use\s+{prefix}::({module}\s*;|{module}::\{{\s*self\b|\{{[^}}]*\b{module}\b)", text)
+    if module_imported and re.search(rf"(?<![\w:]){module}::{name}\s*\(", text):
         return True
-    imported = re.search(rf"use\s+(rollout_core|crate)::{module}::(\{{[^}}]*\b{name}\b[^}}]*\}}|{name}\s*;)", text)
-    return bool(imported) and re.search(rf"(?<![.:\w]){name}\s*\(", text) is not None
+    if library == "rollout_core" and module in METHOD_MODULES and re.search(rf"\.\s*{name}\s*\(", text):
+        return True
+    # A method of the planner's types, the module or a type of it imported (`selection.instances
+    # .find(`, `reach.enter(`).
+    if library == "rollout_planner" and re.search(rf"\.\s*{name}\s*\(", text) and (
+            module_imported or re.search(rf"use\s+{prefix}::{module}::(\{{[^}}]*\b[A-Z]|[A-Z])", text)):
+        return True
+    imported = re.search(rf"use\s+{prefix}::{module}::(\{{[^}}]*\b{name}\b[^}}]*\}}|{name}\s*;)", text)
+    if imported and re.search(rf"(?<![.:\w]){name}\s*\(", text):
+        return True
+    # An associated function of a type the module defines (`Reach::of(`), the type imported.
+    return any(re.search(rf"use\s+{prefix}::{module}::(\{{[^}}]*\b{kind}\b|{kind}\s*;)", text)
+               for kind in re.findall(rf"\b([A-Z]\w*)::{name}\s*\(", text))
+
+
+def reexported(library: str, name: str) -> str | None:
+    """The module a library's root re-exports `name` from (`pub use module::{name}`)."""
+    root = (ROOT / LIBRARIES[library] / "lib.rs").read_text()
+    for module, items in re.findall(r"pub\s+use\s+([a-z_]+)::(\{[^}]*\}|[A-Za-z_]+)\s*;", root):
+        if re.search(rf"\b{name}\b", items):
+            return module
+    return None
 
 
 @functools.cache
@@ -126,22 +157,36 @@ def operations(crate: str) -> frozenset[str]:
     src = ROOT / f"functions/{crate}/src"
     if not src.is_dir():
         raise AssertionError(f"functions/{crate}/src does not exist: no code to check {CRATES[crate]} against")
-    core = core_functions()
     # Every module of the crate but its tests (a module's own tests follow its `#[cfg(test)]`).
     own = "".join(path.read_text().split("#[cfg(test)]")[0]
                   for path in sorted(src.glob("*.rs")) if path.name != "tests.rs")
+    return calls_reached(own)
+
+
+def calls_reached(own: str) -> frozenset[str]:
+    """The calls of `own` (a function crate's or the CLI's code) and of every library function it
+    reaches, transitively."""
+    functions = library_functions()
     found = calls_of(own)
-    pending, seen = [(None, own)], set()
+    pending, seen = [(None, None, own)], set()
     while pending:
-        home, text = pending.pop()
-        for (module, name), body in core.items():
-            bare = home == module and re.search(rf"(?<![.:\w]){name}\s*\(", text)
-            if (module, name) not in seen and (bare or uses(text, module, name)):
-                seen.add((module, name))
+        home_library, home, text = pending.pop()
+        for (library, module, name), body in functions.items():
+            key = (library, module, name)
+            if key in seen:
+                continue
+            bare = home_library == library and home == module \
+                and re.search(rf"(?<![.:\w]){name}\s*\(", text)
+            # A name the library's root re-exports, called by that name.
+            rooted = reexported(library, name) == module and re.search(
+                rf"(?:{library}::{name}\s*\(|use\s+{library}::\{{[^}}]*\b{name}\b)", text) \
+                and re.search(rf"(?<![.\w]){name}\s*\(", text)
+            if bare or rooted or uses(text, home_library, library, module, name):
+                seen.add(key)
                 found |= calls_of(body)
-                source = (ROOT / f"functions/core/src/{module}.rs").read_text()
-                pending.append((module, body + "\n" + "\n".join(
-                    line for line in source.splitlines() if line.startswith("use "))))
+                source = (ROOT / LIBRARIES[library] / f"{module}.rs").read_text()
+                pending.append((library, module, body + "\n" + "\n".join(
+                    re.findall(r"^use [^;]*;", source, re.M))))
     return frozenset(found)
 
 

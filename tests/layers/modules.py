@@ -8,7 +8,8 @@ declares. A name the crate root re-exports (`pub use x::Name`) counts as a use o
 
 Why not cargo-modules: it builds rust-analyzer's crates (measured: longer than the whole
 workspace's cold build on 2 cores) on every clean CI machine; this reads the same `use` paths in
-a second. Run by `make lint`; `python3 tests/layers/modules.py --graph` prints the edges.
+a second. It also holds the planner to functions of at most 80 lines. Run by `make lint`;
+`python3 tests/layers/modules.py --graph` prints the edges.
 """
 
 import re
@@ -205,6 +206,38 @@ def roots(folder: Path) -> list[Path]:
     return found
 
 
+# The planner reads as steps: no function longer than this (issue 33).
+LONGEST_FUNCTION = {"rollout-planner": 80}
+FN = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?fn\s+([a-z_][a-z0-9_]*)", re.M)
+
+
+def long_functions(folder: Path, limit: int) -> list[str]:
+    """Functions (outside tests) longer than `limit` lines, from `fn` to the closing brace."""
+    found = []
+    for path in sorted((folder / "src").rglob("*.rs")):
+        if path.name == "tests.rs":
+            continue
+        text = path.read_text()
+        marker = re.search(r"#\[cfg\(test\)\]\s*mod\s+[a-z_]+\s*\{", text)
+        text = text[:marker.start()] if marker else text
+        for match in FN.finditer(text):
+            start = text.find("{", match.end())
+            if start < 0 or ";" in text[match.end():start]:
+                continue
+            depth, i = 0, start
+            while i < len(text):
+                depth += {"{": 1, "}": -1}.get(text[i], 0)
+                if depth == 0:
+                    break
+                i += 1
+            lines = text.count("\n", match.start(), i) + 1
+            if lines > limit:
+                line = text.count("\n", 0, match.start()) + 1
+                found.append(f"{path.relative_to(ROOT)}:{line}: fn {match.group(1)} is {lines} lines, "
+                             f"more than {limit}")
+    return found
+
+
 def problems(show_graph: bool = False) -> list[str]:
     found = []
     packages = crates()
@@ -216,6 +249,8 @@ def problems(show_graph: bool = False) -> list[str]:
             deps |= set(manifest.get("dev-dependencies", {}))
             for dep in sorted(deps & handlers):
                 found.append(f"{name} depends on {dep}, a function crate (functions/ holds only handlers)")
+        if name in LONGEST_FUNCTION:
+            found += long_functions(folder, LONGEST_FUNCTION[name])
         for root in roots(folder):
             graph = edges(root)
             if show_graph:

@@ -12,6 +12,26 @@ use rollout_core::model::{Ami, AmiCopy, Epoch};
 use rollout_core::trigger::AmiSource;
 use rollout_core::{Clients, StepError, StepResult};
 
+/// The AMI `source` names, read in the home region and checked usable (owner, state,
+/// deprecation), with its image.
+pub(crate) async fn approved_ami(
+    clients: &Clients,
+    config: &Config,
+    source: &AmiSource,
+    now: Epoch,
+) -> StepResult<(Ami, Image)> {
+    let ami_id = ami::resolve_source(clients, source).await?;
+    let image = describe_images(clients, std::slice::from_ref(&ami_id))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StepError::AmiNotUsable {
+            ami: ami_id.clone(),
+            reason: "it does not exist in this account and region".into(),
+        })?;
+    Ok((usable_ami(&image, &config.allowed_ami_owners, now)?, image))
+}
+
 /// The AMI of every region of the reach (`None` key: the home region, the trigger's own AMI), or
 /// `None` where no usable AMI was found. Looked for, in order: the Image Builder output for that
 /// region, the SSM parameter of the same name there, an AMI of the same name and owner there.

@@ -5,7 +5,7 @@
 use rollout_core::FromSdk;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use rollout_core::ami::{self, describe_images, usable_ami};
+use rollout_core::ami::{self, describe_images};
 use rollout_core::config::Config;
 use rollout_core::fleet;
 use rollout_core::model::{Epoch, TargetKind, place_name};
@@ -13,9 +13,9 @@ use rollout_core::trigger::{AmiSource, Overrides};
 use rollout_core::{Clients, StepError, StepResult};
 use serde::{Deserialize, Serialize};
 
-use crate::amis::regional_amis;
+use crate::amis::{approved_ami, regional_amis};
 use crate::groups::select_groups;
-use crate::reach::Reach;
+use crate::reach::{Place, Reach};
 use crate::selection::Selection;
 
 /// One target not on its region's approved AMI.
@@ -68,16 +68,7 @@ pub async fn check(
 ) -> StepResult<DriftReport> {
     let overrides = Overrides::default();
     let reach = Reach::of(clients, config, &overrides).await?;
-    let ami_id = ami::resolve_source(clients, source).await?;
-    let image = describe_images(clients, std::slice::from_ref(&ami_id))
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| StepError::AmiNotUsable {
-            ami: ami_id.clone(),
-            reason: "it does not exist in this account and region".into(),
-        })?;
-    let home_ami = usable_ami(&image, &config.allowed_ami_owners, now)?;
+    let (home_ami, _) = approved_ami(clients, config, source, now).await?;
     let regional = regional_amis(clients, config, &reach, source, &home_ami, now).await?;
     let selection = Selection::of(config, &overrides)?;
     let places = reach.enter(clients, SESSION).await?;
@@ -101,62 +92,8 @@ pub async fn check(
     };
     for place in &places {
         let approved = regional.get(&place.region).cloned().flatten().map(|a| a.id);
-        let groups = select_groups(&place.clients, &selection).await?;
-        let (groups, _) = selection.exclude(place, groups);
-        let found = selection.instances.find(&place.clients).await?;
-        let (instances, _) = selection.instances.exclude(place, found);
-        // What each target runs: a group's instances' AMIs, an instance's own.
-        let mut running: Vec<(TargetKind, String, BTreeSet<String>)> = Vec::new();
-        for (name, group) in &groups {
-            let ids: Vec<String> = group
-                .instances()
-                .iter()
-                .filter_map(|i| i.instance_id().map(str::to_string))
-                .collect();
-            let amis = fleet::instance_images(&place.clients, &ids).await?;
-            running.push((
-                TargetKind::AutoScalingGroup,
-                name.clone(),
-                amis.into_values().collect(),
-            ));
-        }
-        for (facts, _) in &instances {
-            // Members of groups and fleets are drift of their group, not their own.
-            if facts.owner().is_none() {
-                running.push((
-                    TargetKind::Instance,
-                    facts.id.clone(),
-                    BTreeSet::from([facts.image_id.clone()]),
-                ));
-            }
-        }
-        let off: Vec<(TargetKind, String, Vec<String>)> = running
-            .iter()
-            .map(|(kind, name, amis)| {
-                let other = amis
-                    .iter()
-                    .filter(|a| Some(*a) != approved.as_ref())
-                    .cloned()
-                    .collect();
-                (*kind, name.clone(), other)
-            })
-            .filter(|(_, _, other): &(_, _, Vec<String>)| !other.is_empty())
-            .collect();
-        let wanted: Vec<String> = off
-            .iter()
-            .flat_map(|(_, _, a)| a.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let created: HashMap<String, String> = if wanted.is_empty() {
-            HashMap::new()
-        } else {
-            describe_images(&place.clients, &wanted)
-                .await?
-                .into_iter()
-                .filter_map(|i| Some((i.image_id?.clone(), i.creation_date?.clone())))
-                .collect()
-        };
+        let running = running_at(place, &selection).await?;
+        let drifted = drifted_at(place, approved.as_deref(), &running, now).await?;
         report.checked += running.len();
         report.places.push(PlaceCount {
             account: place
@@ -168,27 +105,103 @@ pub async fn check(
                 .clone()
                 .unwrap_or_else(|| clients.region.clone()),
             checked: running.len(),
-            drifted: off.len(),
+            drifted: drifted.len(),
         });
-        for (kind, name, amis) in off {
+        report.drifted.extend(drifted);
+    }
+    Ok(report)
+}
+
+/// A target and the AMIs it runs.
+type Running = (TargetKind, String, BTreeSet<String>);
+
+/// What each selected target of `place` runs: a group's instances' AMIs, an instance's own.
+async fn running_at(place: &Place, selection: &Selection) -> StepResult<Vec<Running>> {
+    let groups = select_groups(&place.clients, selection).await?;
+    let (groups, _) = selection.exclude(place, groups);
+    let found = selection.instances.find(&place.clients).await?;
+    let (instances, _) = selection.instances.exclude(place, found);
+    let mut running = Vec::new();
+    for (name, group) in &groups {
+        let ids: Vec<String> = group
+            .instances()
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect();
+        let amis = fleet::instance_images(&place.clients, &ids).await?;
+        running.push((
+            TargetKind::AutoScalingGroup,
+            name.clone(),
+            amis.into_values().collect(),
+        ));
+    }
+    for (facts, _) in &instances {
+        // Members of groups and fleets are drift of their group, not their own.
+        if facts.owner().is_none() {
+            running.push((
+                TargetKind::Instance,
+                facts.id.clone(),
+                BTreeSet::from([facts.image_id.clone()]),
+            ));
+        }
+    }
+    Ok(running)
+}
+
+/// The targets of `place` running an AMI other than `approved`, with the oldest one's age.
+async fn drifted_at(
+    place: &Place,
+    approved: Option<&str>,
+    running: &[Running],
+    now: Epoch,
+) -> StepResult<Vec<Drifted>> {
+    let off: Vec<(TargetKind, &str, Vec<String>)> = running
+        .iter()
+        .map(|(kind, name, amis)| {
+            let other = amis
+                .iter()
+                .filter(|a| Some(a.as_str()) != approved)
+                .cloned()
+                .collect();
+            (*kind, name.as_str(), other)
+        })
+        .filter(|(_, _, other): &(_, _, Vec<String>)| !other.is_empty())
+        .collect();
+    let wanted: Vec<String> = off
+        .iter()
+        .flat_map(|(_, _, a)| a.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let created: HashMap<String, String> = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        describe_images(&place.clients, &wanted)
+            .await?
+            .into_iter()
+            .filter_map(|i| Some((i.image_id?.clone(), i.creation_date?.clone())))
+            .collect()
+    };
+    Ok(off
+        .into_iter()
+        .map(|(kind, name, amis)| {
             let oldest = amis.iter().filter_map(|a| created.get(a)).min().cloned();
             let age_days = oldest
                 .as_deref()
                 .and_then(ami::parse_time)
                 .map(|t| (now - t) / 86_400);
-            report.drifted.push(Drifted {
-                target: place_name(place.account.as_deref(), place.region.as_deref(), &name),
+            Drifted {
+                target: place_name(place.account.as_deref(), place.region.as_deref(), name),
                 kind,
                 account: place.account.clone(),
                 region: place.region.clone(),
-                approved: approved.clone(),
+                approved: approved.map(str::to_string),
                 amis,
                 oldest_created: oldest,
                 age_days,
-            });
-        }
-    }
-    Ok(report)
+            }
+        })
+        .collect())
 }
 
 /// The schedule's input: `{"driftCheck": {"parameterName": "/ami/linux/prod"}}` (or `amiId`).

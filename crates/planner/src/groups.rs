@@ -56,6 +56,8 @@ impl GroupFacts {
     }
 }
 
+/// Whether a group rolls out, is skipped, or refuses the plan: its opt-in and processes, then
+/// the rollback point it would go back to, then the AMI it runs.
 pub(crate) fn decide(ami: &Ami, g: &GroupFacts, settings: &RefreshSettings) -> Decision {
     let ami = g.ami.as_ref().unwrap_or(ami);
     if let Some(reason) =
@@ -69,69 +71,18 @@ pub(crate) fn decide(ami: &Ami, g: &GroupFacts, settings: &RefreshSettings) -> D
             OnSuspendedProcesses::Skip => Decision::Skip(reason),
         };
     }
-    let template = match &g.template {
-        Some(Ok(t)) => t,
-        Some(Err(reason)) => return Decision::Refuse(reason.clone()),
-        None => return Decision::Refuse("its launch template could not be read".into()),
+    let (template, point) = match rollback_point(g, settings) {
+        Ok(found) => found,
+        Err(refusal) => return Decision::Refuse(refusal),
     };
-    if settings.replaces_roots() && (!template.mixed_instances || template.overrides == 0) {
-        return Decision::Refuse(format!(
-            "its refreshStrategy is {REPLACE_ROOT_VOLUME}, which AWS allows only for a group with a \
-             mixed instances policy whose instance type overrides each name the AMI; give it one, \
-             or use Rolling"
-        ));
-    }
-    let Some(template_id) = g.template_id.clone() else {
-        return Decision::Refuse(format!(
-            "its launch template {} does not exist",
-            template
-                .name
-                .as_deref()
-                .or(template.id.as_deref())
-                .unwrap_or("?")
-        ));
-    };
-    let Some((version, image_id)) = g.current.clone() else {
-        return Decision::Refuse(format!(
-            "version {} of launch template {template_id} does not exist",
-            template.version
-        ));
-    };
-    if image_id.starts_with("resolve:ssm:") {
-        return Decision::Refuse(format!(
-            "launch template {template_id} version {version} takes its ImageId from {image_id}; native rollback does not support SSM parameters"
-        ));
-    }
     if let Some(execution) = &g.rollout_in_progress {
         return Decision::Skip(format!(
             "execution {execution} is already rolling out {} to it",
             ami.id
         ));
     }
-    if image_id == ami.id {
-        if g.instance_images
-            .as_ref()
-            .is_some_and(|imgs| imgs.iter().all(|i| *i == ami.id))
-        {
-            return Decision::Skip(format!("already on {}", ami.id));
-        }
-    } else {
-        match &g.current_architecture {
-            None => {
-                return Decision::Refuse(format!(
-                    "its current AMI {image_id} no longer exists, so a rollback could not launch it"
-                ));
-            }
-            Some(arch) if *arch != ami.architecture => {
-                return Decision::WrongArchitecture(format!(
-                    "{} is {}, but group {} runs {arch} ({image_id})",
-                    ami.id,
-                    ami.architecture,
-                    g.target_name()
-                ));
-            }
-            Some(_) => {}
-        }
+    if let Some(decision) = against_current_ami(ami, g, &point.image_id) {
+        return decision;
     }
     Decision::Roll(Box::new(Target {
         kind: TargetKind::AutoScalingGroup,
@@ -140,17 +91,81 @@ pub(crate) fn decide(ami: &Ami, g: &GroupFacts, settings: &RefreshSettings) -> D
         group: g.name.clone(),
         instance_name: None,
         ami: ami.clone(),
-        rollback_point: RollbackPoint::Template(TemplatePoint {
-            launch_template_id: template_id,
-            version,
-            image_id,
-            reference: VersionReference::parse(&template.version),
-            default_version: g.default_version,
-        }),
+        rollback_point: RollbackPoint::Template(point),
         mixed_instances: template.mixed_instances,
         ecs: g.ecs.clone(),
         window: None,
     }))
+}
+
+/// The group's template and the version a rollback would restore, or why there is none that
+/// native rollback could go back to.
+fn rollback_point<'a>(
+    g: &'a GroupFacts,
+    settings: &RefreshSettings,
+) -> Result<(&'a GroupTemplate, TemplatePoint), String> {
+    let template = match &g.template {
+        Some(Ok(t)) => t,
+        Some(Err(reason)) => return Err(reason.clone()),
+        None => return Err("its launch template could not be read".into()),
+    };
+    if settings.replaces_roots() && (!template.mixed_instances || template.overrides == 0) {
+        return Err(format!(
+            "its refreshStrategy is {REPLACE_ROOT_VOLUME}, which AWS allows only for a group with a \
+             mixed instances policy whose instance type overrides each name the AMI; give it one, \
+             or use Rolling"
+        ));
+    }
+    let Some(template_id) = g.template_id.clone() else {
+        let named = template.name.as_deref().or(template.id.as_deref());
+        return Err(format!(
+            "its launch template {} does not exist",
+            named.unwrap_or("?")
+        ));
+    };
+    let Some((version, image_id)) = g.current.clone() else {
+        return Err(format!(
+            "version {} of launch template {template_id} does not exist",
+            template.version
+        ));
+    };
+    if image_id.starts_with("resolve:ssm:") {
+        return Err(format!(
+            "launch template {template_id} version {version} takes its ImageId from {image_id}; native rollback does not support SSM parameters"
+        ));
+    }
+    let point = TemplatePoint {
+        launch_template_id: template_id,
+        version,
+        image_id,
+        reference: VersionReference::parse(&template.version),
+        default_version: g.default_version,
+    };
+    Ok((template, point))
+}
+
+/// A group already on `ami` everywhere is skipped; one whose current AMI is gone, or of another
+/// architecture, refuses the plan.
+fn against_current_ami(ami: &Ami, g: &GroupFacts, image_id: &str) -> Option<Decision> {
+    if image_id == ami.id {
+        let all_on = g
+            .instance_images
+            .as_ref()
+            .is_some_and(|imgs| imgs.iter().all(|i| *i == ami.id));
+        return all_on.then(|| Decision::Skip(format!("already on {}", ami.id)));
+    }
+    match &g.current_architecture {
+        None => Some(Decision::Refuse(format!(
+            "its current AMI {image_id} no longer exists, so a rollback could not launch it"
+        ))),
+        Some(arch) if *arch != ami.architecture => Some(Decision::WrongArchitecture(format!(
+            "{} is {}, but group {} runs {arch} ({image_id})",
+            ami.id,
+            ami.architecture,
+            g.target_name()
+        ))),
+        Some(_) => None,
+    }
 }
 
 /// The selected groups of one account and region, by name.
@@ -211,7 +226,20 @@ pub(crate) async fn gather_facts(
         describe_template_heads(clients),
         ecs_capacity(clients, groups)
     )?;
-    let mut facts: Vec<GroupFacts> = groups
+    let mut facts = described(groups, &templates, &ecs, settings);
+    read_current_versions(clients, &mut facts, groups, &templates, ami).await?;
+    read_architectures(clients, &mut facts).await?;
+    Ok(facts)
+}
+
+/// What the groups' descriptions and the template heads tell of each group.
+fn described(
+    groups: &[AutoScalingGroup],
+    templates: &HashMap<String, TemplateHead>,
+    ecs: &HashMap<String, EcsCapacity>,
+    settings: &SettingsMap,
+) -> Vec<GroupFacts> {
+    groups
         .iter()
         .map(|g| {
             let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
@@ -251,9 +279,18 @@ pub(crate) async fn gather_facts(
                 ..Default::default()
             }
         })
-        .collect();
+        .collect()
+}
 
-    // The version each group runs, and its ImageId: from the heads, or one call per odd version.
+/// The version each group runs, and its ImageId: from the heads, or one call per odd version;
+/// a duplicate trigger's refresh running; the instances' AMIs of a group already on `ami`.
+async fn read_current_versions(
+    clients: &Clients,
+    facts: &mut [GroupFacts],
+    groups: &[AutoScalingGroup],
+    templates: &HashMap<String, TemplateHead>,
+    ami: &Ami,
+) -> StepResult<()> {
     for (f, g) in facts.iter_mut().zip(groups) {
         let (Some(Ok(t)), Some(id)) = (&f.template, &f.template_id) else {
             continue;
@@ -288,8 +325,11 @@ pub(crate) async fn gather_facts(
             );
         }
     }
+    Ok(())
+}
 
-    // Architectures of the AMIs the groups run now (one call for all of them).
+/// Architectures of the AMIs the groups run now (one call for all of them).
+async fn read_architectures(clients: &Clients, facts: &mut [GroupFacts]) -> StepResult<()> {
     let current: Vec<String> = facts
         .iter()
         .filter_map(|f| f.current.as_ref().map(|(_, i)| i.clone()))
@@ -311,13 +351,13 @@ pub(crate) async fn gather_facts(
             ))
         })
         .collect();
-    for f in &mut facts {
+    for f in facts.iter_mut() {
         f.current_architecture = f
             .current
             .as_ref()
             .and_then(|(_, image)| arch.get(image).cloned());
     }
-    Ok(facts)
+    Ok(())
 }
 
 /// A launch template's latest and default versions, with their ImageIds.

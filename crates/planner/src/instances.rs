@@ -16,6 +16,9 @@ use rollout_core::{Clients, StepError, StepResult};
 use crate::decision::Decision;
 use crate::reach::Place;
 
+/// A standalone instance found, with its ECS membership when it is container capacity.
+pub type Found = (InstanceFacts, Option<Member>);
+
 /// Instances named (ids or Name tags), the tag that selects running ones, and exclusions (ids,
 /// Name tags, or target names such as `111111111111/eu-west-1/i-0123…`).
 pub(crate) struct Selection {
@@ -27,10 +30,7 @@ pub(crate) struct Selection {
 impl Selection {
     /// The selected instances of one account and region, each with the ECS container instance it
     /// is, if any.
-    pub async fn find(
-        &self,
-        clients: &Clients,
-    ) -> StepResult<Vec<(InstanceFacts, Option<Member>)>> {
+    pub async fn find(&self, clients: &Clients) -> StepResult<Vec<Found>> {
         if self.names.is_empty() && self.tag.is_none() {
             return Ok(Vec::new());
         }
@@ -50,10 +50,7 @@ impl Selection {
     }
 
     /// Refuses names that no account or region of the reach has an instance for.
-    pub fn check_found<'a>(
-        &self,
-        found: impl Iterator<Item = &'a (InstanceFacts, Option<Member>)>,
-    ) -> StepResult<()> {
+    pub fn check_found<'a>(&self, found: impl Iterator<Item = &'a Found>) -> StepResult<()> {
         let mut known: HashSet<&str> = HashSet::new();
         for (i, _) in found {
             known.insert(i.id.as_str());
@@ -75,11 +72,7 @@ impl Selection {
     }
 
     /// Leaves out the excluded instances of one place, saying so.
-    pub fn exclude(
-        &self,
-        place: &Place,
-        instances: Vec<(InstanceFacts, Option<Member>)>,
-    ) -> (Vec<(InstanceFacts, Option<Member>)>, Vec<Skipped>) {
+    pub fn exclude(&self, place: &Place, instances: Vec<Found>) -> (Vec<Found>, Vec<Skipped>) {
         let mut skipped = Vec::new();
         let kept = instances
             .into_iter()

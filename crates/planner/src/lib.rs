@@ -31,7 +31,7 @@ pub use accept::{Accepted, accept};
 pub use groups::GroupFacts;
 pub use reach::{Place, Reach};
 pub use resolve::{Resolved, resolve};
-pub use waves::{plan, plan_with_instances};
+pub use waves::{Decided, decide_groups, decide_targets};
 
 #[cfg(test)]
 mod tests;

@@ -3,24 +3,27 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use aws_sdk_autoscaling::types::AutoScalingGroup;
+use aws_sdk_ec2::types::Image;
+
 use crate::accept::{Accepted, accept};
 use crate::amis::{
-    account_ami, ensure_key_usable, ensure_launchable_there, plan_copies, refuse_missing_amis,
-    regional_amis,
+    account_ami, approved_ami, ensure_key_usable, ensure_launchable_there, plan_copies,
+    refuse_missing_amis, regional_amis,
 };
 use crate::change_control;
+use crate::groups::GroupFacts;
 use crate::groups::{gather_facts, select_groups};
 use crate::instances::{self, PlacedInstance};
 use crate::reach::{Place, Reach};
 use crate::selection::Selection;
 use crate::sources::{self, NothingToDo};
-use crate::waves::plan_with_instances;
-use aws_sdk_autoscaling::types::AutoScalingGroup;
-use rollout_core::ami::{self, describe_images, usable_ami};
+use crate::waves::{Decided, decide_targets};
+use rollout_core::ami::describe_images;
 use rollout_core::config::Config;
 use rollout_core::keys;
-use rollout_core::model::{Epoch, Plan};
-use rollout_core::trigger::AmiSource;
+use rollout_core::model::{Ami, AmiCopy, Epoch, Plan, Skipped};
+use rollout_core::trigger::{AmiSource, Trigger};
 use rollout_core::{Clients, StepError, StepResult};
 use serde_json::Value;
 
@@ -57,59 +60,138 @@ pub async fn resolve(
     input: &Value,
     now: Epoch,
 ) -> StepResult<Resolved> {
-    let Accepted {
-        mut trigger,
-        settings,
-        max_concurrency,
-        instance_concurrency,
-    } = accept(config, input)?;
-    let reach = Reach::of(clients, config, &trigger.overrides).await?;
+    let mut accepted = accept(config, input)?;
+    let reach = Reach::of(clients, config, &accepted.trigger.overrides).await?;
+    let source = match read_source(
+        clients,
+        config,
+        execution,
+        &reach,
+        &mut accepted.trigger,
+        now,
+    )
+    .await?
+    {
+        Ok(source) => source,
+        Err(reason) => {
+            return Ok(Resolved::nothing_to_do(
+                &accepted.trigger.description,
+                reason,
+            ));
+        }
+    };
+    let places = reach.enter(clients, execution).await?;
+    let trigger = &accepted.trigger;
+    let regional =
+        regional_amis(clients, config, &reach, &trigger.source, &source.ami, now).await?;
+    let selection = Selection::of(config, &trigger.overrides)?;
+    let (found, left_out) = find_targets(&places, &selection).await?;
+    let copies = copies_needed(clients, config, &reach, trigger, &source, &regional, &found)?;
+    let gathered = gather(
+        clients,
+        config,
+        &mut accepted,
+        &source,
+        (&regional, &copies),
+        found,
+        now,
+    )
+    .await?;
+    if gathered.groups.is_empty() && gathered.instances.is_empty() {
+        return Err(StepError::TargetNotFound(selection.nothing_found()));
+    }
+    let decided = decide_targets(
+        &source.ami,
+        gathered.groups,
+        gathered.instances,
+        &accepted.settings,
+        accepted.trigger.overrides.waves.as_deref(),
+    )?;
+    let parts = Parts {
+        reach,
+        source,
+        regional,
+        copies,
+        left_out,
+        decided,
+    };
+    Ok(Resolved::Plan(Box::new(assemble(
+        clients, config, accepted, parts, now,
+    )?)))
+}
+
+/// The AMI a trigger names, read and checked in the home region.
+pub(crate) struct SourceAmi {
+    ami: Ami,
+    image: Image,
+    /// The SSM parameter it was read from.
+    parameter: Option<String>,
+}
+
+/// The trigger's AMI, or why the trigger has nothing to do: an Image Builder build this
+/// deployment does not follow, a parameter it does not follow, an AMI younger than its soak, or
+/// one rolled out before from the same parameter.
+async fn read_source(
+    clients: &Clients,
+    config: &Config,
+    execution: &str,
+    reach: &Reach,
+    trigger: &mut Trigger,
+    now: Epoch,
+) -> StepResult<Result<SourceAmi, String>> {
     if let AmiSource::ImageBuilder(build) = &mut trigger.source {
         let conf = clients.sdk_config().ok_or_else(|| {
             StepError::invalid("no AWS configuration to read the Image Builder image")
         })?;
         sources::read_build(&aws_sdk_imagebuilder::Client::new(conf), build).await?;
         if let Some(reason) = sources::ignored_build(config, build, &reach.region_names(clients)) {
-            return Ok(Resolved::nothing_to_do(&trigger.description, reason));
+            return Ok(Err(reason));
         }
-    }
-
-    if let AmiSource::Parameter { name, .. } = &trigger.source
-        && let Some(reason) = sources::unfollowed_parameter(config, name)
-    {
-        return Ok(Resolved::nothing_to_do(&trigger.description, reason));
-    }
-    let ami_id = ami::resolve_source(clients, &trigger.source).await?;
-    let image = describe_images(clients, std::slice::from_ref(&ami_id))
-        .await?
-        .into_iter()
-        .next();
-    let image = image.ok_or_else(|| StepError::AmiNotUsable {
-        ami: ami_id.clone(),
-        reason: "it does not exist in this account and region".into(),
-    })?;
-    let ami = usable_ami(&image, &config.allowed_ami_owners, now)?;
-    if let Some(reason) = sources::too_young(&image, trigger.overrides.min_age_hours, now) {
-        return Ok(Resolved::nothing_to_do(&trigger.description, reason));
     }
     let parameter = match &trigger.source {
         AmiSource::Parameter { name, .. } => Some(name.clone()),
         _ => None,
     };
+    if let Some(reason) = parameter
+        .as_deref()
+        .and_then(|name| sources::unfollowed_parameter(config, name))
+    {
+        return Ok(Err(reason));
+    }
+    let (ami, image) = approved_ami(clients, config, &trigger.source, now).await?;
+    if let Some(reason) = sources::too_young(&image, trigger.overrides.min_age_hours, now) {
+        return Ok(Err(reason));
+    }
     if let Some(name) = parameter
         .as_deref()
         .filter(|_| trigger.overrides.skip_rolled_out)
         && let Some(reason) = sources::rolled_out_before(clients, execution, name, &ami.id).await?
     {
-        return Ok(Resolved::nothing_to_do(&trigger.description, reason));
+        return Ok(Err(reason));
     }
+    Ok(Ok(SourceAmi {
+        ami,
+        image,
+        parameter,
+    }))
+}
 
-    let places = reach.enter(clients, execution).await?;
-    let regional = regional_amis(clients, config, &reach, &trigger.source, &ami, now).await?;
-    let selection = Selection::of(config, &trigger.overrides)?;
+/// The groups and standalone instances of one place the rollout is for.
+type FoundAt<'a> = (
+    &'a Place,
+    BTreeMap<String, AutoScalingGroup>,
+    Vec<instances::Found>,
+);
+
+/// The selected targets of every place, minus the excluded ones (returned with their reason).
+/// Names that no place has are refused.
+async fn find_targets<'a>(
+    places: &'a [Place],
+    selection: &Selection,
+) -> StepResult<(Vec<FoundAt<'a>>, Vec<Skipped>)> {
     let mut found = Vec::new();
-    for place in &places {
-        let groups = select_groups(&place.clients, &selection).await?;
+    for place in places {
+        let groups = select_groups(&place.clients, selection).await?;
         let instances = selection.instances.find(&place.clients).await?;
         found.push((place, groups, instances));
     }
@@ -122,7 +204,7 @@ pub async fn resolve(
         .instances
         .check_found(found.iter().flat_map(|(_, _, instances)| instances))?;
     let mut skipped = Vec::new();
-    let found: Vec<_> = found
+    let found = found
         .into_iter()
         .map(|(place, groups, instances)| {
             let (groups, mut left_out) = selection.exclude(place, groups);
@@ -132,6 +214,20 @@ pub async fn resolve(
             (place, groups, instances)
         })
         .collect();
+    Ok((found, skipped))
+}
+
+/// The copies to make before the first wave (`AMI_DISTRIBUTION=copy`), or a refusal naming the
+/// targets of the regions where the AMI is missing.
+fn copies_needed(
+    clients: &Clients,
+    config: &Config,
+    reach: &Reach,
+    trigger: &Trigger,
+    source: &SourceAmi,
+    regional: &BTreeMap<Option<String>, Option<Ami>>,
+    found: &[FoundAt<'_>],
+) -> StepResult<Vec<AmiCopy>> {
     // The targets that need their region's AMI (found there, or copied): not those of an account
     // an Image Builder build distributed an AMI of its own to.
     let names_found: Vec<(&Place, Vec<String>)> = found
@@ -142,12 +238,8 @@ pub async fn resolve(
                 return (*place, Vec::new());
             }
             let names = groups.keys().cloned();
-            (
-                *place,
-                names
-                    .chain(instances.iter().map(|(i, _)| i.id.clone()))
-                    .collect(),
-            )
+            let ids = instances.iter().map(|(i, _)| i.id.clone());
+            (*place, names.chain(ids).collect())
         })
         .collect();
     // The workload account-regions whose groups launch: Auto Scaling's role there needs the key.
@@ -156,41 +248,51 @@ pub async fn resolve(
         .filter(|(_, groups, _)| !groups.is_empty())
         .filter_map(|(place, _, _)| Some((place.region.clone(), place.account.clone()?)))
         .collect();
-    let copies = if config.copy_missing_amis {
-        plan_copies(
-            clients,
-            config,
-            &reach,
-            &ami,
-            &regional,
-            &names_found,
-            &launching_groups,
-        )?
-    } else {
-        refuse_missing_amis(&ami, &regional, &names_found)?;
-        Vec::new()
-    };
+    if !config.copy_missing_amis {
+        refuse_missing_amis(&source.ami, regional, &names_found)?;
+        return Ok(Vec::new());
+    }
+    plan_copies(
+        clients,
+        config,
+        reach,
+        &source.ami,
+        regional,
+        &names_found,
+        &launching_groups,
+    )
+}
 
-    let mut facts = Vec::new();
-    let mut placed_instances = Vec::new();
-    let mut settings = settings;
+/// What planning read of the targets found, ready to decide.
+struct Gathered {
+    groups: Vec<GroupFacts>,
+    instances: Vec<PlacedInstance>,
+}
+
+/// Reads every found target where it lives, with the AMI of its place, after checking that a
+/// workload account can launch that AMI. A standalone instance's `wave` tag joins the settings.
+async fn gather(
+    clients: &Clients,
+    config: &Config,
+    accepted: &mut Accepted,
+    source: &SourceAmi,
+    (regional, copies): (&BTreeMap<Option<String>, Option<Ami>>, &[AmiCopy]),
+    found: Vec<FoundAt<'_>>,
+    now: Epoch,
+) -> StepResult<Gathered> {
+    let mut gathered = Gathered {
+        groups: Vec::new(),
+        instances: Vec::new(),
+    };
     for (place, groups, found_instances) in found {
         if groups.is_empty() && found_instances.is_empty() {
             continue;
         }
-        let mut place_ami = regional
-            .get(&place.region)
-            .cloned()
-            .flatten()
-            .unwrap_or_else(|| ami.clone());
-        let region = place.region.as_deref().unwrap_or(&clients.region);
-        if let Some(id) = sources::account_ami(&trigger.source, place.account.as_deref(), region) {
-            // The build distributed an AMI of the account's own there: it launches that one.
-            place_ami = account_ami(place, id, config, now).await?;
-        }
         let copied_there = copies
             .iter()
             .any(|c| Some(&c.region) == place.region.as_ref());
+        let place_ami =
+            ami_of_place(clients, config, accepted, source, regional, place, now).await?;
         if let Some(account) = place.account.as_deref()
             && !copied_there
         {
@@ -201,52 +303,104 @@ pub async fn resolve(
             };
             ensure_key_usable(clients, place, account, &place_ami, &seen, launchers).await?;
         }
+        let own_ami = (place_ami != source.ami).then(|| place_ami.clone());
         if !found_instances.is_empty() {
             // A copy is made later, the same image as its source: preflight against the source.
-            let image_there = match copied_there || place_ami == ami {
-                true => image.clone(),
+            let image_there = match own_ami.is_none() || copied_there {
+                true => source.image.clone(),
                 false => describe_images(&place.clients, std::slice::from_ref(&place_ami.id))
                     .await?
                     .into_iter()
                     .next()
-                    .unwrap_or_else(|| image.clone()),
+                    .unwrap_or_else(|| source.image.clone()),
             };
             for (facts, ecs) in found_instances {
-                instances::wave_from_tag(&mut settings, &facts);
-                placed_instances.push(PlacedInstance {
+                instances::wave_from_tag(&mut accepted.settings, &facts);
+                gathered.instances.push(PlacedInstance {
                     account: place.account.clone(),
                     region: place.region.clone(),
-                    ami: (place_ami != ami).then(|| place_ami.clone()),
+                    ami: own_ami.clone(),
                     image: image_there.clone(),
                     facts,
                     ecs,
                 });
             }
         }
-        if groups.is_empty() {
-            continue;
+        if !groups.is_empty() {
+            let groups: Vec<AutoScalingGroup> = groups.into_values().collect();
+            let place_facts =
+                gather_facts(&place.clients, &groups, &place_ami, &accepted.settings).await?;
+            gathered
+                .groups
+                .extend(place_facts.into_iter().map(|f| GroupFacts {
+                    account: place.account.clone(),
+                    region: place.region.clone(),
+                    ami: own_ami.clone(),
+                    ..f
+                }));
         }
-        let groups: Vec<AutoScalingGroup> = groups.into_values().collect();
-        let mut place_facts = gather_facts(&place.clients, &groups, &place_ami, &settings).await?;
-        for f in &mut place_facts {
-            f.account = place.account.clone();
-            f.region = place.region.clone();
-            f.ami = (place_ami != ami).then(|| place_ami.clone());
-        }
-        facts.append(&mut place_facts);
     }
-    if facts.is_empty() && placed_instances.is_empty() {
-        return Err(StepError::TargetNotFound(selection.nothing_found()));
+    Ok(gathered)
+}
+
+/// The AMI `place` launches: its region's, or the one a build distributed to its account.
+async fn ami_of_place(
+    clients: &Clients,
+    config: &Config,
+    accepted: &Accepted,
+    source: &SourceAmi,
+    regional: &BTreeMap<Option<String>, Option<Ami>>,
+    place: &Place,
+    now: Epoch,
+) -> StepResult<Ami> {
+    let region = place.region.as_deref().unwrap_or(&clients.region);
+    match sources::account_ami(&accepted.trigger.source, place.account.as_deref(), region) {
+        Some(id) => account_ami(place, id, config, now).await,
+        None => Ok(regional
+            .get(&place.region)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| source.ami.clone())),
     }
-    let mut plan = plan_with_instances(
-        &ami,
-        facts,
-        placed_instances,
-        &settings,
-        trigger.overrides.waves.as_deref(),
-    )?;
-    change_control::plan_windows(&mut plan.waves, &settings, now)?;
-    plan.approvals = change_control::approval_gates(&plan.waves, &settings);
+}
+
+/// What the plan is made of, besides the accepted trigger.
+struct Parts {
+    reach: Reach,
+    source: SourceAmi,
+    regional: BTreeMap<Option<String>, Option<Ami>>,
+    copies: Vec<AmiCopy>,
+    /// Targets the selection left out (excluded), before those planning skipped.
+    left_out: Vec<Skipped>,
+    decided: Decided,
+}
+
+/// The plan, built whole: windows and gates planned over the decided waves, and refused when
+/// the rollout could outlive the plan objects or a year.
+fn assemble(
+    clients: &Clients,
+    config: &Config,
+    accepted: Accepted,
+    parts: Parts,
+    now: Epoch,
+) -> StepResult<Plan> {
+    let Accepted {
+        trigger,
+        settings,
+        max_concurrency,
+        instance_concurrency,
+    } = accepted;
+    let Parts {
+        reach,
+        source,
+        regional,
+        copies,
+        left_out,
+        decided,
+    } = parts;
+    let mut waves = decided.waves;
+    change_control::plan_windows(&mut waves, &settings, now)?;
+    let approvals = change_control::approval_gates(&waves, &settings);
     let copying = if copies.is_empty() {
         0
     } else {
@@ -254,37 +408,53 @@ pub async fn resolve(
     };
     change_control::refuse_too_long(
         change_control::longest_run(
-            &plan.waves,
-            &plan.approvals,
+            &waves,
+            &approvals,
             &settings,
             (max_concurrency, instance_concurrency),
             copying,
         ),
         config.plan_retention_days,
     )?;
-    skipped.append(&mut plan.skipped);
-    plan.skipped_count = skipped.len();
-    plan.skipped = skipped;
-    plan.trigger = trigger.description;
-    plan.settings_version = config.settings_version.clone();
-    plan.max_concurrency = max_concurrency;
-    plan.instance_concurrency = instance_concurrency;
-    plan.rollback_scope = trigger
-        .overrides
-        .rollback_scope
-        .unwrap_or(config.rollback_scope);
-    plan.copies = copies;
-    plan.parameter = parameter;
-    plan.regional_amis = if reach.regions != [None] {
-        // Regions to copy into get their AMI once the copy is made (distribute-ami).
-        regional
-            .into_iter()
-            .filter_map(|(region, found)| {
-                Some((region.unwrap_or_else(|| clients.region.clone()), found?))
-            })
-            .collect()
-    } else {
-        BTreeMap::new()
-    };
-    Ok(Resolved::Plan(Box::new(plan)))
+    let skipped: Vec<Skipped> = left_out.into_iter().chain(decided.skipped).collect();
+    Ok(Plan {
+        trigger: trigger.description,
+        ami: source.ami,
+        regional_amis: named_regional_amis(clients, &reach, regional),
+        copies,
+        waves,
+        settings: decided.settings,
+        settings_version: config.settings_version.clone(),
+        skipped_count: skipped.len(),
+        skipped,
+        target_count: decided.target_count,
+        max_concurrency,
+        instance_concurrency,
+        rollback_scope: trigger
+            .overrides
+            .rollback_scope
+            .unwrap_or(config.rollback_scope),
+        undo: None,
+        parameter: source.parameter,
+        approvals,
+        notes: decided.notes,
+    })
+}
+
+/// The AMI of each region by name, when the reach spans regions beyond the home one. Regions to
+/// copy into get their AMI once the copy is made (distribute-ami).
+fn named_regional_amis(
+    clients: &Clients,
+    reach: &Reach,
+    regional: BTreeMap<Option<String>, Option<Ami>>,
+) -> BTreeMap<String, Ami> {
+    if reach.regions == [None] {
+        return BTreeMap::new();
+    }
+    regional
+        .into_iter()
+        .filter_map(|(region, found)| {
+            Some((region.unwrap_or_else(|| clients.region.clone()), found?))
+        })
+        .collect()
 }

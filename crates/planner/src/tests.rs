@@ -9,7 +9,7 @@ use rollout_core::StepError;
 use rollout_core::aws::mock::{Rules, mock};
 use rollout_core::config::Config;
 use rollout_core::fleet::GroupTemplate;
-use rollout_core::model::{Ami, MAX_TARGETS, Plan, Skipped, Target, TargetKind, VersionReference};
+use rollout_core::model::{Ami, MAX_TARGETS, Skipped, Target, TargetKind, VersionReference};
 use rollout_core::settings::SettingsMap;
 use rollout_core::trigger::Overrides;
 use serde_json::json;
@@ -60,7 +60,7 @@ fn rollback_point_resolves_the_groups_reference_to_a_number() {
         ("$Default", 2, VersionReference::Default),
         ("2", 2, VersionReference::Pinned),
     ] {
-        let plan = plan(
+        let plan = decide_groups(
             &ami(),
             vec![group("web", version, OLD)],
             &SettingsMap::default(),
@@ -115,7 +115,7 @@ fn preflight_refusals_fail_the_plan_naming_group_and_reason() {
             "stale: preflight refused the rollout: its current AMI ami-00000000000000001 no longer exists",
         ),
     ] {
-        let err = plan(
+        let err = decide_groups(
             &ami(),
             vec![group("fine", "3", OLD), g],
             &SettingsMap::default(),
@@ -133,7 +133,7 @@ fn several_refusals_are_listed_together() {
     a.template = Some(Err("has no launch template".into()));
     let mut b = group("b", "3", OLD);
     b.template = Some(Err("has no launch template".into()));
-    let err = plan(&ami(), vec![a, b], &SettingsMap::default(), None).unwrap_err();
+    let err = decide_groups(&ami(), vec![a, b], &SettingsMap::default(), None).unwrap_err();
     assert_eq!(
         err.to_string(),
         "a, b: preflight refused the rollout: a: has no launch template; b: has no launch template"
@@ -144,7 +144,7 @@ fn several_refusals_are_listed_together() {
 fn architecture_mismatch_makes_the_ami_unusable() {
     let mut arm = group("arm", "3", OLD);
     arm.current_architecture = Some("arm64".into());
-    let err = plan(&ami(), vec![arm], &SettingsMap::default(), None).unwrap_err();
+    let err = decide_groups(&ami(), vec![arm], &SettingsMap::default(), None).unwrap_err();
     assert_eq!(err.name(), "AmiNotUsable");
     assert!(err.to_string().contains("group arm runs arm64"), "{err}");
 }
@@ -158,7 +158,7 @@ fn groups_already_on_the_ami_are_skipped_only_when_every_instance_is() {
     half.instance_images = Some(vec![new.clone(), OLD.into()]);
     let mut busy = group("busy", "3", &new);
     busy.rollout_in_progress = Some("exec-1".into());
-    let plan = plan(
+    let plan = decide_groups(
         &ami(),
         vec![done, half, busy, group("web", "3", OLD)],
         &SettingsMap::default(),
@@ -199,23 +199,23 @@ fn waves_follow_settings_or_the_explicit_order() {
         ]
     };
     let settings = SettingsMap::parse(r#"{"canary": {"wave": 0}, "batch": {"wave": 2}}"#).unwrap();
-    let names = |p: &Plan| {
+    let names = |p: &Decided| {
         p.waves
             .iter()
             .map(|w| w.iter().map(|t| t.group.clone()).collect::<Vec<_>>())
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        names(&plan(&ami(), groups(), &settings, None).unwrap()),
+        names(&decide_groups(&ami(), groups(), &settings, None).unwrap()),
         [vec!["canary"], vec!["api", "web"], vec!["batch"]]
     );
     let explicit = vec![vec!["web".to_string()], vec!["batch".to_string()]];
     assert_eq!(
-        names(&plan(&ami(), groups(), &settings, Some(&explicit)).unwrap()),
+        names(&decide_groups(&ami(), groups(), &settings, Some(&explicit)).unwrap()),
         [vec!["web"], vec!["batch"], vec!["api", "canary"]]
     );
     let unknown = vec![vec!["nope".to_string()]];
-    let err = plan(&ami(), groups(), &settings, Some(&unknown)).unwrap_err();
+    let err = decide_groups(&ami(), groups(), &settings, Some(&unknown)).unwrap_err();
     assert!(err.to_string().contains("wave names nope"), "{err}");
 }
 
@@ -225,7 +225,7 @@ fn plan_keeps_only_settings_of_its_targets() {
         r#"{"*": {"bakeSeconds": 60}, "web": {"wave": 0}, "elsewhere": {"wave": 3}}"#,
     )
     .unwrap();
-    let plan = plan(&ami(), vec![group("web", "3", OLD)], &settings, None).unwrap();
+    let plan = decide_groups(&ami(), vec![group("web", "3", OLD)], &settings, None).unwrap();
     assert_eq!(plan.settings.0.keys().collect::<Vec<_>>(), ["*", "web"]);
 }
 
@@ -236,11 +236,11 @@ fn the_largest_plan_is_accepted_and_one_target_more_is_refused_before_anything_c
             .map(|i| group(&format!("fleet-group-{i:05}"), "$Latest", OLD))
             .collect()
     };
-    let largest = plan(&ami(), fleet(MAX_TARGETS), &SettingsMap::default(), None).unwrap();
+    let largest = decide_groups(&ami(), fleet(MAX_TARGETS), &SettingsMap::default(), None).unwrap();
     assert_eq!(largest.target_count, 5_000);
     assert_eq!(largest.waves.iter().map(Vec::len).sum::<usize>(), 5_000);
 
-    let err = plan(
+    let err = decide_groups(
         &ami(),
         fleet(MAX_TARGETS + 1),
         &SettingsMap::default(),
@@ -473,7 +473,7 @@ fn a_workload_group_the_workload_role_may_not_change_is_refused_before_anything_
         tags: Default::default(),
         ..placed("web", "111111111111", "eu-west-1", None)
     };
-    let err = plan(&ami(), vec![untagged], &SettingsMap::default(), None).unwrap_err();
+    let err = decide_groups(&ami(), vec![untagged], &SettingsMap::default(), None).unwrap_err();
     assert_eq!(err.name(), "PreflightFailed");
     let said = err.to_string();
     assert!(said.contains("111111111111/eu-west-1/web"), "{said}");
@@ -486,7 +486,7 @@ fn a_workload_group_the_workload_role_may_not_change_is_refused_before_anything_
         "{said}"
     );
     // At home the functions' own roles change any group the reach names.
-    plan(
+    decide_groups(
         &ami(),
         vec![group("web", "3", OLD)],
         &SettingsMap::default(),
@@ -510,7 +510,7 @@ fn targets_across_the_reach_are_named_by_place_and_roll_to_their_regions_ami() {
         placed("web", "222222222222", "eu-west-1", Some(in_eu())),
         placed("api", "222222222222", "us-east-1", None),
     ];
-    let plan = plan(&ami(), facts, &SettingsMap::default(), None).unwrap();
+    let plan = decide_groups(&ami(), facts, &SettingsMap::default(), None).unwrap();
     let targets: Vec<(String, &str)> = plan.waves[0]
         .iter()
         .map(|t| (t.name(), t.ami.id.as_str()))
@@ -542,7 +542,7 @@ fn waves_name_groups_targets_accounts_and_regions_each_taking_what_is_left() {
             .iter()
             .map(|w| w.iter().map(|e| e.to_string()).collect())
             .collect();
-        plan(&ami(), facts(), &SettingsMap::default(), Some(&waves))
+        decide_groups(&ami(), facts(), &SettingsMap::default(), Some(&waves))
             .unwrap()
             .waves
             .iter()
@@ -576,7 +576,8 @@ fn waves_name_groups_targets_accounts_and_regions_each_taking_what_is_left() {
     );
     for selects_nothing in ["account:333333333333", "region:ap-south-1", "nope"] {
         let waves = vec![vec![selects_nothing.to_string()]];
-        let err = plan(&ami(), facts(), &SettingsMap::default(), Some(&waves)).unwrap_err();
+        let err =
+            decide_groups(&ami(), facts(), &SettingsMap::default(), Some(&waves)).unwrap_err();
         assert_eq!(err.name(), "InvalidInput");
         assert!(err.to_string().contains(selects_nothing), "{err}");
     }
@@ -585,14 +586,14 @@ fn waves_name_groups_targets_accounts_and_regions_each_taking_what_is_left() {
         vec!["account:111111111111".into()],
         vec!["111111111111/us-east-1/api".into()],
     ];
-    assert!(plan(&ami(), facts(), &SettingsMap::default(), Some(&twice)).is_err());
+    assert!(decide_groups(&ami(), facts(), &SettingsMap::default(), Some(&twice)).is_err());
 }
 
 #[test]
 fn a_refusal_in_another_account_names_the_target_by_place() {
     let mut stale = placed("web", "222222222222", "eu-west-1", Some(in_eu()));
     stale.current_architecture = None;
-    let err = plan(&ami(), vec![stale], &SettingsMap::default(), None).unwrap_err();
+    let err = decide_groups(&ami(), vec![stale], &SettingsMap::default(), None).unwrap_err();
     assert_eq!(err.name(), "PreflightFailed");
     assert!(
         err.to_string()
@@ -834,7 +835,7 @@ fn standalone_instances_join_the_plan_with_their_root_as_rollback_point() {
         &[("Name", "bastion"), ("ami-rollout:wave", "0")],
     );
     instances::wave_from_tag(&mut settings, &canary.facts);
-    let plan = plan_with_instances(
+    let plan = decide_targets(
         &ami(),
         vec![group("web", "3", OLD)],
         vec![
@@ -891,7 +892,7 @@ fn an_instance_whose_root_cannot_take_the_ami_refuses_the_plan_by_name() {
     stopped.facts.state = "stopped".into();
     let mut big = standalone("i-big", &[]);
     big.facts.root_size = Some(100);
-    let err = plan_with_instances(
+    let err = decide_targets(
         &ami(),
         Vec::new(),
         vec![stopped, big],
@@ -907,7 +908,7 @@ fn an_instance_whose_root_cannot_take_the_ami_refuses_the_plan_by_name() {
 
 #[test]
 fn a_container_instance_that_could_not_be_drained_refuses_the_plan_by_name() {
-    let err = plan_with_instances(
+    let err = decide_targets(
         &ami(),
         Vec::new(),
         vec![
@@ -934,7 +935,7 @@ fn a_container_instance_that_could_not_be_drained_refuses_the_plan_by_name() {
 fn replace_root_volume_is_refused_for_a_group_aws_would_refuse_it_for() {
     let settings =
         SettingsMap::parse(r#"{"web": {"refreshStrategy": "ReplaceRootVolume"}}"#).unwrap();
-    let err = plan(&ami(), vec![group("web", "3", OLD)], &settings, None).unwrap_err();
+    let err = decide_groups(&ami(), vec![group("web", "3", OLD)], &settings, None).unwrap_err();
     assert_eq!(err.name(), "PreflightFailed");
     assert!(err.to_string().contains("mixed instances policy"), "{err}");
     let mut mixed = group("web", "3", OLD);
@@ -943,7 +944,7 @@ fn replace_root_volume_is_refused_for_a_group_aws_would_refuse_it_for() {
         overrides: 2,
         ..template("3").unwrap().unwrap()
     }));
-    let plan = plan(&ami(), vec![mixed], &settings, None).unwrap();
+    let plan = decide_groups(&ami(), vec![mixed], &settings, None).unwrap();
     assert_eq!(plan.target_count, 1);
     let err = SettingsMap::parse(r#"{"*": {"refreshStrategy": "Blue"}}"#)
         .and_then(|s| s.validate())
@@ -956,14 +957,14 @@ fn a_group_that_cannot_be_refreshed_is_refused_or_skipped_as_its_settings_say() 
     let mut stopped = group("batch", "1", OLD);
     stopped.suspended = vec!["Launch".into()];
     let groups = vec![group("web", "1", OLD), stopped];
-    let err = plan(&ami(), groups.clone(), &SettingsMap::default(), None).unwrap_err();
+    let err = decide_groups(&ami(), groups.clone(), &SettingsMap::default(), None).unwrap_err();
     assert_eq!(err.name(), "PreflightFailed");
     assert!(
         err.to_string().contains("its Launch process is suspended"),
         "{err}"
     );
     let skip = SettingsMap::parse(r#"{"batch": {"onSuspendedProcesses": "skip"}}"#).unwrap();
-    let plan = plan(&ami(), groups, &skip, None).unwrap();
+    let plan = decide_groups(&ami(), groups, &skip, None).unwrap();
     assert_eq!(plan.target_count, 1);
     assert_eq!(plan.skipped[0].group, "batch");
     assert!(
@@ -979,7 +980,7 @@ fn the_plan_says_which_suspended_processes_change_a_refresh() {
     web.suspended = vec!["AZRebalance".into(), "AlarmNotification".into()];
     let mut api = group("api", "1", OLD);
     api.suspended = vec!["ReplaceUnhealthy".into()];
-    let plan = plan(
+    let plan = decide_groups(
         &ami(),
         vec![web, api, group("db", "1", OLD)],
         &SettingsMap::default(),

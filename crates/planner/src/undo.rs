@@ -7,6 +7,8 @@
 use rollout_core::FromSdk;
 use std::collections::HashMap;
 
+use aws_sdk_sfn::types::ExecutionStatus;
+
 use rollout_core::ami;
 use rollout_core::fleet::{self, group_template};
 use rollout_core::instance;
@@ -128,12 +130,13 @@ async fn finished_rollout(clients: &Clients, arn: &str, name: &str) -> StepResul
         }
         Err(err) => return Err(StepError::from_sdk("DescribeExecution", err)),
     };
-    let status = described.status().as_str();
-    if status != "SUCCEEDED" {
+    let status = described.status();
+    if *status != ExecutionStatus::Succeeded {
         return Err(StepError::PreflightFailed {
             group: format!("execution {name}"),
             reason: format!(
-                "it is {status}: only a rollout that succeeded is undone (a failed one rolled itself back)"
+                "it is {}: only a rollout that succeeded is undone (a failed one rolled itself back)",
+                status.as_str()
             ),
         });
     }
@@ -163,33 +166,68 @@ pub async fn check(
         )));
     }
     let undone = finished_rollout(clients, undone_arn, name).await?;
-    let store = clients.store()?;
-    let original = store.plan_of(name).await?.ok_or_else(|| {
-        StepError::PreflightFailed {
-            group: format!("execution {name}"),
-            reason: "its plan is no longer in the plans bucket (it keeps plans for PlanRetentionDays, 35 by default): it is too old to undo".into(),
-        }
+    let original = undoable_plan(clients, name).await?;
+    let checked = check_targets(clients, &original, name, session).await?;
+    let target_count = checked.waves.iter().map(Vec::len).sum();
+    Ok(UndoCheck {
+        plan: Plan {
+            trigger: format!("undo of {name}"),
+            copies: Vec::new(),
+            waves: checked.waves,
+            skipped: Vec::new(),
+            skipped_count: 0,
+            target_count,
+            undo: Some(undone),
+            // An undo rolls nothing out from the parameter.
+            parameter: None,
+            notes: Vec::new(),
+            ..original
+        },
+        refused: checked.refused,
+        notes: checked.notes,
+    })
+}
+
+/// The plan of the rollout `name`, refused when it is gone, is itself an undo, or changed nothing.
+async fn undoable_plan(clients: &Clients, name: &str) -> StepResult<Plan> {
+    let refused = |reason: String| StepError::PreflightFailed {
+        group: format!("execution {name}"),
+        reason,
+    };
+    let original = clients.store()?.plan_of(name).await?.ok_or_else(|| {
+        refused("its plan is no longer in the plans bucket (it keeps plans for PlanRetentionDays, 35 by default): it is too old to undo".into())
     })?;
     if let Some(earlier) = &original.undo {
-        return Err(StepError::PreflightFailed {
-            group: format!("execution {name}"),
-            reason: format!(
-                "it is itself an undo (of {}): roll the AMI out again instead",
-                earlier.execution
-            ),
-        });
+        return Err(refused(format!(
+            "it is itself an undo (of {}): roll the AMI out again instead",
+            earlier.execution
+        )));
     }
     if original.target_count == 0 {
-        return Err(StepError::PreflightFailed {
-            group: format!("execution {name}"),
-            reason: "it changed no target".into(),
-        });
+        return Err(refused("it changed no target".into()));
     }
+    Ok(original)
+}
 
+/// Every target of the undone plan, checked where it lives, in its wave.
+struct CheckedTargets {
+    waves: Vec<Vec<Target>>,
+    refused: Vec<Skipped>,
+    notes: Vec<Skipped>,
+}
+
+async fn check_targets(
+    clients: &Clients,
+    original: &Plan,
+    name: &str,
+    session: &str,
+) -> StepResult<CheckedTargets> {
     let mut places: HashMap<(Option<String>, Option<String>), Clients> = HashMap::new();
-    let mut refused = Vec::new();
-    let mut notes = Vec::new();
-    let mut waves = Vec::new();
+    let mut checked = CheckedTargets {
+        waves: Vec::new(),
+        refused: Vec::new(),
+        notes: Vec::new(),
+    };
     for wave in &original.waves {
         let mut kept = Vec::new();
         for target in wave {
@@ -201,64 +239,45 @@ pub async fn check(
                 places.insert(place.clone(), there);
             }
             let there = &places[&place];
-            let verdict = match target.kind {
-                TargetKind::AutoScalingGroup => group_verdict(there, target, name).await?,
-                TargetKind::Instance => instance_verdict(there, target).await?,
+            let undoable = match target.kind {
+                TargetKind::AutoScalingGroup => group_undoable(there, target, name).await?,
+                TargetKind::Instance => instance_undoable(there, target).await?,
             };
-            match verdict {
-                Verdict::Back(note) => {
-                    if let Some(note) = note {
-                        notes.push(Skipped {
-                            group: target.name(),
-                            reason: note,
-                        });
-                    }
+            match undoable {
+                Undoable::Back(note) => {
+                    checked.notes.extend(note.map(|reason| Skipped {
+                        group: target.name(),
+                        reason,
+                    }));
                     kept.push(target.clone());
                 }
-                Verdict::Refused(reason) => refused.push(Skipped {
+                Undoable::Refused(reason) => checked.refused.push(Skipped {
                     group: target.name(),
                     reason,
                 }),
             }
         }
         if !kept.is_empty() {
-            waves.push(kept);
+            checked.waves.push(kept);
         }
     }
-    let target_count = waves.iter().map(Vec::len).sum();
-    Ok(UndoCheck {
-        plan: Plan {
-            trigger: format!("undo of {name}"),
-            copies: Vec::new(),
-            waves,
-            skipped: Vec::new(),
-            skipped_count: 0,
-            target_count,
-            undo: Some(undone),
-            // An undo rolls nothing out from the parameter.
-            parameter: None,
-            notes: Vec::new(),
-            ..original
-        },
-        refused,
-        notes,
-    })
+    Ok(checked)
 }
 
 /// Whether one target can go back, and what is worth saying if it goes back differently.
-enum Verdict {
+enum Undoable {
     Back(Option<String>),
     Refused(String),
 }
 
 /// A group goes back when it is as the rollout left it: on the version the rollout made, with no
 /// refresh running and every instance on the rolled-out AMI, and its rollback point launchable.
-async fn group_verdict(clients: &Clients, target: &Target, undone: &str) -> StepResult<Verdict> {
+async fn group_undoable(clients: &Clients, target: &Target, undone: &str) -> StepResult<Undoable> {
     let point = target.template_point()?;
     let group = match fleet::describe_group(clients, &target.group).await {
         Ok(group) => group,
         Err(StepError::TargetNotFound(_)) => {
-            return Ok(Verdict::Refused("the group no longer exists".into()));
+            return Ok(Undoable::Refused("the group no longer exists".into()));
         }
         Err(other) => return Err(other),
     };
@@ -267,21 +286,21 @@ async fn group_verdict(clients: &Clients, target: &Target, undone: &str) -> Step
         .into_iter()
         .find(|r| r.is_active())
     {
-        return Ok(Verdict::Refused(format!(
+        return Ok(Undoable::Refused(format!(
             "instance refresh {} is {} on it",
             running.id, running.status
         )));
     }
     let template = match group_template(&group) {
         Ok(t) => t,
-        Err(why) => return Ok(Verdict::Refused(why)),
+        Err(why) => return Ok(Undoable::Refused(why)),
     };
     if template
         .id
         .as_deref()
         .is_some_and(|id| id != point.launch_template_id)
     {
-        return Ok(Verdict::Refused(format!(
+        return Ok(Undoable::Refused(format!(
             "it uses another launch template now, not {}",
             point.launch_template_id
         )));
@@ -300,7 +319,7 @@ async fn group_verdict(clients: &Clients, target: &Target, undone: &str) -> Step
         .and_then(Marker::parse)
         .is_some_and(|m| m.is(undone, &target.group));
     if !made_by_undone {
-        return Ok(Verdict::Refused(format!(
+        return Ok(Undoable::Refused(format!(
             "its launch template version ({} = {}) is not the one {undone} made: it changed since",
             template.version,
             version.and_then(|v| v.version_number()).unwrap_or_default()
@@ -315,37 +334,37 @@ async fn group_verdict(clients: &Clients, target: &Target, undone: &str) -> Step
         .collect();
     if !elsewhere.is_empty() {
         elsewhere.sort();
-        return Ok(Verdict::Refused(format!(
+        return Ok(Undoable::Refused(format!(
             "not every instance is on {} now ({})",
             target.ami.id,
             elsewhere.join(", ")
         )));
     }
     Ok(match ami::cannot_launch(clients, &point.image_id).await? {
-        Some(reason) => Verdict::Refused(format!(
+        Some(reason) => Undoable::Refused(format!(
             "its rollback point AMI {} {reason}",
             point.image_id
         )),
-        None => Verdict::Back(None),
+        None => Undoable::Back(None),
     })
 }
 
 /// A standalone instance goes back when it still runs the rolled-out AMI with no replacement
 /// running. Its kept root goes back in place; once that was deleted (after the rollout's success,
 /// by default), it gets a fresh root from its previous AMI, which must still launch.
-async fn instance_verdict(clients: &Clients, target: &Target) -> StepResult<Verdict> {
+async fn instance_undoable(clients: &Clients, target: &Target) -> StepResult<Undoable> {
     let point = target.root_point()?;
     let Some(now) = instance::describe(clients, &target.group).await? else {
-        return Ok(Verdict::Refused("the instance no longer exists".into()));
+        return Ok(Undoable::Refused("the instance no longer exists".into()));
     };
     if now.state != "running" {
-        return Ok(Verdict::Refused(format!(
+        return Ok(Undoable::Refused(format!(
             "it is {}, not running",
             now.state
         )));
     }
     if now.image_id != target.ami.id {
-        return Ok(Verdict::Refused(format!(
+        return Ok(Undoable::Refused(format!(
             "it runs {} now, not {}: it changed since",
             now.image_id, target.ami.id
         )));
@@ -355,21 +374,21 @@ async fn instance_verdict(clients: &Clients, target: &Target) -> StepResult<Verd
         .into_iter()
         .find(|t| t.is_running())
     {
-        return Ok(Verdict::Refused(format!(
+        return Ok(Undoable::Refused(format!(
             "root volume replacement {} is running on it",
             running.id
         )));
     }
     let kept = instance::volume_state(clients, &point.root_volume_id).await?;
     if kept.as_deref() == Some("available") {
-        return Ok(Verdict::Back(None));
+        return Ok(Undoable::Back(None));
     }
     Ok(match ami::cannot_launch(clients, &point.image_id).await? {
-        Some(reason) => Verdict::Refused(format!(
+        Some(reason) => Undoable::Refused(format!(
             "its previous root {} is gone and its previous AMI {} {reason}",
             point.root_volume_id, point.image_id
         )),
-        None => Verdict::Back(Some(format!(
+        None => Undoable::Back(Some(format!(
             "its previous root {} is gone: it gets a fresh root from {}",
             point.root_volume_id, point.image_id
         ))),

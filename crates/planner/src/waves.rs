@@ -5,47 +5,56 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::decision::Decision;
 use crate::groups::{GroupFacts, decide};
 use crate::instances::{self, PlacedInstance};
-use rollout_core::fleet::{self};
-use rollout_core::model::{Ami, MAX_TARGETS, Plan, PlanNote, Skipped, Target};
+use rollout_core::fleet;
+use rollout_core::model::{Ami, MAX_TARGETS, PlanNote, Skipped, Target};
 use rollout_core::settings::SettingsMap;
 use rollout_core::{StepError, StepResult};
 
+/// The targets decided and ordered: what a plan's waves and skips are made of.
+#[derive(Debug)]
+pub struct Decided {
+    pub waves: Vec<Vec<Target>>,
+    /// The settings of the planned groups only.
+    pub settings: SettingsMap,
+    pub skipped: Vec<Skipped>,
+    pub target_count: usize,
+    pub notes: Vec<PlanNote>,
+}
+
 /// Decides every group and orders the targets into waves. Refusals fail the whole plan so that
 /// nothing changes until the operator fixes or excludes the group.
-pub fn plan(
+pub fn decide_groups(
     ami: &Ami,
     groups: Vec<GroupFacts>,
     settings: &SettingsMap,
     waves: Option<&[Vec<String>]>,
-) -> StepResult<Plan> {
-    plan_with_instances(ami, groups, Vec::new(), settings, waves)
+) -> StepResult<Decided> {
+    decide_targets(ami, groups, Vec::new(), settings, waves)
 }
 
-/// `plan`, with standalone instances beside the groups.
-pub fn plan_with_instances(
+/// `decide_groups`, with standalone instances beside the groups.
+pub fn decide_targets(
     ami: &Ami,
     groups: Vec<GroupFacts>,
     standalone: Vec<PlacedInstance>,
     settings: &SettingsMap,
     waves: Option<&[Vec<String>]>,
-) -> StepResult<Plan> {
-    let mut targets = Vec::new();
-    let mut skipped = Vec::new();
-    let mut refused: Vec<(String, String)> = Vec::new();
-    let mut wrong_arch = Vec::new();
+) -> StepResult<Decided> {
     let decisions = groups
         .iter()
         .map(|g| {
-            (
-                g.target_name(),
-                decide(ami, g, &settings.for_group(&g.name)),
-            )
+            let decision = decide(ami, g, &settings.for_group(&g.name));
+            (g.target_name(), decision)
         })
         .chain(
             standalone
                 .iter()
                 .map(|i| (i.target_name(), instances::decide(ami, i))),
         );
+    let mut targets = Vec::new();
+    let mut skipped = Vec::new();
+    let mut refused: Vec<(String, String)> = Vec::new();
+    let mut wrong_arch = Vec::new();
     for (name, decision) in decisions {
         match decision {
             Decision::Roll(t) => targets.push(*t),
@@ -57,20 +66,34 @@ pub fn plan_with_instances(
             Decision::WrongArchitecture(reason) => wrong_arch.push(reason),
         }
     }
+    refuse(ami, &refused, &wrong_arch)?;
+    let target_count = targets.len();
+    check_size(target_count)?;
+    let names: Vec<String> = targets.iter().map(|t| t.group.clone()).collect();
+    let planned: BTreeSet<String> = targets.iter().map(Target::name).collect();
+    Ok(Decided {
+        waves: order_waves(targets, settings, waves)?,
+        settings: settings.retain_groups(names.iter().map(String::as_str)),
+        skipped,
+        target_count,
+        notes: suspension_notes(&groups, &planned),
+    })
+}
+
+/// A plan with a target of the wrong architecture, or with refused targets, fails whole.
+fn refuse(ami: &Ami, refused: &[(String, String)], wrong_arch: &[String]) -> StepResult<()> {
     if !wrong_arch.is_empty() {
         return Err(StepError::AmiNotUsable {
             ami: ami.id.clone(),
             reason: format!("architecture mismatch: {}", wrong_arch.join("; ")),
         });
     }
-    match refused.as_slice() {
-        [] => {}
-        [(group, reason)] => {
-            return Err(StepError::PreflightFailed {
-                group: group.clone(),
-                reason: reason.clone(),
-            });
-        }
+    match refused {
+        [] => Ok(()),
+        [(group, reason)] => Err(StepError::PreflightFailed {
+            group: group.clone(),
+            reason: reason.clone(),
+        }),
         many => {
             let group = many
                 .iter()
@@ -82,14 +105,15 @@ pub fn plan_with_instances(
                 .map(|(g, r)| format!("{g}: {r}"))
                 .collect::<Vec<_>>()
                 .join("; ");
-            return Err(StepError::PreflightFailed { group, reason });
+            Err(StepError::PreflightFailed { group, reason })
         }
     }
-    let target_count = targets.len();
-    check_size(target_count)?;
-    let names: Vec<String> = targets.iter().map(|t| t.group.clone()).collect();
-    let planned: BTreeSet<String> = targets.iter().map(Target::name).collect();
-    let notes = groups
+}
+
+/// What people should know about the planned groups: a suspended process that changes how the
+/// refresh goes.
+fn suspension_notes(groups: &[GroupFacts], planned: &BTreeSet<String>) -> Vec<PlanNote> {
+    groups
         .iter()
         .filter(|g| planned.contains(&g.target_name()))
         .filter_map(|g| {
@@ -98,27 +122,7 @@ pub fn plan_with_instances(
                 note,
             })
         })
-        .collect();
-    let plan = Plan {
-        trigger: String::new(),
-        ami: ami.clone(),
-        regional_amis: BTreeMap::new(),
-        copies: Vec::new(),
-        waves: order_waves(targets, settings, waves)?,
-        settings: settings.retain_groups(names.iter().map(String::as_str)),
-        skipped,
-        skipped_count: 0,
-        settings_version: None,
-        target_count,
-        max_concurrency: rollout_core::config::DEFAULT_MAX_CONCURRENCY,
-        instance_concurrency: 1,
-        rollback_scope: Default::default(),
-        undo: None,
-        parameter: None,
-        approvals: BTreeMap::new(),
-        notes,
-    };
-    Ok(plan)
+        .collect()
 }
 
 /// Refuses, before anything changes, a plan larger than one execution rolls out.
