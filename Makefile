@@ -41,8 +41,11 @@ build:
 fmt:
 	cargo fmt --all
 
+# The layers: no circle between a crate's modules, no crate on a function crate, the planner's
+# functions short (tests/layers/modules.py; why not cargo-modules is said there).
 lint:
 	cargo fmt --all -- --check
+	cd tests/layers && python3 -m unittest -q test_modules
 	cargo build --workspace --all-targets
 
 unit: local-venv

@@ -9,7 +9,8 @@ use rollout_core::error::REJECTED;
 use rollout_core::store::{ApprovalDecision, ApprovalRequest, decision_key, execution_name};
 use serde_json::json;
 
-use crate::context::{CliResult, Context, Failure, aws_failed};
+use crate::context::Context;
+use crate::failure::{CliResult, Failure, aws_failed};
 use crate::output::Output;
 
 #[derive(Args, Debug)]

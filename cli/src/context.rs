@@ -2,14 +2,14 @@
 //! the AWS configuration from the standard chain, and the operator role it reads workload
 //! accounts through.
 
-use rollout_core::FromSdk;
 use std::collections::HashMap;
 
 use clap::Args;
 use rollout_core::config::Config;
 use rollout_core::reach::WorkloadRole;
-use rollout_core::{Clients, StepError};
+use rollout_core::{Clients, FromSdk, StepError};
 
+use crate::failure::{CliResult, Failure, aws_failed};
 use crate::output::Format;
 
 #[derive(Args, Clone, Debug)]
@@ -49,61 +49,6 @@ pub struct Global {
     #[arg(long, global = true, env = "AMI_ROLLOUT_OPERATOR_EXTERNAL_ID")]
     pub operator_external_id: Option<String>,
 }
-
-/// A command's failure: the error's name (as the console shows it), its message, the exit status.
-#[derive(Debug)]
-pub struct Failure {
-    pub name: String,
-    pub message: String,
-    pub exit: u8,
-}
-
-impl Failure {
-    pub fn new(name: &str, message: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            message: message.into(),
-            exit: crate::EXIT_FAILED,
-        }
-    }
-
-    pub fn refused(message: impl Into<String>) -> Self {
-        Self {
-            exit: crate::EXIT_REFUSED,
-            ..Self::new("InvalidInput", message)
-        }
-    }
-}
-
-impl From<StepError> for Failure {
-    /// A refusal of the input (bad input, unusable AMI, nothing found, preflight) exits 2; AWS
-    /// failing exits 1.
-    fn from(e: StepError) -> Self {
-        let exit = match e {
-            StepError::InvalidInput(_)
-            | StepError::AmiNotUsable { .. }
-            | StepError::TargetNotFound(_)
-            | StepError::PreflightFailed { .. } => crate::EXIT_REFUSED,
-            _ => crate::EXIT_FAILED,
-        };
-        Self {
-            name: e.name().into(),
-            message: e.to_string(),
-            exit,
-        }
-    }
-}
-
-/// An AWS call of the CLI's own that failed.
-pub fn aws_failed<E, R>(operation: &str, e: aws_sdk_sfn::error::SdkError<E, R>) -> Failure
-where
-    E: aws_sdk_sfn::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
-{
-    StepError::from_sdk(operation, e).into()
-}
-
-pub type CliResult<T> = Result<T, Failure>;
 
 pub struct Context {
     pub global: Global,

@@ -5,7 +5,8 @@ use clap::Args;
 use rollout_core::model::TargetKind;
 use serde_json::json;
 
-use crate::context::{CliResult, Context};
+use crate::context::Context;
+use crate::failure::CliResult;
 use crate::output::{Output, table};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +109,6 @@ pub async fn run(context: &Context, out: &Output, args: DriftArgs) -> CliResult<
     Ok(if report.drifted.is_empty() {
         0
     } else {
-        crate::EXIT_REFUSED
+        crate::failure::EXIT_REFUSED
     })
 }

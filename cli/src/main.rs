@@ -4,14 +4,18 @@
 //! endpoint variables apply, so the same binary works against AWS and the local AWS.
 
 mod approve;
+mod args;
 mod context;
 mod drift;
 mod executions;
+mod failure;
 mod fleet_view;
+mod history;
 mod output;
 mod plan;
 mod settings;
 mod start;
+mod targets;
 mod undo;
 mod watch;
 
@@ -64,11 +68,6 @@ enum Command {
         shell: clap_complete::Shell,
     },
 }
-
-/// Exit statuses: 0 done (or the execution SUCCEEDED), 1 an error or a FAILED execution, 2 a
-/// refusal of the input (or drift found), 3 an execution that TIMED_OUT, 4 one ABORTED.
-pub const EXIT_FAILED: u8 = 1;
-pub const EXIT_REFUSED: u8 = 2;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

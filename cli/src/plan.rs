@@ -3,13 +3,15 @@
 //! the protection of rollback-point AMIs are what the execution would write, and are only said.
 
 use clap::Args;
-use rollout_core::model::{Plan, RollbackPoint, Target, TargetKind};
+use rollout_core::model::Plan;
 use rollout_core::window::WindowTimes;
 use serde_json::json;
 
-use crate::context::{CliResult, Context};
+use crate::args::TriggerArgs;
+use crate::context::Context;
+use crate::failure::CliResult;
 use crate::output::{Output, table};
-use crate::start::TriggerArgs;
+use crate::targets::{kind, rollback_point};
 
 /// The session name the operator role is assumed with in workload accounts.
 const SESSION: &str = "ami-rollout-cli-plan";
@@ -75,31 +77,6 @@ pub fn would_write(plan: &Plan) -> Vec<String> {
         ));
     }
     writes
-}
-
-pub fn rollback_point(target: &Target) -> String {
-    match &target.rollback_point {
-        RollbackPoint::Template(p) => format!(
-            "{} version {} ({}), {}",
-            p.launch_template_id,
-            p.version,
-            match p.reference {
-                rollout_core::model::VersionReference::Pinned => "pinned".to_string(),
-                other => other.spec(p.version),
-            },
-            p.image_id
-        ),
-        RollbackPoint::Root(p) => format!("root {} ({})", p.root_volume_id, p.image_id),
-    }
-}
-
-pub fn kind(target: &Target) -> &'static str {
-    match (target.kind, &target.ecs) {
-        (TargetKind::AutoScalingGroup, None) => "group",
-        (TargetKind::AutoScalingGroup, Some(_)) => "group (ECS)",
-        (TargetKind::Instance, None) => "instance",
-        (TargetKind::Instance, Some(_)) => "instance (ECS)",
-    }
 }
 
 pub fn render(plan: &Plan, writes: &[String]) -> String {

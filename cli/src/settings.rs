@@ -7,7 +7,8 @@ use rollout_core::settings::SettingsMap;
 use rollout_core::store::{PlanStore, SETTINGS_KEY};
 use serde_json::json;
 
-use crate::context::{CliResult, Context, Failure};
+use crate::context::Context;
+use crate::failure::{CliResult, Failure};
 use crate::output::Output;
 
 #[derive(Args, Debug)]

@@ -9,9 +9,11 @@ use clap::Args;
 use rollout_planner::undo::UndoCheck;
 use serde_json::json;
 
-use crate::context::{CliResult, Context, Failure};
+use crate::args::LaunchArgs;
+use crate::context::Context;
+use crate::failure::{CliResult, Failure};
 use crate::output::{Output, table};
-use crate::plan::{kind, rollback_point};
+use crate::targets::{kind, rollback_point};
 
 /// The session name the operator role is assumed with in workload accounts.
 const SESSION: &str = "ami-rollout-cli-undo";
@@ -30,7 +32,7 @@ pub struct UndoArgs {
     #[arg(long, short)]
     pub yes: bool,
     #[command(flatten)]
-    pub launch: crate::start::LaunchArgs,
+    pub launch: LaunchArgs,
 }
 
 pub async fn run(context: &Context, out: &Output, args: UndoArgs) -> CliResult<u8> {

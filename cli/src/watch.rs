@@ -14,12 +14,14 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rollout_core::model::{Health, Plan, PlanSummary, TargetKind};
 use serde_json::{Value, json};
 
-use crate::context::{CliResult, Context, aws_failed};
-use crate::executions::{
+use crate::args::Pace;
+use crate::context::Context;
+use crate::failure::{CliResult, aws_failed};
+use crate::fleet_view::Places;
+use crate::history::{
     Child, Children, exit_of, function_of, history, is_step, outcomes, plan_from, plan_of,
     render_outcomes, succeeded_output,
 };
-use crate::fleet_view::Places;
 use crate::output::Output;
 
 #[derive(Args, Debug)]
@@ -28,13 +30,6 @@ pub struct WatchArgs {
     pub execution: String,
     #[command(flatten)]
     pub pace: Pace,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct Pace {
-    /// Seconds between two looks at the execution and the fleet.
-    #[arg(long, default_value_t = 2.0)]
-    pub interval: f64,
 }
 
 pub async fn run(context: &Context, out: &Output, args: WatchArgs) -> CliResult<u8> {

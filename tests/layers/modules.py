@@ -208,7 +208,7 @@ def roots(folder: Path) -> list[Path]:
 
 # The planner reads as steps: no function longer than this (issue 33).
 LONGEST_FUNCTION = {"rollout-planner": 80}
-FN = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?fn\s+([a-z_][a-z0-9_]*)", re.M)
+FN = re.compile(r"^[ \t]*(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?fn\s+([a-z_][a-z0-9_]*)", re.M)
 
 
 def long_functions(folder: Path, limit: int) -> list[str]:
@@ -233,7 +233,8 @@ def long_functions(folder: Path, limit: int) -> list[str]:
             lines = text.count("\n", match.start(), i) + 1
             if lines > limit:
                 line = text.count("\n", 0, match.start()) + 1
-                found.append(f"{path.relative_to(ROOT)}:{line}: fn {match.group(1)} is {lines} lines, "
+                shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+                found.append(f"{shown}:{line}: fn {match.group(1)} is {lines} lines, "
                              f"more than {limit}")
     return found
 

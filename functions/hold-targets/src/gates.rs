@@ -22,7 +22,8 @@ use rollout_core::window::{MaintenanceWindow, WindowState, WindowTimes};
 use rollout_core::{StepError, StepResult};
 use serde::Serialize;
 
-use crate::{HoldClients, execution_name, s};
+use crate::table::{HoldClients, s};
+use rollout_core::store::execution_name;
 
 /// How far ahead a target that is already running looks for its window's next opening.
 const RUNNING_HORIZON_DAYS: u32 = 366;

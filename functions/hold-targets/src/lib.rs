@@ -18,14 +18,12 @@
 //!   once it wakes or its execution is released.
 
 pub mod gates;
+mod table;
 
 use rollout_core::FromSdk;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_autoscaling::types::{Filter, Tag};
-use aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder;
-use aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder;
-use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_sfn::types::{ExecutionRedriveStatus, ExecutionStatus};
 use rollout_core::ami::describe_images;
@@ -36,73 +34,11 @@ use rollout_core::stop::{StopSignal, execution_key};
 use rollout_core::{Clients, StepError, StepResult};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+pub use table::HoldClients;
+use table::{is_condition_failure, s, set, string_set, text};
 
 /// The tag that shows who holds a group.
 pub const HOLD_TAG: &str = "ami-rollout:held-by";
-
-/// The fleet clients, plus the holds table and Step Functions.
-#[derive(Clone, Debug)]
-pub struct HoldClients {
-    pub fleet: Clients,
-    pub dynamodb: aws_sdk_dynamodb::Client,
-    pub sfn: aws_sdk_sfn::Client,
-    pub table: String,
-    /// Approval gates publish what they ask here (`APPROVAL_TOPIC_ARN`).
-    pub sns: aws_sdk_sns::Client,
-    pub approval_topic: Option<String>,
-}
-
-impl HoldClients {
-    /// An UpdateItem of the item `key` of the holds table.
-    fn update(&self, key: impl Into<String>) -> UpdateItemFluentBuilder {
-        self.dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .key("key", s(key))
-    }
-
-    /// A strongly consistent GetItem of the item `key` (a hold just written must be seen).
-    fn get(&self, key: impl Into<String>) -> GetItemFluentBuilder {
-        self.dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .key("key", s(key))
-            .consistent_read(true)
-    }
-
-    /// A DeleteItem of the item `key`.
-    fn delete(&self, key: impl Into<String>) -> DeleteItemFluentBuilder {
-        self.dynamodb
-            .delete_item()
-            .table_name(&self.table)
-            .key("key", s(key))
-    }
-
-    pub async fn from_env() -> StepResult<Self> {
-        let fleet = Clients::from_env().await?;
-        let table = fleet.holds_table.clone().ok_or_else(|| {
-            StepError::invalid("HOLDS_TABLE is not set: the function needs the holds table's name")
-        })?;
-        let conf = fleet
-            .sdk_config()
-            .ok_or_else(|| StepError::invalid("no AWS configuration"))?;
-        let (sfn, sns) = (
-            aws_sdk_sfn::Client::new(conf),
-            aws_sdk_sns::Client::new(conf),
-        );
-        let approval_topic = std::env::var("APPROVAL_TOPIC_ARN")
-            .ok()
-            .filter(|t| !t.trim().is_empty());
-        Ok(Self {
-            dynamodb: fleet.dynamodb.clone(),
-            fleet,
-            sfn,
-            table,
-            sns,
-            approval_topic,
-        })
-    }
-}
 
 /// What the function is asked to do.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
@@ -225,7 +161,7 @@ pub async fn handle(clients: &HoldClients, payload: Value) -> StepResult<Value> 
     out.map_err(|e| StepError::invalid(format!("hold-targets output: {e}")))
 }
 
-pub(crate) use rollout_core::store::execution_name;
+use rollout_core::store::execution_name;
 
 /// The hold key of `target` (core's `holds::target_key`, where every step reads it).
 fn target_key(home: &Home, target: &Target) -> String {
@@ -295,32 +231,6 @@ fn stop_signal(clients: &HoldClients) -> StopSignal {
         dynamodb: clients.dynamodb.clone(),
         table: clients.table.clone(),
     }
-}
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn string_set(values: impl IntoIterator<Item = String>) -> AttributeValue {
-    AttributeValue::Ss(values.into_iter().collect())
-}
-
-fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned()
-}
-
-fn set(item: Option<&HashMap<String, AttributeValue>>, name: &str) -> Vec<String> {
-    item.and_then(|i| i.get(name))
-        .and_then(|v| v.as_ss().ok())
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn is_condition_failure<E>(err: &E) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    err.code() == Some("ConditionalCheckFailedException")
 }
 
 /// Whether an execution that holds something can still come back for it.
