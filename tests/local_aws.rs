@@ -423,8 +423,9 @@ async fn rollback_after_a_successful_refresh_brings_the_old_ami_back() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let report = report.expect("rollback converges");
-    assert!(
-        report.done && !report.failed && !report.untouched,
+    assert_eq!(
+        report.status,
+        rollout_core::model::RollbackStatus::RolledBack,
         "{report:?}"
     );
     assert_eq!(aws.group_amis("web"), vec![current.clone(), current]);

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_sfn::types::HistoryEvent;
-use rollout_core::model::{Health, Plan, PlanSummary, Target, TargetRollback};
+use rollout_core::model::{Health, Plan, PlanSummary, RollbackStatus, Target, TargetRollback};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -322,12 +322,11 @@ fn outcome_of(rollout: Option<&Child>, rollback: Option<&Child>) -> (String, Opt
         .and_then(Child::output)
         .and_then(|o| serde_json::from_value::<TargetRollback>(o).ok());
     if let Some(back) = back {
-        let outcome = if back.failed {
-            "not rolled back"
-        } else if back.untouched {
-            "untouched"
-        } else {
-            "rolled back"
+        let outcome = match back.status {
+            RollbackStatus::Failed => "not rolled back",
+            RollbackStatus::Untouched => "untouched",
+            RollbackStatus::RolledBack => "rolled back",
+            RollbackStatus::Rolling => "rolling back",
         };
         return (outcome.into(), Some(back.action));
     }

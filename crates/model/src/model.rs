@@ -659,20 +659,83 @@ impl WaveStop {
 
 /// What rollback did or is doing to one target.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "TargetRollbackFields", into = "TargetRollbackFields")]
 pub struct TargetRollback {
     pub group: String,
-    /// Nothing of this execution's was on the target: nothing to roll back.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub untouched: bool,
+    pub status: RollbackStatus,
     /// The refresh rollback started or is waiting on, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_id: Option<String>,
     /// What this call did (or found done), in a few words.
     pub action: String,
-    pub done: bool,
+}
+
+/// Where one target's rollback stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollbackStatus {
+    /// Still going: call again.
+    Rolling,
+    /// Back as it was before the execution.
+    RolledBack,
+    /// Nothing of this execution's was on the target: nothing to roll back.
+    Untouched,
+    /// Could not be brought back; `action` says why.
+    Failed,
+}
+
+impl RollbackStatus {
+    /// Whether the rollback of the target is over, one way or the other.
+    pub fn is_over(self) -> bool {
+        self != RollbackStatus::Rolling
+    }
+}
+
+/// `TargetRollback` as the state machine and the CLI read it: `done`, `failed` and `untouched`
+/// flags (a contract older than the status enum).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TargetRollbackFields {
+    group: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub failed: bool,
+    untouched: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_id: Option<String>,
+    action: String,
+    done: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    failed: bool,
+}
+
+impl From<TargetRollbackFields> for TargetRollback {
+    fn from(f: TargetRollbackFields) -> Self {
+        let status = match (f.failed, f.done, f.untouched) {
+            (true, _, _) => RollbackStatus::Failed,
+            (false, true, true) => RollbackStatus::Untouched,
+            (false, true, false) => RollbackStatus::RolledBack,
+            (false, false, _) => RollbackStatus::Rolling,
+        };
+        Self {
+            group: f.group,
+            status,
+            refresh_id: f.refresh_id,
+            action: f.action,
+        }
+    }
+}
+
+impl From<TargetRollback> for TargetRollbackFields {
+    fn from(t: TargetRollback) -> Self {
+        Self {
+            group: t.group,
+            untouched: t.status == RollbackStatus::Untouched,
+            refresh_id: t.refresh_id,
+            action: t.action,
+            done: matches!(
+                t.status,
+                RollbackStatus::RolledBack | RollbackStatus::Untouched
+            ),
+            failed: t.status == RollbackStatus::Failed,
+        }
+    }
 }
 
 /// One call of the rollback of one target: call it again, after `nextWaitSeconds`, until
@@ -696,4 +759,49 @@ pub struct RollbackReport {
     pub not_rolled_back: usize,
     /// One paragraph for the Fail state's Cause: what failed and what was rolled back.
     pub cause: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The status reads and writes as the flags the state machine and older executions know.
+    #[test]
+    fn a_target_rollback_keeps_its_flags_on_the_wire() {
+        let cases = [
+            (
+                RollbackStatus::Rolling,
+                r#"{"group":"web","action":"a","done":false}"#,
+            ),
+            (
+                RollbackStatus::RolledBack,
+                r#"{"group":"web","action":"a","done":true}"#,
+            ),
+            (
+                RollbackStatus::Untouched,
+                r#"{"group":"web","untouched":true,"action":"a","done":true}"#,
+            ),
+            (
+                RollbackStatus::Failed,
+                r#"{"group":"web","action":"a","done":false,"failed":true}"#,
+            ),
+        ];
+        for (status, wire) in cases {
+            let target = TargetRollback {
+                group: "web".into(),
+                status,
+                refresh_id: None,
+                action: "a".into(),
+            };
+            assert_eq!(serde_json::to_string(&target).unwrap(), wire);
+            assert_eq!(
+                serde_json::from_str::<TargetRollback>(wire).unwrap(),
+                target
+            );
+        }
+        // Both flags, as no step writes them any more: the failure is what counts.
+        let both = r#"{"group":"web","action":"a","done":true,"failed":true}"#;
+        let read: TargetRollback = serde_json::from_str(both).unwrap();
+        assert_eq!(read.status, RollbackStatus::Failed);
+    }
 }

@@ -11,7 +11,7 @@
 use rollout_core::ecs::{self, Identity};
 use rollout_core::instance::{self, Purpose, RootSource, StatusChecks, Task, TaskState};
 use rollout_core::model::{
-    Epoch, PlanSummary, RootPoint, Target, TargetKind, TargetRollback, TargetRun,
+    Epoch, PlanSummary, RollbackStatus, RootPoint, Target, TargetKind, TargetRollback, TargetRun,
 };
 use rollout_core::{Clients, StepError, StepResult};
 use serde::Serialize;
@@ -267,17 +267,18 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<TargetRo
     let point = run.target.root_point()?;
     let state = state(clients, run, point).await?;
     let action = decide(point, &state, rollout_core::clock::now());
+    // Nothing of this execution's on it (no replacement of its root): a finished rollback of it
+    // is no rollback at all.
+    let untouched = state.rollout.is_none() && !matches!(action, Action::SettleEcs(_));
     let mut report = TargetRollback {
         group: run.target.name(),
-        untouched: state.rollout.is_none() && !matches!(action, Action::SettleEcs(_)),
+        status: RollbackStatus::Rolling,
         refresh_id: state
             .rollback
             .as_ref()
             .or(state.rollout.as_ref())
             .map(|t| t.id.clone()),
         action: String::new(),
-        done: false,
-        failed: false,
     };
     match action {
         Action::PutBack(source) => {
@@ -333,16 +334,19 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<TargetRo
                 ecs::deregister(clients, cluster, arn).await?;
             }
             report.action = fix.done;
-            report.done = true;
+            report.status = RollbackStatus::RolledBack;
         }
         Action::Wait(why) => report.action = why,
         Action::Done(what) => {
             report.action = what;
-            report.done = true;
+            report.status = match untouched {
+                true => RollbackStatus::Untouched,
+                false => RollbackStatus::RolledBack,
+            };
         }
         Action::Failed(why) => {
             report.action = why;
-            report.failed = true;
+            report.status = RollbackStatus::Failed;
         }
     }
     Ok(report)

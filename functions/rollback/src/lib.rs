@@ -23,8 +23,8 @@ use rollout_core::fleet::{
 };
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
-    Failure, PlanSummary, RollbackReport, RollbackScope, RollbackStep, Target, TargetKind,
-    TargetRollback, TargetRun, UndoOf, VersionReference, WaveStop,
+    Failure, PlanSummary, RollbackReport, RollbackScope, RollbackStatus, RollbackStep, Target,
+    TargetKind, TargetRollback, TargetRun, UndoOf, VersionReference, WaveStop,
 };
 use rollout_core::refresh::{self, Purpose, RefreshInfo, RefreshStatus, recent_refreshes};
 use rollout_core::store::{ChildResult, ResultWriterDetails, plan_prefix, results_prefix};
@@ -326,11 +326,9 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<Rollback
     if let Some(refused) = clients.hold_refusal(run).await? {
         return Ok(step(TargetRollback {
             group: run.target.name(),
-            untouched: false,
+            status: RollbackStatus::Failed,
             refresh_id: None,
             action: format!("not brought back, and left as it is: {refused}"),
-            done: false,
-            failed: true,
         }));
     }
     let clients = &clients.for_run(run).await?;
@@ -355,18 +353,16 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<Rollback
     } else {
         TargetRollback {
             group: target.name(),
-            untouched: true,
+            status: RollbackStatus::Untouched,
             refresh_id: None,
             action: "nothing of this execution's was on it".into(),
-            done: true,
-            failed: false,
         }
     };
     Ok(step(result))
 }
 
 fn step(result: TargetRollback) -> RollbackStep {
-    let complete = result.done || result.failed;
+    let complete = result.status.is_over();
     RollbackStep {
         complete,
         next_wait_seconds: if complete { 0 } else { ROLLBACK_WAIT_SECONDS },
@@ -409,7 +405,7 @@ fn outcome(result: &ChildResult) -> TargetRollback {
         }
         (status, _) => TargetRollback {
             group,
-            untouched: false,
+            status: RollbackStatus::Failed,
             refresh_id: None,
             action: match (&result.error, &result.cause) {
                 (Some(error), Some(cause)) => Failure {
@@ -419,8 +415,6 @@ fn outcome(result: &ChildResult) -> TargetRollback {
                 .describe(),
                 _ => format!("its rollback ended {status}"),
             },
-            done: false,
-            failed: true,
         },
     }
 }
@@ -431,10 +425,16 @@ pub fn summarize(reason: &str, results: &[ChildResult]) -> RollbackReport {
     let outcomes: Vec<TargetRollback> = results.iter().map(outcome).collect();
     let rolled_back: Vec<&TargetRollback> = outcomes
         .iter()
-        .filter(|t| t.done && !t.failed && !t.untouched)
+        .filter(|t| t.status == RollbackStatus::RolledBack)
         .collect();
-    let not_rolled_back: Vec<&TargetRollback> = outcomes.iter().filter(|t| t.failed).collect();
-    let untouched = outcomes.iter().filter(|t| t.untouched).count();
+    let not_rolled_back: Vec<&TargetRollback> = outcomes
+        .iter()
+        .filter(|t| t.status == RollbackStatus::Failed)
+        .collect();
+    let untouched = outcomes
+        .iter()
+        .filter(|t| t.status == RollbackStatus::Untouched)
+        .count();
     let mut parts = Vec::new();
     if !rolled_back.is_empty() {
         parts.push(format!("rolled back: {}", listed(&rolled_back)));
@@ -573,13 +573,16 @@ async fn act(
             )
         }
     };
+    let status = match (done, failed) {
+        (_, true) => RollbackStatus::Failed,
+        (true, false) => RollbackStatus::RolledBack,
+        (false, false) => RollbackStatus::Rolling,
+    };
     Ok(TargetRollback {
         group: target.name(),
-        untouched: false,
+        status,
         refresh_id,
         action,
-        done,
-        failed,
     })
 }
 

@@ -312,13 +312,16 @@ fn child(status: &str, group: &str, output: Option<TargetRollback>) -> ChildResu
 }
 
 fn rolled(group: &str, action: &str, untouched: bool, failed: bool) -> TargetRollback {
+    let status = match (untouched, failed) {
+        (_, true) => RollbackStatus::Failed,
+        (true, false) => RollbackStatus::Untouched,
+        (false, false) => RollbackStatus::RolledBack,
+    };
     TargetRollback {
         group: group.into(),
-        untouched,
+        status,
         refresh_id: None,
         action: action.into(),
-        done: !failed,
-        failed,
     }
 }
 
