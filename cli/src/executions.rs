@@ -5,7 +5,9 @@ use serde_json::{Value, json};
 
 use crate::context::Context;
 use crate::failure::{CliResult, Failure, aws_failed};
-use crate::history::{Children, exit_of, history, outcomes, plan_of, render_outcomes};
+use rollout_core::model::ExecutionStatus;
+
+use crate::history::{Children, exit_of, history, outcomes, plan_of, render_ending};
 use crate::output::{Output, table};
 
 #[derive(Args, Debug)]
@@ -92,31 +94,13 @@ pub async fn status(context: &Context, out: &Output, args: ExecutionArg) -> CliR
         &children,
     )
     .await;
-    let status = described.status().as_str().to_string();
-    let seconds = described
-        .stop_date()
-        .map(|s| s.secs() - described.start_date().secs());
+    let (json, text) = render_ending(&described, &lines);
     if out.json() {
-        out.value(&json!({
-            "executionArn": arn,
-            "status": status,
-            "error": described.error(),
-            "cause": described.cause(),
-            "seconds": seconds,
-            "targets": lines,
-        }));
+        out.value(&json);
     } else {
-        print!("{}", render_outcomes(&lines));
-        println!(
-            "\nexecution {status}{}",
-            seconds.map_or_else(String::new, |s| format!(" in {s} s"))
-        );
-        if let Some(error) = described.error() {
-            println!("  Error: {error}");
-            println!("  Cause: {}", described.cause().unwrap_or_default());
-        }
+        print!("{text}");
     }
-    Ok(exit_of(&status))
+    Ok(exit_of(ExecutionStatus::parse(described.status().as_str())))
 }
 
 pub async fn redrive(context: &Context, out: &Output, args: ExecutionArg) -> CliResult<u8> {

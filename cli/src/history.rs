@@ -5,7 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_sfn::types::HistoryEvent;
-use rollout_core::model::{Health, Plan, PlanSummary, RollbackStatus, Target, TargetRollback};
+use rollout_core::model::{
+    ExecutionStatus, Health, Plan, PlanSummary, RollbackStatus, Target, TargetRollback,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -76,7 +78,7 @@ pub struct Child {
     pub wave: Option<usize>,
     /// A child of the rollback's Map Run (else of a wave's).
     pub rollback: bool,
-    pub status: String,
+    pub status: ExecutionStatus,
     pub started: Option<aws_smithy_types::DateTime>,
     pub stopped: Option<aws_smithy_types::DateTime>,
     pub events: Vec<HistoryEvent>,
@@ -111,8 +113,6 @@ pub struct Children {
     pub order: Vec<String>,
     lanes: HashSet<String>,
 }
-
-const ENDED: [&str; 4] = ["SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"];
 
 impl Children {
     /// (child ARN, index of its event) for each event new since the last poll.
@@ -151,7 +151,7 @@ impl Children {
                         parents.push(arn);
                         continue;
                     }
-                    let status = listed.status().as_str().to_string();
+                    let status = ExecutionStatus::parse(listed.status().as_str());
                     if !self.known.contains_key(&arn) {
                         let described = sfn
                             .describe_execution()
@@ -184,7 +184,7 @@ impl Children {
                                     .and_then(Value::as_u64)
                                     .map(|w| w as usize),
                                 rollback,
-                                status: String::new(),
+                                status: ExecutionStatus::Unknown,
                                 started: Some(*listed.start_date()),
                                 stopped: None,
                                 events: Vec::new(),
@@ -193,7 +193,7 @@ impl Children {
                         );
                     }
                     let child = self.known.get_mut(&arn).expect("known above");
-                    let settled = ENDED.contains(&child.status.as_str())
+                    let settled = child.status.is_ended()
                         && child.status == status
                         && child.shown == child.events.len();
                     if settled {
@@ -316,19 +316,23 @@ pub async fn outcomes(
     lines
 }
 
+/// A target's rollback in words.
+pub fn rollback_outcome(status: RollbackStatus) -> &'static str {
+    match status {
+        RollbackStatus::Failed => "not rolled back",
+        RollbackStatus::Untouched => "untouched",
+        RollbackStatus::RolledBack => "rolled back",
+        RollbackStatus::Rolling => "rolling back",
+    }
+}
+
 /// A target's outcome in words, from its rollout child and its rollback child.
 fn outcome_of(rollout: Option<&Child>, rollback: Option<&Child>) -> (String, Option<String>) {
     let back = rollback
         .and_then(Child::output)
         .and_then(|o| serde_json::from_value::<TargetRollback>(o).ok());
     if let Some(back) = back {
-        let outcome = match back.status {
-            RollbackStatus::Failed => "not rolled back",
-            RollbackStatus::Untouched => "untouched",
-            RollbackStatus::RolledBack => "rolled back",
-            RollbackStatus::Rolling => "rolling back",
-        };
-        return (outcome.into(), Some(back.action));
+        return (rollback_outcome(back.status).into(), Some(back.action));
     }
     let Some(child) = rollout else {
         return ("not started".into(), None);
@@ -341,9 +345,9 @@ fn outcome_of(rollout: Option<&Child>, rollback: Option<&Child>) -> (String, Opt
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    match (child.status.as_str(), field("outcome").as_deref()) {
-        ("SUCCEEDED", Some("rolledOut")) => ("rolled out".into(), None),
-        ("SUCCEEDED", Some("failed")) => (
+    match (child.status, field("outcome").as_deref()) {
+        (ExecutionStatus::Succeeded, Some("rolledOut")) => ("rolled out".into(), None),
+        (ExecutionStatus::Succeeded, Some("failed")) => (
             "failed".into(),
             field("error").map(|e| {
                 let cause = rollout_core::model::Failure {
@@ -353,8 +357,8 @@ fn outcome_of(rollout: Option<&Child>, rollback: Option<&Child>) -> (String, Opt
                 cause.describe()
             }),
         ),
-        ("SUCCEEDED", Some("stopped")) => ("stopped".into(), field("cause")),
-        (status, _) => (status.to_ascii_lowercase(), None),
+        (ExecutionStatus::Succeeded, Some("stopped")) => ("stopped".into(), field("cause")),
+        (status, _) => (status.as_str().to_ascii_lowercase(), None),
     }
 }
 
@@ -393,12 +397,44 @@ pub fn render_outcomes(lines: &[TargetOutcome]) -> String {
     )
 }
 
+/// How an execution ended (or stands), with what became of its targets: as JSON, and as text.
+pub fn render_ending(
+    described: &aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput,
+    lines: &[TargetOutcome],
+) -> (Value, String) {
+    let status = ExecutionStatus::parse(described.status().as_str());
+    let seconds = described
+        .stop_date()
+        .map(|s| s.secs() - described.start_date().secs());
+    let json = serde_json::json!({
+        "executionArn": described.execution_arn(),
+        "status": status,
+        "error": described.error(),
+        "cause": described.cause(),
+        "seconds": seconds,
+        "targets": lines,
+    });
+    let mut text = format!(
+        "{}\nexecution {status}{}\n",
+        render_outcomes(lines),
+        seconds.map_or_else(String::new, |s| format!(" in {s} s"))
+    );
+    if let Some(error) = described.error() {
+        text.push_str(&format!("  Error: {error}\n"));
+        text.push_str(&format!(
+            "  Cause: {}\n",
+            described.cause().unwrap_or_default()
+        ));
+    }
+    (json, text)
+}
+
 /// The exit status an execution's status stands for.
-pub fn exit_of(status: &str) -> u8 {
+pub fn exit_of(status: ExecutionStatus) -> u8 {
     match status {
-        "SUCCEEDED" | "RUNNING" => 0,
-        "TIMED_OUT" => 3,
-        "ABORTED" => 4,
+        ExecutionStatus::Succeeded | ExecutionStatus::Running => 0,
+        ExecutionStatus::TimedOut => 3,
+        ExecutionStatus::Aborted => 4,
         _ => crate::failure::EXIT_FAILED,
     }
 }

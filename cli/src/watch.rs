@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sfn::types::{HistoryEvent, HistoryEventType as E};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rollout_core::model::{Health, Plan, PlanSummary, TargetKind};
+use rollout_core::model::{ExecutionStatus, Health, Plan, PlanSummary, TargetKind, TargetRollback};
 use serde_json::{Value, json};
 
 use crate::args::Pace;
@@ -20,7 +20,7 @@ use crate::failure::{CliResult, aws_failed};
 use crate::fleet_view::Places;
 use crate::history::{
     Child, Children, exit_of, function_of, history, is_step, outcomes, plan_from, plan_of,
-    render_outcomes, succeeded_output,
+    render_ending, rollback_outcome, succeeded_output,
 };
 use crate::output::Output;
 
@@ -72,7 +72,7 @@ pub async fn follow(context: &Context, out: &Output, arn: &str, pace: &Pace) -> 
         }
         seen = events.len();
         timeline.progress(&mut places, &children).await;
-        if described.status().as_str() != "RUNNING" {
+        if ExecutionStatus::parse(described.status().as_str()) != ExecutionStatus::Running {
             return timeline.end(context, &described, &events, &children).await;
         }
         tokio::time::sleep(interval).await;
@@ -241,21 +241,16 @@ impl<'a> Timeline<'a> {
         }
         let output = child.output().unwrap_or(Value::Null);
         let field = |k: &str| output.get(k).and_then(Value::as_str).map(str::to_string);
-        let status = child.status.clone();
+        let status = child.status;
         let outcome = match phase {
-            "rollback" => match (
-                output.get("failed").and_then(Value::as_bool),
-                output.get("untouched").and_then(Value::as_bool),
-            ) {
-                (Some(true), _) => "not rolled back".to_string(),
-                (_, Some(true)) => "untouched".to_string(),
-                _ if status == "SUCCEEDED" => "rolled back".to_string(),
-                _ => status.to_ascii_lowercase(),
+            "rollback" => match serde_json::from_value::<TargetRollback>(output.clone()) {
+                Ok(back) => rollback_outcome(back.status).to_string(),
+                Err(_) => status.as_str().to_ascii_lowercase(),
             },
             _ => match field("outcome").as_deref() {
                 Some("rolledOut") => "rolled out".into(),
                 Some(other) => other.to_string(),
-                None => status.to_ascii_lowercase(),
+                None => status.as_str().to_ascii_lowercase(),
             },
         };
         let reason = field("action").or_else(|| {
@@ -569,7 +564,7 @@ impl<'a> Timeline<'a> {
     async fn progress(&mut self, places: &mut Places, children: &Children) {
         for arn in &children.order {
             let child = &children.known[arn];
-            if child.rollback || child.status != "RUNNING" {
+            if child.rollback || child.status != ExecutionStatus::Running {
                 continue;
             }
             if child.target.kind != TargetKind::AutoScalingGroup {
@@ -646,30 +641,13 @@ impl<'a> Timeline<'a> {
             self.plan = plan_of(context, events).await?.and_then(|(_, p)| p);
         }
         let lines = outcomes(context, self.plan.as_ref(), children).await;
-        let status = described.status().as_str().to_string();
-        let seconds = described
-            .stop_date()
-            .map(|s| s.secs() - described.start_date().secs());
+        let (json, text) = render_ending(described, &lines);
         if self.out.json() {
-            self.say(
-                "end",
-                json!({"executionArn": described.execution_arn(), "status": status,
-                       "error": described.error(), "cause": described.cause(),
-                       "seconds": seconds, "targets": lines}),
-                "",
-            );
+            self.say("end", json, "");
         } else {
-            println!("\n{}", render_outcomes(&lines));
-            println!(
-                "execution {status}{}",
-                seconds.map_or_else(String::new, |s| format!(" in {s} s"))
-            );
-            if let Some(error) = described.error() {
-                println!("  Error: {error}");
-                println!("  Cause: {}", described.cause().unwrap_or_default());
-            }
+            print!("\n{text}");
         }
-        Ok(exit_of(&status))
+        Ok(exit_of(ExecutionStatus::parse(described.status().as_str())))
     }
 }
 

@@ -470,7 +470,7 @@ pub struct ChildResult {
     #[serde(rename = "ExecutionArn", default)]
     pub execution_arn: String,
     #[serde(rename = "Status", default)]
-    pub status: String,
+    pub status: crate::model::ExecutionStatus,
     /// The child's input, as JSON text.
     #[serde(rename = "Input", default)]
     pub input: Option<String>,

@@ -657,6 +657,59 @@ impl WaveStop {
     }
 }
 
+/// A Step Functions execution's status, as DescribeExecution, ListExecutions, a Map Run's result
+/// files and EventBridge's status change events spell it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionStatus {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Aborted,
+    PendingRedrive,
+    /// A Map Run's child that never started (a result file's `PENDING`).
+    Pending,
+    /// A status this code does not know (or none read yet).
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl ExecutionStatus {
+    pub fn parse(text: &str) -> Self {
+        serde_json::from_value(serde_json::Value::String(text.to_string())).unwrap_or_default()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Aborted => "ABORTED",
+            Self::PendingRedrive => "PENDING_REDRIVE",
+            Self::Pending => "PENDING",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// Whether the execution has ended (it may still be redriven when it FAILED, TIMED_OUT or
+    /// was ABORTED).
+    pub fn is_ended(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::TimedOut | Self::Aborted
+        )
+    }
+}
+
+impl std::fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What rollback did or is doing to one target.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(from = "TargetRollbackFields", into = "TargetRollbackFields")]
@@ -764,6 +817,27 @@ pub struct RollbackReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn execution_statuses_read_as_aws_spells_them() {
+        for status in [
+            ExecutionStatus::Running,
+            ExecutionStatus::Succeeded,
+            ExecutionStatus::Failed,
+            ExecutionStatus::TimedOut,
+            ExecutionStatus::Aborted,
+            ExecutionStatus::PendingRedrive,
+            ExecutionStatus::Pending,
+        ] {
+            assert_eq!(ExecutionStatus::parse(status.as_str()), status);
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+        assert_eq!(ExecutionStatus::parse("NEW"), ExecutionStatus::Unknown);
+        assert!(ExecutionStatus::Aborted.is_ended() && !ExecutionStatus::Running.is_ended());
+    }
 
     /// The status reads and writes as the flags the state machine and older executions know.
     #[test]

@@ -178,7 +178,7 @@ async fn changed_nothing(clients: &Clients, arn: &str) -> StepResult<bool> {
     };
     let sfn = aws_sdk_sfn::Client::new(conf);
     match sfn.describe_execution().execution_arn(arn).send().await {
-        Ok(out) => Ok(out.status().as_str() == "FAILED"
+        Ok(out) => Ok(*out.status() == aws_sdk_sfn::types::ExecutionStatus::Failed
             && out.error().is_some_and(|e| NOTHING_CHANGED.contains(&e))),
         // Gone (Step Functions keeps closed executions for 90 days): it counts.
         Err(err)

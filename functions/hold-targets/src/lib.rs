@@ -100,7 +100,7 @@ pub struct StatusChange {
 #[serde(rename_all = "camelCase")]
 pub struct StatusChangeDetail {
     pub execution_arn: String,
-    pub status: String,
+    pub status: rollout_core::model::ExecutionStatus,
 }
 
 /// What a release did.
@@ -922,11 +922,12 @@ pub async fn on_status_change(
     change: &StatusChange,
 ) -> StepResult<Released> {
     let detail = &change.detail;
-    if matches!(detail.status.as_str(), "ABORTED" | "TIMED_OUT") {
+    use rollout_core::model::ExecutionStatus::{Aborted, TimedOut};
+    if matches!(detail.status, Aborted | TimedOut) {
         release(clients, &detail.execution_arn).await
     } else {
         tracing::info!(
-            status = detail.status,
+            status = %detail.status,
             "status change left alone: only ABORTED and TIMED_OUT release holds here"
         );
         Ok(Released {

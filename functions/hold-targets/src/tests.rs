@@ -148,6 +148,6 @@ fn requests_parse_from_the_state_machine_and_from_eventbridge() {
         "../../../tests/fixtures/sfn-execution-status-change-aborted.json"
     ))
     .unwrap();
-    assert_eq!(event.detail.status, "ABORTED");
+    assert_eq!(event.detail.status.as_str(), "ABORTED");
     assert!(event.detail.execution_arn.starts_with("arn:aws:states:"));
 }

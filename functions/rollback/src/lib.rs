@@ -23,8 +23,9 @@ use rollout_core::fleet::{
 };
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
-    Failure, PlanSummary, RollbackReport, RollbackScope, RollbackStatus, RollbackStep, Target,
-    TargetKind, TargetRollback, TargetRun, UndoOf, VersionReference, WaveStop,
+    ExecutionStatus, Failure, PlanSummary, RollbackReport, RollbackScope, RollbackStatus,
+    RollbackStep, Target, TargetKind, TargetRollback, TargetRun, UndoOf, VersionReference,
+    WaveStop,
 };
 use rollout_core::refresh::{self, Purpose, RefreshInfo, RefreshStatus, recent_refreshes};
 use rollout_core::store::{ChildResult, ResultWriterDetails, plan_prefix, results_prefix};
@@ -392,8 +393,8 @@ fn outcome(result: &ChildResult) -> TargetRollback {
         .input_as::<TargetRun>()
         .map(|run| run.target.name())
         .unwrap_or_else(|| result.execution_arn.clone());
-    match (result.status.as_str(), result.output_as::<TargetRollback>()) {
-        ("SUCCEEDED", Some(mut done)) => {
+    match (result.status, result.output_as::<TargetRollback>()) {
+        (ExecutionStatus::Succeeded, Some(mut done)) => {
             done.group = group;
             // The child's catch hands the step's Cause on: keep its message.
             done.action = Failure {

@@ -300,7 +300,7 @@ fn child(status: &str, group: &str, output: Option<TargetRollback>) -> ChildResu
     };
     ChildResult {
         execution_arn: format!("arn:aws:states:us-east-1:1:execution:ami-rollout/rollback:{group}"),
-        status: status.into(),
+        status: ExecutionStatus::parse(status),
         input: Some(serde_json::to_string(&run).unwrap()),
         output: output.map(|o| serde_json::to_string(&o).unwrap()),
         error: (status == "FAILED").then(|| "AwsThrottled".to_string()),
