@@ -184,18 +184,17 @@ pub fn preferences(
         // ECS protects instances that run tasks; anything but Refresh waits an hour, then fails.
         Some(ScaleInProtectedInstances::Refresh)
     } else {
+        // The SDK's enums read AWS's names: the model's choices are those names.
         settings
             .scale_in_protected_instances
-            .as_deref()
-            .map(ScaleInProtectedInstances::from)
+            .map(|choice| ScaleInProtectedInstances::from(choice.as_str()))
     };
     prefs = prefs
         .set_scale_in_protected_instances(protected)
         .set_standby_instances(
             settings
                 .standby_instances
-                .as_deref()
-                .map(StandbyInstances::from),
+                .map(|choice| StandbyInstances::from(choice.as_str())),
         );
     if purpose == Purpose::Rollout {
         prefs = prefs

@@ -24,8 +24,6 @@ pub const DEFAULT_REFRESH_TIMEOUT_SECONDS: i64 = 3 * 3600;
 /// when nothing is configured. ECS's own managed draining waits up to 48 hours; a standalone host
 /// whose service tasks have somewhere to go drains in minutes.
 pub const DEFAULT_DRAIN_TIMEOUT_SECONDS: i64 = 1800;
-/// The refresh strategy that keeps each instance and replaces only its root volume.
-pub const REPLACE_ROOT_VOLUME: &str = "ReplaceRootVolume";
 /// AWS's limits (RefreshPreferences).
 const MAX_DELAY_SECONDS: i64 = 172_800;
 const MAX_ALARMS: usize = 10;
@@ -61,16 +59,13 @@ pub struct RefreshSettings {
     /// Waves run in ascending order; default 1 (give a canary 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wave: Option<u32>,
-    /// `Refresh`, `Ignore` or `Wait`; ECS capacity with managed termination protection always gets `Refresh`.
+    /// ECS capacity with managed termination protection always gets `Refresh`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scale_in_protected_instances: Option<String>,
-    /// `Terminate`, `Ignore` or `Wait`.
+    pub scale_in_protected_instances: Option<ScaleInProtectedInstances>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub standby_instances: Option<String>,
-    /// `Rolling` (default: instances replaced by new ones) or `ReplaceRootVolume` (each instance
-    /// keeps its id, network interfaces and data volumes; only its root is replaced).
+    pub standby_instances: Option<StandbyInstances>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_strategy: Option<String>,
+    pub refresh_strategy: Option<RefreshStrategy>,
     /// A standalone instance's root that the rollout replaced is kept after success (tagged with
     /// the instance and the execution) instead of deleted; default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,6 +95,71 @@ pub struct RefreshSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_suspended_processes: Option<OnSuspendedProcesses>,
 }
+
+/// A setting that takes one of AWS's names: read and written as that name, and refused by the
+/// setting's name when it is none of them.
+macro_rules! named_choice {
+    ($(#[$doc:meta])* $name:ident, $setting:literal, { $($(#[$vdoc:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+        #[serde(try_from = "String", into = "&'static str")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [&'static str] = &[$(stringify!($variant)),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => stringify!($variant)),+
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(text: String) -> Result<Self, String> {
+                match text.as_str() {
+                    $(stringify!($variant) => Ok(Self::$variant),)+
+                    _ => Err(format!("{} {text:?} is not one of {:?}", $setting, Self::ALL)),
+                }
+            }
+        }
+
+        impl From<$name> for &'static str {
+            fn from(value: $name) -> Self {
+                value.as_str()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+named_choice!(
+    /// What a refresh does with instances protected from scale in (AWS's RefreshPreferences).
+    ScaleInProtectedInstances, "scaleInProtectedInstances", { Refresh, Ignore, Wait }
+);
+named_choice!(
+    /// What a refresh does with instances in Standby (AWS's RefreshPreferences).
+    StandbyInstances, "standbyInstances", { Terminate, Ignore, Wait }
+);
+named_choice!(
+    /// How a group's instances get the new AMI.
+    RefreshStrategy, "refreshStrategy", {
+        /// Instances are replaced by new ones (the default).
+        Rolling,
+        /// Each instance keeps its id, network interfaces and data volumes; only its root is
+        /// replaced.
+        ReplaceRootVolume,
+    }
+);
 
 /// What a plan does with a group that has `Launch`, `Terminate` or `InstanceRefresh` suspended
 /// (no refresh would replace an instance of it).
@@ -200,7 +260,7 @@ impl RefreshSettings {
 
     /// Whether the group's refresh replaces only each instance's root volume.
     pub fn replaces_roots(&self) -> bool {
-        self.refresh_strategy.as_deref() == Some(REPLACE_ROOT_VOLUME)
+        self.refresh_strategy == Some(RefreshStrategy::ReplaceRootVolume)
     }
 
     pub fn wave(&self) -> u32 {
@@ -298,29 +358,6 @@ impl RefreshSettings {
                 "{} alarms given; an instance refresh takes at most {MAX_ALARMS}",
                 self.alarm_names().len()
             ));
-        }
-        for (name, value, allowed) in [
-            (
-                "scaleInProtectedInstances",
-                &self.scale_in_protected_instances,
-                &["Refresh", "Ignore", "Wait"][..],
-            ),
-            (
-                "standbyInstances",
-                &self.standby_instances,
-                &["Terminate", "Ignore", "Wait"],
-            ),
-            (
-                "refreshStrategy",
-                &self.refresh_strategy,
-                &["Rolling", REPLACE_ROOT_VOLUME],
-            ),
-        ] {
-            if let Some(v) = value
-                && !allowed.contains(&v.as_str())
-            {
-                return bad(format!("{name} {v:?} is not one of {allowed:?}"));
-            }
         }
         Ok(())
     }

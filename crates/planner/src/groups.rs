@@ -16,9 +16,7 @@ use rollout_core::model::{
     place_name,
 };
 use rollout_core::refresh::recent_refreshes;
-use rollout_core::settings::{
-    OnSuspendedProcesses, REPLACE_ROOT_VOLUME, RefreshSettings, SettingsMap,
-};
+use rollout_core::settings::{OnSuspendedProcesses, RefreshSettings, RefreshStrategy, SettingsMap};
 use rollout_core::{Clients, StepError, StepResult};
 
 /// What resolve-ami learned about one group, gathered in a few batched calls.
@@ -111,9 +109,10 @@ fn rollback_point<'a>(
     };
     if settings.replaces_roots() && (!template.mixed_instances || template.overrides == 0) {
         return Err(format!(
-            "its refreshStrategy is {REPLACE_ROOT_VOLUME}, which AWS allows only for a group with a \
+            "its refreshStrategy is {}, which AWS allows only for a group with a \
              mixed instances policy whose instance type overrides each name the AMI; give it one, \
-             or use Rolling"
+             or use Rolling",
+            RefreshStrategy::ReplaceRootVolume
         ));
     }
     let Some(template_id) = g.template_id.clone() else {
