@@ -350,7 +350,7 @@ fn outcome_of(rollout: Option<&Child>, rollback: Option<&Child>) -> (String, Opt
         (ExecutionStatus::Succeeded, Some("failed")) => (
             "failed".into(),
             field("error").map(|e| {
-                let cause = rollout_core::model::Failure {
+                let cause = rollout_core::model::CaughtError {
                     error: e,
                     cause: field("cause").unwrap_or_default(),
                 };

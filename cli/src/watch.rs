@@ -175,7 +175,7 @@ impl<'a> Timeline<'a> {
                     })
                     .unwrap_or_default();
                 let (error, cause) = (error.unwrap_or_default(), cause.unwrap_or_default());
-                let cause = rollout_core::model::Failure {
+                let cause = rollout_core::model::CaughtError {
                     error: error.into(),
                     cause: cause.into(),
                 }
@@ -255,7 +255,7 @@ impl<'a> Timeline<'a> {
         };
         let reason = field("action").or_else(|| {
             field("error").map(|error| {
-                rollout_core::model::Failure {
+                rollout_core::model::CaughtError {
                     error,
                     cause: field("cause").unwrap_or_default(),
                 }

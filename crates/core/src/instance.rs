@@ -14,7 +14,7 @@ use aws_smithy_types::date_time::{DateTime, Format};
 
 use crate::aws::Clients;
 use crate::error::{StepError, StepResult};
-use crate::model::Epoch;
+use crate::model::{Epoch, Purpose};
 
 /// The tag that names an instance for people, and that `TARGET_INSTANCES` may name it by.
 pub const NAME_TAG: &str = "Name";
@@ -316,22 +316,6 @@ pub async fn describe(clients: &Clients, id: &str) -> StepResult<Option<Instance
         .flat_map(|r| r.instances())
         .map(InstanceFacts::from_sdk)
         .find(|f| f.state != "terminated"))
-}
-
-/// What a replacement is for; tagged on its task, so a rollback tells its own from the rollout's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    Rollout,
-    Rollback,
-}
-
-impl Purpose {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Rollout => "rollout",
-            Self::Rollback => "rollback",
-        }
-    }
 }
 
 /// The state of a replacement task. Our own exhaustive enum (the SDK's is `#[non_exhaustive]`).

@@ -10,7 +10,7 @@ use aws_sdk_autoscaling::types::{
 use crate::aws::Clients;
 use crate::error::{StepError, StepResult};
 use crate::fleet;
-use crate::model::{Epoch, Target};
+use crate::model::{Epoch, Purpose, Target};
 use crate::settings::RefreshSettings;
 
 /// A refresh's status. Our own exhaustive enum (the SDK's is `#[non_exhaustive]`), so every step
@@ -152,13 +152,6 @@ impl RefreshInfo {
     pub fn is_ours(&self, template_id: &str, version: i64, since: Epoch) -> bool {
         self.targets(template_id, version) && self.started_at.is_some_and(|t| t > since)
     }
-}
-
-/// What a refresh is for: rolling the new AMI out, or bringing the old one back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    Rollout,
-    Rollback,
 }
 
 /// The preferences of a refresh of `target` with `settings`.

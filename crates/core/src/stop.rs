@@ -104,7 +104,7 @@ pub fn stop_in(
 mod tests {
     use super::*;
     use crate::aws::mock::{Rules, mock};
-    use crate::model::Failure;
+    use crate::model::CaughtError;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
     use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
@@ -117,7 +117,7 @@ mod tests {
             account: None,
             region: None,
             wave: 1,
-            failure: Failure {
+            failure: CaughtError {
                 error: "TargetUnhealthy".into(),
                 cause: format!(
                     r#"{{"errorType":"TargetUnhealthy","errorMessage":"{group}: alarm"}}"#

@@ -600,14 +600,14 @@ impl TargetRun {
 
 /// The execution's failure as Step Functions hands it to a `Catch` (`ResultPath: $.failure`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
-pub struct Failure {
+pub struct CaughtError {
     #[serde(rename = "Error", default)]
     pub error: String,
     #[serde(rename = "Cause", default)]
     pub cause: String,
 }
 
-impl Failure {
+impl CaughtError {
     /// The human message inside the Cause (a Lambda's Cause is its JSON error payload).
     pub fn message(&self) -> String {
         serde_json::from_str::<serde_json::Value>(&self.cause)
@@ -647,13 +647,31 @@ pub struct WaveStop {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     pub wave: usize,
-    pub failure: Failure,
+    pub failure: CaughtError,
 }
 
 impl WaveStop {
     /// The failed target's name, as the plan names it.
     pub fn target_name(&self) -> String {
         place_name(self.account.as_deref(), self.region.as_deref(), &self.group)
+    }
+}
+
+/// What a change is for: rolling the new AMI out, or bringing the old one back. A refresh's
+/// preferences follow it; a root replacement's task is tagged with it, so a rollback tells its
+/// own from the rollout's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Rollout,
+    Rollback,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rollout => "rollout",
+            Self::Rollback => "rollback",
+        }
     }
 }
 

@@ -385,7 +385,7 @@ pub struct GateState {
     pub wait_seconds: i64,
     /// A rejection, as the wave's failure: `Rejected` and the approver's reason.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure: Option<rollout_core::model::Failure>,
+    pub failure: Option<rollout_core::model::CaughtError>,
 }
 
 /// The gate obeys only a decision an approver wrote (`decisions/`, which only the approver roles
@@ -431,7 +431,7 @@ fn gate_state(
         }
         let reason = decision.reason.as_deref().unwrap_or("no reason given");
         return Ok(GateState {
-            failure: Some(rollout_core::model::Failure {
+            failure: Some(rollout_core::model::CaughtError {
                 error: REJECTED.into(),
                 cause: format!("{reason} (rejected by {})", decision.by),
             }),

@@ -9,9 +9,10 @@
 //! the rollout began on a root it never replaced is undone the same way.
 
 use rollout_core::ecs::{self, Identity};
-use rollout_core::instance::{self, Purpose, RootSource, StatusChecks, Task, TaskState};
+use rollout_core::instance::{self, RootSource, StatusChecks, Task, TaskState};
 use rollout_core::model::{
-    Epoch, PlanSummary, RollbackStatus, RootPoint, Target, TargetKind, TargetRollback, TargetRun,
+    Epoch, PlanSummary, Purpose, RollbackStatus, RootPoint, Target, TargetKind, TargetRollback,
+    TargetRun,
 };
 use rollout_core::{Clients, StepError, StepResult};
 use serde::Serialize;

@@ -23,11 +23,11 @@ use rollout_core::fleet::{
 };
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
-    ExecutionStatus, Failure, PlanSummary, RollbackReport, RollbackScope, RollbackStatus,
-    RollbackStep, Target, TargetKind, TargetRollback, TargetRun, UndoOf, VersionReference,
-    WaveStop,
+    CaughtError, ExecutionStatus, PlanSummary, Purpose, RollbackReport, RollbackScope,
+    RollbackStatus, RollbackStep, Target, TargetKind, TargetRollback, TargetRun, UndoOf,
+    VersionReference, WaveStop,
 };
-use rollout_core::refresh::{self, Purpose, RefreshInfo, RefreshStatus, recent_refreshes};
+use rollout_core::refresh::{self, RefreshInfo, RefreshStatus, recent_refreshes};
 use rollout_core::store::{ChildResult, ResultWriterDetails, plan_prefix, results_prefix};
 use rollout_core::{Clients, StepError, StepResult};
 use serde::{Deserialize, Serialize};
@@ -397,7 +397,7 @@ fn outcome(result: &ChildResult) -> TargetRollback {
         (ExecutionStatus::Succeeded, Some(mut done)) => {
             done.group = group;
             // The child's catch hands the step's Cause on: keep its message.
-            done.action = Failure {
+            done.action = CaughtError {
                 error: String::new(),
                 cause: done.action,
             }
@@ -409,7 +409,7 @@ fn outcome(result: &ChildResult) -> TargetRollback {
             status: RollbackStatus::Failed,
             refresh_id: None,
             action: match (&result.error, &result.cause) {
-                (Some(error), Some(cause)) => Failure {
+                (Some(error), Some(cause)) => CaughtError {
                     error: error.clone(),
                     cause: cause.clone(),
                 }

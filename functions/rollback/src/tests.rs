@@ -327,7 +327,7 @@ fn rolled(group: &str, action: &str, untouched: bool, failed: bool) -> TargetRol
 
 #[test]
 fn the_cause_names_the_failure_and_what_was_rolled_back() {
-    let failure = Failure { error: "TargetUnhealthy".into(), cause: r#"{"errorType":"TargetUnhealthy","errorMessage":"web: unhealthy on ami-00000002: alarm web-5xx is in ALARM"}"#.into() };
+    let failure = CaughtError { error: "TargetUnhealthy".into(), cause: r#"{"errorType":"TargetUnhealthy","errorMessage":"web: unhealthy on ami-00000002: alarm web-5xx is in ALARM"}"#.into() };
     let r = summarize(
         &failure.describe(),
         &[
@@ -373,7 +373,7 @@ fn the_cause_names_the_failure_and_what_was_rolled_back() {
 
 #[test]
 fn a_target_not_brought_back_fails_the_rollback_and_is_named_beside_the_others() {
-    let failure = Failure {
+    let failure = CaughtError {
         error: "TargetUnhealthy".into(),
         cause: "b: unhealthy".into(),
     };
@@ -416,7 +416,7 @@ fn a_wide_rollback_names_ten_targets_and_counts_the_rest() {
             child("SUCCEEDED", &g, Some(rolled(&g, "back", false, false)))
         })
         .collect();
-    let r = summarize(&Failure::default().describe(), &results);
+    let r = summarize(&CaughtError::default().describe(), &results);
     assert_eq!(r.rolled_back, 25);
     assert!(r.cause.contains("g09 (back) and 15 more"), "{}", r.cause);
     assert!(!r.cause.contains("g10"), "{}", r.cause);

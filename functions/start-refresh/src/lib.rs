@@ -7,8 +7,9 @@ pub mod drain;
 
 use rollout_core::fleet::describe_group;
 use rollout_core::instance::{self, RootSource};
+use rollout_core::model::Purpose;
 use rollout_core::model::{Epoch, RefreshRef, TargetKind, TargetRun};
-use rollout_core::refresh::{self, Purpose, Started};
+use rollout_core::refresh::{self, Started};
 use rollout_core::{Clients, StepError, StepResult};
 use serde_json::Value;
 
@@ -65,7 +66,7 @@ async fn replace_root(clients: &Clients, mut run: TargetRun, now: Epoch) -> Step
     let point = run.target.root_point()?.clone();
     let id = run.group().to_string();
     let tasks = instance::tasks(clients, &id).await?;
-    let task = match instance::newest_of(&tasks, &run.execution, instance::Purpose::Rollout) {
+    let task = match instance::newest_of(&tasks, &run.execution, Purpose::Rollout) {
         Some(ours) => ours.clone(),
         None => {
             let refuse = |reason: String| StepError::PreflightFailed {
@@ -102,7 +103,7 @@ async fn replace_root(clients: &Clients, mut run: TargetRun, now: Epoch) -> Step
                 RootSource::Image(&run.ami.id),
                 false,
                 &run.execution,
-                instance::Purpose::Rollout,
+                Purpose::Rollout,
             )
             .await?
         }
