@@ -47,7 +47,7 @@ fn run_for(plan: &Plan, group: &str) -> TargetRun {
         .waves
         .iter()
         .flatten()
-        .find(|t| t.group == group)
+        .find(|t| t.resource == group)
         .unwrap_or_else(|| panic!("{group} is not in the plan"))
         .clone();
     TargetRun {
@@ -110,7 +110,7 @@ async fn plan_reads_the_seeded_fleet_and_refuses_what_cannot_roll_back() {
         .waves
         .iter()
         .flatten()
-        .map(|t| t.group.clone())
+        .map(|t| t.resource.clone())
         .collect();
     groups.sort();
     assert_eq!(groups, ["ecs-batch-capacity", "ecs-prod-capacity", "web"]);

@@ -66,7 +66,7 @@ impl Places {
             .await?;
         match target.kind {
             TargetKind::AutoScalingGroup => {
-                let group = fleet::describe_group(&clients, &target.group).await?;
+                let group = fleet::describe_group(&clients, &target.resource).await?;
                 let ids: Vec<String> = group
                     .instances()
                     .iter()
@@ -79,7 +79,7 @@ impl Places {
                 amis.sort();
                 amis.dedup();
                 let refresh = match refresh_id {
-                    Some(id) => recent_refreshes(&clients, &target.group)
+                    Some(id) => recent_refreshes(&clients, &target.resource)
                         .await?
                         .into_iter()
                         .find(|r| r.id == id),
@@ -88,7 +88,7 @@ impl Places {
                 Ok(Now { amis, refresh })
             }
             TargetKind::Instance => {
-                let found = rollout_core::instance::describe(&clients, &target.group).await?;
+                let found = rollout_core::instance::describe(&clients, &target.resource).await?;
                 Ok(Now {
                     amis: found.map(|i| i.image_id).into_iter().collect(),
                     refresh: None,

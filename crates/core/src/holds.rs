@@ -40,7 +40,7 @@ pub fn target_key(account: &str, region: &str, target: &Target) -> String {
         "target#{kind}#{}#{}#{}",
         target.account.as_deref().unwrap_or(account),
         target.region.as_deref().unwrap_or(region),
-        target.group
+        target.resource
     )
 }
 
@@ -102,7 +102,7 @@ mod tests {
     #[test]
     fn a_target_key_names_where_the_target_lives() {
         let mut target = crate::samples::target_run().target;
-        target.group = "web".into();
+        target.resource = "web".into();
         target.account = None;
         target.region = None;
         assert_eq!(target_key("1", "r", &target), "target#asg#1#r#web");

@@ -22,7 +22,7 @@ pub fn version_description(execution: &str, target: &Target, new_ami: &str) -> S
     let text = format!(
         "{}; {} {image_id} -> {new_ami}; rollback point: version {version} ({image_id})",
         marker(execution),
-        target.group
+        target.resource
     );
     // EC2 allows 255 characters.
     text.chars().take(255).collect()
@@ -98,7 +98,7 @@ mod tests {
             kind: TargetKind::AutoScalingGroup,
             account: None,
             region: None,
-            group: "web".into(),
+            resource: "web".into(),
             instance_name: None,
             ami: crate::samples::target_run().ami,
             rollback_point: RollbackPoint::Template(TemplatePoint {

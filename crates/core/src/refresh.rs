@@ -282,7 +282,7 @@ pub async fn start(
     since: Epoch,
     settings: &RefreshSettings,
 ) -> StepResult<Started> {
-    let name = target.group.as_str();
+    let name = target.resource.as_str();
     let point = target.template_point()?;
     let template_id = point.launch_template_id.as_str();
     // ReplaceRootVolume names the AMI the roots are replaced from: the new one, or the one before.
@@ -359,7 +359,7 @@ mod tests {
             kind: TargetKind::AutoScalingGroup,
             account: None,
             region: None,
-            group: "web".into(),
+            resource: "web".into(),
             instance_name: None,
             ami: crate::samples::target_run().ami,
             rollback_point: RollbackPoint::Template(TemplatePoint {

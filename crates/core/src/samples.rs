@@ -13,7 +13,7 @@ pub fn target_run() -> TargetRun {
 /// The sample's target, named `group`.
 pub fn target(group: &str) -> Target {
     Target {
-        group: group.into(),
+        resource: group.into(),
         ..target_run().target
     }
 }

@@ -207,14 +207,14 @@ mod tests {
         .clients();
         let mut run = crate::samples::target_run();
         run.execution_arn = Some(EXECUTION.into());
-        run.target.group = "b".into();
+        run.target.resource = "b".into();
         let err = clients.ensure_wave_going(&run).await.unwrap_err();
         assert_eq!(err.name(), "WaveStopped");
         assert_eq!(
             err.to_string(),
             "b: stopped, because a failed in this wave (TargetUnhealthy: a: alarm)"
         );
-        run.target.group = "a".into();
+        run.target.resource = "a".into();
         clients.ensure_wave_going(&run).await.unwrap();
         // Held by another execution now (this one was stopped, its holds released, then
         // redriven): refused, nothing changed.
@@ -229,7 +229,7 @@ mod tests {
         assert!(err.to_string().contains("ami-rollout:b"), "{err}");
         // Outside the state machine's Map (no execution ARN) there is no wave to stop.
         run.execution_arn = None;
-        run.target.group = "b".into();
+        run.target.resource = "b".into();
         Rules::default()
             .clients()
             .ensure_wave_going(&run)

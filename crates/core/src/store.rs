@@ -505,7 +505,7 @@ mod tests {
 
     fn plan(waves: &[&[&str]], skipped: &[(&str, &str)]) -> Plan {
         let target = |g: &str| Target {
-            group: g.into(),
+            resource: g.into(),
             ..crate::samples::target_run().target
         };
         Plan {
@@ -617,7 +617,7 @@ mod tests {
         let at = |account: Option<&str>, region: Option<&str>, group: &str| Target {
             account: account.map(String::from),
             region: region.map(String::from),
-            group: group.into(),
+            resource: group.into(),
             ..crate::samples::target_run().target
         };
         let targets = [

@@ -147,8 +147,10 @@ pub struct Target {
     /// The region the target lives in; none (null) means the execution's own region.
     #[serde(default)]
     pub region: Option<String>,
-    /// The group's name, or the standalone instance's id.
-    pub group: String,
+    /// The group's name, or the standalone instance's id: the resource AWS knows it by (`group`
+    /// in the JSON, as executions in flight have it).
+    #[serde(rename = "group")]
+    pub resource: String,
     /// A standalone instance's Name tag, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_name: Option<String>,
@@ -194,7 +196,11 @@ impl Target {
     /// The name operators see: the group's, prefixed by the account and region when they are not
     /// the execution's own (`111111111111/eu-west-1/web`). Unique within a plan.
     pub fn name(&self) -> String {
-        place_name(self.account.as_deref(), self.region.as_deref(), &self.group)
+        place_name(
+            self.account.as_deref(),
+            self.region.as_deref(),
+            &self.resource,
+        )
     }
 }
 
@@ -542,7 +548,7 @@ pub struct Drain {
 
 impl TargetRun {
     pub fn group(&self) -> &str {
-        &self.target.group
+        &self.target.resource
     }
 
     /// The execution that made what a rollback brings back, and its start: the undone rollout's
@@ -577,7 +583,7 @@ impl TargetRun {
         if self.execution.trim().is_empty() {
             return Err(StepError::invalid("execution is empty"));
         }
-        if self.target.group.trim().is_empty() {
+        if self.target.resource.trim().is_empty() {
             return Err(StepError::invalid("target.group is empty"));
         }
         validate_ami_id(&self.ami.id)?;

@@ -24,7 +24,7 @@ pub fn approval_gates(
     for (index, wave) in waves.iter().enumerate().take(waves.len().saturating_sub(1)) {
         let asking: Vec<(&Target, rollout_model::settings::RefreshSettings)> = wave
             .iter()
-            .map(|t| (t, settings.for_group(&t.group)))
+            .map(|t| (t, settings.for_group(&t.resource)))
             .filter(|(_, s)| s.approve_after_wave == Some(true))
             .collect();
         let Some(timeout) = asking
@@ -71,7 +71,7 @@ pub fn longest_run(
 ) -> i64 {
     use rollout_model::model::TargetKind;
     let work = |target: &Target| {
-        let own = settings.for_group(&target.group);
+        let own = settings.for_group(&target.resource);
         let change = match target.kind {
             TargetKind::AutoScalingGroup => own.refresh_timeout_seconds(),
             TargetKind::Instance => own.drain_timeout_seconds(),
@@ -103,7 +103,9 @@ pub fn longest_run(
                 let window = targets
                     .iter()
                     .filter(|t| t.window.is_some())
-                    .map(|t| i64::from(settings.for_group(&t.group).window_horizon_days()) * 86_400)
+                    .map(|t| {
+                        i64::from(settings.for_group(&t.resource).window_horizon_days()) * 86_400
+                    })
                     .max()
                     .unwrap_or(0);
                 window + batches * targets.iter().map(|t| work(t)).max().unwrap_or(0)
@@ -143,7 +145,7 @@ pub fn plan_windows(
 ) -> StepResult<()> {
     let mut never = Vec::new();
     for target in waves.iter_mut().flatten() {
-        let own = settings.for_group(&target.group);
+        let own = settings.for_group(&target.resource);
         let Some(window) = own.maintenance_window.clone() else {
             continue;
         };

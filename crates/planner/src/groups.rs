@@ -86,7 +86,7 @@ pub(crate) fn decide(ami: &Ami, g: &GroupFacts, settings: &RefreshSettings) -> D
         kind: TargetKind::AutoScalingGroup,
         account: g.account.clone(),
         region: g.region.clone(),
-        group: g.name.clone(),
+        resource: g.name.clone(),
         instance_name: None,
         ami: ami.clone(),
         rollback_point: RollbackPoint::Template(point),

@@ -200,7 +200,7 @@ pub(crate) fn decide(ami: &Ami, placed: &PlacedInstance) -> Decision {
         kind: TargetKind::Instance,
         account: placed.account.clone(),
         region: placed.region.clone(),
-        group: facts.id.clone(),
+        resource: facts.id.clone(),
         instance_name: facts.name().map(str::to_string),
         ami: ami.clone(),
         rollback_point: RollbackPoint::Root(RootPoint {

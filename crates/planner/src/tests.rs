@@ -169,7 +169,7 @@ fn groups_already_on_the_ami_are_skipped_only_when_every_instance_is() {
         .waves
         .iter()
         .flatten()
-        .map(|t| t.group.as_str())
+        .map(|t| t.resource.as_str())
         .collect();
     assert_eq!(rolled, ["half", "web"]);
     assert_eq!(
@@ -202,7 +202,7 @@ fn waves_follow_settings_or_the_explicit_order() {
     let names = |p: &Decided| {
         p.waves
             .iter()
-            .map(|w| w.iter().map(|t| t.group.clone()).collect::<Vec<_>>())
+            .map(|w| w.iter().map(|t| t.resource.clone()).collect::<Vec<_>>())
             .collect::<Vec<_>>()
     };
     assert_eq!(
@@ -429,7 +429,7 @@ async fn plans_a_tagged_fleet_from_batched_describes() {
         .iter()
         .map(|t| {
             (
-                t.group.as_str(),
+                t.resource.as_str(),
                 t.template_point().unwrap().version,
                 t.rollback_point.image_id(),
             )
@@ -851,7 +851,7 @@ fn standalone_instances_join_the_plan_with_their_root_as_rollback_point() {
     let waves: Vec<Vec<(TargetKind, &str)>> = plan
         .waves
         .iter()
-        .map(|w| w.iter().map(|t| (t.kind, t.group.as_str())).collect())
+        .map(|w| w.iter().map(|t| (t.kind, t.resource.as_str())).collect())
         .collect();
     assert_eq!(
         waves,
@@ -865,7 +865,10 @@ fn standalone_instances_join_the_plan_with_their_root_as_rollback_point() {
         ]
     );
     // A container instance is rolled out knowing its cluster, so it is drained first.
-    let ecs = plan.waves[1].iter().find(|t| t.group == "i-ecs").unwrap();
+    let ecs = plan.waves[1]
+        .iter()
+        .find(|t| t.resource == "i-ecs")
+        .unwrap();
     assert_eq!(ecs.ecs.as_ref().map(|e| e.cluster.as_str()), Some("prod"));
     assert_eq!(plan.waves[1][0].ecs, None);
     let canary = &plan.waves[0][0];

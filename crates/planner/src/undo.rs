@@ -274,14 +274,14 @@ enum Undoable {
 /// refresh running and every instance on the rolled-out AMI, and its rollback point launchable.
 async fn group_undoable(clients: &Clients, target: &Target, undone: &str) -> StepResult<Undoable> {
     let point = target.template_point()?;
-    let group = match fleet::describe_group(clients, &target.group).await {
+    let group = match fleet::describe_group(clients, &target.resource).await {
         Ok(group) => group,
         Err(StepError::TargetNotFound(_)) => {
             return Ok(Undoable::Refused("the group no longer exists".into()));
         }
         Err(other) => return Err(other),
     };
-    if let Some(running) = recent_refreshes(clients, &target.group)
+    if let Some(running) = recent_refreshes(clients, &target.resource)
         .await?
         .into_iter()
         .find(|r| r.is_active())
@@ -317,7 +317,7 @@ async fn group_undoable(clients: &Clients, target: &Target, undone: &str) -> Ste
     let made_by_undone = version
         .and_then(|v| v.version_description())
         .and_then(Marker::parse)
-        .is_some_and(|m| m.is(undone, &target.group));
+        .is_some_and(|m| m.is(undone, &target.resource));
     if !made_by_undone {
         return Ok(Undoable::Refused(format!(
             "its launch template version ({} = {}) is not the one {undone} made: it changed since",
@@ -354,7 +354,7 @@ async fn group_undoable(clients: &Clients, target: &Target, undone: &str) -> Ste
 /// by default), it gets a fresh root from its previous AMI, which must still launch.
 async fn instance_undoable(clients: &Clients, target: &Target) -> StepResult<Undoable> {
     let point = target.root_point()?;
-    let Some(now) = instance::describe(clients, &target.group).await? else {
+    let Some(now) = instance::describe(clients, &target.resource).await? else {
         return Ok(Undoable::Refused("the instance no longer exists".into()));
     };
     if now.state != "running" {
@@ -369,7 +369,7 @@ async fn instance_undoable(clients: &Clients, target: &Target) -> StepResult<Und
             now.image_id, target.ami.id
         )));
     }
-    if let Some(running) = instance::tasks(clients, &target.group)
+    if let Some(running) = instance::tasks(clients, &target.resource)
         .await?
         .into_iter()
         .find(|t| t.is_running())

@@ -69,7 +69,7 @@ pub fn decide_targets(
     refuse(ami, &refused, &wrong_arch)?;
     let target_count = targets.len();
     check_size(target_count)?;
-    let names: Vec<String> = targets.iter().map(|t| t.group.clone()).collect();
+    let names: Vec<String> = targets.iter().map(|t| t.resource.clone()).collect();
     let planned: BTreeSet<String> = targets.iter().map(Target::name).collect();
     Ok(Decided {
         waves: order_waves(targets, settings, waves)?,
@@ -177,7 +177,7 @@ pub(crate) fn order_waves(
     let mut numbered: BTreeMap<u32, Vec<Target>> = BTreeMap::new();
     for t in by_name.into_values() {
         numbered
-            .entry(settings.for_group(&t.group).wave())
+            .entry(settings.for_group(&t.resource).wave())
             .or_default()
             .push(t);
     }
@@ -190,6 +190,6 @@ pub(crate) fn wave_entry_selects(entry: &str, name: &str, target: &Target) -> bo
     } else if let Some(region) = entry.strip_prefix("region:") {
         target.region.as_deref() == Some(region)
     } else {
-        entry == name || entry == target.group || target.instance_name.as_deref() == Some(entry)
+        entry == name || entry == target.resource || target.instance_name.as_deref() == Some(entry)
     }
 }

@@ -450,7 +450,7 @@ async fn stopped_tasks_are_read_across_every_page_and_described_a_hundred_at_a_t
 fn replaced_instance(ami: &str, checks: StatusChecks) -> (TargetRun, Observation) {
     let mut run = run();
     run.target.kind = TargetKind::Instance;
-    run.target.group = "i-0123456789abcdef0".into();
+    run.target.resource = "i-0123456789abcdef0".into();
     run.target.ecs = None;
     let task = Task {
         id: "replacevol-1".into(),
@@ -463,7 +463,7 @@ fn replaced_instance(ami: &str, checks: StatusChecks) -> (TargetRun, Observation
     let o = Observation {
         refresh: Some(replacement_progress(&task, 1_000)),
         fleet_read: true,
-        instances: vec![(run.target.group.clone(), ami.to_string())],
+        instances: vec![(run.target.resource.clone(), ami.to_string())],
         status_checks: checks,
         ..Default::default()
     };

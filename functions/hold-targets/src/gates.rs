@@ -529,12 +529,12 @@ impl Briefing<'_> {
             let outcome =
                 outcomes
                     .iter()
-                    .find(|o| o.group == target.group)
+                    .find(|o| o.group == target.resource)
                     .map_or("rolled out", |o| match o.outcome.as_str() {
                         "rolledOut" => "rolled out",
                         other => other,
                     });
-            let own = settings.for_group(&target.group);
+            let own = settings.for_group(&target.resource);
             let mut checks = vec![format!("healthy for a {} s bake", own.bake_seconds())];
             if Option::is_some(&target.ecs) {
                 checks.push("ECS services steady".into());

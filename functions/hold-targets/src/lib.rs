@@ -525,7 +525,7 @@ async fn tag_holds(fleet: &Clients, execution: &str, taken: &[&Target]) -> StepR
         fleet
             .ec2
             .create_tags()
-            .set_resources(Some(chunk.iter().map(|t| t.group.clone()).collect()))
+            .set_resources(Some(chunk.iter().map(|t| t.resource.clone()).collect()))
             .tags(
                 aws_sdk_ec2::types::Tag::builder()
                     .key(HOLD_TAG)
@@ -544,7 +544,7 @@ async fn tag_holds(fleet: &Clients, execution: &str, taken: &[&Target]) -> StepR
                 chunk
                     .iter()
                     .map(|t| {
-                        group_tag(&t.group)
+                        group_tag(&t.resource)
                             .value(&value)
                             .propagate_at_launch(false)
                             .build()

@@ -209,7 +209,7 @@ fn checked(state: &InstanceState, done: String) -> Action {
 }
 
 async fn state(clients: &Clients, run: &TargetRun, point: &RootPoint) -> StepResult<InstanceState> {
-    let id = run.target.group.as_str();
+    let id = run.target.resource.as_str();
     let tasks = instance::tasks(clients, id).await?;
     let (current, kept) = tokio::try_join!(
         instance::describe(clients, id),
@@ -299,7 +299,8 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<TargetRo
             // The root that replaced it came from the AMI being rolled back: not worth keeping. It
             // is tagged like every root a replacement discards, which is what the roles may delete.
             if let Some(failed_root) = &state.current_root {
-                instance::tag_root(clients, failed_root, &run.target.group, &run.execution).await?;
+                instance::tag_root(clients, failed_root, &run.target.resource, &run.execution)
+                    .await?;
             }
             // The reboot would stop its tasks where they run: ECS starts them elsewhere at once.
             if let (Some(ecs), Some(live)) = (
@@ -311,7 +312,7 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<TargetRo
             }
             let task = instance::replace_root(
                 clients,
-                &run.target.group,
+                &run.target.resource,
                 from,
                 true,
                 &run.execution,
@@ -391,7 +392,7 @@ pub async fn delete_kept_roots(
                 let volume = target.root_point()?.root_volume_id.clone();
                 if plan
                     .settings
-                    .for_group(&target.group)
+                    .for_group(&target.resource)
                     .keep_replaced_root
                     .unwrap_or(false)
                 {
@@ -414,7 +415,7 @@ async fn forget_identity(clients: &Clients, target: &Target) -> StepResult<Optio
     let (Some(ecs), Some(arn)) = (&target.ecs, &target.root_point()?.container_instance_arn) else {
         return Ok(None);
     };
-    let views = ecs::of_instance(clients, &ecs.cluster, &target.group).await?;
+    let views = ecs::of_instance(clients, &ecs.cluster, &target.resource).await?;
     if !views.iter().any(|v| v.arn == *arn && !v.agent_connected) {
         return Ok(None);
     }

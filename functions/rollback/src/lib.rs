@@ -343,7 +343,7 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<Rollback
     // between leaves a group changed with no version of ours on it.
     let touched = !ours.is_empty()
         || (point.reference != VersionReference::Pinned && {
-            let group = describe_group(clients, &target.group).await?;
+            let group = describe_group(clients, &target.resource).await?;
             group_version(&group) == Some(point.version.to_string())
         });
     let result = if touched {
@@ -466,7 +466,7 @@ async fn act(
     action: Action,
 ) -> StepResult<TargetRollback> {
     let target = &run.target;
-    let group = target.group.clone();
+    let group = target.resource.clone();
     let point = target.template_point()?;
     // The refresh this call acted on or waits for, shown in the report.
     let mut refresh_id = state
@@ -618,7 +618,7 @@ async fn our_versions(clients: &Clients, execution: &str, target: &Target) -> St
             let described_by_us = v
                 .version_description()
                 .and_then(Marker::parse)
-                .is_some_and(|m| m.is(execution, &target.group));
+                .is_some_and(|m| m.is(execution, &target.resource));
             if let (true, Some(n)) = (described_by_us, v.version_number()) {
                 ours.push(n);
             }
@@ -640,10 +640,10 @@ async fn target_state(
     // instances read after them (read the other way round, a refresh back could end in between
     // and look as if it had left the fleet behind).
     let (refreshes, rollback_ami_refusal) = tokio::try_join!(
-        recent_refreshes(clients, &target.group),
+        recent_refreshes(clients, &target.resource),
         ami::cannot_launch(clients, &point.image_id),
     )?;
-    let asg = describe_group(clients, &target.group).await?;
+    let asg = describe_group(clients, &target.resource).await?;
     let template = clients
         .ec2
         .describe_launch_templates()
@@ -680,7 +680,7 @@ async fn target_state(
             .filter(|id| images.get(*id) == Some(new_ami))
             .count(),
         rollback_ami_refusal,
-        suspension: suspension_refusal(&target.group, &suspended_processes(&asg)),
+        suspension: suspension_refusal(&target.resource, &suspended_processes(&asg)),
     })
 }
 

@@ -6,7 +6,7 @@ fn target(reference: VersionReference) -> Target {
         kind: TargetKind::AutoScalingGroup,
         account: None,
         region: None,
-        group: "web".into(),
+        resource: "web".into(),
         instance_name: None,
         ami: rollout_core::samples::target_run().ami,
         rollback_point: RollbackPoint::Template(TemplatePoint {
@@ -293,7 +293,7 @@ fn scope_is_every_wave_up_to_the_failed_one_or_only_the_failed_wave() {
 fn child(status: &str, group: &str, output: Option<TargetRollback>) -> ChildResult {
     let run = TargetRun {
         target: Target {
-            group: group.into(),
+            resource: group.into(),
             ..target(VersionReference::Pinned)
         },
         ..rollout_core::samples::target_run()
