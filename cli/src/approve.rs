@@ -6,6 +6,7 @@
 
 use clap::Args;
 use rollout_core::error::REJECTED;
+use rollout_core::gate::GateWake;
 use rollout_core::store::{ApprovalDecision, ApprovalRequest, decision_key, execution_name};
 use serde_json::json;
 
@@ -86,7 +87,13 @@ async fn wake(
             .sfn
             .send_task_success()
             .task_token(&request.task_token)
-            .output(json!({"approved": true, "by": by}).to_string())
+            .output(
+                serde_json::to_string(&GateWake {
+                    approved: true,
+                    by: Some(by.to_string()),
+                })
+                .unwrap_or_default(),
+            )
             .send()
             .await
             .map(|_| ())

@@ -15,6 +15,7 @@ use crate::context::Context;
 use crate::failure::{CliResult, aws_failed};
 use crate::fleet_view::Places;
 use crate::output::table;
+use crate::steps::{Function, call_of};
 
 /// Every event of an execution's history, oldest first.
 pub async fn history(sfn: &aws_sdk_sfn::Client, arn: &str) -> CliResult<Vec<HistoryEvent>> {
@@ -30,21 +31,6 @@ pub async fn history(sfn: &aws_sdk_sfn::Client, arn: &str) -> CliResult<Vec<Hist
         events.extend(page.events().iter().cloned());
     }
     Ok(events)
-}
-
-/// The function a Task state of `events` called, for each of its succeeded or failed events: the
-/// Lambda function's name (`…:function:<name>`), found on the event that scheduled it.
-pub fn function_of(events: &[HistoryEvent], index: usize) -> Option<String> {
-    events[..index].iter().rev().find_map(|e| {
-        let resource = e
-            .task_scheduled_event_details()
-            .map(|d| d.resource())
-            .or_else(|| {
-                e.lambda_function_scheduled_event_details()
-                    .map(|d| d.resource())
-            })?;
-        Some(resource.rsplit(':').next().unwrap_or(resource).to_string())
-    })
 }
 
 /// A step's JSON output, from its succeeded event (a Task calling a function by ARN, or by the
@@ -64,11 +50,6 @@ pub fn succeeded_output(event: &HistoryEvent) -> Option<Value> {
         Some(payload) if value.get("StatusCode").is_some() => payload.clone(),
         _ => value,
     })
-}
-
-/// Is the step `name` of `function` (the stack's functions are `<stack>-<step>`)?
-pub fn is_step(function: &str, step: &str) -> bool {
-    function.ends_with(&format!("-{step}")) || function == step
 }
 
 /// One target's child execution.
@@ -217,8 +198,8 @@ pub async fn plan_of(
     events: &[HistoryEvent],
 ) -> CliResult<Option<(PlanSummary, Option<Plan>)>> {
     let Some(summary) = events.iter().enumerate().find_map(|(i, e)| {
-        let function = function_of(events, i)?;
-        is_step(&function, "resolve-ami")
+        let call = call_of(events, i)?;
+        (call.function == Function::ResolveAmi)
             .then(|| succeeded_output(e))
             .flatten()
             .and_then(|o| serde_json::from_value::<PlanSummary>(o).ok())

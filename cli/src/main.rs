@@ -15,6 +15,7 @@ mod output;
 mod plan;
 mod settings;
 mod start;
+mod steps;
 mod targets;
 mod undo;
 mod watch;

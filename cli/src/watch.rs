@@ -11,7 +11,12 @@ use std::time::{Duration, Instant};
 use aws_sdk_sfn::types::{HistoryEvent, HistoryEventType as E};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rollout_core::model::{ExecutionStatus, Health, Plan, PlanSummary, TargetKind, TargetRollback};
+use rollout_core::gate::GateWake;
+use rollout_core::model::{
+    ExecutionStatus, Health, KeptRoots, Plan, PlanSummary, Released, RollbackPlan, RollbackReport,
+    RollbackStatus, RollbackStep, TargetKind, TargetRollback, TargetRun, WaveOutcome, WaveStop,
+};
+use rollout_core::window::{WindowCheck, WindowTimes};
 use serde_json::{Value, json};
 
 use crate::args::Pace;
@@ -19,10 +24,11 @@ use crate::context::Context;
 use crate::failure::{CliResult, aws_failed};
 use crate::fleet_view::Places;
 use crate::history::{
-    Child, Children, exit_of, function_of, history, is_step, outcomes, plan_from, plan_of,
-    render_ending, rollback_outcome, succeeded_output,
+    Child, Children, exit_of, history, outcomes, plan_from, plan_of, render_ending,
+    rollback_outcome, succeeded_output,
 };
 use crate::output::Output;
+use crate::steps::{Call, Function, call_of};
 
 #[derive(Args, Debug)]
 pub struct WatchArgs {
@@ -158,12 +164,11 @@ impl<'a> Timeline<'a> {
                 self.say("state", json!({"name": name}), format!("▶ {name}"));
             }
             E::TaskSucceeded | E::LambdaFunctionSucceeded => {
-                let (Some(function), Some(output)) =
-                    (function_of(events, index), succeeded_output(e))
+                let (Some(call), Some(output)) = (call_of(events, index), succeeded_output(e))
                 else {
                     return;
                 };
-                self.step_output(context, &function, &output, child).await;
+                self.step_output(context, &call, output, child).await;
             }
             E::TaskFailed | E::LambdaFunctionFailed => {
                 let (error, cause) = e
@@ -275,234 +280,234 @@ impl<'a> Timeline<'a> {
         );
     }
 
+    /// What a step's output says, read as that step's type (the call names the step).
     async fn step_output(
         &mut self,
         context: &Context,
-        function: &str,
-        output: &Value,
+        call: &Call,
+        output: Value,
         child: Option<&Child>,
     ) {
-        let text = |k: &str| {
-            output
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let count = |k: &str| output.get(k).and_then(Value::as_u64).unwrap_or(0);
-        if output.get("approved").and_then(Value::as_bool) == Some(true) {
-            // An approval gate's answer (the approver's SendTaskSuccess output).
-            self.say(
-                "approved",
-                json!({"by": output.get("by")}),
-                format!("  approved by {}: the next wave starts", text("by")),
-            );
-        } else if is_step(function, "resolve-ami") {
-            if let Some(reason) = output.get("nothingToDo").and_then(Value::as_str) {
-                self.say(
-                    "nothingToDo",
-                    json!({"reason": reason}),
-                    format!("  nothing to do: {reason}"),
-                );
-            } else if let Ok(summary) = serde_json::from_value::<PlanSummary>(output.clone()) {
-                self.plan_line(context, &summary).await;
-            }
-        } else if is_step(function, "hold-targets") {
-            if let (Some(open), Some(child)) = (output.get("open").and_then(Value::as_bool), child)
-            {
-                let name = child.target.name();
-                let (kind, text) = match open {
-                    true => (
-                        "windowOpen",
-                        format!("inside its maintenance window (until {})", text("closesAt")),
-                    ),
-                    false => (
-                        "windowWait",
-                        format!(
-                            "waits for its maintenance window, which opens {}",
-                            text("opensAt")
-                        ),
-                    ),
-                };
-                self.say(
-                    kind,
-                    json!({"target": name, "opensAt": output.get("opensAt"), "closesAt": output.get("closesAt")}),
-                    format!("  {name}: {text}"),
-                );
-            } else if output.get("waves").is_some() {
-                self.say(
-                    "held",
-                    json!({"targets": count("targetCount")}),
-                    format!(
-                        "  held {} target(s) for this execution",
-                        count("targetCount")
-                    ),
-                );
-            } else if output.get("failure").is_some() {
-                let name = target_name(output);
-                self.say(
-                    "waveStopping",
-                    json!({"target": name}),
-                    format!("  {name} failed: the wave stops"),
-                );
-            } else if output.get("failed").is_some() {
-                let stop = output.get("stop").filter(|s| !s.is_null());
-                let text = match stop {
-                    Some(stop) => format!("failed at {}", target_name(stop)),
-                    None => "every target rolled out".into(),
-                };
-                self.say(
-                    "waveEnd",
-                    json!({"failedAt": stop.map(target_name)}),
-                    format!("  wave outcome: {text}"),
-                );
-            } else if let Some(released) = output.get("targets").and_then(Value::as_array) {
-                self.say(
-                    "released",
-                    json!({"targets": released.len()}),
-                    format!("  released {} target(s)", released.len()),
-                );
-            }
-        } else if is_step(function, "rollback") && child.is_some() {
-            let target = output.get("target").cloned().unwrap_or(Value::Null);
-            let action = target.get("action").and_then(Value::as_str).unwrap_or("");
-            let done = target.get("done").and_then(Value::as_bool).unwrap_or(false);
-            let name = child.map(|c| c.target.name());
-            if self
-                .steps
-                .insert((name.clone().unwrap_or_default(), action.to_string()))
-            {
-                self.say(
-                    "rollback",
-                    json!({"target": name, "action": action, "done": done}),
-                    format!(
-                        "  ↩ {}: {action}{}",
-                        name.clone().unwrap_or_default(),
-                        if done { " (done)" } else { "" }
-                    ),
-                );
-            }
-        } else if is_step(function, "rollback") {
-            if output.get("cause").is_some() {
-                self.say(
-                    "rollbackReport",
-                    json!({"rolledBack": count("rolledBack"), "notRolledBack": count("notRolledBack"), "untouched": count("untouched")}),
-                    format!(
-                        "  rollback: {} rolled back, {} not, {} untouched",
-                        count("rolledBack"),
-                        count("notRolledBack"),
-                        count("untouched")
-                    ),
-                );
-            } else if let Some(deleted) = output.get("deleted").and_then(Value::as_array) {
-                let list = |v: &Vec<Value>| {
-                    v.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                let kept = output
-                    .get("kept")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                if !deleted.is_empty() || !kept.is_empty() {
+        use Function as F;
+        match (call.function, call.action.as_deref()) {
+            (F::HoldTargets, Some("askApproval")) => {
+                if let Ok(wake) = serde_json::from_value::<GateWake>(output)
+                    && wake.approved
+                {
+                    let by = wake.by.unwrap_or_default();
                     self.say(
-                        "replacedRoots",
-                        json!({"deleted": deleted, "kept": kept}),
+                        "approved",
+                        json!({"by": by}),
+                        format!("  approved by {by}: the next wave starts"),
+                    );
+                }
+            }
+            (F::ResolveAmi, _) => {
+                if let Some(reason) = output.get("nothingToDo").and_then(Value::as_str) {
+                    self.say(
+                        "nothingToDo",
+                        json!({"reason": reason}),
+                        format!("  nothing to do: {reason}"),
+                    );
+                } else if let Ok(summary) = serde_json::from_value::<PlanSummary>(output) {
+                    self.plan_line(context, &summary).await;
+                }
+            }
+            (F::HoldTargets, Some("take")) => {
+                if let Ok(held) = serde_json::from_value::<PlanSummary>(output) {
+                    self.say(
+                        "held",
+                        json!({"targets": held.target_count}),
+                        format!("  held {} target(s) for this execution", held.target_count),
+                    );
+                }
+            }
+            (F::HoldTargets, Some("checkWindow")) => {
+                if let (Ok(check), Some(child)) =
+                    (serde_json::from_value::<WindowCheck>(output), child)
+                {
+                    self.window_line(&check.times, child);
+                }
+            }
+            (F::HoldTargets, Some("stopWave")) => {
+                if let Ok(stop) = serde_json::from_value::<WaveStop>(output) {
+                    let name = stop_name(&stop);
+                    self.say(
+                        "waveStopping",
+                        json!({"target": name}),
+                        format!("  {name} failed: the wave stops"),
+                    );
+                }
+            }
+            (F::HoldTargets, Some("waveOutcome")) => {
+                if let Ok(outcome) = serde_json::from_value::<WaveOutcome>(output) {
+                    let failed_at = outcome.stop.as_ref().map(stop_name);
+                    let text = match &failed_at {
+                        Some(name) => format!("failed at {name}"),
+                        None => "every target rolled out".into(),
+                    };
+                    self.say(
+                        "waveEnd",
+                        json!({"failedAt": failed_at}),
+                        format!("  wave outcome: {text}"),
+                    );
+                }
+            }
+            (F::HoldTargets, Some("release")) => {
+                if let Ok(released) = serde_json::from_value::<Released>(output) {
+                    let count = released.targets.len();
+                    self.say(
+                        "released",
+                        json!({"targets": count}),
+                        format!("  released {count} target(s)"),
+                    );
+                }
+            }
+            (F::Rollback, Some("converge")) => {
+                if let (Ok(step), Some(child)) =
+                    (serde_json::from_value::<RollbackStep>(output), child)
+                {
+                    self.rollback_line(&step.target, child);
+                }
+            }
+            (F::Rollback, Some("summarize")) => {
+                if let Ok(r) = serde_json::from_value::<RollbackReport>(output) {
+                    self.say(
+                        "rollbackReport",
+                        json!({"rolledBack": r.rolled_back, "notRolledBack": r.not_rolled_back, "untouched": r.untouched}),
                         format!(
-                            "  replaced roots deleted: {}; kept: {}",
-                            list(deleted),
-                            list(&kept)
+                            "  rollback: {} rolled back, {} not, {} untouched",
+                            r.rolled_back, r.not_rolled_back, r.untouched
                         ),
                     );
                 }
-            } else if output.get("targets").is_some() {
-                self.say(
-                    "rollbackPlanned",
-                    json!({"targets": count("targets")}),
-                    format!("  rollback of {} target(s) in scope", count("targets")),
-                );
             }
-        } else if let Some(child) = child {
-            self.target_step(function, output, child);
-        } else if is_step(function, "distribute-ami") && !text("region").is_empty() {
-            self.say(
-                "copy",
-                output.clone(),
-                format!("  AMI copy to {}", text("region")),
-            );
+            (F::Rollback, Some("deleteKeptRoots")) => {
+                if let Ok(roots) = serde_json::from_value::<KeptRoots>(output)
+                    && (!roots.deleted.is_empty() || !roots.kept.is_empty())
+                {
+                    self.say(
+                        "replacedRoots",
+                        json!({"deleted": roots.deleted, "kept": roots.kept}),
+                        format!(
+                            "  replaced roots deleted: {}; kept: {}",
+                            roots.deleted.join(", "),
+                            roots.kept.join(", ")
+                        ),
+                    );
+                }
+            }
+            (F::Rollback, Some("plan" | "planUndo")) => {
+                if let Ok(plan) = serde_json::from_value::<RollbackPlan>(output) {
+                    self.say(
+                        "rollbackPlanned",
+                        json!({"targets": plan.targets}),
+                        format!("  rollback of {} target(s) in scope", plan.targets),
+                    );
+                }
+            }
+            (F::DistributeAmi, Some("copy")) => {
+                if let Ok(plan) = serde_json::from_value::<PlanSummary>(output) {
+                    for copy in &plan.copies {
+                        self.say(
+                            "copy",
+                            json!({"region": copy.region, "imageId": copy.image_id}),
+                            format!(
+                                "  AMI copy to {}{}",
+                                copy.region,
+                                copy.image_id
+                                    .as_deref()
+                                    .map_or_else(String::new, |id| format!(": {id}"))
+                            ),
+                        );
+                    }
+                }
+            }
+            (F::UpdateTemplate | F::StartRefresh | F::CheckEcsHealth, _) => {
+                if let (Ok(run), Some(child)) = (serde_json::from_value::<TargetRun>(output), child)
+                {
+                    self.target_step(call, &run, child);
+                }
+            }
+            _ => {}
         }
     }
 
-    /// A step of a target's rollout: its health verdict when it changes, else the step's name once.
-    fn target_step(&mut self, function: &str, output: &Value, child: &Child) {
+    /// Where a target's maintenance window stands.
+    fn window_line(&mut self, times: &WindowTimes, child: &Child) {
         let name = child.target.name();
-        let health: Option<Health> = output
-            .get("health")
-            .and_then(|h| serde_json::from_value(h.clone()).ok());
-        if is_step(function, "check-ecs-health")
-            && let Some(health) = health
-        {
-            let verdict = format!("{:?}", health.verdict);
-            let key = (verdict.clone(), health.reasons.clone());
-            if self.verdicts.get(&name) == Some(&key) {
-                return;
-            }
-            self.verdicts.insert(name.clone(), key);
-            if child.target.kind == TargetKind::Instance {
-                self.bar(&name, health.percentage, &health.refresh_status, &[]);
-            }
-            let verdict = serde_json::to_value(health.verdict)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or(verdict);
-            let reasons = health.reasons.join("; ");
-            self.say(
-                "verdict",
-                json!({"target": name, "verdict": verdict, "refreshStatus": health.refresh_status,
-                       "percentage": health.percentage, "reasons": health.reasons}),
+        let iso = |at: Option<i64>| at.map(rollout_core::time::iso_time);
+        let (kind, text) = match times.open {
+            true => (
+                "windowOpen",
                 format!(
-                    "  {name}: {verdict} ({} {}%){}",
-                    health.refresh_status,
-                    health.percentage,
-                    if reasons.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" — {reasons}")
-                    }
+                    "inside its maintenance window (until {})",
+                    iso(times.closes_at).unwrap_or_default()
                 ),
-            );
+            ),
+            false => (
+                "windowWait",
+                format!(
+                    "waits for its maintenance window, which opens {}",
+                    iso(times.opens_at).unwrap_or_default()
+                ),
+            ),
+        };
+        self.say(
+            kind,
+            json!({"target": name, "opensAt": iso(times.opens_at), "closesAt": iso(times.closes_at)}),
+            format!("  {name}: {text}"),
+        );
+    }
+
+    /// A step of a target's rollback, once per distinct action.
+    fn rollback_line(&mut self, back: &TargetRollback, child: &Child) {
+        let name = child.target.name();
+        if !self.steps.insert((name.clone(), back.action.clone())) {
+            return;
+        }
+        let done = back.status.is_over() && back.status != RollbackStatus::Failed;
+        self.say(
+            "rollback",
+            json!({"target": name, "action": back.action, "done": done}),
+            format!(
+                "  ↩ {name}: {}{}",
+                back.action,
+                if done { " (done)" } else { "" }
+            ),
+        );
+    }
+
+    /// A step of a target's rollout: its health verdict when it changes, else the step's name once.
+    fn target_step(&mut self, call: &Call, run: &TargetRun, child: &Child) {
+        let name = child.target.name();
+        if call.function == Function::CheckEcsHealth
+            && let Some(health) = &run.health
+        {
+            self.verdict_line(&name, health, child);
             return;
         }
         let instance = child.target.kind == TargetKind::Instance;
-        let (step, detail) = if is_step(function, "update-template") {
-            match output.get("newVersion").and_then(Value::as_i64) {
-                _ if output.get("refresh").is_some() => (
-                    "Restore launch template reference".to_string(),
-                    String::new(),
-                ),
-                Some(v) => (
-                    "Create launch template version".to_string(),
-                    format!(" → version {v}"),
-                ),
-                None => ("Create launch template version".to_string(), String::new()),
-            }
-        } else if is_step(function, "start-refresh") && instance {
-            match (output.get("refresh"), output.get("drain")) {
+        let (step, detail) = if call.is(Function::UpdateTemplate, "restoreReference") {
+            (
+                "Restore launch template reference".to_string(),
+                String::new(),
+            )
+        } else if call.function == Function::UpdateTemplate {
+            (
+                "Create launch template version".to_string(),
+                run.new_version
+                    .map_or_else(String::new, |v| format!(" → version {v}")),
+            )
+        } else if call.function == Function::StartRefresh && instance {
+            match (&run.refresh, &run.drain) {
                 (None, Some(drain)) => (
                     "Drain the container instance".to_string(),
-                    format!(
-                        ": {} task(s) still running",
-                        drain
-                            .get("runningTasks")
-                            .and_then(Value::as_i64)
-                            .unwrap_or(0)
-                    ),
+                    format!(": {} task(s) still running", drain.running_tasks),
                 ),
                 _ => ("Replace the root volume".to_string(), String::new()),
             }
-        } else if is_step(function, "start-refresh") {
+        } else if call.function == Function::StartRefresh {
             ("Start instance refresh".to_string(), String::new())
         } else {
             return;
@@ -515,6 +520,38 @@ impl<'a> Timeline<'a> {
                 format!("  {name}: {step}{detail}"),
             );
         }
+    }
+
+    /// A target's health verdict, when it changed.
+    fn verdict_line(&mut self, name: &str, health: &Health, child: &Child) {
+        let verdict = serde_json::to_value(health.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("{:?}", health.verdict));
+        let key = (verdict.clone(), health.reasons.clone());
+        if self.verdicts.get(name) == Some(&key) {
+            return;
+        }
+        self.verdicts.insert(name.to_string(), key);
+        if child.target.kind == TargetKind::Instance {
+            self.bar(name, health.percentage, &health.refresh_status, &[]);
+        }
+        let reasons = health.reasons.join("; ");
+        self.say(
+            "verdict",
+            json!({"target": name, "verdict": verdict, "refreshStatus": health.refresh_status,
+                   "percentage": health.percentage, "reasons": health.reasons}),
+            format!(
+                "  {name}: {verdict} ({} {}%){}",
+                health.refresh_status,
+                health.percentage,
+                if reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {reasons}")
+                }
+            ),
+        );
     }
 
     async fn plan_line(&mut self, context: &Context, summary: &PlanSummary) {
@@ -663,7 +700,7 @@ fn refresh_of(child: &Child) -> Option<String> {
 }
 
 /// A target as the plan names it, from a JSON object with `group`, `account`, `region`.
-fn target_name(v: &Value) -> String {
-    let part = |k: &str| v.get(k).and_then(Value::as_str);
-    rollout_core::model::place_name(part("account"), part("region"), part("group").unwrap_or(""))
+/// The failed target a wave stop names.
+fn stop_name(stop: &WaveStop) -> String {
+    rollout_core::model::place_name(stop.account.as_deref(), stop.region.as_deref(), &stop.group)
 }

@@ -47,7 +47,7 @@ impl Clients {
     /// The clients of the home account and region. A malformed `WORKLOAD_*` setting fails the
     /// invocation with `InvalidInput` before any call.
     pub async fn from_env() -> StepResult<Self> {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let env = crate::config::environment;
         let mut clients = Self::from_conf(&aws_config::load_from_env().await);
         clients.plans_bucket = env("PLANS_BUCKET");
         clients.holds_table = env("HOLDS_TABLE");

@@ -68,7 +68,13 @@ pub struct Config {
     pub plan_retention_days: u32,
 }
 
+/// A variable of the function's environment as the template sets it; blank is not set.
+pub fn environment(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 impl Config {
+    /// The deployment's configuration. Read raw: a blank `TARGET_TAG` means "no tag".
     pub fn from_env() -> StepResult<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }

@@ -28,3 +28,12 @@ pub struct ApprovalGate {
     /// The wave's targets whose settings ask for it.
     pub asked_by: Vec<String>,
 }
+
+/// What wakes a waiting gate (the task token's output): an approver's answer. The gate goes on
+/// only by the decision it then reads; this says who woke it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct GateWake {
+    pub approved: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}

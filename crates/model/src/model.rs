@@ -547,7 +547,7 @@ pub struct Drain {
 }
 
 impl TargetRun {
-    pub fn group(&self) -> &str {
+    pub fn resource(&self) -> &str {
         &self.target.resource
     }
 
@@ -564,7 +564,7 @@ impl TargetRun {
         self.new_version.ok_or_else(|| {
             StepError::invalid(format!(
                 "{}: newVersion is missing (the launch template version was not created)",
-                self.group()
+                self.resource()
             ))
         })
     }
@@ -573,7 +573,7 @@ impl TargetRun {
         self.refresh.as_ref().ok_or_else(|| {
             StepError::invalid(format!(
                 "{}: refresh is missing (the instance refresh was not started)",
-                self.group()
+                self.resource()
             ))
         })
     }
@@ -591,14 +591,14 @@ impl TargetRun {
             (TargetKind::AutoScalingGroup, RollbackPoint::Template(point)) if point.version < 1 => {
                 Err(StepError::invalid(format!(
                     "{}: rollbackPoint.version must be a version number",
-                    self.group()
+                    self.resource()
                 )))
             }
             (TargetKind::AutoScalingGroup, RollbackPoint::Template(_))
             | (TargetKind::Instance, RollbackPoint::Root(_)) => Ok(()),
             (kind, _) => Err(StepError::invalid(format!(
                 "{}: the rollbackPoint does not fit a target of kind {kind:?}",
-                self.group()
+                self.resource()
             ))),
         }
     }
@@ -732,6 +732,55 @@ impl std::fmt::Display for ExecutionStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// What a wave came to (hold-targets' `waveOutcome`): the parent rolls back when `failed`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveOutcome {
+    pub failed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<WaveStop>,
+}
+
+/// What a release of an execution's holds did (hold-targets' `release`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Released {
+    pub execution: String,
+    /// Targets whose hold this execution still had and gave up.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// AMIs whose deregistration protection went back to what it was.
+    #[serde(default)]
+    pub unprotected: Vec<String>,
+}
+
+/// Where the rollback's lanes are, for its Distributed Map.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackPlan {
+    pub bucket: String,
+    pub key: String,
+    pub results_prefix: String,
+    pub targets: usize,
+    /// Why the targets are brought back, the summary's first sentence.
+    pub reason: String,
+    /// The rollout an undo brings back, passed to every target's rollback (always written: a
+    /// JSONPath to an absent field fails).
+    pub undoing: Option<UndoOf>,
+}
+
+/// What the deletion of the kept roots did, for the execution's output.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KeptRoots {
+    pub deleted: Vec<String>,
+    /// Kept by a `keepReplacedRoot` setting.
+    pub kept: Vec<String>,
+    /// ECS container instances whose identity lived on a deleted root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deregistered: Vec<String>,
 }
 
 /// What rollback did or is doing to one target.

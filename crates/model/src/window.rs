@@ -122,6 +122,17 @@ impl MaintenanceWindow {
     }
 }
 
+/// Where the window stands, and how long the state machine parks the target if it is closed
+/// (hold-targets' `checkWindow`).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowCheck {
+    #[serde(flatten)]
+    pub times: WindowTimes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<i64>,
+}
+
 /// Where a window stands, as the plan records it and the state machine reads it: `open`, and
 /// when it closes or next opens (ISO 8601 in UTC), which a parked target waits for.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

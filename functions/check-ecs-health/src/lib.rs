@@ -40,7 +40,7 @@ pub async fn check(clients: &Clients, mut run: TargetRun, now: Epoch) -> StepRes
         TargetKind::Instance => observe_instance(clients, &run).await?,
     };
     let health = verdict(&run, &observation, now);
-    tracing::info!(group = run.group(), verdict = ?health.verdict, percentage = health.percentage, reasons = ?health.reasons, next = health.next_wait_seconds, "health check");
+    tracing::info!(group = run.resource(), verdict = ?health.verdict, percentage = health.percentage, reasons = ?health.reasons, next = health.next_wait_seconds, "health check");
     if health.verdict == Verdict::Unhealthy {
         return Err(StepError::TargetUnhealthy {
             group: run.target.name(),
@@ -191,7 +191,7 @@ fn inspect_fleet(o: &Observation, ami: &str, ecs: Option<&EcsCapacity>) -> Findi
 /// The verdict for `run` given what was observed at `now`.
 pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
     use RefreshStatus as S;
-    let settings = run.settings.for_group(run.group());
+    let settings = run.settings.for_group(run.resource());
     let previous = run.health.as_ref();
     let change = match run.target.kind {
         TargetKind::AutoScalingGroup => "instance refresh",
@@ -277,7 +277,7 @@ pub fn verdict(run: &TargetRun, o: &Observation, now: Epoch) -> Health {
             health.next_wait_seconds =
                 progress_wait(previous, percentage, now, settings.instance_warmup_seconds);
             if previous.is_none() {
-                health.next_wait_seconds += first_poll_jitter(run.group());
+                health.next_wait_seconds += first_poll_jitter(run.resource());
             }
             health
         }
@@ -371,9 +371,9 @@ pub fn progress_wait(
 /// Reads that do not depend on each other run concurrently: each poll costs a few round trips.
 pub async fn observe(clients: &Clients, run: &TargetRun, now: Epoch) -> StepResult<Observation> {
     let refresh_ref = run.require_refresh()?;
-    let settings = run.settings.for_group(run.group());
+    let settings = run.settings.for_group(run.resource());
     let (refreshes, alarms_in_alarm) = tokio::try_join!(
-        recent_refreshes(clients, run.group()),
+        recent_refreshes(clients, run.resource()),
         alarms_in_alarm(clients, settings.alarm_names()),
     )?;
     let mut o = Observation {
@@ -397,11 +397,11 @@ pub async fn observe(clients: &Clients, run: &TargetRun, now: Epoch) -> StepResu
     });
     if ending {
         o.abandoned_launch =
-            fleet::abandoned_launch(clients, run.group(), refresh_ref.started_at).await?;
+            fleet::abandoned_launch(clients, run.resource(), refresh_ref.started_at).await?;
     }
     let said = o.refresh.as_ref().and_then(|r| r.reason.as_deref());
     if o.abandoned_launch.is_some() || said.is_some_and(fleet::abandoned_by_a_hook) {
-        o.launch_hooks = fleet::launch_hooks(clients, run.group()).await?;
+        o.launch_hooks = fleet::launch_hooks(clients, run.resource()).await?;
     }
     if o.refresh
         .as_ref()
@@ -412,7 +412,7 @@ pub async fn observe(clients: &Clients, run: &TargetRun, now: Epoch) -> StepResu
     }
     o.fleet_read = true;
     let fleet = async {
-        let group = describe_group(clients, run.group()).await?;
+        let group = describe_group(clients, run.resource()).await?;
         let ids = in_service_instances(&group);
         let images = instance_images(clients, &ids).await?;
         Ok::<_, StepError>((ids, images))
@@ -455,7 +455,7 @@ pub async fn observe(clients: &Clients, run: &TargetRun, now: Epoch) -> StepResu
 /// AMI it reports and its status checks.
 pub async fn observe_instance(clients: &Clients, run: &TargetRun) -> StepResult<Observation> {
     let task_ref = run.require_refresh()?;
-    let id = run.group();
+    let id = run.resource();
     let settings = run.settings.for_group(id);
     let (tasks, alarms_in_alarm) = tokio::try_join!(
         instance::tasks(clients, id),

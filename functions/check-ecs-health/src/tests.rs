@@ -362,7 +362,7 @@ fn a_waves_first_polls_are_spread_and_each_group_keeps_its_own() {
     let first = verdict(&r, &o, 1_100);
     assert_eq!(
         first.next_wait_seconds,
-        progress_wait(None, 10, 1_100, None) + first_poll_jitter(r.group())
+        progress_wait(None, 10, 1_100, None) + first_poll_jitter(r.resource())
     );
     r.health = Some(first.clone());
     o.refresh = refresh("InProgress", 20, None);

@@ -18,7 +18,7 @@ use rollout_core::stop::{execution_key, stop_in};
 use rollout_core::store::{
     ApprovalDecision, ApprovalRequest, ResultWriterDetails, approval_key, decision_key,
 };
-use rollout_core::window::{MaintenanceWindow, WindowState, WindowTimes};
+use rollout_core::window::{MaintenanceWindow, WindowCheck, WindowState, WindowTimes};
 use rollout_core::{StepError, StepResult};
 use serde::Serialize;
 
@@ -31,16 +31,6 @@ const RUNNING_HORIZON_DAYS: u32 = 366;
 const LONGEST_PARK_SECONDS: i64 = 364 * 86_400;
 /// The execution record's set of the targets parked until their window opens.
 const WAITERS: &str = "windowWaiters";
-
-/// Where the window stands, and how long the state machine parks the target if it is closed.
-#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct WindowCheck {
-    #[serde(flatten)]
-    pub times: WindowTimes,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wait_seconds: Option<i64>,
-}
 
 /// Refuses (`WaveStopped`) once another target of the wave failed, so a target waiting for its
 /// window does not wait for nothing; then reads the window at `now`: open, or how long to park.

@@ -29,10 +29,12 @@ use aws_sdk_sfn::types::{ExecutionRedriveStatus, ExecutionStatus};
 use rollout_core::ami::describe_images;
 pub use rollout_core::holds::execution_home;
 use rollout_core::holds::{self, INSTANCE_KEY_KIND};
-use rollout_core::model::{Epoch, PlanSummary, Target, TargetKind, WaveStop};
+use rollout_core::model::{
+    Epoch, PlanSummary, Released, Target, TargetKind, WaveOutcome, WaveStop,
+};
 use rollout_core::stop::{StopSignal, execution_key};
 use rollout_core::{Clients, StepError, StepResult};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 pub use table::HoldClients;
 use table::{is_condition_failure, s, set, string_set, text};
@@ -79,15 +81,6 @@ pub enum HoldRequest {
     ReadDecision(gates::ReadDecision),
 }
 
-/// What a wave came to: the parent rolls back when `failed`.
-#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct WaveOutcome {
-    pub failed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stop: Option<WaveStop>,
-}
-
 /// The EventBridge event Step Functions sends when an execution's status changes.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
 pub struct StatusChange {
@@ -101,17 +94,6 @@ pub struct StatusChange {
 pub struct StatusChangeDetail {
     pub execution_arn: String,
     pub status: rollout_core::model::ExecutionStatus,
-}
-
-/// What a release did.
-#[derive(Serialize, Debug, Clone, PartialEq, Eq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct Released {
-    pub execution: String,
-    /// Targets whose hold this execution still had and gave up.
-    pub targets: Vec<String>,
-    /// AMIs whose deregistration protection went back to what it was.
-    pub unprotected: Vec<String>,
 }
 
 pub async fn handle(clients: &HoldClients, payload: Value) -> StepResult<Value> {

@@ -58,9 +58,7 @@ impl HoldClients {
             aws_sdk_sfn::Client::new(conf),
             aws_sdk_sns::Client::new(conf),
         );
-        let approval_topic = std::env::var("APPROVAL_TOPIC_ARN")
-            .ok()
-            .filter(|t| !t.trim().is_empty());
+        let approval_topic = rollout_core::config::environment("APPROVAL_TOPIC_ARN");
         Ok(Self {
             dynamodb: fleet.dynamodb.clone(),
             fleet,

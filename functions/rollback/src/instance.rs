@@ -11,11 +11,10 @@
 use rollout_core::ecs::{self, Identity};
 use rollout_core::instance::{self, RootSource, StatusChecks, Task, TaskState};
 use rollout_core::model::{
-    Epoch, PlanSummary, Purpose, RollbackStatus, RootPoint, Target, TargetKind, TargetRollback,
-    TargetRun,
+    Epoch, KeptRoots, PlanSummary, Purpose, RollbackStatus, RootPoint, Target, TargetKind,
+    TargetRollback, TargetRun,
 };
 use rollout_core::{Clients, StepError, StepResult};
-use serde::Serialize;
 
 /// The next step for one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,18 +351,6 @@ pub async fn converge(clients: &Clients, run: &TargetRun) -> StepResult<TargetRo
         }
     }
     Ok(report)
-}
-
-/// What the deletion of the kept roots did, for the execution's output.
-#[derive(Serialize, Debug, Clone, PartialEq, Eq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct KeptRoots {
-    pub deleted: Vec<String>,
-    /// Kept by a `keepReplacedRoot` setting.
-    pub kept: Vec<String>,
-    /// ECS container instances whose identity lived on a deleted root.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub deregistered: Vec<String>,
 }
 
 /// After a successful rollout: deletes the roots its replacements kept, one per rolled-out

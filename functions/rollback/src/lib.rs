@@ -23,14 +23,14 @@ use rollout_core::fleet::{
 };
 use rollout_core::launch_template::{self, Marker};
 use rollout_core::model::{
-    CaughtError, ExecutionStatus, PlanSummary, Purpose, RollbackReport, RollbackScope,
-    RollbackStatus, RollbackStep, Target, TargetKind, TargetRollback, TargetRun, UndoOf,
-    VersionReference, WaveStop,
+    CaughtError, ExecutionStatus, PlanSummary, Purpose, RollbackPlan, RollbackReport,
+    RollbackScope, RollbackStatus, RollbackStep, Target, TargetKind, TargetRollback, TargetRun,
+    UndoOf, VersionReference, WaveStop,
 };
 use rollout_core::refresh::{self, RefreshInfo, RefreshStatus, recent_refreshes};
 use rollout_core::store::{ChildResult, ResultWriterDetails, plan_prefix, results_prefix};
 use rollout_core::{Clients, StepError, StepResult};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Wait between rollback progress checks.
@@ -65,21 +65,6 @@ pub enum RollbackRequest {
     },
 }
 
-/// Where the rollback's lanes are, for its Distributed Map.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct RollbackPlan {
-    pub bucket: String,
-    pub key: String,
-    pub results_prefix: String,
-    pub targets: usize,
-    /// Why the targets are brought back, the summary's first sentence.
-    pub reason: String,
-    /// The rollout an undo brings back, passed to every target's rollback (always written: a
-    /// JSONPath to an absent field fails).
-    pub undoing: Option<UndoOf>,
-}
-
 pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
     let request: RollbackRequest = rollout_core::error::parse_input("rollback", payload)?;
     let out = match request {
@@ -93,7 +78,7 @@ pub async fn handle(clients: &Clients, payload: Value) -> StepResult<Value> {
         }
         RollbackRequest::Converge { run } => {
             let step = converge(clients, &run).await?;
-            tracing::info!(group = run.group(), complete = step.complete, target = ?step.target, "rollback");
+            tracing::info!(group = run.resource(), complete = step.complete, target = ?step.target, "rollback");
             serde_json::to_value(step)
         }
         RollbackRequest::Summarize { reason, results } => {

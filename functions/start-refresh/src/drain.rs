@@ -71,7 +71,7 @@ pub async fn drain(
     ecs: &EcsCapacity,
     now: Epoch,
 ) -> StepResult<(Drain, bool)> {
-    let id = run.group();
+    let id = run.resource();
     let views = ecs::of_instance(clients, &ecs.cluster, id).await?;
     let Some(live) = ecs::identity(&views, id, &run.ami.id).live else {
         return Err(StepError::TargetUnhealthy {

@@ -30,8 +30,8 @@ pub async fn start_refresh(
         return replace_root(clients, run, now).await;
     }
     let version = run.require_new_version()?;
-    let group = describe_group(clients, run.group()).await?;
-    let settings = run.settings.for_group(run.group());
+    let group = describe_group(clients, run.resource()).await?;
+    let settings = run.settings.for_group(run.resource());
     let started = refresh::start(
         clients,
         &group,
@@ -47,7 +47,7 @@ pub async fn start_refresh(
         Started::Adopted(existing) => existing.started_at.unwrap_or(now),
     };
     tracing::info!(
-        group = run.group(),
+        group = run.resource(),
         refresh = started.id(),
         adopted = matches!(started, Started::Adopted(_)),
         version,
@@ -64,7 +64,7 @@ pub async fn start_refresh(
 /// a rollback; or adopts the replacement a retry or redrive already started.
 async fn replace_root(clients: &Clients, mut run: TargetRun, now: Epoch) -> StepResult<TargetRun> {
     let point = run.target.root_point()?.clone();
-    let id = run.group().to_string();
+    let id = run.resource().to_string();
     let tasks = instance::tasks(clients, &id).await?;
     let task = match instance::newest_of(&tasks, &run.execution, Purpose::Rollout) {
         Some(ours) => ours.clone(),

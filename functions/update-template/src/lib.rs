@@ -46,9 +46,9 @@ pub async fn create_version(clients: &Clients, mut run: TargetRun) -> StepResult
     clients.ensure_wave_going(&run).await?;
     let clients = &clients.for_run(&run).await?;
     let point = run.target.template_point()?.clone();
-    let group = describe_group(clients, run.group()).await?;
+    let group = describe_group(clients, run.resource()).await?;
     // Nothing has been started for this target yet, so any running refresh belongs to someone else.
-    if let Some(other) = recent_refreshes(clients, run.group())
+    if let Some(other) = recent_refreshes(clients, run.resource())
         .await?
         .into_iter()
         .find(|r| r.is_active())
@@ -71,7 +71,7 @@ pub async fn create_version(clients: &Clients, mut run: TargetRun) -> StepResult
         )
         .await?;
         tracing::info!(
-            group = run.group(),
+            group = run.resource(),
             version = point.version,
             "pinned the group's launch template version"
         );
@@ -93,7 +93,7 @@ pub async fn create_version(clients: &Clients, mut run: TargetRun) -> StepResult
         )
         .client_token(launch_template::client_token(
             &run.execution,
-            run.group(),
+            run.resource(),
             &run.ami.id,
         ))
         .send()
@@ -106,7 +106,7 @@ pub async fn create_version(clients: &Clients, mut run: TargetRun) -> StepResult
             operation: "CreateLaunchTemplateVersion".into(),
             message: "the answer carried no version number".into(),
         })?;
-    tracing::info!(group = run.group(), template = %point.launch_template_id, version, ami = %run.ami.id, "created launch template version");
+    tracing::info!(group = run.resource(), template = %point.launch_template_id, version, ami = %run.ami.id, "created launch template version");
     run.new_version = Some(version);
     Ok(run)
 }
@@ -122,7 +122,7 @@ pub async fn restore_reference(clients: &Clients, run: TargetRun) -> StepResult<
     if point.reference == VersionReference::Pinned {
         return Ok(run);
     }
-    let group = describe_group(clients, run.group()).await?;
+    let group = describe_group(clients, run.resource()).await?;
     if point.reference == VersionReference::Default {
         clients
             .ec2
@@ -146,7 +146,7 @@ pub async fn restore_reference(clients: &Clients, run: TargetRun) -> StepResult<
         if latest != Some(version) {
             // Someone made a newer version meanwhile: $Latest would launch that, not what we proved.
             tracing::warn!(
-                group = run.group(),
+                group = run.resource(),
                 version,
                 ?latest,
                 "left the group pinned: $Latest is no longer the rolled-out version"
@@ -159,7 +159,7 @@ pub async fn restore_reference(clients: &Clients, run: TargetRun) -> StepResult<
         set_group_version(clients, &group, &point.launch_template_id, &reference).await?;
     }
     tracing::info!(
-        group = run.group(),
+        group = run.resource(),
         reference,
         "restored the group's launch template reference"
     );
