@@ -11,7 +11,7 @@ use rollout_core::store::{ApprovalDecision, ApprovalRequest, decision_key, execu
 use serde_json::json;
 
 use crate::context::Context;
-use crate::failure::{CliResult, Failure, aws_failed};
+use crate::failure::{CliResult, Exit, Failure, aws_failed};
 use crate::output::Output;
 
 #[derive(Args, Debug)]
@@ -29,11 +29,11 @@ pub struct RejectArgs {
     pub reason: String,
 }
 
-pub async fn approve(context: &Context, out: &Output, args: ApproveArgs) -> CliResult<u8> {
+pub async fn approve(context: &Context, out: &Output, args: ApproveArgs) -> CliResult<Exit> {
     answer(context, out, &args.execution, None).await
 }
 
-pub async fn reject(context: &Context, out: &Output, args: RejectArgs) -> CliResult<u8> {
+pub async fn reject(context: &Context, out: &Output, args: RejectArgs) -> CliResult<Exit> {
     let reason = args.reason.trim();
     if reason.is_empty() {
         return Err(Failure::refused(
@@ -50,7 +50,7 @@ async fn answer(
     out: &Output,
     execution: &str,
     reason: Option<&str>,
-) -> CliResult<u8> {
+) -> CliResult<Exit> {
     let (arn, mut request) = latest_gate(context, execution).await?;
     let by = caller(context).await;
     decide(context, &arn, &request, reason.is_none(), &by, reason).await?;
@@ -145,11 +145,13 @@ async fn decide(
 /// The execution's ARN and the gate it asked last.
 async fn latest_gate(context: &Context, execution: &str) -> CliResult<(String, ApprovalRequest)> {
     let arn = context.execution_arn(execution).await?;
+    context.describe_execution(&arn).await?;
     let name = execution_name(&arn);
     let (_, clients) = context.functions_environment().await?;
     let latest = clients.store()?.approval_requests(name).await?.pop();
-    let request = latest.ok_or_else(|| {
-        Failure::new(
+    let request = latest.ok_or_else(|| Failure {
+        exit: Exit::Refused,
+        ..Failure::new(
             "NoApprovalPending",
             format!("{name} has asked for no approval"),
         )
@@ -163,17 +165,20 @@ fn answered(
     request: &ApprovalRequest,
     sent: CliResult<()>,
     verb: &str,
-) -> CliResult<u8> {
+) -> CliResult<Exit> {
     let wave = request.wave + 1;
     if let Err(failure) = sent {
         if spent(&failure) {
-            return Err(Failure::new(
-                "NoApprovalPending",
-                format!(
-                    "the gate after wave {wave} of {arn} no longer waits (answered, timed out, or the execution ended): {}",
-                    failure.message
-                ),
-            ));
+            return Err(Failure {
+                exit: Exit::Refused,
+                detail: failure.detail,
+                ..Failure::new(
+                    "NoApprovalPending",
+                    format!(
+                        "the gate after wave {wave} of {arn} no longer waits (answered, timed out, or the execution ended)"
+                    ),
+                )
+            });
         }
         return Err(failure);
     }
@@ -183,7 +188,7 @@ fn answered(
         println!("{verb} the gate after wave {wave} of {arn}");
         println!("  follow it: ami-rollout watch {arn}");
     }
-    Ok(0)
+    Ok(Exit::Done)
 }
 
 /// Who answers, for the history: the caller's ARN, or "the operator" when STS does not say.

@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 
+use aws_credential_types::provider::ProvideCredentials;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use clap::Args;
 use rollout_core::config::Config;
 use rollout_core::reach::WorkloadRole;
 use rollout_core::{Clients, FromSdk, StepError};
 
-use crate::failure::{CliResult, Failure, aws_failed};
+use crate::failure::{CliResult, Exit, Failure, aws_failed};
 use crate::output::Format;
 
 #[derive(Args, Clone, Debug)]
@@ -48,6 +50,9 @@ pub struct Global {
     /// The ExternalId the operator role's trust policy asks for, if any.
     #[arg(long, global = true, env = "AMI_ROLLOUT_OPERATOR_EXTERNAL_ID")]
     pub operator_external_id: Option<String>,
+    /// On an error, also print what AWS or the SDK said in full.
+    #[arg(long, global = true)]
+    pub debug: bool,
 }
 
 pub struct Context {
@@ -57,20 +62,51 @@ pub struct Context {
 }
 
 impl Context {
-    pub async fn load(global: &Global) -> Self {
+    /// The AWS configuration from the standard chain, refused in one line (as the AWS CLI
+    /// refuses it) when it names a profile the shared files do not have, no region, or no
+    /// credentials; nothing is asked of AWS's services before.
+    pub async fn load(global: &Global) -> CliResult<Self> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(profile) = &global.profile {
+            if !profile_exists(profile) {
+                return Err(Failure::usage(format!(
+                    "the profile {profile} is in neither {} nor {}: name one they have (--profile or AWS_PROFILE)",
+                    shared_file("AWS_CONFIG_FILE", "config").display(),
+                    shared_file("AWS_SHARED_CREDENTIALS_FILE", "credentials").display()
+                )));
+            }
             loader = loader.profile_name(profile);
         }
         if let Some(region) = &global.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
         let sdk = loader.load().await;
-        Self {
+        if sdk.region().is_none() {
+            return Err(Failure::usage(
+                "no AWS region: pass --region, set AWS_REGION, or give the profile a region (aws configure)",
+            ));
+        }
+        let found = match sdk.credentials_provider() {
+            Some(provider) => provider
+                .provide_credentials()
+                .await
+                .map(|_| ())
+                .map_err(|e| DisplayErrorContext(&e).to_string()),
+            None => Err("no credentials provider".to_string()),
+        };
+        if let Err(detail) = found {
+            return Err(Failure {
+                detail: Some(detail),
+                ..Failure::usage(
+                    "no AWS credentials found: set AWS_PROFILE (or --profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or sign in (aws sso login)",
+                )
+            });
+        }
+        Ok(Self {
             global: global.clone(),
             sfn: aws_sdk_sfn::Client::new(&sdk),
             sdk,
-        }
+        })
     }
 
     pub fn region(&self) -> String {
@@ -110,6 +146,32 @@ impl Context {
             "{}:{reference}",
             machine.replacen(":stateMachine:", ":execution:", 1)
         ))
+    }
+
+    /// DescribeExecution, with a missing execution refused by name.
+    pub async fn describe_execution(
+        &self,
+        arn: &str,
+    ) -> CliResult<aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput> {
+        self.sfn
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(s) if s.is_execution_does_not_exist() => Failure {
+                    exit: Exit::Refused,
+                    ..Failure::new(
+                        "NoSuchExecution",
+                        format!(
+                            "there is no execution {} of the {} state machine (ami-rollout list shows them)",
+                            rollout_core::store::execution_name(arn),
+                            self.global.stack
+                        ),
+                    )
+                },
+                _ => aws_failed("DescribeExecution", e),
+            })
     }
 
     /// The environment the deployed resolve-ami function runs with: the rollout's configuration.
@@ -182,4 +244,34 @@ impl Context {
             "https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
         )
     }
+}
+
+/// A shared AWS file: where `variable` points, else `~/.aws/<name>`.
+fn shared_file(variable: &str, name: &str) -> std::path::PathBuf {
+    match std::env::var_os(variable) {
+        Some(path) => path.into(),
+        None => std::path::Path::new(&std::env::var_os("HOME").unwrap_or_default())
+            .join(".aws")
+            .join(name),
+    }
+}
+
+/// Whether the shared config file has `[profile NAME]` (or `[default]`) or the credentials file
+/// has `[NAME]`, the sections the AWS CLI and SDKs read a profile from.
+fn profile_exists(name: &str) -> bool {
+    let sections = |path: std::path::PathBuf| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix('[')?.strip_suffix(']'))
+            .map(|section| section.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let in_config = sections(shared_file("AWS_CONFIG_FILE", "config"))
+        .iter()
+        .any(|s| *s == format!("profile {name}") || (name == "default" && s == "default"));
+    in_config
+        || sections(shared_file("AWS_SHARED_CREDENTIALS_FILE", "credentials"))
+            .iter()
+            .any(|s| s == name)
 }

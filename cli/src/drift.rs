@@ -6,7 +6,7 @@ use rollout_core::model::TargetKind;
 use serde_json::json;
 
 use crate::context::Context;
-use crate::failure::CliResult;
+use crate::failure::{CliResult, Exit};
 use crate::output::{Output, table};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct DriftArgs {
     pub format: DriftFormat,
 }
 
-pub async fn run(context: &Context, out: &Output, args: DriftArgs) -> CliResult<u8> {
+pub async fn run(context: &Context, out: &Output, args: DriftArgs) -> CliResult<Exit> {
     // The schedule's own reading of the approved AMI.
     let source = rollout_planner::drift::ApprovedAmi {
         ami_id: args.ami_id,
@@ -107,8 +107,8 @@ pub async fn run(context: &Context, out: &Output, args: DriftArgs) -> CliResult<
         }
     }
     Ok(if report.drifted.is_empty() {
-        0
+        Exit::Done
     } else {
-        crate::failure::EXIT_REFUSED
+        Exit::Drift
     })
 }

@@ -4,10 +4,15 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::context::Context;
-use crate::failure::{CliResult, Failure, aws_failed};
+use crate::failure::{CliResult, Exit, Failure, aws_failed};
 use rollout_core::model::ExecutionStatus;
 
-use crate::history::{Children, exit_of, history, outcomes, plan_of, render_ending};
+use rollout_core::store::execution_name;
+
+use crate::args::Pace;
+use crate::history::{
+    Children, exit_of, history, not_redrivable, outcomes, plan_of, render_ending,
+};
 use crate::output::{Output, table};
 
 #[derive(Args, Debug)]
@@ -17,16 +22,37 @@ pub struct ExecutionArg {
 }
 
 #[derive(Args, Debug)]
+pub struct RedriveArgs {
+    #[command(flatten)]
+    pub execution: ExecutionArg,
+    /// Follow the execution until it ends, as `watch` does.
+    #[arg(long = "watch")]
+    pub launch_watch: bool,
+    #[command(flatten)]
+    pub pace: Pace,
+}
+
+/// The statuses `list --status` takes (Step Functions' own names).
+const STATUSES: [&str; 6] = [
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "TIMED_OUT",
+    "ABORTED",
+    "PENDING_REDRIVE",
+];
+
+#[derive(Args, Debug)]
 pub struct ListArgs {
     /// How many executions, newest first.
     #[arg(long, default_value_t = 20)]
     pub max: i32,
-    /// Only executions with this status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE).
-    #[arg(long)]
+    /// Only executions with this status.
+    #[arg(long, ignore_case = true, value_parser = clap::builder::PossibleValuesParser::new(STATUSES))]
     pub status: Option<String>,
 }
 
-pub async fn list(context: &Context, out: &Output, args: ListArgs) -> CliResult<u8> {
+pub async fn list(context: &Context, out: &Output, args: ListArgs) -> CliResult<Exit> {
     let machine = context.state_machine_arn().await?;
     let status = args
         .status
@@ -57,7 +83,7 @@ pub async fn list(context: &Context, out: &Output, args: ListArgs) -> CliResult<
         .collect();
     if out.json() {
         out.value(&rows);
-        return Ok(0);
+        return Ok(Exit::Done);
     }
     let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     println!(
@@ -72,18 +98,12 @@ pub async fn list(context: &Context, out: &Output, args: ListArgs) -> CliResult<
             ])
         )
     );
-    Ok(0)
+    Ok(Exit::Done)
 }
 
-pub async fn status(context: &Context, out: &Output, args: ExecutionArg) -> CliResult<u8> {
+pub async fn status(context: &Context, out: &Output, args: ExecutionArg) -> CliResult<Exit> {
     let arn = context.execution_arn(&args.execution).await?;
-    let described = context
-        .sfn
-        .describe_execution()
-        .execution_arn(&arn)
-        .send()
-        .await
-        .map_err(|e| aws_failed("DescribeExecution", e))?;
+    let described = context.describe_execution(&arn).await?;
     let events = history(&context.sfn, &arn).await?;
     let plan = plan_of(context, &events).await?;
     let mut children = Children::default();
@@ -103,26 +123,37 @@ pub async fn status(context: &Context, out: &Output, args: ExecutionArg) -> CliR
     Ok(exit_of(ExecutionStatus::parse(described.status().as_str())))
 }
 
-pub async fn redrive(context: &Context, out: &Output, args: ExecutionArg) -> CliResult<u8> {
-    let arn = context.execution_arn(&args.execution).await?;
+/// Redrives an execution that stopped for it, after checking that a redrive would help.
+pub async fn redrive(context: &Context, out: &Output, args: RedriveArgs) -> CliResult<Exit> {
+    let arn = context.execution_arn(&args.execution.execution).await?;
+    let described = context.describe_execution(&arn).await?;
+    let status = ExecutionStatus::parse(described.status().as_str());
+    if let Some(why) = not_redrivable(status, described.error()) {
+        return Err(Failure {
+            exit: Exit::Refused,
+            ..Failure::new("NotRedrivable", format!("{} {why}", execution_name(&arn)))
+        });
+    }
     context
         .sfn
         .redrive_execution()
         .execution_arn(&arn)
         .send()
         .await
-        .map_err(|e| {
-            let failure = aws_failed("RedriveExecution", e);
-            Failure {
-                exit: crate::failure::EXIT_REFUSED,
-                ..failure
-            }
+        .map_err(|e| Failure {
+            exit: Exit::Refused,
+            ..aws_failed("RedriveExecution", e)
         })?;
     if out.json() {
         out.value(&json!({"type": "redriven", "executionArn": arn}));
     } else {
         println!("redriven {arn}: it resumes from the step that did not complete");
-        println!("  follow it: ami-rollout watch {arn}");
+        if !args.launch_watch {
+            println!("  follow it: ami-rollout watch {arn}");
+        }
     }
-    Ok(0)
+    if args.launch_watch {
+        return crate::watch::follow(context, out, &arn, &args.pace).await;
+    }
+    Ok(Exit::Done)
 }

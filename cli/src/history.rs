@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::context::Context;
-use crate::failure::{CliResult, aws_failed};
+use crate::failure::{CliResult, Exit, aws_failed};
 use crate::fleet_view::Places;
 use crate::output::table;
 use crate::steps::{Function, call_of};
@@ -387,9 +387,20 @@ pub fn render_ending(
     let seconds = described
         .stop_date()
         .map(|s| s.secs() - described.start_date().secs());
+    // An execution that stopped for a redrive says how to resume it.
+    let redrive = (status.is_ended()
+        && status != ExecutionStatus::Succeeded
+        && not_redrivable(status, described.error()).is_none())
+    .then(|| {
+        format!(
+            "ami-rollout redrive {}",
+            rollout_core::store::execution_name(described.execution_arn())
+        )
+    });
     let json = serde_json::json!({
         "executionArn": described.execution_arn(),
         "status": status,
+        "redrive": redrive,
         "error": described.error(),
         "cause": described.cause(),
         "seconds": seconds,
@@ -400,6 +411,11 @@ pub fn render_ending(
         render_outcomes(lines),
         seconds.map_or_else(String::new, |s| format!(" in {s} s"))
     );
+    if let Some(command) = &redrive {
+        text.push_str(&format!(
+            "  it stopped where it was, nothing rolled back: once the cause is cleared, {command}\n"
+        ));
+    }
     if let Some(error) = described.error() {
         text.push_str(&format!("  Error: {error}\n"));
         text.push_str(&format!(
@@ -410,12 +426,38 @@ pub fn render_ending(
     (json, text)
 }
 
-/// The exit status an execution's status stands for.
-pub fn exit_of(status: ExecutionStatus) -> u8 {
+/// Why a redrive would not help an execution that ended with `status` and `error`, and what to
+/// do instead; `None` when a redrive resumes it from the step that did not complete.
+pub fn not_redrivable(status: ExecutionStatus, error: Option<&str>) -> Option<&'static str> {
     match status {
-        ExecutionStatus::Succeeded | ExecutionStatus::Running => 0,
-        ExecutionStatus::TimedOut => 3,
-        ExecutionStatus::Aborted => 4,
-        _ => crate::failure::EXIT_FAILED,
+        ExecutionStatus::Succeeded => return Some("succeeded: there is nothing to resume"),
+        ExecutionStatus::Running | ExecutionStatus::PendingRedrive => {
+            return Some("is still running: follow it with ami-rollout watch");
+        }
+        _ => {}
+    }
+    match error? {
+        "RolloutFailed" | "Rejected" => Some(
+            "rolled back: every target it touched is as it was. Fix what its Cause names, then start a new rollout (ami-rollout start)",
+        ),
+        "RollbackFailed" => Some(
+            "ended with targets its rollback could not bring back (its Cause names them): bring them back by hand, then start a new rollout",
+        ),
+        "TargetHeld" => Some(
+            "was refused: another execution holds its targets. Start it again once that one ends",
+        ),
+        "InvalidInput" | "AmiNotUsable" | "TargetNotFound" | "PreflightFailed" => {
+            Some("was refused before anything changed: fix its input and start it again")
+        }
+        _ => None,
+    }
+}
+
+/// The exit status an execution's status stands for.
+pub fn exit_of(status: ExecutionStatus) -> Exit {
+    match status {
+        ExecutionStatus::Succeeded => Exit::Done,
+        ExecutionStatus::Running | ExecutionStatus::PendingRedrive => Exit::Running,
+        _ => Exit::RolloutFailed,
     }
 }

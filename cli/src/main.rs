@@ -28,7 +28,7 @@ use context::{Context, Global};
 use output::Output;
 
 #[derive(Parser)]
-#[command(name = "ami-rollout", version, about, long_about = None)]
+#[command(name = "ami-rollout", version, about, long_about = None, after_help = failure::EXIT_HELP)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -50,7 +50,7 @@ enum Command {
     /// One execution's outcome, target by target.
     Status(executions::ExecutionArg),
     /// Redrive a failed, aborted or timed-out execution from the step that did not complete.
-    Redrive(executions::ExecutionArg),
+    Redrive(executions::RedriveArgs),
     /// Roll a successful rollout back, as a new execution: every target it changed returns to its
     /// rollback point. Shows what it would do and asks first.
     Undo(undo::UndoArgs),
@@ -72,6 +72,13 @@ enum Command {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    // Output into a closed pipe (`ami-rollout list | head -1`) ends the program quietly, as it
+    // does every Unix tool, instead of a panic of println!.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(
@@ -82,8 +89,14 @@ async fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let out = Output::new(cli.global.output);
-    let context = Context::load(&cli.global).await;
+    let out = Output::new(cli.global.output, cli.global.debug);
+    let context = match Context::load(&cli.global).await {
+        Ok(context) => context,
+        Err(failure) => {
+            out.error(&failure);
+            return ExitCode::from(failure.exit.code());
+        }
+    };
     let result = match cli.command {
         Command::Plan(args) => plan::run(&context, &out, args).await,
         Command::Start(args) => start::run(&context, &out, args).await,
@@ -99,10 +112,10 @@ async fn main() -> ExitCode {
         Command::Completions { .. } => unreachable!("handled above"),
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(exit) => ExitCode::from(exit.code()),
         Err(failure) => {
             out.error(&failure);
-            ExitCode::from(failure.exit)
+            ExitCode::from(failure.exit.code())
         }
     }
 }

@@ -15,11 +15,13 @@ pub enum Format {
 
 pub struct Output {
     pub format: Format,
+    /// `--debug`: an error's detail (what AWS or the SDK said) is printed too.
+    pub debug: bool,
 }
 
 impl Output {
-    pub fn new(format: Format) -> Self {
-        Self { format }
+    pub fn new(format: Format, debug: bool) -> Self {
+        Self { format, debug }
     }
 
     pub fn json(&self) -> bool {
@@ -35,11 +37,16 @@ impl Output {
     }
 
     pub fn error(&self, failure: &Failure) {
+        let detail = failure.detail.as_ref().filter(|_| self.debug);
         if self.json() {
-            let body = serde_json::json!({"error": failure.name, "message": failure.message});
+            let body = serde_json::json!({"error": failure.name, "message": failure.message,
+                                          "detail": detail});
             eprintln!("{body}");
         } else {
             eprintln!("{}: {}", failure.name, failure.message);
+            if let Some(detail) = detail {
+                eprintln!("  detail: {detail}");
+            }
         }
     }
 }

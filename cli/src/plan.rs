@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::args::TriggerArgs;
 use crate::context::Context;
-use crate::failure::CliResult;
+use crate::failure::{CliResult, Exit};
 use crate::output::{Output, table};
 use crate::targets::{kind, rollback_point};
 
@@ -22,7 +22,7 @@ pub struct PlanArgs {
     pub trigger: TriggerArgs,
 }
 
-pub async fn run(context: &Context, out: &Output, args: PlanArgs) -> CliResult<u8> {
+pub async fn run(context: &Context, out: &Output, args: PlanArgs) -> CliResult<Exit> {
     let input = args.trigger.input()?;
     let (config, clients) = context.as_functions().await?;
     let resolved = rollout_planner::resolve(
@@ -44,7 +44,7 @@ pub async fn run(context: &Context, out: &Output, args: PlanArgs) -> CliResult<u
                     nothing.trigger, nothing.nothing_to_do
                 );
             }
-            return Ok(0);
+            return Ok(Exit::Done);
         }
     };
     let writes = would_write(&plan);
@@ -53,7 +53,7 @@ pub async fn run(context: &Context, out: &Output, args: PlanArgs) -> CliResult<u
     } else {
         print!("{}", render(&plan, &writes));
     }
-    Ok(0)
+    Ok(Exit::Done)
 }
 
 /// What the execution would write before its first wave, in the order it would.

@@ -8,7 +8,7 @@ use rollout_core::store::{PlanStore, SETTINGS_KEY};
 use serde_json::json;
 
 use crate::context::Context;
-use crate::failure::{CliResult, Failure};
+use crate::failure::{CliResult, Exit, Failure};
 use crate::output::Output;
 
 #[derive(Args, Debug)]
@@ -33,7 +33,7 @@ pub enum SettingsAction {
     },
 }
 
-pub async fn run(context: &Context, out: &Output, args: SettingsArgs) -> CliResult<u8> {
+pub async fn run(context: &Context, out: &Output, args: SettingsArgs) -> CliResult<Exit> {
     match args.action {
         SettingsAction::Validate { file } => {
             let (_, settings) = read(&file)?;
@@ -42,7 +42,7 @@ pub async fn run(context: &Context, out: &Output, args: SettingsArgs) -> CliResu
             } else {
                 println!("{file}: valid settings for {} scope(s)", settings.0.len());
             }
-            Ok(0)
+            Ok(Exit::Done)
         }
         SettingsAction::Show => {
             let store = store(context).await?;
@@ -57,7 +57,7 @@ pub async fn run(context: &Context, out: &Output, args: SettingsArgs) -> CliResu
                     println!("{}", document.text.trim_end());
                 }
             }
-            Ok(0)
+            Ok(Exit::Done)
         }
         SettingsAction::Put { file } => {
             let (text, _) = read(&file)?;
@@ -72,7 +72,7 @@ pub async fn run(context: &Context, out: &Output, args: SettingsArgs) -> CliResu
                     version.as_deref().unwrap_or("-")
                 );
             }
-            Ok(0)
+            Ok(Exit::Done)
         }
     }
 }

@@ -1,13 +1,17 @@
-//! `start`: a manual start built from flags (or given whole), checked with the very checks
-//! resolve-ami begins with, then started as an execution of the stack's state machine.
+//! `start`: a manual start built from flags (or given whole), planned first with the very planner
+//! the execution's first step runs (what `plan` shows), then started as an execution of the
+//! stack's state machine; a refusal starts nothing.
 
 use clap::Args;
 use serde_json::{Value, json};
 
 use crate::args::{LaunchArgs, TriggerArgs};
 use crate::context::Context;
-use crate::failure::{CliResult, aws_failed};
+use crate::failure::{CliResult, Exit, aws_failed};
 use crate::output::Output;
+
+/// The session name the operator role is assumed with in workload accounts to check a start.
+const PLAN_SESSION: &str = "ami-rollout-cli-start";
 
 #[derive(Args, Debug)]
 pub struct StartArgs {
@@ -17,11 +21,40 @@ pub struct StartArgs {
     pub launch: LaunchArgs,
 }
 
-pub async fn run(context: &Context, out: &Output, args: StartArgs) -> CliResult<u8> {
+pub async fn run(context: &Context, out: &Output, args: StartArgs) -> CliResult<Exit> {
     let input = args.trigger.input()?;
-    let (config, _) = context.as_functions().await?;
-    // The checks the execution's first step makes: a start they refuse is never started.
-    rollout_planner::accept(&config, &input)?;
+    // The checks `plan` makes, with the very planner the execution's first step runs: a start it
+    // refuses is never started, and a trigger with nothing to do starts nothing.
+    let (config, clients) = context.as_functions().await?;
+    if let Some(undo) = rollout_planner::undo::UndoRequest::of(&input) {
+        let machine = context.state_machine_arn().await?;
+        let own = machine.replacen(":stateMachine:", ":execution:", 1) + ":start";
+        let undo = undo?;
+        let undone = rollout_planner::undo::sibling_execution_arn(&own, &undo.undo)?;
+        rollout_planner::undo::check(&clients, &undone, None, PLAN_SESSION)
+            .await?
+            .into_plan(undo.skip_changed)?;
+    } else {
+        let resolved = rollout_planner::resolve(
+            &clients,
+            &config,
+            PLAN_SESSION,
+            &input,
+            rollout_core::clock::now(),
+        )
+        .await?;
+        if let Err(nothing) = resolved.into_plan() {
+            if out.json() {
+                out.value(&json!({"type": "nothingToDo", "reason": nothing.nothing_to_do}));
+            } else {
+                println!(
+                    "{}: nothing to do: {} (nothing started)",
+                    nothing.trigger, nothing.nothing_to_do
+                );
+            }
+            return Ok(Exit::Done);
+        }
+    }
     start(context, out, &input, args.launch).await
 }
 
@@ -32,7 +65,7 @@ pub async fn start(
     out: &Output,
     input: &Value,
     launch: LaunchArgs,
-) -> CliResult<u8> {
+) -> CliResult<Exit> {
     let machine = context.state_machine_arn().await?;
     let started = context
         .sfn
@@ -55,5 +88,5 @@ pub async fn start(
     if launch.watch {
         return crate::watch::follow(context, out, &arn, &launch.pace).await;
     }
-    Ok(0)
+    Ok(Exit::Done)
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::args::LaunchArgs;
 use crate::context::Context;
-use crate::failure::{CliResult, Failure};
+use crate::failure::{CliResult, Exit, Failure};
 use crate::output::{Output, table};
 use crate::targets::{kind, rollback_point};
 
@@ -35,7 +35,7 @@ pub struct UndoArgs {
     pub launch: LaunchArgs,
 }
 
-pub async fn run(context: &Context, out: &Output, args: UndoArgs) -> CliResult<u8> {
+pub async fn run(context: &Context, out: &Output, args: UndoArgs) -> CliResult<Exit> {
     let arn = context.execution_arn(&args.execution).await?;
     let (_, clients) = context.as_functions().await?;
     let check = rollout_planner::undo::check(&clients, &arn, None, SESSION).await?;
@@ -58,7 +58,7 @@ pub async fn run(context: &Context, out: &Output, args: UndoArgs) -> CliResult<u
     // The refusal the execution would end with, before anything is started.
     check.into_plan(args.skip_changed)?;
     if args.dry_run {
-        return Ok(0);
+        return Ok(Exit::Done);
     }
     if !args.yes {
         confirm(&undone)?;

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::args::Pace;
 use crate::context::Context;
-use crate::failure::{CliResult, aws_failed};
+use crate::failure::{CliResult, Exit};
 use crate::fleet_view::Places;
 use crate::history::{
     Child, Children, exit_of, history, outcomes, plan_from, plan_of, render_ending,
@@ -38,26 +38,20 @@ pub struct WatchArgs {
     pub pace: Pace,
 }
 
-pub async fn run(context: &Context, out: &Output, args: WatchArgs) -> CliResult<u8> {
+pub async fn run(context: &Context, out: &Output, args: WatchArgs) -> CliResult<Exit> {
     let arn = context.execution_arn(&args.execution).await?;
     follow(context, out, &arn, &args.pace).await
 }
 
 /// Follows `arn` until it ends; returns the exit status its outcome stands for.
-pub async fn follow(context: &Context, out: &Output, arn: &str, pace: &Pace) -> CliResult<u8> {
+pub async fn follow(context: &Context, out: &Output, arn: &str, pace: &Pace) -> CliResult<Exit> {
     let mut timeline = Timeline::new(out);
     let mut children = Children::default();
     let mut places = Places::new(context.clients());
     let mut seen = 0;
     let interval = Duration::from_secs_f64(pace.interval.max(0.05));
     loop {
-        let described = context
-            .sfn
-            .describe_execution()
-            .execution_arn(arn)
-            .send()
-            .await
-            .map_err(|e| aws_failed("DescribeExecution", e))?;
+        let described = context.describe_execution(arn).await?;
         let events = history(&context.sfn, arn).await?;
         let mut new: Vec<(aws_smithy_types::DateTime, Option<String>, usize)> = (seen..events
             .len())
@@ -667,7 +661,7 @@ impl<'a> Timeline<'a> {
         described: &aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput,
         events: &[HistoryEvent],
         children: &Children,
-    ) -> CliResult<u8> {
+    ) -> CliResult<Exit> {
         if let Some((multi, bars)) = self.bars.take() {
             for bar in bars.values() {
                 bar.finish_and_clear();

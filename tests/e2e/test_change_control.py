@@ -258,7 +258,7 @@ class ChangeControl(Harness):
         for group in self.groups:
             self.assert_rolled_out(group, self.golden)
         code, _, err = cli.run(self.moto, self.sfn, "approve", name)
-        self.assertEqual(code, 1, "a spent token is refused")
+        self.assertEqual(code, 3, "a spent token is refused")
         self.assertIn("NoApprovalPending", err)
 
     def test_a_rejected_gate_rolls_back_every_touched_target_without_waiting_for_its_window(self):

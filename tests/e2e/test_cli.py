@@ -3,22 +3,24 @@ the endpoint variables a user would set (never the control endpoint): `plan` sho
 targets the execution then runs, `start` refuses what the function would refuse before anything
 starts, `watch --output json` reports every target's end, `undo` brings a rolled-out fleet back
 to its rollback points and refuses by name a target changed since, `drift` names exactly the
-targets off the approved AMI and exits 2, and the scheduled check puts the same counts as metrics.
+targets off the approved AMI and exits 6, and the scheduled check puts the same counts as metrics.
 
 Run: infra/local/.venv/bin/python -m unittest tests.e2e.test_cli   (make e2e runs it)
 """
 
 import json
+import subprocess
 import sys
 import unittest
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra/local"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from localaws import cli, deploy, launcher, rollout  # noqa: E402
+from localaws import cli, clock, deploy, launcher, rollout  # noqa: E402
+from tests.e2e.case import post  # noqa: E402
 from tests.e2e.test_rollout import Harness  # noqa: E402
 
 
@@ -61,7 +63,7 @@ class OperatorCli(Harness):
         settings = json.dumps({"web": {"minHealthyPercentage": 500}})
         before = len(self.executions())
         code, out, err = self.cli("start", "--ami-id", self.golden, "--settings", settings)
-        self.assertEqual(code, 2, out)
+        self.assertEqual(code, 3, out)
         self.assertEqual(len(self.executions()), before, "nothing started")
         self.assertIn("InvalidInput", err)
         message = err.strip().split("InvalidInput: ", 1)[1]
@@ -94,10 +96,10 @@ class OperatorCli(Harness):
         bad.write_text(json.dumps({"web": {"minHealthyPercentage": 500}}))
         good.write_text(json.dumps({"*": {"wave": 2, "bakeSeconds": 5}, "api-canary": {"wave": 1}}))
         code, _, err = self.cli("settings", "validate", str(bad))
-        self.assertEqual(code, 2)
+        self.assertEqual(code, 3)
         self.assertIn("minHealthyPercentage", err)
         code, _, err = self.cli("settings", "put", str(bad))
-        self.assertEqual(code, 2, "refused before anything is sent")
+        self.assertEqual(code, 3, "refused before anything is sent")
         code, out, err = self.cli("--output", "json", "settings", "show")
         self.assertEqual((code, json.loads(out)["settings"]["web"]), (0, {"wave": 1}), err)  # still the harness's
         code, out, err = self.cli("--output", "json", "settings", "put", str(good))
@@ -111,23 +113,23 @@ class OperatorCli(Harness):
         self.assertEqual(code, 0, err)
         self.assertEqual([[t["group"] for t in w] for w in json.loads(out)["plan"]["waves"]], [sorted(self.groups)])
 
-    def test_drift_names_exactly_the_targets_off_the_approved_ami_and_exits_2(self):
+    def test_drift_names_exactly_the_targets_off_the_approved_ami_and_exits_6(self):
         code, out, err = self.cli("start", "--ami-id", self.golden, "--target", "web", "--watch", "--interval", "0.3")
         self.assertEqual(code, 0, out + err)
         code, out, err = self.cli("--output", "json", "drift", "--ami-id", self.golden)
-        self.assertEqual(code, 2, err)
+        self.assertEqual(code, 6, err)
         report = json.loads(out)
         self.assertEqual(sorted(d["target"] for d in report["drifted"]), sorted(g for g in self.groups if g != "web"))
         self.assertTrue(all(d["amis"] == [self.current] and d["ageDays"] is not None for d in report["drifted"]))
         self.assertEqual(report["checked"], len(self.groups))
 
         code, out, err = self.cli("drift", "--ami-id", self.current, "--format", "csv")
-        self.assertEqual(code, 2, err)
+        self.assertEqual(code, 6, err)
         self.assertEqual([row.split(",")[0] for row in out.splitlines()[1:]], ["web"])
 
         # The seed's parameter still holds the AMI the fleet ran before: web is the one off it.
         code, out, err = self.cli("drift", "--parameter-name", "/ami/linux/prod")
-        self.assertEqual(code, 2, out + err)
+        self.assertEqual(code, 6, out + err)
         self.assertIn(f"approved in {launcher.REGION}: {self.current}", out)
         self.assertIn(f"1 of {len(self.groups)} target(s) not on the approved AMI", out)
 
@@ -142,8 +144,9 @@ class OperatorCli(Harness):
         for metric in cloudwatch.list_metrics(Namespace="AmiRollout")["Metrics"]:
             stats = cloudwatch.get_metric_statistics(
                 Namespace="AmiRollout", MetricName=metric["MetricName"], Dimensions=metric["Dimensions"],
-                StartTime=datetime.now(timezone.utc) - timedelta(hours=1),
-                EndTime=datetime.now(timezone.utc) + timedelta(minutes=5), Period=3600, Statistics=["Maximum"])
+                # The functions' calendar clock, which runs ahead of the wall clock as tests go on.
+                StartTime=clock.utcnow() - timedelta(hours=1),
+                EndTime=clock.utcnow() + timedelta(minutes=5), Period=3600, Statistics=["Maximum"])
             dims = tuple(sorted(d["Value"] for d in metric["Dimensions"]))
             put[(metric["MetricName"], dims)] = [p["Maximum"] for p in stats["Datapoints"]]
         self.assertEqual(put[("NonCompliantTargets", ())], [1.0], put)
@@ -163,7 +166,7 @@ class OperatorCli(Harness):
 
         before = len(self.executions())
         code, out, err = self.cli("undo", first, "--yes")
-        self.assertEqual(code, 2, out + err)
+        self.assertEqual(code, 3, out + err)
         self.assertIn(f"{changed}: preflight refused the rollout", err)
         self.assertIn(f"not the one {first} made", err)
         self.assertEqual(len(self.executions()), before, "a refused undo starts nothing")
@@ -194,8 +197,96 @@ class OperatorCli(Harness):
 
         # An undo is not undone: the AMI is rolled out again instead.
         code, out, err = self.cli("undo", undo.rsplit(":", 1)[-1], "--yes")
-        self.assertEqual(code, 2, out + err)
+        self.assertEqual(code, 3, out + err)
         self.assertIn("it is itself an undo", err)
+
+    # Issue 34: what an operator trips over.
+
+    def run_with(self, env_changes, *args):
+        """The CLI with the operator's environment changed (None removes a variable)."""
+        env = cli.environment(self.moto, self.sfn)
+        for key, value in env_changes.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        done = subprocess.run([str(cli.binary()), *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+        return done.returncode, done.stdout, done.stderr
+
+    def test_a_closed_pipe_ends_the_listing_quietly(self):
+        code, out, err = self.cli("start", "--ami-id", self.golden, "--target", "web", "--watch", "--interval", "0.3")
+        self.assertEqual(code, 0, out + err)
+        env = cli.environment(self.moto, self.sfn)
+        shell = f"'{cli.binary()}' list | head -1; '{cli.binary()}' status \"$(\
+            '{cli.binary()}' --output json list | python3 -c 'import json,sys; print(json.load(sys.stdin)[0][\"name\"])')\" | head -1"
+        done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], env=env, capture_output=True, text=True,
+                              timeout=120)
+        self.assertNotIn("panicked", done.stderr)
+        self.assertNotIn("Broken pipe", done.stderr)
+        self.assertEqual(len(done.stdout.splitlines()), 2, done.stdout)
+
+    def test_missing_region_credentials_or_profile_say_what_to_set_in_one_line(self):
+        cases = {
+            "no region": ({"AWS_REGION": None, "AWS_DEFAULT_REGION": None, "AWS_CONFIG_FILE": "/nonexistent"},
+                          ["list"], "no AWS region: pass --region"),
+            "no credentials": ({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None,
+                                "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                                "AWS_EC2_METADATA_DISABLED": "true"},
+                               ["list"], "no AWS credentials found"),
+            "unknown profile": ({"AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"},
+                                ["--profile", "doesnotexist", "list"], "the profile doesnotexist is in neither"),
+        }
+        for name, (changes, args, said) in cases.items():
+            with self.subTest(name):
+                code, out, err = self.run_with(changes, *args)
+                self.assertEqual(code, 2, out + err)
+                self.assertEqual(len(err.strip().splitlines()), 1, err)
+                self.assertIn(said, err)
+        # --debug adds what the SDK said.
+        code, _, err = self.run_with(cases["no credentials"][0], "--debug", "list")
+        self.assertEqual(code, 2)
+        self.assertIn("detail:", err)
+
+    def test_start_refuses_what_plan_refuses_and_starts_nothing(self):
+        before = len(self.executions())
+        missing = "ami-0123456789abcdef0"
+        code, plan_out, plan_err = self.cli("plan", "--ami-id", missing)
+        self.assertEqual(code, 3, plan_out + plan_err)
+        code, out, err = self.cli("start", "--ami-id", missing)
+        self.assertEqual(code, 3, out + err)
+        self.assertEqual(err, plan_err, "a refused start reads like plan's refusal")
+        self.assertIn("AmiNotUsable", err)
+        self.assertEqual(len(self.executions()), before, "nothing started")
+
+    def test_redrive_refuses_a_rollout_that_rolled_back_and_says_what_to_do(self):
+        post(f"{self.control}/bad-ami", {"imageId": self.bad, "mode": "boot"})
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.bad})
+        result = self.watch(execution)
+        self.assertEqual((result["status"], result["error"]), ("FAILED", "RolloutFailed"), result["log"])
+        name = execution.rsplit(":", 1)[-1]
+        code, out, err = self.cli("redrive", name)
+        self.assertEqual(code, 3, out + err)
+        self.assertIn("NotRedrivable", err)
+        self.assertIn("rolled back", err)
+        self.assertIn("start a new rollout", err)
+        code, out, err = self.cli("status", name)
+        self.assertEqual(code, 4, out + err)
+        self.assertNotIn("ami-rollout redrive", out)
+
+    def test_unknown_executions_and_statuses_are_refused_by_name(self):
+        code, out, err = self.cli("approve", "nope")
+        self.assertEqual(code, 3, out + err)
+        self.assertIn("NoSuchExecution: there is no execution nope", err)
+        code, out, err = self.cli("status", "nope")
+        self.assertEqual(code, 3, out + err)
+        code, out, err = self.cli("list", "--status", "bogus")
+        self.assertEqual(code, 2, out + err)
+        self.assertIn("bogus", err)
+        self.assertEqual(out, "")
+        code, out, err = self.cli("list", "--status", "succeeded")
+        self.assertEqual(code, 0, out + err)
+
 
 
 if __name__ == "__main__":

@@ -186,13 +186,13 @@ class AcrossAccounts(Reach):
     def test_the_cli_reads_every_account_through_the_read_only_operator_role(self):
         golden = self.ami("golden", "us-east-1")
         code, out, err = cli.run(self.moto, self.sfn, "--output", "json", "drift", "--ami-id", golden)
-        self.assertEqual(code, 2, err)
+        self.assertEqual(code, 6, err)
         report = json.loads(out)
         self.assertEqual(sorted(d["target"] for d in report["drifted"]),
                          sorted(f"{a}/{r}/{g}" for a, r in self.places(self.ACCOUNTS) for g in ("api", "web")))
         # The CLI enters workload accounts as the operator, not with the functions' role.
         code, out, err = cli.run(self.moto, self.sfn, "--operator-role", "no-such-role", "drift", "--ami-id", golden)
-        self.assertEqual(code, 2, out + err)
+        self.assertEqual(code, 3, out + err)
         self.assertIn(f"account {CANARY}", err)
         self.assert_untouched()
 

@@ -37,7 +37,10 @@ DEFAULT_CLOCK_RATE = 20
 # S3 is ministack's own: a Distributed Map's ItemReader and ResultWriter read and write it in-process.
 # SNS, SQS and Pipes are its own too, so EventBridge rules, topics, queues and pipes deliver in-process
 # (the status topic, Image Builder's notifications through their pipe).
-MINISTACK_SERVICES = ("SFN", "LAMBDA", "IAM", "CLOUDWATCH_LOGS", "EVENTS", "S3", "SNS", "SQS", "PIPES")
+# The `AWS_ENDPOINT_URL_<SERVICE>` names are the SDKs' service ids, upper case with underscores
+# (botocore, the AWS CLI, the Rust SDK alike): EventBridge is EVENTBRIDGE, not its `events`
+# endpoint prefix (test_env_file.py checks every name with botocore).
+MINISTACK_SERVICES = ("SFN", "LAMBDA", "IAM", "CLOUDWATCH_LOGS", "EVENTBRIDGE", "S3", "SNS", "SQS", "PIPES")
 
 
 def _free_port() -> int:
