@@ -19,7 +19,7 @@ LOCAL_PY := $(LOCAL)/.venv/bin/python
 CHECK := infra/check
 SAM_VERSION := 1.170.0
 
-.PHONY: help build test lint fmt unit e2e check validate deploy package demo screenshot bench clean local-venv check-tools local-up local-down local-seed
+.PHONY: help build test lint fmt unit e2e check validate deploy package demo screenshot bench clean local-venv check-tools local-up local-down local-seed local-deploy
 
 help:
 	@echo "make demo     the main job: a rollout and an automatic rollback on the local AWS"
@@ -31,7 +31,7 @@ help:
 	@echo "make bench    the DESIGN §8 numbers: zip sizes, cold start and memory vs Python, planning 1,000 groups"
 	@echo "make validate cfn-lint, checkov, parliament and the IAM permission-coverage test on infra/aws"
 	@echo "make deploy   package, then sam deploy (guided the first time)"
-	@echo "make local-up / local-down / local-seed   the local AWS by hand (infra/local/README.md)"
+	@echo "make local-up / local-seed / local-deploy / local-down   the local AWS by hand (infra/local/README.md)"
 
 # Binaries and tests in one invocation share one feature set, so the AWS SDKs compile once
 # (a bins-only build would resolve features without the dev-dependencies and compile them again).
@@ -125,9 +125,13 @@ local-up: local-venv
 local-down:
 	@if [ -x $(LOCAL_PY) ]; then cd $(LOCAL) && .venv/bin/python -m localaws down; fi
 
-# Seeds the running local AWS (make local-up first) and prints what it made.
+# Deploys the stack (functions, state machine, roles, table, bucket) to the running local AWS.
+local-deploy: build local-venv
+	@. $(LOCAL)/.run/env && cd $(LOCAL) && .venv/bin/python -m localaws deploy
+
+# Seeds the running local AWS (make local-up first) and prints what it made (again, when seeded).
 local-seed: local-venv
-	. $(LOCAL)/.run/env && cd $(LOCAL) && .venv/bin/python -m localaws seed --endpoint $$LOCALAWS_MOTO
+	@. $(LOCAL)/.run/env && cd $(LOCAL) && .venv/bin/python -m localaws seed --endpoint $$LOCALAWS_MOTO
 
 $(VENV)/.build-tools: infra/build-requirements.txt
 	python3 -m venv $(VENV)

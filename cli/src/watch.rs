@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_sfn::types::{HistoryEvent, HistoryEventType as E};
 use clap::Args;
@@ -52,6 +52,7 @@ pub async fn follow(context: &Context, out: &Output, arn: &str, pace: &Pace) -> 
     let interval = Duration::from_secs_f64(pace.interval.max(0.05));
     loop {
         let described = context.describe_execution(arn).await?;
+        timeline.started = described.start_date().as_secs_f64();
         let events = history(&context.sfn, arn).await?;
         let mut new: Vec<(aws_smithy_types::DateTime, Option<String>, usize)> = (seen..events
             .len())
@@ -61,7 +62,8 @@ pub async fn follow(context: &Context, out: &Output, arn: &str, pace: &Pace) -> 
             new.push((children.known[&child].events[i].timestamp, Some(child), i));
         }
         new.sort_by_key(|(at, _, _)| (at.secs(), at.subsec_nanos()));
-        for (_, child, i) in new {
+        for (at, child, i) in new {
+            timeline.at = timeline.at.max(at.as_secs_f64());
             match child {
                 None => timeline.event(context, &events, i, None).await,
                 Some(arn) => {
@@ -82,7 +84,10 @@ pub async fn follow(context: &Context, out: &Output, arn: &str, pace: &Pace) -> 
 /// The text and JSON lines of a watch, each said once.
 struct Timeline<'a> {
     out: &'a Output,
-    start: Instant,
+    /// When the execution started, and the time of the event being told (both Step Functions'
+    /// timestamps): a line says how far into the execution it happened, whenever it is read.
+    started: f64,
+    at: f64,
     plan: Option<Plan>,
     verdicts: HashMap<String, (String, Vec<String>)>,
     steps: HashSet<(String, String)>,
@@ -101,7 +106,8 @@ impl<'a> Timeline<'a> {
         });
         Self {
             out,
-            start: Instant::now(),
+            started: 0.0,
+            at: 0.0,
             plan: None,
             verdicts: HashMap::new(),
             steps: HashSet::new(),
@@ -112,7 +118,7 @@ impl<'a> Timeline<'a> {
 
     /// One line: `kind` and `fields` in JSON, `text` for people.
     fn say(&self, kind: &str, fields: Value, text: impl AsRef<str>) {
-        let at = self.start.elapsed().as_secs_f64();
+        let at = (self.at - self.started).max(0.0);
         if self.out.json() {
             let mut line = json!({"type": kind, "at": (at * 10.0).round() / 10.0});
             if let (Some(line), Value::Object(fields)) = (line.as_object_mut(), fields) {

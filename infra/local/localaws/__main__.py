@@ -1,4 +1,4 @@
-"""python -m localaws {up,down,status,seed,serve} — see launcher.py and seed.py."""
+"""python -m localaws {up,down,status,seed,deploy,serve} — see launcher.py, seed.py, deploy.py."""
 
 import argparse
 import sys
@@ -11,11 +11,14 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "seed":
         from . import seed
         return seed.main(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "deploy":
+        from . import deploy
+        return deploy.main(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         from . import server
         return server.main(sys.argv[2:])
     parser = argparse.ArgumentParser(prog="python -m localaws", description=launcher.__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status", "seed", "serve"])
+    parser.add_argument("command", choices=["up", "down", "status", "seed", "deploy", "serve"])
     parser.add_argument("--run-dir", type=Path, default=launcher.DEFAULT_RUN_DIR)
     parser.add_argument("--moto-port", type=int, default=0)
     parser.add_argument("--sfn-port", type=int, default=0)

@@ -437,3 +437,20 @@ def _drain(sfn_endpoint: str, queue: str) -> list[str]:
         for m in messages:
             said.append(m["Body"])
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def main(argv=None) -> None:
+    """`python -m localaws deploy` (`make local-deploy`): the stack on the running local AWS, with
+    the debug binaries `make build` made, as the end-to-end tests deploy it; prints the state
+    machine's ARN."""
+    import argparse
+    import os
+    parser = argparse.ArgumentParser(prog="localaws deploy", description=main.__doc__.split(";")[0])
+    parser.add_argument("--sfn-endpoint", default=os.environ.get("LOCALAWS_SFN"))
+    parser.add_argument("--moto-endpoint", default=os.environ.get("LOCALAWS_MOTO"))
+    parser.add_argument("--triggers", action="store_true", help="the rules that start rollouts too")
+    args = parser.parse_args(argv)
+    if not (args.sfn_endpoint and args.moto_endpoint):
+        raise SystemExit("deploy: no endpoints; source infra/local/.run/env (written by `make local-up`)")
+    print(deploy(args.sfn_endpoint, args.moto_endpoint, triggers=args.triggers))
+

@@ -34,7 +34,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import ClientError
 
-from . import stack
+from . import launcher, stack
 
 ECS_AL2023 = "ami-05fb4f257abd42992"  # moto's copy of the public ECS-optimized AL2023 AMI
 TAG = {"Key": "ami-rollout:enabled", "Value": "true", "PropagateAtLaunch": False}
@@ -603,12 +603,26 @@ def main(argv=None) -> None:
     parser.add_argument("--brownfield", action="store_true",
                         help="groups with a past: many template versions, $Latest/$Default/pinned references, "
                              "finished refreshes, and a mixed instances group")
+    parser.add_argument("--manifest", type=Path, default=launcher.DEFAULT_RUN_DIR / "seed.json",
+                        help="where the seed's manifest is kept; printed again when seeded already")
     args = parser.parse_args(argv)
     if not args.endpoint:
         sys.exit("seed: no endpoint; pass --endpoint or source the env file written by `localaws up`")
-    json.dump(seed(args.endpoint, args.region, args.extra_groups, args.instances, args.brownfield),
-              sys.stdout, indent=1)
-    print()
+    # Seeding twice would make a second fleet beside the first (and fail on its names): a local
+    # AWS that has the seed's groups is seeded already, and its manifest is printed again.
+    autoscaling = clients(args.endpoint, args.region)["autoscaling"]
+    seeded = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["web"])["AutoScalingGroups"]
+    if seeded and args.manifest.exists():
+        sys.stdout.write(args.manifest.read_text())
+        return
+    if seeded:
+        sys.exit("seed: this local AWS is seeded already (group web exists) and its manifest is gone; "
+                 "start over with `make local-down local-up local-seed`")
+    manifest = seed(args.endpoint, args.region, args.extra_groups, args.instances, args.brownfield)
+    text = json.dumps(manifest, indent=1) + "\n"
+    args.manifest.parent.mkdir(parents=True, exist_ok=True)
+    args.manifest.write_text(text)
+    sys.stdout.write(text)
 
 
 if __name__ == "__main__":
