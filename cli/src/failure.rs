@@ -3,7 +3,7 @@
 
 use rollout_core::{FromSdk, StepError};
 
-/// What a command's exit status means; the same for every command (README, "Exit statuses").
+/// What a command's exit status means; the same for every command (README and docs/operator-guide.md, "Exit statuses").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// Done; the execution SUCCEEDED; no drift.

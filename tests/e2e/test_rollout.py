@@ -783,7 +783,7 @@ class Overlapping(Harness):
     def test_an_operator_releases_a_stopped_holder_by_hand(self):
         holder = self.stop_a_holder_for_a_redrive()
         self.wait_for("the holder's refresh to end", lambda: self.new_refreshes("web")[0]["Status"] == "Successful")
-        # The README's command: invoke hold-targets with a release of that execution.
+        # The troubleshooting guide's command (docs/troubleshooting.md): invoke hold-targets with a release of that execution.
         lam = deploy.clients(self.sfn)[0]
         answer = lam.invoke(FunctionName="ami-rollout-hold-targets", Payload=json.dumps(
             {"action": "release", "execution": holder["arn"]}).encode())

@@ -1,5 +1,5 @@
-"""Each function's timeout covers twice its worst case at AWS's latencies, and the README's table
-says what the template sets (README, "Function timeouts"). The local AWS answers in a few ms, so no
+"""Each function's timeout covers twice its worst case at AWS's latencies, and the docs' table
+says what the template sets (docs/numbers.md, "Function timeouts"). The local AWS answers in a few ms, so no
 local run can show a timeout that is too short on AWS; this arithmetic must.
 
 Latencies assumed (per call, with its share of SDK retries): 200 ms for a control-plane call (EC2,
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from policies import load
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+NUMBERS = Path(__file__).resolve().parents[2] / "docs/numbers.md"
 LATENCY = {"aws": 0.2, "assume": 1.0, "s3": 0.05, "dynamodb": 0.02}
 TARGETS, ACCOUNT_REGIONS, WAVES, SERVICES, CONTAINER_INSTANCES = 5_000, 100, 10, 5_000, 1_000
 LANES = WAVES * ACCOUNT_REGIONS * 2  # a lane: one account-region and kind (groups, instances) of a wave
@@ -76,7 +76,7 @@ class Timeouts(unittest.TestCase):
                 self.assertLessEqual(self.timeouts[name], LAMBDA_MAX)
 
     def test_the_readme_says_what_the_template_sets(self):
-        text = README.read_text()
+        text = NUMBERS.read_text()
         section = text[text.index("### Function timeouts"):]
         section = section[:section.index("\n#")]
         rows = dict(re.findall(r"^\| (\S+) \|.*\| (\d+) s \|$", section, re.MULTILINE))
