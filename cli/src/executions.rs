@@ -14,6 +14,7 @@ use crate::history::{
     Children, exit_of, history, not_redrivable, outcomes, plan_of, render_ending,
 };
 use crate::output::{Output, table};
+use crate::waiting::approval_gate;
 
 #[derive(Args, Debug)]
 pub struct ExecutionArg {
@@ -114,7 +115,12 @@ pub async fn status(context: &Context, out: &Output, args: ExecutionArg) -> CliR
         &children,
     )
     .await;
-    let (json, text) = render_ending(&described, &lines);
+    let (mut json, mut text) = render_ending(&described, &lines);
+    if let Some(gate) = approval_gate(context, &arn, &events).await {
+        let (gate_json, gate_text) = crate::waiting::describe(&gate);
+        json["waitingFor"] = json!({"approval": gate_json});
+        text.push_str(&format!("  {gate_text}\n"));
+    }
     if out.json() {
         out.value(&json);
     } else {

@@ -3,6 +3,7 @@
 //! `undo`), answers their approval gates (`approve`, `reject`), and tells what is not on the approved image (`drift`). The standard AWS credential chain and
 //! endpoint variables apply, so the same binary works against AWS and the local AWS.
 
+mod abort;
 mod approve;
 mod args;
 mod context;
@@ -18,6 +19,7 @@ mod start;
 mod steps;
 mod targets;
 mod undo;
+mod waiting;
 mod watch;
 
 use std::process::ExitCode;
@@ -40,30 +42,68 @@ struct Cli {
 enum Command {
     /// What a trigger or a manual start would do, with nothing changed: the AMI per region, the
     /// waves and their targets with their rollback points, what is skipped or refused and why.
+    #[command(
+        after_help = "Examples:\n  ami-rollout plan --ami-id ami-0123456789abcdef0\n  ami-rollout plan --parameter-name /ami/linux/prod --target web --wave web --wave api,batch\n  ami-rollout --output json plan --input @trigger.json"
+    )]
     Plan(plan::PlanArgs),
     /// Start a rollout by hand (checked as the state machine would check it, first).
+    #[command(
+        after_help = "Examples:\n  ami-rollout start --ami-id ami-0123456789abcdef0 --watch\n  ami-rollout start --parameter-name /ami/linux/prod --target web --name web-canary\n  ami-rollout start --input @trigger.json"
+    )]
     Start(start::StartArgs),
     /// Follow an execution live until it ends; exits with its outcome.
+    #[command(
+        after_help = "Examples:\n  ami-rollout watch web-canary\n  ami-rollout --output json watch arn:aws:states:us-east-1:111111111111:execution:ami-rollout:web-canary"
+    )]
     Watch(watch::WatchArgs),
     /// Recent executions of the state machine.
+    #[command(
+        after_help = "Examples:\n  ami-rollout list\n  ami-rollout list --status failed --max 50"
+    )]
     List(executions::ListArgs),
     /// One execution's outcome, target by target.
+    #[command(
+        after_help = "Examples:\n  ami-rollout status web-canary\n  ami-rollout --output json status web-canary"
+    )]
     Status(executions::ExecutionArg),
     /// Redrive a failed, aborted or timed-out execution from the step that did not complete.
+    #[command(after_help = "Examples:\n  ami-rollout redrive web-canary --watch")]
     Redrive(executions::RedriveArgs),
-    /// Roll a successful rollout back, as a new execution: every target it changed returns to its
+    /// Roll a successful (or aborted) rollout back, as a new execution: every target it changed returns to its
     /// rollback point. Shows what it would do and asks first.
+    #[command(
+        after_help = "Examples:\n  ami-rollout undo web-canary --dry-run\n  ami-rollout undo web-canary --skip-changed --yes --watch"
+    )]
     Undo(undo::UndoArgs),
+    /// Stop a running rollout and bring back every target it touched (each checked again first),
+    /// as a new execution.
+    #[command(
+        after_help = "Examples:\n  ami-rollout abort web-canary\n  ami-rollout abort web-canary --yes --watch"
+    )]
+    Abort(abort::AbortArgs),
     /// Let an execution waiting at its approval gate go on to its next wave.
+    #[command(after_help = "Examples:\n  ami-rollout approve web-canary")]
     Approve(approve::ApproveArgs),
     /// Refuse the next wave of an execution waiting at its approval gate: every target it
     /// touched is rolled back.
+    #[command(
+        after_help = "Examples:\n  ami-rollout reject web-canary --reason \"p99 latency doubled on the canary\""
+    )]
     Reject(approve::RejectArgs),
-    /// Groups and standalone instances not on the approved AMI; exit status 2 when any is found.
+    /// Groups and standalone instances not on the approved AMI; exit status 6 when any is found.
+    #[command(
+        after_help = "Examples:\n  ami-rollout drift --parameter-name /ami/linux/prod\n  ami-rollout drift --ami-id ami-0123456789abcdef0 --format csv > drift.csv"
+    )]
     Drift(drift::DriftArgs),
     /// The per-target settings the functions plan with: show them, validate a file, put it.
+    #[command(
+        after_help = "Examples:\n  ami-rollout settings show\n  ami-rollout settings validate settings.json\n  ami-rollout settings put settings.json"
+    )]
     Settings(settings::SettingsArgs),
     /// Shell completions, written to standard output.
+    #[command(
+        after_help = "Examples:\n  ami-rollout completions bash > ~/.local/share/bash-completion/completions/ami-rollout"
+    )]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -105,6 +145,7 @@ async fn main() -> ExitCode {
         Command::Status(args) => executions::status(&context, &out, args).await,
         Command::Redrive(args) => executions::redrive(&context, &out, args).await,
         Command::Undo(args) => undo::run(&context, &out, args).await,
+        Command::Abort(args) => abort::run(&context, &out, args).await,
         Command::Drift(args) => drift::run(&context, &out, args).await,
         Command::Approve(args) => approve::approve(&context, &out, args).await,
         Command::Reject(args) => approve::reject(&context, &out, args).await,

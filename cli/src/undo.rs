@@ -61,27 +61,27 @@ pub async fn run(context: &Context, out: &Output, args: UndoArgs) -> CliResult<E
         return Ok(Exit::Done);
     }
     if !args.yes {
-        confirm(&undone)?;
+        confirm(&format!("Undo {undone}"))?;
     }
     let input = json!({"undo": undone, "skipChanged": args.skip_changed});
     crate::start::start(context, out, &input, args.launch).await
 }
 
 /// Asks on the terminal; without one, `--yes` is the only way to say yes.
-fn confirm(undone: &str) -> CliResult<()> {
+pub fn confirm(question: &str) -> CliResult<()> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::refused(
-            "not started: give --yes to undo without a terminal to confirm on",
+            "nothing done: give --yes to go on without a terminal to confirm on",
         ));
     }
-    print!("Undo {undone}? Type yes to start: ");
+    print!("{question}? Type yes to go on: ");
     std::io::stdout().flush().ok();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer).ok();
     if answer.trim() == "yes" {
         Ok(())
     } else {
-        Err(Failure::refused("not started: the undo was not confirmed"))
+        Err(Failure::refused("nothing done: not confirmed"))
     }
 }
 
@@ -123,6 +123,20 @@ pub fn render(check: &UndoCheck) -> String {
         text.push_str(&format!(
             "{}\n",
             table(&["target", "kind", "back to", "how"], rows)
+        ));
+    }
+    let planned: Vec<String> = plan.waves.iter().flatten().map(|t| t.name()).collect();
+    let untouched: Vec<[String; 2]> = check
+        .notes
+        .iter()
+        .filter(|n| !planned.contains(&n.group))
+        .map(|n| [n.group.clone(), n.reason.clone()])
+        .collect();
+    if !untouched.is_empty() {
+        text.push_str(&format!(
+            "\nLeft as they are ({}): nothing of the rollout's is on them\n{}\n",
+            untouched.len(),
+            table(&["target", "why"], untouched)
         ));
     }
     if !check.refused.is_empty() {

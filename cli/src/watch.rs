@@ -29,6 +29,7 @@ use crate::history::{
 };
 use crate::output::Output;
 use crate::steps::{Call, Function, call_of};
+use crate::waiting::approval_gate;
 
 #[derive(Args, Debug)]
 pub struct WatchArgs {
@@ -74,6 +75,7 @@ pub async fn follow(context: &Context, out: &Output, arn: &str, pace: &Pace) -> 
         }
         seen = events.len();
         timeline.progress(&mut places, &children).await;
+        timeline.gate(context, arn, &events).await;
         if ExecutionStatus::parse(described.status().as_str()) != ExecutionStatus::Running {
             return timeline.end(context, &described, &events, &children).await;
         }
@@ -595,6 +597,20 @@ impl<'a> Timeline<'a> {
             }
         }
         self.plan = plan;
+    }
+
+    /// The approval gate the execution is parked at, said once per gate.
+    async fn gate(&mut self, context: &Context, arn: &str, events: &[HistoryEvent]) {
+        let Some(gate) = approval_gate(context, arn, events).await else {
+            return;
+        };
+        if self
+            .steps
+            .insert(("(gate)".into(), format!("{}-{}", gate.wave, gate.asked_at)))
+        {
+            let (json, text) = crate::waiting::describe(&gate);
+            self.say("approvalWait", json, format!("  {text}"));
+        }
     }
 
     /// Progress of every group being refreshed, with the AMIs on its instances, when it changed.

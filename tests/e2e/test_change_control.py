@@ -249,6 +249,15 @@ class ChangeControl(Harness):
         other = self.watch(rollout.start(self.sfn, self.machine, {"amiId": self.bad, "targets": ["web"]}))
         self.assertEqual((other["status"], other["error"]), ("FAILED", "TargetHeld"), other["log"])
         self.assertEqual(self.amis("web"), [self.golden] * 2)
+        # What it waits for, said by status: the gate, since when, until when, what answers it.
+        code, out, err = cli.run(self.moto, self.sfn, "status", name)
+        self.assertEqual(code, 5, "still running: " + out + err)
+        self.assertIn("waiting at the approval gate after wave 1 since ", out)
+        self.assertIn(f"approve: ami-rollout approve {name}", out)
+        self.assertIn(f"reject:  ami-rollout reject {name}", out)
+        code, out, err = cli.run(self.moto, self.sfn, "--output", "json", "status", name)
+        waiting = json.loads(out)["waitingFor"]["approval"]
+        self.assertEqual((waiting["wave"], waiting["onTimeout"]), (1, "stop"))
 
         code, out, err = cli.run(self.moto, self.sfn, "approve", name)
         self.assertEqual(code, 0, err)

@@ -288,6 +288,39 @@ class OperatorCli(Harness):
         self.assertEqual(code, 0, out + err)
 
 
+    def test_abort_brings_back_what_the_rollout_touched_and_a_rerun_starts_from_the_canary(self):
+        # An hour's bake (three minutes of wall clock) holds the canary wave: abort it there.
+        name = f"to-abort-{uuid.uuid4().hex[:8]}"
+        code, out, err = self.cli("start", "--ami-id", self.golden, "--name", name,
+                                  "--settings", json.dumps({"*": {"bakeSeconds": 3600}}))
+        self.assertEqual(code, 0, out + err)
+        self.wait_for("the canary on the golden AMI",
+                      lambda: self.amis("web") == [self.golden] * 2, timeout=180)
+        code, out, err = self.cli("abort", name)
+        self.assertEqual(code, 3, "no terminal and no --yes: nothing done")
+        code, out, err = self.cli("--output", "json", "abort", name, "--yes", "--watch", "--interval", "0.3")
+        self.assertEqual(code, 0, out + err)
+        lines = self.json_lines(out)
+        aborted = next(line for line in lines if line["type"] == "aborted")
+        self.assertEqual(sorted(t["group"] for w in aborted["plan"]["waves"] for t in w), sorted(self.groups))
+        end = lines[-1]
+        self.assertEqual((end["type"], end["status"]), ("end", "SUCCEEDED"))
+        # The canary it had rolled out is rolled back; the wave it had not reached, untouched.
+        self.assertEqual({t["target"]: t["outcome"] for t in end["targets"]},
+                         {g: "rolled back" if g == "web" else "untouched" for g in self.groups})
+        self.assert_back_as_before("web")
+        self.assert_untouched(set(self.groups) - {"web"})
+        described = self.sfn_client.describe_execution(executionArn=f"{self.machine.replace(':stateMachine:', ':execution:')}:{name}")
+        self.assertEqual(described["status"], "ABORTED")
+        # A rerun starts from the canary again: nothing of the aborted rollout is left on it.
+        code, out, err = self.cli("--output", "json", "plan", "--ami-id", self.golden)
+        self.assertEqual(code, 0, err)
+        self.assertEqual([t["group"] for t in json.loads(out)["plan"]["waves"][0]], ["web"])
+        # Aborting what is not running is refused, with what to do instead.
+        code, out, err = self.cli("abort", name, "--yes")
+        self.assertEqual(code, 3, out + err)
+        self.assertIn("only a running rollout is aborted", err)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -111,8 +111,9 @@ pub fn sibling_execution_arn(own: &str, name: &str) -> StepResult<String> {
     Ok(format!("{machine}:{name}"))
 }
 
-/// The undone rollout's name and start, refused unless it ended successfully.
-async fn finished_rollout(clients: &Clients, arn: &str, name: &str) -> StepResult<UndoOf> {
+/// The undone rollout's name and start, and whether it was aborted (stopped part way by an
+/// operator); refused unless it succeeded or was aborted (a failed one rolled itself back).
+async fn finished_rollout(clients: &Clients, arn: &str, name: &str) -> StepResult<(UndoOf, bool)> {
     let conf = clients
         .sdk_config()
         .ok_or_else(|| StepError::invalid("no AWS configuration to read the execution"))?;
@@ -131,19 +132,23 @@ async fn finished_rollout(clients: &Clients, arn: &str, name: &str) -> StepResul
         Err(err) => return Err(StepError::from_sdk("DescribeExecution", err)),
     };
     let status = described.status();
-    if *status != ExecutionStatus::Succeeded {
+    if !matches!(
+        status,
+        ExecutionStatus::Succeeded | ExecutionStatus::Aborted
+    ) {
         return Err(StepError::PreflightFailed {
             group: format!("execution {name}"),
             reason: format!(
-                "it is {}: only a rollout that succeeded is undone (a failed one rolled itself back)",
+                "it is {}: only a rollout that succeeded or was aborted is undone (a failed one rolled itself back; a running one is aborted with ami-rollout abort)",
                 status.as_str()
             ),
         });
     }
-    Ok(UndoOf {
+    let undone = UndoOf {
         execution: name.to_string(),
         start_time: described.start_date().secs(),
-    })
+    };
+    Ok((undone, *status == ExecutionStatus::Aborted))
 }
 
 /// Checks what an undo of the execution `undone_arn` would bring back. `session` names the
@@ -165,9 +170,9 @@ pub async fn check(
             "execution {name} cannot undo itself"
         )));
     }
-    let undone = finished_rollout(clients, undone_arn, name).await?;
+    let (undone, aborted) = finished_rollout(clients, undone_arn, name).await?;
     let original = undoable_plan(clients, name).await?;
-    let checked = check_targets(clients, &original, name, session).await?;
+    let checked = check_targets(clients, &original, (name, aborted), session).await?;
     let target_count = checked.waves.iter().map(Vec::len).sum();
     Ok(UndoCheck {
         plan: Plan {
@@ -216,10 +221,13 @@ struct CheckedTargets {
     notes: Vec<Skipped>,
 }
 
+/// `undone` is the rollout's name, and whether it was aborted: an aborted rollout left some
+/// targets as they were (left out, said) and others part way (brought back from wherever they
+/// are, as its own rollback would have).
 async fn check_targets(
     clients: &Clients,
     original: &Plan,
-    name: &str,
+    (name, aborted): (&str, bool),
     session: &str,
 ) -> StepResult<CheckedTargets> {
     let mut places: HashMap<(Option<String>, Option<String>), Clients> = HashMap::new();
@@ -240,8 +248,10 @@ async fn check_targets(
             }
             let there = &places[&place];
             let undoable = match target.kind {
-                TargetKind::AutoScalingGroup => group_undoable(there, target, name).await?,
-                TargetKind::Instance => instance_undoable(there, target).await?,
+                TargetKind::AutoScalingGroup => {
+                    group_undoable(there, target, name, aborted).await?
+                }
+                TargetKind::Instance => instance_undoable(there, target, aborted).await?,
             };
             match undoable {
                 Undoable::Back(note) => {
@@ -272,7 +282,15 @@ enum Undoable {
 
 /// A group goes back when it is as the rollout left it: on the version the rollout made, with no
 /// refresh running and every instance on the rolled-out AMI, and its rollback point launchable.
-async fn group_undoable(clients: &Clients, target: &Target, undone: &str) -> StepResult<Undoable> {
+/// Of an aborted rollout, every group goes to its rollback: it brings back one the rollout left
+/// part way (a refresh of the rollout's still running is rolled back natively) and finds one it
+/// had not reached untouched, as the rollout's own rollback would have.
+async fn group_undoable(
+    clients: &Clients,
+    target: &Target,
+    undone: &str,
+    aborted: bool,
+) -> StepResult<Undoable> {
     let point = target.template_point()?;
     let group = match fleet::describe_group(clients, &target.resource).await {
         Ok(group) => group,
@@ -281,16 +299,6 @@ async fn group_undoable(clients: &Clients, target: &Target, undone: &str) -> Ste
         }
         Err(other) => return Err(other),
     };
-    if let Some(running) = recent_refreshes(clients, &target.resource)
-        .await?
-        .into_iter()
-        .find(|r| r.is_active())
-    {
-        return Ok(Undoable::Refused(format!(
-            "instance refresh {} is {} on it",
-            running.id, running.status
-        )));
-    }
     let template = match group_template(&group) {
         Ok(t) => t,
         Err(why) => return Ok(Undoable::Refused(why)),
@@ -314,31 +322,29 @@ async fn group_undoable(clients: &Clients, target: &Target, undone: &str) -> Ste
         .await
         .map_err(|e| StepError::from_sdk("DescribeLaunchTemplateVersions", e))?;
     let version = version.launch_template_versions().first();
+    let number = version.and_then(|v| v.version_number()).unwrap_or_default();
     let made_by_undone = version
         .and_then(|v| v.version_description())
         .and_then(Marker::parse)
         .is_some_and(|m| m.is(undone, &target.resource));
-    if !made_by_undone {
+    let running = recent_refreshes(clients, &target.resource)
+        .await?
+        .into_iter()
+        .find(|r| r.is_active());
+    if let Some(running) = running.filter(|_| !aborted) {
         return Ok(Undoable::Refused(format!(
-            "its launch template version ({} = {}) is not the one {undone} made: it changed since",
-            template.version,
-            version.and_then(|v| v.version_number()).unwrap_or_default()
+            "instance refresh {} is {} on it",
+            running.id, running.status
         )));
     }
-    let ids = fleet::in_service_instances(&group);
-    let images = fleet::instance_images(clients, &ids).await?;
-    let mut elsewhere: Vec<String> = images
-        .iter()
-        .filter(|(_, image)| **image != target.ami.id)
-        .map(|(id, image)| format!("{id} runs {image}"))
-        .collect();
-    if !elsewhere.is_empty() {
-        elsewhere.sort();
+    if !made_by_undone && !aborted {
         return Ok(Undoable::Refused(format!(
-            "not every instance is on {} now ({})",
-            target.ami.id,
-            elsewhere.join(", ")
+            "its launch template version ({} = {number}) is not the one {undone} made: it changed since",
+            template.version
         )));
+    }
+    if !aborted && let Some(refusal) = instances_elsewhere(clients, &group, target).await? {
+        return Ok(refusal);
     }
     Ok(match ami::cannot_launch(clients, &point.image_id).await? {
         Some(reason) => Undoable::Refused(format!(
@@ -349,14 +355,51 @@ async fn group_undoable(clients: &Clients, target: &Target, undone: &str) -> Ste
     })
 }
 
+/// A group of a finished rollout with an instance off the rolled-out AMI changed since.
+async fn instances_elsewhere(
+    clients: &Clients,
+    group: &aws_sdk_autoscaling::types::AutoScalingGroup,
+    target: &Target,
+) -> StepResult<Option<Undoable>> {
+    let ids = fleet::in_service_instances(group);
+    let images = fleet::instance_images(clients, &ids).await?;
+    let mut elsewhere: Vec<String> = images
+        .iter()
+        .filter(|(_, image)| **image != target.ami.id)
+        .map(|(id, image)| format!("{id} runs {image}"))
+        .collect();
+    if elsewhere.is_empty() {
+        return Ok(None);
+    }
+    elsewhere.sort();
+    Ok(Some(Undoable::Refused(format!(
+        "not every instance is on {} now ({})",
+        target.ami.id,
+        elsewhere.join(", ")
+    ))))
+}
+
 /// A standalone instance goes back when it still runs the rolled-out AMI with no replacement
 /// running. Its kept root goes back in place; once that was deleted (after the rollout's success,
 /// by default), it gets a fresh root from its previous AMI, which must still launch.
-async fn instance_undoable(clients: &Clients, target: &Target) -> StepResult<Undoable> {
+async fn instance_undoable(
+    clients: &Clients,
+    target: &Target,
+    aborted: bool,
+) -> StepResult<Undoable> {
     let point = target.root_point()?;
     let Some(now) = instance::describe(clients, &target.resource).await? else {
         return Ok(Undoable::Refused("the instance no longer exists".into()));
     };
+    let replacing = instance::tasks(clients, &target.resource)
+        .await?
+        .into_iter()
+        .find(|t| t.is_running());
+    if aborted {
+        // Its rollback finds it untouched, part way (a replacement of the rollout's running is
+        // waited for), or replaced, as the rollout's own rollback would have.
+        return Ok(Undoable::Back(None));
+    }
     if now.state != "running" {
         return Ok(Undoable::Refused(format!(
             "it is {}, not running",
@@ -369,11 +412,7 @@ async fn instance_undoable(clients: &Clients, target: &Target) -> StepResult<Und
             now.image_id, target.ami.id
         )));
     }
-    if let Some(running) = instance::tasks(clients, &target.resource)
-        .await?
-        .into_iter()
-        .find(|t| t.is_running())
-    {
+    if let Some(running) = replacing {
         return Ok(Undoable::Refused(format!(
             "root volume replacement {} is running on it",
             running.id
