@@ -64,8 +64,10 @@ pub async fn run(context: &Context, out: &Output, args: AbortArgs) -> CliResult<
     let check = rollout_planner::undo::check(&clients, &arn, None, SESSION).await?;
     if check.plan.target_count == 0 && check.refused.is_empty() {
         if out.json() {
-            out.value(&json!({"type": "aborted", "executionArn": arn, "plan": check.plan,
-                              "notes": check.notes}));
+            out.value(
+                &json!({"type": "aborted", "executionArn": arn, "plan": check.plan,
+                              "notes": check.notes}),
+            );
         } else {
             println!("aborted {name}: it had changed no target, so there is nothing to bring back");
         }
