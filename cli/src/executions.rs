@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::context::Context;
 use crate::failure::{CliResult, Exit, Failure, aws_failed};
 use rollout_core::model::ExecutionStatus;
+use rollout_core::trigger::Trigger;
 
 use rollout_core::store::execution_name;
 
@@ -68,20 +69,35 @@ pub async fn list(context: &Context, out: &Output, args: ListArgs) -> CliResult<
         .send()
         .await
         .map_err(|e| aws_failed("ListExecutions", e))?;
-    let rows: Vec<Value> = listed
-        .executions()
-        .iter()
-        .map(|e| {
-            json!({
-                "name": e.name(),
-                "executionArn": e.execution_arn(),
-                "status": e.status().as_str(),
-                "startDate": e.start_date().to_string(),
-                "stopDate": e.stop_date().map(|d| d.to_string()),
-                "redriveCount": e.redrive_count(),
-            })
-        })
-        .collect();
+    let mut rows: Vec<Value> = Vec::new();
+    for e in listed.executions() {
+        // What it rolls out and how it ended are in the execution itself: its input, its error.
+        let described = context.describe_execution(e.execution_arn()).await?;
+        let input: Value = described
+            .input()
+            .and_then(|i| serde_json::from_str(i).ok())
+            .unwrap_or(Value::Null);
+        let (kind, what) = match input.get("undo").and_then(Value::as_str) {
+            Some(undone) => ("undo", format!("undo of {undone}")),
+            None => (
+                "rollout",
+                Trigger::parse(&input).map_or_else(|_| "?".into(), |t| t.description),
+            ),
+        };
+        let seconds = e.stop_date().map(|s| s.secs() - e.start_date().secs());
+        rows.push(json!({
+            "name": e.name(),
+            "executionArn": e.execution_arn(),
+            "kind": kind,
+            "what": what,
+            "status": e.status().as_str(),
+            "error": described.error(),
+            "startDate": e.start_date().to_string(),
+            "stopDate": e.stop_date().map(|d| d.to_string()),
+            "seconds": seconds,
+            "redriveCount": e.redrive_count(),
+        }));
+    }
     if out.json() {
         out.value(&rows);
         return Ok(Exit::Done);
@@ -90,12 +106,25 @@ pub async fn list(context: &Context, out: &Output, args: ListArgs) -> CliResult<
     println!(
         "{}",
         table(
-            &["execution", "status", "started", "stopped"],
+            &[
+                "execution",
+                "kind",
+                "what",
+                "status",
+                "started",
+                "took",
+                "error"
+            ],
             rows.iter().map(|r| [
                 text(r, "name"),
+                text(r, "kind"),
+                text(r, "what"),
                 text(r, "status"),
                 text(r, "startDate"),
-                text(r, "stopDate")
+                r["seconds"]
+                    .as_i64()
+                    .map_or_else(|| "-".into(), |s| format!("{s} s")),
+                text(r, "error"),
             ])
         )
     );

@@ -100,6 +100,9 @@ enum Command {
         after_help = "Examples:\n  ami-rollout settings show\n  ami-rollout settings validate settings.json\n  ami-rollout settings put settings.json"
     )]
     Settings(settings::SettingsArgs),
+    /// The manual page (roff), written to standard output.
+    #[command(after_help = "Examples:\n  ami-rollout man > ~/.local/share/man/man1/ami-rollout.1")]
+    Man,
     /// Shell completions, written to standard output.
     #[command(
         after_help = "Examples:\n  ami-rollout completions bash > ~/.local/share/bash-completion/completions/ami-rollout"
@@ -120,6 +123,12 @@ async fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Command::Man = cli.command {
+        return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(failure::Exit::Error.code()),
+        };
+    }
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(
             shell,
@@ -150,7 +159,7 @@ async fn main() -> ExitCode {
         Command::Approve(args) => approve::approve(&context, &out, args).await,
         Command::Reject(args) => approve::reject(&context, &out, args).await,
         Command::Settings(args) => settings::run(&context, &out, args).await,
-        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     };
     match result {
         Ok(exit) => ExitCode::from(exit.code()),

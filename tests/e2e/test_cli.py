@@ -273,6 +273,13 @@ class OperatorCli(Harness):
         code, out, err = self.cli("status", name)
         self.assertEqual(code, 4, out + err)
         self.assertNotIn("ami-rollout redrive", out)
+        # list says what each execution rolled out, of which kind, and how it ended.
+        code, out, err = self.cli("--output", "json", "list")
+        self.assertEqual(code, 0, err)
+        row = next(r for r in json.loads(out) if r["name"] == name)
+        self.assertEqual((row["kind"], row["status"], row["error"]), ("rollout", "FAILED", "RolloutFailed"))
+        self.assertIn(self.bad, row["what"])
+        self.assertIsNotNone(row["seconds"])
 
     def test_unknown_executions_and_statuses_are_refused_by_name(self):
         code, out, err = self.cli("approve", "nope")
@@ -286,6 +293,14 @@ class OperatorCli(Harness):
         self.assertEqual(out, "")
         code, out, err = self.cli("list", "--status", "succeeded")
         self.assertEqual(code, 0, out + err)
+        # The help names every command and the exit statuses; the man page comes from the same.
+        code, out, err = self.cli("--help")
+        self.assertEqual(code, 0, err)
+        for command in ("abort", "undo", "approve", "reject", "drift", "Exit statuses:"):
+            self.assertIn(command, out)
+        code, out, err = self.cli("man")
+        self.assertEqual(code, 0, err)
+        self.assertIn(".TH ami-rollout 1", out)
 
 
     def test_abort_brings_back_what_the_rollout_touched_and_a_rerun_starts_from_the_canary(self):
