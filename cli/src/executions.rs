@@ -12,7 +12,7 @@ use rollout_core::store::execution_name;
 
 use crate::args::Pace;
 use crate::history::{
-    Children, exit_of, history, not_redrivable, outcomes, plan_of, render_ending,
+    Children, Fleet, exit_of, history, not_redrivable, outcomes, plan_of, render_ending,
 };
 use crate::output::{Output, table};
 use crate::waiting::approval_gate;
@@ -138,10 +138,16 @@ pub async fn status(context: &Context, out: &Output, args: ExecutionArg) -> CliR
     let plan = plan_of(context, &events).await?;
     let mut children = Children::default();
     children.poll(&context.sfn, &arn).await?;
+    // A running execution is shown on the fleet as it is now; a past one as it left it.
+    let fleet = match ExecutionStatus::parse(described.status().as_str()) {
+        ExecutionStatus::Running => Fleet::Now,
+        _ => Fleet::AsLeft,
+    };
     let lines = outcomes(
         context,
         plan.as_ref().and_then(|(_, p)| p.as_ref()),
         &children,
+        fleet,
     )
     .await;
     let (mut json, mut text) = render_ending(&described, &lines);

@@ -234,8 +234,12 @@ pub struct TargetOutcome {
     pub wave: Option<usize>,
     pub ami_before: String,
     pub ami_rolled_out: String,
-    /// The AMIs its instances run now (none when they could not be read).
+    /// The AMIs its instances run now (none when they could not be read, or not asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub amis_now: Option<Vec<String>>,
+    /// The AMI the execution left it on, from its outcome (none when that is not known: a
+    /// target not brought back, one still going).
+    pub ami_left: Option<String>,
     pub seconds: Option<i64>,
     pub checks_passed: Option<u32>,
     pub outcome: String,
@@ -243,11 +247,20 @@ pub struct TargetOutcome {
     pub reason: Option<String>,
 }
 
-/// What became of every target of the execution, from its children and the fleet now.
+/// Whether an outcome reads the fleet as it is now (a live or just-ended execution), or says only
+/// what the execution left (a past one: the fleet may have moved on since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fleet {
+    Now,
+    AsLeft,
+}
+
+/// What became of every target of the execution, from its children (and the fleet now).
 pub async fn outcomes(
     context: &Context,
     plan: Option<&Plan>,
     children: &Children,
+    fleet: Fleet,
 ) -> Vec<TargetOutcome> {
     let mut places = Places::new(context.clients());
     let mut by_target: HashMap<String, (Option<&Child>, Option<&Child>)> = HashMap::new();
@@ -279,7 +292,17 @@ pub async fn outcomes(
     for (wave, target) in planned {
         let (rollout, rollback) = by_target.get(&target.name()).copied().unwrap_or_default();
         let (outcome, reason) = outcome_of(rollout, rollback);
-        let now = places.now(&target, None).await.ok().map(|n| n.amis);
+        let now = match fleet {
+            Fleet::Now => places.now(&target, None).await.ok().map(|n| n.amis),
+            Fleet::AsLeft => None,
+        };
+        let ami_left = match outcome.as_str() {
+            "rolled out" => Some(target.ami.id.clone()),
+            "rolled back" | "untouched" | "not started" | "stopped" => {
+                Some(target.rollback_point.image_id().to_string())
+            }
+            _ => None,
+        };
         let seconds = rollout.and_then(|c| Some(c.stopped?.secs() - c.started?.secs()));
         lines.push(TargetOutcome {
             target: target.name(),
@@ -288,6 +311,7 @@ pub async fn outcomes(
             ami_before: target.rollback_point.image_id().to_string(),
             ami_rolled_out: target.ami.id.clone(),
             amis_now: now,
+            ami_left,
             seconds,
             checks_passed: rollout.and_then(Child::health).map(|h| h.checks_passed),
             outcome,
@@ -345,10 +369,11 @@ fn outcome_of(rollout: Option<&Child>, rollback: Option<&Child>) -> (String, Opt
 
 pub fn render_outcomes(lines: &[TargetOutcome]) -> String {
     let rows = lines.iter().map(|l| {
-        let now = l
-            .amis_now
-            .as_ref()
-            .map_or_else(|| "?".to_string(), |a| a.join(", "));
+        let now = match (&l.amis_now, &l.ami_left) {
+            (Some(now), _) => now.join(", "),
+            (None, Some(left)) => left.clone(),
+            (None, None) => "?".to_string(),
+        };
         [
             l.target.clone(),
             l.wave.map_or_else(String::new, |w| w.to_string()),
@@ -368,7 +393,7 @@ pub fn render_outcomes(lines: &[TargetOutcome]) -> String {
             &[
                 "target",
                 "wave",
-                "AMI before → now",
+                "AMI before → after",
                 "duration",
                 "checks",
                 "outcome"

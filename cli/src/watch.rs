@@ -24,7 +24,7 @@ use crate::context::Context;
 use crate::failure::{CliResult, Exit};
 use crate::fleet_view::Places;
 use crate::history::{
-    Child, Children, exit_of, history, outcomes, plan_from, plan_of, render_ending,
+    Child, Children, Fleet, exit_of, history, outcomes, plan_from, plan_of, render_ending,
     rollback_outcome, succeeded_output,
 };
 use crate::output::Output;
@@ -693,7 +693,7 @@ impl<'a> Timeline<'a> {
         if self.plan.is_none() {
             self.plan = plan_of(context, events).await?.and_then(|(_, p)| p);
         }
-        let lines = outcomes(context, self.plan.as_ref(), children).await;
+        let lines = outcomes(context, self.plan.as_ref(), children, Fleet::Now).await;
         let (json, text) = render_ending(described, &lines);
         if self.out.json() {
             self.say("end", json, "");

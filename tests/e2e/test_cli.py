@@ -280,6 +280,13 @@ class OperatorCli(Harness):
         self.assertEqual((row["kind"], row["status"], row["error"]), ("rollout", "FAILED", "RolloutFailed"))
         self.assertIn(self.bad, row["what"])
         self.assertIsNotNone(row["seconds"])
+        # The fleet moves on; the past execution's status still shows what it left.
+        code, out, err = self.cli("start", "--ami-id", self.golden, "--target", "web", "--watch", "--interval", "0.3")
+        self.assertEqual(code, 0, out + err)
+        code, out, err = self.cli("--output", "json", "status", name)
+        web = next(t for t in json.loads(out)["targets"] if t["target"] == "web")
+        self.assertEqual((web["outcome"], web["amiLeft"]), ("rolled back", self.current))
+        self.assertNotIn("amisNow", web)
 
     def test_unknown_executions_and_statuses_are_refused_by_name(self):
         code, out, err = self.cli("approve", "nope")
