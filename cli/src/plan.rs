@@ -5,7 +5,8 @@
 use clap::Args;
 use rollout_core::model::Plan;
 use rollout_core::window::WindowTimes;
-use serde_json::json;
+use rollout_planner::Resolved;
+use serde_json::{Value, json};
 
 use crate::args::TriggerArgs;
 use crate::context::Context;
@@ -22,18 +23,17 @@ pub struct PlanArgs {
     pub trigger: TriggerArgs,
 }
 
+/// The plan of `input` as the execution's first step would make it, with the deployed
+/// functions' configuration; workload accounts are entered as the operator (`session`).
+pub async fn planned(context: &Context, input: &Value, session: &str) -> CliResult<Resolved> {
+    let (config, clients) = context.as_functions().await?;
+    let now = rollout_core::clock::now();
+    Ok(rollout_planner::resolve(&clients, &config, session, input, now).await?)
+}
+
 pub async fn run(context: &Context, out: &Output, args: PlanArgs) -> CliResult<Exit> {
     let input = args.trigger.input()?;
-    let (config, clients) = context.as_functions().await?;
-    let resolved = rollout_planner::resolve(
-        &clients,
-        &config,
-        SESSION,
-        &input,
-        rollout_core::clock::now(),
-    )
-    .await?;
-    let plan = match resolved.into_plan() {
+    let plan = match planned(context, &input, SESSION).await?.into_plan() {
         Ok(plan) => plan,
         Err(nothing) => {
             if out.json() {

@@ -25,8 +25,8 @@ pub async fn run(context: &Context, out: &Output, args: StartArgs) -> CliResult<
     let input = args.trigger.input()?;
     // The checks `plan` makes, with the very planner the execution's first step runs: a start it
     // refuses is never started, and a trigger with nothing to do starts nothing.
-    let (config, clients) = context.as_functions().await?;
     if let Some(undo) = rollout_planner::undo::UndoRequest::of(&input) {
+        let (_, clients) = context.as_functions().await?;
         let machine = context.state_machine_arn().await?;
         let own = machine.replacen(":stateMachine:", ":execution:", 1) + ":start";
         let undo = undo?;
@@ -35,14 +35,7 @@ pub async fn run(context: &Context, out: &Output, args: StartArgs) -> CliResult<
             .await?
             .into_plan(undo.skip_changed)?;
     } else {
-        let resolved = rollout_planner::resolve(
-            &clients,
-            &config,
-            PLAN_SESSION,
-            &input,
-            rollout_core::clock::now(),
-        )
-        .await?;
+        let resolved = crate::plan::planned(context, &input, PLAN_SESSION).await?;
         if let Err(nothing) = resolved.into_plan() {
             if out.json() {
                 out.value(&json!({"type": "nothingToDo", "reason": nothing.nothing_to_do}));
