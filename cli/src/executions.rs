@@ -15,7 +15,7 @@ use crate::history::{
     Children, Fleet, exit_of, history, not_redrivable, outcomes, plan_of, render_ending,
 };
 use crate::output::{Output, table};
-use crate::waiting::approval_gate;
+use crate::waiting::{approval_gate, window_waits};
 
 #[derive(Args, Debug)]
 pub struct ExecutionArg {
@@ -153,8 +153,22 @@ pub async fn status(context: &Context, out: &Output, args: ExecutionArg) -> CliR
     let (mut json, mut text) = render_ending(&described, &lines);
     if let Some(gate) = approval_gate(context, &arn, &events).await {
         let (gate_json, gate_text) = crate::waiting::describe(&gate);
-        json["waitingFor"] = json!({"approval": gate_json});
+        json["waitingFor"]["approval"] = gate_json;
         text.push_str(&format!("  {gate_text}\n"));
+    }
+    let windows = window_waits(&children);
+    if !windows.is_empty() {
+        let iso = |at: Option<i64>| at.map(rollout_core::time::iso_time);
+        json["waitingFor"]["windows"] = windows
+            .iter()
+            .map(|(target, opens)| json!({"target": target, "opensAt": iso(*opens)}))
+            .collect();
+        for (target, opens) in &windows {
+            text.push_str(&format!(
+                "  {target} waits for its maintenance window, which opens {}\n",
+                iso(*opens).unwrap_or_else(|| "(not read)".into())
+            ));
+        }
     }
     if out.json() {
         out.value(&json);

@@ -131,6 +131,15 @@ class ChangeControl(Harness):
         execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "targets": ["web"]})
         # While it waits for the window it holds its target: an overlapping rollout is refused.
         self.wait_for("the hold", lambda: self.hold_tag("web") == execution)
+        # status says what it waits for: web's window, and when it opens.
+        name = execution.rsplit(":", 1)[-1]
+
+        def parked():
+            code, out, _ = cli.run(self.moto, self.sfn, "--output", "json", "status", name)
+            return code == 5 and json.loads(out).get("waitingFor", {}).get("windows")
+        self.wait_for("status to show the window wait", parked, timeout=15)
+        [waiting] = parked()
+        self.assertEqual((waiting["target"], stamp(waiting["opensAt"])), ("web", opens))
         other = self.watch(rollout.start(self.sfn, self.machine, {"amiId": self.bad, "targets": ["web"]}))
         self.assertEqual((other["status"], other["error"]), ("FAILED", "TargetHeld"), other["log"])
         self.assertEqual(self.new_versions("web"), [], "nothing changed before the window opens")
