@@ -150,7 +150,7 @@ pub async fn status(context: &Context, out: &Output, args: ExecutionArg) -> CliR
         fleet,
     )
     .await;
-    let (mut json, mut text) = render_ending(&described, &lines);
+    let (mut json, mut text) = render_ending(&described, &lines, out.paint);
     if let Some(gate) = approval_gate(context, &arn, &events).await {
         let (gate_json, gate_text) = crate::waiting::describe(&gate);
         json["waitingFor"]["approval"] = gate_json;

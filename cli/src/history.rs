@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::context::Context;
 use crate::failure::{CliResult, Exit, aws_failed};
 use crate::fleet_view::Places;
-use crate::output::table;
+use crate::output::{Paint, table};
 use crate::steps::{Function, call_of};
 
 /// Every event of an execution's history, oldest first.
@@ -407,6 +407,7 @@ pub fn render_outcomes(lines: &[TargetOutcome]) -> String {
 pub fn render_ending(
     described: &aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput,
     lines: &[TargetOutcome],
+    paint: Paint,
 ) -> (Value, String) {
     let status = ExecutionStatus::parse(described.status().as_str());
     let seconds = described
@@ -432,8 +433,9 @@ pub fn render_ending(
         "targets": lines,
     });
     let mut text = format!(
-        "{}\nexecution {status}{}\n",
+        "{}\nexecution {}{}\n",
         render_outcomes(lines),
+        paint.status(status),
         seconds.map_or_else(String::new, |s| format!(" in {s} s"))
     );
     if let Some(command) = &redrive {
@@ -442,7 +444,7 @@ pub fn render_ending(
         ));
     }
     if let Some(error) = described.error() {
-        text.push_str(&format!("  Error: {error}\n"));
+        text.push_str(&format!("  Error: {}\n", paint.bad(error)));
         text.push_str(&format!(
             "  Cause: {}\n",
             described.cause().unwrap_or_default()

@@ -269,8 +269,13 @@ impl<'a> Timeline<'a> {
                 .describe()
             })
         });
+        let painted = match outcome.as_str() {
+            "rolled out" | "untouched" => self.out.paint.good(&outcome),
+            "rolled back" | "stopped" => self.out.paint.going(&outcome),
+            _ => self.out.paint.bad(&outcome),
+        };
         let text = format!(
-            "■ {name}: {phase} child ended {status}: {outcome}{}",
+            "■ {name}: {phase} child ended {status}: {painted}{}",
             reason
                 .as_ref()
                 .map_or_else(String::new, |r| format!(" — {r}"))
@@ -694,7 +699,7 @@ impl<'a> Timeline<'a> {
             self.plan = plan_of(context, events).await?.and_then(|(_, p)| p);
         }
         let lines = outcomes(context, self.plan.as_ref(), children, Fleet::Now).await;
-        let (json, text) = render_ending(described, &lines);
+        let (json, text) = render_ending(described, &lines, self.out.paint);
         if self.out.json() {
             self.say("end", json, "");
         } else {
