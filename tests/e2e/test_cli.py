@@ -343,6 +343,24 @@ class OperatorCli(Harness):
         self.assertEqual(code, 3, out + err)
         self.assertIn("only a running rollout is aborted", err)
 
+    def test_a_rollout_stopped_by_throttling_says_redrive_and_the_cli_redrives_it_to_success(self):
+        self.configure({"*": {"minHealthyPercentage": 50, "bakeSeconds": 3, "alarmNames": ["web-5xx"]}},
+                       AWS_MAX_ATTEMPTS="1")
+        post(f"{self.control}/faults", {"operation": "DescribeAlarms", "code": "Throttling", "count": 100})
+        execution = rollout.start(self.sfn, self.machine, {"amiId": self.golden, "targets": ["web"]})
+        stopped = self.watch(execution)
+        self.assertEqual(stopped["status"], "FAILED", stopped["log"])
+        name = execution.rsplit(":", 1)[-1]
+        code, out, err = self.cli("status", name)
+        self.assertEqual(code, 4, out + err)
+        self.assertIn(f"nothing rolled back: once the cause is cleared, ami-rollout redrive {name}", out)
+        self.clear_faults()
+        code, out, err = self.cli("--output", "json", "redrive", name, "--watch", "--interval", "0.3")
+        self.assertEqual(code, 0, out + err)
+        end = self.json_lines(out)[-1]
+        self.assertEqual((end["type"], end["status"]), ("end", "SUCCEEDED"))
+        self.assert_rolled_out("web", self.golden)
+
 
 if __name__ == "__main__":
     unittest.main()
