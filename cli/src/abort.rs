@@ -40,7 +40,9 @@ pub async fn run(context: &Context, out: &Output, args: AbortArgs) -> CliResult<
             "{name} is {status}: only a running rollout is aborted (one that succeeded is brought back with ami-rollout undo {name})"
         )));
     }
-    if described.input().is_some_and(|i| i.contains("\"undo\"")) {
+    let input: Option<serde_json::Value> =
+        described.input().and_then(|i| serde_json::from_str(i).ok());
+    if input.is_some_and(|i| i.get("undo").is_some()) {
         return Err(Failure::refused(format!(
             "{name} is an undo: let it finish, or stop it with the Step Functions console"
         )));
