@@ -232,23 +232,33 @@ impl<'a> Timeline<'a> {
             | E::ExecutionAborted
             | E::ExecutionTimedOut => {
                 let Some(child) = child else { return };
-                self.target_end(child, phase);
+                self.target_end(child, phase, e);
             }
             _ => {}
         }
     }
 
-    /// A child execution ended: what became of its target.
-    fn target_end(&mut self, child: &Child, phase: &str) {
+    /// A child execution ended (`ended`, its event): what became of its target. Told from the
+    /// event itself, not the child as it is now: a child redriven since ends again later.
+    fn target_end(&mut self, child: &Child, phase: &str, ended: &HistoryEvent) {
         let name = child.target.name();
         if let Some((_, bars)) = &mut self.bars
             && let Some(bar) = bars.remove(&name)
         {
             bar.finish();
         }
-        let output = child.output().unwrap_or(Value::Null);
+        let output = ended
+            .execution_succeeded_event_details()
+            .and_then(|d| d.output())
+            .and_then(|o| serde_json::from_str(o).ok())
+            .unwrap_or(Value::Null);
         let field = |k: &str| output.get(k).and_then(Value::as_str).map(str::to_string);
-        let status = child.status;
+        let status = match ended.r#type() {
+            E::ExecutionSucceeded => ExecutionStatus::Succeeded,
+            E::ExecutionAborted => ExecutionStatus::Aborted,
+            E::ExecutionTimedOut => ExecutionStatus::TimedOut,
+            _ => ExecutionStatus::Failed,
+        };
         let outcome = match phase {
             "rollback" => match serde_json::from_value::<TargetRollback>(output.clone()) {
                 Ok(back) => rollback_outcome(back.status).to_string(),
@@ -260,14 +270,18 @@ impl<'a> Timeline<'a> {
                 None => status.as_str().to_ascii_lowercase(),
             },
         };
+        // A child that failed says why in its event; one that ended with a failed outcome, in it.
+        let failed = ended.execution_failed_event_details().map(|d| {
+            (
+                d.error().unwrap_or_default().to_string(),
+                d.cause().unwrap_or_default().to_string(),
+            )
+        });
         let reason = field("action").or_else(|| {
-            field("error").map(|error| {
-                rollout_core::model::CaughtError {
-                    error,
-                    cause: field("cause").unwrap_or_default(),
-                }
-                .describe()
-            })
+            field("error")
+                .map(|error| (error, field("cause").unwrap_or_default()))
+                .or(failed)
+                .map(|(error, cause)| rollout_core::model::CaughtError { error, cause }.describe())
         });
         let painted = match outcome.as_str() {
             "rolled out" | "untouched" => self.out.paint.good(&outcome),

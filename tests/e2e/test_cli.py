@@ -357,8 +357,13 @@ class OperatorCli(Harness):
         self.clear_faults()
         code, out, err = self.cli("--output", "json", "redrive", name, "--watch", "--interval", "0.3")
         self.assertEqual(code, 0, out + err)
-        end = self.json_lines(out)[-1]
+        lines = self.json_lines(out)
+        end = lines[-1]
         self.assertEqual((end["type"], end["status"]), ("end", "SUCCEEDED"))
+        # Each end of the redriven child is told as it was: first stopped, then rolled out.
+        ends = [(e["status"], e["outcome"]) for e in lines if e["type"] == "targetEnd"]
+        self.assertEqual(ends[-1], ("SUCCEEDED", "rolled out"), ends)
+        self.assertNotIn("RUNNING", [status for status, _ in ends], ends)
         self.assert_rolled_out("web", self.golden)
 
 
