@@ -1,6 +1,7 @@
 //! rollout-planner: what a trigger comes to, decided before anything changes. resolve-ami runs it
-//! as the state machine's first step; the CLI's `plan`, `start`, `undo` and `drift` run the very
-//! same code with the operator's credentials. It reads AWS and writes nothing.
+//! as the state machine's first step; the CLI's `plan`, `start`, `undo`, `abort` and `drift` run
+//! the very same code with the operator's credentials. It only reads AWS, but for the scheduled
+//! drift check's metrics (`drift::scheduled`, which only resolve-ami's schedule runs).
 //!
 //! The modules form a tree, top to bottom:
 //! - `resolve`: one trigger into one plan, built whole (`Resolved`).
